@@ -78,7 +78,8 @@ class Layer:
             (key, value) for (ns, key), value in self.writes.items()
             if ns == namespace and key >= start and (end is None or key < end)
         )
-        below = self.below.scan(namespace, start, end, None)
+        # Each pending entry can hide at most one item below, so this many always suffice.
+        below = iter(self.below.scan(namespace, start, end, None if limit is None else limit + len(pending)))
         count = 0
         index = 0
         item = next(below, None)
