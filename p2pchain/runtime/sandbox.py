@@ -113,6 +113,33 @@ def _iadd(a: Any, b: Any) -> Any:
     return result
 
 
+def _no_set(result: Any) -> Any:
+    if type(result) in (set, frozenset):
+        raise ContractFault("this operation made a set (dict views combine into sets), which "
+                            "iterates in hash order; build a dict or a sorted list instead")
+    return result
+
+
+def _sub(a: Any, b: Any) -> Any:
+    return _no_set(a - b)
+
+
+def _and(a: Any, b: Any) -> Any:
+    return _no_set(a & b)
+
+
+def _or(a: Any, b: Any) -> Any:
+    return _no_set(a | b)
+
+
+def _xor(a: Any, b: Any) -> Any:
+    return _no_set(a ^ b)
+
+
+def _setless(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    return lambda a, b: _no_set(op(a, b))
+
+
 def _checked_inplace(check: Callable[[Any, Any], None], op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     def inplace(a: Any, b: Any) -> Any:
         check(a, b)
@@ -121,11 +148,12 @@ def _checked_inplace(check: Callable[[Any, Any], None], op: Callable[[Any, Any],
 
 
 _INPLACE = {
-    "Add": _iadd, "Sub": operator.isub, "Mult": _checked_inplace(_check_mul, operator.imul),
+    "Add": _iadd, "Sub": _setless(operator.isub), "Mult": _checked_inplace(_check_mul, operator.imul),
     "MatMult": operator.imatmul, "Div": operator.itruediv, "Mod": operator.imod,
     "Pow": _checked_inplace(_check_pow, operator.ipow),
     "LShift": _checked_inplace(_check_lshift, operator.ilshift), "RShift": operator.irshift,
-    "BitOr": operator.ior, "BitXor": operator.ixor, "BitAnd": operator.iand,
+    "BitOr": _setless(operator.ior), "BitXor": _setless(operator.ixor),
+    "BitAnd": _setless(operator.iand),
     "FloorDiv": operator.ifloordiv,
 }
 
@@ -425,6 +453,10 @@ def contract_globals(meter: Meter) -> dict[str, Any]:
         "__mul_checked__": _mul,
         "__pow_checked__": _pow,
         "__lshift_checked__": _lshift,
+        "__sub_checked__": _sub,
+        "__and_checked__": _and,
+        "__or_checked__": _or,
+        "__xor_checked__": _xor,
     }
     for op, hook in _INPLACE.items():
         namespace[f"__inplace_{op}__"] = hook
