@@ -173,6 +173,14 @@ def _owned(obj: Any) -> bool:
     return True
 
 
+def _kind(obj: Any) -> str:
+    if isinstance(obj, type):
+        return f"class {obj.__name__}"
+    if isinstance(obj, (types.ModuleType, ModuleProxy)):
+        return "module"
+    return type(obj).__name__
+
+
 def _name_check(name: Any) -> str:
     if type(name) is not str:
         raise ContractFault("attribute names must be str")
@@ -185,14 +193,14 @@ def _name_check(name: Any) -> str:
 def _setattr(obj: Any, name: str, value: Any) -> None:
     _name_check(name)
     if not _owned(obj):
-        raise ContractFault(f"cannot set attribute {name!r} on a shared {type(obj).__name__}")
+        raise ContractFault(f"cannot set attribute {name!r} on a shared {_kind(obj)}")
     builtins.setattr(obj, name, value)
 
 
 def _delattr(obj: Any, name: str) -> None:
     _name_check(name)
     if not _owned(obj):
-        raise ContractFault(f"cannot delete attribute {name!r} of a shared {type(obj).__name__}")
+        raise ContractFault(f"cannot delete attribute {name!r} of a shared {_kind(obj)}")
     builtins.delattr(obj, name)
 
 
