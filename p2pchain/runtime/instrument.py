@@ -8,8 +8,7 @@ that
   depth (``__enter__()`` ... ``finally: __leave__()``);
 * ``+``, ``*``, ``**``, ``<<`` and their in-place forms go through size-checked helpers, so a
   doubling string or a ``10 ** 10 ** 9`` fails the same way on every node instead of
-  exhausting one node's memory; ``-``, ``&``, ``|``, ``^`` refuse a set result (dict views
-  combine into sets, which iterate in hash order);
+  exhausting one node's memory;
 * attribute stores and deletes go through a check that refuses shared objects (modules,
   classes and functions not defined by this contract);
 * every ``except`` handler first re-raises what a contract must not swallow (the meter's
@@ -35,12 +34,7 @@ SETATTR = "__setattr_checked__"
 DELATTR = "__delattr_checked__"
 BASE_EXCEPTION = "__base_exception__"
 CHECKED_BINOPS = {ast.Add: "__add_checked__", ast.Mult: "__mul_checked__",
-                  ast.Pow: "__pow_checked__", ast.LShift: "__lshift_checked__",
-                  ast.Sub: "__sub_checked__", ast.BitAnd: "__and_checked__",
-                  ast.BitOr: "__or_checked__", ast.BitXor: "__xor_checked__"}
-#: Operators whose only danger is growth of sequences or a set result: skip the check when
-#: one operand is a number literal (``n - 1``, ``i + 1``).
-_NUMERIC_SAFE = (ast.Add, ast.Sub, ast.BitAnd, ast.BitOr, ast.BitXor)
+                  ast.Pow: "__pow_checked__", ast.LShift: "__lshift_checked__"}
 #: In-place operators, by AST class name, each to a hook ``__inplace_<Name>__``.
 INPLACE_HOOK = "__inplace_{}__"
 HOOKS = (STEP, ENTER, LEAVE, FATAL, SETATTR, DELATTR, BASE_EXCEPTION, *CHECKED_BINOPS.values())
@@ -111,7 +105,7 @@ class _Instrumenter(ast.NodeTransformer):
     def visit_BinOp(self, node: ast.BinOp) -> ast.expr:
         self.generic_visit(node)
         hook = CHECKED_BINOPS.get(type(node.op))
-        if hook is None or (isinstance(node.op, _NUMERIC_SAFE) and (_is_number(node.left) or _is_number(node.right))):
+        if hook is None or (isinstance(node.op, ast.Add) and (_is_number(node.left) or _is_number(node.right))):
             return node
         return ast.copy_location(_call(hook, node.left, node.right), node)
 
@@ -119,6 +113,9 @@ class _Instrumenter(ast.NodeTransformer):
         self.generic_visit(node)
         hook = INPLACE_HOOK.format(type(node.op).__name__)
         target = node.target
+        unchecked = type(node.op) not in CHECKED_BINOPS or (isinstance(node.op, ast.Add) and _is_number(node.value))
+        if unchecked and not isinstance(target, ast.Attribute):
+            return [node]  # nothing to check: keep the fast in-place opcode
         if isinstance(target, ast.Name):
             value = _call(hook, ast.Name(id=target.id, ctx=ast.Load()), node.value)
             return [ast.copy_location(ast.Assign(targets=[target], value=value), node)]

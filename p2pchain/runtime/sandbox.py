@@ -120,22 +120,6 @@ def _no_set(result: Any) -> Any:
     return result
 
 
-def _sub(a: Any, b: Any) -> Any:
-    return _no_set(a - b)
-
-
-def _and(a: Any, b: Any) -> Any:
-    return _no_set(a & b)
-
-
-def _or(a: Any, b: Any) -> Any:
-    return _no_set(a | b)
-
-
-def _xor(a: Any, b: Any) -> Any:
-    return _no_set(a ^ b)
-
-
 def _setless(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     return lambda a, b: _no_set(op(a, b))
 
@@ -461,10 +445,6 @@ def contract_globals(meter: Meter) -> dict[str, Any]:
         "__mul_checked__": _mul,
         "__pow_checked__": _pow,
         "__lshift_checked__": _lshift,
-        "__sub_checked__": _sub,
-        "__and_checked__": _and,
-        "__or_checked__": _or,
-        "__xor_checked__": _xor,
     }
     for op, hook in _INPLACE.items():
         namespace[f"__inplace_{op}__"] = hook

@@ -187,6 +187,14 @@ class _Validator(ast.NodeVisitor):
             self.refuse(node, "iter(callable, sentinel) can loop without metering")
         self.generic_visit(node)
 
+    def visit_BinOp(self, node: ast.BinOp) -> None:
+        if isinstance(node.op, (ast.Sub, ast.BitAnd, ast.BitOr, ast.BitXor)) and (
+            _is_view(node.left) or _is_view(node.right)
+        ):
+            self.refuse(node, "set operations on dict views make sets, which iterate in hash order "
+                        "(use a dict comprehension or sorted())")
+        self.generic_visit(node)
+
     def visit_JoinedStr(self, node: ast.JoinedStr) -> None:
         for value in node.values:
             if isinstance(value, ast.FormattedValue) and isinstance(value.format_spec, ast.JoinedStr):
@@ -323,6 +331,12 @@ class _Validator(ast.NodeVisitor):
             if problem:
                 self.refuse(node, problem)
         self.generic_visit(node)
+
+
+def _is_view(node: ast.expr) -> bool:
+    """``x.keys()`` or ``x.items()``: dict views, which combine into sets."""
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("keys", "items") and not node.args)
 
 
 def _same_scope_walk(node: ast.AST):

@@ -1,0 +1,186 @@
+"""Benchmark of the contract runtime (issue 5): throughput and overhead.
+
+1. Invocations/s of a trivial contract (read a counter, write it back) in per-block
+   batches of 100: through the worker process (the node's path), through the in-process
+   executor, and — the baseline — the same logic as a plain Python function on a dict.
+2. Overhead of a market-sized computation — an exact assignment (Hungarian algorithm,
+   Kuhn 1955 / Munkres 1957, O(n^3)) on 20x20 integer weights, pure Python — through the
+   runtime against calling the same function directly (goal: at most 1.3x).
+
+Run: ``python bench/runtime.py`` (add ``--quick`` for a smoke run). Prints one line per figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from p2pchain.identity import Identity  # noqa: E402
+from p2pchain.runtime import (  # noqa: E402
+    BlockContext, ChannelWorker, Executor, Invocation, LifecyclePolicy, MemoryState, genesis_writes, make_bundle,
+)
+
+POLICY = LifecyclePolicy(("dno", "mgo", "reg"), 2)
+CALLER = Identity("mgo", "ev01", "client", "ev", b"\x01" * 32)
+
+TRIVIAL = '''
+def add(ctx, by):
+    n = ctx.get("n", 0) + by
+    ctx.put("n", n)
+    return n
+'''
+
+HUNGARIAN = '''
+def assignment(weights):
+    """Maximum-weight assignment of an n x n matrix (Hungarian method, potentials form)."""
+    n = len(weights)
+    big = 1 << 60
+    u = [0] * (n + 1)
+    v = [0] * (n + 1)
+    match = [0] * (n + 1)
+    way = [0] * (n + 1)
+    for i in range(1, n + 1):
+        match[0] = i
+        j0 = 0
+        minv = [big] * (n + 1)
+        used = [False] * (n + 1)
+        while True:
+            used[j0] = True
+            i0 = match[j0]
+            delta = big
+            j1 = 0
+            row = weights[i0 - 1]
+            ui0 = u[i0]
+            for j in range(1, n + 1):
+                if not used[j]:
+                    cur = -row[j - 1] - ui0 - v[j]
+                    if cur < minv[j]:
+                        minv[j] = cur
+                        way[j] = j0
+                    if minv[j] < delta:
+                        delta = minv[j]
+                        j1 = j
+            for j in range(n + 1):
+                if used[j]:
+                    u[match[j]] += delta
+                    v[j] -= delta
+                else:
+                    minv[j] -= delta
+            j0 = j1
+            if match[j0] == 0:
+                break
+        while j0:
+            j1 = way[j0]
+            match[j0] = match[j1]
+            j0 = j1
+    pairs = sorted((match[j] - 1, j - 1) for j in range(1, n + 1))
+    return {"pairs": [list(p) for p in pairs], "total": sum(weights[i][j] for i, j in pairs)}
+
+
+def match(ctx, weights):
+    return assignment(weights)
+'''
+
+
+def weights(n: int, seed: int) -> list[list[int]]:
+    # A fixed linear congruential sequence: reproducible without the random module.
+    x, rows = seed, []
+    for _ in range(n):
+        row = []
+        for _ in range(n):
+            x = (1103515245 * x + 12345) % (1 << 31)
+            row.append(x % 10_000)
+        rows.append(row)
+    return rows
+
+
+def block(height: int) -> BlockContext:
+    return BlockContext("matching", height, height.to_bytes(32, "big"), 1000 * height)
+
+
+def best_of(repeats: int, fn) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def bench_trivial(blocks: int, batch: int) -> None:
+    invocations = [[Invocation((h * batch + i).to_bytes(32, "big"), "counter", "add", {"by": 1}, CALLER)
+                    for i in range(batch)] for h in range(blocks)]
+    total = blocks * batch
+
+    # baseline: the same read-modify-write as a plain function on a dict
+    store: dict[str, int] = {}
+
+    def plain(by: int) -> int:
+        n = store.get("n", 0) + by
+        store["n"] = n
+        return n
+
+    start = time.perf_counter()
+    for h in range(blocks):
+        for _ in range(batch):
+            plain(1)
+    direct_s = time.perf_counter() - start
+
+    def through(execute) -> float:
+        state = MemoryState(genesis_writes([make_bundle("counter", 1, TRIVIAL)[0]]))
+        start = time.perf_counter()
+        for h in range(blocks):
+            result = execute(block(h + 1), invocations[h], state)
+            state.apply(result.write_map())
+        return time.perf_counter() - start
+
+    executor = Executor(POLICY)
+    in_process_s = through(executor.execute_block)
+    with ChannelWorker("matching", POLICY) as worker:
+        through(worker.execute_block)  # warm-up: start, preload, compile
+        worker_s = through(worker.execute_block)
+    print(f"trivial contract, blocks of {batch}: worker {total / worker_s:,.0f} invocations/s, "
+          f"in-process executor {total / in_process_s:,.0f}/s, plain function (baseline) "
+          f"{total / direct_s:,.0f}/s; worker/baseline time ratio {worker_s / direct_s:,.0f}x, "
+          f"per block {1000 * worker_s / blocks:.2f} ms")
+
+
+def bench_market(repeats: int, n: int) -> None:
+    matrices = [weights(n, seed) for seed in range(1, 6)]
+    namespace: dict = {}
+    exec(HUNGARIAN, namespace)
+    direct = namespace["assignment"]
+    state = MemoryState(genesis_writes([make_bundle("market", 1, HUNGARIAN)[0]]))
+    executor = Executor(POLICY)
+    calls = [Invocation(bytes(32), "market", "match", {"weights": w}, CALLER) for w in matrices]
+    expected = [direct(w) for w in matrices]
+    from p2pchain.encoding import decode
+    got = [decode(r.value) for r in executor.execute_block(block(1), calls, state).results]
+    assert got == expected, "the runtime must compute what the direct call computes"
+
+    direct_s = best_of(repeats, lambda: [direct(w) for w in matrices]) / len(matrices)
+    runtime_s = best_of(repeats, lambda: executor.execute_block(block(1), calls, state)) / len(matrices)
+    with ChannelWorker("matching", POLICY) as worker:
+        worker.execute_block(block(1), calls, state)
+        worker_s = best_of(repeats, lambda: worker.execute_block(block(1), calls, state)) / len(matrices)
+    steps = executor.execute_block(block(1), calls[:1], state).results[0].steps
+    print(f"market-sized computation (Hungarian {n}x{n}, {steps:,} steps): direct (baseline) "
+          f"{1000 * direct_s:.3f} ms, in-process runtime {1000 * runtime_s:.3f} ms "
+          f"({runtime_s / direct_s:.2f}x), worker {1000 * worker_s:.3f} ms ({worker_s / direct_s:.2f}x)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a few blocks only (smoke test)")
+    args = parser.parse_args()
+    bench_trivial(blocks=5 if args.quick else 100, batch=100)
+    bench_market(repeats=3 if args.quick else 20, n=20)
+
+
+if __name__ == "__main__":
+    main()
