@@ -73,17 +73,21 @@ class Executor:
         self.depth_limit = depth_limit
         self._cache: OrderedDict[bytes, types.CodeType] = OrderedDict()
         self._cache_size = code_cache
+        self._definitions: dict[str, Any] = {}
 
     def execute_block(self, block: BlockContext, invocations: Sequence[Invocation], state: StateView,
                       reader: AnchoredReader | None = None) -> BlockResult:
         """Run ``invocations`` in order against ``state``; see :class:`BlockResult`."""
         block_layer = Layer(state)
         results = []
+        self._definitions: dict[str, Any] = {}  # per block; a lifecycle transaction clears it
         for invocation in invocations:
             tx_layer = Layer(block_layer)
             result = self._execute(block, invocation, tx_layer, reader)
             if result.ok:
                 block_layer.merge(tx_layer.writes)
+                if invocation.contract == LIFECYCLE:
+                    self._definitions.clear()
             results.append(result)
         writes = tuple((ns, key, value) for (ns, key), value in sorted(block_layer.writes.items()))
         return BlockResult(block.channel, block.height, tuple(results), writes)
@@ -121,7 +125,9 @@ class Executor:
                         min(meter.used, meter.limit + 1))
 
     def _code(self, layer: Layer, name: str) -> types.CodeType:
-        definition = committed(layer, name)
+        definition = self._definitions.get(name)
+        if definition is None:
+            definition = self._definitions[name] = committed(layer, name)
         if definition is None:
             raise _Failed(f"contract {name!r} is not committed on this channel")
         code = self._cache.get(definition.digest)

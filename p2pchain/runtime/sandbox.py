@@ -241,13 +241,18 @@ def _owned_class(decorator: Callable[..., Any], what: str) -> Callable[..., Any]
 
 # -- metered builtins and modules ------------------------------------------------------------
 
-def _metered(meter: Meter) -> dict[str, Any]:
-    """Builtins and itertools members that iterate in C: charged in bulk, or per item."""
+def _metered_range(meter: Meter) -> Callable[..., range]:
+    charge = meter.charge
 
     def range_(*args: int) -> range:
         r = builtins.range(*args)
-        meter.charge(len(r))
+        charge(len(r))
         return r
+    return range_
+
+
+def _metered(meter: Meter) -> dict[str, Any]:
+    """Builtins and itertools members that iterate in C: charged in bulk, or per item."""
 
     def count(start: int = 0, step: int = 1):
         value = start
@@ -314,7 +319,7 @@ def _metered(meter: Meter) -> dict[str, Any]:
         return math.perm(n, k)
 
     return {
-        "range": range_, "count": count, "cycle": cycle, "repeat": repeat,
+        "range": _metered_range(meter), "count": count, "cycle": cycle, "repeat": repeat,
         "product": combinatoric("product", product_size),
         "permutations": combinatoric("permutations", perm_size),
         "combinations": combinatoric("combinations", comb_size),
@@ -383,13 +388,20 @@ def _trusted_entries(module: str, names: tuple[str, ...]) -> dict[str, Any]:
     return entries
 
 
-def _importer(metered: dict[str, Any]) -> Callable[..., ModuleProxy]:
+def _importer(meter: Meter) -> Callable[..., ModuleProxy]:
+    built: dict[str, Any] = {}
+
+    def metered() -> dict[str, Any]:
+        if not built:  # only transactions that import math or itertools pay for these
+            built.update(_metered(meter))
+        return built
+
     def import_(name: str, globals_: Any = None, locals_: Any = None, fromlist: Any = (), level: int = 0) -> ModuleProxy:
         if level:
             raise ContractFault("relative imports are not allowed")
         names = tuple(fromlist or ())
         if name in STDLIB_MODULES:
-            entries = _stdlib_entries(name, metered)
+            entries = _stdlib_entries(name, metered() if name in ("math", "itertools") else {})
         elif name in RUNTIME_MODULES:
             entries = _runtime_entries(name)
         elif name == "p2pchain.runtime" and names and all(n in ("facade", "units") for n in names):
@@ -427,10 +439,9 @@ _STATIC_BUILTINS.update({
 
 def contract_globals(meter: Meter) -> dict[str, Any]:
     """A fresh globals dict for one execution of a contract module, hooks bound to ``meter``."""
-    metered = _metered(meter)
     restricted = dict(_STATIC_BUILTINS)
-    restricted["range"] = metered["range"]
-    restricted["__import__"] = _importer(metered)
+    restricted["range"] = _metered_range(meter)
+    restricted["__import__"] = _importer(meter)
     namespace: dict[str, Any] = {
         "__builtins__": restricted,
         "__name__": CONTRACT_MODULE,

@@ -20,6 +20,7 @@ call starts a new worker.
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import signal
@@ -42,6 +43,7 @@ WORKER_HASH_SEED = "0"
 MAX_FRAME = 64 * 1024 * 1024
 CACHE_ENTRIES = 100_000
 _HEADER = struct.Struct(">I")
+_log = logging.getLogger("p2pchain.runtime")
 
 
 def _send(stream: BinaryIO, message: Any) -> None:
@@ -162,8 +164,10 @@ class ChannelWorker:
                 except OSError:
                     pass
         self.restarts += 1
-        return WorkerFailure(f"channel {self.channel}: contract worker failed{status}: {detail}; "
+        failure = WorkerFailure(f"channel {self.channel}: contract worker failed{status}: {detail}; "
                              "the block result was not computed, the channel halts")
+        _log.error("%s", failure)
+        return failure
 
     def _receive(self) -> Any:
         assert self._process is not None and self._process.stdout is not None
