@@ -5,7 +5,8 @@ that
 
 * every loop iteration, comprehension item, lambda call and generator resumption charges
   one step (``__step__()``), and every function call charges one step and one level of call
-  depth (``__enter__()`` ... ``finally: __leave__()``);
+  depth (``__enter__()`` ... ``finally: __leave__()``); a loop directly over ``range(...)``
+  is charged in bulk instead, when the range is made;
 * ``+``, ``*``, ``**``, ``<<`` and their in-place forms go through size-checked helpers, so a
   doubling string or a ``10 ** 10 ** 9`` fails the same way on every node instead of
   exhausting one node's memory;
@@ -33,11 +34,12 @@ FATAL = "__fatal__"
 SETATTR = "__setattr_checked__"
 DELATTR = "__delattr_checked__"
 BASE_EXCEPTION = "__base_exception__"
+RANGE = "__range__"
 CHECKED_BINOPS = {ast.Add: "__add_checked__", ast.Mult: "__mul_checked__",
                   ast.Pow: "__pow_checked__", ast.LShift: "__lshift_checked__"}
 #: In-place operators, by AST class name, each to a hook ``__inplace_<Name>__``.
 INPLACE_HOOK = "__inplace_{}__"
-HOOKS = (STEP, ENTER, LEAVE, FATAL, SETATTR, DELATTR, BASE_EXCEPTION, *CHECKED_BINOPS.values())
+HOOKS = (STEP, ENTER, LEAVE, FATAL, SETATTR, DELATTR, BASE_EXCEPTION, RANGE, *CHECKED_BINOPS.values())
 
 
 def _call(name: str, *args: ast.expr) -> ast.Call:
@@ -60,6 +62,21 @@ def _is_generator(node: ast.FunctionDef) -> bool:
             return True
         if not isinstance(current, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
             stack.extend(ast.iter_child_nodes(current))
+    return False
+
+
+def _over_range(node: ast.For | ast.comprehension) -> bool:
+    """``for x in range(...)``: the loop's items were all charged when the range was made.
+
+    The call is pointed at the ``__range__`` hook, which a contract cannot rebind, so the
+    per-item charge may be skipped: the loop cannot run longer than was paid for.
+    """
+    call = node.iter
+    if (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "range"
+            and not call.keywords and 1 <= len(call.args) <= 3
+            and not any(isinstance(a, ast.Starred) for a in call.args)):
+        call.func = ast.Name(id=RANGE, ctx=ast.Load())
+        return True
     return False
 
 
@@ -90,16 +107,21 @@ class _Instrumenter(ast.NodeTransformer):
         )
         return node
 
-    def _loop(self, node: ast.For | ast.While) -> ast.AST:
+    def visit_While(self, node: ast.While) -> ast.While:
         self.generic_visit(node)
         node.body = [_step(), *node.body]
         return node
 
-    visit_For = visit_While = _loop
+    def visit_For(self, node: ast.For) -> ast.For:
+        self.generic_visit(node)
+        if not _over_range(node):
+            node.body = [_step(), *node.body]
+        return node
 
     def visit_comprehension(self, node: ast.comprehension) -> ast.comprehension:
         self.generic_visit(node)
-        node.ifs.insert(0, ast.Compare(left=_call(STEP), ops=[ast.GtE()], comparators=[ast.Constant(0)]))
+        if not _over_range(node):
+            node.ifs.insert(0, ast.Compare(left=_call(STEP), ops=[ast.GtE()], comparators=[ast.Constant(0)]))
         return node
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.expr:

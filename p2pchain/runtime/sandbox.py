@@ -90,6 +90,12 @@ def _add(a: Any, b: Any) -> Any:
 
 
 def _mul(a: Any, b: Any) -> Any:
+    kind_a, kind_b = type(a), type(b)
+    if kind_a is float or kind_b is float:  # the common numeric case first: nothing to check
+        return a * b
+    if kind_a is int and kind_b is int:
+        _too_big_int(a.bit_length() + b.bit_length())
+        return a * b
     _check_mul(a, b)
     return a * b
 
@@ -107,6 +113,8 @@ def _lshift(a: Any, b: Any) -> Any:
 
 
 def _iadd(a: Any, b: Any) -> Any:
+    if type(a) is int and type(b) is int:  # ints are immutable: in-place is plain addition
+        return a + b
     result = operator.iadd(a, b)
     if type(result) in _SIZED:
         _too_long(len(result))
@@ -242,11 +250,14 @@ def _owned_class(decorator: Callable[..., Any], what: str) -> Callable[..., Any]
 # -- metered builtins and modules ------------------------------------------------------------
 
 def _metered_range(meter: Meter) -> Callable[..., range]:
-    charge = meter.charge
+    charge, steps, available = meter.charge, meter.steps_iterator, meter.limit + 1
 
     def range_(*args: int) -> range:
         r = builtins.range(*args)
-        charge(len(r))
+        used = available - steps.__length_hint__() + len(r)
+        if used >= available:
+            charge(len(r))  # raises OutOfSteps, the same way Meter.charge always does
+        steps.__setstate__(used)
         return r
     return range_
 
@@ -440,7 +451,7 @@ _STATIC_BUILTINS.update({
 def contract_globals(meter: Meter) -> dict[str, Any]:
     """A fresh globals dict for one execution of a contract module, hooks bound to ``meter``."""
     restricted = dict(_STATIC_BUILTINS)
-    restricted["range"] = _metered_range(meter)
+    restricted["range"] = metered_range = _metered_range(meter)
     restricted["__import__"] = _importer(meter)
     namespace: dict[str, Any] = {
         "__builtins__": restricted,
@@ -452,6 +463,7 @@ def contract_globals(meter: Meter) -> dict[str, Any]:
         "__setattr_checked__": _setattr,
         "__delattr_checked__": _delattr,
         "__base_exception__": BaseException,
+        "__range__": metered_range,
         "__add_checked__": _add,
         "__mul_checked__": _mul,
         "__pow_checked__": _pow,

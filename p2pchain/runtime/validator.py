@@ -104,12 +104,16 @@ class _Validator(ast.NodeVisitor):
     def _identifier(self, node: ast.AST, name: str | None, what: str) -> None:
         if name is None:
             return
-        if name.startswith("__"):
+        if name == "range" and what != "name":
+            self.refuse(node, "'range' is the metered builtin and may not be rebound")
+        elif name.startswith("__"):
             self.refuse(node, f"{what} {name!r} starts with '__' (reserved for the interpreter)")
         elif name in FORBIDDEN_NAMES:
             self.refuse(node, f"{what} {name!r} is forbidden: {FORBIDDEN_NAMES[name]}")
 
     def visit_Name(self, node: ast.Name) -> None:
+        if node.id == "range" and not isinstance(node.ctx, ast.Load):
+            self.refuse(node, "'range' is the metered builtin and may not be rebound")
         if node.id in REFLECTIVE_BUILTINS and id(node) not in self._allowed_calls:
             self.refuse(node, f"{node.id} may only be called directly with a literal attribute name")
         self._identifier(node, node.id, "name")

@@ -127,6 +127,15 @@ def test_steps_are_charged_per_loop_iteration_and_call():
     assert (loop - base, calls - base) == (5, 3)
 
 
+def test_a_loop_over_range_is_charged_once_when_the_range_is_made():
+    runner = Runner()
+    base = runner("def run(ctx):\n    return 0\n").steps
+    loop = runner("def run(ctx):\n    for i in range(7):\n        pass\n").steps
+    broken = runner("def run(ctx):\n    for i in range(7):\n        break\n").steps
+    comprehension = runner("def run(ctx):\n    return [i for i in range(7)]\n").steps
+    assert loop - base == broken - base == comprehension - base == 7
+
+
 def test_deep_recursion_fails_with_call_depth_exceeded(run):
     result = run("def f(n):\n    return f(n + 1)\ndef run(ctx):\n    return f(0)\n")
     assert result.reason == "call depth exceeded (limit 100)"

@@ -97,6 +97,9 @@ def test_a_realistic_contract_is_accepted():
     ("with x:\n    pass", 1, "'with'"),
     ("a, b.c = 1, 2", 1, "assign attributes one at a time"),
     ("def f(:\n", 1, "syntax error"),
+    ("def range(n):\n    return [1]", 1, "'range' is the metered builtin"),
+    ("range = len", 1, "'range' is the metered builtin"),
+    ("def f(range):\n    pass", 1, "'range' is the metered builtin"),
 ])
 def test_refusal_names_line_and_reason(source, line, words):
     found = refusals(source)
