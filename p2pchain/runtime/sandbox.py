@@ -448,27 +448,29 @@ _STATIC_BUILTINS.update({
 })
 
 
+_STATIC_HOOKS: dict[str, Any] = {
+    "__name__": CONTRACT_MODULE,
+    "__setattr_checked__": _setattr,
+    "__delattr_checked__": _delattr,
+    "__base_exception__": BaseException,
+    "__add_checked__": _add,
+    "__mul_checked__": _mul,
+    "__pow_checked__": _pow,
+    "__lshift_checked__": _lshift,
+    **{f"__inplace_{op}__": hook for op, hook in _INPLACE.items()},
+}
+
+
 def contract_globals(meter: Meter) -> dict[str, Any]:
     """A fresh globals dict for one execution of a contract module, hooks bound to ``meter``."""
     restricted = dict(_STATIC_BUILTINS)
     restricted["range"] = metered_range = _metered_range(meter)
     restricted["__import__"] = _importer(meter)
-    namespace: dict[str, Any] = {
-        "__builtins__": restricted,
-        "__name__": CONTRACT_MODULE,
-        "__step__": meter.step,
-        "__enter__": meter.enter,
-        "__leave__": meter.leave,
-        "__fatal__": meter.check,
-        "__setattr_checked__": _setattr,
-        "__delattr_checked__": _delattr,
-        "__base_exception__": BaseException,
-        "__range__": metered_range,
-        "__add_checked__": _add,
-        "__mul_checked__": _mul,
-        "__pow_checked__": _pow,
-        "__lshift_checked__": _lshift,
-    }
-    for op, hook in _INPLACE.items():
-        namespace[f"__inplace_{op}__"] = hook
+    namespace = dict(_STATIC_HOOKS)
+    namespace["__builtins__"] = restricted
+    namespace["__range__"] = metered_range
+    namespace["__step__"] = meter.step
+    namespace["__enter__"] = meter.enter
+    namespace["__leave__"] = meter.leave
+    namespace["__fatal__"] = meter.check
     return namespace
