@@ -19,7 +19,7 @@ from ..encoding import MAX_SIZE, EncodingError, decode, encode
 from ..identity import Identity
 from .meter import ContractFault, Meter
 from .records import AnchoredReader, BlockContext, StateView
-from .sandbox import shows_address
+from .checks import shows_address
 from .units import round_half_even, to_units
 
 __all__ = ["BlockInfo", "Layer", "Context", "DeterministicRandom", "MAX_KEY_LENGTH", "canonical"]

@@ -29,7 +29,8 @@ from .lifecycle import LIFECYCLE, LifecycleError, LifecyclePolicy, committed, lo
 from .meter import DEFAULT_DEPTH_LIMIT, DEFAULT_STEP_LIMIT, ContractFault, Meter
 from .policy import CONTRACT_MODULE
 from .records import AnchoredReader, BlockContext, BlockResult, Invocation, RuntimeFault, StateView, TxResult
-from .sandbox import contract_globals, scrub_addresses
+from .checks import scrub_addresses
+from .sandbox import contract_globals
 from .validator import ContractRefused, validate
 
 __all__ = ["Executor", "ResourceBreach", "compile_contract"]
