@@ -17,6 +17,7 @@ The checks are static; :mod:`.sandbox` repeats those that can be evaded by alias
 from __future__ import annotations
 
 import ast
+import re
 import string
 from dataclasses import dataclass
 
@@ -25,7 +26,10 @@ from .policy import (
     REFLECTIVE_BUILTINS, RUNTIME_MODULES, STDLIB_MODULES, TRUSTED_PACKAGES,
 )
 
-__all__ = ["Refusal", "ContractRefused", "validate", "check_template", "check_format_spec"]
+__all__ = [
+    "Refusal", "ContractRefused", "validate", "check_template", "check_format_spec",
+    "check_percent_template", "check_attribute_name",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,15 +63,25 @@ def check_attribute_name(name: str) -> str | None:
 
 
 def check_format_spec(spec: str) -> str | None:
-    """Why a format spec (``">10"``) is refused: a huge width is a huge allocation."""
-    digits = ""
-    for ch in spec:
-        if ch.isdigit():
-            digits += ch
-        elif digits:
-            break
-    if digits and int(digits) > MAX_FORMAT_WIDTH:
-        return f"format width {digits} exceeds {MAX_FORMAT_WIDTH}"
+    """Why a format spec (``">10"``, ``".3f"``) is refused: a huge width or precision is a
+    huge allocation."""
+    for digits in re.findall(r"\d+", spec):
+        if int(digits) > MAX_FORMAT_WIDTH:
+            return f"format width or precision {digits} exceeds {MAX_FORMAT_WIDTH}"
+    return None
+
+
+_PERCENT_FIELD = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d*)(?:\.(\*|\d*))?")
+
+
+def check_percent_template(template: str) -> str | None:
+    """Why a ``%``-format template is refused: ``*`` or huge widths and precisions."""
+    for width, precision in _PERCENT_FIELD.findall(template):
+        for value in (width, precision):
+            if value == "*":
+                return "'*' widths in %-formatting come from data and can be huge"
+            if value and int(value) > MAX_FORMAT_WIDTH:
+                return f"format width or precision {value} exceeds {MAX_FORMAT_WIDTH}"
     return None
 
 
@@ -192,6 +206,10 @@ class _Validator(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_BinOp(self, node: ast.BinOp) -> None:
+        if isinstance(node.op, ast.Mod) and isinstance(node.left, ast.Constant) and isinstance(node.left.value, str):
+            problem = check_percent_template(node.left.value)
+            if problem:
+                self.refuse(node, problem)
         if isinstance(node.op, (ast.Sub, ast.BitAnd, ast.BitOr, ast.BitXor)) and (
             _is_view(node.left) or _is_view(node.right)
         ):
@@ -360,7 +378,7 @@ def validate(source: str, filename: str = "<contract>") -> tuple[ast.Module, lis
 
     A contract is accepted when the list is empty. A syntax error is one refusal.
 
-    >>> [str(r) for r in validate("import math\nx = (1).__class__")[1]]
+    >>> [str(r) for r in validate("import math\\nx = (1).__class__")[1]]
     ["line 2: attribute '__class__' starts with '_' (reaches interpreter internals)"]
     """
     try:

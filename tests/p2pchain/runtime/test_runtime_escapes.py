@@ -73,6 +73,8 @@ ESCAPES = [
     E("str.format unbound", "return str.format('{0.__class__}', ctx)", "refused: only on a string literal"),
     E("f-string dunder", "return f'{ctx.__class__}'", "refused: '__class__'"),
     E("format width bomb", "return f'{1:>999999999}'", "refused: format width"),
+    E("percent-format width bomb", "return '%*d' % (10 ** 10, 1)", "refused: '*' widths"),
+    E("format precision bomb", "return '{0:.999999999f}'.format(1.5)", "refused: format width or precision"),
     E("format builtin width bomb", "return format(1, '>' + '9' * 9)", "fails: format width"),
     E("default repr leaks an address", "return repr(object())", "fails: memory address"),
     E("str of an object leaks an address", "return str(ctx)", "fails: memory address"),
