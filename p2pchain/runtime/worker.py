@@ -75,9 +75,10 @@ def _identity_value(identity: Identity) -> dict[str, Any]:
 class ChannelWorker:
     """The node's handle on one channel's worker process.
 
-    Call :meth:`execute_block` with the channel's state *after* the previous block's result
-    was applied; anything else (a re-execution, a state transfer) is detected by height and
-    state object, and the worker's cache is then cleared.
+    Call :meth:`execute_block` with the same state object each time, *after* the previous
+    block's ``write_map()`` was applied to it. A call at another height or with another state
+    object (a re-execution, a new view) clears the worker's cache of committed values;
+    after a state transfer into the same object, call :meth:`reset`.
     """
 
     def __init__(self, channel: str, policy: LifecyclePolicy, *, step_limit: int = DEFAULT_STEP_LIMIT,
@@ -214,10 +215,18 @@ class ChannelWorker:
                     raise self._fail(f"unexpected message {op!r}")
         except WorkerFailure:
             raise
-        except (OSError, EOFError, ValueError, KeyError, TypeError, TimeoutError) as exc:
-            raise self._fail(f"{type(exc).__name__}: {exc}") from None
+        except Exception as exc:  # a broken pipe, a malformed reply, or the node's own state failing
+            raise self._fail(f"{type(exc).__name__}: {exc}") from exc
+        except BaseException:  # interrupted mid-exchange: the pipe is out of step, start over
+            self._fail("interrupted")
+            raise
         self._last = (id(state), block.height)
         return result
+
+    def reset(self) -> None:
+        """Forget the worker's cache of committed values (after a state transfer, or if the node
+        applied anything to the state other than the returned ``write_map()``)."""
+        self._last = None
 
 
 # -- worker side ------------------------------------------------------------------------------

@@ -116,3 +116,29 @@ def test_a_worker_killed_by_a_limit_names_the_signal():
         os.kill(worker.pid, signal.SIGXCPU)
         with pytest.raises(WorkerFailure, match="killed by SIGXCPU"):
             worker.execute_block(block(2), [invocation("c", "add")], state_with(c=SOURCE))
+
+
+class FailingState:
+    def get(self, namespace, key):
+        raise OSError("disk gone")
+
+    def scan(self, *args):
+        return iter(())
+
+
+def test_a_state_that_cannot_be_read_fails_the_block_and_leaves_the_worker_usable():
+    with ChannelWorker("matching", POLICY) as worker:
+        with pytest.raises(WorkerFailure, match="OSError: disk gone"):
+            worker.execute_block(block(1), [invocation("c", "add")], FailingState())
+        result = worker.execute_block(block(1), [invocation("c", "add")], state_with(c=SOURCE))
+        assert result.results[0].ok
+
+
+def test_reset_makes_the_worker_read_the_state_again(worker):
+    state = CountingState(state_with(c=SOURCE))
+    first = worker.execute_block(block(1), [invocation("c", "add")], state)
+    state.inner.apply(first.write_map())
+    state.inner.apply({("c", "n"): encode(100)})  # changed behind the worker's back
+    worker.reset()
+    second = worker.execute_block(block(2), [invocation("c", "add")], state)
+    assert second.results[0].value == encode(101)
