@@ -215,3 +215,18 @@ def run(ctx, weights):
     namespace = {}
     exec(source, namespace)
     assert value(run(source, args={"weights": weights})) == namespace["greedy"](weights)
+
+
+def test_the_example_in_docs_contracts_is_accepted_and_runs():
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "contracts.md").read_text()
+    source = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
+    state = state_with(quotation=source)
+    calls = [invocation("quotation", "submit", {"energy_wh": 1000, "price_milli_per_kwh": 150}, tx=1),
+             invocation("quotation", "submit", {"energy_wh": -1, "price_milli_per_kwh": 9}, tx=2),
+             invocation("quotation", "average_price", tx=3)]
+    results = Executor(POLICY).execute_block(block(), calls, state).results
+    assert [r.reason for r in results] == [None, "ValueError: energy must be positive", None]
+    assert decode(results[2].value) == 150
