@@ -22,7 +22,6 @@ import types
 from collections import OrderedDict
 from typing import Any, Sequence
 
-from ..encoding import EncodingError
 from .context import Context, Layer, canonical
 from .instrument import instrument
 from .lifecycle import LIFECYCLE, LifecycleError, LifecyclePolicy, committed, load_bundle, run_lifecycle
@@ -46,6 +45,17 @@ def compile_contract(source: str, filename: str = "<contract>") -> types.CodeTyp
     if refusals:
         raise ContractRefused(refusals)
     return compile(instrument(tree), filename, "exec", dont_inherit=True, optimize=0)
+
+
+def _describe(exc: Exception) -> str:
+    """``"Type: message"`` of a contract's exception; its ``__str__`` may be contract code."""
+    try:
+        message = str(exc)
+    except MemoryError:
+        raise
+    except (Exception, ContractFault):
+        message = "<the exception's message could not be computed>"
+    return f"{type(exc).__name__}: {message}"
 
 
 class _Failed(Exception):
@@ -111,6 +121,10 @@ class Executor:
         except (_Failed, LifecycleError, ContractFault) as exc:
             reason = exc.reason if isinstance(exc, (_Failed, ContractFault)) else str(exc)
             return self._failed(invocation, reason, meter)
+        except RecursionError:
+            return self._failed(invocation, "recursion too deep", meter)
+        except Exception as exc:  # contract code run by the runtime (a __lt__ while encoding...)
+            return self._failed(invocation, _describe(exc), meter)
         if meter.exhausted or meter.too_deep:
             return self._failed(invocation, "out of steps", meter)
         writes = tuple((ns, key, v) for (ns, key), v in sorted(layer.writes.items()))
@@ -165,11 +179,8 @@ class Executor:
         except RecursionError:
             raise _Failed("recursion too deep") from None
         except Exception as exc:  # the contract's own failure: deterministic type and message
-            raise _Failed(f"{type(exc).__name__}: {exc}") from None
+            raise _Failed(_describe(exc)) from None
         if meter.exhausted:
             raise _Failed("out of steps")
         events.extend(ctx._events)
-        try:
-            return canonical(value, "return value")
-        except EncodingError as exc:  # pragma: no cover - canonical() converts these
-            raise _Failed(str(exc)) from None
+        return canonical(value, "return value")

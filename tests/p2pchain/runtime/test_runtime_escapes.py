@@ -132,6 +132,8 @@ ESCAPES = [
     # -- recursion and memory bombs -----------------------------------------------------------
     E("infinite recursion", "def f(n):\n    return f(n + 1)\nreturn f(0)", "fails: call depth exceeded"),
     E("mutual recursion", "def a(n):\n    return b(n)\ndef b(n):\n    return a(n)\nreturn a(0)", "fails: call depth exceeded"),
+    E("generator recursion", "def g(n):\n    yield from g(n + 1)\nreturn list(g(0))", "fails: recursion too deep"),
+    E("recursion in __str__ of a raised exception", "class X(Exception):\n    def __str__(self):\n        return str(self)\nraise X()", "fails: call depth exceeded"),
     E("lambda recursion", "f = [None]\nf[0] = lambda n: f[0](n + 1)\nreturn f[0](0)", "fails: recursion too deep"),
     E("string repetition", "return 'a' * 10 ** 10", "fails: exceeds 1048576"),
     E("list repetition", "return [0] * 10 ** 9", "fails: exceeds 1048576"),

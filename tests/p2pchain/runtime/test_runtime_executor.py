@@ -230,3 +230,15 @@ def test_the_example_in_docs_contracts_is_accepted_and_runs():
     results = Executor(POLICY).execute_block(block(), calls, state).results
     assert [r.reason for r in results] == [None, "ValueError: energy must be positive", None]
     assert decode(results[2].value) == 150
+
+
+@pytest.mark.parametrize("source, reason", [
+    ("class K:\n    def __lt__(self, other):\n        raise KeyError('lt')\n"
+     "def run(ctx):\n    return {K(): 1, K(): 2}\n", "KeyError: 'lt'"),
+    ("class E(Exception):\n    def __str__(self):\n        raise ValueError('no')\n"
+     "def run(ctx):\n    raise E()\n", "E: <the exception's message could not be computed>"),
+    ("class E(Exception):\n    def __str__(self):\n        while True:\n            pass\n"
+     "def run(ctx):\n    raise E()\n", "out of steps"),
+])
+def test_contract_code_that_the_runtime_calls_fails_the_transaction_not_the_block(run, source, reason):
+    assert run(source).reason == reason
