@@ -25,7 +25,7 @@ from typing import Any, Sequence
 from .context import Context, Layer, canonical
 from .instrument import instrument
 from .lifecycle import LIFECYCLE, LifecycleError, LifecyclePolicy, committed, load_bundle, run_lifecycle
-from .meter import DEFAULT_DEPTH_LIMIT, DEFAULT_STEP_LIMIT, ContractFault, Meter
+from .meter import DEFAULT_DEPTH_LIMIT, DEFAULT_STEP_LIMIT, ContractFault, Meter, StateFault
 from .policy import CONTRACT_MODULE
 from .records import AnchoredReader, BlockContext, BlockResult, Invocation, RuntimeFault, StateView, TxResult
 from .checks import scrub_addresses
@@ -56,6 +56,37 @@ def _describe(exc: Exception) -> str:
     except (Exception, ContractFault):
         message = "<the exception's message could not be computed>"
     return f"{type(exc).__name__}: {message}"
+
+
+class _Guarded:
+    """A state view or anchored reader whose failures are the node's, never the contract's."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def _call(self, name: str, *args: Any) -> Any:
+        try:
+            return getattr(self._inner, name)(*args)
+        except Exception as exc:
+            raise StateFault(f"{name}{args!r}: {type(exc).__name__}: {exc}") from exc
+
+    def get(self, namespace: str, key: str) -> bytes | None:
+        return self._call("get", namespace, key)
+
+    def scan(self, namespace: str, start: str = "", end: str | None = None, limit: int | None = None) -> Any:
+        try:
+            items = iter(self._inner.scan(namespace, start, end, limit))
+            while True:
+                try:
+                    item = next(items)
+                except StopIteration:
+                    return
+                yield item
+        except Exception as exc:
+            raise StateFault(f"scan: {type(exc).__name__}: {exc}") from exc
+
+    def read(self, channel: str, namespace: str, key: str) -> bytes | None:
+        return self._call("read", channel, namespace, key)
 
 
 class _Failed(Exception):
@@ -89,6 +120,8 @@ class Executor:
     def execute_block(self, block: BlockContext, invocations: Sequence[Invocation], state: StateView,
                       reader: AnchoredReader | None = None) -> BlockResult:
         """Run ``invocations`` in order against ``state``; see :class:`BlockResult`."""
+        state = _Guarded(state)
+        reader = None if reader is None else _Guarded(reader)
         block_layer = Layer(state)
         results = []
         self._definitions: dict[str, Any] = {}  # per block; a lifecycle transaction clears it
@@ -118,6 +151,9 @@ class Executor:
                 data = self._run_contract(block, invocation, layer, reader, meter, events)
         except MemoryError:
             raise ResourceBreach(f"memory exhausted in {invocation.contract}.{invocation.function}") from None
+        except StateFault as exc:
+            raise RuntimeFault(f"state unavailable in {invocation.contract}.{invocation.function}: "
+                               f"{exc.args[0]}") from exc.__cause__
         except (_Failed, LifecycleError, ContractFault) as exc:
             reason = exc.reason if isinstance(exc, (_Failed, ContractFault)) else str(exc)
             return self._failed(invocation, reason, meter)

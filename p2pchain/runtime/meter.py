@@ -15,7 +15,7 @@ the meter's count after the call, whatever the contract did with the signal.
 
 from __future__ import annotations
 
-__all__ = ["Meter", "ContractFault", "OutOfSteps", "DepthExceeded", "DEFAULT_STEP_LIMIT", "DEFAULT_DEPTH_LIMIT"]
+__all__ = ["Meter", "ContractFault", "OutOfSteps", "DepthExceeded", "StateFault", "DEFAULT_STEP_LIMIT", "DEFAULT_DEPTH_LIMIT"]
 
 DEFAULT_STEP_LIMIT = 5_000_000
 DEFAULT_DEPTH_LIMIT = 100
@@ -41,6 +41,14 @@ class OutOfSteps(ContractFault):
 class DepthExceeded(ContractFault):
     def __init__(self, limit: int) -> None:
         super().__init__(f"call depth exceeded (limit {limit})")
+
+
+class StateFault(BaseException):
+    """The node's state or anchored reader failed: no node-local failure may become a result.
+
+    A ``BaseException`` re-raised by every instrumented handler, so no contract can catch
+    it; the executor turns it into a :class:`~p2pchain.runtime.records.RuntimeFault`.
+    """
 
 
 class Meter:
@@ -95,7 +103,7 @@ class Meter:
 
     def check(self, exc: BaseException) -> None:
         """First statement of every ``except`` handler: re-raise what must not be swallowed."""
-        if isinstance(exc, (ContractFault, MemoryError, RecursionError)):
+        if isinstance(exc, (ContractFault, StateFault, MemoryError, RecursionError)):
             raise exc
         if self.exhausted:
             raise OutOfSteps()

@@ -242,3 +242,26 @@ def test_the_example_in_docs_contracts_is_accepted_and_runs():
 ])
 def test_contract_code_that_the_runtime_calls_fails_the_transaction_not_the_block(run, source, reason):
     assert run(source).reason == reason
+
+
+class BrokenState:
+    def __init__(self, inner):
+        self.inner = inner
+
+    def get(self, namespace, key):
+        if namespace == "c":
+            raise OSError("disk gone")
+        return self.inner.get(namespace, key)
+
+    def scan(self, *args):
+        raise OSError("disk gone")
+
+
+@pytest.mark.parametrize("body", ["return ctx.get('k')", "return ctx.scan()",
+                                  "try:\n        return ctx.get('k')\n    except Exception:\n        return 'swallowed'"])
+def test_a_failing_node_state_is_a_runtime_fault_never_a_transaction_result(body):
+    from p2pchain.runtime import RuntimeFault
+
+    state = BrokenState(state_with(c=f"def run(ctx):\n    {body}\n"))
+    with pytest.raises(RuntimeFault, match="state unavailable in c.run: .*OSError: disk gone"):
+        Executor(POLICY).execute_block(block(), [invocation("c", "run")], state)
