@@ -17,6 +17,8 @@ __all__ = [
     "ALLOWED_DUNDER_METHODS",
     "REFLECTIVE_BUILTINS",
     "MAX_FORMAT_WIDTH",
+    "CODECS",
+    "CODEC_ERRORS",
 ]
 
 #: ``__name__`` of every contract module; classes a contract defines carry it.
@@ -98,3 +100,8 @@ ALLOWED_DUNDER_METHODS = frozenset({
 
 #: Widest field a format string may ask for (a width is a memory allocation).
 MAX_FORMAT_WIDTH = 1000
+
+#: Text codecs a contract may name: built into the interpreter, so using one never imports a
+#: module (a first use of "cp037" would read a file, and only on nodes that had not yet).
+CODECS = frozenset({"utf-8", "utf8", "ascii", "latin-1", "latin1", "utf-16", "utf-32"})
+CODEC_ERRORS = frozenset({"strict", "ignore", "replace", "backslashreplace", "surrogateescape"})

@@ -22,7 +22,7 @@ import string
 from dataclasses import dataclass
 
 from .policy import (
-    ALLOWED_DUNDER_METHODS, FORBIDDEN_ATTRIBUTES, FORBIDDEN_NAMES, MAX_FORMAT_WIDTH,
+    ALLOWED_DUNDER_METHODS, CODEC_ERRORS, CODECS, FORBIDDEN_ATTRIBUTES, FORBIDDEN_NAMES, MAX_FORMAT_WIDTH,
     REFLECTIVE_BUILTINS, RUNTIME_MODULES, STDLIB_MODULES, TRUSTED_PACKAGES,
 )
 
@@ -201,6 +201,10 @@ class _Validator(ast.NodeVisitor):
                     self.refuse(node, f"{func.id}: {problem}")
         if isinstance(func, ast.Name) and func.id == "type" and (len(node.args) != 1 or node.keywords):
             self.refuse(node, "type() with other than one argument creates classes dynamically")
+        if isinstance(func, ast.Attribute) and func.attr in ("encode", "decode"):
+            self._codec_arguments(node, node.args, 0)
+        if isinstance(func, ast.Name) and func.id in ("str", "bytes"):
+            self._codec_arguments(node, node.args, 1)
         if isinstance(func, ast.Name) and func.id == "iter" and len(node.args) != 1:
             self.refuse(node, "iter(callable, sentinel) can loop without metering")
         self.generic_visit(node)
@@ -216,6 +220,17 @@ class _Validator(ast.NodeVisitor):
             self.refuse(node, "set operations on dict views make sets, which iterate in hash order "
                         "(use a dict comprehension or sorted())")
         self.generic_visit(node)
+
+    def _codec_arguments(self, node: ast.Call, args: list[ast.expr], first: int) -> None:
+        """Codec names must be literal built-in codecs: any other is imported on first use."""
+        named = {k.arg: k.value for k in node.keywords if k.arg in ("encoding", "errors")}
+        positional = dict(zip(("encoding", "errors"), args[first:first + 2]))
+        for role, value in {**positional, **named}.items():
+            allowed = CODECS if role == "encoding" else CODEC_ERRORS
+            if not (isinstance(value, ast.Constant) and isinstance(value.value, str)
+                    and value.value.lower().replace("_", "-") in allowed):
+                self.refuse(node, f"{role} must be a literal one of {', '.join(sorted(allowed))} "
+                            "(other codecs are imported from files on first use)")
 
     def visit_JoinedStr(self, node: ast.JoinedStr) -> None:
         for value in node.values:

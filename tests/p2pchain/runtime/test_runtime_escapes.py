@@ -165,6 +165,9 @@ ESCAPES = [
     E("set from dict items", "d = {'a': 1}\nreturn list(d.items() | {}.items())", "refused: set operations on dict views"),
     E("hash of str", "return hash('abc')", "refused: PYTHONHASHSEED"),
     E("object id", "return id(ctx)", "refused: object ids"),
+    E("codec import on first use", "return 'x'.encode('cp037')", "refused: encoding must be a literal"),
+    E("codec from data", "return b'x'.decode(ctx.get('codec'))", "refused: encoding must be a literal"),
+    E("codec via str()", "return str(b'x', 'punycode')", "refused: encoding must be a literal"),
     E("unanchored channel read", "return ctx.read('electricity', 'k')", "fails: not anchored"),
 ]
 

@@ -109,6 +109,11 @@ def test_refusal_names_line_and_reason(source, line, words):
     assert any(l == line and words in reason for l, reason in found), found
 
 
+def test_built_in_codecs_are_accepted():
+    assert refusals("a = 'é'.encode('utf-8')\nb = a.decode('UTF_8', 'strict')\nc = str(a, 'latin-1')\n"
+                    "d = 'x'.encode()\ne = bytes('x', encoding='ascii')\n") == []
+
+
 def test_every_refusal_in_a_module_is_reported_in_line_order():
     found = refusals("import os\nx = {1}\ny = ().__class__\n")
     assert [line for line, _ in found] == [1, 2, 3]
