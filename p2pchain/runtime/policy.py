@@ -103,5 +103,5 @@ MAX_FORMAT_WIDTH = 1000
 
 #: Text codecs a contract may name: built into the interpreter, so using one never imports a
 #: module (a first use of "cp037" would read a file, and only on nodes that had not yet).
-CODECS = frozenset({"utf-8", "utf8", "ascii", "latin-1", "latin1", "utf-16", "utf-32"})
+CODECS = frozenset({"utf-8", "utf8", "ascii", "latin-1", "latin1"})  # utf-16/32 use native byte order
 CODEC_ERRORS = frozenset({"strict", "ignore", "replace", "backslashreplace", "surrogateescape"})
