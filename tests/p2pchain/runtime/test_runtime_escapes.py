@@ -19,7 +19,7 @@ import textwrap
 from dataclasses import dataclass
 
 import pytest
-from conftest import POLICY, Runner, block, invocation, state_with
+from runtime_helpers import POLICY, Runner, block, invocation, state_with
 
 import p2pchain.runtime.facade  # noqa: F401  loaded before the guard, as the worker preloads it
 from p2pchain.runtime import ChannelWorker, WorkerFailure, validate

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
-from conftest import POLICY, Runner, block, invocation, state_with, value
+from runtime_helpers import POLICY, Runner, block, invocation, state_with, value
 
 from p2pchain.encoding import decode, encode
 from p2pchain.runtime import Executor, MemoryState

@@ -7,7 +7,7 @@ import textwrap
 
 import market
 import pytest
-from conftest import POLICY, Runner, block, invocation, state_with, value
+from runtime_helpers import POLICY, Runner, block, invocation, state_with, value
 
 from p2pchain.encoding import decode
 from p2pchain.runtime import Executor

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import POLICY, block, identity, invocation
+from runtime_helpers import POLICY, block, identity, invocation
 
 from p2pchain.encoding import decode
 from p2pchain.genesis import ChannelConfig

@@ -6,7 +6,7 @@ import os
 import signal
 
 import pytest
-from conftest import POLICY, block, invocation, state_with
+from runtime_helpers import POLICY, block, invocation, state_with
 
 from p2pchain.encoding import encode
 from p2pchain.runtime import ChannelWorker, Executor, WorkerFailure
