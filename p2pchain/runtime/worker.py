@@ -93,7 +93,9 @@ class ChannelWorker:
         }
         self._timeout_s = timeout_s
         self._process: subprocess.Popen[bytes] | None = None
-        self._last: tuple[int, int] | None = None  # (id of state, height) of the last block
+        # The state object and height of the last block. The object itself, not its id: an id
+        # can be reused by a new object after the old one is freed.
+        self._last: tuple[StateView, int] | None = None
         self.restarts = 0
 
     # lifecycle of the process
@@ -185,7 +187,7 @@ class ChannelWorker:
         """Execute a block in the worker; :class:`WorkerFailure` if no result could be computed."""
         self.start()
         assert self._process is not None
-        fresh = self._last != (id(state), block.height - 1)
+        fresh = self._last is None or self._last[0] is not state or self._last[1] != block.height - 1
         message = {
             "op": "block", "fresh": fresh,
             "block": {"channel": block.channel, "height": block.height, "block_hash": block.block_hash,
@@ -220,7 +222,7 @@ class ChannelWorker:
         except BaseException:  # interrupted mid-exchange: the pipe is out of step, start over
             self._fail("interrupted")
             raise
-        self._last = (id(state), block.height)
+        self._last = (state, block.height)
         return result
 
     def reset(self) -> None:
