@@ -16,6 +16,7 @@ import builtins
 import operator
 import re
 import types
+from fractions import Fraction
 from typing import Any, Callable
 
 from .meter import ContractFault
@@ -54,9 +55,19 @@ def _too_long(length: int) -> None:
         raise ContractFault(f"sequence of {length} items exceeds {MAX_SEQUENCE}")
 
 
+def _bits(x: Any) -> int | None:
+    """Size of an exact number (int or Fraction) in bits; ``None`` for anything else."""
+    if isinstance(x, int):
+        return x.bit_length()
+    if isinstance(x, Fraction):
+        return x.numerator.bit_length() + x.denominator.bit_length()
+    return None
+
+
 def _check_mul(a: Any, b: Any) -> None:
-    if isinstance(a, int) and isinstance(b, int):
-        _too_big_int(a.bit_length() + b.bit_length())
+    bits_a, bits_b = _bits(a), _bits(b)
+    if bits_a is not None and bits_b is not None:
+        _too_big_int(bits_a + bits_b)
     elif isinstance(b, int) and type(a) in _SIZED:
         _too_long(len(a) * b)
     elif isinstance(a, int) and type(b) in _SIZED:
@@ -64,8 +75,10 @@ def _check_mul(a: Any, b: Any) -> None:
 
 
 def _check_pow(a: Any, b: Any) -> None:
-    if isinstance(a, int) and isinstance(b, int) and b > 0 and a not in (0, 1, -1):
-        _too_big_int(a.bit_length() * b)
+    bits = _bits(a)
+    if bits is not None and isinstance(b, int) and a not in (0, 1, -1):
+        # an int to a negative power is a float; a Fraction's is exact, and as large
+        _too_big_int(bits * (abs(b) if isinstance(a, Fraction) else max(b, 0)))
 
 
 def _check_lshift(a: Any, b: Any) -> None:
