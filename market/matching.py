@@ -372,8 +372,10 @@ def _changeable_edges(w, bc, sc, I, J, x, u, v, z) -> np.ndarray:
     graph = sp.csr_matrix((np.ones(len(src)), (src, dst)), shape=(root + 1, root + 1))
     _, labels = connected_components(graph, directed=True, connection="strong")
     change = np.zeros((m, n), dtype=bool)
-    change[add_r, add_c] = labels[add_r] == labels[m + add_c]
-    change[rem_r, rem_c] = labels[rem_r] == labels[m + rem_c]
+    lb, ls, lr = labels[add_r], labels[m + add_c], labels[root]
+    change[add_r, add_c] = (lb == ls) | (start_gain & (ls == lr)) | (end_gain & (lb == lr))
+    lb, ls = labels[rem_r], labels[m + rem_c]
+    change[rem_r, rem_c] = (lb == ls) | (start_loss & (lb == lr)) | (end_loss & (ls == lr))
     return change
 
 

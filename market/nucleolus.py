@@ -344,15 +344,11 @@ def _market_separator(w, bc, sc):
             return []
         z = np.round(res.x[:N]).astype(int)
         mask = sum(1 << p for p in range(N) if z[p])
-        return [(mask, _coalition_value(w, bc, sc, z[:m] == 1, z[m:] == 1))]
+        # at a MILP optimum y is an optimal b-matching of S (else the objective
+        # would improve), and by total unimodularity its weight is v(S), an integer
+        return [(mask, float(round(float(we @ res.x[N:]))))]
 
     return separate
-
-
-def _coalition_value(w, bc, sc, buyers_in, sellers_in) -> float:
-    from market.matching import match  # same package; local to keep import order simple
-    sub = w[np.ix_(buyers_in, sellers_in)]
-    return float(match(sub, bc[buyers_in], sc[sellers_in]).total_weight)
 
 
 def market_nucleolus(weights, buyer_caps, seller_caps) -> tuple[np.ndarray, np.ndarray]:
