@@ -83,7 +83,9 @@ class _Stages:
                          float(np.max(np.abs(lower), initial=0.0)))
         self.grand = grand / self.scale
         self.lower = np.asarray(lower, dtype=float) / self.scale
-        self.free: dict[int, float] = {mk: vl / self.scale for mk, vl in zip(masks, values)}
+        full = (1 << n) - 1
+        self.free: dict[int, float] = {mk: vl / self.scale for mk, vl in zip(masks, values)
+                                       if 0 < mk < full}
         self.separate = separate
         self.settled: set[int] = set()
         self.eq_rows = [np.ones(n)]
