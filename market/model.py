@@ -26,7 +26,7 @@ __all__ = [
     "build_market", "pair_terms", "round_half_up", "lot_energy_wh",
     "smes_benefit_milli", "charging_ev_benefit_milli",
     "discharging_ev_benefit_milli", "pv_benefit_milli",
-    "buyer_value_per_kwh", "seller_cost_per_kwh",
+    "buyer_value_per_kwh", "seller_cost_per_kwh", "ev_charging_price",
 ]
 
 WH_PER_KWH = 1000
@@ -75,6 +75,7 @@ class Quotation:
     depreciation_milli: int = 0
     efficiency_ppm: int = 1_000_000
     max_trades: int = 1
+    charging_price_milli_per_kwh: int = 0   # EV seller: p0 of eq. (3); 0 = the hour's tariff
 
     def __post_init__(self) -> None:
         if not isinstance(self.prosumer, str) or not self.prosumer:
@@ -82,7 +83,8 @@ class Quotation:
         if not isinstance(self.kind, Kind) or not isinstance(self.side, Side):
             raise ValueError(f"{self.prosumer}: kind and side must be Kind and Side members")
         ints = ("hour", "energy_wh", "limit_price_milli_per_kwh", "bus", "distance_m",
-                "consumption_wh_per_km", "depreciation_milli", "efficiency_ppm", "max_trades")
+                "consumption_wh_per_km", "depreciation_milli", "efficiency_ppm", "max_trades",
+                "charging_price_milli_per_kwh")
         for name in ints:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -95,7 +97,8 @@ class Quotation:
             raise ValueError(f"{self.prosumer}: limit price must be >= 0")
         if self.bus < 1:
             raise ValueError(f"{self.prosumer}: bus must be >= 1 (1-based numbering)")
-        for name in ("distance_m", "consumption_wh_per_km", "depreciation_milli"):
+        for name in ("distance_m", "consumption_wh_per_km", "depreciation_milli",
+                     "charging_price_milli_per_kwh"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{self.prosumer}: {name} must be >= 0")
         if not 0 < self.efficiency_ppm <= PPM:
@@ -177,17 +180,29 @@ def buyer_value_per_kwh(q: Quotation, params: MarketParams) -> int:
 def seller_cost_per_kwh(q: Quotation, params: MarketParams) -> Fraction:
     """Least a seller accepts per kWh, its alternative included.
 
-    EV (eq. 3): the energy was charged at p0 and loses 1/eta on the way, so p0/eta.
+    EV (eq. 3): the energy was charged at p0 and loses 1/eta on the way, so p0/eta,
+    with p0 the EV's declared charging price (else the hour's tariff, see
+    :func:`ev_charging_price`).
     PV (eq. 4) and SMES (eq. 1): O&M k, or the feed-in tariff if that pays more.
     Never below the seller's own limit price.
     """
     if q.kind is Kind.EV:
-        own = Fraction(params.grid_price_milli_per_kwh * PPM, q.efficiency_ppm)
+        own = Fraction(ev_charging_price(q, params) * PPM, q.efficiency_ppm)
     elif q.kind is Kind.PV:
         own = Fraction(max(params.pv_om_milli_per_kwh, params.feed_in_price_milli_per_kwh))
     else:
         own = Fraction(max(params.smes_om_milli_per_kwh, params.feed_in_price_milli_per_kwh))
     return max(Fraction(q.limit_price_milli_per_kwh), own)
+
+
+def ev_charging_price(q: Quotation, params: MarketParams) -> int:
+    """p0 of eq. (3) for a discharging EV: what it paid for the stored energy.
+
+    The paper calls p0 "the charging price of the electric vehicle"; an EV that
+    charged off-peak declares that price, otherwise the hour's tariff is used (then
+    an EV seller, losing 1/eta, can never undercut the grid for an EV buyer).
+    """
+    return q.charging_price_milli_per_kwh or params.grid_price_milli_per_kwh
 
 
 def lot_energy_wh(q: Quotation) -> int:
@@ -228,7 +243,8 @@ def pair_terms(buyer: Quotation, seller: Quotation, params: MarketParams) -> Pai
     travel = round_half_up(_money(p0, _travel_wh(buyer)))
     cost = _money(seller_cost_per_kwh(seller, params), energy_wh)
     if seller.kind is Kind.EV:
-        cost += _money(p0, _travel_wh(seller)) + seller.depreciation_milli
+        cost += _money(ev_charging_price(seller, params), _travel_wh(seller))
+        cost += seller.depreciation_milli
     return PairTerms(energy_wh, value, travel, round_half_up(cost))
 
 

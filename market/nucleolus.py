@@ -72,8 +72,10 @@ def _rows_matrix(masks: list[int], n: int) -> sp.csr_matrix:
 class _Stages:
     """Sequential LPs over an explicit, growable set of coalitions (bitmask ints).
 
-    ``separate(x, threshold, settled)`` (optional) returns coalitions (mask, value)
-    whose excess at x exceeds ``threshold``, skipping masks in ``settled``; without it
+    ``separate(x, threshold, null)`` (optional) returns coalitions (mask, value)
+    whose excess at x exceeds ``threshold`` among those whose characteristic vector
+    is *not* in the span of the fixed rows, i.e. with ``null.T @ 1_S != 0`` for the
+    integer null-space basis ``null`` of the fixed rows; without it
     the given coalitions are assumed to be all that matter.
     """
 
@@ -101,14 +103,13 @@ class _Stages:
         if self.separate is None:
             return False
         found = False
-        for mask, value in self.separate(x * self.scale, (level + TOL) * self.scale, self.settled):
+        null = _integer_null_basis(self.eq_rows, self.n)
+        for mask, value in self.separate(x * self.scale, (level + TOL) * self.scale, null):
             value /= self.scale
             if mask in self.free or mask in self.settled:
                 continue
             if self._in_span(_rows_matrix([mask], self.n))[0]:
-                self.settled.add(mask)
-                found = True  # settled now: the oracle will skip it next time
-                continue
+                raise NucleolusError("separation returned a settled coalition (numerics)")
             self.free[mask] = value
             found = True
         return found
@@ -167,8 +168,10 @@ class _Stages:
             bounds = [(lo, None) for lo in self.lower] + [(0.0, 1.0)] * (nu + nb)
             c = np.r_[np.zeros(n), -np.ones(nu + nb)]
             res = _lp(c, A_ub, b_ub, A_eq, np.array(self.eq_rhs), bounds)
-            if self._add_violations(res.x[:n], eps):
-                continue
+            # No separation here: the working set relaxes the stage's optimal face, so
+            # a coalition that cannot be slack here cannot be slack at all (never a
+            # wrong fix); one that only looks slackable stays free and is fixed at the
+            # next stage, whose optimum is then the same eps with a positive dual.
             slack = res.x[n:]
             if not (slack > TOL).any():
                 break
@@ -199,6 +202,45 @@ class _Stages:
         F, f = np.array(self.eq_rows), np.array(self.eq_rhs)
         x = np.linalg.lstsq(F, f, rcond=None)[0]
         return x * self.scale
+
+
+def _integer_null_basis(rows, n) -> np.ndarray:
+    """Integer basis (n x d) of the null space of the fixed 0/1 rows, exactly.
+
+    Rows are 0/1 (coalitions, unit vectors, the grand coalition), so Gaussian
+    elimination over the rationals gives an exact basis; scaling each vector by
+    its denominators' lcm makes ``b . 1_S`` an integer, so "not in the span" is
+    the linear disjunction |b_k . 1_S| >= 1 for some k.
+    """
+    import math
+    from fractions import Fraction
+    mat = [[Fraction(int(round(v))) for v in row] for row in rows]
+    pivots, r = [], 0
+    for c in range(n):
+        piv = next((k for k in range(r, len(mat)) if mat[k][c] != 0), None)
+        if piv is None:
+            continue
+        mat[r], mat[piv] = mat[piv], mat[r]
+        inv = 1 / mat[r][c]
+        mat[r] = [v * inv for v in mat[r]]
+        for k in range(len(mat)):
+            if k != r and mat[k][c] != 0:
+                f = mat[k][c]
+                mat[k] = [a - f * b for a, b in zip(mat[k], mat[r])]
+        pivots.append(c)
+        r += 1
+    free_cols = [c for c in range(n) if c not in pivots]
+    basis = np.zeros((n, len(free_cols)), dtype=np.int64)
+    for k, fc in enumerate(free_cols):
+        vec = [Fraction(0)] * n
+        vec[fc] = Fraction(1)
+        for row, pc in zip(mat, pivots):
+            vec[pc] = -row[fc]
+        lcm = 1
+        for v in vec:
+            lcm = lcm * v.denominator // math.gcd(lcm, v.denominator)
+        basis[:, k] = [int(v * lcm) for v in vec]
+    return basis
 
 
 # -- generic games ------------------------------------------------------------------
@@ -328,29 +370,73 @@ def _market_separator(w, bc, sc):
     deg = sp.csr_matrix((np.r_[np.ones(2 * E), -np.r_[bc, sc].astype(float)],
                          (np.r_[I, m + J, np.arange(N)], np.r_[N + e, N + e, np.arange(N)])),
                         shape=(N, N + E))
-    size = sp.csr_matrix(np.r_[np.ones(N), np.zeros(E)][None, :])
-    base = [LinearConstraint(link, -np.inf, 0), LinearConstraint(deg, -np.inf, 0),
-            LinearConstraint(size, 1, N - 1)]
-    integrality = np.r_[np.ones(N), np.zeros(E)]
+    base = [LinearConstraint(link, -np.inf, 0), LinearConstraint(deg, -np.inf, 0)]
 
-    def separate(x, level, settled):
-        cons = list(base)
-        if settled:
-            rows = np.array([[1.0 if mask >> p & 1 else -1.0 for p in range(N)]
-                             for mask in sorted(settled)])
-            rhs = np.array([bin(mask).count("1") - 1 for mask in sorted(settled)], dtype=float)
-            cons.append(LinearConstraint(np.c_[rows, np.zeros((len(rows), E))], -np.inf, rhs))
-        res = milp(np.r_[x, -we], constraints=cons, integrality=integrality,
-                   bounds=(0, 1), options={"mip_rel_gap": 0.0})
-        if res.status != 0 or -res.fun <= level:
+    def separate(x, threshold, null):
+        # S must leave the span of the fixed rows: s * (b_k . z) >= 1 for one chosen
+        # (k, s), by binaries t_ks with big-M = sum |b_k| + 1 (b_k integral)
+        d = null.shape[1]
+        if d == 0:
+            return []
+        big = np.abs(null).sum(axis=0) + 1
+        signs = np.r_[np.ones(d), -np.ones(d)]
+        B = np.c_[null, null].T * signs[:, None]            # (2d, N)
+        M = np.r_[big, big].astype(float)
+        pick = np.c_[B, np.zeros((2 * d, E)), -np.diag(M)]
+        one = np.r_[np.zeros(N + E), np.ones(2 * d)][None, :]
+        width = N + E + 2 * d
+        pad = lambda c: LinearConstraint(sp.hstack([c.A, sp.csr_matrix((c.A.shape[0], 2 * d))]),
+                                         c.lb, c.ub)
+        cons = [pad(c) for c in base] + [LinearConstraint(pick, 1 - M, np.inf),
+                                         LinearConstraint(one, 1, 1)]
+        res = milp(np.r_[x, -we, np.zeros(2 * d)], constraints=cons,
+                   integrality=np.r_[np.ones(N), np.zeros(E), np.ones(2 * d)],
+                   bounds=(np.zeros(width), np.ones(width)), options={"mip_rel_gap": 0.0})
+        if res.status != 0 or -res.fun <= threshold:
             return []
         z = np.round(res.x[:N]).astype(int)
         mask = sum(1 << p for p in range(N) if z[p])
         # at a MILP optimum y is an optimal b-matching of S (else the objective
         # would improve), and by total unimodularity its weight is v(S), an integer
-        return [(mask, float(round(float(we @ res.x[N:]))))]
+        return [(mask, float(round(float(we @ res.x[N:N + E]))))]
 
     return separate
+
+
+def _seed_coalitions(w, bc, sc, m) -> list[int]:
+    """Likely-essential coalitions of a capacitated market, to start the working set:
+    each player with its partners in the optimal matching, each two trades sharing a
+    player, and each connected component of the matching (constraint generation
+    adds whatever else is needed; the seeds only save separation rounds)."""
+    from market.matching import match
+    pairs = match(w, bc, sc).pairs
+    partners: dict[int, list[int]] = {}
+    for i, j in pairs:
+        partners.setdefault(i, []).append(m + j)
+        partners.setdefault(m + j, []).append(i)
+    seeds = set()
+    for p, others in partners.items():
+        if len(others) >= 2:
+            seeds.add((1 << p) | sum(1 << q for q in others))
+            for a in range(len(others)):
+                for b in range(a + 1, len(others)):
+                    seeds.add((1 << p) | (1 << others[a]) | (1 << others[b]))
+    seen: set[int] = set()
+    for start in sorted(partners):
+        if start in seen:
+            continue
+        stack, comp = [start], 0
+        seen.add(start)
+        while stack:
+            p = stack.pop()
+            comp |= 1 << p
+            for q in partners[p]:
+                if q not in seen:
+                    seen.add(q)
+                    stack.append(q)
+        if bin(comp).count("1") > 2:
+            seeds.add(comp)
+    return sorted(seeds)
 
 
 def market_nucleolus(weights, buyer_caps, seller_caps) -> tuple[np.ndarray, np.ndarray]:
@@ -388,6 +474,14 @@ def market_nucleolus(weights, buyer_caps, seller_caps) -> tuple[np.ndarray, np.n
     masks = [1 << p for p in range(N)] + [(1 << i) | (1 << (m + j)) for i, j in zip(I.tolist(), J.tolist())]
     values = [0.0] * N + w[I, J].astype(float).tolist()
     unit = (bc <= 1).all() and (sc <= 1).all()
-    separate = None if unit else _market_separator(w, bc, sc)
+    separate = None
+    if not unit:
+        separate = _market_separator(w, bc, sc)
+        for mask in _seed_coalitions(w, bc, sc, m):
+            buyers_in = np.array([mask >> i & 1 for i in range(m)], dtype=bool)
+            sellers_in = np.array([mask >> (m + j) & 1 for j in range(n)], dtype=bool)
+            masks.append(mask)
+            values.append(float(match(w[np.ix_(buyers_in, sellers_in)], bc[buyers_in],
+                                      sc[sellers_in]).total_weight))
     x = _Stages(N, grand, np.zeros(N), masks, values, separate).solve()
     return x[:m], x[m:]

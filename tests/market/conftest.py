@@ -45,3 +45,37 @@ def market_game_table(w, bc, sc) -> np.ndarray:
         if bi.any() and si.any():
             table[mask] = match(w[np.ix_(bi, si)], bc[bi], sc[si]).total_weight
     return table
+
+
+from market.model import Kind, MarketParams, Quotation, Side  # noqa: E402
+
+PARAMS = MarketParams(grid_price_milli_per_kwh=1_200, feed_in_price_milli_per_kwh=400,
+                      pv_om_milli_per_kwh=100, smes_om_milli_per_kwh=50)
+
+
+def random_quotations(seed: int, n_buyers: int, n_sellers: int, max_cap: int = 1):
+    """Seeded quotations of every kind: EV buyers, EV/PV/SMES sellers."""
+    rng = np.random.default_rng(seed)
+    quotes = []
+    for k in range(n_buyers):
+        quotes.append(Quotation(
+            prosumer=f"evb{k:02d}", kind=Kind.EV, side=Side.BUY, hour=10,
+            energy_wh=int(rng.integers(2_000, 20_000)),
+            limit_price_milli_per_kwh=int(rng.integers(900, 1_500)), bus=int(rng.integers(2, 34)),
+            distance_m=int(rng.integers(0, 5_000)), consumption_wh_per_km=int(rng.integers(120, 200)),
+            max_trades=int(rng.integers(1, max_cap + 1))))
+    kinds = [Kind.EV, Kind.PV, Kind.SMES]
+    for k in range(n_sellers):
+        kind = kinds[int(rng.integers(0, 3))]
+        ev = kind is Kind.EV
+        quotes.append(Quotation(
+            prosumer=f"{kind.value}s{k:02d}", kind=kind, side=Side.SELL, hour=10,
+            energy_wh=int(rng.integers(2_000, 30_000)),
+            limit_price_milli_per_kwh=int(rng.integers(0, 900)), bus=int(rng.integers(2, 34)),
+            distance_m=int(rng.integers(0, 5_000)) if ev else 0,
+            consumption_wh_per_km=int(rng.integers(120, 200)) if ev else 0,
+            depreciation_milli=int(rng.integers(0, 500)) if ev else 0,
+            efficiency_ppm=int(rng.integers(850_000, 1_000_001)) if ev else 1_000_000,
+            charging_price_milli_per_kwh=int(rng.integers(300, 800)) if ev else 0,
+            max_trades=int(rng.integers(1, max_cap + 1))))
+    return quotes
