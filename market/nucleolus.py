@@ -104,7 +104,9 @@ class _Stages:
             return False
         found = False
         null = _integer_null_basis(self.eq_rows, self.n)
-        for mask, value in self.separate(x * self.scale, (level + TOL) * self.scale, null):
+        in_span = lambda mask: bool(self._in_span(_rows_matrix([mask], self.n))[0])
+        for mask, value in self.separate(x * self.scale, (level + TOL) * self.scale, null,
+                                         self.settled, in_span):
             value /= self.scale
             if mask in self.free or mask in self.settled:
                 continue
@@ -372,55 +374,72 @@ def _market_separator(w, bc, sc):
                         shape=(N, N + E))
     base = [LinearConstraint(link, -np.inf, 0), LinearConstraint(deg, -np.inf, 0)]
 
-    def separate(x, threshold, null):
-        # S must leave the span of the fixed rows: s * (b_k . z) >= 1 for one chosen
-        # (k, s), by binaries t_ks with big-M = sum |b_k| + 1 (b_k integral)
+    def solve(x, cons, extra):
+        width = N + E + extra
+        res = milp(np.r_[x, -we, np.zeros(extra)], constraints=cons,
+                   integrality=np.r_[np.ones(N), np.zeros(E), np.ones(extra)],
+                   bounds=(np.zeros(width), np.ones(width)), options={"mip_rel_gap": 0.0})
+        if res.status != 0:
+            return None, None, None
+        z = np.round(res.x[:N]).astype(int)
+        # at a MILP optimum y is an optimal b-matching of S (else the objective
+        # would improve), and by total unimodularity its weight is v(S), an integer
+        return (-res.fun, sum(1 << p for p in range(N) if z[p]),
+                float(round(float(we @ res.x[N:N + E]))))
+
+    def separate(x, threshold, null, settled, in_span):
         d = null.shape[1]
         if d == 0:
             return []
+        # S must leave the span of the fixed rows: s * (b_k . z) >= 1 for one chosen
+        # (k, s), by binaries t_ks with big-M = sum |b_k| + 1 (b_k integral)
         big = np.abs(null).sum(axis=0) + 1
         signs = np.r_[np.ones(d), -np.ones(d)]
         B = np.c_[null, null].T * signs[:, None]            # (2d, N)
         M = np.r_[big, big].astype(float)
         pick = np.c_[B, np.zeros((2 * d, E)), -np.diag(M)]
         one = np.r_[np.zeros(N + E), np.ones(2 * d)][None, :]
-        width = N + E + 2 * d
         pad = lambda c: LinearConstraint(sp.hstack([c.A, sp.csr_matrix((c.A.shape[0], 2 * d))]),
                                          c.lb, c.ub)
         cons = [pad(c) for c in base] + [LinearConstraint(pick, 1 - M, np.inf),
                                          LinearConstraint(one, 1, 1)]
-        res = milp(np.r_[x, -we, np.zeros(2 * d)], constraints=cons,
-                   integrality=np.r_[np.ones(N), np.zeros(E), np.ones(2 * d)],
-                   bounds=(np.zeros(width), np.ones(width)), options={"mip_rel_gap": 0.0})
-        if res.status != 0 or -res.fun <= threshold:
+        best, mask, value = solve(x, cons, 2 * d)
+        if best is None or best <= threshold:
             return []
-        z = np.round(res.x[:N]).astype(int)
-        mask = sum(1 << p for p in range(N) if z[p])
-        # at a MILP optimum y is an optimal b-matching of S (else the objective
-        # would improve), and by total unimodularity its weight is v(S), an integer
-        return [(mask, float(round(float(we @ res.x[N:N + E]))))]
+        return [(mask, value)]
 
     return separate
 
 
 def _seed_coalitions(w, bc, sc, m) -> list[int]:
-    """Likely-essential coalitions of a capacitated market, to start the working set:
-    each player with its partners in the optimal matching, each two trades sharing a
-    player, and each connected component of the matching (constraint generation
-    adds whatever else is needed; the seeds only save separation rounds)."""
+    """Likely-essential coalitions of a capacitated market, to start the working set.
+
+    Constraint generation adds whatever else is needed, so the seeds only save
+    separation rounds (each an MILP); the LPs take thousands of rows easily.
+    Seeds: every player with cap >= 2 and two partners of positive weight (stars of
+    three), the connected components of the optimal matching, and the complements
+    of every single player and of every component.
+    """
     from market.matching import match
-    pairs = match(w, bc, sc).pairs
+    n = w.shape[1]
+    N = m + n
+    full = (1 << N) - 1
+    pos = w > 0
+    seeds = set()
+    for i in range(m):
+        if bc[i] >= 2:
+            js = np.flatnonzero(pos[i]).tolist()
+            seeds.update((1 << i) | (1 << (m + a)) | (1 << (m + b))
+                         for k, a in enumerate(js) for b in js[k + 1:])
+    for j in range(n):
+        if sc[j] >= 2:
+            is_ = np.flatnonzero(pos[:, j]).tolist()
+            seeds.update((1 << (m + j)) | (1 << a) | (1 << b)
+                         for k, a in enumerate(is_) for b in is_[k + 1:])
     partners: dict[int, list[int]] = {}
-    for i, j in pairs:
+    for i, j in match(w, bc, sc).pairs:
         partners.setdefault(i, []).append(m + j)
         partners.setdefault(m + j, []).append(i)
-    seeds = set()
-    for p, others in partners.items():
-        if len(others) >= 2:
-            seeds.add((1 << p) | sum(1 << q for q in others))
-            for a in range(len(others)):
-                for b in range(a + 1, len(others)):
-                    seeds.add((1 << p) | (1 << others[a]) | (1 << others[b]))
     seen: set[int] = set()
     for start in sorted(partners):
         if start in seen:
@@ -434,9 +453,27 @@ def _seed_coalitions(w, bc, sc, m) -> list[int]:
                 if q not in seen:
                     seen.add(q)
                     stack.append(q)
-        if bin(comp).count("1") > 2:
-            seeds.add(comp)
-    return sorted(seeds)
+        seeds.update((comp, full ^ comp))
+    seeds.update(full ^ (1 << p) for p in range(N))
+    seeds.update(full ^ (1 << p) ^ (1 << q) for p in range(N) for q in range(p + 1, N))
+    return sorted(mk for mk in seeds if 0 < mk < full and bin(mk).count("1") > 2)
+
+
+def _seed_value(w, bc, sc, m, mask) -> float:
+    """v(S) of a seed: closed form for stars of three, else an exact b-matching."""
+    from market.matching import match
+    n = w.shape[1]
+    if bin(mask).count("1") == 3:
+        members = [p for p in range(m + n) if mask >> p & 1]
+        buyers = [p for p in members if p < m]
+        sellers = [p - m for p in members if p >= m]
+        centre_cap = bc[buyers[0]] if len(buyers) == 1 else sc[sellers[0]] if len(sellers) == 1 else 0
+        if centre_cap >= 2:  # a star whose centre can trade with both leaves
+            return float(sum(max(int(w[i, j]), 0) for i in buyers for j in sellers))
+    buyers_in = np.array([mask >> i & 1 for i in range(m)], dtype=bool)
+    sellers_in = np.array([mask >> (m + j) & 1 for j in range(n)], dtype=bool)
+    return float(match(w[np.ix_(buyers_in, sellers_in)], bc[buyers_in],
+                       sc[sellers_in]).total_weight)
 
 
 def market_nucleolus(weights, buyer_caps, seller_caps) -> tuple[np.ndarray, np.ndarray]:
@@ -478,10 +515,7 @@ def market_nucleolus(weights, buyer_caps, seller_caps) -> tuple[np.ndarray, np.n
     if not unit:
         separate = _market_separator(w, bc, sc)
         for mask in _seed_coalitions(w, bc, sc, m):
-            buyers_in = np.array([mask >> i & 1 for i in range(m)], dtype=bool)
-            sellers_in = np.array([mask >> (m + j) & 1 for j in range(n)], dtype=bool)
             masks.append(mask)
-            values.append(float(match(w[np.ix_(buyers_in, sellers_in)], bc[buyers_in],
-                                      sc[sellers_in]).total_weight))
+            values.append(_seed_value(w, bc, sc, m, mask))
     x = _Stages(N, grand, np.zeros(N), masks, values, separate).solve()
     return x[:m], x[m:]
