@@ -392,6 +392,11 @@ def _market_separator(w, bc, sc):
         d = null.shape[1]
         if d == 0:
             return []
+        if d == N - 1:
+            # only the grand coalition is fixed: its span holds just {} and N
+            size = np.r_[np.ones(N), np.zeros(E)][None, :]
+            best, mask, value = solve(x, base + [LinearConstraint(size, 1, N - 1)], 0)
+            return [] if best is None or best <= threshold else [(mask, value)]
         # S must leave the span of the fixed rows: s * (b_k . z) >= 1 for one chosen
         # (k, s), by binaries t_ks with big-M = sum |b_k| + 1 (b_k integral)
         big = np.abs(null).sum(axis=0) + 1
