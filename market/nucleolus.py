@@ -73,10 +73,11 @@ def _rows_matrix(masks: list[int], n: int) -> sp.csr_matrix:
 class _Stages:
     """Sequential LPs over an explicit, growable set of coalitions (bitmask ints).
 
-    ``separate(x, threshold, null)`` (optional) returns coalitions (mask, value)
+    ``separate(x, threshold, stages)`` (optional) returns coalitions (mask, value)
     whose excess at x exceeds ``threshold`` among those whose characteristic vector
-    is *not* in the span of the fixed rows, i.e. with ``null.T @ 1_S != 0`` for the
-    integer null-space basis ``null`` of the fixed rows; without it
+    is *not* in the span of the fixed rows (``stages.null_basis()`` gives an exact
+    integer basis of their null space, ``stages.basis`` an orthonormal basis of the
+    rows themselves) and not already free or settled; without it
     the given coalitions are assumed to be all that matter.
     """
 
@@ -97,17 +98,29 @@ class _Stages:
 
     # -- helpers ------------------------------------------------------------------
     def _free_arrays(self):
-        masks = sorted(self.free)
-        return masks, _rows_matrix(masks, self.n), np.array([self.free[k] for k in masks])
+        """Free coalitions sorted by mask, their incidence rows and values.
+
+        Rows come from a cached matrix of every coalition seen so far (rebuilt only
+        when the working set grows), so each LP does not re-expand bitmasks.
+        """
+        if not hasattr(self, "_pos") or any(mk not in self._pos for mk in self.free):
+            allm = sorted(set(getattr(self, "_all", [])) | set(self.free))
+            self._all = allm
+            self._pos = {mk: k for k, mk in enumerate(allm)}
+            self._matrix = _rows_matrix(allm, self.n)
+        idx = np.array(sorted(self._pos[mk] for mk in self.free), dtype=np.int64)
+        masks = [self._all[k] for k in idx]
+        return masks, self._matrix[idx], np.array([self.free[k] for k in masks])
+
+    def null_basis(self) -> np.ndarray:
+        """Exact integer basis of the null space of the fixed rows (for separators)."""
+        return _integer_null_basis(self.eq_rows, self.n)
 
     def _add_violations(self, x, level) -> bool:
         if self.separate is None:
             return False
         found = False
-        null = _integer_null_basis(self.eq_rows, self.n)
-        in_span = lambda mask: bool(self._in_span(_rows_matrix([mask], self.n))[0])
-        for mask, value in self.separate(x * self.scale, (level + TOL) * self.scale, null,
-                                         self.settled, in_span):
+        for mask, value in self.separate(x * self.scale, (level + TOL) * self.scale, self):
             value /= self.scale
             if mask in self.free or mask in self.settled:
                 continue
@@ -124,11 +137,14 @@ class _Stages:
 
     def _add_equality(self, row, rhs) -> bool:
         resid = row - self.basis @ (self.basis.T @ row)
+        resid -= self.basis @ (self.basis.T @ resid)  # twice: keeps the basis orthonormal
         norm = np.linalg.norm(resid)
+        if norm <= 1e-9:
+            # implied by the rows already fixed (its excess is constant and tight);
+            # adding it would only give HiGHS a redundant, float-inconsistent equation
+            return False
         self.eq_rows.append(row)
         self.eq_rhs.append(rhs)
-        if norm <= 1e-9:
-            return False
         self.basis = np.c_[self.basis, resid / norm]
         return True
 
@@ -388,7 +404,8 @@ def _market_separator(w, bc, sc):
         return (-res.fun, sum(1 << p for p in range(N) if z[p]),
                 float(round(float(we @ res.x[N:N + E]))))
 
-    def separate(x, threshold, null, settled, in_span):
+    def separate(x, threshold, stages):
+        null = stages.null_basis()
         d = null.shape[1]
         if d == 0:
             return []
@@ -413,6 +430,40 @@ def _market_separator(w, bc, sc):
         if best is None or best <= threshold:
             return []
         return [(mask, value)]
+
+    return separate
+
+
+def _pair_separator(w, m):
+    """Exact separation for the assignment game: scan every positive pair at once.
+
+    Only pairs and singletons are essential (Solymosi & Raghavan 1994), singletons
+    are always in the working set, so the most violated coalitions are pairs:
+    returns every violated pair outside the span, most violated first, at most
+    2 (m + n) per call to keep the LPs small.
+    """
+    I, J = np.nonzero(w > 0)
+    wv = w[I, J].astype(float)
+    masks = np.array([(1 << i) | (1 << (m + j)) for i, j in zip(I.tolist(), J.tolist())],
+                     dtype=object)
+    limit = 2 * (w.shape[0] + w.shape[1])
+
+    def separate(x, threshold, stages):
+        excess = wv - x[I] - x[m + J]
+        cand = np.flatnonzero(excess > threshold)
+        if len(cand) == 0:
+            return []
+        proj = stages.basis[I[cand]] + stages.basis[m + J[cand]]
+        cand = cand[2.0 - (proj ** 2).sum(axis=1) > 1e-9]
+        cand = cand[np.lexsort((cand, -excess[cand]))]
+        out = []
+        for k in cand.tolist():
+            mask = masks[k]
+            if mask not in stages.free and mask not in stages.settled:
+                out.append((mask, float(wv[k])))
+                if len(out) >= limit:
+                    break
+        return out
 
     return separate
 
@@ -514,10 +565,21 @@ def market_nucleolus(weights, buyer_caps, seller_caps) -> tuple[np.ndarray, np.n
     if N == 1 or grand == 0:
         return np.zeros(m), np.zeros(n)
     I, J = np.nonzero(w > 0)
+    unit = (bc <= 1).all() and (sc <= 1).all()
+    if unit:
+        # working set: each player's 3 best pairs and the matched pairs; the
+        # separator adds any other pair the moment it is violated
+        keep = np.zeros(w.shape, dtype=bool)
+        for i in range(m):
+            keep[i, np.argsort(-w[i], kind="stable")[:3]] = True
+        for j in range(n):
+            keep[np.argsort(-w[:, j], kind="stable")[:3], j] = True
+        for i, j in match(w, bc, sc).pairs:
+            keep[i, j] = True
+        I, J = np.nonzero(keep & (w > 0))
     masks = [1 << p for p in range(N)] + [(1 << i) | (1 << (m + j)) for i, j in zip(I.tolist(), J.tolist())]
     values = [0.0] * N + w[I, J].astype(float).tolist()
-    unit = (bc <= 1).all() and (sc <= 1).all()
-    separate = None
+    separate = _pair_separator(w, m) if unit else None
     if not unit:
         separate = _market_separator(w, bc, sc)
         for mask in _seed_coalitions(w, bc, sc, m):
