@@ -15,7 +15,7 @@ docs/market.md, "Success rate and renewable consumption rate").
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable, Sequence
 
@@ -192,17 +192,36 @@ class RoundResult:
 
 
 def run_round(feeder: Feeder, inputs: HourInputs, params: ScenarioParams,
-              smes_state: SmesState | None,
-              limits: SecurityLimits = SecurityLimits()) -> RoundResult:
-    """Run every stage of one hourly round; ``smes_state`` None runs without the SMES."""
+              smes_state: SmesState | None, limits: SecurityLimits = SecurityLimits(),
+              memo: dict | None = None) -> RoundResult:
+    """Run every stage of one hourly round; ``smes_state`` None runs without the SMES.
+
+    ``memo`` (a dict the caller keeps) reuses the grid-independent stages -- market,
+    matching and prices -- for a round whose quotations were seen before (the same
+    day under another rating scale, or without an SMES offer).  A trade's price does
+    not depend on which other trades are delivered (the nucleolus is that of the
+    whole hour's game), so pricing every matched trade once and keeping the
+    delivered ones gives exactly what :func:`stage_price` gives on the delivered set.
+    """
     quotes = stage_quotations(inputs, params, smes_state)
-    market = build_market(quotes, inputs.params)
-    matching = match(market.weights_milli, market.buyer_caps, market.seller_caps)
-    trades = trades_from_matching(market, matching)
+    key = (quotes, inputs.params)
+    if memo is not None and key in memo:
+        market, matching, trades, all_prices = memo[key]
+    else:
+        market = build_market(quotes, inputs.params)
+        matching = match(market.weights_milli, market.buyer_caps, market.seller_caps)
+        trades = trades_from_matching(market, matching)
+        all_prices = stage_price(market, matching, trades) if memo is not None else None
+        if memo is not None:
+            memo[key] = (market, matching, trades, all_prices)
     hour = HourState.for_hour(inputs.hour)
     security, env = stage_security(feeder, hour, trades, limits)
     dispatch = stage_smes(feeder, hour, env, params, smes_state, security)
-    prices = stage_price(market, matching, delivered_trades(security, dispatch))
+    delivered = delivered_trades(security, dispatch)
+    if all_prices is None:
+        prices = stage_price(market, matching, delivered)
+    else:
+        prices = {(t.buyer, t.seller): all_prices[(t.buyer, t.seller)] for t in delivered}
     settlement = stage_settle(security, dispatch, prices, params.smes.name,
                               params.smes.om_milli_per_kwh)
     after = dispatch.state_after if dispatch else None
@@ -230,12 +249,12 @@ class DayResult:
 
 
 def run_day(feeder: Feeder, scenario: DayScenario, params: ScenarioParams, *, with_smes: bool,
-            limits: SecurityLimits = SecurityLimits()) -> DayResult:
+            limits: SecurityLimits = SecurityLimits(), memo: dict | None = None) -> DayResult:
     """24 rounds; the SMES starts each day at its state-of-charge floor."""
     state = SmesState.empty(params.smes) if with_smes else None
     rounds = []
     for inputs in scenario.hours:
-        r = run_round(feeder, inputs, params, state, limits)
+        r = run_round(feeder, inputs, params, state, limits, memo)
         state = r.smes_state_after
         rounds.append(r)
     return DayResult(scenario.day, with_smes, feeder.rating_scale, tuple(rounds))
@@ -253,8 +272,11 @@ class RateSummary:
     days: int
 
 
-def mean_ci95(values: Sequence[float | None]) -> RateSummary:
-    """Student-t 95 % confidence interval of the mean of the non-None ``values``."""
+def mean_ci95(values: Sequence[float | None],
+              bounds: tuple[float, float] = (0.0, 1.0)) -> RateSummary:
+    """Student-t 95 % confidence interval of the mean of the non-None ``values``,
+    clipped to ``bounds`` (a rate lies in [0, 1]; with few days the t-interval
+    alone can reach past them)."""
     xs = np.array([v for v in values if v is not None], dtype=float)
     if xs.size == 0:
         return RateSummary(None, None, None, 0)
@@ -262,7 +284,7 @@ def mean_ci95(values: Sequence[float | None]) -> RateSummary:
     if xs.size < 2:
         return RateSummary(mean, None, None, 1)
     half = float(sps.t.ppf(0.975, xs.size - 1) * xs.std(ddof=1) / np.sqrt(xs.size))
-    return RateSummary(mean, mean - half, mean + half, int(xs.size))
+    return RateSummary(mean, max(bounds[0], mean - half), min(bounds[1], mean + half), int(xs.size))
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,12 +309,13 @@ def run_experiment(feeder: Feeder, params: ScenarioParams, *, days: int, seed: i
     scenarios = [build_day(params, feeder, seed, d) for d in range(days)]
     total = len(rating_scales) * len(smes_modes) * days
     runs, summary, done = [], [], 0
+    memo: dict = {}
     for scale in rating_scales:
         f = feeder.with_rating_scale(scale)
         for mode in smes_modes:
             day_runs = []
             for sc in scenarios:
-                day_runs.append(run_day(f, sc, params, with_smes=mode, limits=limits))
+                day_runs.append(run_day(f, sc, params, with_smes=mode, limits=limits, memo=memo))
                 done += 1
                 if progress:
                     progress(done, total)
