@@ -1,0 +1,42 @@
+"""The ``p2pchain`` command: one entry point, subcommands contributed by each layer.
+
+Every layer that offers commands has a module with ``add_commands(subparsers)``; each parser
+sets ``func`` to a handler ``handler(args) -> int``. This module is the only place that reads
+the clock for them (``args.now``), so the layers below stay free of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+
+from p2pchain import commands as chain_commands
+
+COMMAND_MODULES = (chain_commands,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="p2pchain",
+        description="p2pchain: a PBFT consortium blockchain with an EV peer-to-peer energy market.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for module in COMMAND_MODULES:
+        module.add_commands(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.now = dt.datetime.now(dt.timezone.utc)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Start, stop and kill node processes on this machine (run_cluster.py and the tests).
+
+Each node is its own operating-system process running ``python -m nodes.cli node``, so a
+node can be killed at any instant (SIGKILL) and restarted from what it left on disk, as a
+real deployment would. Its output goes to ``DIR/logs/<node>.out``; its structured log to
+``DIR/logs/<node>.log`` (written by the node itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+from p2pchain.genesis import Genesis
+
+__all__ = ["Cluster"]
+
+
+class Cluster:
+    """The node processes of one consortium directory."""
+
+    def __init__(self, directory: Path, genesis: Genesis, *, extra_args: dict[str, list[str]] | None = None):
+        self.directory = Path(directory)
+        self.genesis = genesis
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.extra_args = extra_args or {}
+        (self.directory / "logs").mkdir(parents=True, exist_ok=True)
+
+    def url(self, name: str) -> str:
+        node = self.genesis.node(name)
+        host = "127.0.0.1" if node.host in ("0.0.0.0", "") else node.host
+        return f"http://{host}:{node.port}"
+
+    def start(self, name: str, *args: str) -> subprocess.Popen:
+        if name in self.processes and self.processes[name].poll() is None:
+            raise RuntimeError(f"{name} is already running")
+        out = open(self.directory / "logs" / f"{name}.out", "ab")
+        command = [sys.executable, "-m", "nodes.cli", "node", "--dir", str(self.directory), "--name", name,
+                   *self.extra_args.get(name, []), *args]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.processes[name] = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                                start_new_session=True)
+        out.close()
+        return self.processes[name]
+
+    def start_all(self) -> None:
+        for name in self.genesis.node_names:
+            self.start(name)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: the node gets no chance to clean up (the crash-safety case)."""
+        process = self.processes.get(name)
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+
+    def stop(self, name: str, timeout_s: float = 15.0) -> int | None:
+        """SIGTERM, then SIGKILL if the node has not shut down within ``timeout_s``."""
+        process = self.processes.get(name)
+        if process is None or process.poll() is not None:
+            return None if process is None else process.returncode
+        process.send_signal(signal.SIGTERM)
+        try:
+            return process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
+
+    def stop_all(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for name in self.processes:
+            remaining = max(0.1, deadline - time.monotonic())
+            try:
+                self.processes[name].wait(remaining)
+            except subprocess.TimeoutExpired:
+                self.processes[name].kill()
+                self.processes[name].wait()
+
+    def alive(self, name: str) -> bool:
+        process = self.processes.get(name)
+        return process is not None and process.poll() is None
+
+    async def wait_healthy(self, names: list[str] | None = None, timeout_s: float = 60.0) -> dict[str, dict]:
+        """Poll ``/v1/status`` until every node in ``names`` answers; return their statuses."""
+        names = list(names or self.genesis.node_names)
+        statuses: dict[str, dict] = {}
+        deadline = time.monotonic() + timeout_s
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            while len(statuses) < len(names):
+                for name in names:
+                    if name in statuses:
+                        continue
+                    process = self.processes.get(name)
+                    if process is not None and process.poll() is not None:
+                        log = (self.directory / "logs" / f"{name}.out").read_text()[-2000:]
+                        raise RuntimeError(f"{name} exited with status {process.returncode}:\n{log}")
+                    try:
+                        async with session.get(self.url(name) + "/v1/status") as response:
+                            if response.status == 200:
+                                statuses[name] = await response.json()
+                    except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                        pass
+                if len(statuses) < len(names):
+                    if time.monotonic() > deadline:
+                        missing = sorted(set(names) - set(statuses))
+                        raise TimeoutError(f"nodes not healthy after {timeout_s:.0f} s: {', '.join(missing)}")
+                    await asyncio.sleep(0.1)
+        return statuses

@@ -1,0 +1,36 @@
+"""A node's Prometheus metrics (``GET /metrics``), one registry per node.
+
+Names follow Prometheus conventions (``_total`` for counters, base units in the name).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["NodeMetrics", "CONTENT_TYPE_LATEST"]
+
+# Commit latency buckets, seconds: from a single fast batch to a view change.
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+class NodeMetrics:
+    def __init__(self, node: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.height = Gauge("p2pchain_height", "Height of the last committed block", ["channel"], registry=r)
+        self.view = Gauge("p2pchain_view", "Current PBFT view", ["channel"], registry=r)
+        self.view_changes = Counter("p2pchain_view_changes_total", "Views this node moved to", ["channel"], registry=r)
+        self.messages_in = Counter("p2pchain_messages_in_total", "Consensus messages received", ["channel", "type"], registry=r)
+        self.messages_out = Counter("p2pchain_messages_out_total", "Consensus messages sent", ["channel", "type"], registry=r)
+        self.refused = Counter("p2pchain_refused_total", "Inputs refused, by edge and reason", ["edge", "reason"], registry=r)
+        self.faults = Counter("p2pchain_peer_faults_total", "Faulty consensus input, by kind and peer", ["channel", "kind", "peer"], registry=r)
+        self.transactions = Counter("p2pchain_transactions_total", "Committed transactions, by outcome", ["channel", "outcome"], registry=r)
+        self.commit_latency = Histogram("p2pchain_commit_latency_seconds", "From a transaction's arrival at this node to its commit",
+                                        ["channel"], buckets=LATENCY_BUCKETS, registry=r)
+        self.halted = Gauge("p2pchain_channel_halted", "1 if the channel halted on a state-root mismatch", ["channel"], registry=r)
+        self.info = Gauge("p2pchain_node_info", "This node", ["node"], registry=r)
+        self.info.labels(node=node).set(1)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

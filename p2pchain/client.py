@@ -1,0 +1,136 @@
+"""A client of a node's HTTP API (issue 8's client API), asynchronous, over aiohttp.
+
+A :class:`Signer` holds one client identity's key and hands out strictly increasing nonces
+per channel; :class:`Client` talks to one node. Transactions travel as canonical msgpack
+(``application/msgpack``, the fast path) or as JSON with binary fields in hex
+(``application/json``, for people and curl): see :func:`transaction_to_json`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from .consortium import load_identity_key
+from .crypto import SigningKey
+from .ledger.transaction import Transaction
+
+__all__ = ["ApiError", "Client", "Signer", "transaction_to_json", "transaction_from_json"]
+
+MSGPACK = "application/msgpack"
+
+
+class ApiError(Exception):
+    """A 4xx/5xx answer from a node: ``status``, ``code`` and ``detail`` as the node gave them."""
+
+    def __init__(self, status: int, code: str, detail: Any) -> None:
+        super().__init__(f"{status} {code}: {detail}")
+        self.status, self.code, self.detail = status, code, detail
+
+
+def transaction_to_json(tx: Transaction) -> dict[str, Any]:
+    return {
+        "channel": tx.channel, "contract": tx.contract, "function": tx.function,
+        "args": tx.args, "creator": tx.creator, "nonce": tx.nonce, "signature": tx.signature.hex(),
+    }
+
+
+def transaction_from_json(value: Any) -> Transaction:
+    """The inverse of :func:`transaction_to_json`; raises ``ValueError``/``KeyError``/``TypeError``."""
+    if not isinstance(value, dict):
+        raise TypeError("a transaction is a JSON object")
+    return Transaction.from_value({**value, "type": "tx", "signature": bytes.fromhex(value["signature"])})
+
+
+@dataclass
+class Signer:
+    """One client identity: its name, key, and the next nonce per channel."""
+
+    name: str
+    key: SigningKey
+    first_nonce: int = 1
+    next_nonce: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, consortium_dir: Path, name: str, *, first_nonce: int = 1) -> Signer:
+        return cls(name, load_identity_key(consortium_dir, name), first_nonce)
+
+    async def resume(self, client: Client, channel: str) -> None:
+        """Continue after the last nonce this identity used on ``channel`` (from the ledger)."""
+        last = (await client.nonce(channel, self.name)).get("nonce")
+        self.next_nonce[channel] = max(self.next_nonce.get(channel, self.first_nonce), (last or 0) + 1)
+
+    def transaction(self, channel: str, contract: str, function: str, args: Any = None) -> Transaction:
+        nonce = self.next_nonce.get(channel, self.first_nonce)
+        self.next_nonce[channel] = nonce + 1
+        return Transaction.create(self.key, channel=channel, contract=contract, function=function,
+                                  args=args if args is not None else {}, creator=self.name, nonce=nonce)
+
+
+class Client:
+    """One node's client API. Use as ``async with Client(url) as client: ...``."""
+
+    def __init__(self, base_url: str, *, timeout_s: float = 30.0, session: aiohttp.ClientSession | None = None):
+        self.base_url = base_url.rstrip("/")
+        self._own_session = session is None
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    async def __aenter__(self) -> Client:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._own_session and self._session is not None:
+            await self._session.close()
+
+    async def _answer(self, response: aiohttp.ClientResponse) -> Any:
+        try:
+            body = await response.json(content_type=None)
+        except (ValueError, aiohttp.ContentTypeError):
+            body = {"error": "bad_response", "detail": (await response.text())[:200]}
+        if response.status >= 400:
+            body = body if isinstance(body, dict) else {}
+            raise ApiError(response.status, body.get("error", "error"), body.get("detail"))
+        return body
+
+    async def get(self, path: str, **params: Any) -> Any:
+        query = {k: str(v) for k, v in params.items() if v is not None}
+        async with self._session.get(self.base_url + path, params=query) as response:
+            return await self._answer(response)
+
+    async def status(self) -> dict[str, Any]:
+        return await self.get("/v1/status")
+
+    async def submit(self, tx: Transaction, *, wait: bool = False, as_json: bool = False) -> dict[str, Any]:
+        """Send ``tx``; with ``wait``, return only once it is committed (height and result)."""
+        url = f"{self.base_url}/v1/channels/{tx.channel}/transactions"
+        params = {"wait": "commit"} if wait else {}
+        if as_json:
+            kwargs = {"data": json.dumps(transaction_to_json(tx)), "headers": {"Content-Type": "application/json"}}
+        else:
+            kwargs = {"data": tx.to_bytes(), "headers": {"Content-Type": MSGPACK}}
+        async with self._session.post(url, params=params, **kwargs) as response:
+            return await self._answer(response)
+
+    async def block(self, channel: str, height: int) -> dict[str, Any]:
+        return await self.get(f"/v1/channels/{channel}/blocks/{height}")
+
+    async def blocks(self, channel: str, start: int | None = None, end: int | None = None) -> dict[str, Any]:
+        return await self.get(f"/v1/channels/{channel}/blocks", **{"from": start, "to": end})
+
+    async def transaction(self, channel: str, tx_id: bytes | str) -> dict[str, Any]:
+        tx_hex = tx_id.hex() if isinstance(tx_id, bytes) else tx_id
+        return await self.get(f"/v1/channels/{channel}/transactions/{tx_hex}")
+
+    async def nonce(self, channel: str, creator: str) -> dict[str, Any]:
+        """``{"nonce": last nonce of creator on channel, or None}``."""
+        return await self.get(f"/v1/channels/{channel}/nonces/{creator}")
+
+    async def state(self, channel: str, namespace: str, key: str) -> dict[str, Any]:
+        return await self.get(f"/v1/channels/{channel}/state/{namespace}/{key}")

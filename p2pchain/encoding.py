@@ -1,0 +1,177 @@
+"""Canonical encoding: one value, exactly one byte string (DESIGN.md, decision 2).
+
+Everything that is hashed or signed in p2pchain goes through :func:`encode`, and every byte
+string that arrives from outside goes through :func:`decode`. The form is msgpack with
+
+* map keys that are ``str`` only, sorted by code point (the same order as their UTF-8 bytes),
+* integers only, in the 64-bit range ``-2**63 .. 2**64 - 1``, each in msgpack's shortest form,
+* ``str`` for text and ``bytes`` for binary (never the other way round),
+* lists for sequences (a tuple encodes as a list and decodes as one).
+
+Floats, NaN, sets, extension types and everything else are refused with an
+:class:`EncodingError` that names where the offending value sits (``args.quotes[3].price``).
+:func:`decode` refuses input that is too large, too deep, has a container with too many
+items, carries trailing bytes, or is valid msgpack but not the canonical form: re-encoding
+what was decoded must give back the very same bytes.
+
+The hash is BLAKE2b with a 32-byte digest ("blake2b-256"): as fast as SHA-256 here
+(LIMITS.md) and without length-extension concerns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import msgpack
+
+__all__ = [
+    "EncodingError",
+    "HASH_NAME",
+    "DIGEST_SIZE",
+    "MAX_DEPTH",
+    "MAX_ITEMS",
+    "MAX_SIZE",
+    "encode",
+    "decode",
+    "digest",
+    "digest_bytes",
+]
+
+HASH_NAME = "blake2b-256"
+DIGEST_SIZE = 32
+MAX_DEPTH = 32  # nesting of lists and maps; a ledger value never needs more
+MAX_ITEMS = 65_536  # entries in one list or map
+MAX_SIZE = 4 * 1024 * 1024  # bytes accepted by decode unless the caller says otherwise
+
+INT_MIN = -(1 << 63)
+INT_MAX = (1 << 64) - 1
+
+
+class EncodingError(ValueError):
+    """A value that has no canonical encoding, or bytes that are not one."""
+
+
+class _Refused(Exception):
+    """Raised by the fast walk; :func:`_explain` then finds the path and the reason."""
+
+
+_PASS = frozenset({str, bytes, bool, int, type(None)})  # int range: msgpack raises past 64 bits
+
+
+def _canonical(value: Any, depth: int) -> Any:
+    """Return ``value`` with maps sorted, or raise :class:`_Refused` (fast path, no paths).
+
+    Scalars are checked inline, not by a call each: this walk is the whole cost of
+    :func:`encode` beyond msgpack itself.
+    """
+    kind = type(value)
+    if kind in _PASS:
+        return value
+    if depth >= MAX_DEPTH:
+        raise _Refused
+    if kind is dict:
+        keys = sorted(value)  # TypeError for keys of mixed types
+        if keys and type(keys[0]) is not str or len(keys) > MAX_ITEMS:
+            raise _Refused
+        out = {}
+        for key in keys:
+            item = value[key]
+            out[key] = item if type(item) in _PASS else _canonical(item, depth + 1)
+        return out
+    if kind is list or kind is tuple:
+        if len(value) > MAX_ITEMS:
+            raise _Refused
+        return [item if type(item) in _PASS else _canonical(item, depth + 1) for item in value]
+    raise _Refused
+
+
+def _explain(value: Any, path: str = "", depth: int = 0) -> str | None:
+    """Walk ``value`` again, slowly, and describe the first thing that cannot be encoded."""
+    where = path or "<root>"
+    kind = type(value)
+    if kind is str or kind is bytes or kind is bool or value is None:
+        return None
+    if kind is int:
+        if INT_MIN <= value <= INT_MAX:
+            return None
+        return f"{where}: integer {value} outside the 64-bit range"
+    if kind is float:
+        return f"{where}: float {value!r} refused (use integers in fixed units)"
+    if kind in (dict, list, tuple) and depth >= MAX_DEPTH:
+        return f"{where}: nesting deeper than {MAX_DEPTH}"
+    if kind is dict:
+        if len(value) > MAX_ITEMS:
+            return f"{where}: map of {len(value)} entries exceeds {MAX_ITEMS}"
+        for key in value:
+            if type(key) is not str:
+                return f"{where}: map key {key!r} is {type(key).__name__}, not str"
+        for key in sorted(value):
+            problem = _explain(value[key], f"{path}.{key}" if path else key, depth + 1)
+            if problem:
+                return problem
+        return None
+    if kind is list or kind is tuple:
+        if len(value) > MAX_ITEMS:
+            return f"{where}: list of {len(value)} items exceeds {MAX_ITEMS}"
+        for index, item in enumerate(value):
+            problem = _explain(item, f"{path}[{index}]", depth + 1)
+            if problem:
+                return problem
+        return None
+    return f"{where}: values of type {kind.__name__} cannot be encoded"
+
+
+def encode(value: Any) -> bytes:
+    """Encode ``value`` in the canonical form.
+
+    >>> encode({"b": 1, "a": [True, None, b"\\x00"]}) == encode({"a": [True, None, b"\\x00"], "b": 1})
+    True
+    """
+    try:
+        canonical = _canonical(value, 0)
+        return msgpack.packb(canonical, use_bin_type=True)
+    except (_Refused, TypeError, RecursionError, OverflowError):
+        raise EncodingError(_explain(value) or "value cannot be encoded") from None
+
+
+def decode(data: bytes | bytearray | memoryview, *, max_size: int = MAX_SIZE) -> Any:
+    """Decode canonical bytes; refuse anything else with :class:`EncodingError`."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise EncodingError(f"expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) > max_size:
+        raise EncodingError(f"input of {len(data)} bytes exceeds the limit of {max_size}")
+    try:
+        value = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            max_str_len=max_size,
+            max_bin_len=max_size,
+            max_array_len=MAX_ITEMS,
+            max_map_len=MAX_ITEMS,
+            max_ext_len=0,
+        )
+    except msgpack.ExtraData:
+        raise EncodingError("trailing bytes after the value") from None
+    except Exception as exc:  # msgpack raises ValueError, TypeError and its own kinds
+        raise EncodingError(f"malformed input: {exc}") from None
+    try:
+        again = encode(value)
+    except EncodingError as exc:
+        raise EncodingError(f"refused: {exc}") from None
+    if again != data:
+        raise EncodingError("not in canonical form (re-encoding gives other bytes)")
+    return value
+
+
+def digest_bytes(data: bytes) -> bytes:
+    """The 32-byte BLAKE2b hash of raw bytes (for bytes that are already canonical)."""
+    return hashlib.blake2b(data, digest_size=DIGEST_SIZE).digest()
+
+
+def digest(value: Any) -> bytes:
+    """The 32-byte BLAKE2b hash of ``value``'s canonical encoding."""
+    return hashlib.blake2b(encode(value), digest_size=DIGEST_SIZE).digest()

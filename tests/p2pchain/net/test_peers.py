@@ -1,0 +1,187 @@
+"""Peer links: mutual authentication against the genesis, frames, refusals, reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from p2pchain.consortium import create_consortium, load_identity_key
+from p2pchain.crypto import SigningKey
+from p2pchain.encoding import encode
+from p2pchain.net.peers import PEER_PATH, LinkSettings, PeerNetwork
+
+from ...conftest import NOW
+from ...ports import free_port_block
+
+FAST = LinkSettings(backoff_initial_s=0.02, backoff_max_s=0.1, max_frame_bytes=64 * 1024)
+
+
+@pytest.fixture(scope="module")
+def consortium(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("peers")
+    genesis = create_consortium(directory, now=NOW, base_port=free_port_block(4))
+    return directory, genesis
+
+
+class Node:
+    """One node's peer network served on its genesis port, recording what it receives."""
+
+    def __init__(self, directory, genesis, name, accept=lambda peer, frame: None, key=None):
+        self.name = name
+        self.frames: list[tuple[str, bytes]] = []
+        self._accept = accept
+        self.net = PeerNetwork(name, key or load_identity_key(directory, name), genesis, self._on_frame, FAST)
+        self.port = genesis.node(name).port
+        self.runner = None
+
+    def _on_frame(self, peer, frame):
+        self.frames.append((peer, frame))
+        return self._accept(peer, frame)
+
+    async def start(self):
+        app = web.Application()
+        app.router.add_get(PEER_PATH, self.net.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        await self.net.start()
+
+    async def stop(self):
+        await self.net.stop()
+        await self.runner.cleanup()
+
+
+async def eventually(condition, timeout=5.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+async def test_nodes_link_up_and_deliver_frames_in_order(consortium):
+    directory, genesis = consortium
+    nodes = [Node(directory, genesis, f"node{i}") for i in range(4)]
+    for node in nodes:
+        await node.start()
+    try:
+        await eventually(lambda: all(len(n.net.connected_out) == 3 for n in nodes))
+        for i in range(50):
+            nodes[0].net.broadcast(encode({"seq": i}))
+        await eventually(lambda: all(len(n.frames) == 50 for n in nodes[1:]))
+        for node in nodes[1:]:
+            assert [frame for _, frame in node.frames] == [encode({"seq": i}) for i in range(50)]
+            assert {peer for peer, _ in node.frames} == {"node0"}
+    finally:
+        for node in nodes:
+            await node.stop()
+
+
+async def test_a_node_that_restarts_is_reconnected(consortium):
+    directory, genesis = consortium
+    a, b = Node(directory, genesis, "node0"), Node(directory, genesis, "node1")
+    await a.start()
+    await b.start()
+    try:
+        await eventually(lambda: "node1" in a.net.connected_out)
+        await b.stop()
+        await eventually(lambda: "node1" not in a.net.connected_out)
+        b = Node(directory, genesis, "node1")
+        await b.start()
+        await eventually(lambda: "node1" in a.net.connected_out)
+        a.net.send("node1", b"after restart")
+        await eventually(lambda: b.frames == [("node0", b"after restart")])
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_a_dialler_with_the_wrong_key_is_refused_and_counted(consortium):
+    directory, genesis = consortium
+    honest = Node(directory, genesis, "node1")
+    impostor = Node(directory, genesis, "node0", key=SigningKey.generate())
+    await honest.start()
+    await impostor.start()
+    try:
+        await eventually(lambda: honest.net.refused["handshake"] >= 2)
+        assert "node1" not in impostor.net.connected_out
+        assert honest.frames == []
+    finally:
+        await honest.stop()
+        await impostor.stop()
+
+
+async def _raw_hello(port, hello):
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"http://127.0.0.1:{port}{PEER_PATH}") as ws:
+            await ws.send_bytes(hello)
+            message = await ws.receive()
+            return message, ws.close_code
+
+
+@pytest.mark.parametrize(
+    "make_hello, reason",
+    [
+        (lambda g: encode({"type": "hello", "from": "ev01", "to": "node1", "genesis": g.digest, "nonce": bytes(32)}), "not a peer node"),
+        (lambda g: encode({"type": "hello", "from": "node0", "to": "node1", "genesis": bytes(32), "nonce": bytes(32)}), "another consortium"),
+        (lambda g: encode({"type": "hello", "from": "node0", "to": "node2", "genesis": g.digest, "nonce": bytes(32)}), "addressed to"),
+        (lambda g: b"\xc1garbage", "malformed handshake"),
+    ],
+)
+async def test_bad_hellos_are_refused_with_a_reason(consortium, make_hello, reason):
+    directory, genesis = consortium
+    node = Node(directory, genesis, "node1")
+    await node.start()
+    try:
+        message, _ = await _raw_hello(node.port, make_hello(genesis))
+        assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert reason in (message.extra or "")
+        assert node.net.refused["handshake"] == 1
+    finally:
+        await node.stop()
+
+
+async def test_a_peer_sending_garbage_is_disconnected_and_counted(consortium):
+    directory, genesis = consortium
+    receiver = Node(directory, genesis, "node1", accept=lambda peer, frame: None if frame.startswith(b"ok") else "garbage")
+    sender = Node(directory, genesis, "node0")
+    await receiver.start()
+    await sender.start()
+    try:
+        await eventually(lambda: "node1" in sender.net.connected_out)
+        sender.net.send("node1", b"ok 1")
+        sender.net.send("node1", b"\x00\xff nonsense")
+        await eventually(lambda: receiver.net.refused["garbage"] == 1)
+        await eventually(lambda: "node1" in sender.net.connected_out)  # it may dial again
+        sender.net.send("node1", b"ok 2")
+        await eventually(lambda: [f for _, f in receiver.frames if f.startswith(b"ok")] == [b"ok 1", b"ok 2"])
+    finally:
+        await sender.stop()
+        await receiver.stop()
+
+
+async def test_an_oversized_frame_closes_the_link(consortium):
+    directory, genesis = consortium
+    receiver, sender = Node(directory, genesis, "node1"), Node(directory, genesis, "node0")
+    await receiver.start()
+    await sender.start()
+    try:
+        await eventually(lambda: "node1" in sender.net.connected_out)
+        sender.net.send("node1", b"x" * (FAST.max_frame_bytes + 1))
+        await eventually(lambda: receiver.net.refused["frame_oversized"] == 1)
+        assert receiver.frames == []
+    finally:
+        await sender.stop()
+        await receiver.stop()
+
+
+async def test_a_full_queue_drops_and_counts(consortium):
+    directory, genesis = consortium
+    small = LinkSettings(queue_frames=3)
+    net = PeerNetwork("node0", load_identity_key(directory, "node0"), genesis, lambda p, f: None, small)
+    net._queues["node1"] = asyncio.Queue(small.queue_frames)  # not started: nothing drains it
+    assert [net.send("node1", b"f") for _ in range(5)] == [True, True, True, False, False]
+    assert net.dropped["node1"] == 2

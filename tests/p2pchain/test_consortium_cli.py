@@ -1,0 +1,79 @@
+"""`p2pchain init` and `p2pchain inspect`."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+from nodes.cli import main
+from p2pchain.genesis import Genesis
+
+
+def test_init_then_inspect(tmp_path, capsys):
+    target = tmp_path / "c"
+    assert main(["init", "--dir", str(target), "--base-port", "8100"]) == 0
+    created = capsys.readouterr().out
+    genesis = Genesis.load(target)
+    assert genesis.digest.hex() in created
+    assert main(["inspect", str(target)]) == 0
+    shown = capsys.readouterr().out
+    assert genesis.digest.hex() in shown
+    for expected in ("node0   org=mgo  http://127.0.0.1:8100", "node3   org=mgo  http://127.0.0.1:8103",
+                     "ev       15", "pv        5", "smes      1", "operator  3", "admin     3",
+                     "transaction", "matching", "electricity", "2 of 3 orgs"):
+        assert expected in shown
+
+
+def test_the_default_consortium_follows_the_paper(tmp_path):
+    assert main(["init", "--dir", str(tmp_path)]) == 0
+    genesis = Genesis.load(tmp_path)
+    assert [(n.name, n.org) for n in genesis.nodes] == [("node0", "mgo"), ("node1", "dno"), ("node2", "reg"), ("node3", "mgo")]
+    kinds = [i["kind"] for i in genesis.document["identities"]]
+    assert (kinds.count("ev"), kinds.count("pv"), kinds.count("smes"), kinds.count("operator")) == (15, 5, 1, 3)
+    assert (genesis.consensus.n, genesis.consensus.f) == (4, 1)
+
+
+def test_the_genesis_holds_only_public_material(tmp_path):
+    assert main(["init", "--dir", str(tmp_path)]) == 0
+    text = (tmp_path / "genesis.json").read_text()
+    assert "PRIVATE KEY" not in text
+    key_files = list(tmp_path.glob("identities/*/key.pem")) + list(tmp_path.glob("orgs/*/ca-key.pem"))
+    assert len(key_files) == 4 + 21 + 3 + 3 + 3
+    assert all(stat.S_IMODE(os.stat(p).st_mode) == 0o600 for p in key_files)
+    assert json.loads(text)["digest"] == Genesis.load(tmp_path).digest.hex()
+
+
+def test_a_node_count_that_is_not_3f_plus_1_is_refused(tmp_path, capsys):
+    assert main(["init", "--dir", str(tmp_path), "--nodes", "5"]) == 2
+    assert "n = 3f + 1" in capsys.readouterr().err
+    assert not (tmp_path / "genesis.json").exists()
+
+
+def test_seven_nodes_tolerate_two_faults(tmp_path):
+    assert main(["init", "--dir", str(tmp_path), "--nodes", "7"]) == 0
+    genesis = Genesis.load(tmp_path)
+    assert (genesis.consensus.n, genesis.consensus.f) == (7, 2)
+
+
+def test_reinit_is_refused_without_force(tmp_path, capsys):
+    assert main(["init", "--dir", str(tmp_path)]) == 0
+    first = Genesis.load(tmp_path).digest
+    capsys.readouterr()
+    assert main(["init", "--dir", str(tmp_path)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert Genesis.load(tmp_path).digest == first
+    assert main(["init", "--dir", str(tmp_path), "--force"]) == 0
+    assert Genesis.load(tmp_path).digest != first
+
+
+def test_inspect_of_a_missing_directory_says_why(tmp_path, capsys):
+    assert main(["inspect", str(tmp_path / "nothing")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_every_subcommand_has_help():
+    for command in ([], ["init"], ["inspect"]):
+        result = subprocess.run([sys.executable, "-m", "nodes.cli", *command, "--help"], capture_output=True, text=True)
+        assert result.returncode == 0
+        assert "usage: p2pchain" in result.stdout
