@@ -49,6 +49,8 @@ def add_commands(subparsers) -> None:
     scale.add_argument("--prosumers", type=int, nargs="+", default=[100, 500, 1000, 2000],
                        metavar="N", help="population sizes (default 100 500 1000 2000)")
     scale.add_argument("--seed", type=int, default=1, help="scenario seed (default 1)")
+    scale.add_argument("--no-pricing", action="store_true",
+                       help="skip the nucleolus pricing and settlement stages")
     scale.set_defaults(func=cmd_scale)
 
 
@@ -112,7 +114,8 @@ def cmd_scale(args: argparse.Namespace) -> int:
     print(f"{'prosumers':>9} {'buses':>6} {'quotes':>6} {'trades':>6} "
           + " ".join(f"{s:>12}" for s in STAGES) + f" {'total':>8}   (seconds)")
     for n in args.prosumers:
-        t = scale_round(feeder, params, n, args.seed, clock=time.perf_counter)
+        t = scale_round(feeder, params, n, args.seed, clock=time.perf_counter,
+                        with_pricing=not args.no_pricing)
         secs = dict(t.stage_seconds)
         print(f"{n:9d} {t.buses:6d} {t.quotations:6d} {t.trades:6d} "
               + " ".join(f"{secs[s]:12.4f}" for s in STAGES) + f" {t.total_seconds:8.3f}")

@@ -39,7 +39,7 @@ class ScaleTiming:
 
     @property
     def total_seconds(self) -> float:
-        return sum(s for _n, s in self.stage_seconds)
+        return sum(s for _n, s in self.stage_seconds if s == s)     # NaN: skipped
 
 
 def scale_inputs(feeder: Feeder, params: ScenarioParams, prosumers: int, seed: int,
@@ -65,8 +65,13 @@ def scale_inputs(feeder: Feeder, params: ScenarioParams, prosumers: int, seed: i
 
 
 def scale_round(feeder: Feeder, params: ScenarioParams, prosumers: int, seed: int,
-                clock: Callable[[], float], limits: SecurityLimits = SecurityLimits()) -> ScaleTiming:
-    """Run one round of ``prosumers`` prosumers and time each stage with ``clock``."""
+                clock: Callable[[], float], limits: SecurityLimits = SecurityLimits(),
+                with_pricing: bool = True) -> ScaleTiming:
+    """Run one round of ``prosumers`` prosumers and time each stage with ``clock``.
+
+    ``with_pricing=False`` skips the nucleolus pricing and settlement (reported as
+    NaN), to time the other stages where pricing is too slow to wait for.
+    """
     big, inputs = scale_inputs(feeder, params, prosumers, seed)
     times = []
     state = SmesState.empty(params.smes)
@@ -84,8 +89,11 @@ def scale_round(feeder: Feeder, params: ScenarioParams, prosumers: int, seed: in
     hour = HourState.for_hour(inputs.hour)
     security, env = timed("security", stage_security, big, hour, trades, limits)
     dispatch = timed("smes", stage_smes, big, hour, env, params, state, security)
-    prices = timed("price", stage_price, market, matching, delivered_trades(security, dispatch))
-    timed("settle", stage_settle, security, dispatch, prices, params.smes.name,
-          params.smes.om_milli_per_kwh)
+    if with_pricing:
+        prices = timed("price", stage_price, market, matching, delivered_trades(security, dispatch))
+        timed("settle", stage_settle, security, dispatch, prices, params.smes.name,
+              params.smes.om_milli_per_kwh)
+    else:
+        times += [("price", float("nan")), ("settle", float("nan"))]
     return ScaleTiming(prosumers, big.n_bus, len(quotes), len(trades), len(security.admitted),
                        tuple(times))

@@ -1,7 +1,6 @@
 """The paper's scenario (market/scenario.py)."""
 
 import numpy as np
-import pytest
 
 from market.grid import load_feeder
 from market.model import Kind, Side

@@ -1,6 +1,5 @@
 """Grid security check (market/security.py)."""
 
-import random
 from dataclasses import dataclass
 
 import numpy as np
