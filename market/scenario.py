@@ -291,6 +291,10 @@ def _ev_quotations(params: ScenarioParams, ev: EvPlan) -> list[Quotation]:
     trip_wh = {ev.depart_hour: ev.commute_km * ev.consumption_wh_per_km,
                ev.leave_work_hour: (ev.commute_km + ev.errand_km) * ev.consumption_wh_per_km}
     soc = float(ev.initial_soc_wh)
+    # Energy-weighted mean tariff at which the stored energy was bought (p0 of eq. 3);
+    # the day's starting charge was bought overnight at the valley tariff.
+    paid_per_kwh = float(params.tou_valley_milli_per_kwh)
+    sold_today = False
     out = []
     for h in range(24):
         if h in trip_wh:
@@ -302,32 +306,40 @@ def _ev_quotations(params: ScenarioParams, ev: EvPlan) -> list[Quotation]:
         topup = cap * params.ev_topup_soc_ppm / _PPM
         margin = cap * params.ev_sell_margin_soc_ppm / _PPM
         next_trip = min((t for t in trip_wh if t > h), default=24)
-        side, energy, limit, depreciation = None, 0, 0, 0
+        side, energy, limit, depreciation, charged_at = None, 0, 0, 0, 0
         if soc < need:                       # must charge now: pays up to the tariff
             side, limit = Side.BUY, tou_price_milli_per_kwh(params, h)
             energy = min(params.ev_charger_w, math.ceil((need - soc) * _PPM / eta))
-        elif soc < topup:                    # may wait: pays up to the cheapest tariff
-            side = Side.BUY                  # it can still reach before its next trip
+        elif soc < topup and not (sold_today and tou_period(h) == "peak"):
+            # May wait: pays up to the cheapest tariff it can still reach before its
+            # next trip.  A V2G seller does not buy back in a peak period.
+            side = Side.BUY
             limit = min(tou_price_milli_per_kwh(params, t) for t in range(h, next_trip))
             energy = min(params.ev_charger_w, math.ceil((topup - soc) * _PPM / eta))
         elif tou_period(h) == "peak" and soc > need + margin:
             side = Side.SELL
             energy = min(params.ev_charger_w, int((soc - need - margin) * eta / _PPM))
-            # Least it accepts: energy charged at the valley tariff, grossed up by 1/eta,
-            # plus the battery wear of cycling it (eq. 3's p0 Q / eta and B_j).
-            limit = round_half_up(Fraction(params.tou_valley_milli_per_kwh * _PPM, eta)) \
-                + params.ev_depreciation_milli_per_kwh
+            # Least it accepts per kWh: what the energy cost, grossed up by 1/eta (eq. 3's
+            # p0 Q / eta); travel and battery wear B_j enter the weight separately.
+            charged_at = int(round(paid_per_kwh))
+            limit = round_half_up(Fraction(charged_at * _PPM, eta))
             depreciation = round_half_up(Fraction(params.ev_depreciation_milli_per_kwh * energy, 1000))
         if side is None or energy < params.min_quotation_wh:
             continue
         if side is Side.BUY:
-            soc = min(float(cap), soc + energy * eta / _PPM)
+            gain = min(float(cap) - soc, energy * eta / _PPM)
+            if soc + gain > 0:
+                paid_per_kwh = (paid_per_kwh * soc + tou_price_milli_per_kwh(params, h) * gain) \
+                    / (soc + gain)
+            soc += gain
         else:
             soc -= energy * _PPM / eta
+            sold_today = True
         out.append(Quotation(prosumer=ev.name, kind=Kind.EV, side=side, hour=h, energy_wh=energy,
                              limit_price_milli_per_kwh=limit, bus=bus, distance_m=dist,
                              consumption_wh_per_km=ev.consumption_wh_per_km,
-                             depreciation_milli=depreciation, efficiency_ppm=eta))
+                             depreciation_milli=depreciation, efficiency_ppm=eta,
+                             charging_price_milli_per_kwh=charged_at))
     return out
 
 
