@@ -163,6 +163,18 @@ def _hourly_mean(result: ExperimentResult, scale: float, mode: bool, field: str)
     return np.mean([[getattr(r.stats, field) for r in d.rounds] for d in days], axis=0)
 
 
+def _hourly_price(result: ExperimentResult, scale: float, mode: bool) -> np.ndarray:
+    """Mean delivered-trade price per hour over the days that had trades then; NaN if none."""
+    days = [d for d in result.runs if d.rating_scale == scale and d.with_smes == mode]
+    out = np.full(24, np.nan)
+    for h in range(24):
+        prices = [d.rounds[h].stats.mean_price_milli_per_kwh for d in days
+                  if d.rounds[h].stats.mean_price_milli_per_kwh > 0]
+        if prices:
+            out[h] = float(np.mean(prices))
+    return out
+
+
 def _hourly_plot(plt, result: ExperimentResult, scale: float, out: Path) -> Path:
     hours = np.arange(24)
     mode = True if True in result.smes_modes else result.smes_modes[0]
@@ -183,8 +195,8 @@ def _hourly_plot(plt, result: ExperimentResult, scale: float, out: Path) -> Path
     axes[2].set_ylabel("kWh")
     axes[3].step(hours, _hourly_mean(result, scale, mode, "grid_price_milli_per_kwh") / 1000,
                  where="post", label="grid tariff p0")
-    p2p = _hourly_mean(result, scale, mode, "mean_price_milli_per_kwh") / 1000
-    axes[3].plot(hours, np.where(p2p > 0, p2p, np.nan), "o-", label="mean P2P price (days with trades)")
+    axes[3].plot(hours, _hourly_price(result, scale, mode) / 1000, "o-",
+                 label="mean P2P price (over days with trades that hour)")
     axes[3].set_ylabel("CNY/kWh")
     axes[3].set_xlabel("hour")
     for ax in axes:

@@ -9,7 +9,7 @@ from market.experiment import (mean_ci95, run_day, run_experiment, run_round,
                                stage_price, delivered_trades)
 from market.grid import load_feeder
 from market.model import Kind
-from market.report import write_csv, write_json
+from market.report import write_csv, write_json, write_plots
 from market.scenario import ScenarioParams, build_day
 from market.smes import SmesState
 
@@ -88,6 +88,9 @@ def test_same_seed_gives_byte_identical_csv_and_json(tmp_path):
         files = write_csv(result, out) + [write_json(result, PARAMS, out)]
         outs.append({f.name: f.read_bytes() for f in files})
     assert outs[0] == outs[1]
+    pngs = write_plots(result, out)          # one scale: Fig. 4 and the hourly profiles
+    assert [p.name for p in pngs] == ["fig4.png", "hourly.png"]
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in pngs)
     summary = json.loads(outs[0]["summary.json"])
     assert {r["smes"] for r in summary["results"]} == {False, True}
 

@@ -44,6 +44,11 @@ def test_ev_quotations_respect_charger_tariff_and_trip_plan():
                 assert q.limit_price_milli_per_kwh <= tou_price_milli_per_kwh(PARAMS, h.hour)
             else:
                 assert tou_period(h.hour) == "peak" and q.depreciation_milli > 0
+                # p0 of eq. (3): what its stored energy cost, between valley and peak tariffs
+                assert (PARAMS.tou_valley_milli_per_kwh <= q.charging_price_milli_per_kwh
+                        <= PARAMS.tou_peak_milli_per_kwh)
+                assert q.limit_price_milli_per_kwh == round(
+                    q.charging_price_milli_per_kwh * 1e6 / q.efficiency_ppm)
 
 
 def test_pv_offers_follow_the_sun_and_are_counted():

@@ -1,25 +1,13 @@
 """Grid security check (market/security.py)."""
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from market.grid import load_feeder, solve_power_flow
+from market.matching import Trade
 from market.security import (HourState, SecurityLimits, hour_envelope, injection_kw,
                              security_check)
-
-# Stand-in with the agreed fields of market.matching.Trade (see market-interface.md).
-@dataclass(frozen=True, slots=True)
-class Trade:
-    buyer: str
-    seller: str
-    buyer_bus: int
-    seller_bus: int
-    energy_wh: int
-    weight_milli: int
-
 
 FEEDER = load_feeder()
 TIGHT = FEEDER.with_rating_scale(0.5)      # lines 3-4.. at their limit at peak: congested
