@@ -8,10 +8,13 @@ Prints each figure beside a baseline measured in the same run:
 2. a paper-sized round (15 EVs, 5 PV, 1 SMES, the busiest hour of a seeded day)
    end to end, per stage, against the 0.5 s target;
 3. rounds of 100 .. 2,000 prosumers on several 33-bus feeders, per stage, against
-   the 10 s target.
+   the 10 s target -- full rounds up to --full-up-to prosumers (the exact matching and
+   the nucleolus grow too slow beyond), and for every size the grid stages (security
+   check, SMES) on the trades of a plain assignment (scipy linear_sum_assignment on
+   the same weights), which stands in for the matching only to feed them.
 
 Run from the repository root:
-    python bench/market_round.py [--max-prosumers N] [--pricing-up-to N]
+    python bench/market_round.py [--max-prosumers N] [--full-up-to N]
 """
 
 from __future__ import annotations
@@ -26,9 +29,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from market.experiment import run_round  # noqa: E402
+from scipy.optimize import linear_sum_assignment  # noqa: E402
+
+from market.experiment import run_round, stage_security, stage_smes  # noqa: E402
 from market.grid import load_feeder, solve_power_flow  # noqa: E402
-from market.scale import STAGES, scale_round  # noqa: E402
+from market.matching import Matching, trades_from_matching  # noqa: E402
+from market.model import build_market  # noqa: E402
+from market.scale import STAGES, scale_inputs, scale_round  # noqa: E402
+from market.security import HourState, SecurityLimits  # noqa: E402
 from market.scenario import ScenarioParams, build_day  # noqa: E402
 from market.smes import SmesState  # noqa: E402
 
@@ -79,8 +87,8 @@ def per_call(fn, repeat):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max-prosumers", type=int, default=2000)
-    ap.add_argument("--pricing-up-to", type=int, default=2000,
-                    help="time the nucleolus pricing only up to this many prosumers")
+    ap.add_argument("--full-up-to", type=int, default=100,
+                    help="run complete rounds (matching, pricing) only up to this size")
     args = ap.parse_args()
     feeder = load_feeder()
     params = ScenarioParams()
@@ -96,27 +104,49 @@ def main() -> int:
     print(f"   ratio sweep / NR = {t_sweep / t_nr:.3f}; target 2 ms -> {t_sweep / 2e-3:.2f} of target")
 
     day = build_day(params, feeder, seed=1, day=0)
-    busiest = max(range(24), key=lambda h: len(day.hours[h].quotations)
-                  * (day.hours[h].pv_offered_wh > 0))
+    def sides(h):
+        quotes = day.hours[h].quotations
+        return sum(q.side.value == "buy" for q in quotes) * sum(q.side.value == "sell" for q in quotes)
+    busiest = max(range(24), key=sides)          # most buyer-seller pairs
     state = SmesState(params.smes.floor_wh + 20_000)
     t_round = per_call(lambda: run_round(feeder, day.hours[busiest], params, state), 1)
     paper = scale_round(feeder, params, params.n_ev + params.n_pv, 1, clock=time.perf_counter)
     print(f"2. paper-sized round (hour {busiest}, {len(day.hours[busiest].quotations)} quotations"
           f" + SMES): {t_round:.3f} s end to end; target 0.5 s -> {t_round / 0.5:.2f} of target")
-    print("   stages (midday round, 20 prosumers): " + ", ".join(
+    print(f"   stages (hour 15 round, 20 prosumers, {paper.trades} trades): " + ", ".join(
         f"{n} {s * 1e3:.1f} ms" for n, s in paper.stage_seconds))
 
     print("3. large rounds (one run each; seconds)")
     print(f"   {'prosumers':>9} {'buses':>6} {'trades':>6} " + " ".join(f"{s:>12}" for s in STAGES)
           + f" {'total':>8} {'of 10 s':>8}")
-    for n in (100, 500, 1000, 2000):
-        if n > args.max_prosumers:
+    sizes = [n for n in (100, 500, 1000, 2000) if n <= args.max_prosumers]
+    for n in sizes:
+        if n > args.full_up_to:
             break
-        t = scale_round(feeder, params, n, 1, clock=time.perf_counter,
-                        with_pricing=n <= args.pricing_up_to)
+        t = scale_round(feeder, params, n, 1, clock=time.perf_counter)
         secs = dict(t.stage_seconds)
         print(f"   {n:9d} {t.buses:6d} {t.trades:6d} " + " ".join(f"{secs[s]:12.4f}" for s in STAGES)
               + f" {t.total_seconds:8.3f} {t.total_seconds / 10:8.2f}")
+    print("   grid stages on assignment trades (seconds):")
+    print(f"   {'prosumers':>9} {'buses':>6} {'trades':>6} {'build_market':>12} {'assignment':>10}"
+          f" {'security':>9} {'smes':>7} {'per trade':>10}")
+    for n in sizes:
+        big, inputs = scale_inputs(feeder, params, n, 1)
+        t0 = time.perf_counter()
+        market = build_market(inputs.quotations, inputs.params)
+        t1 = time.perf_counter()
+        rows, cols = linear_sum_assignment(market.weights_milli, maximize=True)
+        pairs = tuple(sorted((int(i), int(j)) for i, j in zip(rows, cols)
+                             if market.weights_milli[i, j] > 0))
+        trades = trades_from_matching(market, Matching(pairs, 0))
+        t2 = time.perf_counter()
+        hour = HourState.for_hour(inputs.hour)
+        security, env = stage_security(big, hour, trades, SecurityLimits())
+        t3 = time.perf_counter()
+        stage_smes(big, hour, env, params, SmesState.empty(params.smes), security)
+        t4 = time.perf_counter()
+        print(f"   {n:9d} {big.n_bus:6d} {len(trades):6d} {t1 - t0:12.4f} {t2 - t1:10.4f}"
+              f" {t3 - t2:9.4f} {t4 - t3:7.4f} {(t3 - t2) / max(len(trades), 1) * 1e3:8.2f} ms")
     return 0
 
 

@@ -44,7 +44,7 @@ def add_commands(subparsers) -> None:
     paper.set_defaults(func=cmd_paper)
     scale = sub.add_parser(
         "scale", help="time one market round with 100 to 2,000 prosumers",
-        description="Run single midday rounds with many prosumers on several 33-bus feeders "
+        description="Run single 15:00 rounds with many prosumers on several 33-bus feeders "
                     "under one substation and print the time of each stage.")
     scale.add_argument("--prosumers", type=int, nargs="+", default=[100, 500, 1000, 2000],
                        metavar="N", help="population sizes (default 100 500 1000 2000)")

@@ -3,8 +3,9 @@
 The population is the paper's mix repeated: every copy of the feeder (all fed from
 one substation bus, :func:`market.grid.replicate_feeder`) hosts 15 EVs and 5 PV
 arrays drawn as in :mod:`market.scenario`, and one SMES sits on copy 0.  The round
-is the midday hour (most PV, most buyers at work), run stage by stage with an
-injected clock so each stage's time can be reported.
+is 15:00-16:00, the scenario's busiest trading hour (EVs topping up after the peak
+tariff while PV still produces), run stage by stage with an injected clock so each
+stage's time can be reported.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class ScaleTiming:
 
 
 def scale_inputs(feeder: Feeder, params: ScenarioParams, prosumers: int, seed: int,
-                 hour: int = 12) -> tuple[Feeder, HourInputs]:
+                 hour: int = 15) -> tuple[Feeder, HourInputs]:
     """The hour's inputs of ``prosumers`` prosumers on enough copies of ``feeder``."""
     per_copy = params.n_ev + params.n_pv
     copies = max(1, math.ceil(prosumers / per_copy))
