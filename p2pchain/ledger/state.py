@@ -1,0 +1,141 @@
+"""The world state of one channel: ``(namespace, key) -> canonical bytes``, with its root.
+
+Contracts see ``get`` and ``scan`` (the runtime namespaces by contract name); the ledger
+calls :meth:`WorldState.apply_block` once per block with the block's write set, inside one
+SQLite transaction that also records the applied height and the new root, so a crash
+leaves the state either wholly before or wholly after the block (DESIGN.md, decision 7).
+
+Tables (in the channel's database, next to the blocks):
+
+* ``state(path PRIMARY KEY, ns, key, value)`` with a unique index on ``(ns, key)``: the
+  entries; ``path`` is the entry's position in the tree (:func:`.smt.key_path`), so the
+  whole state can be streamed in tree order and re-hashed with O(depth) memory;
+* ``smt``: the tree's nodes (:mod:`.smt`);
+* ``meta``: ``applied_height`` and ``state_root``.
+
+Keys are compared as ``str`` by SQLite's BINARY collation, i.e. by their UTF-8 bytes,
+which is code-point order: the order of the canonical encoding.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Iterator, Mapping
+
+from ..encoding import EncodingError, decode, encode
+from .smt import EMPTY, MerkleProof, SparseMerkleTree, key_path, leaf_hash, root_of_sorted_leaves
+
+__all__ = ["StateError", "WorldState", "SCAN_PAGE"]
+
+SCAN_PAGE = 256  # rows fetched per query while scanning; a scan holds no cursor across writes
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS state (path BLOB PRIMARY KEY, ns TEXT NOT NULL, key TEXT NOT NULL, "
+    "value BLOB NOT NULL) WITHOUT ROWID",
+    "CREATE UNIQUE INDEX IF NOT EXISTS state_by_key ON state (ns, key)",
+    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",
+)
+
+
+class StateError(Exception):
+    """A write set that cannot be applied (wrong height, non-canonical value, bad key)."""
+
+
+class WorldState:
+    """The state of one channel in ``conn`` (autocommit mode; this class opens transactions)."""
+
+    def __init__(self, conn: sqlite3.Connection, *, cache_nodes: int = 65_536) -> None:
+        self._conn = conn
+        for statement in SCHEMA:
+            conn.execute(statement)
+        self._tree = SparseMerkleTree(conn, cache_nodes=cache_nodes)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def get(self, namespace: str, key: str) -> bytes | None:
+        row = self._conn.execute("SELECT value FROM state WHERE ns = ? AND key = ?", (namespace, key)).fetchone()
+        return None if row is None else row[0]
+
+    def scan(
+        self, namespace: str, start: str = "", end: str | None = None, limit: int | None = None,
+    ) -> Iterator[tuple[str, bytes]]:
+        """Entries of ``namespace`` with ``start <= key < end`` in key order, at most ``limit``."""
+        remaining = limit
+        lower, inclusive = start, True
+        while remaining is None or remaining > 0:
+            page = SCAN_PAGE if remaining is None else min(SCAN_PAGE, remaining)
+            sql = "SELECT key, value FROM state WHERE ns = ? AND key " + (">=" if inclusive else ">") + " ?"
+            params: list = [namespace, lower]
+            if end is not None:
+                sql += " AND key < ?"
+                params.append(end)
+            rows = self._conn.execute(sql + " ORDER BY key LIMIT ?", (*params, page)).fetchall()
+            yield from rows
+            if len(rows) < page:
+                return
+            lower, inclusive = rows[-1][0], False
+            if remaining is not None:
+                remaining -= len(rows)
+
+    @property
+    def root(self) -> bytes:
+        row = self._conn.execute("SELECT value FROM meta WHERE name = 'state_root'").fetchone()
+        return EMPTY if row is None else row[0]
+
+    @property
+    def applied_height(self) -> int:
+        """The height of the last block whose writes are applied; -1 before block 0."""
+        row = self._conn.execute("SELECT value FROM meta WHERE name = 'applied_height'").fetchone()
+        return -1 if row is None else decode(row[0])
+
+    def prove(self, namespace: str, key: str) -> MerkleProof:
+        """A Merkle proof of ``get(namespace, key)`` under :attr:`root` (:func:`.smt.verify_proof`)."""
+        return self._tree.prove(key_path(namespace, key))
+
+    def stored_root(self) -> bytes:
+        """The root re-hashed from the stored entries alone (a full pass; for verification)."""
+        rows = self._conn.execute("SELECT path, value FROM state ORDER BY path")
+        return root_of_sorted_leaves((path, leaf_hash(path, value)) for path, value in rows)
+
+    # -- writing ------------------------------------------------------------------------
+
+    def apply_block(self, height: int, writes: Mapping[tuple[str, str], bytes | None]) -> bytes:
+        """Apply one block's write set atomically; return the new state root.
+
+        ``writes`` maps ``(namespace, key)`` to canonical bytes, or ``None`` to delete.
+        ``height`` must follow :attr:`applied_height`.
+        """
+        expected = self.applied_height + 1
+        if height != expected:
+            raise StateError(f"block {height} applied out of order: the state is at {expected - 1}")
+        changes, rows, gone = [], [], []
+        for (namespace, key), value in sorted(writes.items(), key=lambda item: item[0]):
+            if type(namespace) is not str or type(key) is not str:
+                raise StateError(f"state key {(namespace, key)!r} is not a (str, str) pair")
+            path = key_path(namespace, key)
+            if value is None:
+                changes.append((path, None))
+                gone.append((path,))
+                continue
+            try:
+                decode(value)
+            except EncodingError as exc:
+                raise StateError(f"value of {namespace}/{key} is not canonical: {exc}") from None
+            changes.append((path, leaf_hash(path, value)))
+            rows.append((path, namespace, key, value))
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany("DELETE FROM state WHERE path = ?", gone)
+            conn.executemany("INSERT OR REPLACE INTO state (path, ns, key, value) VALUES (?, ?, ?, ?)", rows)
+            root = self._tree.update(changes)
+            conn.executemany(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+                [("applied_height", encode(height)), ("state_root", root)],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            self._tree.forget()
+            raise
+        return root
