@@ -37,6 +37,7 @@ from .transaction import Transaction, TransactionRefused
 __all__ = [
     "ZERO_HASH", "SIDE_CHANNELS", "BlockError", "Anchor", "Anchors", "Header", "TxResult",
     "BlockOutputs", "Block", "EMPTY_OUTPUTS", "request_id", "genesis_block", "make_header",
+    "check_metadata",
 ]
 
 ZERO_HASH = bytes(32)
@@ -288,3 +289,18 @@ def genesis_block(channel: str, genesis_digest: bytes) -> Block:
         view=0, seq=0, proposer="", timestamp_ms=0, metadata=b"", genesis_digest=genesis_digest,
     )
     return Block(header, (), EMPTY_OUTPUTS)
+
+
+def check_metadata(channel: str, metadata: bytes) -> str | None:
+    """``None`` if ``metadata`` is well-formed for a batch of ``channel``, else why not.
+
+    Consensus can call this on a PRE-PREPARE: transaction-channel batches carry anchors
+    (:class:`Anchors`), side-chain batches carry nothing.
+    """
+    if channel == "transaction":
+        try:
+            Anchors.from_metadata(metadata)
+        except BlockError as exc:
+            return str(exc)
+        return None
+    return None if metadata == b"" else f"batches of {channel!r} carry no metadata"

@@ -20,7 +20,7 @@ which is code-point order: the order of the canonical encoding.
 from __future__ import annotations
 
 import sqlite3
-from typing import Iterator, Mapping
+from typing import Iterable, Iterator, Mapping
 
 from ..encoding import EncodingError, decode, encode
 from .smt import EMPTY, MerkleProof, SparseMerkleTree, key_path, leaf_hash, root_of_sorted_leaves
@@ -99,6 +99,57 @@ class WorldState:
 
     # -- writing ------------------------------------------------------------------------
 
+    def install(self, height: int, batches: Iterable[Iterable[tuple[str, str, bytes]]], expected_root: bytes) -> bytes:
+        """Fill an empty state with entries, as of ``height``, in one transaction.
+
+        Commits only if the re-computed root is ``expected_root`` (snapshot import).
+        """
+        if self.applied_height != -1:
+            raise StateError(f"install needs an empty state, this one is at height {self.applied_height}")
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for batch in batches:
+                changes, rows = self._stage({(ns, key): value for ns, key, value in batch})
+                conn.executemany("INSERT INTO state (path, ns, key, value) VALUES (?, ?, ?, ?)", rows)
+                self._tree.update(changes)
+            root = self._tree.root
+            if root != expected_root:
+                raise StateError("the entries do not have the expected state root")
+            self._record(height, root)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            self._tree.forget()
+            raise
+        return root
+
+    def _stage(self, writes: Mapping[tuple[str, str], bytes | None]) -> tuple[list, list]:
+        """Tree changes and rows to upsert for ``writes`` (deletions: rows left out)."""
+        changes, rows = [], []
+        for (namespace, key), value in sorted(writes.items(), key=lambda item: item[0]):
+            if type(namespace) is not str or type(key) is not str:
+                raise StateError(f"state key {(namespace, key)!r} is not a (str, str) pair")
+            path = key_path(namespace, key)
+            if value is None:
+                changes.append((path, None))
+                continue
+            if type(value) is not bytes:
+                raise StateError(f"value of {namespace}/{key} is not bytes")
+            try:
+                decode(value)
+            except EncodingError as exc:
+                raise StateError(f"value of {namespace}/{key} is not canonical: {exc}") from None
+            changes.append((path, leaf_hash(path, value)))
+            rows.append((path, namespace, key, value))
+        return changes, rows
+
+    def _record(self, height: int, root: bytes) -> None:
+        self._conn.executemany(
+            "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+            [("applied_height", encode(height)), ("state_root", root)],
+        )
+
     def apply_block(self, height: int, writes: Mapping[tuple[str, str], bytes | None]) -> bytes:
         """Apply one block's write set atomically; return the new state root.
 
@@ -108,31 +159,15 @@ class WorldState:
         expected = self.applied_height + 1
         if height != expected:
             raise StateError(f"block {height} applied out of order: the state is at {expected - 1}")
-        changes, rows, gone = [], [], []
-        for (namespace, key), value in sorted(writes.items(), key=lambda item: item[0]):
-            if type(namespace) is not str or type(key) is not str:
-                raise StateError(f"state key {(namespace, key)!r} is not a (str, str) pair")
-            path = key_path(namespace, key)
-            if value is None:
-                changes.append((path, None))
-                gone.append((path,))
-                continue
-            try:
-                decode(value)
-            except EncodingError as exc:
-                raise StateError(f"value of {namespace}/{key} is not canonical: {exc}") from None
-            changes.append((path, leaf_hash(path, value)))
-            rows.append((path, namespace, key, value))
+        changes, rows = self._stage(writes)
+        gone = [(path,) for path, lh in changes if lh is None]
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany("DELETE FROM state WHERE path = ?", gone)
             conn.executemany("INSERT OR REPLACE INTO state (path, ns, key, value) VALUES (?, ?, ?, ?)", rows)
             root = self._tree.update(changes)
-            conn.executemany(
-                "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
-                [("applied_height", encode(height)), ("state_root", root)],
-            )
+            self._record(height, root)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

@@ -35,7 +35,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 from ..encoding import decode, encode
 from ..genesis import Genesis
 from ..ordering import Batch, CommitCertificate
-from .block import Block, BlockError, BlockOutputs, Header, TxResult, genesis_block, make_header
+from .block import Anchor, Block, BlockError, BlockOutputs, Header, TxResult, genesis_block, make_header
 from .state import WorldState
 from .transaction import (
     NONCE_NAMESPACE, Transaction, TransactionRefused, nonce_writes, read_nonce, screen_requests,
@@ -171,6 +171,10 @@ class ChannelLedger:
     @property
     def head_hash(self) -> bytes:
         return self._head[1]
+
+    def anchor(self) -> Anchor:
+        """This chain's latest committed block, as a transaction-channel block anchors it."""
+        return Anchor(self.height, self.head_hash)
 
     def block(self, height: int) -> StoredBlock:
         row = self._conn.execute(
