@@ -43,11 +43,10 @@ from ..genesis import CHANNELS, Genesis
 from ..ordering import CommitCertificate
 from .block import SIDE_CHANNELS, ZERO_HASH, Block, BlockError, check_metadata, genesis_block, request_id
 from .merkle import merkle_root
-from .smt import EMPTY
 from .state import StateError, WorldState
 from .store import connect, ledger_path
 from .transaction import (
-    NONCE_NAMESPACE, Transaction, TransactionRefused, nonce_writes, read_nonce, screen_requests,
+    NONCE_NAMESPACE, TransactionRefused, nonce_writes, read_nonce, screen_requests,
     timestamp_to_datetime,
 )
 
@@ -243,7 +242,7 @@ class _ChannelVerifier:
         for stored, expected in zip_longest_rows(ours, theirs):
             if stored != expected:
                 entry = stored or expected
-                raise Fault(height, f"state tree node at depth {int.from_bytes(entry[0][:2], 'big')} differs")
+                raise Fault(height, f"state tree node at depth {int.from_bytes(entry[0][-2:], 'big')} differs")
 
 
 def zip_longest_rows(a: Iterator[tuple], b: Iterator[tuple]) -> Iterator[tuple]:

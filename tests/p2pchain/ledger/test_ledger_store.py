@@ -9,7 +9,7 @@ import pytest
 
 from p2pchain.ledger.block import Block, genesis_block
 from p2pchain.ledger.devchain import kv_executor
-from p2pchain.ledger.store import ChannelLedger, LedgerError, StoreCorrupt, assemble_outputs, ledger_path
+from p2pchain.ledger.store import LedgerError, StoreCorrupt, assemble_outputs, ledger_path
 from p2pchain.ordering import Batch
 
 from conftest import T0_MS
