@@ -4,7 +4,7 @@ and verify it.
 A snapshot of the state at height *h* is a :class:`SnapshotManifest` — channel, height, the
 state root after block *h*, and the digest of every chunk — and the chunks themselves: each
 the canonical encoding of up to ``chunk_entries`` entries ``[namespace, key, value]`` in
-tree-path order. The snapshot's digest is the manifest's digest.
+(namespace, key) order. The snapshot's digest is the manifest's digest.
 
 Import checks each chunk against the manifest as it arrives, writes the entries into an
 empty world state, and finally checks that the root re-computed from them is the
@@ -14,10 +14,10 @@ a snapshot that does not match is refused: a faulty peer can waste the receiver'
 cannot make it install a wrong state.
 
 Export reads inside one SQLite read transaction on its own connection, so blocks committed
-while a snapshot streams do not change it; the state it shows is the one at the applied
-height when the export began, which must be the height asked for (the store keeps one
-state version; older heights are served by peers at that height or rebuilt by replaying
-blocks).
+while a snapshot streams do not change it. Any applied height can be exported: the current
+one from the state table, an older one from the state history (:class:`.state.HistoricalView`),
+its root from the next block's header — e.g. a stable PBFT checkpoint while the head has
+moved on.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..encoding import EncodingError, decode, digest, digest_bytes, encode
-from .state import StateError, WorldState
+from .block import Header
+from .state import HistoricalView, StateError, WorldState
 
 __all__ = ["SnapshotError", "SnapshotManifest", "SnapshotExport", "export_snapshot", "import_snapshot"]
 
@@ -63,27 +64,46 @@ class SnapshotManifest:
 
 
 class SnapshotExport:
-    """A consistent view of one channel's state; iterate :meth:`chunks` to stream it."""
+    """A consistent view of one channel's state at a height; iterate :meth:`chunks` to stream it."""
 
     def __init__(self, path: Path, channel: str, height: int, chunk_entries: int = CHUNK_ENTRIES) -> None:
         self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._conn.execute("BEGIN")  # a read transaction pins one WAL snapshot until close
-        rows = dict(self._conn.execute("SELECT name, value FROM meta").fetchall())
-        applied = decode(rows["applied_height"]) if "applied_height" in rows else -1
-        if applied != height:
-            self.close()
-            raise SnapshotError(f"{channel}: the state is at height {applied}, not {height}")
+        self._height = height
         self._chunk_entries = chunk_entries
-        digests = tuple(digest_bytes(chunk) for chunk in self.chunks())
-        self.manifest = SnapshotManifest(channel, height, rows["state_root"], digests)
+        try:
+            rows = dict(self._conn.execute("SELECT name, value FROM meta").fetchall())
+            applied = decode(rows["applied_height"]) if "applied_height" in rows else -1
+            if not 0 <= height <= applied:
+                raise SnapshotError(f"{channel}: the state is at height {applied}; no snapshot at {height}")
+            if height == applied:
+                root = rows["state_root"]
+            else:  # the root after block `height` is in the next header
+                header = self._conn.execute("SELECT header FROM blocks WHERE height = ?", (height + 1,)).fetchone()
+                root = Header.from_bytes(header[0]).state_root
+            self._current = height == applied
+            digests = tuple(digest_bytes(chunk) for chunk in self.chunks())
+        except BaseException:
+            self.close()
+            raise
+        self.manifest = SnapshotManifest(channel, height, root, digests)
+
+    def _entries(self) -> Iterator[tuple[str, str, bytes]]:
+        if self._current:
+            yield from self._conn.execute("SELECT ns, key, value FROM state ORDER BY ns, key")
+        else:
+            yield from HistoricalView(self._conn, self._height).entries()
 
     def chunks(self) -> Iterator[bytes]:
-        cursor = self._conn.execute("SELECT ns, key, value FROM state ORDER BY path")
-        while True:
-            rows = cursor.fetchmany(self._chunk_entries)
-            if not rows:
-                return
-            yield encode([list(row) for row in rows])
+        """The chunks, each the encoding of up to ``chunk_entries`` entries in (ns, key) order."""
+        chunk: list[list] = []
+        for row in self._entries():
+            chunk.append(list(row))
+            if len(chunk) == self._chunk_entries:
+                yield encode(chunk)
+                chunk = []
+        if chunk:
+            yield encode(chunk)
 
     def close(self) -> None:
         self._conn.close()

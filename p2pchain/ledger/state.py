@@ -11,7 +11,12 @@ Tables (in the channel's database, next to the blocks):
   entries; ``path`` is the entry's position in the tree (:func:`.smt.key_path`), so the
   whole state can be streamed in tree order and re-hashed with O(depth) memory;
 * ``smt``: the tree's nodes (:mod:`.smt`);
-* ``meta``: ``applied_height`` and ``state_root``.
+* ``meta``: ``applied_height`` and ``state_root``;
+* ``history(ns, key, height, value)``: every write of every block (NULL for a delete), so
+  the state *as of* any applied height can be read (:meth:`WorldState.as_of`). Contracts
+  read other channels only as of the anchored height (DESIGN.md, decision 4), and a
+  snapshot can be exported at an older height. It grows on disk with the chain, never in
+  memory.
 
 Keys are compared as ``str`` by SQLite's BINARY collation, i.e. by their UTF-8 bytes,
 which is code-point order: the order of the canonical encoding.
@@ -25,7 +30,7 @@ from typing import Iterable, Iterator, Mapping
 from ..encoding import EncodingError, decode, encode
 from .smt import EMPTY, MerkleProof, SparseMerkleTree, key_path, leaf_hash, root_of_sorted_leaves
 
-__all__ = ["StateError", "WorldState", "SCAN_PAGE"]
+__all__ = ["StateError", "WorldState", "HistoricalView", "SCAN_PAGE"]
 
 SCAN_PAGE = 256  # rows fetched per query while scanning; a scan holds no cursor across writes
 
@@ -34,6 +39,14 @@ SCHEMA = (
     "value BLOB NOT NULL) WITHOUT ROWID",
     "CREATE UNIQUE INDEX IF NOT EXISTS state_by_key ON state (ns, key)",
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS history (ns TEXT NOT NULL, key TEXT NOT NULL, height INTEGER NOT NULL, "
+    "value BLOB, PRIMARY KEY (ns, key, height)) WITHOUT ROWID",
+)
+# The latest version of each entry at or below a height (history rows; value NULL = deleted).
+_AS_OF = (
+    "SELECT key, value FROM history AS h WHERE ns = ? AND key {lower} ? {upper} AND height = "
+    "(SELECT MAX(height) FROM history WHERE ns = h.ns AND key = h.key AND height <= ?) "
+    "AND value IS NOT NULL ORDER BY key LIMIT ?"
 )
 
 
@@ -60,22 +73,21 @@ class WorldState:
         self, namespace: str, start: str = "", end: str | None = None, limit: int | None = None,
     ) -> Iterator[tuple[str, bytes]]:
         """Entries of ``namespace`` with ``start <= key < end`` in key order, at most ``limit``."""
-        remaining = limit
-        lower, inclusive = start, True
-        while remaining is None or remaining > 0:
-            page = SCAN_PAGE if remaining is None else min(SCAN_PAGE, remaining)
+        def page(lower: str, inclusive: bool, size: int) -> list:
             sql = "SELECT key, value FROM state WHERE ns = ? AND key " + (">=" if inclusive else ">") + " ?"
             params: list = [namespace, lower]
             if end is not None:
                 sql += " AND key < ?"
                 params.append(end)
-            rows = self._conn.execute(sql + " ORDER BY key LIMIT ?", (*params, page)).fetchall()
-            yield from rows
-            if len(rows) < page:
-                return
-            lower, inclusive = rows[-1][0], False
-            if remaining is not None:
-                remaining -= len(rows)
+            return self._conn.execute(sql + " ORDER BY key LIMIT ?", (*params, size)).fetchall()
+
+        return _paged(page, start, limit)
+
+    def as_of(self, height: int) -> HistoricalView:
+        """A read-only view of the state after block ``height`` (at most the applied height)."""
+        if not 0 <= height <= self.applied_height:
+            raise StateError(f"no state as of height {height}: applied height is {self.applied_height}")
+        return HistoricalView(self._conn, height)
 
     @property
     def root(self) -> bytes:
@@ -112,6 +124,8 @@ class WorldState:
             for batch in batches:
                 changes, rows = self._stage({(ns, key): value for ns, key, value in batch})
                 conn.executemany("INSERT INTO state (path, ns, key, value) VALUES (?, ?, ?, ?)", rows)
+                conn.executemany("INSERT INTO history (ns, key, height, value) VALUES (?, ?, ?, ?)",
+                                 [(ns, key, height, value) for _, ns, key, value in rows])
                 self._tree.update(changes)
             root = self._tree.root
             if root != expected_root:
@@ -166,6 +180,8 @@ class WorldState:
         try:
             conn.executemany("DELETE FROM state WHERE path = ?", gone)
             conn.executemany("INSERT OR REPLACE INTO state (path, ns, key, value) VALUES (?, ?, ?, ?)", rows)
+            conn.executemany("INSERT INTO history (ns, key, height, value) VALUES (?, ?, ?, ?)",
+                             [(ns, key, height, value) for (ns, key), value in writes.items()])
             root = self._tree.update(changes)
             self._record(height, root)
             conn.execute("COMMIT")
@@ -174,3 +190,57 @@ class WorldState:
             self._tree.forget()
             raise
         return root
+
+
+def _paged(page, start: str, limit: int | None) -> Iterator[tuple[str, bytes]]:
+    """Drive ``page(lower, inclusive, size)`` from ``start`` until ``limit`` rows or the end.
+
+    Each page is its own query, resumed after the last key seen: no cursor stays open
+    across the caller's writes, and memory is one page.
+    """
+    remaining = limit
+    lower, inclusive = start, True
+    while remaining is None or remaining > 0:
+        size = SCAN_PAGE if remaining is None else min(SCAN_PAGE, remaining)
+        rows = page(lower, inclusive, size)
+        yield from rows
+        if len(rows) < size:
+            return
+        lower, inclusive = rows[-1][0], False
+        if remaining is not None:
+            remaining -= len(rows)
+
+
+class HistoricalView:
+    """The state as it was after block ``height``, with the read interface of WorldState.
+
+    A contract's read of another channel goes through such a view at the anchored height,
+    so every node reads the same values whatever that channel's head is locally.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, height: int) -> None:
+        self._conn = conn
+        self.height = height
+
+    def get(self, namespace: str, key: str) -> bytes | None:
+        row = self._conn.execute(
+            "SELECT value FROM history WHERE ns = ? AND key = ? AND height <= ? ORDER BY height DESC LIMIT 1",
+            (namespace, key, self.height)).fetchone()
+        return None if row is None else row[0]
+
+    def scan(
+        self, namespace: str, start: str = "", end: str | None = None, limit: int | None = None,
+    ) -> Iterator[tuple[str, bytes]]:
+        def page(lower: str, inclusive: bool, size: int) -> list:
+            sql = _AS_OF.format(lower=">=" if inclusive else ">", upper="" if end is None else "AND key < ?")
+            params = [namespace, lower] + ([] if end is None else [end]) + [self.height, size]
+            return self._conn.execute(sql, params).fetchall()
+
+        return _paged(page, start, limit)
+
+    def entries(self) -> Iterator[tuple[str, str, bytes]]:
+        """Every entry ``(namespace, key, value)`` in (namespace, key) order (snapshots)."""
+        yield from self._conn.execute(
+            "SELECT ns, key, value FROM history AS h WHERE height = "
+            "(SELECT MAX(height) FROM history WHERE ns = h.ns AND key = h.key AND height <= ?) "
+            "AND value IS NOT NULL ORDER BY ns, key", (self.height,))

@@ -20,7 +20,8 @@ For every channel, block by block from block 0, the verifier checks
   that the chain's state roots are consistent, and the honest executions agreed on them
   through the consensus on the following blocks. The node's own state tables are then
   compared, entry by entry and tree node by tree node, with the scratch state at the
-  node's applied height, so an altered state value is found and named;
+  node's applied height — entries, history and tree nodes — so an altered state value is
+  found and named;
 * **anchors** (``transaction`` channel): each anchor names the hash the side chain stores
   at that height, and anchored heights never decrease. An anchor beyond the side chain's
   stored head (a lagging node) is reported as a note, not a fault.
@@ -44,7 +45,7 @@ from ..ordering import CommitCertificate
 from .block import SIDE_CHANNELS, ZERO_HASH, Block, BlockError, check_metadata, genesis_block, request_id
 from .merkle import merkle_root
 from .state import StateError, WorldState
-from .store import connect, ledger_path
+from .store import ledger_path
 from .transaction import (
     NONCE_NAMESPACE, TransactionRefused, nonce_writes, read_nonce, screen_requests,
     timestamp_to_datetime,
@@ -237,6 +238,13 @@ class _ChannelVerifier:
             if stored != expected:
                 entry = stored or expected
                 raise Fault(height, f"state entry {entry[1]}/{entry[2]} differs from what the blocks wrote")
+        ours = self.conn.execute("SELECT ns, key, height, value FROM history ORDER BY ns, key, height")
+        theirs = self.scratch._conn.execute("SELECT ns, key, height, value FROM history ORDER BY ns, key, height")
+        for stored, expected in zip_longest_rows(ours, theirs, width=3):
+            if stored != expected:
+                entry = stored or expected
+                raise Fault(height, f"state history of {entry[0]}/{entry[1]} at height {entry[2]} differs "
+                                    "from what the blocks wrote")
         ours = self.conn.execute("SELECT pos, hash, leaf FROM smt ORDER BY pos")
         theirs = self.scratch._conn.execute("SELECT pos, hash, leaf FROM smt ORDER BY pos")
         for stored, expected in zip_longest_rows(ours, theirs):
@@ -245,16 +253,20 @@ class _ChannelVerifier:
                 raise Fault(height, f"state tree node at depth {int.from_bytes(entry[0][-2:], 'big')} differs")
 
 
-def zip_longest_rows(a: Iterator[tuple], b: Iterator[tuple]) -> Iterator[tuple]:
-    """Pairs of rows from two cursors ordered by the same key; ``None`` where one ran out."""
+def zip_longest_rows(a: Iterator[tuple], b: Iterator[tuple], width: int = 1) -> Iterator[tuple]:
+    """Pairs of rows from two cursors ordered by their first ``width`` columns (the key).
+
+    Yields ``(x, y)`` while keys agree; at the first key present on one side only, yields
+    it paired with ``None`` and stops.
+    """
     a, b = iter(a), iter(b)
     while True:
         x, y = next(a, None), next(b, None)
         if x is None and y is None:
             return
-        if x is not None and y is not None and x[0] != y[0]:
+        if x is not None and y is not None and x[:width] != y[:width]:
             # Different keys: report the smaller one, which is present on one side only.
-            yield (x, None) if x[0] < y[0] else (None, y)
+            yield (x, None) if x[:width] < y[:width] else (None, y)
             return
         yield x, y
 
@@ -269,7 +281,9 @@ def verify_channel(path: Path, channel: str, genesis: Genesis,
     conn = sqlite3.connect(str(path), isolation_level=None)
     try:
         with tempfile.TemporaryDirectory(prefix="p2pchain-verify-") as scratch_dir:
-            scratch_conn = connect(Path(scratch_dir) / "scratch.db")
+            # Scratch state: thrown away afterwards, so no durability, no WAL.
+            scratch_conn = sqlite3.connect(str(Path(scratch_dir) / "scratch.db"), isolation_level=None)
+            scratch_conn.execute("PRAGMA journal_mode=MEMORY")
             scratch_conn.execute("PRAGMA synchronous=OFF")
             try:
                 verifier = _ChannelVerifier(conn, channel, genesis, WorldState(scratch_conn), side or {})

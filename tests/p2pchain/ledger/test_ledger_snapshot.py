@@ -48,9 +48,20 @@ def test_export_is_a_consistent_view_while_blocks_are_committed(chain, source, n
     export.close()
 
 
-def test_export_at_another_height_is_refused(source, node_dir):
-    with pytest.raises(SnapshotError, match="at height 5, not 3"):
-        export_snapshot(ledger_path(node_dir, "transaction"), "transaction", 3)
+def test_export_at_an_older_height_gives_the_state_of_then(source, node_dir):
+    path = ledger_path(node_dir, "transaction")
+    with export_snapshot(path, "transaction", 3, chunk_entries=2) as export:
+        manifest, chunks = export.manifest, list(export.chunks())
+    assert manifest.state_root == source.block(4).block.header.state_root
+    target = empty_state()
+    import_snapshot(target, manifest, chunks, expected_root=manifest.state_root)
+    assert sorted(k for k, _ in target.scan("kv")) == sorted(k for k, _ in source.state.as_of(3).scan("kv"))
+    assert len(list(target.scan("kv"))) == 6 and target.applied_height == 3
+
+
+def test_export_beyond_the_applied_height_is_refused(source, node_dir):
+    with pytest.raises(SnapshotError, match="at height 5; no snapshot at 6"):
+        export_snapshot(ledger_path(node_dir, "transaction"), "transaction", 6)
 
 
 @pytest.mark.parametrize("attack", ["altered_chunk", "missing_chunk", "forged_manifest", "unexpected_root"])

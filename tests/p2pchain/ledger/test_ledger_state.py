@@ -80,6 +80,29 @@ def test_range_scans_are_ordered_and_bounded(sequence, namespace, start, end, li
     assert list(state.scan(namespace, start, end, limit)) == expected[:limit]
 
 
+@settings(max_examples=40, deadline=None)
+@given(blocks, st.sampled_from(["kv", "market"]), st.sampled_from(["", "a", "b"]), st.one_of(st.none(), st.integers(1, 3)))
+def test_state_as_of_any_applied_height_is_the_state_after_that_block(sequence, namespace, start, limit):
+    state, model, past = fresh_state(), {}, []
+    for height, writes in enumerate(sequence):
+        state.apply_block(height, writes)
+        apply(model, writes)
+        past.append(dict(model))
+    for height, then in enumerate(past):
+        view = state.as_of(height)
+        expected = sorted((key, value) for (ns, key), value in then.items() if ns == namespace and key >= start)
+        assert list(view.scan(namespace, start, limit=limit)) == expected[:limit]
+        assert all(view.get(*entry) == value for entry, value in then.items())
+        assert list(map(list, view.entries())) == sorted([ns, key, value] for (ns, key), value in then.items())
+
+
+def test_state_as_of_a_height_not_applied_is_refused():
+    state = fresh_state()
+    state.apply_block(0, {})
+    with pytest.raises(StateError, match="no state as of height 1"):
+        state.as_of(1)
+
+
 def test_scan_pages_through_more_rows_than_one_query_fetches():
     state = fresh_state()
     writes = {("kv", f"{i:05d}"): encode(i) for i in range(1000)}
