@@ -10,4 +10,5 @@ Modules, bottom up:
 * :mod:`.store` — :class:`ChannelLedger`, one SQLite database per channel per node.
 * :mod:`.snapshot` — state export/import for state transfer.
 * :mod:`.verify` — offline verification of a node's ledgers; :mod:`.commands` wires it.
+* :mod:`.devchain` — stand-ins for consensus and the runtime (tests, benchmarks).
 """

@@ -85,8 +85,10 @@ class WorldState:
 
     def as_of(self, height: int) -> HistoricalView:
         """A read-only view of the state after block ``height`` (at most the applied height)."""
-        if not 0 <= height <= self.applied_height:
-            raise StateError(f"no state as of height {height}: applied height is {self.applied_height}")
+        row = self._conn.execute("SELECT value FROM meta WHERE name = 'history_from'").fetchone()
+        first = 0 if row is None else decode(row[0])  # a state installed from a snapshot starts there
+        if not first <= height <= self.applied_height:
+            raise StateError(f"no state as of height {height}: history covers {first} to {self.applied_height}")
         return HistoricalView(self._conn, height)
 
     @property
@@ -131,6 +133,7 @@ class WorldState:
             if root != expected_root:
                 raise StateError("the entries do not have the expected state root")
             self._record(height, root)
+            conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('history_from', ?)", (encode(height),))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

@@ -53,6 +53,8 @@ from .transaction import (
 
 __all__ = ["ChannelReport", "Fault", "verify_channel", "verify_node"]
 
+MAX_NOTES = 10
+
 
 class Fault(Exception):
     """What is wrong with one block."""
@@ -104,6 +106,7 @@ class _ChannelVerifier:
         self.conn, self.channel, self.genesis, self.scratch, self.side = conn, channel, genesis, scratch, side
         self.node_keys = {node.name: node.public_key for node in genesis.nodes}
         self.notes: list[str] = []
+        self.suppressed_notes = 0
         self.transactions = 0
         self.prev_hash = ZERO_HASH
         self.prev_outputs_digest = ZERO_HASH
@@ -125,10 +128,20 @@ class _ChannelVerifier:
             if head < 0:
                 raise Fault(0, "the ledger holds no blocks")
             if applied < head:
-                self.notes.append(f"state applied to height {applied} of {head}: recovery re-applies the rest on open")
+                self._note(f"state applied to height {applied} of {head}: recovery re-applies the rest on open")
         except Fault as fault:
-            return ChannelReport(self.channel, verified, self.transactions, None, fault, tuple(self.notes))
-        return ChannelReport(self.channel, verified, self.transactions, self.scratch.root, None, tuple(self.notes))
+            return ChannelReport(self.channel, verified, self.transactions, None, fault, self._notes())
+        return ChannelReport(self.channel, verified, self.transactions, self.scratch.root, None, self._notes())
+
+    def _notes(self) -> tuple[str, ...]:
+        more = [f"and {self.suppressed_notes} more notes"] if self.suppressed_notes else []
+        return tuple(self.notes + more)
+
+    def _note(self, text: str) -> None:
+        """Keep the first few notes and count the rest: the report stays small."""
+        self.suppressed_notes += len(self.notes) >= MAX_NOTES
+        if len(self.notes) < MAX_NOTES:
+            self.notes.append(text)
 
     def _meta_height(self) -> int:
         row = self.conn.execute("SELECT value FROM meta WHERE name = 'applied_height'").fetchone()
@@ -222,7 +235,7 @@ class _ChannelVerifier:
                 raise Fault(block.height, f"anchor of {name} goes back to height {anchor.height}")
             stored = _side_hash(self.side, name, anchor.height)
             if stored is None:
-                self.notes.append(f"block {block.height} anchors {name} block {anchor.height}, not stored here")
+                self._note(f"block {block.height} anchors {name} block {anchor.height}, not stored here")
             elif stored != anchor.block_hash:
                 raise Fault(block.height, f"anchor of {name} at height {anchor.height} is not the stored block's hash")
         self.prev_anchors = anchors

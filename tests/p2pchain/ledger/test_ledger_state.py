@@ -101,6 +101,15 @@ def test_state_as_of_a_height_not_applied_is_refused():
     state.apply_block(0, {})
     with pytest.raises(StateError, match="no state as of height 1"):
         state.as_of(1)
+    installed = fresh_state()
+    installed.install(5, [[("kv", "a", encode(1))]], _root_of({("kv", "a"): encode(1)}))
+    assert installed.as_of(5).get("kv", "a") == encode(1)
+    with pytest.raises(StateError, match="history covers 5 to 5"):
+        installed.as_of(4)
+
+
+def _root_of(model: dict) -> bytes:
+    return root_of_sorted_leaves(sorted((key_path(*k), leaf_hash(key_path(*k), v)) for k, v in model.items()))
 
 
 def test_scan_pages_through_more_rows_than_one_query_fetches():
