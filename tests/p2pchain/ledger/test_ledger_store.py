@@ -10,6 +10,7 @@ import pytest
 from p2pchain.ledger.block import Block, genesis_block
 from p2pchain.ledger.devchain import kv_executor
 from p2pchain.ledger.store import LedgerError, StoreCorrupt, assemble_outputs, ledger_path
+from p2pchain.ledger.transaction import Transaction
 from p2pchain.ordering import Batch
 
 from conftest import T0_MS
@@ -57,7 +58,7 @@ def test_block_that_does_not_extend_the_head_is_refused(chain, open_ledger):
     batch = Batch((chain.tx("ev01", 1),), "node0", T0_MS, chain.genesis_anchors().to_metadata())
     block = ledger.prepare(batch, 0)
     screened = ledger.screen(block)
-    results, writes = kv_executor(block, [t for t in screened if not isinstance(t, Exception)])
+    results, writes = kv_executor(block, [t for t in screened if isinstance(t, Transaction)])
     block = block.with_outputs(assemble_outputs(screened, results, writes))
     certificate = chain.certifier.certify("transaction", 0, 1, batch)
     wrong_prev = Block(dataclasses.replace(block.header, prev_hash=bytes(32)), block.requests, block.outputs)
@@ -90,7 +91,7 @@ def test_state_lagging_the_blocks_is_re_applied_on_open(chain, open_ledger, node
     batch = Batch((chain.tx("ev01", 2, key="b"),), "node0", T0_MS + 9, chain.genesis_anchors().to_metadata())
     block = ledger.prepare(batch, 0)
     screened = ledger.screen(block)
-    results, writes = kv_executor(block, [t for t in screened if not isinstance(t, Exception)])
+    results, writes = kv_executor(block, [t for t in screened if isinstance(t, Transaction)])
     block = block.with_outputs(assemble_outputs(screened, results, writes))
     ledger.append(block, chain.certifier.certify("transaction", 0, 2, batch))  # crash before apply
     ledger.close()
