@@ -196,6 +196,18 @@ class ChannelLedger:
             raise StoreCorrupt(f"{self.channel}: block {height}'s stored hash is not its header's hash")
         return StoredBlock(block, certificate)
 
+    def certified_batch(self, height: int) -> tuple[Batch, int, CommitCertificate]:
+        """What a peer serves a lagging node: the batch, view and certificate of block ``height``.
+
+        The lagging node checks the certificate against the genesis and re-executes the
+        batch with :meth:`commit_batch`; execution is deterministic, so it arrives at the
+        same block hash and state root (DESIGN.md, decision 5).
+        """
+        stored = self.block(height)
+        if stored.certificate is None:
+            raise LedgerError(f"{self.channel}: block {height} is the genesis block, it has no batch")
+        return stored.block.batch(), stored.block.header.view, stored.certificate
+
     def block_hash(self, height: int) -> bytes:
         row = self._conn.execute("SELECT hash FROM blocks WHERE height = ?", (height,)).fetchone()
         if row is None:

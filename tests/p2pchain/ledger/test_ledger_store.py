@@ -9,7 +9,7 @@ import pytest
 
 from p2pchain.ledger.block import Block, genesis_block
 from p2pchain.ledger.devchain import kv_executor
-from p2pchain.ledger.store import LedgerError, StoreCorrupt, assemble_outputs, ledger_path
+from p2pchain.ledger.store import ChannelLedger, LedgerError, StoreCorrupt, assemble_outputs, ledger_path
 from p2pchain.ledger.transaction import Transaction
 from p2pchain.ordering import Batch
 
@@ -125,3 +125,20 @@ def test_anchor_names_the_head(chain, open_ledger):
     ledger = open_ledger("matching")
     chain.commit(ledger, [])
     assert (ledger.anchor().height, ledger.anchor().block_hash) == (1, ledger.head_hash)
+
+
+def test_a_lagging_node_replaying_certified_batches_reaches_the_same_chain(chain, tmp_path):
+    """Two nodes, the same committed batches: identical block hashes and state roots."""
+    ahead = ChannelLedger.open(ledger_path(tmp_path / "a", "transaction"), "transaction", chain.genesis)
+    behind = ChannelLedger.open(ledger_path(tmp_path / "b", "transaction"), "transaction", chain.genesis)
+    for nonce in range(1, 5):
+        chain.commit(ahead, [chain.tx("ev01", nonce, key=f"k{nonce % 2}", value=nonce), chain.tx("ev02", 1)])
+    for height in range(1, ahead.height + 1):
+        batch, view, certificate = ahead.certified_batch(height)
+        assert certificate.check({n.name: n.public_key for n in chain.genesis.nodes}, chain.genesis.consensus.f) is None
+        behind.commit_batch(batch, view, certificate, kv_executor)
+    assert (behind.height, behind.head_hash, behind.state.root) == (ahead.height, ahead.head_hash, ahead.state.root)
+    with pytest.raises(LedgerError, match="genesis block"):
+        ahead.certified_batch(0)
+    ahead.close()
+    behind.close()
