@@ -130,6 +130,8 @@ class _ChannelVerifier:
             if applied < head:
                 self._note(f"state applied to height {applied} of {head}: recovery re-applies the rest on open")
         except Fault as fault:
+            # A block's outputs are judged by its successor: the fault may name an earlier block.
+            verified = min(verified, fault.height - 1)
             return ChannelReport(self.channel, verified, self.transactions, None, fault, self._notes())
         return ChannelReport(self.channel, verified, self.transactions, self.scratch.root, None, self._notes())
 

@@ -115,8 +115,9 @@ def test_altered_transaction_signature_is_found_and_named(chain, node):
 
 def test_altered_result_is_found_by_the_next_block(chain, node):
     rewrite_body(node, TAMPERED, lambda body: body["outputs"]["results"][0].__setitem__(0, "failed"))
-    fault = fault_of(node, chain)
-    assert fault.height == TAMPERED and "results or write set" in fault.message
+    report = verify_channel(ledger_path(node, "transaction"), "transaction", chain.genesis)
+    assert report.fault.height == TAMPERED and "results or write set" in report.fault.message
+    assert report.verified_height == TAMPERED - 1
 
 
 def test_altered_commit_signature_is_found_and_named(chain, node):
