@@ -141,6 +141,10 @@ class WorldState:
             raise
         return root
 
+    def check_writes(self, writes: Mapping[tuple[str, str], bytes | None]) -> None:
+        """Raise :class:`StateError` if ``apply_block`` would refuse ``writes`` (keys, values)."""
+        self._stage(writes)
+
     def _stage(self, writes: Mapping[tuple[str, str], bytes | None]) -> tuple[list, list]:
         """Tree changes and rows to upsert for ``writes`` (deletions: rows left out)."""
         changes, rows = [], []

@@ -36,7 +36,7 @@ from ..encoding import decode, encode
 from ..genesis import Genesis
 from ..ordering import Batch, CommitCertificate
 from .block import Anchor, Block, BlockError, BlockOutputs, Header, TxResult, genesis_block, make_header
-from .state import WorldState
+from .state import StateError, WorldState
 from .transaction import (
     NONCE_NAMESPACE, Transaction, TransactionRefused, nonce_writes, read_nonce, screen_requests,
     timestamp_to_datetime,
@@ -272,6 +272,11 @@ class ChannelLedger:
         for ok, message in problems:
             if not ok:
                 raise LedgerError(f"{self.channel}: block {h.height}: {message}")
+        # A stored block whose writes cannot be applied would fail recovery on every open.
+        try:
+            self.state.check_writes(block.outputs.write_map())
+        except StateError as exc:
+            raise LedgerError(f"{self.channel}: block {h.height}: {exc}") from None
         self._insert(block, certificate)
         self._head = (h.height, block.hash, block.outputs.digest())
 

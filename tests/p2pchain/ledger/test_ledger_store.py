@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from p2pchain.ledger.block import Block, genesis_block
+from p2pchain.ledger.block import Block, TxResult, genesis_block
 from p2pchain.ledger.devchain import kv_executor
 from p2pchain.ledger.store import ChannelLedger, LedgerError, StoreCorrupt, assemble_outputs, ledger_path
 from p2pchain.ledger.transaction import Transaction
@@ -142,3 +142,14 @@ def test_a_lagging_node_replaying_certified_batches_reaches_the_same_chain(chain
         ahead.certified_batch(0)
     ahead.close()
     behind.close()
+
+
+def test_block_whose_writes_cannot_be_applied_is_not_stored(chain, open_ledger):
+    ledger = open_ledger()
+
+    def float_writer(block, admitted):
+        return [TxResult("ok") for _ in admitted], {("kv", "x"): b"\xcb" + bytes(8)}  # a msgpack float
+
+    with pytest.raises(LedgerError, match="not canonical"):
+        chain.commit(ledger, [chain.tx("ev01", 1)], execute=float_writer)
+    assert ledger.height == 0 and ledger.state.applied_height == 0
