@@ -194,6 +194,6 @@ class RecoveryMixin:
         self.replies = {r.client: r for r in d.replies}
         self.my_view_change, self.new_view = d.my_view_change, d.new_view
         if d.my_view_change is not None:
-            self.view_changes[self.name] = d.my_view_change
+            self.view_changes[self.name] = {d.my_view_change.view: d.my_view_change}
         self.new_view_sent, self.next_seq = d.new_view_sent, d.next_seq
         self.view_change_timeout_ms = d.view_change_timeout_ms

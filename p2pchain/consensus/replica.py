@@ -117,7 +117,7 @@ class Replica(ViewsMixin, RecoveryMixin):
         self.request_info: dict[bytes, tuple[str, int]] = {}
         self.ordered: dict[str, dict[int, tuple[int, int]]] = {}  # client -> seq -> (lo, hi)
         self.checkpoint_votes = CheckpointVotes(config.watermark_window // config.checkpoint_interval + 2)
-        self.view_changes: dict[str, ViewChange] = {}  # newest per sender
+        self.view_changes: dict[str, dict[int, ViewChange]] = {}  # sender -> view -> message
         self.future: list = []
         self.timers: set[str] = set()
         self.quorum_seen_view = -1

@@ -31,6 +31,7 @@ from .viewchange import NewViewPlan, check_new_view, check_view_change, compute_
 
 __all__ = ["ViewsMixin"]
 
+VIEW_CHANGES_PER_SENDER = 4  # views kept per sender, from our own up
 BACKOFF_CAP = 16  # the view-change timeout doubles per failed view, up to 16 x its base
 
 
@@ -49,7 +50,7 @@ class ViewsMixin:
         vc = self._sign(ViewChange(self.ctx.channel, view, self.low, self.stable_state,
                                    self.stable_proof, prepared, self.name))
         self.my_view_change = vc
-        self.view_changes[self.name] = vc
+        self._store_view_change(vc)
         self._dirty = True
         self._out.append(Broadcast(vc))
         self._trace("view-change", view=view, stable_seq=self.low, prepared=len(prepared))
@@ -64,11 +65,29 @@ class ViewsMixin:
         if problem:
             self._fault(FaultKind.BAD_VIEW_CHANGE, vc.sender, problem)
             return
-        known = self.view_changes.get(vc.sender)
-        if known is not None and known.view >= vc.view:
+        if not self._store_view_change(vc):
             return
-        self.view_changes[vc.sender] = vc
         self._after_view_change_vote()
+
+    def _store_view_change(self, vc: ViewChange) -> bool:
+        """Keep ``vc`` unless known; per sender, a few views from ours up.
+
+        A sender's VIEW-CHANGE for v stays valid for a NEW-VIEW(v) after it moved on to
+        v+1, so older ones are kept too (dropping them can leave 2f+1 replicas spread over
+        two views with no quorum in either)."""
+        votes = self.view_changes.setdefault(vc.sender, {})
+        if vc.view in votes:
+            return False
+        votes[vc.view] = vc
+        for v in [v for v in votes if v < self.view]:
+            del votes[v]
+        if len(votes) > VIEW_CHANGES_PER_SENDER:
+            highest = max(votes)
+            del votes[highest if highest != vc.view else min(votes)]
+        return vc.view in votes
+
+    def _view_change_votes(self, view: int) -> list[ViewChange]:
+        return [votes[view] for votes in self.view_changes.values() if view in votes]
 
     def _help_late_peer(self, vc: ViewChange) -> None:
         """The sender is still changing to a view we already entered: relay our NEW-VIEW."""
@@ -81,14 +100,14 @@ class ViewsMixin:
         self._out.append(Send(vc.sender, self.new_view))
 
     def _after_view_change_vote(self) -> None:
-        higher = sorted((vc.view for sender, vc in self.view_changes.items()
-                         if sender != self.name and vc.view > self.view), reverse=True)
+        higher = sorted((max(votes) for sender, votes in self.view_changes.items()
+                         if sender != self.name and votes and max(votes) > self.view), reverse=True)
         if len(higher) >= self.f + 1:
             self._start_view_change(higher[self.f])  # liveness rule 2: join
             return
         if self.active:
             return
-        votes = [vc for vc in self.view_changes.values() if vc.view == self.view]
+        votes = self._view_change_votes(self.view)
         if len(votes) < self.ctx.quorum:
             return
         if self.quorum_seen_view < self.view:
@@ -99,7 +118,7 @@ class ViewsMixin:
             self._send_new_view(votes)
 
     def _send_new_view(self, votes: list[ViewChange]) -> None:
-        mine = self.view_changes[self.name]
+        mine = self.my_view_change
         others = sorted((vc for vc in votes if vc.sender != self.name), key=lambda vc: vc.sender)
         chosen = tuple([mine, *others][: self.ctx.quorum])
         plan = compute_new_view(chosen, self.view, self.ctx)
@@ -124,7 +143,9 @@ class ViewsMixin:
         view = nv.view
         self.view, self.active, self.new_view = view, True, nv
         self.my_view_change = None
-        self.view_changes = {s: vc for s, vc in self.view_changes.items() if vc.view > view}
+        for votes in self.view_changes.values():
+            for v in [v for v in votes if v <= view]:
+                del votes[v]
         self._cancel_timer(TIMER_VIEW_CHANGE)
         self.slots = {}
         self.ordered = {}
@@ -150,8 +171,7 @@ class ViewsMixin:
     def _on_view_change_timer(self) -> None:
         if self.active:
             return
-        votes = sum(1 for vc in self.view_changes.values() if vc.view == self.view)
-        if votes >= self.ctx.quorum:
+        if self.quorum_seen_view == self.view:
             # 2f+1 moved but no NEW-VIEW came: the next primary is faulty too (rule 1).
             self.view_change_timeout_ms = min(2 * self.view_change_timeout_ms,
                                               self.config.view_change_timeout_ms * BACKOFF_CAP)
