@@ -122,6 +122,7 @@ class Replica(ViewsMixin, RecoveryMixin):
         self.timers: set[str] = set()
         self.quorum_seen_view = -1
         self.helped_at: dict[str, tuple[int, int]] = {}
+        self.my_view_changes: dict[int, ViewChange] = {}  # recent own, for late peers
         self.fetch_goal = 0
         self.fetching = False
         self.transfer: CheckpointState | None = None

@@ -50,6 +50,9 @@ class ViewsMixin:
         vc = self._sign(ViewChange(self.ctx.channel, view, self.low, self.stable_state,
                                    self.stable_proof, prepared, self.name))
         self.my_view_change = vc
+        self.my_view_changes[view] = vc
+        for old in sorted(self.my_view_changes)[:-VIEW_CHANGES_PER_SENDER]:
+            del self.my_view_changes[old]
         self._store_view_change(vc)
         self._dirty = True
         self._out.append(Broadcast(vc))
@@ -90,14 +93,26 @@ class ViewsMixin:
         return [votes[view] for votes in self.view_changes.values() if view in votes]
 
     def _help_late_peer(self, vc: ViewChange) -> None:
-        """The sender is still changing to a view we already entered: relay our NEW-VIEW."""
-        if not self.active or self.new_view is None or vc.sender not in self.ctx.keyring.node_keys:
+        """The sender is still changing to a view we already left or entered.
+
+        If we entered it, relay our NEW-VIEW (self-certifying). If we moved on to a later
+        view change, send our own VIEW-CHANGE for its view (it may have lost it, and without
+        it the replicas still there may never reach 2f+1) and the one for our view (so the
+        f+1 rule can pull it along)."""
+        if vc.sender not in self.ctx.keyring.node_keys or vc.sender == self.name:
             return
         last = self.helped_at.get(vc.sender)
         if last is not None and last[0] == self.view and self.now_ms - last[1] < self.view_change_timeout_ms // 2:
             return  # answered recently; do not let a peer make us flood
         self.helped_at[vc.sender] = (self.view, self.now_ms)
-        self._out.append(Send(vc.sender, self.new_view))
+        if self.active:
+            if self.new_view is not None:
+                self._out.append(Send(vc.sender, self.new_view))
+            return
+        old = self.my_view_changes.get(vc.view)
+        for message in (old, self.my_view_change):
+            if message is not None:
+                self._out.append(Send(vc.sender, message))
 
     def _after_view_change_vote(self) -> None:
         higher = sorted((max(votes) for sender, votes in self.view_changes.items()
