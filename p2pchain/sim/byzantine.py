@@ -92,6 +92,7 @@ class DoubleVoter(Behaviour):
                 fake = self.sign(sim, host, replace(msg, digest=digest(["fake", msg.digest])))
                 half = len(peers) // 2
                 out += [Send(p, msg) for p in peers[:half]] + [Send(p, fake) for p in peers[half:]]
+                out.append(Send(peers[0], fake))  # one peer sees both: evidence of the lie
             else:
                 out.append(action)
         return out
@@ -125,6 +126,8 @@ class Replayer(Behaviour):
                 stale = self.rng.choice(self.old_requests)
                 batch = replace(msg.batch, requests=(stale, *msg.batch.requests))
                 action = Broadcast(self.sign(sim, host, replace(msg, batch=batch, digest=batch.digest())))
+            elif type(action) is Broadcast and type(msg) is PrePrepare and len(self.old_requests) < 200:
+                self.old_requests.extend(msg.batch.requests)  # its own proposals, to replay later
             out.append(action)
         if self.seen and self.rng.random() < 0.3:
             out.append(Send(self.rng.choice(self.peers(sim, host)), self.rng.choice(self.seen)))

@@ -18,7 +18,7 @@ from .faults import FAULT_KINDS, Schedule, random_schedule
 from .network import Simulation
 from .trace import TraceWriter
 
-__all__ = ["RunResult", "run_schedule", "run_many", "LIVENESS_BOUND_MS", "build_simulation"]
+__all__ = ["RunResult", "run_schedule", "run_many", "LIVENESS_BOUND_MS", "build_simulation", "finish"]
 
 # After the heal: up to a capped view-change timeout (16 x 300 ms) for each of up to f+1
 # faulty primaries in a row, plus client retries and state transfer.
@@ -32,6 +32,7 @@ class RunResult:
     end_ms: int
     messages: int
     last_accept_ms: int
+    sim: Simulation | None = None
 
     @property
     def ok(self) -> bool:
@@ -90,15 +91,20 @@ def _replay_requests(sim: Simulation, schedule: Schedule) -> None:
     sim.at(50, replay)
 
 
-def run_schedule(schedule: Schedule, *, trace: TraceWriter | None = None,
-                 liveness_bound_ms: int = LIVENESS_BOUND_MS, **options) -> RunResult:
-    sim = build_simulation(schedule, trace, **options)
+def finish(sim: Simulation, schedule: Schedule, *, liveness_bound_ms: int = LIVENESS_BOUND_MS) -> RunResult:
+    """Run ``sim`` on until every client is served (after the heal) or the deadline, and judge."""
     deadline = schedule.heal_ms + liveness_bound_ms
     sim.run(deadline, stop=lambda: sim.now_ms >= schedule.heal_ms and sim.all_clients_done())
     verdict = check_run(sim, schedule, deadline_ms=deadline)
     last = max((t for c in sim.clients.values() for t in c.done_ms.values()), default=0)
     sim.log("verdict", safety=verdict.safety, validity=verdict.validity, liveness=verdict.liveness)
-    return RunResult(schedule, verdict, sim.now_ms, sim.messages_sent, last)
+    return RunResult(schedule, verdict, sim.now_ms, sim.messages_sent, last, sim)
+
+
+def run_schedule(schedule: Schedule, *, trace: TraceWriter | None = None,
+                 liveness_bound_ms: int = LIVENESS_BOUND_MS, **options) -> RunResult:
+    return finish(build_simulation(schedule, trace, **options), schedule,
+                  liveness_bound_ms=liveness_bound_ms)
 
 
 def run_many(seed: int, count: int, *, nodes: int = 4, kinds: tuple[str, ...] = FAULT_KINDS,
