@@ -28,6 +28,8 @@ def traced(schedule, prepare=None):
         prepare(sim)
     result = finish(sim, schedule)
     assert result.ok, f"seed {schedule.seed} [{schedule.describe()}]: {result.verdict}"
+    malformed = [f for _, f in result.sim.faults_seen if f.kind is FaultKind.MALFORMED]
+    assert not malformed, malformed[:3]  # only a bug makes well-typed replicas send these
     return result, [json.loads(line) for line in buffer.getvalue().splitlines()]
 
 
