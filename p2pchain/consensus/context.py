@@ -55,6 +55,8 @@ class Context:
         return self.nodes[view % len(self.nodes)]
 
     def check(self, message) -> str | None:
+        if not self.keyring.check_signatures:
+            return self.keyring.check(message.sender, b"", b"")
         return self.keyring.check(message.sender, message.signing_bytes(), message.signature)
 
     def batch_digest(self, batch: Batch) -> bytes:

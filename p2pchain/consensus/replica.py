@@ -18,7 +18,7 @@ raise. ``handle`` raises :class:`ReplicaMisuse` only when the *shell* breaks the
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields
 from typing import Callable, Sequence
 
 from ..genesis import ConsensusConfig
@@ -39,6 +39,8 @@ from .recovery import RecoveryMixin
 from .views import ViewsMixin
 
 __all__ = ["Replica", "ReplicaMisuse"]
+
+_FIELDS: dict[type, tuple[str, ...]] = {}  # message type -> field names before the signature
 
 FUTURE_BUFFER_LIMIT = 4096  # messages for a view not yet entered, kept until its NEW-VIEW
 
@@ -176,7 +178,13 @@ class Replica(ViewsMixin, RecoveryMixin):
         return self.ctx.primary(self.view) == self.name
 
     def _sign(self, message):
-        return replace(message, signature=self.ctx.keyring.sign(message.signing_bytes()))
+        """``message`` with this node's signature (the last field of every message type)."""
+        keyring = self.ctx.keyring
+        signature = keyring.sign(message.signing_bytes()) if keyring.check_signatures else b""
+        names = _FIELDS.get(type(message))
+        if names is None:
+            names = _FIELDS[type(message)] = tuple(f.name for f in fields(message))[:-1]
+        return type(message)(*[getattr(message, n) for n in names], signature)
 
     def _fault(self, kind: FaultKind, peer: str, detail: str) -> None:
         self._out.append(Fault(kind, peer, detail))

@@ -30,8 +30,22 @@ def make_request(key: SigningKey, client: str, nonce: int, op: bytes) -> bytes:
     return encode({**body, "sig": key.sign(encode(body))})
 
 
+_PARSED: dict[bytes, tuple[str, int, bytes, bytes]] = {}  # every replica parses each request
+
+
 def parse_request(request: bytes) -> tuple[str, int, bytes, bytes]:
     """(client, nonce, op, signature); raises :class:`RequestRefused` if malformed."""
+    hit = _PARSED.get(request) if type(request) is bytes else None
+    if hit is not None:
+        return hit
+    parsed = _parse(request)
+    if len(_PARSED) > 100_000:
+        _PARSED.clear()
+    _PARSED[request] = parsed
+    return parsed
+
+
+def _parse(request: bytes) -> tuple[str, int, bytes, bytes]:
     try:
         value = decode(request, max_size=64 * 1024)
         client, nonce, op, sig = value["client"], value["nonce"], value["op"], value["sig"]

@@ -118,6 +118,7 @@ class Simulation:
         self.faults_seen: list[tuple[str, Fault]] = []
         self.submitted: dict[tuple[str, int], bytes] = {}
         self.messages_sent = 0
+        self.clients_done = 0
         for name in self.names:
             self.add_host(name, name)
         for client in self.clients.values():
@@ -189,22 +190,27 @@ class Simulation:
     def transmit(self, src: str, dst: str, message) -> None:
         """Put one message on the link src -> dst (pids), subject to the link's faults."""
         self.messages_sent += 1
+        tracing = self.trace is not None
         if not self.connected(src, dst):
-            self.log("drop", src=src, dst=dst, reason="partition", msg=describe(message))
+            if tracing:
+                self.log("drop", src=src, dst=dst, reason="partition", msg=describe(message))
             return
         if self._lossy() and self.conditions.drop and self.rng.random() < self.conditions.drop:
-            self.log("drop", src=src, dst=dst, reason="loss", msg=describe(message))
+            if tracing:
+                self.log("drop", src=src, dst=dst, reason="loss", msg=describe(message))
             return
         copies = 2 if self._lossy() and self.conditions.duplicate and self.rng.random() < self.conditions.duplicate else 1
         for _ in range(copies):
-            self.log("send", src=src, dst=dst, msg=describe(message))
+            if tracing:
+                self.log("send", src=src, dst=dst, msg=describe(message))
             self.at(self.now_ms + self._delay(), lambda: self._deliver(src, dst, message))
 
     def _deliver(self, src: str, dst: str, message) -> None:
         host = self.hosts.get(dst)
         if host is None or not host.alive:
             return
-        self.log("recv", node=dst, src=src, msg=describe(message))
+        if self.trace is not None:
+            self.log("recv", node=dst, src=src, msg=describe(message))
         if host.behaviour is not None and not host.behaviour.incoming(self, host, message):
             return
         self._feed(host, Received(self.now_ms, message))
@@ -245,8 +251,9 @@ class Simulation:
             host.timers.pop(action.timer, None)
         elif kind is ExecuteBatch:
             state, results = host.app.execute(action.seq, action.batch, action.certificate.batch_digest)
-            self.log("execute", node=host.pid, seq=action.seq, view=action.view,
-                     digest=action.certificate.batch_digest.hex()[:16], requests=len(action.batch.requests))
+            if self.trace is not None:
+                self.log("execute", node=host.pid, seq=action.seq, view=action.view,
+                         digest=action.certificate.batch_digest.hex()[:16], requests=len(action.batch.requests))
             return BlockExecuted(self.now_ms, action.seq, state, results)
         elif kind is SendReply:
             self._send_reply(host, action.client, action.reply)
@@ -316,6 +323,7 @@ class Simulation:
     def _client_next(self, client: SimClient) -> None:
         if client.nonce >= client.total:
             client.request = None
+            self.clients_done += 1
             return
         client.nonce += 1
         op = f"{client.name}-op{client.nonce}".encode()
@@ -371,4 +379,4 @@ class Simulation:
             self._client_next(client)
 
     def all_clients_done(self) -> bool:
-        return all(c.finished for c in self.clients.values())
+        return self.clients_done == len(self.clients)
