@@ -2,10 +2,13 @@
 
 All message types of the protocol live in this one module (as in 500 Lines' cluster): a
 reader sees the whole vocabulary at once. Each message names its ``sender`` and carries an
-Ed25519 ``signature`` over :meth:`signing_bytes`. Castro & Liskov's OSDI'99 paper
-(Section 4) authenticates with MACs; we use signatures throughout, the variant of their
-earlier design (TOCS 2002, Section 2 and 4), because view changes and commit certificates
-must be checkable by third parties (a ledger auditor holding only the genesis).
+Ed25519 ``signature`` over :meth:`signing_bytes`. The algorithm of Castro & Liskov's
+OSDI'99 paper (Section 4) signs every message; their implementation replaces signatures by
+MACs in the normal case (Section 5) and the TOCS 2002 paper removes them altogether. We keep
+signatures throughout (the BFT-PK variant of TOCS 2002, Section 4), because view changes,
+checkpoints and commit certificates must be checkable by third parties (a new-view's
+backups, a replica catching up, a ledger auditor holding only the genesis), and because
+LIMITS.md shows the client-request verifications, not the votes, bound our throughput.
 
 What is signed is a *header*: batches are bound by their digest *d* (``Batch.digest()``),
 never re-encoded for a signature, and a nested message contributes its own header and

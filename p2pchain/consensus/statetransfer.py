@@ -1,8 +1,8 @@
 """State transfer: checking what a peer serves to a replica that fell behind.
 
 A replica learns it is behind when 2f+1 replicas certify a checkpoint it has not reached
-(OSDI'99 §4.3 and the state-transfer mechanism of TOCS 2002 §6.2, simplified to whole
-snapshots), when a NEW-VIEW starts above its state, or when it restarts. It then asks its
+(OSDI'99 §4.3; the BFT library's state transfer, TOCS 2002, does the same with a partition
+tree of page digests; we move whole snapshots), when a NEW-VIEW starts above its state, or when it restarts. It then asks its
 peers (FETCH-REQUEST) and takes from any one reply what verifies:
 
 * a stable checkpoint, proven by 2f+1 CHECKPOINT signatures over the

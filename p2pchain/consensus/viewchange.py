@@ -1,6 +1,6 @@
 """View changes, as pure functions: check a VIEW-CHANGE, compute and check a NEW-VIEW.
 
-Castro & Liskov, OSDI'99 §4.4 (and TOCS 2002 §4.4-4.5). When backups suspect the primary of
+Castro & Liskov, OSDI'99 §4.4. When backups suspect the primary of
 view v they multicast VIEW-CHANGE(v+1, n, C, P). The primary of v+1 gathers 2f+1 of them
 (the set V) and multicasts NEW-VIEW(v+1, V, O), where O re-issues a pre-prepare in view v+1
 for every sequence number between min-s (the latest stable checkpoint in V) and max-s (the

@@ -1,8 +1,8 @@
-"""The replica's view-change behaviour (OSDI'99 §4.4, TOCS 2002 §4.5), as a mixin of
+"""The replica's view-change behaviour (OSDI'99 §4.4), as a mixin of
 :class:`~.replica.Replica`; the pure checks and the NEW-VIEW computation are in
 :mod:`.viewchange`.
 
-Liveness rules (TOCS §4.5.2), each with the line that implements it:
+Liveness rules (OSDI'99 §4.5.2), each with the method that implements it:
 
 1. A backup whose oldest waiting request has not executed within the timeout moves to
    view v+1 (``Replica._on_timer``). Once it holds 2f+1 VIEW-CHANGEs for v+1 it waits one
