@@ -18,7 +18,7 @@ from ..ordering import Batch, CommitCertificate
 from .messages import Message, Reply
 
 __all__ = [
-    "Start", "Received", "RequestReceived", "TimerFired", "BlockExecuted", "StateTransferred",
+    "ReplicaMisuse", "Start", "Received", "RequestReceived", "TimerFired", "BlockExecuted", "StateTransferred",
     "Event", "Send", "Broadcast", "SetTimer", "CancelTimer", "ExecuteBatch", "SendReply",
     "FetchState", "Persist", "Trace", "Fault", "FaultKind", "Action",
     "TIMER_BATCH", "TIMER_REQUEST", "TIMER_VIEW_CHANGE", "TIMER_FETCH",
@@ -29,6 +29,10 @@ TIMER_BATCH = "batch"  # primary: cut a batch after batch_timeout_ms
 TIMER_REQUEST = "request"  # a pending request has waited too long: suspect the primary
 TIMER_VIEW_CHANGE = "view-change"  # the NEW-VIEW is late: resend or move on to the next view
 TIMER_FETCH = "fetch"  # a state-transfer request went unanswered: ask again
+
+
+class ReplicaMisuse(Exception):
+    """The shell broke the replica's contract (a local bug, not a peer's fault)."""
 
 
 # -- events ------------------------------------------------------------------------------

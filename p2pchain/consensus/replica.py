@@ -5,9 +5,12 @@ The normal case (§4.2): the primary p = v mod n assigns sequence number n to a 
 multicasts PRE-PREPARE(v, n, d); each backup that accepts it multicasts PREPARE(v, n, d);
 a replica is *prepared* once it holds the pre-prepare and 2f matching prepares, then
 multicasts COMMIT(v, n, d); it is *committed-local* with 2f+1 matching commits, and executes
-batches in sequence order. Checkpoints (§4.3) are in :mod:`.checkpoint`, view changes
-(§4.4) in :mod:`.viewchange` and this class's ``_views`` methods, state transfer in
-:mod:`.statetransfer`.
+batches in sequence order. This module holds the state and the three phases; the rest of
+the behaviour is in mixins, one per concern: client requests and batching
+(:mod:`.requests`), execution and checkpoints (:mod:`.execution`, §4.3), view changes
+(:mod:`.views`, §4.4, with the pure checks in :mod:`.viewchange`), state transfer and
+restart (:mod:`.recovery`, checks in :mod:`.statetransfer`, persisted state in
+:mod:`.durable`).
 
 Everything received is checked before use: signature by a member, channel, view,
 watermarks, digests, and client requests through the injected ``RequestVerifier``. What
@@ -22,20 +25,21 @@ from dataclasses import fields
 from typing import Callable, Sequence
 
 from ..genesis import ConsensusConfig
-from ..ordering import Batch
 from .checkpoint import CheckpointVotes
 from .context import Context, RequestVerifier
-from .durable import DurableSlot, DurableState
-from .events import (TIMER_BATCH, TIMER_FETCH, TIMER_REQUEST, TIMER_VIEW_CHANGE, Action, BlockExecuted, Broadcast,
-                     CancelTimer, Event, ExecuteBatch, Fault, FaultKind, Persist, Received,
-                     RequestReceived, SendReply, SetTimer, Start, StateTransferred,
-                     TimerFired, Trace)
+from .durable import DurableState
+from .events import (TIMER_BATCH, TIMER_FETCH, TIMER_REQUEST, TIMER_VIEW_CHANGE, Action,
+                     BlockExecuted, Broadcast, CancelTimer, Event, Fault, FaultKind, Persist,
+                     Received, ReplicaMisuse, RequestReceived, SetTimer, Start,
+                     StateTransferred, TimerFired, Trace)
 from .keys import Keyring
 from .log import Slot
 from .messages import (Checkpoint, CheckpointState, Commit, CommittedEntry, FetchReply,
                        FetchRequest, NewView, PrePrepare, Prepare, PreparedCertificate,
                        Reply, ViewChange)
+from .execution import ExecutionMixin
 from .recovery import RecoveryMixin
+from .requests import RequestsMixin
 from .views import ViewsMixin
 
 __all__ = ["Replica", "ReplicaMisuse"]
@@ -45,11 +49,7 @@ _FIELDS: dict[type, tuple[str, ...]] = {}  # message type -> field names before 
 FUTURE_BUFFER_LIMIT = 4096  # messages for a view not yet entered, kept until its NEW-VIEW
 
 
-class ReplicaMisuse(Exception):
-    """The shell broke the replica's contract (a local bug, not a peer's fault)."""
-
-
-class Replica(ViewsMixin, RecoveryMixin):
+class Replica(ViewsMixin, RecoveryMixin, RequestsMixin, ExecutionMixin):
     """One PBFT replica of one channel.
 
     Parameters
@@ -342,250 +342,14 @@ class Replica(ViewsMixin, RecoveryMixin):
         self._trace("committed", view=slot.view, seq=slot.seq)
         self._deliver()
 
-    # -- client requests -----------------------------------------------------------------
-
-    def _info(self, request: bytes) -> tuple[str, int] | None:
-        info = self.request_info.get(request)
-        if info is None:
-            try:
-                client, nonce = self.verifier.verify_request(request)
-            except Exception:  # the verifier's refusal, whatever its type  # noqa: BLE001
-                return None
-            if type(client) is not str or type(nonce) is not int:
-                return None
-            info = self.request_info[request] = (client, nonce)
-        return info
-
-    def _on_request(self, request: bytes) -> None:
-        if type(request) is not bytes:
-            self._fault(FaultKind.BAD_REQUEST, "client", "request is not bytes")
-            return
-        info = self._info(request)
-        if info is None:
-            self._fault(FaultKind.BAD_REQUEST, "client", "request refused by the verifier")
-            return
-        client, nonce = info
-        if nonce <= self.clients.get(client, 0):
-            cached = self.replies.get(client)
-            if cached is not None and cached.nonce == nonce:
-                self._out.append(SendReply(client, cached))  # the reply was lost: resend it
-            return
-        if request in self.pending:
-            return
-        self.pending[request] = info
-        if self.active and TIMER_REQUEST not in self.timers:
-            self._set_timer(TIMER_REQUEST, self.view_change_timeout_ms)
-        if self.active and self.is_primary() and nonce > self._known_nonce(client):
-            self.queue[request] = info
-            self._cut_batches(force=False)
-
-    def _known_nonce(self, client: str) -> int:
-        ordered = self.ordered.get(client)
-        top = max((hi for lo, hi in ordered.values()), default=0) if ordered else 0
-        return max(top, self.clients.get(client, 0))
-
-    def _index_batch(self, seq: int, batch: Batch) -> None:
-        for request in batch.requests:
-            info = self._info(request)
-            if info is None:
-                continue
-            client, nonce = info
-            spans = self.ordered.setdefault(client, {})
-            lo, hi = spans.get(seq, (nonce, nonce))
-            spans[seq] = (min(lo, nonce), max(hi, nonce))
-
-    def _check_request_order(self, seq: int, batch: Batch) -> tuple[FaultKind, str] | None:
-        """A batch may not replay a client's nonce nor order it against the client's order
-        (the primary cannot reorder a client's requests): every nonce must exceed the client's
-        committed one and those ordered at lower seqs, and stay below those at higher seqs."""
-        spans: dict[str, tuple[int, int]] = {}
-        for request in batch.requests:
-            info = self._info(request)
-            if info is None:
-                return FaultKind.BAD_REQUEST, f"batch at seq {seq} holds a request the verifier refuses"
-            client, nonce = info
-            if client in spans:
-                if nonce <= spans[client][1]:
-                    return FaultKind.REQUEST_ORDER, f"{client} nonces not increasing within seq {seq}"
-                spans[client] = (spans[client][0], nonce)
-            else:
-                spans[client] = (nonce, nonce)
-        for client, (lo, hi) in spans.items():
-            if lo <= self.clients.get(client, 0):
-                return FaultKind.REQUEST_ORDER, f"{client} nonce {lo} already committed"
-            for other, (olo, ohi) in self.ordered.get(client, {}).items():
-                if (other < seq and ohi >= lo) or (other > seq and olo <= hi):
-                    return FaultKind.REQUEST_ORDER, f"{client} nonces at seq {seq} out of order with seq {other}"
-        return None
-
-    def _cut_batches(self, force: bool) -> None:
-        """Primary: propose batches of up to batch_max requests (OSDI'99 §5.1 batching)."""
-        if not (self.active and self.is_primary()):
-            return
-        cfg = self.config
-        while self.queue and (force or len(self.queue) >= cfg.batch_max) \
-                and self.next_seq <= self.low + cfg.watermark_window:
-            force = False
-            requests = self._take_requests(cfg.batch_max)
-            if not requests:
-                break
-            batch = Batch(tuple(requests), self.name, self.now_ms, self.propose_metadata())
-            pp = self._sign(PrePrepare(self.ctx.channel, self.view, self.next_seq,
-                                       self.ctx.batch_digest(batch), batch, self.name))
-            self.next_seq += 1
-            self._out.append(Broadcast(pp))
-            self._accept_pre_prepare(self._slot(pp.seq), pp)
-        if self.queue and TIMER_BATCH not in self.timers:
-            self._set_timer(TIMER_BATCH, cfg.batch_timeout_ms)
-        elif not self.queue:
-            self._cancel_timer(TIMER_BATCH)
-
-    def _take_requests(self, limit: int) -> list[bytes]:
-        """Up to ``limit`` queued requests in arrival order, each client's in nonce order."""
-        chosen: list[str] = []
-        by_client: dict[str, list[tuple[int, bytes]]] = {}
-        for request, (client, nonce) in list(self.queue.items()):
-            if nonce <= self._known_nonce(client):
-                del self.queue[request]  # committed or proposed already
-                continue
-            by_client.setdefault(client, []).append((nonce, request))
-            chosen.append(client)
-            if len(chosen) == limit:
-                break
-        for entries in by_client.values():
-            entries.sort(reverse=True)
-        requests, last = [], {}
-        for client in chosen:
-            nonce, request = by_client[client].pop()
-            del self.queue[request]
-            if nonce > last.get(client, 0):  # a client that reused a nonce: keep the first
-                last[client] = nonce
-                requests.append(request)
-        return requests
-
-    # -- execution, replies, checkpoints -------------------------------------------------
-
-    def _deliver(self) -> None:
-        """Hand committed batches to the shell strictly in sequence order."""
-        delivered = False
-        while self.transfer is None:
-            entry = self.committed.get(self.last_committed + 1)
-            if entry is None:
-                break
-            seq = entry.seq
-            for request in entry.batch.requests:
-                info = self._info(request)
-                if info is not None and info[1] > self.clients.get(info[0], 0):
-                    self.clients[info[0]] = info[1]
-            if seq % self.config.checkpoint_interval == 0:
-                self.client_snapshots.setdefault(seq, tuple(sorted(self.clients.items())))
-            self.last_committed = seq
-            self._dirty = True
-            delivered = True
-            self._out.append(ExecuteBatch(self.ctx.channel, seq, entry.certificate.view,
-                                          entry.batch, entry.certificate))
-            if entry.batch.requests:
-                self.view_change_timeout_ms = self.config.view_change_timeout_ms
-        if delivered:
-            self._forget_committed_requests()
-            if self.fetching and self.last_committed >= self.fetch_goal:
-                self._stop_fetching()
-
-    def _forget_committed_requests(self) -> None:
-        for request, (client, nonce) in list(self.pending.items()):
-            if nonce <= self.clients.get(client, 0):
-                del self.pending[request]
-                self.queue.pop(request, None)
-                self.request_info.pop(request, None)
-        # PBFT §4.5.2: stop the timer on progress; restart it if requests still wait.
-        if self.pending and self.active:
-            self._set_timer(TIMER_REQUEST, self.view_change_timeout_ms)
-        else:
-            self._cancel_timer(TIMER_REQUEST)
-
-    def _on_block_executed(self, ev: BlockExecuted) -> None:
-        if ev.seq <= self.last_executed:
-            return  # superseded by a state transfer
-        if ev.seq != self.last_executed + 1 or ev.seq > self.last_committed:
-            raise ReplicaMisuse(f"BlockExecuted({ev.seq}) but executed {self.last_executed}, "
-                                f"committed {self.last_committed}")
-        self.last_executed = ev.seq
-        self._dirty = True
-        for client, nonce, result in ev.results:
-            reply = self._sign(Reply(self.ctx.channel, self.view, ev.seq, client, nonce, result, self.name))
-            self.replies[client] = reply
-            self._out.append(SendReply(client, reply))
-        if ev.seq % self.config.checkpoint_interval == 0:
-            clients = self.client_snapshots.pop(ev.seq, ())
-            state = CheckpointState(ev.seq, ev.state_digest, clients)
-            self.own_states[ev.seq] = state
-            ckpt = self._sign(Checkpoint(self.ctx.channel, ev.seq, state.digest(), self.name))
-            self.checkpoint_votes.add(ckpt)
-            self._out.append(Broadcast(ckpt))
-            self._check_stable(ev.seq)
-
-    def _on_checkpoint(self, c: Checkpoint) -> None:
-        if c.seq <= self.low:
-            return  # late: already stable here
-        if c.seq % self.config.checkpoint_interval:
-            self._fault(FaultKind.BAD_CHECKPOINT, c.sender, f"checkpoint at non-checkpoint seq {c.seq}")
-            return
-        problem = self.ctx.check(c)
-        if problem:
-            self._fault(FaultKind.BAD_SIGNATURE, c.sender, problem)
-            return
-        if not self.checkpoint_votes.add(c):
-            self._fault(FaultKind.CONFLICT, c.sender, f"two checkpoint digests at seq {c.seq}")
-            return
-        self._check_stable(c.seq)
-
-    def _check_stable(self, seq: int) -> None:
-        d, count = self.checkpoint_votes.best_digest(seq)
-        if d is None or count < self.ctx.quorum or seq <= self.low:
-            return
-        own = self.own_states.get(seq)
-        if own is not None:
-            if own.digest() == d:
-                self._make_stable(own, tuple(self.checkpoint_votes.matching(seq, d)[: self.ctx.quorum]))
-            else:
-                self._fault(FaultKind.STATE_DIVERGENCE, self.name, f"own state at seq {seq} differs from 2f+1 others")
-        elif self.last_committed < seq:
-            self._start_fetch(seq)  # 2f+1 replicas are past us: catch up (§4.3)
-
-    def _make_stable(self, state: CheckpointState, proof: tuple[Checkpoint, ...]) -> None:
-        """The checkpoint at ``state.seq`` is stable: move the watermarks and collect garbage."""
-        seq = state.seq
-        if seq <= self.low:
-            return
-        self.stable_state, self.stable_proof = state, proof
-        self.slots = {s: slot for s, slot in self.slots.items() if s > seq}
-        self.prepared = {s: c for s, c in self.prepared.items() if s > seq}
-        self.committed = {s: e for s, e in self.committed.items() if s > seq}
-        self.own_states = {s: st for s, st in self.own_states.items() if s > seq}
-        self.client_snapshots = {s: c for s, c in self.client_snapshots.items() if s > seq}
-        for spans in self.ordered.values():
-            for s in [s for s in spans if s <= seq]:
-                del spans[s]
-        self.checkpoint_votes.discard_through(seq)
-        self._dirty = True
-        self._trace("checkpoint-stable", seq=seq, digest=state.digest().hex())
-        self._cut_batches(force=False)
-
-    _handlers: dict = {}
-
 
 Replica._handlers = {
     PrePrepare: Replica._on_pre_prepare,
     Prepare: Replica._on_prepare,
     Commit: Replica._on_commit,
-    Checkpoint: Replica._on_checkpoint,
+    Checkpoint: ExecutionMixin._on_checkpoint,
     ViewChange: ViewsMixin._on_view_change,
     NewView: ViewsMixin._on_new_view,
     FetchRequest: RecoveryMixin._on_fetch_request,
     FetchReply: RecoveryMixin._on_fetch_reply,
 }
-
-
-def _durable_slot(slot: Slot) -> DurableSlot:
-    return DurableSlot(slot.view, slot.seq, slot.pre_prepare, tuple(slot.prepares.values()),
-                       tuple(slot.commits.values()), slot.sent_commit, slot.committed)

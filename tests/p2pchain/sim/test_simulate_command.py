@@ -33,7 +33,7 @@ def test_trace_file_holds_json_lines_tagged_with_their_schedule(tmp_path, capsys
 
 
 def test_failing_schedule_is_reported_with_its_seed_and_nonzero_exit(capsys, monkeypatch):
-    from p2pchain.sim import checker, commands, runner
+    from p2pchain.sim import checker, runner
 
     real = checker.check_run
 
