@@ -28,6 +28,7 @@ class ExecutionMixin:
                 info = self._info(request)
                 if info is not None and info[1] > self.clients.get(info[0], 0):
                     self.clients[info[0]] = info[1]
+                self.request_info.pop(request, None)  # the cache must not grow with the chain
             if seq % self.config.checkpoint_interval == 0:
                 self.client_snapshots.setdefault(seq, tuple(sorted(self.clients.items())))
             self.last_committed = seq

@@ -188,3 +188,16 @@ def test_checker_run_is_judged_by_the_honest_replicas_only():
     assert result.ok
     assert result.sim.hosts["node1"].app.seq == 0
     assert check_run(result.sim, result.schedule, deadline_ms=result.end_ms).ok
+
+
+def test_state_held_by_a_replica_stays_bounded_by_the_watermark_window():
+    result = run_schedule(Schedule(seed=32, clients=4, requests_per_client=40))
+    assert result.ok
+    window = result.sim.config.watermark_window
+    for host in result.sim.hosts.values():
+        replica = host.replica
+        assert replica.low >= host.app.seq - window
+        for held in (replica.slots, replica.committed, replica.prepared, replica.own_states,
+                     replica.client_snapshots):
+            assert all(seq > replica.low for seq in held) and len(held) <= window
+        assert len(replica.request_info) <= len(result.sim.clients) * 2
