@@ -145,3 +145,18 @@ def test_replica_in_the_new_view_relays_its_new_view_to_a_late_peer(cluster):
         primary.handle(Received(t, view_change(cluster, n)))
     actions = primary.handle(Received(5, view_change(cluster, "node0")))
     assert actions == [Send("node0", primary.new_view)]
+
+
+def test_prepared_certificates_survive_view_changes_until_garbage_collected(cluster):
+    replica = cluster.replica("node1")
+    pp = cluster.pre_prepare(1)
+    replica.handle(Received(1, pp))
+    replica.handle(Received(2, cluster.prepare(pp, "node2")))
+    replica._start_view_change(1)
+    first = replica.my_view_change
+    replica.handle(TimerFired(3, "view-change"))  # no quorum: retransmits only
+    replica._start_view_change(2)
+    second = replica.my_view_change
+    for vc in (first, second):
+        [cert] = vc.prepared
+        assert (cert.view, cert.seq, cert.pre_prepare.digest) == (0, 1, pp.digest)
