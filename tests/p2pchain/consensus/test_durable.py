@@ -52,3 +52,37 @@ def test_restarted_primary_never_sends_a_second_new_view_for_its_view(cluster):
     actions = restarted.handle(Received(9, late))
     assert not any(type(a) is Broadcast and type(a.message) is NewView for a in actions)
     assert restarted.new_view == primary.new_view
+
+
+def test_durable_state_survives_its_byte_encoding_at_every_point_of_a_run():
+    from p2pchain.consensus import decode_durable_state, encode_durable_state
+    from p2pchain.sim.faults import Schedule
+    from p2pchain.sim.network import NetworkConditions
+    from p2pchain.sim.runner import build_simulation, finish
+
+    schedule = Schedule(seed=3, crashes=(("node0", 40, 900),), heal_ms=900,
+                        conditions=NetworkConditions(drop=0.1))
+    sim = build_simulation(schedule)
+    checked = 0
+    original = sim._perform
+
+    def perform_and_roundtrip(host, action):
+        nonlocal checked
+        if type(action).__name__ == "Persist" and checked < 400:
+            state = host.replica.durable_state()
+            assert decode_durable_state(encode_durable_state(state)) == state
+            checked += 1
+        return original(host, action)
+    sim._perform = perform_and_roundtrip
+    assert finish(sim, schedule).ok
+    assert checked == 400
+
+
+def test_corrupt_durable_state_bytes_are_refused():
+    import pytest
+
+    from p2pchain.consensus import MalformedMessage, decode_durable_state
+    from p2pchain.encoding import encode
+
+    with pytest.raises(MalformedMessage):
+        decode_durable_state(encode({"format": 1, "view": 0}))
