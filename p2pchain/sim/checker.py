@@ -16,6 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..consensus.context import RequestRefused
+from .app import SimVerifier
+
 __all__ = ["Verdict", "check_run", "honest_pids"]
 
 
@@ -46,11 +49,16 @@ def check_run(sim, schedule, *, deadline_ms: int) -> Verdict:
             if mine != ref:
                 verdict.safety.append(f"{pid} committed {mine.hex()[:16]} at seq {seq}, another honest replica {ref.hex()[:16]}")
                 break
+    signed: dict[bytes, bool] = {}
     for pid in honest:
         seen: dict[str, int] = {}
         for block in sim.hosts[pid].app.history:
             for client, nonce, request in block.executed:
-                if sim.submitted.get((client, nonce)) != request:
+                if request not in signed:
+                    signed[request] = _client_signed(sim, request, client, nonce)
+                if not signed[request]:
+                    verdict.validity.append(f"{pid} executed a request not signed by {client} ({client}, {nonce}) at seq {block.seq}")
+                elif sim.submitted.get((client, nonce)) != request:
                     verdict.validity.append(f"{pid} executed a request no client submitted ({client}, {nonce}) at seq {block.seq}")
                 elif nonce <= seen.get(client, 0):
                     verdict.validity.append(f"{pid} executed {client} nonce {nonce} after nonce {seen[client]} (seq {block.seq})")
@@ -64,3 +72,13 @@ def check_run(sim, schedule, *, deadline_ms: int) -> Verdict:
             if done > deadline_ms:
                 verdict.liveness.append(f"{client.name} request {nonce} accepted only at {done} ms > {deadline_ms} ms")
     return verdict
+
+
+def _client_signed(sim, request: bytes, client: str, nonce: int) -> bool:
+    """The request verifies under ``client``'s key (checked even if the run's replicas skip
+    signatures) and names that client and nonce."""
+    verifier = SimVerifier(sim.verifier.client_keys, check_signatures=True)
+    try:
+        return verifier.verify_request(request) == (client, nonce)
+    except RequestRefused:
+        return False
