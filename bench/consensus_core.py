@@ -9,6 +9,8 @@ off. For each run with signatures on it counts the Ed25519 verifications the run
 bare pynacl verification rate measured in the same process: that is the ceiling, the rate
 the run would reach if verifying were the only work. The wall time includes the simulated
 clients (signing each request, checking f+1 replies) and the simulator's event heap.
+Times are CPU seconds of this process (``time.process_time``): the machine is shared, and
+CPU time does not count the moments another process held the core.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from p2pchain.sim.network import NetworkConditions, Simulation  # noqa: E402
 
 BATCHES = (1, 10, 100)
 REQUESTS = 3000
+REPEATS = 3
 
 
 def bare_verify_seconds() -> float:
@@ -38,7 +41,7 @@ def bare_verify_seconds() -> float:
     message = b"m" * 120
     signed = key.sign(message) + message
     public = key.public_key
-    timer = timeit.Timer(lambda: nacl.bindings.crypto_sign_open(signed, public))
+    timer = timeit.Timer(lambda: nacl.bindings.crypto_sign_open(signed, public), timer=time.process_time)
     number = 2000
     return min(timer.repeat(repeat=5, number=number)) / number
 
@@ -64,28 +67,33 @@ def run(batch: int, signatures: bool) -> tuple[float, int, int]:
                          config=config, conditions=NetworkConditions(min_delay_ms=1, max_delay_ms=1),
                          check_signatures=signatures, persist=False, replica_trace=False,
                          client_retry_ms=10_000)
-        started = time.perf_counter()
+        started = time.process_time()
         sim.run(10**9, stop=sim.all_clients_done)
-        wall = time.perf_counter() - started
+        wall = time.process_time() - started
     finally:
         keys_module.verify, app_module.verify = counters[0].real, counters[1].real
     assert sim.all_clients_done()
     committed = clients * per_client
-    return committed / wall, sum(c.calls for c in counters), committed
+    return committed / wall, sum(c.calls for c in counters), committed  # per CPU-second
 
 
 def main() -> None:
+    """Each figure is the best of ``REPEATS`` runs; the verification cost is re-measured
+    next to each signed run (the machine is shared, so we compare like with like)."""
     print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}")
-    cost = bare_verify_seconds()
-    print(f"bare Ed25519 verify (pynacl): {1 / cost:,.0f}/s ({cost * 1e6:.1f} µs)")
-    print("batch | sigs off req/s | sigs on req/s | verifies/req | ceiling req/s | on/ceiling | on/off")
+    print("batch | sigs off req/s | sigs on req/s | verifies/req | verify µs | ceiling req/s | on/ceiling | on/off")
     for batch in BATCHES:
-        off, _, _ = run(batch, False)
-        on, verifies, committed = run(batch, True)
+        off = max(run(batch, False)[0] for _ in range(REPEATS))
+        best_on, costs = 0.0, []
+        for _ in range(REPEATS):
+            costs.append(bare_verify_seconds())
+            on, verifies, committed = run(batch, True)
+            best_on = max(best_on, on)
+        cost = min(costs)
         per_request = verifies / committed
         ceiling = 1 / (per_request * cost)
-        print(f"{batch:5d} | {off:14,.0f} | {on:13,.0f} | {per_request:12.1f} | {ceiling:13,.0f} | "
-              f"{on / ceiling:10.2f} | {on / off:6.2f}")
+        print(f"{batch:5d} | {off:14,.0f} | {best_on:13,.0f} | {per_request:12.1f} | {cost * 1e6:9.1f} | "
+              f"{ceiling:13,.0f} | {best_on / ceiling:10.2f} | {best_on / off:6.2f}")
 
 
 if __name__ == "__main__":
