@@ -10,6 +10,8 @@ on them (the ``Persist`` action is write-ahead):
   it must not prepare or commit a second digest for a (view, seq);
 * its **prepared certificates** of earlier views: the P set of its next VIEW-CHANGE; losing
   them could drop a committed request from a NEW-VIEW (OSDI'99 §4.4 safety argument);
+* its **recent VIEW-CHANGEs** (the last four views): a replica still waiting in an older
+  view change may have lost ours, and only we can resend it (see :mod:`.views`);
 * the **NEW-VIEW it sent or accepted** and the highest view it sent one for: a restarted
   primary must not send a second, different NEW-VIEW for the same view;
 * its **stable checkpoint** with proof, the **committed batches** above it with their
@@ -60,6 +62,7 @@ class DurableState:
     own_states: tuple[CheckpointState, ...]
     replies: tuple[Reply, ...]
     my_view_change: ViewChange | None
+    recent_view_changes: tuple[ViewChange, ...]
     new_view: NewView | None
     new_view_sent: int
     next_seq: int
@@ -85,6 +88,7 @@ def encode_durable_state(state: DurableState) -> bytes:
         "own_states": [s.to_value() for s in state.own_states],
         "replies": [r.to_value() for r in state.replies],
         "my_view_change": None if state.my_view_change is None else state.my_view_change.to_value(),
+        "recent_view_changes": [vc.to_value() for vc in state.recent_view_changes],
         "new_view": None if state.new_view is None else state.new_view.to_value(),
         "new_view_sent": state.new_view_sent, "next_seq": state.next_seq,
         "view_change_timeout_ms": state.view_change_timeout_ms,
@@ -119,6 +123,7 @@ def decode_durable_state(data: bytes) -> DurableState:
             own_states=tuple(m._state(s) for s in v["own_states"]),
             replies=tuple(typed(r) for r in v["replies"]),
             my_view_change=None if v["my_view_change"] is None else typed(v["my_view_change"]),
+            recent_view_changes=tuple(typed(vc) for vc in v["recent_view_changes"]),
             new_view=None if v["new_view"] is None else typed(v["new_view"]),
             new_view_sent=v["new_view_sent"], next_seq=v["next_seq"],
             view_change_timeout_ms=v["view_change_timeout_ms"],

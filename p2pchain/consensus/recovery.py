@@ -164,7 +164,9 @@ class RecoveryMixin:
             client_snapshots=tuple(sorted(self.client_snapshots.items())),
             own_states=tuple(st for _, st in sorted(self.own_states.items())),
             replies=tuple(r for _, r in sorted(self.replies.items())),
-            my_view_change=self.my_view_change, new_view=self.new_view,
+            my_view_change=self.my_view_change,
+            recent_view_changes=tuple(vc for _, vc in sorted(self.my_view_changes.items())),
+            new_view=self.new_view,
             new_view_sent=self.new_view_sent, next_seq=self.next_seq,
             view_change_timeout_ms=self.view_change_timeout_ms,
         )
@@ -193,6 +195,7 @@ class RecoveryMixin:
         self.own_states = {st.seq: st for st in d.own_states}
         self.replies = {r.client: r for r in d.replies}
         self.my_view_change, self.new_view = d.my_view_change, d.new_view
+        self.my_view_changes = {vc.view: vc for vc in d.recent_view_changes}
         if d.my_view_change is not None:
             self.view_changes[self.name] = {d.my_view_change.view: d.my_view_change}
         self.new_view_sent, self.next_seq = d.new_view_sent, d.next_seq

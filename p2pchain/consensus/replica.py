@@ -124,7 +124,7 @@ class Replica(ViewsMixin, RecoveryMixin, RequestsMixin, ExecutionMixin):
         self.timers: set[str] = set()
         self.quorum_seen_view = -1
         self.helped_at: dict[str, tuple[int, int]] = {}
-        self.my_view_changes: dict[int, ViewChange] = {}  # recent own, for late peers
+        self.my_view_changes: dict[int, ViewChange] = {}  # recent own (durable), for late peers
         self.fetch_goal = 0
         self.fetching = False
         self.transfer: CheckpointState | None = None

@@ -86,3 +86,15 @@ def test_corrupt_durable_state_bytes_are_refused():
 
     with pytest.raises(MalformedMessage):
         decode_durable_state(encode({"format": 1, "view": 0}))
+
+
+def test_restarted_replica_resends_its_old_view_change_to_a_peer_still_in_that_view_change(cluster):
+    replica = cluster.replica("node3")
+    replica._start_view_change(1)
+    old = replica.my_view_change
+    replica._start_view_change(2)
+    current = replica.my_view_change
+    restarted = cluster.replica("node3", durable=replica.durable_state())
+    late = cluster.sign(ViewChange(CHANNEL, 1, 0, GENESIS, (), (), "node0"))
+    actions = restarted.handle(Received(5, late))
+    assert [(a.to, a.message) for a in actions] == [("node0", old), ("node0", current)]

@@ -201,3 +201,17 @@ def test_state_held_by_a_replica_stays_bounded_by_the_watermark_window():
                      replica.client_snapshots):
             assert all(seq > replica.low for seq in held) and len(held) <= window
         assert len(replica.request_info) <= len(result.sim.clients) * 2
+
+
+def test_view_change_completes_when_a_replica_that_moved_on_lost_the_others_to_a_crash():
+    # Found by the 20,000-schedule soak (seed 108428): node3 restarted while changing to
+    # view 1, later saw 2f+1 view changes for it and moved on to 2; node0 and node1 had lost
+    # node3's VIEW-CHANGE(1) to a partition and, without it, could never complete view 1 or
+    # leave it. The fix: a replica's recent view changes are durable, and it resends the
+    # old one to a peer still waiting in that view change.
+    schedule = Schedule(
+        seed=108428, byzantine=(("node2", "silent"),),
+        crashes=(("node1", 1014, 1268), ("node3", 933, 1001)),
+        partitions=((80, 1235, (("node3",), ("node0", "node1", "node2"))),),
+        conditions=NetworkConditions(drop=0.05), heal_ms=1445)
+    traced(schedule)
