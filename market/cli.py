@@ -16,7 +16,7 @@ from typing import Sequence
 
 __all__ = ["add_commands", "main"]
 
-DEFAULT_SCALES = (0.25, 0.5, 0.75, 1.0, 1.25)
+DEFAULT_SCALES = (0.3, 0.4, 0.5, 0.75, 1.0)
 
 
 def add_commands(subparsers) -> None:
@@ -32,7 +32,7 @@ def add_commands(subparsers) -> None:
                     "5 PV, 1 SMES on the IEEE 33-bus feeder) with and without the SMES, for "
                     "each line-rating scale; write rounds.csv, trades.csv, summary.json and "
                     "PNG plots to --out, and print the two rates beside the paper's.")
-    paper.add_argument("--days", type=int, default=20, help="seeded days per run (default 20)")
+    paper.add_argument("--days", type=int, default=10, help="seeded days per run (default 10)")
     paper.add_argument("--seed", type=int, default=1, help="scenario seed (default 1)")
     paper.add_argument("--no-smes", action="store_true", help="only run without the SMES")
     paper.add_argument("--rating-scale", type=float, nargs="+", default=list(DEFAULT_SCALES),
@@ -41,6 +41,8 @@ def add_commands(subparsers) -> None:
     paper.add_argument("--out", type=Path, default=Path("market-paper-out"),
                        help="output directory (default ./market-paper-out)")
     paper.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    paper.add_argument("--evs", type=int, default=15, help="number of EVs (paper: 15)")
+    paper.add_argument("--pvs", type=int, default=5, help="number of rooftop PV arrays (paper: 5)")
     paper.set_defaults(func=cmd_paper)
     scale = sub.add_parser(
         "scale", help="time one market round with 100 to 2,000 prosumers",
@@ -82,10 +84,11 @@ def cmd_paper(args: argparse.Namespace) -> int:
     from market.report import write_csv, write_json, write_plots
     from market.scenario import ScenarioParams
 
-    if args.days < 1 or any(x <= 0 for x in args.rating_scale):
-        print("error: --days must be >= 1 and rating scales > 0", file=sys.stderr)
+    if args.days < 1 or any(x <= 0 for x in args.rating_scale) or args.evs < 0 or args.pvs < 0:
+        print("error: --days must be >= 1, rating scales > 0, --evs and --pvs >= 0",
+              file=sys.stderr)
         return 2
-    params = ScenarioParams()
+    params = ScenarioParams(n_ev=args.evs, n_pv=args.pvs)
     modes = (False,) if args.no_smes else (False, True)
     scales = tuple(dict.fromkeys(args.rating_scale))
     result = run_experiment(load_feeder(), params, days=args.days, seed=args.seed,

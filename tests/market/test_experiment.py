@@ -14,7 +14,9 @@ from market.scenario import ScenarioParams, build_day
 from market.smes import SmesState
 
 FEEDER = load_feeder()
-PARAMS = ScenarioParams()
+# A smaller population than the paper's keeps the nucleolus fast; the properties tested
+# here do not depend on the population's size.
+PARAMS = ScenarioParams(n_ev=6, n_pv=3)
 SCENARIO = build_day(PARAMS, FEEDER, seed=3, day=0)
 
 
@@ -96,8 +98,8 @@ def test_same_seed_gives_byte_identical_csv_and_json(tmp_path):
 
 
 def test_cli_paper_writes_files_and_reports_rates(tmp_path, capsys):
-    assert main(["market", "paper", "--days", "1", "--seed", "2", "--no-smes",
-                 "--rating-scale", "1.0", "--out", str(tmp_path), "--no-plots"]) == 0
+    assert main(["market", "paper", "--days", "1", "--seed", "2", "--no-smes", "--evs", "4",
+                 "--pvs", "2", "--rating-scale", "1.0", "--out", str(tmp_path), "--no-plots"]) == 0
     out = capsys.readouterr().out
     assert "paper: success 54.5 % -> 74.5 %" in out
     assert {p.name for p in tmp_path.iterdir()} == {"rounds.csv", "trades.csv", "summary.json"}
