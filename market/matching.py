@@ -1,0 +1,401 @@
+"""Exact many-to-many matching of buyers and sellers: the paper's eq. (5)-(8).
+
+Maximise sum Q[i,j] T[i,j] over binary T with at most ``buyer_caps[i]`` trades per
+buyer, at most ``seller_caps[j]`` per seller, each pair at most once, only pairs
+with Q > 0.  The paper's eq. (7) is an equality (every seller fully matched); it
+cannot hold when sellers outnumber what buyers can take, so both degree
+constraints are ``<=`` here.
+
+This is a bipartite b-matching.  Its LP relaxation has a totally unimodular
+constraint matrix, so a basic optimal LP solution is integral (Schrijver,
+*Combinatorial Optimization*, Thm 21.1); we solve it with HiGHS' dual simplex,
+check integrality and an exact integer dual certificate, and fall back to
+``scipy.optimize.milp`` if either check fails.  Plain replication of rows and
+columns into an assignment problem is *not* exact: it can pair the same two
+prosumers twice.  For unit capacities the problem is an assignment problem and we
+call ``scipy.optimize.linear_sum_assignment`` (Crouse 2016) directly.
+
+Tie-break (docs/market.md): among all maximum-weight matchings, the result is the
+one that is lexicographically greatest in row-major pair order of the *ranks*
+(default: index order, which is name order in a :class:`~market.model.Market`):
+scan pairs in that order and keep a pair whenever some optimal matching contains it
+together with every pair kept so far and none of those rejected.  The rule is
+applied exactly for every capacity; it only costs extra work when ties exist.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import LinearConstraint, linear_sum_assignment, linprog, milp
+from scipy.sparse.csgraph import NegativeCycleError, connected_components, shortest_path
+
+from market.model import Market, pair_terms
+
+__all__ = ["Matching", "Trade", "MatchingError", "match", "trades_from_matching"]
+
+_DUAL_SIMPLEX = {"presolve": True}
+
+
+class MatchingError(ValueError):
+    """Bad matching input (shapes, capacities, weight dtype)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Matching:
+    """Chosen pairs (buyer index, seller index), sorted, and their total weight."""
+
+    pairs: tuple[tuple[int, int], ...]
+    total_weight: int
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """One matched trade, in ledger units; ``weight_milli`` is Q of the pair."""
+
+    buyer: str
+    seller: str
+    buyer_bus: int
+    seller_bus: int
+    energy_wh: int
+    weight_milli: int
+
+
+def _validate(weights, buyer_caps, seller_caps):
+    w = np.asarray(weights)
+    if w.ndim != 2:
+        raise MatchingError(f"weights must be 2-D, got shape {w.shape}")
+    if w.size and not np.issubdtype(w.dtype, np.integer):
+        raise MatchingError(f"weights must be integers (milli-currency), got {w.dtype}")
+    w = w.astype(np.int64)
+    bc = np.asarray(buyer_caps, dtype=np.int64).reshape(-1)
+    sc = np.asarray(seller_caps, dtype=np.int64).reshape(-1)
+    if bc.shape[0] != w.shape[0] or sc.shape[0] != w.shape[1]:
+        raise MatchingError(f"caps {bc.shape[0]}x{sc.shape[0]} do not fit weights {w.shape}")
+    if (bc < 0).any() or (sc < 0).any():
+        raise MatchingError("capacities must be >= 0")
+    if np.abs(w).max(initial=0) > 2**40:
+        raise MatchingError("weights exceed 2**40 milli: LP arithmetic would not be exact")
+    return w, bc, sc
+
+
+def _ranks(order: Sequence[int] | None, size: int) -> np.ndarray:
+    if order is None:
+        return np.arange(size)
+    r = np.asarray(order, dtype=np.int64)
+    if sorted(r.tolist()) != list(range(size)):
+        raise MatchingError("rank orders must be permutations of 0..size-1")
+    return r
+
+
+def _lp_b_matching(I, J, w, bc, sc, m, n, lower=None, upper=None, deg_eq=None):
+    """Max-weight b-matching LP on edge list; returns (x, res) with x integral or None."""
+    E = len(w)
+    A = sp.csr_matrix((np.ones(2 * E), (np.r_[I, m + J], np.r_[np.arange(E), np.arange(E)])),
+                      shape=(m + n, E))
+    lo = np.zeros(E) if lower is None else lower
+    hi = np.ones(E) if upper is None else upper
+    caps = np.r_[bc, sc].astype(float)
+    if deg_eq is None:
+        res = linprog(-w.astype(float), A_ub=A, b_ub=caps, bounds=np.c_[lo, hi],
+                      method="highs-ds", options=_DUAL_SIMPLEX)
+    else:  # degree equalities where the dual says the vertex is saturated
+        eq = np.flatnonzero(deg_eq)
+        ub = np.flatnonzero(~deg_eq)
+        res = linprog(-w.astype(float), A_ub=A[ub] if len(ub) else None,
+                      b_ub=caps[ub] if len(ub) else None,
+                      A_eq=A[eq] if len(eq) else None, b_eq=caps[eq] if len(eq) else None,
+                      bounds=np.c_[lo, hi], method="highs-ds", options=_DUAL_SIMPLEX)
+    if res.status != 0:
+        return None, res
+    x = np.round(res.x)
+    if np.abs(res.x - x).max(initial=0) > 1e-6:
+        return None, res
+    return x.astype(np.int64), res
+
+
+def _milp_b_matching(I, J, w, bc, sc, m, n):
+    E = len(w)
+    A = sp.csr_matrix((np.ones(2 * E), (np.r_[I, m + J], np.r_[np.arange(E), np.arange(E)])),
+                      shape=(m + n, E))
+    res = milp(-w.astype(float), constraints=LinearConstraint(A, -np.inf, np.r_[bc, sc]),
+               integrality=np.ones(E), bounds=(0, 1))
+    if res.status != 0:
+        raise MatchingError(f"b-matching MILP failed: {res.message}")
+    return np.round(res.x).astype(np.int64)
+
+
+def _candidate_edges(w, bc, sc):
+    """Each buyer's and each seller's best edges: a sparse support to solve on first."""
+    m, n = w.shape
+    keep = np.zeros((m, n), dtype=bool)
+    k_row = np.minimum(n, 2 * bc + 8)
+    k_col = np.minimum(m, 2 * sc + 8)
+    order_r = np.argsort(-w, axis=1, kind="stable")
+    order_c = np.argsort(-w, axis=0, kind="stable")
+    for i in range(m):
+        keep[i, order_r[i, :k_row[i]]] = True
+    for j in range(n):
+        keep[order_c[:k_col[j], j], j] = True
+    return keep & (w > 0)
+
+
+def _solve_certified(w, bc, sc):
+    """Optimal integral x on the positive edges plus an exact integer dual.
+
+    Solves on a sparse candidate support, then checks the LP dual (u, v, z) on every
+    positive edge; violated edges join the support until the dual certifies
+    optimality.  Returns (I, J, x, u, v, z) over the final support.
+    """
+    m, n = w.shape
+    pos = w > 0
+    support = _candidate_edges(w, bc, sc)
+    while True:
+        I, J = np.nonzero(support)
+        we = w[I, J]
+        x, res = _lp_b_matching(I, J, we, bc, sc, m, n)
+        if x is None:
+            break
+        duals = -np.round(res.ineqlin.marginals).astype(np.int64)
+        u, v = np.maximum(duals[:m], 0), np.maximum(duals[m:], 0)
+        z = np.maximum(-np.round(res.upper.marginals).astype(np.int64), 0)
+        # exact integer certificate: dual feasible on support and on every other edge,
+        # and dual objective == primal objective
+        reduced = u[:, None] + v[None, :] - w
+        reduced[I, J] += z
+        if (int(bc @ u) + int(sc @ v) + int(z.sum()) == int(we @ x)
+                and not (pos & (reduced < 0) & ~support).any()
+                and (reduced[I, J] >= 0).all()):
+            return I, J, x, u, v, z
+        viol = pos & (reduced < 0) & ~support
+        if not viol.any():
+            break  # certificate failed on the support itself: numerics; use the safe path
+        support |= viol
+    I, J = np.nonzero(pos)
+    x = _milp_b_matching(I, J, w[I, J], bc, sc, m, n)
+    return I, J, x, None, None, None
+
+
+def _canonicalise(w, bc, sc, I, J, x, u, v, z, change, rb, rs):
+    """Apply the lexicographic tie-break on the optimal face given by an optimal dual.
+
+    Only ``change`` edges can differ between optima; the others keep their value.
+    On the changeable edges every b-matching that uses tight edges only and keeps
+    saturated every vertex with a positive dual is optimal (complementary
+    slackness), so the greedy scan needs only feasibility LPs on that small set.
+    Returns (I, J, x) over used and changeable edges.
+    """
+    m, n = w.shape
+    used = np.zeros((m, n), dtype=bool)
+    used[I[x == 1], J[x == 1]] = True
+    fixed = used & ~change
+    cI, cJ = np.nonzero(change)
+    cur = used[cI, cJ].astype(np.int64)
+    room_b = bc - fixed.sum(axis=1)
+    room_s = sc - fixed.sum(axis=0)
+    deg_eq = np.r_[u > 0, v > 0]
+    we = w[cI, cJ]
+    lower, upper = np.zeros(len(cI)), np.ones(len(cI))
+    for e in np.lexsort((rs[cJ], rb[cI])):
+        lower[e] = 1.0
+        if cur[e] == 1:
+            continue
+        trial, _ = _lp_b_matching(cI, cJ, we, room_b, room_s, m, n, lower, upper, deg_eq)
+        if trial is not None and int(trial @ we) == int(cur @ we):
+            cur = trial
+        else:
+            lower[e], upper[e] = 0.0, 0.0
+    fI, fJ = np.nonzero(fixed)
+    return (np.r_[fI, cI], np.r_[fJ, cJ], np.r_[np.ones(len(fI), dtype=np.int64), cur])
+
+
+def _canonicalise_by_value(w, bc, sc, I, J, x, rb, rs):
+    m, n = w.shape
+    we = w[I, J]
+    best = int(we @ x)
+    lower, upper = np.zeros(len(we)), np.ones(len(we))
+    cur = x.copy()
+    for e in np.lexsort((rs[J], rb[I])):
+        if cur[e] == 1:
+            lower[e] = 1.0
+            continue
+        lower[e] = 1.0
+        trial, _ = _lp_b_matching(I, J, we, bc, sc, m, n, lower, upper)
+        if trial is not None and int(trial @ we) == best:
+            cur = trial
+        else:
+            lower[e], upper[e] = 0.0, 0.0
+    return cur
+
+
+def _unit_assignment(w, rb, rs):
+    """One-to-one case: linear_sum_assignment on Q clipped at 0, zero pairs dropped."""
+    clipped = np.maximum(w, 0)
+    rows, cols = linear_sum_assignment(clipped, maximize=True)
+    keep = clipped[rows, cols] > 0
+    return rows[keep], cols[keep]
+
+
+def match(weights, buyer_caps, seller_caps, *, buyer_order=None, seller_order=None) -> Matching:
+    """Maximum-weight bipartite b-matching, exact, with a fixed tie-break.
+
+    Parameters
+    ----------
+    weights : array_like of int, shape (m, n)
+        Q[i, j] in milli-currency; pairs with Q <= 0 are never matched.
+    buyer_caps, seller_caps : sequence of int
+        Most trades per buyer / seller (eq. 7, 8 with ``<=``).
+    buyer_order, seller_order : sequence of int, optional
+        Tie-break ranks (a permutation); default index order.
+
+    Returns
+    -------
+    Matching
+        Sorted ``(buyer, seller)`` pairs and their exact integer total weight.
+
+    References
+    ----------
+    Paper Section III-B, eq. (5)-(8); Zhu et al., TCS 618 (2016) for the
+    capacitated Kuhn-Munkres the paper cites; Schrijver (2003) Ch. 21 for total
+    unimodularity of bipartite b-matching.
+
+    Examples
+    --------
+    >>> match([[5, 1], [4, 0]], [1, 1], [2, 1]).pairs
+    ((0, 0), (1, 0))
+    """
+    w, bc, sc = _validate(weights, buyer_caps, seller_caps)
+    m, n = w.shape
+    rb, rs = _ranks(buyer_order, m), _ranks(seller_order, n)
+    if m == 0 or n == 0 or not (w > 0).any():
+        return Matching((), 0)
+    if (bc == 1).all() and (sc == 1).all() and buyer_order is None and seller_order is None:
+        rows, cols = _unit_assignment(w, rb, rs)
+        duals = _unit_duals(w, rows, cols)
+        if duals is not None:
+            x = np.ones(len(rows), dtype=np.int64)
+            change = _changeable_edges(w, bc, sc, rows, cols, x, duals[0], duals[1], None)
+            if change.any():
+                I, J, x = _canonicalise(w, bc, sc, rows, cols, x, duals[0], duals[1], None,
+                                        change, rb, rs)
+                sel = x == 1
+                return _result(w, I[sel], J[sel])
+            return _result(w, rows, cols)
+    I, J, x, u, v, z = _solve_certified(w, bc, sc)
+    if u is None:
+        x = _canonicalise_by_value(w, bc, sc, I, J, x, rb, rs)
+    else:
+        change = _changeable_edges(w, bc, sc, I, J, x, u, v, z)
+        if change.any():
+            I, J, x = _canonicalise(w, bc, sc, I, J, x, u, v, z, change, rb, rs)
+    sel = x == 1
+    return _result(w, I[sel], J[sel])
+
+
+def _unit_duals(w, rows, cols):
+    """An optimal dual (u, v) of the one-to-one LP from the assignment (rows, cols).
+
+    Seller potentials are shortest distances in the difference-constraint graph of
+    the dual (arc j -> sigma(i) of length Q[i,sigma(i)] - Q[i,j], arc source ->
+    sigma(i) of length Q[i,sigma(i)] for u_i >= 0), first on each buyer's best
+    edges, then re-checked on all edges; violated edges join the graph.  Returns
+    None if no integral dual certifies the matching (the caller then uses the LP).
+    """
+    m, n = w.shape
+    sig = np.full(m, -1)
+    sig[rows] = cols
+    k = min(n, 8)
+    cand = np.argpartition(-w, k - 1, axis=1)[:, :k] if n > k else np.tile(np.arange(n), (m, 1))
+    er = np.repeat(np.arange(m), cand.shape[1])
+    ec = cand.ravel()
+    for _ in range(20):
+        ok = (sig[er] >= 0) & (w[er, ec] > 0) & (ec != sig[er])
+        r2, c2 = er[ok], ec[ok]
+        length = np.r_[w[r2, sig[r2]] - w[r2, c2], w[rows, cols]].astype(float)
+        length[length == 0] = 1e-300  # keep zero-length arcs: csgraph drops explicit zeros
+        graph = sp.csr_matrix((length, (np.r_[c2, np.full(len(rows), n)], np.r_[sig[r2], cols])),
+                              shape=(n + 1, n + 1))
+        try:
+            dist = shortest_path(graph, method="BF", directed=True, indices=n)
+        except NegativeCycleError:
+            return None
+        v = np.where(np.isinf(dist[:n]), 0, np.round(dist[:n])).astype(np.int64)
+        u = np.zeros(m, dtype=np.int64)
+        u[rows] = w[rows, cols] - v[cols]
+        viol = (u[:, None] + v[None, :] < w) & (w > 0)
+        if not viol.any():
+            if (u < 0).any() or (v < 0).any():
+                return None
+            return u, v
+        vr, vc = np.nonzero(viol)
+        er, ec = np.r_[er, vr], np.r_[ec, vc]
+    return None
+
+
+def _changeable_edges(w, bc, sc, I, J, x, u, v, z) -> np.ndarray:
+    """Edges that differ between x and some other optimum (empty iff x is unique).
+
+    Every optimal matching lives on tight edges and respects complementary
+    slackness with (u, v, z); two differ by alternating cycles, or alternating paths
+    between vertices that may gain an edge (spare capacity) or lose one (zero
+    dual).  Orient unused tight edges buyer -> seller and removable used edges
+    seller -> buyer, join path endpoints through a root node: the optimum is unique
+    iff this digraph has no cycle; an edge can change iff its arc lies inside a
+    strongly connected component.  Returns an (m, n) boolean mask.
+    """
+    m, n = w.shape
+    used = np.zeros((m, n), dtype=bool)
+    used[I[x == 1], J[x == 1]] = True
+    forced = np.zeros((m, n), dtype=bool)
+    if z is not None:
+        forced[I[z > 0], J[z > 0]] = True
+    tight = (u[:, None] + v[None, :] == w) & (w > 0) & ~forced
+    add_r, add_c = np.nonzero(tight & ~used)
+    rem_r, rem_c = np.nonzero(used & ~forced)
+    if len(add_r) == 0:  # nothing can enter, and dropping a positive edge loses weight
+        return np.zeros((m, n), dtype=bool)
+    deg_b, deg_s = used.sum(axis=1), used.sum(axis=0)
+    root = m + n
+    # path ends hang on the end edge, so a root cycle always walks >= 2 real edges
+    start_gain = deg_b[add_r] < bc[add_r]      # path starts at a buyer with room
+    end_gain = deg_s[add_c] < sc[add_c]        # ... or ends at a seller with room
+    start_loss = v[rem_c] == 0                 # path starts by a seller dropping an edge
+    end_loss = u[rem_r] == 0                   # ... or ends by a buyer dropping one
+    src = np.concatenate([add_r, m + rem_c, np.full(int(start_gain.sum()), root),
+                          add_r[end_gain], np.full(int(start_loss.sum()), root),
+                          m + rem_c[end_loss]])
+    dst = np.concatenate([m + add_c, rem_r, m + add_c[start_gain],
+                          np.full(int(end_gain.sum()), root), rem_r[start_loss],
+                          np.full(int(end_loss.sum()), root)])
+    graph = sp.csr_matrix((np.ones(len(src)), (src, dst)), shape=(root + 1, root + 1))
+    _, labels = connected_components(graph, directed=True, connection="strong")
+    change = np.zeros((m, n), dtype=bool)
+    lb, ls, lr = labels[add_r], labels[m + add_c], labels[root]
+    change[add_r, add_c] = (lb == ls) | (start_gain & (ls == lr)) | (end_gain & (lb == lr))
+    lb, ls = labels[rem_r], labels[m + rem_c]
+    change[rem_r, rem_c] = (lb == ls) | (start_loss & (lb == lr)) | (end_loss & (ls == lr))
+    return change
+
+
+def _result(w, rows, cols) -> Matching:
+    pairs = tuple(sorted(zip(rows.tolist(), cols.tolist())))
+    return Matching(pairs, int(sum(int(w[i, j]) for i, j in pairs)))
+
+
+def trades_from_matching(market: Market, matching: Matching) -> tuple[Trade, ...]:
+    """Trades of a matching: one lot of each side, ``min(lot_b, lot_s)`` Wh.
+
+    A prosumer with capacity k offers k lots of ``energy_wh // k``, so the sum of
+    its trades never exceeds its quotation (model.lot_energy_wh).
+    """
+    if market.params is None:
+        raise MatchingError("market has no params: build it with build_market")
+    trades = []
+    for i, j in matching.pairs:
+        b, s = market.buyers[i], market.sellers[j]
+        terms = pair_terms(b, s, market.params)
+        trades.append(Trade(b.prosumer, s.prosumer, b.bus, s.bus, terms.energy_wh,
+                            terms.weight_milli))
+    return tuple(trades)

@@ -1,0 +1,589 @@
+"""The nucleolus: generic, certified, and for the (capacitated) trading game.
+
+The nucleolus (Schmeidler 1969) of a TU game is the imputation that lexicographically
+minimises the non-increasingly ordered vector of excesses e(S, x) = v(S) - x(S)
+(the paper's eq. 9-11).  We compute it by the sequential LP method (Kopelowitz 1967;
+Maschler, Peleg & Shapley 1979): stage k minimises the largest excess eps over the
+coalitions not yet settled, then fixes the coalitions whose excess equals eps* in
+*every* optimal solution.  Fixing those tight in just one LP solution is a known
+error that yields wrong points; we find the always-tight set exactly: a coalition
+with a positive dual is always tight (complementary slackness), and the rest are
+tested by LPs that try to make them slack (a convex combination of solutions that
+each make one coalition slack makes all of them slack, so one LP per round tests
+them together).  A coalition whose characteristic vector lies in the span of the
+fixed ones has constant excess from then on and leaves the problem.
+
+Three front ends share this core:
+
+* :func:`nucleolus` enumerates all 2^n - 2 coalitions (small n);
+* :func:`market_nucleolus` for unit capacities uses only singletons and
+  buyer-seller pairs with positive weight, the essential coalitions of an
+  assignment game (Shapley & Shubik 1972; Huberman 1980; Solymosi & Raghavan
+  1994), so LPs have O(m n) rows;
+* :func:`market_nucleolus` with capacities > 1 uses constraint generation
+  (Hallefjord, Helming & Joernsten 1995): a seeded working set of coalitions, and an
+  exact separation MILP (``scipy.optimize.milp``) that finds the unsettled coalition
+  of largest excess, with v(S) itself a b-matching written inside the MILP and
+  "unsettled" (outside the span of the fixed rows) an exact integer disjunction.
+
+:func:`is_nucleolus` checks a point independently by Kohlberg's (1971) criterion.
+
+Numerics: values are scaled by s = max(1, max |v|) before the LPs; HiGHS runs with
+feasibility tolerances 1e-10; two excesses within ``TOL`` = 1e-7 (scaled, i.e.
+1e-7 s in value units) count as equal.  Results are floats; pricing rounds them.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import LinearConstraint, linprog, milp
+
+__all__ = ["nucleolus", "is_nucleolus", "market_nucleolus", "NucleolusError", "TOL"]
+
+TOL = 1e-7
+_HIGHS = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
+
+
+class NucleolusError(ValueError):
+    """Bad game input (empty imputation set, wrong table size) or LP failure."""
+
+
+def _lp(c, A_ub, b_ub, A_eq, b_eq, bounds):
+    res = linprog(c, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq, b_eq=b_eq, bounds=bounds,
+                  method="highs", options=_HIGHS)
+    if res.status != 0:
+        raise NucleolusError(f"nucleolus LP failed: {res.message}")
+    return res
+
+
+def _rows_matrix(masks: list[int], n: int) -> sp.csr_matrix:
+    rows, cols = [], []
+    for r, mask in enumerate(masks):
+        while mask:
+            low = mask & -mask
+            rows.append(r)
+            cols.append(low.bit_length() - 1)
+            mask ^= low
+    return sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(masks), n))
+
+
+class _Stages:
+    """Sequential LPs over an explicit, growable set of coalitions (bitmask ints).
+
+    ``separate(x, threshold, stages)`` (optional) returns coalitions (mask, value)
+    whose excess at x exceeds ``threshold`` among those whose characteristic vector
+    is *not* in the span of the fixed rows (``stages.null_basis()`` gives an exact
+    integer basis of their null space, ``stages.basis`` an orthonormal basis of the
+    rows themselves) and not already free or settled; without it
+    the given coalitions are assumed to be all that matter.
+    """
+
+    def __init__(self, n, grand, lower, masks, values, separate=None):
+        self.n = n
+        self.scale = max(1.0, abs(grand), float(np.max(np.abs(values), initial=0.0)),
+                         float(np.max(np.abs(lower), initial=0.0)))
+        self.grand = grand / self.scale
+        self.lower = np.asarray(lower, dtype=float) / self.scale
+        full = (1 << n) - 1
+        self.free: dict[int, float] = {mk: vl / self.scale for mk, vl in zip(masks, values)
+                                       if 0 < mk < full}
+        self.separate = separate
+        self.settled: set[int] = set()
+        self.eq_rows = [np.ones(n)]
+        self.eq_rhs = [self.grand]
+        self.basis = np.ones((n, 1)) / np.sqrt(n)
+
+    # -- helpers ------------------------------------------------------------------
+    def _free_arrays(self):
+        """Free coalitions sorted by mask, their incidence rows and values.
+
+        Rows come from a cached matrix of every coalition seen so far (rebuilt only
+        when the working set grows), so each LP does not re-expand bitmasks.
+        """
+        if not hasattr(self, "_pos") or any(mk not in self._pos for mk in self.free):
+            allm = sorted(set(getattr(self, "_all", [])) | set(self.free))
+            self._all = allm
+            self._pos = {mk: k for k, mk in enumerate(allm)}
+            self._matrix = _rows_matrix(allm, self.n)
+        idx = np.array(sorted(self._pos[mk] for mk in self.free), dtype=np.int64)
+        masks = [self._all[k] for k in idx]
+        return masks, self._matrix[idx], np.array([self.free[k] for k in masks])
+
+    def null_basis(self) -> np.ndarray:
+        """Exact integer basis of the null space of the fixed rows (for separators)."""
+        return _integer_null_basis(self.eq_rows, self.n)
+
+    def _add_violations(self, x, level) -> bool:
+        if self.separate is None:
+            return False
+        found = False
+        for mask, value in self.separate(x * self.scale, (level + TOL) * self.scale, self):
+            value /= self.scale
+            if mask in self.free or mask in self.settled:
+                continue
+            if self._in_span(_rows_matrix([mask], self.n))[0]:
+                raise NucleolusError("separation returned a settled coalition (numerics)")
+            self.free[mask] = value
+            found = True
+        return found
+
+    def _in_span(self, A) -> np.ndarray:
+        proj = np.asarray(A @ self.basis)
+        sizes = np.asarray(A.sum(axis=1)).ravel()
+        return sizes - (proj ** 2).sum(axis=1) <= 1e-9
+
+    def _add_equality(self, row, rhs) -> bool:
+        resid = row - self.basis @ (self.basis.T @ row)
+        resid -= self.basis @ (self.basis.T @ resid)  # twice: keeps the basis orthonormal
+        norm = np.linalg.norm(resid)
+        if norm <= 1e-9:
+            # implied by the rows already fixed (its excess is constant and tight);
+            # adding it would only give HiGHS a redundant, float-inconsistent equation
+            return False
+        self.eq_rows.append(row)
+        self.eq_rhs.append(rhs)
+        self.basis = np.c_[self.basis, resid / norm]
+        return True
+
+    # -- one stage ----------------------------------------------------------------
+    def _stage_lp(self):
+        n = self.n
+        while True:
+            masks, A, vals = self._free_arrays()
+            A_ub = sp.hstack([-A, -np.ones((len(masks), 1))]).tocsr()
+            A_eq = np.c_[np.array(self.eq_rows), np.zeros(len(self.eq_rows))]
+            bounds = [(lo, None) for lo in self.lower] + [(None, None)]
+            c = np.r_[np.zeros(n), 1.0]
+            res = _lp(c, A_ub, -vals, A_eq, np.array(self.eq_rhs), bounds)
+            x, eps = res.x[:n], res.x[n]
+            if not self._add_violations(x, eps):
+                return masks, A, vals, x, eps, -res.ineqlin.marginals
+
+    def _always_tight(self, masks, A, vals, x, eps, duals):
+        """Coalitions (indices into masks) and players at their bound tight in every optimum."""
+        n = self.n
+        excess = vals - A @ x
+        cand = np.flatnonzero(excess >= eps - TOL)
+        sure = [masks[k] for k in cand.tolist() if duals[k] > 1e-9]
+        unsure = [masks[k] for k in cand.tolist() if duals[k] <= 1e-9]
+        at_bound = np.flatnonzero(x - self.lower <= TOL).tolist()
+        while unsure or at_bound:
+            masks, A, vals = self._free_arrays()  # may have grown by separation
+            where = {mk: k for k, mk in enumerate(masks)}
+            nu, nb = len(unsure), len(at_bound)
+            S = sp.csr_matrix((np.ones(nu), ([where[mk] for mk in unsure], np.arange(nu))),
+                              shape=(len(masks), nu))
+            # v(S) - x(S) + s_S <= eps  for every free S (s only on the unsure ones)
+            A_ub = sp.hstack([-A, S, sp.csr_matrix((len(masks), nb))])
+            b_ub = eps - vals
+            # lower_i + s_i <= x_i  for the players at their bound
+            B = sp.csr_matrix((np.ones(nb), (np.arange(nb), at_bound)), shape=(nb, n))
+            A_ub = sp.vstack([A_ub, sp.hstack([-B, sp.csr_matrix((nb, nu)), sp.eye(nb)])]).tocsr()
+            b_ub = np.r_[b_ub, -self.lower[at_bound]]
+            A_eq = np.c_[np.array(self.eq_rows), np.zeros((len(self.eq_rows), nu + nb))]
+            bounds = [(lo, None) for lo in self.lower] + [(0.0, 1.0)] * (nu + nb)
+            c = np.r_[np.zeros(n), -np.ones(nu + nb)]
+            res = _lp(c, A_ub, b_ub, A_eq, np.array(self.eq_rhs), bounds)
+            # No separation here: the working set relaxes the stage's optimal face, so
+            # a coalition that cannot be slack here cannot be slack at all (never a
+            # wrong fix); one that only looks slackable stays free and is fixed at the
+            # next stage, whose optimum is then the same eps with a positive dual.
+            slack = res.x[n:]
+            if not (slack > TOL).any():
+                break
+            unsure = [mk for mk, s in zip(unsure, slack[:nu]) if s <= TOL]
+            at_bound = [i for i, s in zip(at_bound, slack[nu:]) if s <= TOL]
+        return sure + unsure, at_bound
+
+    def solve(self) -> np.ndarray:
+        n = self.n
+        while self.basis.shape[1] < n:
+            masks, A, vals, x, eps, duals = self._stage_lp()
+            tight, at_bound = self._always_tight(masks, A, vals, x, eps, duals)
+            rank = self.basis.shape[1]
+            for mask in tight:
+                value = self.free.pop(mask)
+                self.settled.add(mask)
+                self._add_equality(_rows_matrix([mask], n).toarray()[0], value - eps)
+            for i in at_bound:
+                self._add_equality(np.eye(n)[i], self.lower[i])
+            if self.basis.shape[1] == rank:
+                raise NucleolusError("nucleolus stage made no progress (numerical trouble)")
+            if self.free:
+                masks, A, _ = self._free_arrays()
+                for mask, gone in zip(masks, self._in_span(A)):
+                    if gone:
+                        del self.free[mask]
+                        self.settled.add(mask)
+        F, f = np.array(self.eq_rows), np.array(self.eq_rhs)
+        x = np.linalg.lstsq(F, f, rcond=None)[0]
+        return x * self.scale
+
+
+def _integer_null_basis(rows, n) -> np.ndarray:
+    """Integer basis (n x d) of the null space of the fixed 0/1 rows, exactly.
+
+    Rows are 0/1 (coalitions, unit vectors, the grand coalition), so Gaussian
+    elimination over the rationals gives an exact basis; scaling each vector by
+    its denominators' lcm makes ``b . 1_S`` an integer, so "not in the span" is
+    the linear disjunction |b_k . 1_S| >= 1 for some k.
+    """
+    import math
+    from fractions import Fraction
+    mat = [[Fraction(int(round(v))) for v in row] for row in rows]
+    pivots, r = [], 0
+    for c in range(n):
+        piv = next((k for k in range(r, len(mat)) if mat[k][c] != 0), None)
+        if piv is None:
+            continue
+        mat[r], mat[piv] = mat[piv], mat[r]
+        inv = 1 / mat[r][c]
+        mat[r] = [v * inv for v in mat[r]]
+        for k in range(len(mat)):
+            if k != r and mat[k][c] != 0:
+                f = mat[k][c]
+                mat[k] = [a - f * b for a, b in zip(mat[k], mat[r])]
+        pivots.append(c)
+        r += 1
+    free_cols = [c for c in range(n) if c not in pivots]
+    basis = np.zeros((n, len(free_cols)), dtype=np.int64)
+    for k, fc in enumerate(free_cols):
+        vec = [Fraction(0)] * n
+        vec[fc] = Fraction(1)
+        for row, pc in zip(mat, pivots):
+            vec[pc] = -row[fc]
+        lcm = 1
+        for v in vec:
+            lcm = lcm * v.denominator // math.gcd(lcm, v.denominator)
+        basis[:, k] = [int(v * lcm) for v in vec]
+    return basis
+
+
+# -- generic games ------------------------------------------------------------------
+
+def _value_table(n: int, value) -> np.ndarray:
+    size = 1 << n
+    if callable(value):
+        table = np.empty(size)
+        for mask in range(size):
+            table[mask] = value(frozenset(i for i in range(n) if mask >> i & 1))
+        table[0] = 0.0
+        return table
+    if isinstance(value, Mapping):
+        table = np.zeros(size)
+        for coalition, val in value.items():
+            mask = sum(1 << i for i in coalition)
+            table[mask] = val
+        return table
+    table = np.asarray(value, dtype=float)
+    if table.shape != (size,):
+        raise NucleolusError(f"value table must have 2**n = {size} entries, got {table.shape}")
+    return table
+
+
+def nucleolus(n: int, value: Callable[[frozenset], float] | Mapping | Sequence[float]) -> np.ndarray:
+    """Nucleolus of an n-player TU game by the sequential LP method.
+
+    Parameters
+    ----------
+    n : int
+        Number of players, 0..n-1 (all 2^n coalitions are enumerated: n <= ~16).
+    value : callable, mapping or array
+        v(S): a function of a frozenset of players, a mapping frozenset -> value
+        (missing coalitions are 0), or an array indexed by bitmask (bit i = player i).
+
+    Returns
+    -------
+    numpy.ndarray
+        The nucleolus (Schmeidler 1969) over the imputation set.
+
+    References
+    ----------
+    Schmeidler, SIAM J. Appl. Math. 17 (1969); Kopelowitz, RM-31, Hebrew Univ.
+    (1967); Maschler, Peleg & Shapley, Math. Oper. Res. 4 (1979).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> v = {frozenset({0, 1}): 100.0, frozenset({0, 1, 2}): 100.0}
+    >>> bool(np.allclose(nucleolus(3, v), [50.0, 50.0, 0.0]))
+    True
+    """
+    if n < 1:
+        raise NucleolusError("a game needs at least one player")
+    table = _value_table(n, value)
+    grand = float(table[(1 << n) - 1])
+    lower = np.array([table[1 << i] for i in range(n)])
+    if lower.sum() > grand + TOL * max(1.0, abs(grand)):
+        raise NucleolusError("empty imputation set: sum of v({i}) exceeds v(N)")
+    if n == 1:
+        return np.array([grand])
+    masks = list(range(1, (1 << n) - 1))
+    return _Stages(n, grand, lower, masks, table[1:-1]).solve()
+
+
+def is_nucleolus(n: int, value, x: Sequence[float], tol: float = 1e-6) -> bool:
+    """Kohlberg's criterion: is x the nucleolus (over imputations) of the game?
+
+    x must be an imputation; then with D_0 = {i : x_i = v(i)} and B_1, B_2, ... the
+    coalitions grouped by decreasing excess, x is the nucleolus iff for every k
+    some weights y_S >= 1 on B_1 u ... u B_k and z_i >= 0 on D_0 give
+    sum y_S 1_S + sum z_i e_i = mu 1_N (Kohlberg 1971; Peleg & Sudholter,
+    *Introduction to the Theory of Cooperative Games*, 2nd ed., Sec. 5.2).
+    Equivalently no direction improves the top excess levels without leaving
+    the imputation set.  ``tol`` is relative to max(1, max |v|).
+    """
+    table = _value_table(n, value)
+    x = np.asarray(x, dtype=float)
+    scale = max(1.0, float(np.max(np.abs(table))))
+    t = tol * scale
+    lower = np.array([table[1 << i] for i in range(n)])
+    if x.shape != (n,) or abs(x.sum() - table[-1]) > t or (x < lower - t).any():
+        return False
+    if n == 1:
+        return True
+    masks = np.arange(1, (1 << n) - 1)
+    member = ((masks[:, None] >> np.arange(n)[None, :]) & 1).astype(float)
+    excess = table[1:-1] - member @ x
+    order = np.argsort(-excess, kind="stable")
+    d0 = np.flatnonzero(x - lower <= t)
+    k = 0
+    while k < len(order):
+        level = excess[order[k]]
+        while k < len(order) and excess[order[k]] >= level - t:
+            k += 1
+        coll = member[order[:k]]
+        nc, nz = len(coll), len(d0)
+        # columns: y (nc), z (nz), mu
+        A_eq = np.c_[coll.T, np.eye(n)[:, d0], -np.ones(n)]
+        res = linprog(np.zeros(nc + nz + 1), A_eq=A_eq, b_eq=np.zeros(n),
+                      bounds=[(1, None)] * nc + [(0, None)] * nz + [(None, None)],
+                      method="highs")
+        if res.status != 0:
+            return False
+        if np.linalg.matrix_rank(np.r_[coll, np.ones((1, n))]) == n:
+            return True  # later coalitions lie in the span: weights can absorb them
+    return True
+
+
+# -- the trading game ---------------------------------------------------------------
+
+def _market_separator(w, bc, sc):
+    """Exact separation: max over S of v(S) - x(S), v(S) a b-matching inside the MILP.
+
+    Variables z_p in {0,1} (membership) and y_e in [0,1] (edge use).  For fixed z the
+    remaining LP is a bipartite b-matching, totally unimodular, so continuous y
+    reach v(S) exactly; only z is integral.
+    """
+    m, n = w.shape
+    I, J = np.nonzero(w > 0)
+    we = w[I, J].astype(float)
+    E, N = len(I), m + n
+    e = np.arange(E)
+    link = sp.csr_matrix((np.r_[np.ones(2 * E), -np.ones(2 * E)],
+                          (np.r_[e, E + e, e, E + e], np.r_[N + e, N + e, I, m + J])),
+                         shape=(2 * E, N + E))
+    deg = sp.csr_matrix((np.r_[np.ones(2 * E), -np.r_[bc, sc].astype(float)],
+                         (np.r_[I, m + J, np.arange(N)], np.r_[N + e, N + e, np.arange(N)])),
+                        shape=(N, N + E))
+    base = [LinearConstraint(link, -np.inf, 0), LinearConstraint(deg, -np.inf, 0)]
+
+    def solve(x, cons, extra):
+        width = N + E + extra
+        res = milp(np.r_[x, -we, np.zeros(extra)], constraints=cons,
+                   integrality=np.r_[np.ones(N), np.zeros(E), np.ones(extra)],
+                   bounds=(np.zeros(width), np.ones(width)), options={"mip_rel_gap": 0.0})
+        if res.status != 0:
+            return None, None, None
+        z = np.round(res.x[:N]).astype(int)
+        # at a MILP optimum y is an optimal b-matching of S (else the objective
+        # would improve), and by total unimodularity its weight is v(S), an integer
+        return (-res.fun, sum(1 << p for p in range(N) if z[p]),
+                float(round(float(we @ res.x[N:N + E]))))
+
+    def separate(x, threshold, stages):
+        null = stages.null_basis()
+        d = null.shape[1]
+        if d == 0:
+            return []
+        if d == N - 1:
+            # only the grand coalition is fixed: its span holds just {} and N
+            size = np.r_[np.ones(N), np.zeros(E)][None, :]
+            best, mask, value = solve(x, base + [LinearConstraint(size, 1, N - 1)], 0)
+            return [] if best is None or best <= threshold else [(mask, value)]
+        # S must leave the span of the fixed rows: s * (b_k . z) >= 1 for one chosen
+        # (k, s), by binaries t_ks with big-M = sum |b_k| + 1 (b_k integral)
+        big = np.abs(null).sum(axis=0) + 1
+        signs = np.r_[np.ones(d), -np.ones(d)]
+        B = np.c_[null, null].T * signs[:, None]            # (2d, N)
+        M = np.r_[big, big].astype(float)
+        pick = np.c_[B, np.zeros((2 * d, E)), -np.diag(M)]
+        one = np.r_[np.zeros(N + E), np.ones(2 * d)][None, :]
+        pad = lambda c: LinearConstraint(sp.hstack([c.A, sp.csr_matrix((c.A.shape[0], 2 * d))]),
+                                         c.lb, c.ub)
+        cons = [pad(c) for c in base] + [LinearConstraint(pick, 1 - M, np.inf),
+                                         LinearConstraint(one, 1, 1)]
+        best, mask, value = solve(x, cons, 2 * d)
+        if best is None or best <= threshold:
+            return []
+        return [(mask, value)]
+
+    return separate
+
+
+def _pair_separator(w, m):
+    """Exact separation for the assignment game: scan every positive pair at once.
+
+    Only pairs and singletons are essential (Solymosi & Raghavan 1994), singletons
+    are always in the working set, so the most violated coalitions are pairs:
+    returns every violated pair outside the span, most violated first, at most
+    2 (m + n) per call to keep the LPs small.
+    """
+    I, J = np.nonzero(w > 0)
+    wv = w[I, J].astype(float)
+    masks = np.array([(1 << i) | (1 << (m + j)) for i, j in zip(I.tolist(), J.tolist())],
+                     dtype=object)
+    limit = 2 * (w.shape[0] + w.shape[1])
+
+    def separate(x, threshold, stages):
+        excess = wv - x[I] - x[m + J]
+        cand = np.flatnonzero(excess > threshold)
+        if len(cand) == 0:
+            return []
+        proj = stages.basis[I[cand]] + stages.basis[m + J[cand]]
+        cand = cand[2.0 - (proj ** 2).sum(axis=1) > 1e-9]
+        cand = cand[np.lexsort((cand, -excess[cand]))]
+        out = []
+        for k in cand.tolist():
+            mask = masks[k]
+            if mask not in stages.free and mask not in stages.settled:
+                out.append((mask, float(wv[k])))
+                if len(out) >= limit:
+                    break
+        return out
+
+    return separate
+
+
+def _seed_coalitions(w, bc, sc, m) -> list[int]:
+    """Likely-essential coalitions of a capacitated market, to start the working set.
+
+    Constraint generation adds whatever else is needed, so the seeds only save
+    separation rounds (each an MILP); the LPs take thousands of rows easily.
+    Seeds: every player with cap >= 2 and two partners of positive weight (stars of
+    three), the connected components of the optimal matching, and the complements
+    of every single player and of every component.
+    """
+    from market.matching import match
+    n = w.shape[1]
+    N = m + n
+    full = (1 << N) - 1
+    pos = w > 0
+    seeds = set()
+    for i in range(m):
+        if bc[i] >= 2:
+            js = np.flatnonzero(pos[i]).tolist()
+            seeds.update((1 << i) | (1 << (m + a)) | (1 << (m + b))
+                         for k, a in enumerate(js) for b in js[k + 1:])
+    for j in range(n):
+        if sc[j] >= 2:
+            is_ = np.flatnonzero(pos[:, j]).tolist()
+            seeds.update((1 << (m + j)) | (1 << a) | (1 << b)
+                         for k, a in enumerate(is_) for b in is_[k + 1:])
+    partners: dict[int, list[int]] = {}
+    for i, j in match(w, bc, sc).pairs:
+        partners.setdefault(i, []).append(m + j)
+        partners.setdefault(m + j, []).append(i)
+    seen: set[int] = set()
+    for start in sorted(partners):
+        if start in seen:
+            continue
+        stack, comp = [start], 0
+        seen.add(start)
+        while stack:
+            p = stack.pop()
+            comp |= 1 << p
+            for q in partners[p]:
+                if q not in seen:
+                    seen.add(q)
+                    stack.append(q)
+        seeds.update((comp, full ^ comp))
+    seeds.update(full ^ (1 << p) for p in range(N))
+    seeds.update(full ^ (1 << p) ^ (1 << q) for p in range(N) for q in range(p + 1, N))
+    return sorted(mk for mk in seeds if 0 < mk < full and bin(mk).count("1") > 2)
+
+
+def _seed_value(w, bc, sc, m, mask) -> float:
+    """v(S) of a seed: closed form for stars of three, else an exact b-matching."""
+    from market.matching import match
+    n = w.shape[1]
+    if bin(mask).count("1") == 3:
+        members = [p for p in range(m + n) if mask >> p & 1]
+        buyers = [p for p in members if p < m]
+        sellers = [p - m for p in members if p >= m]
+        centre_cap = bc[buyers[0]] if len(buyers) == 1 else sc[sellers[0]] if len(sellers) == 1 else 0
+        if centre_cap >= 2:  # a star whose centre can trade with both leaves
+            return float(sum(max(int(w[i, j]), 0) for i in buyers for j in sellers))
+    buyers_in = np.array([mask >> i & 1 for i in range(m)], dtype=bool)
+    sellers_in = np.array([mask >> (m + j) & 1 for j in range(n)], dtype=bool)
+    return float(match(w[np.ix_(buyers_in, sellers_in)], bc[buyers_in],
+                       sc[sellers_in]).total_weight)
+
+
+def market_nucleolus(weights, buyer_caps, seller_caps) -> tuple[np.ndarray, np.ndarray]:
+    """Nucleolus of the trading game: v(S) = best b-matching weight within S.
+
+    Players are the m buyers then the n sellers.  Unit capacities give an
+    assignment game, solved on singletons and positive buyer-seller pairs; larger
+    capacities use constraint generation with an exact MILP separation.
+
+    Returns
+    -------
+    (buyer_shares, seller_shares) : tuple of numpy.ndarray (float)
+
+    References
+    ----------
+    Shapley & Shubik, Int. J. Game Theory 1 (1972); Solymosi & Raghavan, Int. J.
+    Game Theory 23 (1994); Hallefjord, Helming & Joernsten, Int. J. Game Theory
+    24 (1995); Huberman, Int. J. Game Theory 9 (1980) (essential coalitions).
+    """
+    from market.matching import match
+    w = np.asarray(weights)
+    if w.ndim != 2:
+        raise NucleolusError(f"weights must be 2-D, got shape {w.shape}")
+    w = w.astype(np.int64)
+    bc = np.asarray(buyer_caps, dtype=np.int64)
+    sc = np.asarray(seller_caps, dtype=np.int64)
+    m, n = w.shape
+    N = m + n
+    if N == 0:
+        return np.zeros(0), np.zeros(0)
+    grand = float(match(w, bc, sc).total_weight)
+    if N == 1 or grand == 0:
+        return np.zeros(m), np.zeros(n)
+    I, J = np.nonzero(w > 0)
+    unit = (bc <= 1).all() and (sc <= 1).all()
+    if unit:
+        # working set: each player's 3 best pairs and the matched pairs; the
+        # separator adds any other pair the moment it is violated
+        keep = np.zeros(w.shape, dtype=bool)
+        for i in range(m):
+            keep[i, np.argsort(-w[i], kind="stable")[:3]] = True
+        for j in range(n):
+            keep[np.argsort(-w[:, j], kind="stable")[:3], j] = True
+        for i, j in match(w, bc, sc).pairs:
+            keep[i, j] = True
+        I, J = np.nonzero(keep & (w > 0))
+    masks = [1 << p for p in range(N)] + [(1 << i) | (1 << (m + j)) for i, j in zip(I.tolist(), J.tolist())]
+    values = [0.0] * N + w[I, J].astype(float).tolist()
+    separate = _pair_separator(w, m) if unit else None
+    if not unit:
+        separate = _market_separator(w, bc, sc)
+        for mask in _seed_coalitions(w, bc, sc, m):
+            masks.append(mask)
+            values.append(_seed_value(w, bc, sc, m, mask))
+    x = _Stages(N, grand, np.zeros(N), masks, values, separate).solve()
+    return x[:m], x[m:]
