@@ -41,6 +41,9 @@ def add_commands(subparsers) -> None:
     paper.add_argument("--out", type=Path, default=Path("market-paper-out"),
                        help="output directory (default ./market-paper-out)")
     paper.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    paper.add_argument("--no-pricing", action="store_true",
+                       help="skip nucleolus pricing and settlement (the rates do not depend "
+                            "on prices; prices and payments are left empty)")
     paper.add_argument("--evs", type=int, default=15, help="number of EVs (paper: 15)")
     paper.add_argument("--pvs", type=int, default=5, help="number of rooftop PV arrays (paper: 5)")
     paper.set_defaults(func=cmd_paper)
@@ -92,7 +95,8 @@ def cmd_paper(args: argparse.Namespace) -> int:
     modes = (False,) if args.no_smes else (False, True)
     scales = tuple(dict.fromkeys(args.rating_scale))
     result = run_experiment(load_feeder(), params, days=args.days, seed=args.seed,
-                            rating_scales=scales, smes_modes=modes, progress=_Progress())
+                            rating_scales=scales, smes_modes=modes,
+                            with_pricing=not args.no_pricing, progress=_Progress())
     args.out.mkdir(parents=True, exist_ok=True)
     files = write_csv(result, args.out) + [write_json(result, params, args.out)]
     if not args.no_plots:

@@ -1,5 +1,6 @@
 """The round pipeline and the paper experiment (market/experiment.py, report.py, cli.py)."""
 
+import dataclasses
 import json
 
 import pytest
@@ -60,6 +61,15 @@ def test_memoised_round_equals_the_stage_by_stage_round(paired):
     assert (plain.prices, plain.settlement, plain.stats) == (busy.prices, busy.settlement, busy.stats)
     direct = stage_price(plain.market, plain.matching, delivered_trades(plain.security, plain.smes))
     assert direct == plain.prices
+
+
+def test_skipping_pricing_changes_no_delivery_statistic(paired):
+    _, with_ = paired
+    unpriced = run_day(FEEDER, SCENARIO, PARAMS, with_smes=True, with_pricing=False)
+    for a, b in zip(with_.rounds, unpriced.rounds):
+        assert (a.security, a.smes) == (b.security, b.smes)
+        assert dataclasses.replace(a.stats, mean_price_milli_per_kwh=0) == b.stats
+        assert b.prices == {} and b.settlement.balances_milli == ()
 
 
 def test_rates_are_fractions_of_what_was_matched_and_offered(paired):
