@@ -84,7 +84,7 @@ def _fmt(s) -> str:
 def cmd_paper(args: argparse.Namespace) -> int:
     from market.experiment import PAPER, run_experiment
     from market.grid import load_feeder
-    from market.report import write_csv, write_json, write_plots
+    from market.report import smes_effects, write_csv, write_json, write_plots
     from market.scenario import ScenarioParams
 
     if args.days < 1 or any(x <= 0 for x in args.rating_scale) or args.evs < 0 or args.pvs < 0:
@@ -104,6 +104,13 @@ def cmd_paper(args: argparse.Namespace) -> int:
     print(f"{'scale':>6} {'SMES':>5}  {'success rate (95% CI)':<28} {'renewable consumption (95% CI)'}")
     for scale, mode, sr, rc in result.summary:
         print(f"{scale:6.2f} {'yes' if mode else 'no':>5}  {_fmt(sr):<28} {_fmt(rc)}")
+    for row in smes_effects(result):
+        sr, rc = row["success_rate"], row["renewable_consumption_rate"]
+        if sr["mean"] is not None and sr["ci95_low"] is not None:
+            print(f"SMES effect at scale {row['rating_scale']:.2f} (paired days): success "
+                  f"{100 * sr['mean']:+.1f} pts [{100 * sr['ci95_low']:+.1f}, {100 * sr['ci95_high']:+.1f}]"
+                  + (f", renewable {100 * rc['mean']:+.1f} pts [{100 * rc['ci95_low']:+.1f}, "
+                     f"{100 * rc['ci95_high']:+.1f}]" if rc["ci95_low"] is not None else ""))
     print(f"paper: success {100 * PAPER['success_rate'][0]:.1f} % -> "
           f"{100 * PAPER['success_rate'][1]:.1f} %, renewable "
           f"{100 * PAPER['renewable_consumption_rate'][0]:.1f} % -> "

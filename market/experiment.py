@@ -32,7 +32,7 @@ from market.security import (Envelope, HourState, SecurityLimits, SecurityResult
 from market.smes import SmesDispatch, SmesState, dispatch_smes, smes_revenue_milli
 
 __all__ = [
-    "DayResult", "ExperimentResult", "PAPER", "RateSummary", "RoundResult", "RoundStats",
+    "DayResult", "ExperimentResult", "PAPER", "paired_effect", "RateSummary", "RoundResult", "RoundStats",
     "Settlement", "mean_ci95", "run_day", "run_experiment", "run_round", "stage_price",
     "stage_quotations", "stage_security", "stage_settle", "stage_smes", "stage_statistics",
 ]
@@ -293,6 +293,17 @@ def mean_ci95(values: Sequence[float | None],
         return RateSummary(mean, None, None, 1)
     half = float(sps.t.ppf(0.975, xs.size - 1) * xs.std(ddof=1) / np.sqrt(xs.size))
     return RateSummary(mean, max(bounds[0], mean - half), min(bounds[1], mean + half), int(xs.size))
+
+
+def paired_effect(without: Sequence[DayResult], with_: Sequence[DayResult],
+                  rate: str) -> RateSummary:
+    """Mean and 95 % interval of the per-day difference (with - without SMES) of ``rate``
+    (a :class:`DayResult` method name); the days are paired on identical quotations."""
+    diffs = []
+    for a, b in zip(without, with_):
+        x, y = getattr(a, rate)(), getattr(b, rate)()
+        diffs.append(None if x is None or y is None else y - x)
+    return mean_ci95(diffs, bounds=(-1.0, 1.0))
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from market.cli import main
-from market.experiment import (mean_ci95, run_day, run_experiment, run_round,
-                               stage_price, delivered_trades)
+from market.experiment import (delivered_trades, mean_ci95, paired_effect, run_day,
+                               run_experiment, run_round, stage_price)
 from market.grid import load_feeder
 from market.model import Kind
 from market.report import write_csv, write_json, write_plots
@@ -80,6 +80,13 @@ def test_rates_are_fractions_of_what_was_matched_and_offered(paired):
         for r in day.rounds:
             assert r.stats.delivered_sides <= 2 * r.stats.matched_trades
             assert r.stats.pv_consumed_wh <= r.stats.pv_offered_wh
+
+
+def test_smes_effect_is_the_paired_daily_difference(paired):
+    without, with_ = paired
+    effect = paired_effect([without, without], [with_, with_], "success_rate")
+    assert effect.mean == pytest.approx(with_.success_rate() - without.success_rate())
+    assert effect.days == 2 and effect.ci_low == pytest.approx(effect.mean)   # no spread
 
 
 def test_mean_ci95_is_the_student_t_interval():
