@@ -84,11 +84,31 @@ def per_call(fn, repeat):
     return statistics.median(times)
 
 
+def paper_round(feeder, params) -> None:
+    """Section 2: the busiest round of a seeded day, end to end and stage by stage."""
+    day = build_day(params, feeder, seed=1, day=0)
+
+    def pairs(h):
+        quotes = day.hours[h].quotations
+        return sum(q.side.value == "buy" for q in quotes) * sum(q.side.value == "sell" for q in quotes)
+
+    busiest = max(range(24), key=pairs)
+    state = SmesState(params.smes.floor_wh + 20_000)
+    t_round = per_call(lambda: run_round(feeder, day.hours[busiest], params, state), 1)
+    paper = scale_round(feeder, params, params.n_ev + params.n_pv, 1, clock=time.perf_counter)
+    print(f"2. paper-sized round (hour {busiest}, {len(day.hours[busiest].quotations)} quotations"
+          f" + SMES): {t_round:.3f} s end to end; target 0.5 s -> {t_round / 0.5:.2f} of target")
+    print(f"   stages (hour 15 round, 20 prosumers, {paper.trades} trades): " + ", ".join(
+        f"{n} {s * 1e3:.1f} ms" for n, s in paper.stage_seconds))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max-prosumers", type=int, default=2000)
     ap.add_argument("--full-up-to", type=int, default=100,
                     help="run complete rounds (matching, pricing) only up to this size")
+    ap.add_argument("--grid-only", action="store_true",
+                    help="skip the complete rounds (section 2 and full rounds of section 3)")
     args = ap.parse_args()
     feeder = load_feeder()
     params = ScenarioParams()
@@ -103,18 +123,10 @@ def main() -> int:
     print(f"   Newton-Raphson baseline: {t_nr * 1e3:.3f} ms/solve")
     print(f"   ratio sweep / NR = {t_sweep / t_nr:.3f}; target 2 ms -> {t_sweep / 2e-3:.2f} of target")
 
-    day = build_day(params, feeder, seed=1, day=0)
-    def sides(h):
-        quotes = day.hours[h].quotations
-        return sum(q.side.value == "buy" for q in quotes) * sum(q.side.value == "sell" for q in quotes)
-    busiest = max(range(24), key=sides)          # most buyer-seller pairs
-    state = SmesState(params.smes.floor_wh + 20_000)
-    t_round = per_call(lambda: run_round(feeder, day.hours[busiest], params, state), 1)
-    paper = scale_round(feeder, params, params.n_ev + params.n_pv, 1, clock=time.perf_counter)
-    print(f"2. paper-sized round (hour {busiest}, {len(day.hours[busiest].quotations)} quotations"
-          f" + SMES): {t_round:.3f} s end to end; target 0.5 s -> {t_round / 0.5:.2f} of target")
-    print(f"   stages (hour 15 round, 20 prosumers, {paper.trades} trades): " + ", ".join(
-        f"{n} {s * 1e3:.1f} ms" for n, s in paper.stage_seconds))
+    if args.grid_only:
+        args.full_up_to = 0
+    else:
+        paper_round(feeder, params)
 
     print("3. large rounds (one run each; seconds)")
     print(f"   {'prosumers':>9} {'buses':>6} {'trades':>6} " + " ".join(f"{s:>12}" for s in STAGES)

@@ -16,7 +16,7 @@ from typing import Sequence
 
 __all__ = ["add_commands", "main"]
 
-DEFAULT_SCALES = (0.25, 0.5, 0.75, 1.0, 1.25)
+DEFAULT_SCALES = (0.3, 0.4, 0.5, 0.75, 1.0)
 
 
 def add_commands(subparsers) -> None:
@@ -32,7 +32,7 @@ def add_commands(subparsers) -> None:
                     "5 PV, 1 SMES on the IEEE 33-bus feeder) with and without the SMES, for "
                     "each line-rating scale; write rounds.csv, trades.csv, summary.json and "
                     "PNG plots to --out, and print the two rates beside the paper's.")
-    paper.add_argument("--days", type=int, default=20, help="seeded days per run (default 20)")
+    paper.add_argument("--days", type=int, default=10, help="seeded days per run (default 10)")
     paper.add_argument("--seed", type=int, default=1, help="scenario seed (default 1)")
     paper.add_argument("--no-smes", action="store_true", help="only run without the SMES")
     paper.add_argument("--rating-scale", type=float, nargs="+", default=list(DEFAULT_SCALES),
@@ -41,6 +41,11 @@ def add_commands(subparsers) -> None:
     paper.add_argument("--out", type=Path, default=Path("market-paper-out"),
                        help="output directory (default ./market-paper-out)")
     paper.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    paper.add_argument("--no-pricing", action="store_true",
+                       help="skip nucleolus pricing and settlement (the rates do not depend "
+                            "on prices; prices and payments are left empty)")
+    paper.add_argument("--evs", type=int, default=15, help="number of EVs (paper: 15)")
+    paper.add_argument("--pvs", type=int, default=5, help="number of rooftop PV arrays (paper: 5)")
     paper.set_defaults(func=cmd_paper)
     scale = sub.add_parser(
         "scale", help="time one market round with 100 to 2,000 prosumers",
@@ -79,17 +84,19 @@ def _fmt(s) -> str:
 def cmd_paper(args: argparse.Namespace) -> int:
     from market.experiment import PAPER, run_experiment
     from market.grid import load_feeder
-    from market.report import write_csv, write_json, write_plots
+    from market.report import smes_effects, write_csv, write_json, write_plots
     from market.scenario import ScenarioParams
 
-    if args.days < 1 or any(x <= 0 for x in args.rating_scale):
-        print("error: --days must be >= 1 and rating scales > 0", file=sys.stderr)
+    if args.days < 1 or any(x <= 0 for x in args.rating_scale) or args.evs < 0 or args.pvs < 0:
+        print("error: --days must be >= 1, rating scales > 0, --evs and --pvs >= 0",
+              file=sys.stderr)
         return 2
-    params = ScenarioParams()
+    params = ScenarioParams(n_ev=args.evs, n_pv=args.pvs)
     modes = (False,) if args.no_smes else (False, True)
     scales = tuple(dict.fromkeys(args.rating_scale))
     result = run_experiment(load_feeder(), params, days=args.days, seed=args.seed,
-                            rating_scales=scales, smes_modes=modes, progress=_Progress())
+                            rating_scales=scales, smes_modes=modes,
+                            with_pricing=not args.no_pricing, progress=_Progress())
     args.out.mkdir(parents=True, exist_ok=True)
     files = write_csv(result, args.out) + [write_json(result, params, args.out)]
     if not args.no_plots:
@@ -97,6 +104,13 @@ def cmd_paper(args: argparse.Namespace) -> int:
     print(f"{'scale':>6} {'SMES':>5}  {'success rate (95% CI)':<28} {'renewable consumption (95% CI)'}")
     for scale, mode, sr, rc in result.summary:
         print(f"{scale:6.2f} {'yes' if mode else 'no':>5}  {_fmt(sr):<28} {_fmt(rc)}")
+    for row in smes_effects(result):
+        sr, rc = row["success_rate"], row["renewable_consumption_rate"]
+        if sr["mean"] is not None and sr["ci95_low"] is not None:
+            print(f"SMES effect at scale {row['rating_scale']:.2f} (paired days): success "
+                  f"{100 * sr['mean']:+.1f} pts [{100 * sr['ci95_low']:+.1f}, {100 * sr['ci95_high']:+.1f}]"
+                  + (f", renewable {100 * rc['mean']:+.1f} pts [{100 * rc['ci95_low']:+.1f}, "
+                     f"{100 * rc['ci95_high']:+.1f}]" if rc["ci95_low"] is not None else ""))
     print(f"paper: success {100 * PAPER['success_rate'][0]:.1f} % -> "
           f"{100 * PAPER['success_rate'][1]:.1f} %, renewable "
           f"{100 * PAPER['renewable_consumption_rate'][0]:.1f} % -> "

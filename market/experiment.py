@@ -32,7 +32,7 @@ from market.security import (Envelope, HourState, SecurityLimits, SecurityResult
 from market.smes import SmesDispatch, SmesState, dispatch_smes, smes_revenue_milli
 
 __all__ = [
-    "DayResult", "ExperimentResult", "PAPER", "RateSummary", "RoundResult", "RoundStats",
+    "DayResult", "ExperimentResult", "PAPER", "paired_effect", "RateSummary", "RoundResult", "RoundStats",
     "Settlement", "mean_ci95", "run_day", "run_experiment", "run_round", "stage_price",
     "stage_quotations", "stage_security", "stage_settle", "stage_smes", "stage_statistics",
 ]
@@ -193,7 +193,7 @@ class RoundResult:
 
 def run_round(feeder: Feeder, inputs: HourInputs, params: ScenarioParams,
               smes_state: SmesState | None, limits: SecurityLimits = SecurityLimits(),
-              memo: dict | None = None) -> RoundResult:
+              memo: dict | None = None, with_pricing: bool = True) -> RoundResult:
     """Run every stage of one hourly round; ``smes_state`` None runs without the SMES.
 
     ``memo`` (a dict the caller keeps) reuses the grid-independent stages -- market,
@@ -202,6 +202,10 @@ def run_round(feeder: Feeder, inputs: HourInputs, params: ScenarioParams,
     not depend on which other trades are delivered (the nucleolus is that of the
     whole hour's game), so pricing every matched trade once and keeping the
     delivered ones gives exactly what :func:`stage_price` gives on the delivered set.
+
+    ``with_pricing=False`` skips pricing and settlement (no prices, no money moved,
+    mean price 0): delivery, and so both of the experiment's rates, never depend on
+    prices, and the nucleolus is by far the slowest stage.
     """
     quotes = stage_quotations(inputs, params, smes_state)
     key = (quotes, inputs.params)
@@ -211,19 +215,22 @@ def run_round(feeder: Feeder, inputs: HourInputs, params: ScenarioParams,
         market = build_market(quotes, inputs.params)
         matching = match(market.weights_milli, market.buyer_caps, market.seller_caps)
         trades = trades_from_matching(market, matching)
-        all_prices = stage_price(market, matching, trades) if memo is not None else None
+        all_prices = (stage_price(market, matching, trades)
+                      if memo is not None and with_pricing else None)
         if memo is not None:
             memo[key] = (market, matching, trades, all_prices)
     hour = HourState.for_hour(inputs.hour)
     security, env = stage_security(feeder, hour, trades, limits)
     dispatch = stage_smes(feeder, hour, env, params, smes_state, security)
     delivered = delivered_trades(security, dispatch)
-    if all_prices is None:
+    if not with_pricing:
+        prices = {}
+    elif all_prices is None:
         prices = stage_price(market, matching, delivered)
     else:
         prices = {(t.buyer, t.seller): all_prices[(t.buyer, t.seller)] for t in delivered}
-    settlement = stage_settle(security, dispatch, prices, params.smes.name,
-                              params.smes.om_milli_per_kwh)
+    settlement = (stage_settle(security, dispatch, prices, params.smes.name,
+                               params.smes.om_milli_per_kwh) if with_pricing else Settlement((), 0))
     after = dispatch.state_after if dispatch else None
     stats = stage_statistics(inputs, quotes, trades, security, dispatch, prices, after)
     return RoundResult(inputs.hour, quotes, market, matching, tuple(trades), security, dispatch,
@@ -249,12 +256,13 @@ class DayResult:
 
 
 def run_day(feeder: Feeder, scenario: DayScenario, params: ScenarioParams, *, with_smes: bool,
-            limits: SecurityLimits = SecurityLimits(), memo: dict | None = None) -> DayResult:
+            limits: SecurityLimits = SecurityLimits(), memo: dict | None = None,
+            with_pricing: bool = True) -> DayResult:
     """24 rounds; the SMES starts each day at its state-of-charge floor."""
     state = SmesState.empty(params.smes) if with_smes else None
     rounds = []
     for inputs in scenario.hours:
-        r = run_round(feeder, inputs, params, state, limits, memo)
+        r = run_round(feeder, inputs, params, state, limits, memo, with_pricing)
         state = r.smes_state_after
         rounds.append(r)
     return DayResult(scenario.day, with_smes, feeder.rating_scale, tuple(rounds))
@@ -287,6 +295,17 @@ def mean_ci95(values: Sequence[float | None],
     return RateSummary(mean, max(bounds[0], mean - half), min(bounds[1], mean + half), int(xs.size))
 
 
+def paired_effect(without: Sequence[DayResult], with_: Sequence[DayResult],
+                  rate: str) -> RateSummary:
+    """Mean and 95 % interval of the per-day difference (with - without SMES) of ``rate``
+    (a :class:`DayResult` method name); the days are paired on identical quotations."""
+    diffs = []
+    for a, b in zip(without, with_):
+        x, y = getattr(a, rate)(), getattr(b, rate)()
+        diffs.append(None if x is None or y is None else y - x)
+    return mean_ci95(diffs, bounds=(-1.0, 1.0))
+
+
 @dataclass(frozen=True, slots=True)
 class ExperimentResult:
     seed: int
@@ -299,7 +318,7 @@ class ExperimentResult:
 
 def run_experiment(feeder: Feeder, params: ScenarioParams, *, days: int, seed: int,
                    rating_scales: Sequence[float] = (1.0,), smes_modes: Sequence[bool] = (False, True),
-                   limits: SecurityLimits = SecurityLimits(),
+                   limits: SecurityLimits = SecurityLimits(), with_pricing: bool = True,
                    progress: Callable[[int, int], None] | None = None) -> ExperimentResult:
     """Run ``days`` seeded days for every (rating scale, SMES mode) and summarise.
 
@@ -315,7 +334,8 @@ def run_experiment(feeder: Feeder, params: ScenarioParams, *, days: int, seed: i
         for mode in smes_modes:
             day_runs = []
             for sc in scenarios:
-                day_runs.append(run_day(f, sc, params, with_smes=mode, limits=limits, memo=memo))
+                day_runs.append(run_day(f, sc, params, with_smes=mode, limits=limits, memo=memo,
+                                        with_pricing=with_pricing))
                 done += 1
                 if progress:
                     progress(done, total)

@@ -55,6 +55,8 @@ __all__ = [
     "hourly_load_scale",
     "load_feeder",
     "replicate_feeder",
+    "FeederSection",
+    "feeder_sections",
     "solve_power_flow",
 ]
 
@@ -409,3 +411,47 @@ def _rate_by_planning_rule(feeder: Feeder) -> list[tuple[str, float]]:
         cond = next((c for c in CONDUCTORS if c.ampacity_a >= need), CONDUCTORS[-1])
         out.append((cond.name, float(cond.ampacity_a)))
     return out
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class FeederSection:
+    """The part of a feeder hanging from one child of the slack bus, as its own feeder.
+
+    With the slack voltage fixed, sections are electrically independent: the flow in one
+    depends only on the injections in it.  ``bus_pos`` maps the section's buses (slack
+    first) to positions in the whole feeder; ``branch_idx`` its branches to branches.
+    """
+
+    feeder: Feeder
+    bus_pos: np.ndarray
+    branch_idx: np.ndarray
+
+
+def feeder_sections(feeder: Feeder) -> tuple[FeederSection, ...]:
+    """Split ``feeder`` at its slack bus (one section per slack child, in bus order).
+
+    Ratings and ``rating_scale`` are carried over; a feeder whose slack has one child
+    (the 33-bus system) is one section identical to itself.
+    """
+    slack = feeder.slack_index
+    top = np.full(feeder.n_bus, -1, dtype=np.int64)     # the slack child above each bus
+    for k in range(feeder.n_bus):
+        j = k
+        while j != slack and int(feeder.parent[j]) != slack:
+            j = int(feeder.parent[j])
+        top[k] = j if k != slack else -1
+    out = []
+    for child in sorted(set(top[top >= 0].tolist())):
+        members = np.flatnonzero(top == child)          # ascending bus positions
+        branches = members - (members > slack)           # branch b feeds non-slack bus b
+        buses = [feeder.bus_numbers[slack]] + [feeder.bus_numbers[k] for k in members]
+        raw = [(feeder.lines[b].from_bus, feeder.lines[b].to_bus, feeder.lines[b].r_ohm,
+                feeder.lines[b].x_ohm) for b in branches]
+        ratings = [(feeder.lines[b].conductor, float(feeder.rating_a[b])) for b in branches]
+        pos = np.concatenate([[slack], members])
+        sub = _build(f"{feeder.name} / bus {feeder.bus_numbers[child]}", feeder.base_kv,
+                     feeder.base_mva, feeder.slack_vm_pu, buses[0], buses,
+                     feeder.load_p_kw[pos], feeder.load_q_kvar[pos], raw, ratings=ratings)
+        out.append(FeederSection(dataclasses.replace(sub, rating_scale=feeder.rating_scale),
+                                 pos, branches))
+    return tuple(out)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from market.experiment import PAPER, DayResult, ExperimentResult, RoundResult, RoundStats
+from market.experiment import (PAPER, DayResult, ExperimentResult, RoundResult, RoundStats,
+                               paired_effect)
 from market.scenario import ScenarioParams
 
 __all__ = ["main_scale", "summary_dict", "trade_rows", "write_csv", "write_json", "write_plots"]
@@ -99,13 +100,30 @@ def summary_dict(result: ExperimentResult, params: ScenarioParams) -> dict:
         "results": [{"rating_scale": scale, "smes": mode, "success_rate": _rate(sr),
                      "renewable_consumption_rate": _rate(rc)}
                     for scale, mode, sr, rc in result.summary],
+        "smes_effect": smes_effects(result),
         "definitions": {
             "success_rate": "delivered trade sides / (2 x matched trades), summed over a day; "
                             "a direct trade delivers both sides, each SMES leg one side",
             "renewable_consumption_rate": "PV energy delivered to buyers or absorbed by the "
                                           "SMES / PV energy offered, summed over a day",
-            "ci": "Student-t 95 % interval of the mean of the daily rates"},
+            "ci": "Student-t 95 % interval of the mean of the daily rates",
+            "smes_effect": "mean and Student-t 95 % interval of the per-day difference "
+                           "(with - without SMES), days paired on identical quotations"},
     }
+
+
+def smes_effects(result: ExperimentResult) -> list[dict]:
+    """Per rating scale: paired per-day difference (with - without SMES) of both rates."""
+    out = []
+    for scale in result.rating_scales:
+        runs = {m: [d for d in result.runs if d.rating_scale == scale and d.with_smes == m]
+                for m in (False, True)}
+        if runs[False] and runs[True]:
+            out.append({"rating_scale": scale,
+                        "success_rate": _rate(paired_effect(runs[False], runs[True], "success_rate")),
+                        "renewable_consumption_rate": _rate(paired_effect(
+                            runs[False], runs[True], "renewable_consumption_rate"))})
+    return out
 
 
 def write_json(result: ExperimentResult, params: ScenarioParams, out: Path) -> Path:

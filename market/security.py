@@ -23,12 +23,14 @@ milliamperes, energies in Wh, rounded half to even (Python's ``round``).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Iterable, Protocol, Sequence
 
 import numpy as np
 
-from market.grid import Feeder, PowerFlow, hourly_load_scale, solve_power_flow
+from market.grid import (Feeder, FeederSection, PowerFlow, feeder_sections, hourly_load_scale,
+                         solve_power_flow)
 
 __all__ = [
     "HourState",
@@ -134,6 +136,10 @@ class Envelope:
     vmin_pu: np.ndarray
     vmax_pu: np.ndarray
     background: PowerFlow
+    sections: tuple[FeederSection, ...] = ()
+    # Memo of section flows keyed by (section, its injections): a check re-solves only
+    # the sections whose injections changed (one or two per trade on a many-feeder grid).
+    flows: dict = dataclasses.field(default_factory=dict, repr=False)
 
 
 def hour_envelope(feeder: Feeder, hour: HourState,
@@ -144,7 +150,7 @@ def hour_envelope(feeder: Feeder, hour: HourState,
     vmax = limits.vmax_micro_pu / 1e6
     return Envelope(current_limit_a=np.maximum(feeder.rating_a, bg.branch_current_a),
                     vmin_pu=np.minimum(vmin, bg.vm_pu), vmax_pu=np.maximum(vmax, bg.vm_pu),
-                    background=bg)
+                    background=bg, sections=feeder_sections(feeder))
 
 
 def injection_kw(feeder: Feeder, trades: Iterable[TradeLike]) -> np.ndarray:
@@ -163,33 +169,48 @@ def first_violation(feeder: Feeder, hour: HourState, envelope: Envelope,
     "Worst" is the largest excess relative to its limit; ties go to the first line,
     then the first bus, in feeder order.
     """
-    return _check(feeder, hour, envelope, inj_kw)[0]
-
-
-def _check(feeder: Feeder, hour: HourState, envelope: Envelope,
-           inj_kw: np.ndarray) -> tuple[Violation | None, PowerFlow]:
-    # Warm start from the background: one trade moves voltages by < 1e-2 p.u., so
-    # this saves about half the sweeps; the answer moves only below the 1e-10 tolerance.
-    pf = solve_power_flow(feeder, load_scale=hour.load_scale, injection_p_kw=inj_kw,
-                          initial_v_pu=envelope.background.v_pu)
-    over_i = (pf.branch_current_a - envelope.current_limit_a - _TOL_A) / envelope.current_limit_a
-    under_v = (envelope.vmin_pu - _TOL_PU - pf.vm_pu) / envelope.vmin_pu
-    over_v = (pf.vm_pu - envelope.vmax_pu - _TOL_PU) / envelope.vmax_pu
+    current_a, vm_pu = _flow(feeder, hour, envelope, inj_kw)
+    over_i = (current_a - envelope.current_limit_a - _TOL_A) / envelope.current_limit_a
+    under_v = (envelope.vmin_pu - _TOL_PU - vm_pu) / envelope.vmin_pu
+    over_v = (vm_pu - envelope.vmax_pu - _TOL_PU) / envelope.vmax_pu
     rel = np.concatenate([over_i, under_v, over_v])
     k = int(np.argmax(rel))
     if rel[k] <= 0:
-        return None, pf
+        return None
     n_line = len(over_i)
     if k < n_line:
         line = feeder.lines[k]
-        limit, value = envelope.current_limit_a[k] * 1000, pf.branch_current_a[k] * 1000
+        limit, value = envelope.current_limit_a[k] * 1000, current_a[k] * 1000
         return _violation("line_current", f"line {line.from_bus}-{line.to_bus}", limit, value,
-                          "mA"), pf
+                          "mA")
     k -= n_line
     kind, bounds = ("undervoltage", envelope.vmin_pu) if k < feeder.n_bus else ("overvoltage", envelope.vmax_pu)
     k %= feeder.n_bus
     return _violation(kind, f"bus {feeder.bus_numbers[k]}", bounds[k] * 1e6,
-                      pf.vm_pu[k] * 1e6, "micro_pu"), pf
+                      vm_pu[k] * 1e6, "micro_pu")
+
+
+def _flow(feeder: Feeder, hour: HourState, envelope: Envelope,
+          inj_kw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Branch currents and bus voltages with injections ``inj_kw``, section by section.
+
+    Each section is solved (warm-started from the background, which moves the answer
+    only below the 1e-10 p.u. tolerance) unless its injections were seen before.
+    """
+    current_a = np.empty(len(feeder.lines))
+    vm_pu = np.empty(feeder.n_bus)
+    vm_pu[feeder.slack_index] = feeder.slack_vm_pu
+    for n, sec in enumerate(envelope.sections):
+        part = inj_kw[sec.bus_pos]
+        key = (n, part.tobytes())
+        hit = envelope.flows.get(key)
+        if hit is None:
+            pf = solve_power_flow(sec.feeder, load_scale=hour.load_scale, injection_p_kw=part,
+                                  initial_v_pu=envelope.background.v_pu[sec.bus_pos])
+            hit = envelope.flows[key] = (pf.branch_current_a, pf.vm_pu)
+        current_a[sec.branch_idx] = hit[0]
+        vm_pu[sec.bus_pos[1:]] = hit[1][1:]
+    return current_a, vm_pu
 
 
 def _violation(kind: str, element: str, limit: float, value: float, unit: str) -> Violation:

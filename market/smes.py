@@ -34,7 +34,7 @@ Progress in Natural Science 19(3), 2009 (self-discharge 10-15 %/day).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Sequence
 
@@ -181,7 +181,8 @@ class SmesDispatch:
     market_discharge_wh: int      # energy the SMES sold in the market and delivered
     standby_loss_wh: int
     state_after: SmesState
-    injection_kw: np.ndarray      # all admitted flows incl. SMES legs (per bus position)
+    # All admitted flows incl. SMES legs per bus position (floats: not part of equality).
+    injection_kw: np.ndarray = field(compare=False, repr=False)
 
 
 def dispatch_smes(feeder: Feeder, hour: HourState, envelope: Envelope, params: SmesParams,

@@ -1,12 +1,13 @@
 """The round pipeline and the paper experiment (market/experiment.py, report.py, cli.py)."""
 
+import dataclasses
 import json
 
 import pytest
 
 from market.cli import main
-from market.experiment import (mean_ci95, run_day, run_experiment, run_round,
-                               stage_price, delivered_trades)
+from market.experiment import (delivered_trades, mean_ci95, paired_effect, run_day,
+                               run_experiment, run_round, stage_price)
 from market.grid import load_feeder
 from market.model import Kind
 from market.report import write_csv, write_json, write_plots
@@ -14,7 +15,9 @@ from market.scenario import ScenarioParams, build_day
 from market.smes import SmesState
 
 FEEDER = load_feeder()
-PARAMS = ScenarioParams()
+# A smaller population than the paper's keeps the nucleolus fast; the properties tested
+# here do not depend on the population's size.
+PARAMS = ScenarioParams(n_ev=6, n_pv=3)
 SCENARIO = build_day(PARAMS, FEEDER, seed=3, day=0)
 
 
@@ -60,6 +63,15 @@ def test_memoised_round_equals_the_stage_by_stage_round(paired):
     assert direct == plain.prices
 
 
+def test_skipping_pricing_changes_no_delivery_statistic(paired):
+    _, with_ = paired
+    unpriced = run_day(FEEDER, SCENARIO, PARAMS, with_smes=True, with_pricing=False)
+    for a, b in zip(with_.rounds, unpriced.rounds):
+        assert (a.security, a.smes) == (b.security, b.smes)
+        assert dataclasses.replace(a.stats, mean_price_milli_per_kwh=0) == b.stats
+        assert b.prices == {} and b.settlement.balances_milli == ()
+
+
 def test_rates_are_fractions_of_what_was_matched_and_offered(paired):
     for day in paired:
         sr, rc = day.success_rate(), day.renewable_consumption_rate()
@@ -68,6 +80,13 @@ def test_rates_are_fractions_of_what_was_matched_and_offered(paired):
         for r in day.rounds:
             assert r.stats.delivered_sides <= 2 * r.stats.matched_trades
             assert r.stats.pv_consumed_wh <= r.stats.pv_offered_wh
+
+
+def test_smes_effect_is_the_paired_daily_difference(paired):
+    without, with_ = paired
+    effect = paired_effect([without, without], [with_, with_], "success_rate")
+    assert effect.mean == pytest.approx(with_.success_rate() - without.success_rate())
+    assert effect.days == 2 and effect.ci_low == pytest.approx(effect.mean)   # no spread
 
 
 def test_mean_ci95_is_the_student_t_interval():
@@ -96,8 +115,8 @@ def test_same_seed_gives_byte_identical_csv_and_json(tmp_path):
 
 
 def test_cli_paper_writes_files_and_reports_rates(tmp_path, capsys):
-    assert main(["market", "paper", "--days", "1", "--seed", "2", "--no-smes",
-                 "--rating-scale", "1.0", "--out", str(tmp_path), "--no-plots"]) == 0
+    assert main(["market", "paper", "--days", "1", "--seed", "2", "--no-smes", "--evs", "4",
+                 "--pvs", "2", "--rating-scale", "1.0", "--out", str(tmp_path), "--no-plots"]) == 0
     out = capsys.readouterr().out
     assert "paper: success 54.5 % -> 74.5 %" in out
     assert {p.name for p in tmp_path.iterdir()} == {"rounds.csv", "trades.csv", "summary.json"}

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from market.grid import (CONDUCTORS, FeederError, HOURLY_LOAD_SHAPE, PLANNING_LOADING_RATIO,
+                         feeder_sections,
                          hourly_load_scale, load_feeder, replicate_feeder, solve_power_flow)
 
 FEEDER = load_feeder()
@@ -96,3 +97,20 @@ def test_a_meshed_network_is_refused(tmp_path):
 def test_unknown_bus_is_a_clear_error():
     with pytest.raises(KeyError, match="bus 99"):
         FEEDER.bus_index(99)
+
+
+def test_sections_are_independent_feeders_that_reassemble_the_whole():
+    big = replicate_feeder(FEEDER, 3).with_rating_scale(0.8)
+    sections = feeder_sections(big)
+    assert len(sections) == 3
+    inj = np.zeros(big.n_bus)
+    inj[big.bus_index(18 + 32)] = 150.0                 # in the second copy only
+    whole = solve_power_flow(big, load_scale=0.9, injection_p_kw=inj)
+    for sec in sections:
+        part = solve_power_flow(sec.feeder, load_scale=0.9, injection_p_kw=inj[sec.bus_pos])
+        np.testing.assert_allclose(part.vm_pu, whole.vm_pu[sec.bus_pos], atol=1e-12)
+        np.testing.assert_allclose(part.branch_current_a, whole.branch_current_a[sec.branch_idx],
+                                   rtol=1e-10)
+        np.testing.assert_array_equal(sec.feeder.rating_a, big.rating_a[sec.branch_idx])
+    (only,) = feeder_sections(FEEDER)                    # the 33-bus slack has one child
+    assert only.feeder.bus_numbers == FEEDER.bus_numbers

@@ -101,3 +101,17 @@ def test_hour_state_validates_and_follows_the_load_shape():
     assert HourState.for_hour(11).load_scale_ppm == 1_000_000
     with pytest.raises(ValueError):
         HourState(24, 1)
+
+
+def test_a_feeder_copy_under_the_same_substation_does_not_change_the_check():
+    # Sections under a fixed-voltage substation are independent: trades within copy 0 of
+    # a three-feeder grid get the same verdicts as on the feeder alone.
+    from market.grid import replicate_feeder
+    trades = [Trade(f"ev{i:02d}", f"pv{i}", 18 - i, 25 + i, 40_000 * (i + 1), 10 - i)
+              for i in range(6)]
+    trades += [Trade(f"ev{i:02d}", f"pv{i}", 25 + i, 18 - i, 40_000 * (i + 1), 10 - i)
+               for i in range(6, 9)]
+    alone = security_check(TIGHT, NIGHT, trades)
+    assert alone.admitted and alone.refused
+    grid3 = security_check(replicate_feeder(FEEDER, 3).with_rating_scale(0.5), NIGHT, trades)
+    assert alone == grid3
