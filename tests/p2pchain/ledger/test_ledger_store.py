@@ -1,0 +1,127 @@
+"""The channel store: appending, refusing blocks that do not extend it, recovery on open."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+
+import pytest
+
+from p2pchain.ledger.block import Block, genesis_block
+from p2pchain.ledger.devchain import kv_executor
+from p2pchain.ledger.store import LedgerError, StoreCorrupt, assemble_outputs, ledger_path
+from p2pchain.ledger.transaction import Transaction
+from p2pchain.ordering import Batch
+
+from conftest import T0_MS
+
+
+def test_new_ledger_starts_with_the_genesis_block(chain, open_ledger):
+    ledger = open_ledger("matching")
+    stored = ledger.block(0)
+    assert ledger.height == 0 and stored.certificate is None
+    assert stored.block.header.genesis_digest == chain.genesis.digest
+    assert stored.block.hash == genesis_block("matching", chain.genesis.digest).hash
+
+
+def test_committed_blocks_chain_and_survive_reopening(chain, open_ledger, node_dir):
+    ledger = open_ledger()
+    for nonce in range(1, 4):
+        chain.commit(ledger, [chain.tx("ev01", nonce, key=f"k{nonce}", value=nonce)])
+    root, head = ledger.state.root, ledger.head_hash
+    ledger.close()
+    reopened = open_ledger()
+    assert (reopened.height, reopened.head_hash, reopened.state.root) == (3, head, root)
+    for height in range(1, 4):
+        assert reopened.block(height).block.header.prev_hash == reopened.block_hash(height - 1)
+    assert reopened.state.get("kv", "k2") is not None
+
+
+def test_each_header_carries_the_state_root_after_the_previous_block(chain, open_ledger):
+    ledger = open_ledger()
+    roots = [ledger.state.root]
+    for nonce in range(1, 4):
+        chain.commit(ledger, [chain.tx("ev01", nonce, key=f"k{nonce}")])
+        roots.append(ledger.state.root)
+    assert [ledger.block(h).block.header.state_root for h in range(1, 4)] == roots[:3]
+    assert len(set(roots)) == 4
+
+
+def test_empty_batch_makes_an_empty_block(chain, open_ledger):
+    ledger = open_ledger("electricity")
+    block = chain.commit(ledger, [])
+    assert ledger.height == 1 and block.requests == () and block.outputs.results == ()
+
+
+def test_block_that_does_not_extend_the_head_is_refused(chain, open_ledger):
+    ledger = open_ledger()
+    batch = Batch((chain.tx("ev01", 1),), "node0", T0_MS, chain.genesis_anchors().to_metadata())
+    block = ledger.prepare(batch, 0)
+    screened = ledger.screen(block)
+    results, writes = kv_executor(block, [t for t in screened if isinstance(t, Transaction)])
+    block = block.with_outputs(assemble_outputs(screened, results, writes))
+    certificate = chain.certifier.certify("transaction", 0, 1, batch)
+    wrong_prev = Block(dataclasses.replace(block.header, prev_hash=bytes(32)), block.requests, block.outputs)
+    with pytest.raises(LedgerError, match="prev_hash"):
+        ledger.append(wrong_prev, certificate)
+    other_batch = Batch((), "node0", T0_MS, batch.metadata)
+    with pytest.raises(LedgerError, match="certificate is for another batch"):
+        ledger.append(block, chain.certifier.certify("transaction", 0, 1, other_batch))
+    with pytest.raises(LedgerError, match="execute it first"):
+        ledger.append(Block(block.header, block.requests), certificate)
+    assert ledger.height == 0
+    ledger.commit(block, certificate)
+    assert ledger.height == 1
+
+
+def test_contracts_cannot_write_the_nonce_namespace(chain, open_ledger):
+    ledger = open_ledger()
+
+    def forging(block, admitted):
+        return [], {("$nonce", "ev01"): b"\x00"}
+
+    with pytest.raises(LedgerError, match="nonce"):
+        chain.commit(ledger, [], execute=forging)
+
+
+def test_state_lagging_the_blocks_is_re_applied_on_open(chain, open_ledger, node_dir):
+    """A crash between appending a block and applying it: recovery applies it."""
+    ledger = open_ledger()
+    chain.commit(ledger, [chain.tx("ev01", 1, key="a")])
+    batch = Batch((chain.tx("ev01", 2, key="b"),), "node0", T0_MS + 9, chain.genesis_anchors().to_metadata())
+    block = ledger.prepare(batch, 0)
+    screened = ledger.screen(block)
+    results, writes = kv_executor(block, [t for t in screened if isinstance(t, Transaction)])
+    block = block.with_outputs(assemble_outputs(screened, results, writes))
+    ledger.append(block, chain.certifier.certify("transaction", 0, 2, batch))  # crash before apply
+    ledger.close()
+    reopened = open_ledger()
+    assert reopened.state.applied_height == 2 == reopened.height
+    assert reopened.state.get("kv", "b") is not None and reopened.last_nonce("ev01") == 2
+
+
+def test_ledger_of_another_consortium_is_refused(chain, open_ledger, node_dir, tmp_path):
+    open_ledger("matching").close()
+    # Swap the file in under another channel's name: block 0 names the wrong channel.
+    ledger_path(node_dir, "matching").rename(ledger_path(node_dir, "electricity"))
+    with pytest.raises(LedgerError, match="another channel or consortium"):
+        open_ledger("electricity")
+
+
+def test_tail_that_does_not_link_is_reported_as_corrupt(chain, open_ledger, node_dir):
+    ledger = open_ledger()
+    chain.commit(ledger, [chain.tx("ev01", 1)])
+    chain.commit(ledger, [chain.tx("ev01", 2)])
+    ledger.close()
+    conn = sqlite3.connect(ledger_path(node_dir, "transaction"))
+    conn.execute("UPDATE blocks SET hash = ? WHERE height = 1", (bytes(32),))
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreCorrupt):
+        open_ledger()
+
+
+def test_anchor_names_the_head(chain, open_ledger):
+    ledger = open_ledger("matching")
+    chain.commit(ledger, [])
+    assert (ledger.anchor().height, ledger.anchor().block_hash) == (1, ledger.head_hash)
