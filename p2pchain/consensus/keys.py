@@ -1,0 +1,54 @@
+"""Signing and checking consensus messages, each signature verified once.
+
+A :class:`Keyring` holds this replica's signing key and the public keys of the channel's
+nodes (from the genesis). Checking is cached by (payload, signature): a VIEW-CHANGE that
+arrives alone and again inside a NEW-VIEW, or a PREPARE inside a prepared certificate, costs
+one Ed25519 verification, not several (LIMITS.md: 55 µs each).
+
+``check_signatures=False`` signs with empty bytes and checks membership only. It exists for
+the benchmark's "signatures off" column and must never run outside it.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from ..crypto import BadSignature, SigningKey, verify
+
+__all__ = ["Keyring"]
+
+CACHE_LIMIT = 200_000
+
+
+class Keyring:
+    def __init__(self, name: str, signing_key: SigningKey | None, node_keys: Mapping[str, bytes],
+                 *, check_signatures: bool = True) -> None:
+        self.name = name
+        self._key = signing_key
+        self.node_keys = dict(node_keys)
+        self.check_signatures = check_signatures
+        self._verified: set[tuple[bytes, bytes]] = set()
+
+    def sign(self, payload: bytes) -> bytes:
+        if not self.check_signatures or self._key is None:
+            return b""
+        return self._key.sign(payload)
+
+    def check(self, sender: str, payload: bytes, signature: bytes) -> str | None:
+        """``None`` if ``sender`` is a node and signed ``payload``; else what is wrong."""
+        key = self.node_keys.get(sender)
+        if key is None:
+            return f"{sender!r} is not a node of this channel"
+        if not self.check_signatures:
+            return None
+        token = (payload, signature)
+        if token in self._verified:
+            return None
+        try:
+            verify(key, payload, signature)
+        except BadSignature as exc:
+            return f"signature of {sender} does not verify: {exc}"
+        if len(self._verified) >= CACHE_LIMIT:
+            self._verified.clear()
+        self._verified.add(token)
+        return None

@@ -1,0 +1,115 @@
+"""Checkpoints, garbage collection and state transfer (OSDI'99 §4.3)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from p2pchain.consensus import (BlockExecuted, Broadcast, ExecuteBatch, Fault, FaultKind,
+                                FetchState, Received, Send, StateTransferred)
+from p2pchain.consensus.messages import (CheckpointState, Commit, CommittedEntry, FetchReply,
+                                         FetchRequest)
+from p2pchain.ordering import CommitCertificate
+
+from .conftest import CHANNEL
+
+
+def committed_replica(cluster, seqs, name="node1"):
+    replica = cluster.replica(name)
+    backup = "node3" if name == "node2" else "node2"
+    for seq in seqs:
+        pp = cluster.pre_prepare(seq)
+        replica.handle(Received(1, pp))
+        replica.handle(Received(2, cluster.prepare(pp, backup)))
+        for sender in ("node0", backup):
+            replica.handle(Received(3, cluster.commit(pp, sender)))
+    assert replica.last_committed == max(seqs)
+    return replica
+
+
+def entry(cluster, seq):
+    pp = cluster.pre_prepare(seq)
+    commits = [cluster.sign(Commit(CHANNEL, 0, seq, pp.digest, n)) for n in ("node0", "node2", "node3")]
+    cert = CommitCertificate(CHANNEL, 0, seq, pp.digest, tuple((c.sender, c.signature) for c in commits))
+    return CommittedEntry(seq, pp.batch, cert)
+
+
+def test_executing_a_checkpoint_seq_broadcasts_a_signed_checkpoint(cluster):
+    replica = committed_replica(cluster, (1, 2))
+    replica.handle(BlockExecuted(4, 1, b"s1"))
+    actions = replica.handle(BlockExecuted(5, 2, b"s2"))
+    [ckpt] = [a.message for a in actions if type(a) is Broadcast]
+    state = CheckpointState(2, b"s2", (("alice", 2),))
+    assert ckpt == cluster.checkpoint(state, "node1")
+
+
+def test_checkpoint_becomes_stable_at_2f_plus_1_and_collects_garbage(cluster):
+    replica = committed_replica(cluster, (1, 2, 3))
+    replica.handle(BlockExecuted(4, 1, b"s1"))
+    replica.handle(BlockExecuted(5, 2, b"s2"))
+    state = CheckpointState(2, b"s2", (("alice", 2),))
+    replica.handle(Received(6, cluster.checkpoint(state, "node0")))
+    assert replica.low == 0
+    replica.handle(Received(7, cluster.checkpoint(state, "node3")))
+    assert replica.low == 2 and replica.stable_state == state
+    assert sorted(replica.slots) == [3] and sorted(replica.committed) == [3]
+    assert sorted(replica.prepared) == [3]
+    assert {c.sender for c in replica.stable_proof} == {"node0", "node1", "node3"}
+
+
+def test_checkpoints_with_different_digests_do_not_make_a_quorum(cluster):
+    replica = committed_replica(cluster, (1, 2))
+    replica.handle(BlockExecuted(4, 1, b"s1"))
+    replica.handle(BlockExecuted(5, 2, b"s2"))
+    for sender in ("node0", "node3"):
+        replica.handle(Received(6, cluster.checkpoint(CheckpointState(2, b"other", ()), sender)))
+    assert replica.low == 0
+
+
+def test_replica_behind_a_stable_checkpoint_asks_its_peers_for_state(cluster):
+    replica = cluster.replica("node1")
+    state = CheckpointState(4, b"s4", (("alice", 4),))
+    replica.handle(Received(1, cluster.checkpoint(state, "node0")))
+    replica.handle(Received(2, cluster.checkpoint(state, "node2")))
+    actions = replica.handle(Received(3, cluster.checkpoint(state, "node3")))
+    assert [a.message for a in actions if type(a) is Broadcast] == [
+        cluster.sign(FetchRequest(CHANNEL, 0, "node1"))]
+
+
+def test_state_transfer_installs_a_proven_checkpoint_then_executes_certified_batches(cluster):
+    replica = cluster.replica("node1")
+    state = CheckpointState(4, b"s4", (("alice", 4),))
+    proof = tuple(cluster.checkpoint(state, n) for n in ("node0", "node2", "node3"))
+    reply = cluster.sign(FetchReply(CHANNEL, state, proof, (entry(cluster, 5),), None, "node2"))
+    actions = replica.handle(Received(1, reply))
+    [fetch] = [a for a in actions if type(a) is FetchState]
+    assert (fetch.seq, fetch.state_digest) == (4, b"s4")
+    assert not any(type(a) is ExecuteBatch for a in actions)  # not before the snapshot is in
+    actions = replica.handle(StateTransferred(2, 4, b"s4"))
+    assert [a.seq for a in actions if type(a) is ExecuteBatch] == [5]
+    assert (replica.low, replica.last_committed, replica.clients) == (4, 5, {"alice": 5})
+
+
+def test_checkpoint_proof_with_only_2f_signatures_is_refused(cluster):
+    replica = cluster.replica("node1")
+    state = CheckpointState(4, b"s4", ())
+    proof = tuple(cluster.checkpoint(state, n) for n in ("node0", "node2"))
+    reply = cluster.sign(FetchReply(CHANNEL, state, proof, (), None, "node2"))
+    assert [a.kind for a in replica.handle(Received(1, reply)) if type(a) is Fault] == [FaultKind.BAD_STATE]
+    assert replica.low == 0
+
+
+def test_certified_batch_whose_certificate_does_not_match_is_refused(cluster):
+    replica = cluster.replica("node1")
+    good = entry(cluster, 1)
+    forged = replace(good, batch=replace(good.batch, timestamp_ms=123))
+    reply = cluster.sign(FetchReply(CHANNEL, replica.stable_state, (), (forged,), None, "node2"))
+    assert [a.kind for a in replica.handle(Received(1, reply)) if type(a) is Fault] == [FaultKind.BAD_STATE]
+    assert replica.last_committed == 0
+
+
+def test_peer_answers_a_fetch_request_with_its_committed_batches(cluster):
+    replica = committed_replica(cluster, (1, 2), name="node2")
+    actions = replica.handle(Received(1, cluster.sign(FetchRequest(CHANNEL, 1, "node3"))))
+    [send] = actions
+    assert type(send) is Send and send.to == "node3"
+    assert [e.seq for e in send.message.entries] == [2]
