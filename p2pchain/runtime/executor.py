@@ -1,0 +1,233 @@
+"""The executor: runs a block's invocations in order and returns the block result.
+
+This is the pure core of the runtime (no process, no I/O): :mod:`.worker` hosts it in a
+child process per channel; tests and the simulator may call it directly. For each
+invocation it
+
+1. runs the lifecycle system contract, or finds the contract's committed definition and
+   its compiled code (validated, instrumented, compiled once per digest);
+2. executes the module afresh — new globals, restricted builtins, a new meter — so no state
+   survives from one transaction to the next except through ``ctx.put``;
+3. calls the named function with ``ctx`` and the arguments, and turns every outcome into a
+   :class:`TxResult`: success with canonical value, events and writes, or failure with a
+   deterministic reason and no writes.
+
+A ``MemoryError`` is not a transaction failure: whether it happens depends on the node, so
+it escapes as :class:`ResourceBreach` and the node refuses to commit the block.
+"""
+
+from __future__ import annotations
+
+import types
+from collections import OrderedDict
+from typing import Any, Sequence
+
+from .context import Context, Layer, canonical
+from .instrument import instrument
+from .lifecycle import LIFECYCLE, LifecycleError, LifecyclePolicy, committed, load_bundle, run_lifecycle
+from .meter import DEFAULT_DEPTH_LIMIT, DEFAULT_STEP_LIMIT, ContractFault, Meter, StateFault
+from .policy import CONTRACT_MODULE
+from .records import AnchoredReader, BlockContext, BlockResult, Invocation, RuntimeFault, StateView, TxResult
+from .checks import scrub_addresses
+from .sandbox import contract_globals
+from .validator import ContractRefused, validate
+
+__all__ = ["Executor", "ResourceBreach", "compile_contract"]
+
+
+class ResourceBreach(RuntimeFault):
+    """The process ran out of memory while executing: the result is not reproducible."""
+
+
+def compile_contract(source: str, filename: str = "<contract>") -> types.CodeType:
+    """Validate, instrument and compile a contract module; :class:`ContractRefused` if invalid."""
+    tree, refusals = validate(source, filename)
+    if refusals:
+        raise ContractRefused(refusals)
+    return compile(instrument(tree), filename, "exec", dont_inherit=True, optimize=0)
+
+
+def _describe(exc: Exception) -> str:
+    """``"Type: message"`` of a contract's exception; its ``__str__`` may be contract code."""
+    try:
+        message = str(exc)
+    except MemoryError:
+        raise
+    except (Exception, ContractFault):
+        message = "<the exception's message could not be computed>"
+    return f"{type(exc).__name__}: {message}"
+
+
+class _Guarded:
+    """A state view or anchored reader whose failures are the node's, never the contract's."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def _call(self, name: str, *args: Any) -> Any:
+        try:
+            return getattr(self._inner, name)(*args)
+        except Exception as exc:
+            raise StateFault(f"{name}{args!r}: {type(exc).__name__}: {exc}") from exc
+
+    def get(self, namespace: str, key: str) -> bytes | None:
+        return self._call("get", namespace, key)
+
+    def scan(self, namespace: str, start: str = "", end: str | None = None, limit: int | None = None) -> Any:
+        try:
+            items = iter(self._inner.scan(namespace, start, end, limit))
+            while True:
+                try:
+                    item = next(items)
+                except StopIteration:
+                    return
+                yield item
+        except Exception as exc:
+            raise StateFault(f"scan: {type(exc).__name__}: {exc}") from exc
+
+    def read(self, channel: str, namespace: str, key: str) -> bytes | None:
+        return self._call("read", channel, namespace, key)
+
+
+class _Failed(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Executor:
+    """Executes blocks of one channel.
+
+    Parameters
+    ----------
+    policy:
+        The channel's lifecycle policy (member orgs and approval threshold).
+    step_limit, depth_limit:
+        Per-transaction meter limits; part of the consensus rules, equal on every node.
+    code_cache:
+        Compiled contract versions kept in memory (by digest).
+    """
+
+    def __init__(self, policy: LifecyclePolicy, *, step_limit: int = DEFAULT_STEP_LIMIT,
+                 depth_limit: int = DEFAULT_DEPTH_LIMIT, code_cache: int = 64) -> None:
+        self.policy = policy
+        self.step_limit = step_limit
+        self.depth_limit = depth_limit
+        self._cache: OrderedDict[bytes, types.CodeType] = OrderedDict()
+        self._cache_size = code_cache
+        self._definitions: dict[str, Any] = {}
+
+    def execute_block(self, block: BlockContext, invocations: Sequence[Invocation], state: StateView,
+                      reader: AnchoredReader | None = None) -> BlockResult:
+        """Run ``invocations`` in order against ``state``; see :class:`BlockResult`."""
+        state = _Guarded(state)
+        reader = None if reader is None else _Guarded(reader)
+        block_layer = Layer(state)
+        results = []
+        self._definitions: dict[str, Any] = {}  # per block; a lifecycle transaction clears it
+        for invocation in invocations:
+            tx_layer = Layer(block_layer)
+            result = self._execute(block, invocation, tx_layer, reader)
+            if result.ok:
+                block_layer.merge(tx_layer.writes)
+                if invocation.contract == LIFECYCLE:
+                    self._definitions.clear()
+            results.append(result)
+        writes = tuple((ns, key, value) for (ns, key), value in sorted(block_layer.writes.items()))
+        return BlockResult(block.channel, block.height, tuple(results), writes)
+
+    # -- one transaction ----------------------------------------------------------------------
+
+    def _execute(self, block: BlockContext, invocation: Invocation, layer: Layer,
+                 reader: AnchoredReader | None) -> TxResult:
+        meter = Meter(self.step_limit, self.depth_limit)
+        events: list[bytes] = []
+        try:
+            if invocation.contract == LIFECYCLE:
+                value = run_lifecycle(invocation.function, invocation.args, invocation.caller,
+                                      block.height, layer, layer.writes, self.policy)
+                data = canonical(value, "return value")
+            else:
+                data = self._run_contract(block, invocation, layer, reader, meter, events)
+        except MemoryError:
+            raise ResourceBreach(f"memory exhausted in {invocation.contract}.{invocation.function}") from None
+        except StateFault as exc:
+            raise RuntimeFault(f"state unavailable in {invocation.contract}.{invocation.function}: "
+                               f"{exc.args[0]}") from exc.__cause__
+        except (_Failed, LifecycleError, ContractFault) as exc:
+            reason = exc.reason if isinstance(exc, (_Failed, ContractFault)) else str(exc)
+            return self._failed(invocation, reason, meter)
+        except RecursionError:
+            return self._failed(invocation, "recursion too deep", meter)
+        except Exception as exc:  # contract code run by the runtime (a __lt__ while encoding...)
+            return self._failed(invocation, _describe(exc), meter)
+        if meter.exhausted or meter.too_deep:
+            return self._failed(invocation, "out of steps", meter)
+        writes = tuple((ns, key, v) for (ns, key), v in sorted(layer.writes.items()))
+        return TxResult(invocation.tx_id, True, None, data, tuple(events), writes, meter.used)
+
+    @staticmethod
+    def _failed(invocation: Invocation, reason: str, meter: Meter) -> TxResult:
+        if meter.exhausted:
+            reason = "out of steps"
+        elif meter.too_deep:
+            reason = f"call depth exceeded (limit {meter.depth_limit})"
+        return TxResult(invocation.tx_id, False, scrub_addresses(reason)[:1000], None, (), (),
+                        min(meter.used, meter.limit + 1))
+
+    def _code(self, layer: Layer, name: str) -> types.CodeType:
+        definition = self._definitions.get(name)
+        if definition is None:
+            definition = self._definitions[name] = committed(layer, name)
+        if definition is None:
+            raise _Failed(f"contract {name!r} is not committed on this channel")
+        code = self._cache.get(definition.digest)
+        if code is None:
+            bundle = load_bundle(layer, definition.digest)
+            try:
+                code = compile_contract(bundle["source"], f"<contract {name} v{definition.version}>")
+            except ContractRefused as exc:
+                raise _Failed(f"contract {name!r} is refused: {exc}") from None
+            self._cache[definition.digest] = code
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(definition.digest)
+        return code
+
+    def _run_contract(self, block: BlockContext, invocation: Invocation, layer: Layer,
+                      reader: AnchoredReader | None, meter: Meter, events: list[bytes]) -> bytes:
+        code = self._code(layer, invocation.contract)
+        if not isinstance(invocation.args, dict) or not all(type(k) is str for k in invocation.args):
+            raise _Failed("arguments must be a map with str keys")
+        ctx = Context(layer=layer, contract=invocation.contract, caller=invocation.caller, block=block,
+                      tx_id=invocation.tx_id, meter=meter, reader=reader)
+        namespace = contract_globals(meter)
+        try:
+            return self._call(invocation, code, namespace, ctx, meter, events)
+        finally:
+            # The module's functions and its globals refer to each other: break the cycle now
+            # rather than leave every transaction's module to the cyclic garbage collector.
+            namespace.clear()
+
+    @staticmethod
+    def _call(invocation: Invocation, code: types.CodeType, namespace: dict[str, Any], ctx: Context,
+              meter: Meter, events: list[bytes]) -> bytes:
+        try:
+            exec(code, namespace)
+            function = namespace.get(invocation.function)
+            if (invocation.function.startswith("_") or type(function) is not types.FunctionType
+                    or function.__module__ != CONTRACT_MODULE):
+                raise _Failed(f"contract {invocation.contract!r} has no function {invocation.function!r}")
+            value = function(ctx, **invocation.args)
+            if meter.exhausted:
+                raise _Failed("out of steps")
+            data = canonical(value, "return value")  # may run the contract's __lt__ on map keys
+        except (_Failed, ContractFault, MemoryError):
+            raise
+        except RecursionError:
+            raise _Failed("recursion too deep") from None
+        except Exception as exc:  # the contract's own failure: deterministic type and message
+            raise _Failed(_describe(exc)) from None
+        events.extend(ctx._events)
+        return data

@@ -1,0 +1,207 @@
+"""AST instrumentation: the deterministic meter and the run-time checks (issue 5, item 3).
+
+After :func:`.validator.validate` accepts a module, :func:`instrument` rewrites its AST so
+that
+
+* every loop iteration, comprehension item, lambda call and generator resumption charges
+  one step (``__step__()``), and every function call charges one step and one level of call
+  depth (``__enter__()`` ... ``finally: __leave__()``); a loop directly over ``range(...)``
+  is charged in bulk instead, when the range is made;
+* ``+``, ``*``, ``**``, ``<<`` and their in-place forms go through size-checked helpers, so a
+  doubling string or a ``10 ** 10 ** 9`` fails the same way on every node instead of
+  exhausting one node's memory;
+* attribute stores and deletes go through a check that refuses shared objects (modules,
+  classes and functions not defined by this contract);
+* every ``except`` handler first re-raises what a contract must not swallow (the meter's
+  signals, ``MemoryError``, ``RecursionError``).
+
+The helpers' names are dunder names, which the validator refuses in contract source and
+which the compiler does not mangle inside class bodies, so a contract can neither call nor
+shadow them. Steps count Python-level work only; see docs/contracts.md for the rule.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+
+__all__ = ["instrument", "HOOKS", "INPLACE_HOOK"]
+
+STEP = "__step__"
+ENTER = "__enter__"
+LEAVE = "__leave__"
+FATAL = "__fatal__"
+SETATTR = "__setattr_checked__"
+DELATTR = "__delattr_checked__"
+BASE_EXCEPTION = "__base_exception__"
+RANGE = "__range__"
+CHECKED_BINOPS = {ast.Add: "__add_checked__", ast.Mult: "__mul_checked__",
+                  ast.Pow: "__pow_checked__", ast.LShift: "__lshift_checked__"}
+#: In-place operators, by AST class name, each to a hook ``__inplace_<Name>__``.
+INPLACE_HOOK = "__inplace_{}__"
+HOOKS = (STEP, ENTER, LEAVE, FATAL, SETATTR, DELATTR, BASE_EXCEPTION, RANGE, *CHECKED_BINOPS.values())
+
+
+def _call(name: str, *args: ast.expr) -> ast.Call:
+    return ast.Call(func=ast.Name(id=name, ctx=ast.Load()), args=list(args), keywords=[])
+
+
+def _step() -> ast.stmt:
+    return ast.Expr(_call(STEP))
+
+
+def _is_number(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and type(node.value) in (int, float, bool)
+
+
+def _is_generator(node: ast.FunctionDef) -> bool:
+    stack: list[ast.AST] = list(node.body)
+    while stack:
+        current = stack.pop()
+        if isinstance(current, (ast.Yield, ast.YieldFrom)):
+            return True
+        if not isinstance(current, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            stack.extend(ast.iter_child_nodes(current))
+    return False
+
+
+def _over_range(node: ast.For | ast.comprehension) -> bool:
+    """``for x in range(...)``: the loop's items were all charged when the range was made.
+
+    The call is pointed at the ``__range__`` hook, which a contract cannot rebind, so the
+    per-item charge may be skipped: the loop cannot run longer than was paid for.
+    """
+    call = node.iter
+    if (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "range"
+            and not call.keywords and 1 <= len(call.args) <= 3
+            and not any(isinstance(a, ast.Starred) for a in call.args)):
+        call.func = ast.Name(id=RANGE, ctx=ast.Load())
+        return True
+    return False
+
+
+class _Instrumenter(ast.NodeTransformer):
+    def __init__(self) -> None:
+        self._temps = itertools.count()
+
+    def _temp(self) -> str:
+        return f"__tmp{next(self._temps)}__"
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.FunctionDef:
+        self.generic_visit(node)
+        if _is_generator(node):
+            # A suspended generator is not on the call stack: charge steps, not depth.
+            node.body = [_step(), *node.body]
+        else:
+            node.body = [
+                ast.Expr(_call(ENTER)),
+                ast.Try(body=node.body, handlers=[], orelse=[], finalbody=[ast.Expr(_call(LEAVE))]),
+            ]
+        return node
+
+    def visit_Lambda(self, node: ast.Lambda) -> ast.Lambda:
+        self.generic_visit(node)
+        node.body = ast.Subscript(
+            value=ast.Tuple(elts=[_call(STEP), node.body], ctx=ast.Load()),
+            slice=ast.Constant(1), ctx=ast.Load(),
+        )
+        return node
+
+    def visit_While(self, node: ast.While) -> ast.While:
+        self.generic_visit(node)
+        node.body = [_step(), *node.body]
+        return node
+
+    def visit_For(self, node: ast.For) -> ast.For:
+        self.generic_visit(node)
+        if not _over_range(node):
+            node.body = [_step(), *node.body]
+        return node
+
+    def visit_comprehension(self, node: ast.comprehension) -> ast.comprehension:
+        self.generic_visit(node)
+        if not _over_range(node):
+            node.ifs.insert(0, ast.Compare(left=_call(STEP), ops=[ast.GtE()], comparators=[ast.Constant(0)]))
+        return node
+
+    def visit_BinOp(self, node: ast.BinOp) -> ast.expr:
+        self.generic_visit(node)
+        hook = CHECKED_BINOPS.get(type(node.op))
+        if hook is None or (isinstance(node.op, ast.Add) and (_is_number(node.left) or _is_number(node.right))):
+            return node
+        return ast.copy_location(_call(hook, node.left, node.right), node)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> list[ast.stmt]:
+        self.generic_visit(node)
+        hook = INPLACE_HOOK.format(type(node.op).__name__)
+        target = node.target
+        unchecked = type(node.op) not in CHECKED_BINOPS or (isinstance(node.op, ast.Add) and _is_number(node.value))
+        if unchecked and not isinstance(target, ast.Attribute):
+            return [node]  # nothing to check: keep the fast in-place opcode
+        if isinstance(target, ast.Name):
+            value = _call(hook, ast.Name(id=target.id, ctx=ast.Load()), node.value)
+            return [ast.copy_location(ast.Assign(targets=[target], value=value), node)]
+        obj = self._temp()
+        statements: list[ast.stmt] = [ast.Assign(targets=[ast.Name(id=obj, ctx=ast.Store())], value=target.value)]
+        if isinstance(target, ast.Attribute):
+            current = ast.Attribute(value=ast.Name(id=obj, ctx=ast.Load()), attr=target.attr, ctx=ast.Load())
+            statements.append(ast.Expr(_call(
+                SETATTR, ast.Name(id=obj, ctx=ast.Load()), ast.Constant(target.attr),
+                _call(hook, current, node.value))))
+        else:  # Subscript
+            key = self._temp()
+            statements.append(ast.Assign(targets=[ast.Name(id=key, ctx=ast.Store())], value=target.slice))
+            current = ast.Subscript(value=ast.Name(id=obj, ctx=ast.Load()),
+                                    slice=ast.Name(id=key, ctx=ast.Load()), ctx=ast.Load())
+            store = ast.Subscript(value=ast.Name(id=obj, ctx=ast.Load()),
+                                  slice=ast.Name(id=key, ctx=ast.Load()), ctx=ast.Store())
+            statements.append(ast.Assign(targets=[store], value=_call(hook, current, node.value)))
+        return [ast.copy_location(s, node) for s in statements]
+
+    def _store_attribute(self, target: ast.Attribute, value: ast.expr) -> ast.stmt:
+        return ast.Expr(_call(SETATTR, target.value, ast.Constant(target.attr), value))
+
+    def visit_Assign(self, node: ast.Assign) -> ast.stmt | list[ast.stmt]:
+        self.generic_visit(node)
+        if not any(isinstance(t, ast.Attribute) for t in node.targets):
+            return node
+        temp = self._temp()
+        statements: list[ast.stmt] = [ast.Assign(targets=[ast.Name(id=temp, ctx=ast.Store())], value=node.value)]
+        for target in node.targets:
+            value = ast.Name(id=temp, ctx=ast.Load())
+            if isinstance(target, ast.Attribute):
+                statements.append(self._store_attribute(target, value))
+            else:
+                statements.append(ast.Assign(targets=[target], value=value))
+        return [ast.copy_location(s, node) for s in statements]
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.stmt:
+        self.generic_visit(node)
+        if isinstance(node.target, ast.Attribute) and node.value is not None:
+            return ast.copy_location(self._store_attribute(node.target, node.value), node)
+        return node
+
+    def visit_Delete(self, node: ast.Delete) -> list[ast.stmt]:
+        self.generic_visit(node)
+        statements: list[ast.stmt] = []
+        for target in node.targets:
+            if isinstance(target, ast.Attribute):
+                statements.append(ast.Expr(_call(DELATTR, target.value, ast.Constant(target.attr))))
+            else:
+                statements.append(ast.Delete(targets=[target]))
+        return [ast.copy_location(s, node) for s in statements]
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> ast.ExceptHandler:
+        self.generic_visit(node)
+        if node.type is None:
+            node.type = ast.Name(id=BASE_EXCEPTION, ctx=ast.Load())
+        if node.name is None:
+            node.name = "__exception__"
+        node.body = [ast.Expr(_call(FATAL, ast.Name(id=node.name, ctx=ast.Load()))), *node.body]
+        return node
+
+
+def instrument(tree: ast.Module) -> ast.Module:
+    """Rewrite a validated module in place (see the module docstring) and return it."""
+    tree = _Instrumenter().visit(tree)
+    return ast.fix_missing_locations(tree)

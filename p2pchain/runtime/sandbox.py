@@ -1,0 +1,70 @@
+"""The globals a contract module runs with: restricted builtins and the hooks.
+
+A contract module is executed with a fresh globals dict whose ``__builtins__`` is the dict
+:func:`contract_globals` builds: only the names in :mod:`.policy`, several wrapped so that
+aliasing cannot bypass a static rule (see :mod:`.checks`), ``range`` metered and
+``__import__`` handing out proxies (see :mod:`.imports`), plus the hooks the instrumented
+code calls (see :mod:`.instrument`), bound to the transaction's meter.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+from .checks import (
+    INPLACE, _add, _ascii, _delattr, _format, _getattr, _hasattr, _iter, _lshift, _pow, _repr,
+    _setattr, _type, checked_mul,
+)
+from .imports import importer, metered_range
+from .meter import Meter
+from .policy import CONTRACT_MODULE
+
+__all__ = ["contract_globals"]
+
+_EXCEPTIONS = (
+    "Exception", "ArithmeticError", "AssertionError", "AttributeError", "IndexError", "KeyError",
+    "LookupError", "NotImplementedError", "OverflowError", "RuntimeError", "StopIteration",
+    "TypeError", "ValueError", "ZeroDivisionError",
+)
+_PLAIN_BUILTINS = (
+    "abs", "all", "any", "bin", "bool", "bytes", "callable", "chr", "dict", "divmod", "enumerate",
+    "filter", "float", "hex", "int", "isinstance", "issubclass", "len", "list", "map", "max", "min",
+    "next", "oct", "ord", "reversed", "round", "slice", "sorted", "str", "sum", "tuple", "zip",
+    "object", "super", "property", "staticmethod", "classmethod", "NotImplemented", "Ellipsis",
+    "__build_class__",
+) + _EXCEPTIONS
+
+_STATIC_BUILTINS = {name: getattr(builtins, name) for name in _PLAIN_BUILTINS}
+_STATIC_BUILTINS.update({
+    "pow": _pow, "iter": _iter, "type": _type, "repr": _repr, "ascii": _ascii, "format": _format,
+    "getattr": _getattr, "setattr": _setattr, "delattr": _delattr, "hasattr": _hasattr,
+})
+
+
+_STATIC_HOOKS: dict[str, Any] = {
+    "__name__": CONTRACT_MODULE,
+    "__setattr_checked__": _setattr,
+    "__delattr_checked__": _delattr,
+    "__base_exception__": BaseException,
+    "__add_checked__": _add,
+    "__mul_checked__": checked_mul,
+    "__pow_checked__": _pow,
+    "__lshift_checked__": _lshift,
+    **{f"__inplace_{op}__": hook for op, hook in INPLACE.items()},
+}
+
+
+def contract_globals(meter: Meter) -> dict[str, Any]:
+    """A fresh globals dict for one execution of a contract module, hooks bound to ``meter``."""
+    restricted = dict(_STATIC_BUILTINS)
+    restricted["range"] = range_ = metered_range(meter)
+    restricted["__import__"] = importer(meter)
+    namespace = dict(_STATIC_HOOKS)
+    namespace["__builtins__"] = restricted
+    namespace["__range__"] = range_
+    namespace["__step__"] = meter.step
+    namespace["__enter__"] = meter.enter
+    namespace["__leave__"] = meter.leave
+    namespace["__fatal__"] = meter.check
+    return namespace

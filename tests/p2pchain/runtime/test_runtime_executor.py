@@ -1,0 +1,267 @@
+"""The executor: ctx semantics, failures that discard writes, metering, floats, blocks."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+from runtime_helpers import POLICY, Runner, block, invocation, state_with, value
+
+from p2pchain.encoding import decode, encode
+from p2pchain.runtime import Executor, MemoryState
+from p2pchain.runtime.units import round_half_even, to_units
+
+COUNTER = '''
+def add(ctx, key="n", by=1):
+    n = ctx.get(key, 0) + by
+    ctx.put(key, n)
+    ctx.emit({"key": key, "n": n})
+    return n
+
+def fail_after_write(ctx):
+    ctx.put("n", 999)
+    raise ValueError("no")
+
+def listing(ctx, start="", end=None, limit=None):
+    return ctx.scan(start, end, limit)
+
+def drop(ctx, key):
+    ctx.delete(key)
+'''
+
+
+def run_block(state, calls, **executor_options):
+    executor = Executor(POLICY, **executor_options)
+    invocations = [invocation("counter", f, a, tx=i) for i, (f, a) in enumerate(calls)]
+    return executor.execute_block(block(), invocations, state)
+
+
+def test_a_transaction_sees_writes_of_earlier_transactions_in_the_block():
+    result = run_block(state_with(counter=COUNTER), [("add", {}), ("add", {"by": 5})])
+    assert [decode(r.value) for r in result.results] == [1, 6]
+    assert result.write_map() == {("counter", "n"): encode(6)}
+
+
+def test_a_failed_transaction_has_its_writes_discarded():
+    result = run_block(state_with(counter=COUNTER), [("add", {}), ("fail_after_write", {}), ("add", {})])
+    failed = result.results[1]
+    assert not failed.ok and failed.reason == "ValueError: no" and failed.writes == ()
+    assert decode(result.results[2].value) == 2
+    assert result.write_map() == {("counter", "n"): encode(2)}
+
+
+def test_events_are_recorded_in_order_as_canonical_bytes():
+    result = run_block(state_with(counter=COUNTER), [("add", {"key": "a"})])
+    assert [decode(e) for e in result.results[0].events] == [{"key": "a", "n": 1}]
+
+
+def test_scan_merges_committed_state_and_pending_writes_in_key_order():
+    state = state_with(counter=COUNTER)
+    state.apply({("counter", k): encode(i) for i, k in enumerate(["a", "c", "e", "g"])})
+    result = run_block(state, [("add", {"key": "b"}), ("drop", {"key": "c"}), ("add", {"key": "e"}),
+                               ("listing", {"start": "a", "end": "g"}), ("listing", {"limit": 2})])
+    assert decode(result.results[3].value) == [["a", 0], ["b", 1], ["e", 3]]
+    assert decode(result.results[4].value) == [["a", 0], ["b", 1]]
+
+
+def test_a_contract_only_sees_its_own_namespace():
+    state = state_with(counter=COUNTER, other="def peek(ctx):\n    return ctx.get('n')\n")
+    state.apply({("counter", "n"): encode(41)})
+    result = Executor(POLICY).execute_block(block(), [invocation("other", "peek")], state)
+    assert decode(result.results[0].value) is None
+
+
+def test_module_state_does_not_survive_between_transactions():
+    source = "CACHE = []\n\ndef remember(ctx):\n    CACHE.append(1)\n    return len(CACHE)\n"
+    state = state_with(c=source)
+    result = Executor(POLICY).execute_block(block(), [invocation("c", "remember", tx=i) for i in range(3)], state)
+    assert [decode(r.value) for r in result.results] == [1, 1, 1]
+
+
+@pytest.mark.parametrize("body, reason", [
+    ("ctx.put('x', 0.5)", "write of 'x' is not a canonical value: <root>: float 0.5 refused"),
+    ("ctx.put('x', {'p': [1, 2.5]})", "float 2.5 refused"),
+    ("ctx.emit({'price': 1.5})", "event is not a canonical value"),
+    ("return 0.1", "return value is not a canonical value"),
+    ("ctx.put('x', object())", "values of type object cannot be encoded"),
+    ("ctx.put('x', 2 ** 70)", "outside the 64-bit range"),
+])
+def test_a_float_or_non_canonical_output_fails_the_transaction_with_that_reason(run, body, reason):
+    result = run(f"def run(ctx):\n    {body}\n")
+    assert not result.ok and reason in result.reason and result.writes == ()
+
+
+def test_floats_inside_a_contract_are_fine_once_rounded(run):
+    source = "def run(ctx):\n    x = 2.5 * 3\n    return [ctx.to_units(x), ctx.round_half_even(0.5), ctx.to_units(1.2345, 0.001)]\n"
+    assert value(run(source)) == [8, 0, 1234]
+
+
+def test_rounding_is_half_to_even_on_the_exact_value():
+    assert [round_half_even(x) for x in (0.5, 1.5, 2.5, -1.5, Fraction(7, 2))] == [0, 2, 2, -2, 4]
+    assert to_units(0.3, Fraction(1, 10)) == 3  # 0.3 is 0.29999..., times 10 is 2.99999... -> 3
+    with pytest.raises(ValueError):
+        to_units(float("nan"))
+
+
+@pytest.mark.parametrize("source", [
+    "def run(ctx):\n    while True:\n        pass\n",
+    "def run(ctx):\n    return sum(x for x in range(10 ** 9))\n",
+    "def run(ctx):\n    return len(list(range(10 ** 7)))\n",
+    "import itertools\ndef run(ctx):\n    return sum(itertools.count())\n",
+    "def run(ctx):\n    while True:\n        try:\n            while True:\n                pass\n        except StopIteration:\n            pass\n",
+    "def run(ctx):\n    try:\n        while True:\n            pass\n    except Exception:\n        return 1\n",
+    "def f(n):\n    return f(n + 1) if n < 10 ** 9 else 0\ndef run(ctx):\n    return [f(0) for _ in range(10 ** 6)]\n",
+])
+def test_runaway_work_fails_with_out_of_steps_at_the_same_step(source):
+    first, second = Runner(50_000)(source), Runner(50_000)(source)
+    assert first == second
+    assert not first.ok and first.reason in ("out of steps", "call depth exceeded (limit 100)")
+    assert first.steps <= 50_001
+
+
+def test_steps_are_charged_per_loop_iteration_and_call():
+    runner = Runner()
+    base = runner("def run(ctx):\n    return 0\n").steps
+    loop = runner("def run(ctx):\n    for i in [1, 2, 3, 4, 5]:\n        pass\n").steps
+    calls = runner("def g():\n    return 0\ndef run(ctx):\n    g(); g(); g()\n").steps
+    assert (loop - base, calls - base) == (5, 3)
+
+
+def test_a_loop_over_range_is_charged_once_when_the_range_is_made():
+    runner = Runner()
+    base = runner("def run(ctx):\n    return 0\n").steps
+    loop = runner("def run(ctx):\n    for i in range(7):\n        pass\n").steps
+    broken = runner("def run(ctx):\n    for i in range(7):\n        break\n").steps
+    comprehension = runner("def run(ctx):\n    return [i for i in range(7)]\n").steps
+    assert loop - base == broken - base == comprehension - base == 7
+
+
+def test_deep_recursion_fails_with_call_depth_exceeded(run):
+    result = run("def f(n):\n    return f(n + 1)\ndef run(ctx):\n    return f(0)\n")
+    assert result.reason == "call depth exceeded (limit 100)"
+
+
+def test_the_call_depth_failure_cannot_be_swallowed(run):
+    source = ("def f(n):\n    return f(n + 1)\n"
+              "def run(ctx):\n    try:\n        f(0)\n    except:\n        return 'caught'\n")
+    assert run(source).reason == "call depth exceeded (limit 100)"
+
+
+def test_invoking_an_uncommitted_contract_fails_with_a_reason():
+    result = Executor(POLICY).execute_block(block(), [invocation("ghost", "run")], MemoryState())
+    assert result.results[0].reason == "contract 'ghost' is not committed on this channel"
+
+
+@pytest.mark.parametrize("function, reason", [
+    ("missing", "has no function 'missing'"), ("_helper", "has no function '_helper'"),
+    ("CONSTANT", "has no function 'CONSTANT'"),
+])
+def test_only_public_module_functions_can_be_invoked(run, function, reason):
+    source = "CONSTANT = 1\ndef _helper(ctx):\n    return 1\ndef run(ctx):\n    return 1\n"
+    assert reason in run(source, function).reason
+
+
+def test_rng_is_seeded_by_block_hash_and_transaction():
+    source = "def run(ctx):\n    r = ctx.rng()\n    return [r.randbelow(1000) for _ in range(5)]\n"
+    state = state_with(c=source)
+    executor = Executor(POLICY)
+    again = executor.execute_block(block(1), [invocation("c", "run", tx=1), invocation("c", "run", tx=2)], state)
+    first = executor.execute_block(block(1), [invocation("c", "run", tx=1), invocation("c", "run", tx=2)], state)
+    other_block = executor.execute_block(block(2), [invocation("c", "run", tx=1)], state)
+    draws = [decode(r.value) for r in first.results]
+    assert first == again and draws[0] != draws[1] and decode(other_block.results[0].value) != draws[0]
+
+
+def test_ctx_exposes_caller_and_block():
+    source = "def run(ctx):\n    return [ctx.caller.org, ctx.caller.role, ctx.block.height, ctx.block.timestamp_ms]\n"
+    assert value(Runner()(source)) == ["mgo", "client", 1, 1_700_000_000_001]
+
+
+class Anchored:
+    def __init__(self):
+        self.reads = []
+
+    def read(self, channel, namespace, key):
+        self.reads.append((channel, namespace, key))
+        return encode({"bus": 7})
+
+
+def test_read_sees_another_channel_only_when_anchored():
+    source = "def run(ctx):\n    return ctx.read('electricity', 'feeder/1', contract='grid')\n"
+    state = state_with(c=source)
+    reader = Anchored()
+    anchored = Executor(POLICY).execute_block(block(anchors={"electricity": 5}), [invocation("c", "run")], state, reader)
+    unanchored = Executor(POLICY).execute_block(block(), [invocation("c", "run")], state, reader)
+    assert decode(anchored.results[0].value) == {"bus": 7}
+    assert reader.reads == [("electricity", "grid", "feeder/1")]
+    assert unanchored.results[0].reason == "channel 'electricity' is not anchored in this block"
+
+
+def test_market_sized_pure_python_computation_gives_the_direct_result(run):
+    source = '''
+def greedy(weights):
+    pairs = sorted(((w, i, j) for i, row in enumerate(weights) for j, w in enumerate(row)), reverse=True)
+    used_rows, used_cols, total = {}, {}, 0
+    for w, i, j in pairs:
+        if i not in used_rows and j not in used_cols:
+            used_rows[i] = used_cols[j] = True
+            total += w
+    return total
+
+def run(ctx, weights):
+    return greedy(weights)
+'''
+    weights = [[(i * 7 + j * 13) % 29 for j in range(20)] for i in range(20)]
+    namespace = {}
+    exec(source, namespace)
+    assert value(run(source, args={"weights": weights})) == namespace["greedy"](weights)
+
+
+def test_the_example_in_docs_contracts_is_accepted_and_runs():
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "contracts.md").read_text()
+    source = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
+    state = state_with(quotation=source)
+    calls = [invocation("quotation", "submit", {"energy_wh": 1000, "price_milli_per_kwh": 150}, tx=1),
+             invocation("quotation", "submit", {"energy_wh": -1, "price_milli_per_kwh": 9}, tx=2),
+             invocation("quotation", "average_price", tx=3)]
+    results = Executor(POLICY).execute_block(block(), calls, state).results
+    assert [r.reason for r in results] == [None, "ValueError: energy must be positive", None]
+    assert decode(results[2].value) == 150
+
+
+@pytest.mark.parametrize("source, reason", [
+    ("class K:\n    def __lt__(self, other):\n        raise KeyError('lt')\n"
+     "def run(ctx):\n    return {K(): 1, K(): 2}\n", "KeyError: 'lt'"),
+    ("class E(Exception):\n    def __str__(self):\n        raise ValueError('no')\n"
+     "def run(ctx):\n    raise E()\n", "E: <the exception's message could not be computed>"),
+    ("class E(Exception):\n    def __str__(self):\n        while True:\n            pass\n"
+     "def run(ctx):\n    raise E()\n", "out of steps"),
+])
+def test_contract_code_that_the_runtime_calls_fails_the_transaction_not_the_block(run, source, reason):
+    assert run(source).reason == reason
+
+
+class BrokenState:
+    def __init__(self, inner):
+        self.inner = inner
+
+    def get(self, namespace, key):
+        if namespace == "c":
+            raise OSError("disk gone")
+        return self.inner.get(namespace, key)
+
+    def scan(self, *args):
+        raise OSError("disk gone")
+
+
+@pytest.mark.parametrize("body", ["return ctx.get('k')", "return ctx.scan()",
+                                  "try:\n        return ctx.get('k')\n    except Exception:\n        return 'swallowed'"])
+def test_a_failing_node_state_is_a_runtime_fault_never_a_transaction_result(body):
+    from p2pchain.runtime import RuntimeFault
+
+    state = BrokenState(state_with(c=f"def run(ctx):\n    {body}\n"))
+    with pytest.raises(RuntimeFault, match="state unavailable in c.run: .*OSError: disk gone"):
+        Executor(POLICY).execute_block(block(), [invocation("c", "run")], state)

@@ -1,0 +1,144 @@
+"""The worker process: same results as in-process, one exchange per block, failures halt."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+from runtime_helpers import POLICY, block, invocation, state_with
+
+from p2pchain.encoding import encode
+from p2pchain.runtime import ChannelWorker, Executor, WorkerFailure
+
+SOURCE = '''
+def add(ctx, key="n", by=1):
+    n = ctx.get(key, 0) + by
+    ctx.put(key, n)
+    ctx.emit({"n": n})
+    return n
+
+def listing(ctx):
+    return ctx.scan()
+
+def spin(ctx):
+    while True:
+        pass
+
+def env(ctx):
+    return "{}".format(ctx.caller.name)
+'''
+
+
+@pytest.fixture(scope="module")
+def worker():
+    with ChannelWorker("transaction", POLICY, step_limit=100_000) as w:
+        yield w
+
+
+def blocks():
+    return [
+        [invocation("c", "add", tx=1), invocation("c", "add", {"key": "m", "by": 4}, tx=2)],
+        [invocation("c", "spin", tx=3), invocation("c", "add", tx=4), invocation("c", "listing", tx=5)],
+        [invocation("c", "missing", tx=6), invocation("ghost", "add", tx=7)],
+    ]
+
+
+def test_worker_results_equal_in_process_results_block_after_block(worker):
+    remote_state, local_state = state_with(c=SOURCE), state_with(c=SOURCE)
+    local = Executor(POLICY, step_limit=100_000)
+    for height, invocations in enumerate(blocks(), start=1):
+        remote = worker.execute_block(block(height), invocations, remote_state)
+        expected = local.execute_block(block(height), invocations, local_state)
+        assert remote == expected
+        remote_state.apply(remote.write_map())
+        local_state.apply(expected.write_map())
+    assert remote_state.get("c", "n") == encode(2)
+
+
+class CountingState:
+    def __init__(self, inner):
+        self.inner, self.gets = inner, 0
+
+    def get(self, namespace, key):
+        self.gets += 1
+        return self.inner.get(namespace, key)
+
+    def scan(self, *args):
+        return self.inner.scan(*args)
+
+
+def test_a_block_whose_reads_are_cached_needs_no_state_round_trip(worker):
+    state = CountingState(state_with(c=SOURCE))
+    first = worker.execute_block(block(1), [invocation("c", "add", tx=i) for i in range(50)], state)
+    state.inner.apply(first.write_map())
+    reads_in_first = state.gets
+    second = worker.execute_block(block(2), [invocation("c", "add", tx=i) for i in range(50)], state)
+    assert reads_in_first == 2  # the contract's definition and its one key, once each
+    assert state.gets == reads_in_first  # block 2 was one request and one reply
+    assert second.results[-1].ok
+
+
+def test_re_executing_an_older_height_clears_the_cache(worker):
+    state = state_with(c=SOURCE)
+    one = worker.execute_block(block(1), [invocation("c", "add")], state)
+    state.apply(one.write_map())
+    again = worker.execute_block(block(1), [invocation("c", "add")], state_with(c=SOURCE))
+    assert again == one
+
+
+def test_a_killed_worker_is_a_failure_not_a_result_and_is_restarted():
+    with ChannelWorker("matching", POLICY) as worker:
+        state = state_with(c=SOURCE)
+        worker.execute_block(block(1), [invocation("c", "add")], state)
+        os.kill(worker.pid, signal.SIGKILL)
+        with pytest.raises(WorkerFailure, match="channel matching: contract worker failed.*channel halts"):
+            worker.execute_block(block(2), [invocation("c", "add")], state)
+        restarted = worker.execute_block(block(2), [invocation("c", "add")], state)
+        assert restarted.results[0].ok and worker.restarts == 1
+
+
+def test_the_worker_runs_under_address_space_file_and_cpu_limits():
+    with ChannelWorker("electricity", POLICY, memory_limit_bytes=1 << 30, cpu_seconds_per_block=5) as worker:
+        worker.execute_block(block(1), [invocation("c", "add")], state_with(c=SOURCE))
+        limits = {line[:26].strip(): line[26:].split() for line in open(f"/proc/{worker.pid}/limits")}
+        with open(f"/proc/{worker.pid}/environ", "rb") as env:
+            environ = dict(item.split(b"=", 1) for item in env.read().split(b"\0") if item)
+    assert limits["Max address space"][:2] == [str(1 << 30), str(1 << 30)]
+    assert limits["Max open files"][:2] == ["3", "3"]
+    assert limits["Max cpu time"][0] != "unlimited" and int(limits["Max cpu time"][0]) <= 10
+    assert environ[b"PYTHONHASHSEED"] == b"0" and b"SECRET" not in environ
+
+
+def test_a_worker_killed_by_a_limit_names_the_signal():
+    with ChannelWorker("electricity", POLICY) as worker:
+        worker.execute_block(block(1), [invocation("c", "add")], state_with(c=SOURCE))
+        os.kill(worker.pid, signal.SIGXCPU)
+        with pytest.raises(WorkerFailure, match="killed by SIGXCPU"):
+            worker.execute_block(block(2), [invocation("c", "add")], state_with(c=SOURCE))
+
+
+class FailingState:
+    def get(self, namespace, key):
+        raise OSError("disk gone")
+
+    def scan(self, *args):
+        return iter(())
+
+
+def test_a_state_that_cannot_be_read_fails_the_block_and_leaves_the_worker_usable():
+    with ChannelWorker("matching", POLICY) as worker:
+        with pytest.raises(WorkerFailure, match="OSError: disk gone"):
+            worker.execute_block(block(1), [invocation("c", "add")], FailingState())
+        result = worker.execute_block(block(1), [invocation("c", "add")], state_with(c=SOURCE))
+        assert result.results[0].ok
+
+
+def test_reset_makes_the_worker_read_the_state_again(worker):
+    state = CountingState(state_with(c=SOURCE))
+    first = worker.execute_block(block(1), [invocation("c", "add")], state)
+    state.inner.apply(first.write_map())
+    state.inner.apply({("c", "n"): encode(100)})  # changed behind the worker's back
+    worker.reset()
+    second = worker.execute_block(block(2), [invocation("c", "add")], state)
+    assert second.results[0].value == encode(101)
