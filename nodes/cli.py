@@ -12,8 +12,9 @@ import datetime as dt
 import sys
 
 from p2pchain import commands as chain_commands
+from p2pchain.runtime import commands as runtime_commands
 
-COMMAND_MODULES = (chain_commands,)
+COMMAND_MODULES = (chain_commands, runtime_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,7 +25,7 @@ from .validator import check_attribute_name, check_format_spec
 
 __all__ = [
     "MAX_INT_BITS", "MAX_SEQUENCE", "ModuleProxy", "shows_address", "scrub_addresses",
-    "owned_class", "INPLACE", "checked_mul",
+    "owned_class", "INPLACE", "checked_add", "checked_mul",
 ]
 
 MAX_INT_BITS = 1 << 16  # 65,536 bits, ~19,700 decimal digits
@@ -86,7 +86,7 @@ def _check_lshift(a: Any, b: Any) -> None:
         _too_big_int(a.bit_length() + b)
 
 
-def _add(a: Any, b: Any) -> Any:
+def checked_add(a: Any, b: Any) -> Any:
     result = a + b
     if type(result) in _SIZED:
         _too_long(len(result))

@@ -13,10 +13,10 @@ import builtins
 from typing import Any
 
 from .checks import (
-    INPLACE, _add, _ascii, _delattr, _format, _getattr, _hasattr, _iter, _lshift, _pow, _repr,
-    _setattr, _type, checked_mul,
+    INPLACE, _ascii, _delattr, _format, _getattr, _hasattr, _iter, _lshift, _pow, _repr,
+    _setattr, _type, checked_add, checked_mul,
 )
-from .imports import importer, metered_range
+from .imports import importer, metered_range, metered_sum
 from .meter import Meter
 from .policy import CONTRACT_MODULE
 
@@ -47,7 +47,7 @@ _STATIC_HOOKS: dict[str, Any] = {
     "__setattr_checked__": _setattr,
     "__delattr_checked__": _delattr,
     "__base_exception__": BaseException,
-    "__add_checked__": _add,
+    "__add_checked__": checked_add,
     "__mul_checked__": checked_mul,
     "__pow_checked__": _pow,
     "__lshift_checked__": _lshift,
@@ -60,6 +60,7 @@ def contract_globals(meter: Meter) -> dict[str, Any]:
     restricted = dict(_STATIC_BUILTINS)
     restricted["range"] = range_ = metered_range(meter)
     restricted["__import__"] = importer(meter)
+    restricted["sum"] = metered_sum(meter)
     namespace = dict(_STATIC_HOOKS)
     namespace["__builtins__"] = restricted
     namespace["__range__"] = range_

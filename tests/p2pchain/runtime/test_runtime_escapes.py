@@ -144,6 +144,7 @@ ESCAPES = [
     E("in-place multiplication", "s = 'x'\ns *= 10 ** 9\nreturn s", "fails: exceeds 1048576"),
     E("fraction power", "from fractions import Fraction\nreturn Fraction(3, 2) ** 10 ** 8", "fails: integer result"),
     E("fraction squaring loop", "from fractions import Fraction\nx = Fraction(3, 2)\nwhile True:\n    x = x * x", "fails: integer result"),
+    E("quadratic sum of lists", "return len(sum([[1]] * 10 ** 6, []))", "fails: out of steps"),
     E("factorial", "import math\nreturn math.factorial(10 ** 7)", "fails: factorial argument"),
     E("product explosion", "import itertools\nreturn len(list(itertools.product(range(100), repeat=8)))", "fails: out of steps"),
     E("huge range materialised", "return list(range(10 ** 10))", "fails: out of steps"),
