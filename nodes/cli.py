@@ -14,7 +14,9 @@ import sys
 from p2pchain import commands as chain_commands
 from p2pchain.runtime import commands as runtime_commands
 
-COMMAND_MODULES = (chain_commands, runtime_commands)
+from . import commands as node_commands
+
+COMMAND_MODULES = (chain_commands, runtime_commands, node_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:
