@@ -250,6 +250,7 @@ async def submit(request: web.Request) -> web.Response:
         raise Refusal(REFUSAL_STATUS[refusal.code], refusal.code, refusal.detail) from None
     wait = request.query.get("wait") == "commit"
     future = engine.submit(data, tx.creator, tx.nonce, wait=wait)
+    node.relay(channel, data)
     if not wait:
         return web.json_response({"tx_id": tx.tx_id.hex()}, status=202)
     try:
@@ -358,7 +359,7 @@ def build_app(node: Node) -> web.Application:
     app.router.add_get("/v1/channels/{channel}/blocks", blocks)
     app.router.add_get("/v1/channels/{channel}/blocks/{height}", block)
     app.router.add_get("/v1/channels/{channel}/raw-blocks", raw_blocks)
-    app.router.add_get("/v1/channels/{channel}/state/{namespace}/{key}", state)
+    app.router.add_get("/v1/channels/{channel}/state/{namespace}/{key:.+}", state)
     app.router.add_get("/v1/channels/{channel}/nonces/{creator}", nonce)
     app.router.add_get("/v1/events", events)
     app.router.add_get("/metrics", metrics)

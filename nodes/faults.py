@@ -42,7 +42,7 @@ class FaultState:
         if mode == "silent":
             return []
         if mode == "corrupt":
-            return [(peer, replace(msg, signature=_flip(msg.signature))) for peer, msg in pairs]
+            return [(peer, msg if msg is None else replace(msg, signature=_flip(msg.signature))) for peer, msg in pairs]
         if mode == "equivocate":
             out, seen = [], 0
             for peer, msg in pairs:

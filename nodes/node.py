@@ -46,6 +46,8 @@ __all__ = ["Node", "run_node"]
 
 log = logging.getLogger("p2pchain.node")
 SIDE_CHANNELS = ("matching", "electricity")
+FRAME_CONSENSUS = b"C"
+FRAME_REQUEST = b"R"
 
 
 def utc_now() -> dt.datetime:
@@ -151,6 +153,7 @@ class Node:
             for height in range(self._index.indexed_height(channel) + 1, ledger.height + 1):
                 self._index.add(channel, ledger.block(height).block)
             worker = ChannelWorker(channel, LifecyclePolicy.from_channel(self.genesis.channels[channel]))
+            worker.start()  # now, not at the first block: a start-up pause there would look like a faulty primary
             self.workers[channel] = worker
             hooks = EngineHooks(
                 send=self._send, broadcast=self._broadcast, publish=self.subscribers.publish,
@@ -217,10 +220,17 @@ class Node:
     # -- peers ---------------------------------------------------------------------------
 
     def _on_frame(self, peer: str, frame: bytes) -> str | None:
-        if self.crashed:
+        """A frame from a peer: ``C`` + a consensus message, or ``R`` + channel + a client request."""
+        if self.crashed or self.faults.byzantine == "silent":
             return None
+        kind, body = frame[:1], frame[1:]
+        if kind == FRAME_REQUEST:
+            return self._on_relayed_request(peer, body)
+        if kind != FRAME_CONSENSUS:
+            self.metrics.refused.labels("peer", "unknown_frame").inc()
+            return "unknown_frame"
         try:
-            message = decode_message(frame)
+            message = decode_message(body)
         except MalformedMessage as exc:
             self.metrics.refused.labels("peer", "malformed_message").inc()
             log.warning("malformed frame from %s: %s", peer, exc)
@@ -232,19 +242,40 @@ class Node:
         if engine is None:
             self.metrics.refused.labels("peer", "unknown_channel").inc()
             return "unknown_channel"
-        if self.faults.byzantine == "silent":
-            return None
         engine.receive(message)
         return None
 
+    def _on_relayed_request(self, peer: str, body: bytes) -> str | None:
+        """A client request another node received: every replica must know it, so that each
+        one times out on a primary that ignores it (OSDI'99 §4.1: the client multicasts)."""
+        if not body or body[0] >= len(CHANNELS):
+            self.metrics.refused.labels("peer", "unknown_channel").inc()
+            return "unknown_channel"
+        channel = CHANNELS[body[0]]
+        try:
+            tx = self.validate(channel, body[1:])
+        except TransactionRefused as refusal:
+            self.metrics.refused.labels("relay", refusal.code).inc()
+            return None  # late (already committed) or a peer relaying junk: refused, counted
+        self.engines[channel].submit(body[1:], tx.creator, tx.nonce, wait=False)
+        return None
+
+    def relay(self, channel: str, request: bytes) -> None:
+        frame = FRAME_REQUEST + bytes([CHANNELS.index(channel)]) + request
+        for target, _ in self.faults.outgoing(self, [(name, None) for name in self.peer_names()]):
+            self._transmit(target, frame)
+
+    def peer_names(self) -> list[str]:
+        return [name for name in self.genesis.node_names if name != self.name]
+
     def _send(self, peer: str, channel: str, message: Any) -> None:
         for target, out in self.faults.outgoing(self, [(peer, message)]):
-            self._transmit(target, encode_message(out))
+            self._transmit(target, FRAME_CONSENSUS + encode_message(out))
 
     def _broadcast(self, channel: str, message: Any) -> None:
-        pairs = [(name, message) for name in self.genesis.node_names if name != self.name]
+        pairs = [(name, message) for name in self.peer_names()]
         for target, out in self.faults.outgoing(self, pairs):
-            self._transmit(target, encode_message(out))
+            self._transmit(target, FRAME_CONSENSUS + encode_message(out))
 
     def _transmit(self, peer: str, frame: bytes) -> None:
         delay = self.faults.slow_ms
