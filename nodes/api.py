@@ -21,6 +21,8 @@ from p2pchain.ledger.block import Anchors, Block
 from p2pchain.ledger.store import LedgerError
 from p2pchain.ledger.transaction import MAX_TX_BYTES, Transaction, TransactionRefused
 
+from p2pchain.runtime.lifecycle import LIFECYCLE, committed
+
 from .admin import AdminRefused, check_token
 from .faults import BYZANTINE_MODES
 from .metrics import CONTENT_TYPE_LATEST
@@ -248,6 +250,8 @@ async def submit(request: web.Request) -> web.Response:
         tx = node.validate(channel, data)
     except TransactionRefused as refusal:
         raise Refusal(REFUSAL_STATUS[refusal.code], refusal.code, refusal.detail) from None
+    if tx.contract != LIFECYCLE and committed(node.ledgers[channel].state, tx.contract) is None:
+        raise Refusal(404, "unknown_contract", f"no contract {tx.contract!r} is committed on {channel}")
     wait = request.query.get("wait") == "commit"
     future = engine.submit(data, tx.creator, tx.nonce, wait=wait)
     node.relay(channel, data)

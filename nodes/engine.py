@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from p2pchain.consensus import (
-    BlockExecuted, Broadcast, CancelTimer, ExecuteBatch, Fault, FetchState, Keyring,
+    BlockExecuted, Broadcast, CancelTimer, CatchUp, ExecuteBatch, Fault, FetchState, Keyring,
     Persist, Received, Replica, RequestReceived, Send, SendReply, SetTimer, Start,
     StateTransferred, TimerFired, Trace,
 )
@@ -52,6 +52,7 @@ from p2pchain.runtime.worker import ChannelWorker
 __all__ = ["ChannelEngine", "ChannelHalted", "app_digest"]
 
 log = logging.getLogger("p2pchain.node")
+CATCH_UP_CHECK_S = 1.0
 
 
 class ChannelHalted(Exception):
@@ -89,9 +90,10 @@ class DurableReplicaStore:
         row = self._conn.execute("SELECT state FROM replica WHERE channel = ?", (channel,)).fetchone()
         return None if row is None else decode_durable_state(row[0])
 
-    def save(self, channel: str, state) -> None:
-        self._conn.execute("INSERT OR REPLACE INTO replica (channel, state) VALUES (?, ?)",
-                           (channel, encode_durable_state(state)))
+    def save(self, channel: str, state) -> int:
+        data = encode_durable_state(state)
+        self._conn.execute("INSERT OR REPLACE INTO replica (channel, state) VALUES (?, ?)", (channel, data))
+        return len(data)
 
     def close(self) -> None:
         self._conn.close()
@@ -135,6 +137,12 @@ class ChannelEngine:
         self._running = False
         self._dirty = False  # a Persist is owed before the outbox may be sent
         self._outbox: list[tuple[str | None, Any]] = []
+        self._flush_scheduled = False
+        self._fetch_goal: FetchState | None = None
+        self._highest_seen = 0  # the highest sequence number in any peer's message
+        self._progress = (0, 0.0)  # (last executed, when it last moved)
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._fetcher: asyncio.Task | None = None
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._waiters: dict[tuple[str, int], list[Waiter]] = {}
         self._arrivals: dict[tuple[str, int], float] = {}
@@ -149,8 +157,29 @@ class ChannelEngine:
 
     def start(self) -> None:
         self.feed(Start(self.hooks.now_ms()))
+        self._arm_watchdog()
+
+    def _arm_watchdog(self) -> None:
+        self._watchdog = asyncio.get_running_loop().call_later(CATCH_UP_CHECK_S, self._check_lag)
+
+    def _check_lag(self) -> None:
+        """Peers are ahead and this replica has not executed anything for a while (it was
+        partitioned, or is alone in a view change): ask them for what it lacks. Checkpoint
+        messages would tell it too, but only the next one, and an idle cluster sends none."""
+        if self.halted:
+            return
+        executed, since = self._progress
+        now = time.monotonic()
+        if self.replica.last_executed != executed:
+            self._progress = (self.replica.last_executed, now)
+        elif self._highest_seen > executed and now - since > CATCH_UP_CHECK_S:
+            self.feed(CatchUp(self.hooks.now_ms(), self._highest_seen))
+            self._progress = (executed, now)
+        self._arm_watchdog()
 
     def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
@@ -175,19 +204,27 @@ class ChannelEngine:
                 self._perform(actions)
                 if self.replica.view != self.view:
                     self._entered_view(self.replica.view)
-            self._flush()
         finally:
             self._running = False
+        if (self._dirty or self._outbox) and not self._flush_scheduled:
+            # Group commit: frames that arrive in the same turn of the event loop share one
+            # write of the durable state; their sends wait for it.
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        """Write the durable state once for all the events just handled, then send.
+        """Write the durable state once for all the events handled since the last flush, then send.
 
         The replica asks for ``Persist`` before the actions after it; deferring every send
         to this point keeps that order (nothing leaves before the write that covers it)
         while one fsync serves a whole burst of events instead of one each.
         """
+        self._flush_scheduled = False
         if self._dirty and not self.halted:
-            self.durable.save(self.channel, self.replica.durable_state())
+            started = time.perf_counter()
+            size = self.durable.save(self.channel, self.replica.durable_state())
+            self.metrics.persist_seconds.labels(self.channel).observe(time.perf_counter() - started)
+            self.metrics.persist_bytes.labels(self.channel).set(size)
             self._dirty = False
         outbox, self._outbox = self._outbox, []
         for to, message in outbox:
@@ -202,8 +239,16 @@ class ChannelEngine:
         self.metrics.view_changes.labels(self.channel).inc()
         log.info("%s: view %d, primary %s", self.channel, view, self.replica.ctx.primary(view))
 
+    def note_peer_height(self, height: int) -> None:
+        """A peer says it has executed up to ``height`` (its status; used only as a hint)."""
+        if height > self._highest_seen:
+            self._highest_seen = height
+
     def receive(self, message) -> None:
         self.metrics.messages_in.labels(self.channel, message_type(message)).inc()
+        seq = getattr(message, "seq", 0)
+        if type(seq) is int and seq > self._highest_seen:
+            self._highest_seen = seq
         self.feed(Received(self.hooks.now_ms(), message))
 
     def submit(self, request: bytes, client: str, nonce: int, *, wait: bool) -> asyncio.Future | None:
@@ -241,7 +286,12 @@ class ChannelEngine:
             elif kind is SendReply:
                 pass  # clients of this node are answered from committed blocks (see _resolve)
             elif kind is FetchState:
-                self._spawn(self._fetch_state(action))
+                # One transfer at a time per channel; a later request only raises its goal.
+                self._fetch_goal = action
+                if self._fetcher is None or self._fetcher.done():
+                    self._fetcher = asyncio.get_running_loop().create_task(self._fetch_until_goal())
+                    self._tasks.add(self._fetcher)
+                    self._fetcher.add_done_callback(self._tasks.discard)
             elif kind is Trace:
                 self._trace(action)
             elif kind is Fault:
@@ -275,7 +325,7 @@ class ChannelEngine:
 
     def _execute(self, action: ExecuteBatch) -> None:
         if action.seq <= self.ledger.height:  # executed before a crash, reported again on restart
-            self.feed(BlockExecuted(self.hooks.now_ms(), action.seq, app_digest(self.ledger), ()))
+            self.feed(BlockExecuted(self.hooks.now_ms(), action.seq, self._digest_at(action.seq), ()))
             return
         try:
             block = self.ledger.commit_batch(action.batch, action.view, action.certificate, self._run_contracts)
@@ -328,6 +378,13 @@ class ChannelEngine:
 
     # -- state transfer ------------------------------------------------------------------
 
+    async def _fetch_until_goal(self) -> None:
+        while self._fetch_goal is not None and not self.halted:
+            goal = self._fetch_goal
+            await self._fetch_state(goal)
+            if self._fetch_goal is goal:
+                self._fetch_goal = None
+
     async def _fetch_state(self, action: FetchState) -> None:
         for peer in action.peers:
             if self.halted:
@@ -340,6 +397,8 @@ class ChannelEngine:
                     if not stored:
                         raise ValueError(f"{peer} has no blocks from {start}")
                     for block, certificate in stored:
+                        if block.height <= self.ledger.height:
+                            continue  # committed meanwhile through the normal protocol
                         problem = self._check_fetched(block, certificate)
                         if problem:
                             raise ValueError(f"{peer} sent block {block.height}: {problem}")
@@ -353,14 +412,21 @@ class ChannelEngine:
             except Exception as exc:  # a slow, absent or lying peer: try the next one
                 log.warning("%s: state transfer from %s failed: %s", self.channel, peer, exc)
                 continue
-            mine = app_digest(self.ledger)
-            if self.ledger.height == action.seq and mine != action.state_digest:
+            mine = self._digest_at(action.seq)
+            if mine != action.state_digest:
                 self.halt(f"state after block {action.seq} differs from the certified checkpoint "
                           f"({mine.hex()[:16]} vs {action.state_digest.hex()[:16]})")
                 return
             log.info("%s: caught up to block %d by state transfer from %s", self.channel, action.seq, peer)
             self.feed(StateTransferred(self.hooks.now_ms(), action.seq, action.state_digest))
             return
+
+    def _digest_at(self, seq: int) -> bytes:
+        """The application digest after block ``seq`` (at most the head): the state root after
+        a block is the next block's ``state_root``."""
+        if seq >= self.ledger.height:
+            return app_digest(self.ledger)
+        return digest([self.ledger.block_hash(seq), self.ledger.block(seq + 1).block.header.state_root])
 
     def _check_fetched(self, block: Block, certificate) -> str | None:
         if certificate is None:

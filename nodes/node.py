@@ -5,9 +5,10 @@ opens one ledger, one contract worker and one PBFT replica per channel, serves p
 (``/v1/peer``), clients (``/v1/...``), metrics (``/metrics``) and the dashboard (``/ui``) on
 the one port the genesis gives it, and shuts down cleanly on SIGTERM or SIGINT.
 
-On disk, under ``DIR/nodes/<node>/``: ``ledger-<channel>.sqlite`` (blocks and world state,
-``p2pchain.ledger``) and ``node.sqlite`` (the replicas' durable state and the transaction
-index). Its log is ``DIR/logs/<node>.log``.
+On disk, under ``DIR/nodes/<node>/``: ``ledger/<channel>.db`` (blocks and world state,
+``p2pchain.ledger``), ``node.sqlite`` (the replicas' durable state) and ``index.sqlite``
+(transaction ids to heights, rebuilt from the blocks if lost). Its log is
+``DIR/logs/<node>.log``.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ __all__ = ["Node", "run_node"]
 log = logging.getLogger("p2pchain.node")
 SIDE_CHANNELS = ("matching", "electricity")
 FRAME_CONSENSUS = b"C"
+PEER_POLL_S = 2.0
 FRAME_REQUEST = b"R"
 
 
@@ -138,6 +140,7 @@ class Node:
         self._store: DurableReplicaStore | None = None
         self._index: TxIndex | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._poller: asyncio.Task | None = None
         self.started_at = time.time()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -190,10 +193,13 @@ class Node:
         await runner.setup()
         await web.TCPSite(runner, self.info.host, self.info.port).start()
         await self.peers.start()
+        self._poller = asyncio.get_running_loop().create_task(self._poll_peers())
         log.info("node %s (%s) serving on http://%s:%d", self.name, self.info.org, self.info.host, self.info.port)
         return runner
 
     async def stop(self, runner: web.AppRunner) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
         await self.peers.stop()
         self.close_channels()
         await runner.cleanup()
@@ -235,9 +241,6 @@ class Node:
             self.metrics.refused.labels("peer", "malformed_message").inc()
             log.warning("malformed frame from %s: %s", peer, exc)
             return "malformed_message"
-        if getattr(message, "sender", peer) != peer:
-            self.metrics.refused.labels("peer", "sender_mismatch").inc()
-            return "sender_mismatch"
         engine = self.engines.get(message.channel)
         if engine is None:
             self.metrics.refused.labels("peer", "unknown_channel").inc()
@@ -283,6 +286,28 @@ class Node:
             asyncio.get_running_loop().call_later(delay / 1000, self.peers.send, peer, frame)
         else:
             self.peers.send(peer, frame)
+
+    async def _poll_peers(self) -> None:
+        """Every few seconds, learn how far the peers are (their ``/v1/status``): a replica that
+        missed the last messages of an idle cluster would otherwise not know it is behind."""
+        while True:
+            await asyncio.sleep(PEER_POLL_S)
+            if self.crashed:
+                continue
+            for peer in self.peer_names():
+                if peer in self.peers.blocked:
+                    continue
+                node = self.genesis.node(peer)
+                try:
+                    async with self._session.get(f"http://{node.host}:{node.port}/v1/status",
+                                                 timeout=aiohttp.ClientTimeout(total=1)) as response:
+                        channels = (await response.json()).get("channels", {})
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+                    continue
+                for channel, engine in self.engines.items():
+                    height = channels.get(channel, {}).get("height")
+                    if type(height) is int:
+                        engine.note_peer_height(height)
 
     async def _fetch_blocks(self, peer: str, channel: str, start: int, end: int):
         """Certified blocks ``start..end`` from ``peer``'s API, for state transfer."""

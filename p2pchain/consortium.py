@@ -163,7 +163,7 @@ def create_consortium(
         "revoked": [],
         "consensus": {
             "n": nodes, "f": (nodes - 1) // 3, "batch_max": 100, "batch_timeout_ms": 5,
-            "checkpoint_interval": 50, "watermark_window": 200, "view_change_timeout_ms": 1000,
+            "checkpoint_interval": 10, "watermark_window": 40, "view_change_timeout_ms": 2000,
         },
     }
     genesis = Genesis.from_document(document)
