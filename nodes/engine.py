@@ -29,6 +29,7 @@ import logging
 import sqlite3
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -78,9 +79,12 @@ def _ledger_result(result) -> TxResult:
 
 
 class DurableReplicaStore:
-    """The replica's durable state, one row per channel, replaced atomically."""
+    """The replicas' durable state, one row per channel, replaced atomically (SQLite WAL,
+    ``synchronous=FULL``: the row is on disk when ``write`` returns). Writes run on the
+    store's one thread (``thread``), so an fsync never stalls the event loop."""
 
     def __init__(self, path: Path) -> None:
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="durable")
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
@@ -90,12 +94,11 @@ class DurableReplicaStore:
         row = self._conn.execute("SELECT state FROM replica WHERE channel = ?", (channel,)).fetchone()
         return None if row is None else decode_durable_state(row[0])
 
-    def save(self, channel: str, state) -> int:
-        data = encode_durable_state(state)
+    def write(self, channel: str, data: bytes) -> None:
         self._conn.execute("INSERT OR REPLACE INTO replica (channel, state) VALUES (?, ?)", (channel, data))
-        return len(data)
 
     def close(self) -> None:
+        self.thread.shutdown(wait=True)
         self._conn.close()
 
 
@@ -138,6 +141,7 @@ class ChannelEngine:
         self._dirty = False  # a Persist is owed before the outbox may be sent
         self._outbox: list[tuple[str | None, Any]] = []
         self._flush_scheduled = False
+        self._writing = False  # a write of the durable state is in flight
         self._fetch_goal: FetchState | None = None
         self._highest_seen = 0  # the highest sequence number in any peer's message
         self._progress = (0, 0.0)  # (last executed, when it last moved)
@@ -213,20 +217,43 @@ class ChannelEngine:
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        """Write the durable state once for all the events handled since the last flush, then send.
+        """Write the durable state once for all the events handled since the last write, then send.
 
         The replica asks for ``Persist`` before the actions after it; deferring every send
-        to this point keeps that order (nothing leaves before the write that covers it)
-        while one fsync serves a whole burst of events instead of one each.
+        to after the write keeps that order (nothing leaves before the write that covers it).
+        The write and its fsync run on the store's own thread, so the event loop goes on
+        handling messages meanwhile; whatever they produce waits for the next write, which
+        then serves the whole burst (group commit).
         """
         self._flush_scheduled = False
-        if self._dirty and not self.halted:
-            started = time.perf_counter()
-            size = self.durable.save(self.channel, self.replica.durable_state())
-            self.metrics.persist_seconds.labels(self.channel).observe(time.perf_counter() - started)
-            self.metrics.persist_bytes.labels(self.channel).set(size)
-            self._dirty = False
+        if self.halted:
+            return
+        if self._writing:
+            return  # the write in flight will call us again when it is done
         outbox, self._outbox = self._outbox, []
+        if not self._dirty:
+            self._send_all(outbox)
+            return
+        self._dirty = False
+        data = encode_durable_state(self.replica.durable_state())  # a snapshot, taken here
+        self._writing = True
+        started = time.perf_counter()
+        future = asyncio.get_running_loop().run_in_executor(self.durable.thread, self.durable.write, self.channel, data)
+
+        def written(done: asyncio.Future) -> None:
+            self._writing = False
+            if done.cancelled() or done.exception() is not None:
+                self.halt(f"cannot write the replica's durable state: {done.exception() if not done.cancelled() else 'cancelled'}")
+                return
+            self.metrics.persist_seconds.labels(self.channel).observe(time.perf_counter() - started)
+            self.metrics.persist_bytes.labels(self.channel).set(len(data))
+            self._send_all(outbox)
+            if self._dirty or self._outbox:
+                self._flush()
+
+        future.add_done_callback(written)
+
+    def _send_all(self, outbox: list[tuple[str | None, Any]]) -> None:
         for to, message in outbox:
             if to is None:
                 self.hooks.broadcast(self.channel, message)
