@@ -1,48 +1,110 @@
 #!/usr/bin/env python3
-"""Start the p2pchain consortium on this machine: one command for a newcomer.
+"""Start a p2pchain consortium of four nodes on this machine and run a day through it.
 
-Today this creates the consortium (organisations, CAs, node and client identities, genesis)
-in ``--dir`` if none is there, and prints its summary. Starting the four node processes and
-running the paper's market day through them is wired in as those parts land (see the README).
+    python run_cluster.py [--dir ./cluster] [--nodes 4] [--base-port 7050] [--no-day] [--once] [--seed N]
+
+Creates the consortium in DIR if there is none (three organisations, their CAs, the node and
+client identities, the genesis), starts one process per node (node i listens on
+base-port + i, for peers and clients alike), waits until every node answers, prints each
+node's API and dashboard address with the admin token, runs the day through the cluster,
+and keeps the cluster running until Ctrl-C (``--once``: stop after the day). Logs are in
+DIR/logs.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import sys
+import time
 from pathlib import Path
 
-from p2pchain.consortium import ConsortiumError, create_consortium, summary
+from nodes.admin import token_for
+from nodes.launcher import Cluster
+from p2pchain.consortium import ConsortiumError, create_consortium
 from p2pchain.genesis import Genesis, GenesisError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="Start a p2pchain consortium on this machine and run a day through it.")
     parser.add_argument("--dir", default="./cluster", help="consortium directory (default ./cluster)")
     parser.add_argument("--nodes", type=int, default=4, help="number of nodes, 3f+1 (default 4)")
-    parser.add_argument("--base-port", type=int, default=7050, help="node i listens on base-port + i")
+    parser.add_argument("--base-port", type=int, default=7050, help="node i listens on base-port + i (default 7050)")
+    parser.add_argument("--no-day", action="store_true", help="start the cluster but run no workload")
+    parser.add_argument("--once", action="store_true", help="stop the cluster after the day instead of waiting for Ctrl-C")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the day's workload (default 7)")
+    parser.add_argument("--hours", type=int, default=6, help="hours of the demonstration day (default 6)")
     return parser.parse_args(argv)
+
+
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def load_or_create(args: argparse.Namespace) -> Genesis:
+    directory = Path(args.dir)
+    if (directory / "genesis.json").exists():
+        genesis = Genesis.load(directory)
+        say(f"using the consortium in {directory} (genesis {genesis.digest.hex()[:16]}…)")
+        return genesis
+    genesis = create_consortium(directory, nodes=args.nodes, base_port=args.base_port,
+                                now=dt.datetime.now(dt.timezone.utc))
+    say(f"created a consortium in {directory}: orgs mgo, dno, reg; {len(genesis.nodes)} nodes; "
+        f"15 EV, 5 PV, 1 SMES clients (genesis {genesis.digest.hex()[:16]}…)")
+    return genesis
+
+
+async def run(args: argparse.Namespace, cluster: Cluster) -> int:
+    genesis = cluster.genesis
+    say(f"starting {len(genesis.nodes)} node processes (logs in {cluster.directory / 'logs'})")
+    cluster.start_all()
+    await cluster.wait_healthy(timeout_s=60)
+    token = token_for(cluster.directory, genesis)
+    say("all nodes are up:")
+    for node in genesis.nodes:
+        url = cluster.url(node.name)
+        print(f"    {node.name} ({node.org}): API {url}/v1/status   dashboard {url}/ui?token={token}", flush=True)
+    print(f"    admin token: {token}", flush=True)
+    if not args.no_day:
+        from nodes.demo import run_demo
+
+        urls = {node.name: cluster.url(node.name) for node in genesis.nodes}
+        say(f"running the demonstration day: {args.hours} hours of signed transactions on all three channels")
+        result = await run_demo(cluster.directory, genesis, urls, hours=args.hours, seed=args.seed, say=say)
+        for channel, (height, head, root) in result["agreement"].items():
+            say(f"{channel:12} height {height:4d}  head {head[:16]}…  state root {root[:16]}…  (same on every node)")
+        say(f"day done: {result['transactions']} transactions committed")
+    if args.once:
+        return 0
+    say("the cluster keeps running; press Ctrl-C to stop it")
+    while True:
+        await asyncio.sleep(1)
+        for name in genesis.node_names:
+            if not cluster.alive(name):
+                say(f"{name} has exited (status {cluster.processes[name].returncode}); see {cluster.directory}/logs/{name}.out")
+                return 1
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    directory = Path(args.dir)
     try:
-        if (directory / "genesis.json").exists():
-            genesis = Genesis.load(directory)
-            print(f"using the consortium already in {directory}")
-        else:
-            genesis = create_consortium(
-                directory, nodes=args.nodes, base_port=args.base_port,
-                now=dt.datetime.now(dt.timezone.utc),
-            )
-            print(f"created a consortium in {directory}")
+        genesis = load_or_create(args)
     except (ConsortiumError, GenesisError) as exc:
         print(f"run_cluster: {exc}", file=sys.stderr)
         return 2
-    print(summary(genesis, directory))
-    return 0
+    cluster = Cluster(Path(args.dir), genesis)
+    try:
+        return asyncio.run(run(args, cluster))
+    except KeyboardInterrupt:
+        say("Ctrl-C: stopping the cluster")
+        return 0
+    except (RuntimeError, TimeoutError, AssertionError) as exc:
+        print(f"run_cluster: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        cluster.stop_all()
+        say("all node processes stopped")
 
 
 if __name__ == "__main__":

@@ -12,9 +12,13 @@ import datetime as dt
 import sys
 
 from p2pchain import commands as chain_commands
+from p2pchain.ledger import commands as ledger_commands
 from p2pchain.runtime import commands as runtime_commands
+from p2pchain.sim import commands as sim_commands
 
-COMMAND_MODULES = (chain_commands, runtime_commands)
+from . import commands as node_commands
+
+COMMAND_MODULES = (chain_commands, ledger_commands, sim_commands, runtime_commands, node_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:

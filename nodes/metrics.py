@@ -28,9 +28,21 @@ class NodeMetrics:
         self.transactions = Counter("p2pchain_transactions_total", "Committed transactions, by outcome", ["channel", "outcome"], registry=r)
         self.commit_latency = Histogram("p2pchain_commit_latency_seconds", "From a transaction's arrival at this node to its commit",
                                         ["channel"], buckets=LATENCY_BUCKETS, registry=r)
+        self.persist_seconds = Histogram("p2pchain_persist_seconds", "Writing the replica's durable state (encode + fsync)",
+                                         ["channel"], buckets=LATENCY_BUCKETS, registry=r)
+        self.persist_bytes = Gauge("p2pchain_persist_bytes", "Size of the replica's last durable state", ["channel"], registry=r)
         self.halted = Gauge("p2pchain_channel_halted", "1 if the channel halted on a state-root mismatch", ["channel"], registry=r)
+        self.links = Gauge("p2pchain_peer_link_frames", "Peer-link counters: frames sent, received, dropped "
+                           "(queue full) per peer, and links refused per reason", ["kind", "label"], registry=r)
         self.info = Gauge("p2pchain_node_info", "This node", ["node"], registry=r)
         self.info.labels(node=node).set(1)
+
+    def observe_links(self, peers) -> None:
+        """Copy the peer links' own counters (kept in the transport layer) into the registry."""
+        for kind, counter in (("sent", peers.sent), ("received", peers.received), ("dropped", peers.dropped),
+                              ("refused", peers.refused)):
+            for label, value in counter.items():
+                self.links.labels(kind, label).set(value)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

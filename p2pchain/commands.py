@@ -20,7 +20,7 @@ def _init(args: argparse.Namespace) -> int:
     try:
         genesis = create_consortium(
             Path(args.dir), nodes=args.nodes, host=args.host, base_port=args.base_port,
-            now=args.now, force=args.force,
+            now=args.now, force=args.force, load_clients=args.load_clients,
         )
     except ConsortiumError as exc:
         print(f"p2pchain init: {exc}", file=sys.stderr)
@@ -52,6 +52,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     init.add_argument("--host", default="127.0.0.1", help="host recorded for every node (default 127.0.0.1)")
     init.add_argument("--base-port", type=int, default=7050, help="node i listens on base-port + i (default 7050)")
     init.add_argument("--force", action="store_true", help="replace a consortium already in DIR")
+    init.add_argument("--load-clients", type=int, default=0, metavar="N",
+                      help="also issue N benchmark client identities load0000.. (default 0)")
     init.set_defaults(func=_init)
 
     inspect = subparsers.add_parser(

@@ -66,7 +66,7 @@ def node_orgs(count: int) -> list[str]:
     return [NODE_ORG_CYCLE[i % len(NODE_ORG_CYCLE)] for i in range(count)]
 
 
-def identity_specs(nodes: int) -> list[IdentitySpec]:
+def identity_specs(nodes: int, load_clients: int = 0) -> list[IdentitySpec]:
     """Every identity the bootstrap issues, in a fixed order."""
     specs = [IdentitySpec(f"node{i}", org, "peer", None) for i, org in enumerate(node_orgs(nodes))]
     specs += [IdentitySpec(f"ev{i:02d}", "mgo", "client", "ev") for i in range(1, EV_COUNT + 1)]
@@ -74,6 +74,9 @@ def identity_specs(nodes: int) -> list[IdentitySpec]:
     specs.append(IdentitySpec("smes", "mgo", "client", "smes"))
     specs += [IdentitySpec(f"operator-{org}", org, "client", "operator") for org in ORGS]
     specs += [IdentitySpec(f"admin-{org}", org, "admin", None) for org in ORGS]
+    # PBFT clients have one request outstanding at a time (OSDI'99 §4.1): a load generator
+    # needs many identities to offer a high rate.
+    specs += [IdentitySpec(f"load{i:04d}", "mgo", "client", "load") for i in range(load_clients)]
     return specs
 
 
@@ -90,6 +93,7 @@ def create_consortium(
     base_port: int = 7050,
     now: dt.datetime,
     force: bool = False,
+    load_clients: int = 0,
     new_key: Callable[[], SigningKey] = SigningKey.generate,
 ) -> Genesis:
     """Create the CAs, identities and genesis of a consortium in ``directory``."""
@@ -121,7 +125,7 @@ def create_consortium(
         (directory / "orgs" / org / "ca.pem").write_text(certificate_pem(ca_certs[org]))
 
     identities, node_entries = [], []
-    for spec in identity_specs(nodes):
+    for spec in identity_specs(nodes, load_clients):
         key = new_key()
         cert = issue_certificate(
             ca_certs[spec.org], ca_keys[spec.org], name=spec.name, role=spec.role,
@@ -163,7 +167,7 @@ def create_consortium(
         "revoked": [],
         "consensus": {
             "n": nodes, "f": (nodes - 1) // 3, "batch_max": 100, "batch_timeout_ms": 5,
-            "checkpoint_interval": 50, "watermark_window": 200, "view_change_timeout_ms": 1000,
+            "checkpoint_interval": 10, "watermark_window": 40, "view_change_timeout_ms": 2000,
         },
     }
     genesis = Genesis.from_document(document)

@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 ROLES = ("peer", "client", "admin")
-CLIENT_KINDS = ("ev", "pv", "smes", "operator")
+CLIENT_KINDS = ("ev", "pv", "smes", "operator", "load")  # load: benchmark clients (init --load-clients)
 
 
 class IdentityError(Exception):

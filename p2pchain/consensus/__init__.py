@@ -14,7 +14,7 @@ Public API for shells (the node, the simulator):
 
 from .context import RequestRefused, RequestVerifier
 from .durable import DurableState, decode_durable_state, encode_durable_state
-from .events import (BlockExecuted, Broadcast, CancelTimer, ExecuteBatch, Fault, FaultKind,
+from .events import (BlockExecuted, Broadcast, CancelTimer, CatchUp, ExecuteBatch, Fault, FaultKind,
                      FetchState, Persist, Received, RequestReceived, Send, SendReply, SetTimer,
                      Start, StateTransferred, TimerFired, Trace)
 from .keys import Keyring
@@ -23,7 +23,7 @@ from .replica import Replica, ReplicaMisuse
 
 __all__ = [
     "Replica", "ReplicaMisuse", "Keyring", "RequestVerifier", "RequestRefused", "DurableState", "encode_durable_state", "decode_durable_state",
-    "Start", "Received", "RequestReceived", "TimerFired", "BlockExecuted", "StateTransferred",
+    "Start", "Received", "RequestReceived", "CatchUp", "TimerFired", "BlockExecuted", "StateTransferred",
     "Send", "Broadcast", "SetTimer", "CancelTimer", "ExecuteBatch", "SendReply", "FetchState",
     "Persist", "Trace", "Fault", "FaultKind", "MalformedMessage", "encode_message",
     "decode_message",

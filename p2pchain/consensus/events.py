@@ -87,7 +87,17 @@ class StateTransferred:
     state_digest: bytes
 
 
-Event = Union[Start, Received, RequestReceived, TimerFired, BlockExecuted, StateTransferred]
+@dataclass(frozen=True, slots=True)
+class CatchUp:
+    """The shell has seen peers ahead of this replica (messages for sequence numbers up to
+    ``goal`` while it is not executing): ask them for the certified state and batches it
+    lacks (FETCH-REQUEST). Nothing is taken on trust: replies are self-certifying."""
+
+    now_ms: int
+    goal: int
+
+
+Event = Union[Start, Received, RequestReceived, TimerFired, BlockExecuted, StateTransferred, CatchUp]
 
 
 # -- actions -----------------------------------------------------------------------------

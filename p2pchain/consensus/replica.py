@@ -28,7 +28,7 @@ from ..genesis import ConsensusConfig
 from .checkpoint import CheckpointVotes
 from .context import Context, RequestVerifier
 from .durable import DurableState
-from .events import (TIMER_BATCH, TIMER_FETCH, TIMER_REQUEST, TIMER_VIEW_CHANGE, Action,
+from .events import (TIMER_BATCH, TIMER_FETCH, TIMER_REQUEST, TIMER_VIEW_CHANGE, Action, CatchUp,
                      BlockExecuted, Broadcast, CancelTimer, Event, Fault, FaultKind, Persist,
                      Received, ReplicaMisuse, RequestReceived, SetTimer, Start,
                      StateTransferred, TimerFired, Trace)
@@ -155,6 +155,9 @@ class Replica(ViewsMixin, RecoveryMixin, RequestsMixin, ExecutionMixin):
             self._on_state_transferred(event)
         elif kind is Start:
             self._on_start()
+        elif kind is CatchUp:
+            if event.goal > self.last_committed:
+                self._start_fetch(event.goal)
         else:
             raise ReplicaMisuse(f"unknown event {event!r}")
         out = self._out
@@ -207,7 +210,10 @@ class Replica(ViewsMixin, RecoveryMixin, RequestsMixin, ExecutionMixin):
         if name == TIMER_BATCH:
             self._cut_batches(force=True)
         elif name == TIMER_REQUEST:
-            if self.active and self.pending:
+            if self.pending and (self.fetching or self.transfer is not None):
+                # Behind and catching up: the wait is ours, not the primary's fault.
+                self._set_timer(TIMER_REQUEST, self.view_change_timeout_ms)
+            elif self.active and self.pending:
                 self._trace("request-timeout", view=self.view, pending=len(self.pending))
                 self._start_view_change(self.view + 1)
         elif name == TIMER_VIEW_CHANGE:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from p2pchain.consensus import (BlockExecuted, Broadcast, ExecuteBatch, Fault, FaultKind,
-                                FetchState, Received, Send, StateTransferred)
+from p2pchain.consensus import (BlockExecuted, Broadcast, CatchUp, ExecuteBatch, Fault, FaultKind,
+                                FetchState, Received, RequestReceived, Send, SetTimer,
+                                StateTransferred, TimerFired)
+from p2pchain.consensus.events import TIMER_REQUEST
 from p2pchain.consensus.messages import (CheckpointState, Commit, CommittedEntry, FetchReply,
                                          FetchRequest)
 from p2pchain.ordering import CommitCertificate
@@ -113,3 +115,25 @@ def test_peer_answers_a_fetch_request_with_its_committed_batches(cluster):
     [send] = actions
     assert type(send) is Send and send.to == "node3"
     assert [e.seq for e in send.message.entries] == [2]
+
+
+def test_a_catch_up_hint_makes_a_replica_ask_its_peers_for_what_it_lacks(cluster):
+    replica = cluster.replica("node1")
+    actions = replica.handle(CatchUp(1, 7))
+    [request] = [a.message for a in actions if type(a) is Broadcast]
+    assert request == cluster.sign(FetchRequest(CHANNEL, 0, "node1"))
+    assert replica.fetching
+
+
+def test_a_catch_up_hint_at_or_below_what_is_committed_does_nothing(cluster):
+    replica = committed_replica(cluster, (1, 2))
+    assert [a for a in replica.handle(CatchUp(1, 2)) if type(a) is Broadcast] == []
+
+
+def test_a_replica_catching_up_does_not_blame_the_primary_for_its_own_delay(cluster):
+    replica = cluster.replica("node1")
+    replica.handle(RequestReceived(1, cluster.request(nonce=1)))
+    replica.handle(CatchUp(2, 9))
+    actions = replica.handle(TimerFired(200, TIMER_REQUEST))
+    assert replica.active and replica.view == 0
+    assert any(type(a) is SetTimer and a.timer == TIMER_REQUEST for a in actions)

@@ -1,0 +1,198 @@
+"""Benchmark: a real 4-node cluster on this machine under an offered-load sweep.
+
+    python bench/cluster.py [--rates 100,300,1000,3000] [--seconds 10] [--clients 400]
+                            [--view-change] [--soak-minutes 0]
+
+Starts four node processes (a fresh consortium in a temporary directory, with --clients
+benchmark identities), deploys the demonstration contract, then for each offered rate R
+submits signed transactions open-loop at R per second for --seconds, over HTTP from this
+process (the load generator shares the two cores with the nodes, as the issue asks), each
+with ``?wait=commit``. A PBFT client has one request outstanding at a time (OSDI'99 §4.1),
+so each (identity, channel) lane carries one transaction at a time; an arrival that finds
+every lane busy is counted as not offered. Reports per rate: offered and committed tx/s,
+commit latency p50 and p99. ``--view-change`` kills the primary under load and reports the
+progress lost beyond the configured view-change timeout. ``--soak-minutes`` runs a
+constant load and samples the nodes' RSS. The ceiling to compare with is in
+../shared/LIMITS.md (about 4,800 tx/s for this setup).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.common import machine  # noqa: E402
+from nodes.deploy import deploy_contract  # noqa: E402
+from nodes.launcher import Cluster  # noqa: E402
+from p2pchain.client import ApiError, Client, Signer  # noqa: E402
+from p2pchain.consortium import create_consortium  # noqa: E402
+from p2pchain.genesis import CHANNELS  # noqa: E402
+
+DEMO = (Path(__file__).resolve().parents[1] / "contracts" / "demo.py").read_text()
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class LoadGenerator:
+    def __init__(self, cluster: Cluster, clients: int) -> None:
+        self.cluster = cluster
+        self.signers = [Signer.load(cluster.directory, f"load{i:04d}") for i in range(clients)]
+        self.free = [(s, ch) for s in self.signers for ch in CHANNELS]
+        random.Random(1).shuffle(self.free)
+        self.clients = {name: Client(cluster.url(name), timeout_s=60) for name in cluster.genesis.node_names}
+
+    async def __aenter__(self):
+        for client in self.clients.values():
+            await client.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc):
+        for client in self.clients.values():
+            await client.__aexit__(None, None, None)
+
+    async def one(self, signer: Signer, channel: str, node: str, latencies: list[float], errors: list[str]) -> None:
+        tx = signer.transaction(channel, "demo", "record", {"topic": "bench", "value": signer.next_nonce[channel]})
+        started = time.perf_counter()
+        try:
+            answer = await self.clients[node].submit(tx, wait=True)
+            if answer["result"]["status"] == "ok":
+                latencies.append(time.perf_counter() - started)
+            else:
+                errors.append(answer["result"]["reason"])
+        except (ApiError, OSError, asyncio.TimeoutError) as exc:
+            errors.append(str(exc)[:80])
+        finally:
+            self.free.append((signer, channel))
+
+    async def offer(self, rate: float, seconds: float, nodes: list[str] | None = None) -> dict:
+        nodes = nodes or list(self.clients)
+        latencies: list[float] = []
+        errors: list[str] = []
+        tasks, offered, skipped = [], 0, 0
+        start = time.perf_counter()
+        i = 0
+        while True:
+            due = start + i / rate
+            now = time.perf_counter()
+            if due - start >= seconds:
+                break
+            if due > now:
+                await asyncio.sleep(due - now)
+            if self.free:
+                signer, channel = self.free.pop(0)
+                tasks.append(asyncio.ensure_future(self.one(signer, channel, nodes[i % len(nodes)], latencies, errors)))
+                offered += 1
+            else:
+                skipped += 1
+            i += 1
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+        latencies.sort()
+        pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else float("nan")  # noqa: E731
+        return {"rate": rate, "offered": offered / seconds, "skipped": skipped, "committed": len(latencies) / elapsed,
+                "p50_ms": pick(0.50), "p99_ms": pick(0.99), "errors": len(errors)}
+
+
+async def status(cluster: Cluster, name: str) -> dict:
+    async with Client(cluster.url(name), timeout_s=5) as client:
+        return await client.status()
+
+
+async def view_change(cluster: Cluster, gen: LoadGenerator) -> dict:
+    primary = (await status(cluster, "node1"))["channels"]["transaction"]["primary"]
+    survivors = [n for n in cluster.genesis.node_names if n != primary]
+    timeout_ms = cluster.genesis.consensus.view_change_timeout_ms
+    load = asyncio.ensure_future(gen.offer(50, 8, survivors))
+    await asyncio.sleep(2)
+    before = (await status(cluster, survivors[0]))["channels"]["transaction"]
+    killed_at = time.perf_counter()
+    cluster.kill(primary)
+    resumed_at, view_height = None, None
+    while time.perf_counter() - killed_at < 30:
+        now = (await status(cluster, survivors[0]))["channels"]["transaction"]
+        if now["view"] > before["view"]:
+            view_height = now["height"] if view_height is None else view_height
+            if now["height"] > view_height:  # a block committed in the new view
+                resumed_at = time.perf_counter()
+                break
+        await asyncio.sleep(0.02)
+    await load
+    cluster.start(primary)
+    await cluster.wait_healthy([primary])
+    if resumed_at is None:
+        return {"primary": primary, "lost_s": float("nan"), "timeout_s": timeout_ms / 1000}
+    lost = resumed_at - killed_at
+    return {"primary": primary, "lost_s": lost, "timeout_s": timeout_ms / 1000, "beyond_s": lost - timeout_ms / 1000}
+
+
+async def run(args: argparse.Namespace, cluster: Cluster) -> None:
+    cluster.start_all()
+    await cluster.wait_healthy(timeout_s=120)
+    async with Client(cluster.url("node0")) as client:
+        for channel in CHANNELS:
+            await deploy_contract(client, cluster.directory, cluster.genesis, channel, "demo", DEMO)
+    print(f"machine: {machine()}; 4 nodes, batch <= {cluster.genesis.consensus.batch_max}, "
+          f"checkpoint every {cluster.genesis.consensus.checkpoint_interval}; {args.clients} client identities x 3 channels")
+    async with LoadGenerator(cluster, args.clients) as gen:
+        for signer in gen.signers:
+            for channel in CHANNELS:
+                signer.next_nonce[channel] = 1
+        await gen.offer(50, 2)  # warm-up
+        print(f"{'offered/s':>10} {'committed/s':>12} {'p50 ms':>8} {'p99 ms':>8} {'not offered':>12} {'errors':>7}")
+        for rate in args.rates:
+            r = await gen.offer(rate, args.seconds)
+            print(f"{r['offered']:10.0f} {r['committed']:12.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['skipped']:12d} {r['errors']:7d}", flush=True)
+        if args.view_change:
+            r = await view_change(cluster, gen)
+            print(f"view change after killing {r['primary']}: progress lost {r['lost_s']:.2f} s "
+                  f"(timeout {r['timeout_s']:.1f} s, beyond it {r.get('beyond_s', float('nan')):.2f} s)")
+        if args.soak_minutes:
+            pids = {name: p.pid for name, p in cluster.processes.items()}
+            first = {name: rss_mb(pid) for name, pid in pids.items()}
+            end = time.time() + 60 * args.soak_minutes
+            while time.time() < end:
+                await gen.offer(args.soak_rate, 60)
+            last = {name: rss_mb(pid) for name, pid in pids.items()}
+            for name in pids:
+                print(f"soak {args.soak_minutes} min at {args.soak_rate}/s: {name} RSS {first[name]:.0f} -> {last[name]:.0f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", default="100,300,1000,3000", help="offered rates, tx/s")
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--clients", type=int, default=400, help="benchmark identities (each x 3 channels)")
+    parser.add_argument("--view-change", action="store_true")
+    parser.add_argument("--soak-minutes", type=float, default=0)
+    parser.add_argument("--soak-rate", type=float, default=200)
+    parser.add_argument("--base-port", type=int, default=7450)
+    args = parser.parse_args()
+    args.rates = [float(r) for r in args.rates.split(",")]
+    with tempfile.TemporaryDirectory(prefix="p2pchain-bench-") as tmp:
+        genesis = create_consortium(Path(tmp), now=dt.datetime.now(dt.timezone.utc), base_port=args.base_port,
+                                    load_clients=args.clients)
+        cluster = Cluster(Path(tmp), genesis)
+        try:
+            asyncio.run(run(args, cluster))
+        finally:
+            cluster.stop_all()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,374 @@
+"""The node's HTTP interface (aiohttp): client API, events, metrics, admin, peer links, UI.
+
+Every refusal is JSON ``{"error": CODE, "detail": ...}`` with a 4xx status, is counted in
+``p2pchain_refused_total{edge="api",reason=CODE}``, and changes nothing. Binary values
+(hashes, signatures) are hex in JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from p2pchain.client import MSGPACK, transaction_from_json
+from p2pchain.encoding import EncodingError, decode, encode
+from p2pchain.genesis import CHANNELS
+from p2pchain.ledger.block import Anchors, Block
+from p2pchain.ledger.store import LedgerError
+from p2pchain.ledger.transaction import MAX_TX_BYTES, Transaction, TransactionRefused
+
+from p2pchain.runtime.lifecycle import LIFECYCLE, committed
+
+from .admin import AdminRefused, check_token
+from .faults import BYZANTINE_MODES
+from .metrics import CONTENT_TYPE_LATEST
+from .node import Node, utc_now
+
+__all__ = ["build_app", "jsonable"]
+
+WAIT_LIMIT_S = 30.0
+PAGE_LIMIT = 100
+RAW_PAGE_LIMIT = 200
+UI_DIR = Path(__file__).with_name("ui")
+# HTTP status for each refusal code of the ledger's validation (TransactionRefused.code).
+REFUSAL_STATUS = {
+    "oversized": 413, "malformed": 400, "non_canonical": 400, "wrong_channel": 400,
+    "unknown_creator": 403, "invalid_creator": 403, "not_permitted": 403, "bad_signature": 401,
+    "replayed_nonce": 409,
+}
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with bytes as hex, for JSON."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
+
+
+class Refusal(Exception):
+    def __init__(self, status: int, code: str, detail: Any) -> None:
+        super().__init__(code)
+        self.status, self.code, self.detail = status, code, detail
+
+
+def _node(request: web.Request) -> Node:
+    return request.app["node"]
+
+
+def _channel(request: web.Request) -> str:
+    channel = request.match_info["channel"]
+    if channel not in CHANNELS:
+        raise Refusal(404, "unknown_channel", f"no channel {channel!r}; channels are {', '.join(CHANNELS)}")
+    return channel
+
+
+def _ledger(request: web.Request, channel: str):
+    node = _node(request)
+    if node.crashed:
+        raise Refusal(503, "node_crashed", "this node is crashed (fault injection); restart it")
+    return node.ledgers[channel]
+
+
+def _int_param(request: web.Request, name: str, default: int | None) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise Refusal(400, "bad_parameter", f"{name} must be an integer, got {raw!r}") from None
+    if value < 0:
+        raise Refusal(400, "bad_parameter", f"{name} must be >= 0")
+    return value
+
+
+@web.middleware
+async def refusals(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except Refusal as refusal:
+        _node(request).metrics.refused.labels("api", refusal.code).inc()
+        return web.json_response({"error": refusal.code, "detail": refusal.detail}, status=refusal.status)
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+async def status(request: web.Request) -> web.Response:
+    node = _node(request)
+    channels = {}
+    for channel in CHANNELS:
+        engine = node.engines.get(channel)
+        if engine is None:
+            continue
+        replica, ledger = engine.replica, node.ledgers[channel]
+        channels[channel] = {
+            "height": ledger.height, "head": ledger.head_hash.hex(), "state_root": ledger.state.root.hex(),
+            "view": replica.view, "primary": replica.ctx.primary(replica.view),
+            "stable_checkpoint": replica.stable_state.seq, "halted": engine.halted,
+        }
+    return web.json_response({
+        "node": node.name, "org": node.info.org, "crashed": node.crashed, "channels": channels,
+        "peers": {"out": sorted(node.peers.connected_out), "in": sorted(node.peers.connected_in)},
+        "faults": node.faults.describe(),
+    })
+
+
+def block_json(node: Node, channel: str, stored) -> dict[str, Any]:
+    block, certificate = stored.block, stored.certificate
+    header = block.header
+    transactions = []
+    results = block.outputs.results if block.outputs is not None else [None] * len(block.requests)
+    for request, result in zip(block.requests, results):
+        entry: dict[str, Any] = {"size": len(request)}
+        try:
+            tx = Transaction.from_bytes(request)
+            entry.update(tx_id=tx.tx_id.hex(), creator=tx.creator, contract=tx.contract, function=tx.function,
+                         args=jsonable(tx.args), nonce=tx.nonce, signature=tx.signature.hex())
+        except TransactionRefused as refusal:
+            entry.update(malformed=str(refusal))
+        if result is not None:
+            entry["result"] = {"status": result.status, "reason": result.reason,
+                               "value": jsonable(result.value), "events": jsonable(list(result.events))}
+        transactions.append(entry)
+    body: dict[str, Any] = {"channel": channel, "height": block.height, "hash": block.hash.hex(),
+                            "header": jsonable(header.to_value()), "transactions": transactions}
+    if channel == "transaction" and header.metadata:
+        anchors = Anchors.from_metadata(header.metadata)
+        body["anchors"] = {name: {"height": getattr(anchors, name).height, "hash": getattr(anchors, name).block_hash.hex()}
+                           for name in ("matching", "electricity")}
+    if certificate is not None:
+        body["certificate"] = {"view": certificate.view, "seq": certificate.seq, "digest": certificate.batch_digest.hex(),
+                               "signers": [name for name, _ in certificate.signatures]}
+    return body
+
+
+async def block(request: web.Request) -> web.Response:
+    channel = _channel(request)
+    ledger = _ledger(request, channel)
+    try:
+        height = int(request.match_info["height"])
+        stored = ledger.block(height)
+    except (ValueError, LedgerError):
+        raise Refusal(404, "unknown_block", f"no block {request.match_info['height']} on {channel} (height {ledger.height})") from None
+    return web.json_response(block_json(_node(request), channel, stored))
+
+
+async def blocks(request: web.Request) -> web.Response:
+    channel = _channel(request)
+    ledger = _ledger(request, channel)
+    end = min(_int_param(request, "to", ledger.height), ledger.height)
+    start = _int_param(request, "from", max(0, end - PAGE_LIMIT + 1))
+    if end - start + 1 > PAGE_LIMIT:
+        end = start + PAGE_LIMIT - 1
+    items = [block_json(_node(request), channel, stored) for stored in ledger.blocks(start, end + 1)] if start <= end else []
+    return web.json_response({"channel": channel, "height": ledger.height, "from": start, "to": end, "blocks": items})
+
+
+async def raw_blocks(request: web.Request) -> web.Response:
+    """Stored blocks as canonical msgpack ``[[header, body, certificate], ...]`` (state transfer)."""
+    channel = _channel(request)
+    ledger = _ledger(request, channel)
+    start = _int_param(request, "from", 1)
+    end = min(_int_param(request, "to", ledger.height), ledger.height, start + RAW_PAGE_LIMIT - 1)
+    rows = []
+    for stored in ledger.blocks(start, end + 1):
+        certificate = None if stored.certificate is None else encode(stored.certificate.to_value())
+        rows.append([stored.block.header.to_bytes(), stored.block.body_bytes(), certificate])
+    return web.Response(body=encode(rows), content_type=MSGPACK)
+
+
+async def transaction(request: web.Request) -> web.Response:
+    channel = _channel(request)
+    ledger = _ledger(request, channel)
+    try:
+        tx_id = bytes.fromhex(request.match_info["tx_id"])
+    except ValueError:
+        raise Refusal(400, "bad_parameter", "tx_id must be hex") from None
+    found = _node(request).find_transaction(channel, tx_id)
+    if found is None:
+        raise Refusal(404, "unknown_transaction", f"no committed transaction {tx_id.hex()} on {channel}")
+    height, position = found
+    body = block_json(_node(request), channel, ledger.block(height))
+    return web.json_response({"channel": channel, "height": height, "position": position,
+                              "block": body["hash"], **body["transactions"][position]})
+
+
+async def state(request: web.Request) -> web.Response:
+    channel = _channel(request)
+    ledger = _ledger(request, channel)
+    namespace, key = request.match_info["namespace"], request.match_info["key"]
+    raw = ledger.state.get(namespace, key)
+    if raw is None:
+        raise Refusal(404, "unknown_key", f"no key {key!r} in namespace {namespace!r} of {channel}")
+    return web.json_response({"channel": channel, "namespace": namespace, "key": key, "height": ledger.height,
+                              "value": jsonable(decode(raw))})
+
+
+async def nonce(request: web.Request) -> web.Response:
+    channel = _channel(request)
+    ledger = _ledger(request, channel)
+    return web.json_response({"channel": channel, "creator": request.match_info["creator"],
+                              "nonce": ledger.last_nonce(request.match_info["creator"])})
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+async def submit(request: web.Request) -> web.Response:
+    node = _node(request)
+    channel = _channel(request)
+    _ledger(request, channel)
+    engine = node.engines[channel]
+    if engine.halted:
+        raise Refusal(503, "channel_halted", engine.halted)
+    if request.content_length is not None and request.content_length > 2 * MAX_TX_BYTES:
+        raise Refusal(413, "oversized", f"body of {request.content_length} bytes exceeds {2 * MAX_TX_BYTES}")
+    body = await request.content.read(2 * MAX_TX_BYTES + 1)
+    if len(body) > 2 * MAX_TX_BYTES:
+        raise Refusal(413, "oversized", f"body exceeds {2 * MAX_TX_BYTES} bytes")
+    if request.content_type == MSGPACK:
+        data = body
+    elif request.content_type in ("application/json", ""):
+        try:
+            data = transaction_from_json(json.loads(body)).to_bytes()
+        except TransactionRefused as refusal:
+            raise Refusal(REFUSAL_STATUS[refusal.code], refusal.code, refusal.detail) from None
+        except EncodingError as exc:
+            raise Refusal(400, "non_canonical", str(exc)) from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise Refusal(400, "malformed", f"malformed JSON transaction: {exc!r}") from None
+    else:
+        raise Refusal(415, "unsupported_media_type", f"send {MSGPACK} or application/json")
+    try:
+        tx = node.validate(channel, data)
+    except TransactionRefused as refusal:
+        raise Refusal(REFUSAL_STATUS[refusal.code], refusal.code, refusal.detail) from None
+    if tx.contract != LIFECYCLE and committed(node.ledgers[channel].state, tx.contract) is None:
+        raise Refusal(404, "unknown_contract", f"no contract {tx.contract!r} is committed on {channel}")
+    wait = request.query.get("wait") == "commit"
+    future = engine.submit(data, tx.creator, tx.nonce, wait=wait)
+    node.relay(channel, data)
+    if not wait:
+        return web.json_response({"tx_id": tx.tx_id.hex()}, status=202)
+    try:
+        block, tx_id, result = await asyncio.wait_for(future, WAIT_LIMIT_S)
+    except asyncio.TimeoutError:
+        raise Refusal(504, "commit_timeout", f"not committed within {WAIT_LIMIT_S:.0f} s; it may still commit") from None
+    except asyncio.CancelledError:
+        raise Refusal(503, "node_stopping", "the node stopped before the transaction committed") from None
+    return web.json_response({"tx_id": tx_id.hex(), "height": block.height, "block": block.hash.hex(),
+                              "result": {"status": result.status, "reason": result.reason,
+                                         "value": jsonable(result.value), "events": jsonable(list(result.events))}})
+
+
+# -- events and metrics -----------------------------------------------------------------------
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: committed blocks, consensus traces, contract events, faults."""
+    node = _node(request)
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                           "Access-Control-Allow-Origin": "*"})
+    await response.prepare(request)
+    queue: asyncio.Queue = asyncio.Queue(maxsize=10_000)
+    node.subscribers.queues.add(queue)
+    try:
+        await response.write(b": connected\n\n")
+        while True:
+            try:
+                event = await asyncio.wait_for(queue.get(), 15)
+            except asyncio.TimeoutError:
+                await response.write(b": keep-alive\n\n")
+                continue
+            await response.write(f"event: {event['type']}\ndata: {json.dumps(jsonable(event))}\n\n".encode())
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        node.subscribers.queues.discard(queue)
+    return response
+
+
+async def metrics(request: web.Request) -> web.Response:
+    node = _node(request)
+    node.metrics.observe_links(node.peers)
+    response = web.Response(body=node.metrics.render())
+    response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    return response
+
+
+# -- admin: fault injection ----------------------------------------------------------------
+
+async def fault(request: web.Request) -> web.Response:
+    node = _node(request)
+    token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() or request.query.get("token")
+    try:
+        admin = check_token(token, node.genesis, utc_now())
+    except AdminRefused as exc:
+        raise Refusal(403, "admin_refused", str(exc)) from None
+    try:
+        order = await request.json()
+        action = order["action"]
+    except (ValueError, KeyError, TypeError):
+        raise Refusal(400, "malformed", 'expected JSON {"action": ..., "mode"?: ..., "delay_ms"?: ...}') from None
+    peers = set(node.genesis.node_names) - {node.name}
+    if action == "crash":
+        node.crash()
+    elif action == "restart":
+        node.restart()
+    elif action == "isolate":
+        node.faults.isolated_from = peers
+        node.peers.blocked = set(peers)
+    elif action == "heal":
+        node.faults.isolated_from = set()
+        node.faults.slow_ms = 0
+        node.faults.byzantine = None
+        if not node.crashed:
+            node.peers.blocked = set()
+    elif action == "slow":
+        node.faults.slow_ms = int(order.get("delay_ms", 200))
+    elif action == "byzantine":
+        mode = order.get("mode")
+        if mode not in BYZANTINE_MODES:
+            raise Refusal(400, "bad_parameter", f"mode must be one of {', '.join(BYZANTINE_MODES)}")
+        node.faults.byzantine = mode
+    else:
+        raise Refusal(400, "bad_parameter", "action must be crash, restart, isolate, heal, slow or byzantine")
+    node.subscribers.publish({"type": "fault-injected", "node": node.name, "action": action, "by": admin,
+                              **node.faults.describe(), "crashed": node.crashed})
+    return web.json_response({"node": node.name, "action": action, "crashed": node.crashed, **node.faults.describe()})
+
+
+async def ui_index(request: web.Request) -> web.StreamResponse:
+    index = UI_DIR / "index.html"
+    if not index.exists():
+        raise Refusal(404, "no_ui", "the dashboard is not installed on this node")
+    return web.FileResponse(index)
+
+
+def build_app(node: Node) -> web.Application:
+    app = web.Application(middlewares=[refusals], client_max_size=4 * MAX_TX_BYTES)
+    app["node"] = node
+    from p2pchain.net.peers import PEER_PATH
+
+    app.router.add_get(PEER_PATH, node.peers.handle)
+    app.router.add_get("/v1/status", status)
+    app.router.add_post("/v1/channels/{channel}/transactions", submit)
+    app.router.add_get("/v1/channels/{channel}/transactions/{tx_id}", transaction)
+    app.router.add_get("/v1/channels/{channel}/blocks", blocks)
+    app.router.add_get("/v1/channels/{channel}/blocks/{height}", block)
+    app.router.add_get("/v1/channels/{channel}/raw-blocks", raw_blocks)
+    app.router.add_get("/v1/channels/{channel}/state/{namespace}/{key:.+}", state)
+    app.router.add_get("/v1/channels/{channel}/nonces/{creator}", nonce)
+    app.router.add_get("/v1/events", events)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/v1/admin/fault", fault)
+    app.router.add_get("/ui", ui_index)
+    if UI_DIR.exists():
+        app.router.add_static("/ui/", UI_DIR)
+    return app

@@ -1,0 +1,162 @@
+"""Subcommands that run or talk to nodes: ``node``, ``status``, ``submit``, ``blocks``, ``fault``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from p2pchain.client import ApiError, Client, Signer
+from p2pchain.genesis import CHANNELS, Genesis, GenesisError
+
+from .admin import token_for
+from .faults import BYZANTINE_MODES
+
+__all__ = ["add_commands"]
+
+
+def _genesis(directory: str) -> Genesis:
+    try:
+        return Genesis.load(Path(directory))
+    except GenesisError as exc:
+        raise SystemExit(f"p2pchain: {exc}")
+
+
+def _url(genesis: Genesis, name: str | None) -> str:
+    node = genesis.node(name) if name else genesis.nodes[0]
+    host = "127.0.0.1" if node.host in ("0.0.0.0", "") else node.host
+    return f"http://{host}:{node.port}"
+
+
+def _run_node(args: argparse.Namespace) -> int:
+    from .node import configure_logging, run_node
+
+    _genesis(args.dir).node(args.name)
+    configure_logging(Path(args.dir), args.name, args.log_level)
+    print(f"node {args.name}: log in {Path(args.dir) / 'logs' / (args.name + '.log')}", flush=True)
+    return asyncio.run(run_node(Path(args.dir), args.name))
+
+
+def _call(coroutine) -> int:
+    try:
+        result = asyncio.run(coroutine)
+    except ApiError as exc:
+        print(f"p2pchain: {exc.status} {exc.code}: {exc.detail}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"p2pchain: cannot reach the node: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    genesis = _genesis(args.dir)
+    names = [args.node] if args.node else list(genesis.node_names)
+
+    async def go():
+        out = {}
+        for name in names:
+            try:
+                async with Client(_url(genesis, name), timeout_s=5) as client:
+                    out[name] = await client.status()
+            except (ApiError, OSError) as exc:
+                out[name] = {"error": str(exc) or type(exc).__name__}
+        return out
+    return _call(go())
+
+
+def _submit(args: argparse.Namespace) -> int:
+    genesis = _genesis(args.dir)
+    try:
+        call_args = json.loads(args.args)
+    except ValueError as exc:
+        print(f"p2pchain submit: --args is not JSON: {exc}", file=sys.stderr)
+        return 2
+
+    async def go():
+        signer = Signer.load(Path(args.dir), args.as_)
+        async with Client(_url(genesis, args.node)) as client:
+            await signer.resume(client, args.channel)
+            tx = signer.transaction(args.channel, args.contract, args.function, call_args)
+            return await client.submit(tx, wait=args.wait)
+    return _call(go())
+
+
+def _blocks(args: argparse.Namespace) -> int:
+    genesis = _genesis(args.dir)
+
+    async def go():
+        async with Client(_url(genesis, args.node)) as client:
+            if args.height is not None:
+                return await client.block(args.channel, args.height)
+            return await client.blocks(args.channel, args.start, args.end)
+    return _call(go())
+
+
+def _fault(args: argparse.Namespace) -> int:
+    genesis = _genesis(args.dir)
+    token = args.token or token_for(Path(args.dir), genesis, args.admin)
+    order = {"action": args.action}
+    if args.mode:
+        order["mode"] = args.mode
+    if args.delay_ms is not None:
+        order["delay_ms"] = args.delay_ms
+
+    async def go():
+        async with Client(_url(genesis, args.node)) as client:
+            async with client._session.post(client.base_url + "/v1/admin/fault", json=order,
+                                            headers={"Authorization": f"Bearer {token}"}) as response:
+                return await client._answer(response)
+    return _call(go())
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    node = subparsers.add_parser("node", help="run one node of a consortium", description=(
+        "Run node NAME of the consortium in DIR: its ledgers, PBFT replicas and contract workers, "
+        "serving peers, clients, /metrics and /ui on the port the genesis gives it."))
+    node.add_argument("--dir", required=True, help="the consortium directory")
+    node.add_argument("--name", required=True, help="the node's name in the genesis (node0, ...)")
+    node.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    node.set_defaults(func=_run_node)
+
+    status = subparsers.add_parser("status", help="show the status of the nodes",
+                                   description="Print each node's /v1/status (heights, heads, views, primaries).")
+    status.add_argument("--dir", required=True, help="the consortium directory")
+    status.add_argument("--node", help="only this node")
+    status.set_defaults(func=_status)
+
+    submit = subparsers.add_parser("submit", help="sign and submit a transaction", description=(
+        "Sign a transaction as client identity IDENTITY and submit it to a node."))
+    submit.add_argument("--dir", required=True, help="the consortium directory")
+    submit.add_argument("--as", dest="as_", required=True, metavar="IDENTITY", help="the signing identity (ev01, operator-dno, admin-mgo, ...)")
+    submit.add_argument("--channel", required=True, choices=CHANNELS)
+    submit.add_argument("--contract", required=True)
+    submit.add_argument("--function", required=True)
+    submit.add_argument("--args", default="{}", help="the arguments as a JSON object (default {})")
+    submit.add_argument("--node", help="the node to submit to (default node0)")
+    submit.add_argument("--wait", action="store_true", help="wait until the transaction is committed")
+    submit.set_defaults(func=_submit)
+
+    blocks = subparsers.add_parser("blocks", help="list or show blocks of a channel",
+                                   description="Show one block (--height) or a range of blocks of a channel.")
+    blocks.add_argument("--dir", required=True, help="the consortium directory")
+    blocks.add_argument("--channel", required=True, choices=CHANNELS)
+    blocks.add_argument("--height", type=int, help="show this block")
+    blocks.add_argument("--from", dest="start", type=int, help="first height of the range")
+    blocks.add_argument("--to", dest="end", type=int, help="last height of the range")
+    blocks.add_argument("--node", help="the node to ask (default node0)")
+    blocks.set_defaults(func=_blocks)
+
+    fault = subparsers.add_parser("fault", help="inject a fault into a running node (admin)", description=(
+        "Crash, restart, isolate, heal, slow down or make Byzantine a running node, through its admin API."))
+    fault.add_argument("--dir", required=True, help="the consortium directory")
+    fault.add_argument("action", choices=["crash", "restart", "isolate", "heal", "slow", "byzantine"])
+    fault.add_argument("node", help="the node to act on")
+    fault.add_argument("--mode", choices=BYZANTINE_MODES, help="with byzantine: how the node misbehaves")
+    fault.add_argument("--delay-ms", type=int, help="with slow: delay of every outgoing frame (default 200)")
+    fault.add_argument("--admin", default="admin-mgo", help="the admin identity whose credentials sign the token")
+    fault.add_argument("--token", help="an admin token (instead of the admin's key in DIR)")
+    fault.set_defaults(func=_fault)

@@ -1,0 +1,478 @@
+"""One channel on one node: the PBFT replica driven by asyncio, the ledger, the contract worker.
+
+The replica is sans-I/O (``p2pchain.consensus``): the engine feeds it events and carries
+out the actions it returns, in order. Events are queued and handled one at a time, so an
+action that produces an event (executing a batch produces ``BlockExecuted``) never re-enters
+the replica. The one owner of the replica's state is this loop (CometBFT's rule).
+
+* ``Persist`` — the replica's durable state is written (SQLite, ``synchronous=FULL``) before
+  any later action is carried out: a vote is never sent that a crash could make us forget.
+* ``Send``/``Broadcast`` — framed with the channel name and handed to the peer links.
+* ``SetTimer``/``CancelTimer`` — asyncio timers that feed ``TimerFired`` back.
+* ``ExecuteBatch`` — the ledger builds the block, screens its transactions, the channel's
+  worker process executes the admitted ones, and the block is stored durably with its commit
+  certificate *before* its state is applied (``ChannelLedger.commit_batch``).
+* ``FetchState`` — state transfer: the certified blocks this node lacks are fetched from a
+  peer, their certificates checked, their batches executed here (outputs are never taken on
+  trust), and the resulting state digest compared with the certified checkpoint's.
+* ``Trace``/``Fault`` — logged, counted, and published to ``/v1/events`` subscribers.
+
+A worker that cannot compute a block (crash, resource breach) or a state that disagrees
+with a certified checkpoint *halts the channel*: the node says so in its log and status
+and takes no further part in that channel, rather than diverge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from p2pchain.consensus import (
+    BlockExecuted, Broadcast, CancelTimer, CatchUp, ExecuteBatch, Fault, FetchState, Keyring,
+    Persist, Received, Replica, RequestReceived, Send, SendReply, SetTimer, Start,
+    StateTransferred, TimerFired, Trace,
+)
+from p2pchain.consensus.durable import decode_durable_state, encode_durable_state
+from p2pchain.consensus.events import Action
+from p2pchain.encoding import decode, digest
+from p2pchain.genesis import Genesis
+from p2pchain.ledger.block import Anchors, Block, TxResult
+from p2pchain.ledger.smt import EMPTY
+from p2pchain.ledger.store import ChannelLedger
+from p2pchain.ledger.transaction import Transaction, TransactionRefused, timestamp_to_datetime
+from p2pchain.runtime.records import BlockContext, Invocation, RuntimeFault
+from p2pchain.runtime.worker import ChannelWorker
+
+__all__ = ["ChannelEngine", "ChannelHalted", "app_digest"]
+
+log = logging.getLogger("p2pchain.node")
+CATCH_UP_CHECK_S = 1.0
+
+
+class ChannelHalted(Exception):
+    """The channel stopped on this node; the message says why."""
+
+
+def app_digest(ledger: ChannelLedger) -> bytes:
+    """The application state digest PBFT checkpoints certify: the head block and the state root
+    after it (the header covers the state *before* the block; the root covers its outputs)."""
+    return digest([ledger.head_hash, ledger.state.root])
+
+
+def message_type(message) -> str:
+    return type(message).__name__
+
+
+def _ledger_result(result) -> TxResult:
+    """A runtime result (canonical bytes) in the ledger's form (canonical values)."""
+    if not result.ok:
+        return TxResult("failed", result.reason or "failed")
+    value = None if result.value is None else decode(result.value)
+    return TxResult("ok", "", value, tuple(decode(event) for event in result.events))
+
+
+class DurableReplicaStore:
+    """The replicas' durable state, one row per channel, replaced atomically (SQLite WAL,
+    ``synchronous=FULL``: the row is on disk when ``write`` returns). Writes run on the
+    store's one thread (``thread``), so an fsync never stalls the event loop."""
+
+    def __init__(self, path: Path) -> None:
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="durable")
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("CREATE TABLE IF NOT EXISTS replica (channel TEXT PRIMARY KEY, state BLOB NOT NULL)")
+
+    def load(self, channel: str):
+        row = self._conn.execute("SELECT state FROM replica WHERE channel = ?", (channel,)).fetchone()
+        return None if row is None else decode_durable_state(row[0])
+
+    def write(self, channel: str, data: bytes) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO replica (channel, state) VALUES (?, ?)", (channel, data))
+
+    def close(self) -> None:
+        self.thread.shutdown(wait=True)
+        self._conn.close()
+
+
+@dataclass
+class Waiter:
+    future: asyncio.Future
+    arrived: float
+
+
+@dataclass
+class EngineHooks:
+    """What the engine needs from the node around it (all plain callables)."""
+
+    send: Callable[[str, str, Any], None]  # (peer, channel, message)
+    broadcast: Callable[[str, Any], None]  # (channel, message)
+    publish: Callable[[dict], None]  # an event for /v1/events subscribers
+    fetch_blocks: Callable[[str, str, int, int], Any]  # async (peer, channel, start, end) -> [(header, body, cert)]
+    anchors: Callable[[], bytes] = lambda: b""  # batch metadata the primary proposes
+    on_commit: Callable[[str, Block], None] = lambda channel, block: None
+    now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000
+
+
+class ChannelEngine:
+    def __init__(self, *, channel: str, node: str, genesis: Genesis, keyring: Keyring,
+                 ledger: ChannelLedger, worker: ChannelWorker, durable: DurableReplicaStore,
+                 hooks: EngineHooks, metrics, verifier) -> None:
+        self.channel, self.node, self.genesis = channel, node, genesis
+        self.ledger, self.worker, self.durable = ledger, worker, durable
+        self.hooks, self.metrics = hooks, metrics
+        self.halted: str | None = None
+        saved = durable.load(channel)
+        self.replica = Replica(
+            channel=channel, name=node, keyring=keyring, nodes=genesis.node_names,
+            config=genesis.consensus, verifier=verifier, propose_metadata=hooks.anchors,
+            genesis_app_digest=self._genesis_digest(), durable=saved,
+            executed_seq=ledger.height if saved is not None else None, trace=True,
+        )
+        self._events: deque = deque()
+        self._running = False
+        self._dirty = False  # a Persist is owed before the outbox may be sent
+        self._outbox: list[tuple[str | None, Any]] = []
+        self._flush_scheduled = False
+        self._writing = False  # a write of the durable state is in flight
+        self._fetch_goal: FetchState | None = None
+        self._highest_seen = 0  # the highest sequence number in any peer's message
+        self._progress = (0, 0.0)  # (last executed, when it last moved)
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._fetcher: asyncio.Task | None = None
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._waiters: dict[tuple[str, int], list[Waiter]] = {}
+        self._arrivals: dict[tuple[str, int], float] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self.view = self.replica.view
+
+    def _genesis_digest(self) -> bytes:
+        """The digest at sequence number 0: block 0 and the empty state."""
+        return digest([self.ledger.block_hash(0), EMPTY])
+
+    # -- feeding the replica -------------------------------------------------------------
+
+    def start(self) -> None:
+        self.feed(Start(self.hooks.now_ms()))
+        self._arm_watchdog()
+
+    def _arm_watchdog(self) -> None:
+        self._watchdog = asyncio.get_running_loop().call_later(CATCH_UP_CHECK_S, self._check_lag)
+
+    def _check_lag(self) -> None:
+        """Peers are ahead and this replica has not executed anything for a while (it was
+        partitioned, or is alone in a view change): ask them for what it lacks. Checkpoint
+        messages would tell it too, but only the next one, and an idle cluster sends none."""
+        if self.halted:
+            return
+        executed, since = self._progress
+        now = time.monotonic()
+        if self.replica.last_executed != executed:
+            self._progress = (self.replica.last_executed, now)
+        elif self._highest_seen > executed and now - since > CATCH_UP_CHECK_S:
+            self.feed(CatchUp(self.hooks.now_ms(), self._highest_seen))
+            self._progress = (executed, now)
+        self._arm_watchdog()
+
+    def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        for task in self._tasks:
+            task.cancel()
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                if not waiter.future.done():
+                    waiter.future.cancel()
+
+    def feed(self, event) -> None:
+        """Queue ``event`` and handle every queued event, one at a time, in order."""
+        if self.halted:
+            return
+        self._events.append(event)
+        if self._running:
+            return
+        self._running = True
+        try:
+            while self._events and not self.halted:
+                actions = self.replica.handle(self._events.popleft())
+                self._perform(actions)
+                if self.replica.view != self.view:
+                    self._entered_view(self.replica.view)
+        finally:
+            self._running = False
+        if (self._dirty or self._outbox) and not self._flush_scheduled:
+            # Group commit: frames that arrive in the same turn of the event loop share one
+            # write of the durable state; their sends wait for it.
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Write the durable state once for all the events handled since the last write, then send.
+
+        The replica asks for ``Persist`` before the actions after it; deferring every send
+        to after the write keeps that order (nothing leaves before the write that covers it).
+        The write and its fsync run on the store's own thread, so the event loop goes on
+        handling messages meanwhile; whatever they produce waits for the next write, which
+        then serves the whole burst (group commit).
+        """
+        self._flush_scheduled = False
+        if self.halted:
+            return
+        if self._writing:
+            return  # the write in flight will call us again when it is done
+        outbox, self._outbox = self._outbox, []
+        if not self._dirty:
+            self._send_all(outbox)
+            return
+        self._dirty = False
+        data = encode_durable_state(self.replica.durable_state())  # a snapshot, taken here
+        self._writing = True
+        started = time.perf_counter()
+        future = asyncio.get_running_loop().run_in_executor(self.durable.thread, self.durable.write, self.channel, data)
+
+        def written(done: asyncio.Future) -> None:
+            self._writing = False
+            if done.cancelled() or done.exception() is not None:
+                self.halt(f"cannot write the replica's durable state: {done.exception() if not done.cancelled() else 'cancelled'}")
+                return
+            self.metrics.persist_seconds.labels(self.channel).observe(time.perf_counter() - started)
+            self.metrics.persist_bytes.labels(self.channel).set(len(data))
+            self._send_all(outbox)
+            if self._dirty or self._outbox:
+                self._flush()
+
+        future.add_done_callback(written)
+
+    def _send_all(self, outbox: list[tuple[str | None, Any]]) -> None:
+        for to, message in outbox:
+            if to is None:
+                self.hooks.broadcast(self.channel, message)
+            else:
+                self.hooks.send(to, self.channel, message)
+
+    def _entered_view(self, view: int) -> None:
+        self.view = view
+        self.metrics.view.labels(self.channel).set(view)
+        self.metrics.view_changes.labels(self.channel).inc()
+        log.info("%s: view %d, primary %s", self.channel, view, self.replica.ctx.primary(view))
+
+    def note_peer_height(self, height: int) -> None:
+        """A peer says it has executed up to ``height`` (its status; used only as a hint)."""
+        if height > self._highest_seen:
+            self._highest_seen = height
+
+    def receive(self, message) -> None:
+        self.metrics.messages_in.labels(self.channel, message_type(message)).inc()
+        seq = getattr(message, "seq", 0)
+        if type(seq) is int and seq > self._highest_seen:
+            self._highest_seen = seq
+        self.feed(Received(self.hooks.now_ms(), message))
+
+    def submit(self, request: bytes, client: str, nonce: int, *, wait: bool) -> asyncio.Future | None:
+        """Hand a validated client request to the replica; with ``wait``, a future for its result."""
+        key = (client, nonce)
+        self._arrivals.setdefault(key, time.monotonic())
+        future = None
+        if wait:
+            future = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(key, []).append(Waiter(future, time.monotonic()))
+        self.feed(RequestReceived(self.hooks.now_ms(), request))
+        return future
+
+    # -- carrying out actions ------------------------------------------------------------
+
+    def _perform(self, actions: list[Action]) -> None:
+        for action in actions:
+            kind = type(action)
+            if kind is Persist:
+                self._dirty = True
+            elif kind is Send:
+                self.metrics.messages_out.labels(self.channel, message_type(action.message)).inc()
+                self._outbox.append((action.to, action.message))
+            elif kind is Broadcast:
+                self.metrics.messages_out.labels(self.channel, message_type(action.message)).inc()
+                self._outbox.append((None, action.message))
+            elif kind is SetTimer:
+                self._set_timer(action.timer, action.delay_ms)
+            elif kind is CancelTimer:
+                handle = self._timers.pop(action.timer, None)
+                if handle is not None:
+                    handle.cancel()
+            elif kind is ExecuteBatch:
+                self._execute(action)
+            elif kind is SendReply:
+                pass  # clients of this node are answered from committed blocks (see _resolve)
+            elif kind is FetchState:
+                # One transfer at a time per channel; a later request only raises its goal.
+                self._fetch_goal = action
+                if self._fetcher is None or self._fetcher.done():
+                    self._fetcher = asyncio.get_running_loop().create_task(self._fetch_until_goal())
+                    self._tasks.add(self._fetcher)
+                    self._fetcher.add_done_callback(self._tasks.discard)
+            elif kind is Trace:
+                self._trace(action)
+            elif kind is Fault:
+                self.metrics.faults.labels(self.channel, action.kind.value, action.peer).inc()
+                log.warning("%s: fault from %s: %s: %s", self.channel, action.peer, action.kind.value, action.detail)
+                self.hooks.publish({"type": "fault", "channel": self.channel, "node": self.node,
+                                    "kind": action.kind.value, "peer": action.peer, "detail": action.detail})
+
+    def _set_timer(self, name: str, delay_ms: int) -> None:
+        old = self._timers.pop(name, None)
+        if old is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._timers.pop(name, None)
+            self.feed(TimerFired(self.hooks.now_ms(), name))
+
+        self._timers[name] = loop.call_later(delay_ms / 1000, fire)
+
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _trace(self, action: Trace) -> None:
+        self.hooks.publish({"type": "trace", "channel": self.channel, "node": self.node,
+                            "kind": action.kind, **action.fields})
+
+    # -- execution -----------------------------------------------------------------------
+
+    def _execute(self, action: ExecuteBatch) -> None:
+        if action.seq <= self.ledger.height:  # executed before a crash, reported again on restart
+            self.feed(BlockExecuted(self.hooks.now_ms(), action.seq, self._digest_at(action.seq), ()))
+            return
+        try:
+            block = self.ledger.commit_batch(action.batch, action.view, action.certificate, self._run_contracts)
+        except RuntimeFault as exc:
+            self.halt(f"the contract worker could not execute block {action.seq}: {exc}")
+            return
+        self._committed(block)
+        results = tuple(self._reply_results(block))
+        self.feed(BlockExecuted(self.hooks.now_ms(), action.seq, app_digest(self.ledger), results))
+
+    def _run_contracts(self, block: Block, admitted: list[Transaction]):
+        anchors = {}
+        if block.header.metadata:
+            decoded = Anchors.from_metadata(block.header.metadata)
+            anchors = {"matching": decoded.matching.height, "electricity": decoded.electricity.height}
+        context = BlockContext(self.channel, block.height, block.hash, block.header.timestamp_ms, anchors)
+        now = timestamp_to_datetime(block.header.timestamp_ms)
+        invocations = [Invocation(tx.tx_id, tx.contract, tx.function, tx.args, self.genesis.identity(tx.creator, now=now))
+                       for tx in admitted]
+        result = self.worker.execute_block(context, invocations, self.ledger.state)
+        return [_ledger_result(r) for r in result.results], result.write_map()
+
+    def _reply_results(self, block: Block):
+        for request, result in zip(block.requests, block.outputs.results):
+            if result.status == "refused" and result.reason.startswith("replayed_nonce"):
+                continue
+            try:
+                tx = Transaction.from_bytes(request)
+            except TransactionRefused:
+                continue
+            yield (tx.creator, tx.nonce, digest(result.to_value()))
+
+    def _committed(self, block: Block) -> None:
+        self.metrics.height.labels(self.channel).set(block.height)
+        now = time.monotonic()
+        for request, result in zip(block.requests, block.outputs.results):
+            try:
+                tx = Transaction.from_bytes(request)
+            except TransactionRefused:
+                continue
+            key = (tx.creator, tx.nonce)
+            self.metrics.transactions.labels(self.channel, result.status).inc()
+            arrived = self._arrivals.pop(key, None)
+            if arrived is not None:
+                self.metrics.commit_latency.labels(self.channel).observe(now - arrived)
+            for waiter in self._waiters.pop(key, ()):
+                if not waiter.future.done():
+                    waiter.future.set_result((block, tx.tx_id, result))
+        self.hooks.on_commit(self.channel, block)
+
+    # -- state transfer ------------------------------------------------------------------
+
+    async def _fetch_until_goal(self) -> None:
+        while self._fetch_goal is not None and not self.halted:
+            goal = self._fetch_goal
+            await self._fetch_state(goal)
+            if self._fetch_goal is goal:
+                self._fetch_goal = None
+
+    async def _fetch_state(self, action: FetchState) -> None:
+        for peer in action.peers:
+            if self.halted:
+                return
+            try:
+                while self.ledger.height < action.seq:
+                    start = self.ledger.height + 1
+                    end = min(action.seq, start + 199)
+                    stored = await self.hooks.fetch_blocks(peer, self.channel, start, end)
+                    if not stored:
+                        raise ValueError(f"{peer} has no blocks from {start}")
+                    for block, certificate in stored:
+                        if block.height <= self.ledger.height:
+                            continue  # committed meanwhile through the normal protocol
+                        problem = self._check_fetched(block, certificate)
+                        if problem:
+                            raise ValueError(f"{peer} sent block {block.height}: {problem}")
+                        committed = self.ledger.commit_batch(block.batch(), block.header.view, certificate, self._run_contracts)
+                        self._committed(committed)
+                        if committed.height >= action.seq:
+                            break
+            except RuntimeFault as exc:
+                self.halt(f"the contract worker failed during state transfer: {exc}")
+                return
+            except Exception as exc:  # a slow, absent or lying peer: try the next one
+                log.warning("%s: state transfer from %s failed: %s", self.channel, peer, exc)
+                continue
+            mine = self._digest_at(action.seq)
+            if mine != action.state_digest:
+                self.halt(f"state after block {action.seq} differs from the certified checkpoint "
+                          f"({mine.hex()[:16]} vs {action.state_digest.hex()[:16]})")
+                return
+            log.info("%s: caught up to block %d by state transfer from %s", self.channel, action.seq, peer)
+            self.feed(StateTransferred(self.hooks.now_ms(), action.seq, action.state_digest))
+            return
+
+    def _digest_at(self, seq: int) -> bytes:
+        """The application digest after block ``seq`` (at most the head): the state root after
+        a block is the next block's ``state_root``."""
+        if seq >= self.ledger.height:
+            return app_digest(self.ledger)
+        return digest([self.ledger.block_hash(seq), self.ledger.block(seq + 1).block.header.state_root])
+
+    def _check_fetched(self, block: Block, certificate) -> str | None:
+        if certificate is None:
+            return "no commit certificate"
+        keys = {node.name: node.public_key for node in self.genesis.nodes}
+        problem = certificate.check(keys, self.genesis.consensus.f)
+        if problem:
+            return problem
+        if (certificate.channel, certificate.seq, certificate.batch_digest) != (self.channel, block.height, block.batch().digest()):
+            return "certificate is for another batch"
+        return None
+
+    # -- halting -------------------------------------------------------------------------
+
+    def halt(self, reason: str) -> None:
+        if self.halted:
+            return
+        self.halted = reason
+        log.error("%s: CHANNEL HALTED on %s: %s", self.channel, self.node, reason)
+        self.metrics.halted.labels(self.channel).set(1)
+        self.hooks.publish({"type": "halted", "channel": self.channel, "node": self.node, "reason": reason})
+        self.stop()

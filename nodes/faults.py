@@ -1,0 +1,68 @@
+"""Fault injection on a live node, for teaching and tests (``p2pchain fault``, the dashboard).
+
+The faults act at the node's edge, around an honest replica, as the simulator's Byzantine
+behaviours do (``p2pchain.sim.byzantine``): the replica follows the protocol, and what it
+sends is withheld, delayed, corrupted or split before it reaches the wire. A Byzantine node
+signs what it forges with its own key, as a real attacker holding that key would.
+
+* ``isolate`` / ``heal`` — drop every frame to and from the peers (a partition of one);
+* ``slow`` — delay every outgoing frame by ``slow_ms``;
+* ``byzantine silent`` — send nothing, hear nothing (a crash that looks alive to clients);
+* ``byzantine corrupt`` — every outgoing signature is flipped (peers refuse and count it);
+* ``byzantine equivocate`` — as primary, half the backups get one PRE-PREPARE and the other
+  half another for the same view and sequence number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from p2pchain.consensus.messages import PrePrepare
+
+__all__ = ["BYZANTINE_MODES", "FaultState"]
+
+BYZANTINE_MODES = ("equivocate", "silent", "corrupt")
+
+
+@dataclass
+class FaultState:
+    byzantine: str | None = None
+    slow_ms: int = 0
+    isolated_from: set[str] = field(default_factory=set)
+
+    def describe(self) -> dict[str, Any]:
+        return {"byzantine": self.byzantine, "slow_ms": self.slow_ms, "isolated": sorted(self.isolated_from)}
+
+    def outgoing(self, node, pairs: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+        """Rewrite (peer, message) pairs as this node's fault mode dictates."""
+        mode = self.byzantine
+        if mode is None:
+            return pairs
+        if mode == "silent":
+            return []
+        if mode == "corrupt":
+            return [(peer, msg if msg is None else replace(msg, signature=_flip(msg.signature))) for peer, msg in pairs]
+        if mode == "equivocate":
+            out, seen = [], 0
+            for peer, msg in pairs:
+                if type(msg) is PrePrepare and msg.sender == node.name and len(pairs) > 1:
+                    seen += 1
+                    if seen > len(pairs) // 2:
+                        msg = _other_pre_prepare(node, msg)
+                out.append((peer, msg))
+            return out
+        return pairs
+
+
+def _flip(signature: bytes) -> bytes:
+    if not signature:
+        return b"\x00" * 64
+    return bytes([signature[0] ^ 0xFF]) + signature[1:]
+
+
+def _other_pre_prepare(node, msg: PrePrepare) -> PrePrepare:
+    """The same view and sequence number, another valid batch (one millisecond later)."""
+    batch = replace(msg.batch, timestamp_ms=msg.batch.timestamp_ms + 1)
+    other = replace(msg, batch=batch, digest=batch.digest(), signature=b"")
+    return replace(other, signature=node.key.sign(other.signing_bytes()))

@@ -1,0 +1,387 @@
+"""A p2pchain node: three channel engines, peer links and the HTTP API in one asyncio process.
+
+``p2pchain node --dir DIR --name NODE`` runs it. The node loads the genesis and its key,
+opens one ledger, one contract worker and one PBFT replica per channel, serves peers
+(``/v1/peer``), clients (``/v1/...``), metrics (``/metrics``) and the dashboard (``/ui``) on
+the one port the genesis gives it, and shuts down cleanly on SIGTERM or SIGINT.
+
+On disk, under ``DIR/nodes/<node>/``: ``ledger/<channel>.db`` (blocks and world state,
+``p2pchain.ledger``), ``node.sqlite`` (the replicas' durable state) and ``index.sqlite``
+(transaction ids to heights, rebuilt from the blocks if lost). Its log is
+``DIR/logs/<node>.log``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import signal
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from p2pchain.consensus import Keyring, MalformedMessage, decode_message, encode_message
+from p2pchain.consortium import load_identity_key
+from p2pchain.encoding import decode, encode
+from p2pchain.genesis import CHANNELS, Genesis
+from p2pchain.ledger.block import Anchors, Block
+from p2pchain.ledger.store import ChannelLedger, ledger_path
+from p2pchain.ledger.transaction import Transaction, TransactionRefused, validate_transaction
+from p2pchain.net.peers import PEER_PATH, PeerNetwork
+from p2pchain.ordering import CommitCertificate
+from p2pchain.runtime.lifecycle import LifecyclePolicy
+from p2pchain.runtime.worker import ChannelWorker
+
+from .engine import ChannelEngine, DurableReplicaStore, EngineHooks
+from .faults import FaultState
+from .metrics import NodeMetrics
+
+__all__ = ["Node", "run_node"]
+
+log = logging.getLogger("p2pchain.node")
+SIDE_CHANNELS = ("matching", "electricity")
+FRAME_CONSENSUS = b"C"
+PEER_POLL_S = 2.0
+FRAME_REQUEST = b"R"
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class LedgerVerifier:
+    """The replica's ``RequestVerifier``: a transaction must pass the ledger's validation."""
+
+    def __init__(self, channel: str, genesis: Genesis, ledger: ChannelLedger) -> None:
+        self.channel, self.genesis, self.ledger = channel, genesis, ledger
+
+    def verify_request(self, request: bytes) -> tuple[str, int]:
+        tx = validate_transaction(request, self.genesis, utc_now(), self.ledger.last_nonce, channel=self.channel)
+        return tx.creator, tx.nonce
+
+
+def _index_connection(path: Path) -> sqlite3.Connection:
+    """The index is rebuilt from the blocks on start, so it needs no fsync of its own."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=OFF")
+    return conn
+
+
+class TxIndex:
+    """tx id -> (height, position) per channel, in ``node.sqlite``; rebuilt from blocks on start."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        conn.execute("CREATE TABLE IF NOT EXISTS tx_index (channel TEXT, tx_id BLOB, height INTEGER, position INTEGER, "
+                     "PRIMARY KEY (channel, tx_id))")
+        conn.execute("CREATE TABLE IF NOT EXISTS tx_indexed (channel TEXT PRIMARY KEY, height INTEGER)")
+
+    def indexed_height(self, channel: str) -> int:
+        row = self._conn.execute("SELECT height FROM tx_indexed WHERE channel = ?", (channel,)).fetchone()
+        return 0 if row is None else row[0]
+
+    def add(self, channel: str, block: Block) -> None:
+        rows = []
+        for position, request in enumerate(block.requests):
+            try:
+                rows.append((channel, Transaction.from_bytes(request).tx_id, block.height, position))
+            except TransactionRefused:
+                continue
+        self._conn.execute("BEGIN")
+        self._conn.executemany("INSERT OR IGNORE INTO tx_index VALUES (?, ?, ?, ?)", rows)
+        self._conn.execute("INSERT OR REPLACE INTO tx_indexed VALUES (?, ?)", (channel, block.height))
+        self._conn.execute("COMMIT")
+
+    def find(self, channel: str, tx_id: bytes) -> tuple[int, int] | None:
+        row = self._conn.execute("SELECT height, position FROM tx_index WHERE channel = ? AND tx_id = ?",
+                                 (channel, tx_id)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+
+@dataclass
+class Subscribers:
+    """Queues of ``/v1/events`` subscribers; a slow subscriber loses events, never the node."""
+
+    queues: set[asyncio.Queue] = field(default_factory=set)
+
+    def publish(self, event: dict) -> None:
+        for queue in list(self.queues):
+            try:
+                queue.put_nowait(event)
+            except asyncio.QueueFull:
+                pass
+
+
+class Node:
+    def __init__(self, directory: Path, name: str) -> None:
+        self.directory = Path(directory)
+        self.name = name
+        self.genesis = Genesis.load(self.directory)
+        self.info = self.genesis.node(name)
+        self.key = load_identity_key(self.directory, name)
+        self.data_dir = self.directory / "nodes" / name
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.metrics = NodeMetrics(name)
+        self.subscribers = Subscribers()
+        self.faults = FaultState()
+        self.engines: dict[str, ChannelEngine] = {}
+        self.ledgers: dict[str, ChannelLedger] = {}
+        self.workers: dict[str, ChannelWorker] = {}
+        self.peers = PeerNetwork(name, self.key, self.genesis, self._on_frame)
+        self.crashed = False
+        self._store: DurableReplicaStore | None = None
+        self._index: TxIndex | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._poller: asyncio.Task | None = None
+        self.started_at = time.time()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def open_channels(self) -> None:
+        """Open ledgers, workers and replicas from what is on disk (also after a crash)."""
+        self._store = DurableReplicaStore(self.data_dir / "node.sqlite")
+        self._index = TxIndex(_index_connection(self.data_dir / "index.sqlite"))
+        keyring = Keyring(self.name, self.key, {n.name: n.public_key for n in self.genesis.nodes})
+        for channel in CHANNELS:
+            ledger = ChannelLedger.open(ledger_path(self.data_dir, channel), channel, self.genesis)
+            self.ledgers[channel] = ledger
+            for height in range(self._index.indexed_height(channel) + 1, ledger.height + 1):
+                self._index.add(channel, ledger.block(height).block)
+            worker = ChannelWorker(channel, LifecyclePolicy.from_channel(self.genesis.channels[channel]))
+            worker.start()  # now, not at the first block: a start-up pause there would look like a faulty primary
+            self.workers[channel] = worker
+            hooks = EngineHooks(
+                send=self._send, broadcast=self._broadcast, publish=self.subscribers.publish,
+                fetch_blocks=self._fetch_blocks, on_commit=self._on_commit,
+                anchors=self._anchors if channel == "transaction" else (lambda: b""),
+            )
+            self.engines[channel] = ChannelEngine(
+                channel=channel, node=self.name, genesis=self.genesis, keyring=keyring, ledger=ledger,
+                worker=worker, durable=self._store, hooks=hooks, metrics=self.metrics,
+                verifier=LedgerVerifier(channel, self.genesis, ledger),
+            )
+            self.metrics.height.labels(channel).set(ledger.height)
+            log.info("%s: opened at height %d, view %d", channel, ledger.height, self.engines[channel].view)
+        for engine in self.engines.values():
+            engine.start()
+
+    def close_channels(self) -> None:
+        for engine in self.engines.values():
+            engine.stop()
+        for worker in self.workers.values():
+            worker.close()
+        for ledger in self.ledgers.values():
+            ledger.close()
+        if self._store is not None:
+            self._store.close()
+        self.engines, self.workers, self.ledgers = {}, {}, {}
+
+    async def start(self) -> web.AppRunner:
+        from .api import build_app  # the API module imports this one's types
+
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        self.open_channels()
+        runner = web.AppRunner(build_app(self), access_log=None, shutdown_timeout=2.0)
+        await runner.setup()
+        await web.TCPSite(runner, self.info.host, self.info.port).start()
+        await self.peers.start()
+        self._poller = asyncio.get_running_loop().create_task(self._poll_peers())
+        log.info("node %s (%s) serving on http://%s:%d", self.name, self.info.org, self.info.host, self.info.port)
+        return runner
+
+    async def stop(self, runner: web.AppRunner) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+        await self.peers.stop()
+        self.close_channels()
+        await runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+        log.info("node %s stopped", self.name)
+
+    # -- fault injection (crash/restart emulate a process crash, with the same recovery) --
+
+    def crash(self) -> None:
+        if not self.crashed:
+            self.crashed = True
+            self.close_channels()
+            self.peers.blocked = set(self.genesis.node_names) - {self.name}
+            log.warning("fault injection: node crashed (state on disk only)")
+
+    def restart(self) -> None:
+        if self.crashed:
+            self.crashed = False
+            self.peers.blocked = set(self.faults.isolated_from)
+            self.open_channels()
+            log.warning("fault injection: node restarted from disk")
+
+    # -- peers ---------------------------------------------------------------------------
+
+    def _on_frame(self, peer: str, frame: bytes) -> str | None:
+        """A frame from a peer: ``C`` + a consensus message, or ``R`` + channel + a client request."""
+        if self.crashed or self.faults.byzantine == "silent":
+            return None
+        kind, body = frame[:1], frame[1:]
+        if kind == FRAME_REQUEST:
+            return self._on_relayed_request(peer, body)
+        if kind != FRAME_CONSENSUS:
+            self.metrics.refused.labels("peer", "unknown_frame").inc()
+            return "unknown_frame"
+        try:
+            message = decode_message(body)
+        except MalformedMessage as exc:
+            self.metrics.refused.labels("peer", "malformed_message").inc()
+            log.warning("malformed frame from %s: %s", peer, exc)
+            return "malformed_message"
+        engine = self.engines.get(message.channel)
+        if engine is None:
+            self.metrics.refused.labels("peer", "unknown_channel").inc()
+            return "unknown_channel"
+        engine.receive(message)
+        return None
+
+    def _on_relayed_request(self, peer: str, body: bytes) -> str | None:
+        """A client request another node received: every replica must know it, so that each
+        one times out on a primary that ignores it (OSDI'99 §4.1: the client multicasts)."""
+        if not body or body[0] >= len(CHANNELS):
+            self.metrics.refused.labels("peer", "unknown_channel").inc()
+            return "unknown_channel"
+        channel = CHANNELS[body[0]]
+        try:
+            tx = self.validate(channel, body[1:])
+        except TransactionRefused as refusal:
+            self.metrics.refused.labels("relay", refusal.code).inc()
+            return None  # late (already committed) or a peer relaying junk: refused, counted
+        self.engines[channel].submit(body[1:], tx.creator, tx.nonce, wait=False)
+        return None
+
+    def relay(self, channel: str, request: bytes) -> None:
+        frame = FRAME_REQUEST + bytes([CHANNELS.index(channel)]) + request
+        for target, _ in self.faults.outgoing(self, [(name, None) for name in self.peer_names()]):
+            self._transmit(target, frame)
+
+    def peer_names(self) -> list[str]:
+        return [name for name in self.genesis.node_names if name != self.name]
+
+    def _send(self, peer: str, channel: str, message: Any) -> None:
+        for target, out in self.faults.outgoing(self, [(peer, message)]):
+            self._transmit(target, FRAME_CONSENSUS + encode_message(out))
+
+    def _broadcast(self, channel: str, message: Any) -> None:
+        pairs = [(name, message) for name in self.peer_names()]
+        for target, out in self.faults.outgoing(self, pairs):
+            self._transmit(target, FRAME_CONSENSUS + encode_message(out))
+
+    def _transmit(self, peer: str, frame: bytes) -> None:
+        delay = self.faults.slow_ms
+        if delay:
+            asyncio.get_running_loop().call_later(delay / 1000, self.peers.send, peer, frame)
+        else:
+            self.peers.send(peer, frame)
+
+    async def _poll_peers(self) -> None:
+        """Every few seconds, learn how far the peers are (their ``/v1/status``): a replica that
+        missed the last messages of an idle cluster would otherwise not know it is behind."""
+        while True:
+            await asyncio.sleep(PEER_POLL_S)
+            if self.crashed:
+                continue
+            for peer in self.peer_names():
+                if peer in self.peers.blocked:
+                    continue
+                node = self.genesis.node(peer)
+                try:
+                    async with self._session.get(f"http://{node.host}:{node.port}/v1/status",
+                                                 timeout=aiohttp.ClientTimeout(total=1)) as response:
+                        channels = (await response.json()).get("channels", {})
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+                    continue
+                for channel, engine in self.engines.items():
+                    height = channels.get(channel, {}).get("height")
+                    if type(height) is int:
+                        engine.note_peer_height(height)
+
+    async def _fetch_blocks(self, peer: str, channel: str, start: int, end: int):
+        """Certified blocks ``start..end`` from ``peer``'s API, for state transfer."""
+        url = f"http://{self.genesis.node(peer).host}:{self.genesis.node(peer).port}/v1/channels/{channel}/raw-blocks"
+        async with self._session.get(url, params={"from": str(start), "to": str(end)}) as response:
+            if response.status != 200:
+                raise ValueError(f"{peer} answered {response.status}")
+            rows = decode(await response.read(), max_size=64 * 1024 * 1024)
+        out = []
+        for header, body, certificate in rows:
+            out.append((Block.from_stored(header, body),
+                        None if certificate is None else CommitCertificate.from_value(decode(certificate))))
+        return out
+
+    # -- the application around the engines ------------------------------------------------
+
+    def _anchors(self) -> bytes:
+        return Anchors(self.ledgers["matching"].anchor(), self.ledgers["electricity"].anchor()).to_metadata()
+
+    def _on_commit(self, channel: str, block: Block) -> None:
+        self._index.add(channel, block)
+        self.subscribers.publish({
+            "type": "block", "channel": channel, "node": self.name, "height": block.height,
+            "hash": block.hash.hex(), "view": block.header.view, "proposer": block.header.proposer,
+            "transactions": len(block.requests), "state_root": self.ledgers[channel].state.root.hex(),
+        })
+        for request, result in zip(block.requests, block.outputs.results):
+            for event in result.events:
+                self.subscribers.publish({"type": "contract", "channel": channel, "node": self.name,
+                                          "height": block.height, "event": event})
+
+    def find_transaction(self, channel: str, tx_id: bytes) -> tuple[int, int] | None:
+        return self._index.find(channel, tx_id)
+
+    def validate(self, channel: str, data: bytes) -> Transaction:
+        ledger = self.ledgers[channel]
+        return validate_transaction(data, self.genesis, utc_now(), ledger.last_nonce, channel=channel)
+
+
+async def run_node(directory: Path, name: str) -> int:
+    node = Node(directory, name)
+    runner = await node.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down on signal")
+    await node.stop(runner)
+    return 0
+
+
+def configure_logging(directory: Path, name: str, level: str = "INFO") -> None:
+    logs = Path(directory) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(logs / f"{name}.log")
+    handler.setFormatter(JsonLineFormatter(name))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("aiohttp.access",):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class JsonLineFormatter(logging.Formatter):
+    """One JSON object per line: time, node, level, logger, message."""
+
+    def __init__(self, node: str) -> None:
+        super().__init__()
+        self.node = node
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec="milliseconds"),
+                 "node": self.node, "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)

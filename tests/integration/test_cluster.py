@@ -1,0 +1,296 @@
+"""A real 4-node cluster on loopback: agreement, crash recovery, view change, partitions, bad input.
+
+Each node is its own process (``nodes.launcher.Cluster``), killed with SIGKILL where the test
+says so. The tests share one cluster (starting one costs seconds) and run in file order;
+each leaves the cluster healthy for the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from nodes.admin import token_for
+from nodes.agreement import wait_for_agreement
+from nodes.deploy import deploy_contract
+from nodes.launcher import Cluster
+from p2pchain.client import ApiError, Client, Signer, transaction_to_json
+from p2pchain.consortium import create_consortium
+from p2pchain.crypto import SigningKey
+from p2pchain.genesis import CHANNELS, Genesis
+from p2pchain.identity import serial_hex
+from p2pchain.ledger.transaction import Transaction
+
+from ..ports import free_port_block
+
+pytestmark = pytest.mark.integration
+DEMO = (Path(__file__).resolve().parents[2] / "contracts" / "demo.py").read_text()
+PROSUMERS = [f"ev{i:02d}" for i in range(1, 15)] + [f"pv{i}" for i in range(1, 6)] + ["smes"]
+REVOKED = "ev15"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("cluster")
+    genesis = create_consortium(directory, now=dt.datetime.now(dt.timezone.utc), base_port=free_port_block(4))
+    document = dict(genesis.document)  # revoke one EV's certificate, to test the refusal
+    document["revoked"] = [{"org": "mgo", "serial": serial_hex(genesis.certificate(REVOKED))}]
+    Genesis.from_document(document).save(directory / "genesis.json")
+    cluster = Cluster(directory, Genesis.load(directory))
+    cluster.start_all()
+    try:
+        asyncio.run(cluster.wait_healthy(timeout_s=90))
+        asyncio.run(_deploy(cluster))
+        yield cluster
+    finally:
+        cluster.stop_all()
+        for name in cluster.genesis.node_names:
+            print(f"--- tail of {name}.log ---")
+            log = directory / "logs" / f"{name}.log"
+            print("\n".join(log.read_text().splitlines()[-15:]) if log.exists() else "(none)")
+
+
+async def _deploy(cluster: Cluster) -> None:
+    async with Client(cluster.url("node0")) as client:
+        for channel in CHANNELS:
+            await deploy_contract(client, cluster.directory, cluster.genesis, channel, "demo", DEMO)
+
+
+def _clients(cluster: Cluster, names=None) -> dict[str, Client]:
+    return {name: Client(cluster.url(name), timeout_s=60) for name in (names or cluster.genesis.node_names)}
+
+
+class Load:
+    """Signed demo transactions from the prosumers, spread over nodes and channels."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.signers = {name: Signer.load(cluster.directory, name) for name in PROSUMERS}
+        self.resumed = False
+
+    async def run(self, count: int, nodes: list[str], *, concurrency: int = 40) -> list[dict]:
+        clients = _clients(self.cluster, nodes)
+        for client in clients.values():
+            await client.__aenter__()
+        try:
+            if not self.resumed:
+                for signer in self.signers.values():
+                    for channel in CHANNELS:
+                        await signer.resume(clients[nodes[0]], channel)
+                self.resumed = True
+            semaphore = asyncio.Semaphore(concurrency)
+            # one in-flight transaction per signer and channel keeps each signer's nonces in order
+            locks = {(name, channel): asyncio.Lock() for name in PROSUMERS for channel in CHANNELS}
+
+            async def one(i: int) -> dict:
+                name, channel = PROSUMERS[i % len(PROSUMERS)], CHANNELS[(i // len(PROSUMERS)) % 3]
+                async with locks[(name, channel)], semaphore:
+                    tx = self.signers[name].transaction(channel, "demo", "record", {"topic": f"t{i}", "value": i})
+                    return await clients[nodes[i % len(nodes)]].submit(tx, wait=True)
+            return await asyncio.gather(*(one(i) for i in range(count)))
+        finally:
+            for client in clients.values():
+                await client.__aexit__(None, None, None)
+
+
+@pytest.fixture(scope="module")
+def load(cluster):
+    return Load(cluster)
+
+
+async def _agree(cluster: Cluster, names=None, timeout_s: float = 60.0):
+    clients = _clients(cluster, names)
+    for client in clients.values():
+        await client.__aenter__()
+    try:
+        return await wait_for_agreement(clients, timeout_s=timeout_s)
+    finally:
+        for client in clients.values():
+            await client.__aexit__(None, None, None)
+
+
+async def _status(cluster: Cluster, name: str) -> dict:
+    async with Client(cluster.url(name), timeout_s=10) as client:
+        return await client.status()
+
+
+def _verify(cluster: Cluster, name: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nodes.cli", "verify", str(cluster.directory / "nodes" / name)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_2000_transactions_over_three_channels_reach_identical_ledgers(cluster, load):
+    answers = asyncio.run(load.run(2000, list(cluster.genesis.node_names)))
+    assert all(a["result"]["status"] == "ok" for a in answers)
+    agreement = asyncio.run(_agree(cluster))
+    assert sum(height for height, _, _ in agreement.values()) >= 3  # blocks on every channel
+    for name in cluster.genesis.node_names:
+        report = _verify(cluster, name)
+        assert report.returncode == 0, report.stdout + report.stderr
+        for channel in CHANNELS:
+            assert f"{channel}" in report.stdout
+
+
+def test_a_killed_backup_restarts_and_catches_up(cluster, load):
+    primary = asyncio.run(_status(cluster, "node0"))["channels"]["transaction"]["primary"]
+    backup = next(n for n in reversed(cluster.genesis.node_names) if n != primary)
+    others = [n for n in cluster.genesis.node_names if n != backup]
+
+    async def kill_under_load():
+        running = asyncio.ensure_future(load.run(300, others))
+        await asyncio.sleep(0.5)
+        cluster.kill(backup)
+        answers = await running
+        assert all(a["result"]["status"] == "ok" for a in answers)
+
+    asyncio.run(kill_under_load())
+    asyncio.run(load.run(150, others))  # progress without it, beyond a checkpoint or two
+    cluster.start(backup)
+    asyncio.run(cluster.wait_healthy([backup], timeout_s=60))
+    agreement = asyncio.run(_agree(cluster, timeout_s=90))
+    assert agreement["transaction"][0] > 0
+
+
+def test_killing_the_primary_brings_a_view_change_and_progress(cluster, load):
+    before = asyncio.run(_status(cluster, "node1"))["channels"]
+    primary = before["transaction"]["primary"]
+    cluster.kill(primary)
+    survivors = [n for n in cluster.genesis.node_names if n != primary]
+    answers = asyncio.run(load.run(60, survivors))
+    assert all(a["result"]["status"] == "ok" for a in answers)
+    after = asyncio.run(_status(cluster, survivors[0]))["channels"]["transaction"]
+    assert after["view"] > before["transaction"]["view"]
+    assert after["primary"] != primary
+    cluster.start(primary)
+    asyncio.run(cluster.wait_healthy([primary], timeout_s=60))
+    asyncio.run(load.run(30, list(cluster.genesis.node_names)))
+    asyncio.run(_agree(cluster, timeout_s=90))
+
+
+def test_an_isolated_node_falls_behind_and_converges_after_heal(cluster, load):
+    token = token_for(cluster.directory, cluster.genesis)
+    status = asyncio.run(_status(cluster, "node0"))["channels"]["transaction"]
+    isolated = next(n for n in cluster.genesis.node_names if n != status["primary"])
+    others = [n for n in cluster.genesis.node_names if n != isolated]
+
+    async def fault(action: str):
+        async with aiohttp.ClientSession() as session:
+            async with session.post(cluster.url(isolated) + "/v1/admin/fault", json={"action": action},
+                                    headers={"Authorization": f"Bearer {token}"}) as response:
+                assert response.status == 200, await response.text()
+
+    asyncio.run(fault("isolate"))
+    height_before = asyncio.run(_status(cluster, isolated))["channels"]["transaction"]["height"]
+    answers = asyncio.run(load.run(120, others))
+    assert all(a["result"]["status"] == "ok" for a in answers)
+    assert asyncio.run(_status(cluster, isolated))["channels"]["transaction"]["height"] == height_before
+    asyncio.run(fault("heal"))
+    asyncio.run(load.run(30, others))
+    asyncio.run(_agree(cluster, timeout_s=90))
+
+
+# -- bad input: the exact status and reason, and no ledger changes -----------------------------
+
+def _signed(cluster: Cluster, creator: str, *, channel="transaction", contract="demo", nonce=10**9, key=None) -> Transaction:
+    key = key or Signer.load(cluster.directory, creator).key
+    return Transaction.create(key, channel=channel, contract=contract, function="record",
+                              args={"topic": "bad", "value": 0}, creator=creator, nonce=nonce)
+
+
+def _bad_inputs(cluster: Cluster):
+    peer_key = Signer.load(cluster.directory, "node0").key
+    good = _signed(cluster, "ev01")
+    forged = _signed(cluster, "ev01", key=SigningKey.generate())
+    return [
+        ("malformed body", "transaction", b"\xc1\x00", "application/msgpack", 400, "malformed"),
+        ("not canonical", "transaction", b"\x82\xa1b\x01\xa1a\x02", "application/msgpack", 400, "non_canonical"),
+        ("malformed JSON", "transaction", b"{not json", "application/json", 400, "malformed"),
+        ("oversized body", "transaction", b"\x00" * (300 * 1024), "application/msgpack", 413, "oversized"),
+        ("bad signature", "transaction", forged.to_bytes(), "application/msgpack", 401, "bad_signature"),
+        ("unknown identity", "transaction", _signed(cluster, "ev99", key=SigningKey.generate()).to_bytes(),
+         "application/msgpack", 403, "unknown_creator"),
+        ("revoked identity", "transaction", _signed(cluster, REVOKED).to_bytes(), "application/msgpack", 403, "invalid_creator"),
+        ("not allowed on the channel", "transaction", _signed(cluster, "node0", key=peer_key).to_bytes(),
+         "application/msgpack", 403, "not_permitted"),
+        ("replayed nonce", "transaction", _signed(cluster, "ev02", nonce=1).to_bytes(), "application/msgpack", 409, "replayed_nonce"),
+        ("unknown channel", "gossip", good.to_bytes(), "application/msgpack", 404, "unknown_channel"),
+        ("wrong channel", "matching", good.to_bytes(), "application/msgpack", 400, "wrong_channel"),
+        ("unknown contract", "transaction", _signed(cluster, "ev03", contract="nosuch").to_bytes(),
+         "application/msgpack", 404, "unknown_contract"),
+        ("JSON with a float", "transaction", json.dumps({**transaction_to_json(good), "args": {"x": 1.5}}).encode(),
+         "application/json", 400, "non_canonical"),
+        ("unsupported media type", "transaction", good.to_bytes(), "text/plain", 415, "unsupported_media_type"),
+    ]
+
+
+def test_each_kind_of_bad_input_is_refused_with_its_reason_and_changes_nothing(cluster):
+    before = asyncio.run(_agree(cluster))
+
+    async def post_all():
+        results = []
+        async with aiohttp.ClientSession() as session:
+            for label, channel, body, media, status, code in _bad_inputs(cluster):
+                url = f"{cluster.url('node1')}/v1/channels/{channel}/transactions"
+                async with session.post(url, data=body, headers={"Content-Type": media}) as response:
+                    answer = await response.json()
+                    results.append((label, status, code, response.status, answer))
+        return results
+
+    for label, status, code, got_status, answer in asyncio.run(post_all()):
+        assert (got_status, answer.get("error")) == (status, code), f"{label}: {got_status} {answer}"
+        assert answer.get("detail"), label
+    asyncio.run(asyncio.sleep(1.0))
+    assert asyncio.run(_agree(cluster)) == before
+
+
+def test_refusals_are_counted_in_metrics(cluster):
+    async def metrics():
+        async with aiohttp.ClientSession() as session:
+            async with session.get(cluster.url("node1") + "/metrics") as response:
+                return await response.text()
+    text = asyncio.run(metrics())
+    assert 'p2pchain_refused_total{edge="api",reason="bad_signature"}' in text
+    assert "p2pchain_commit_latency_seconds_bucket" in text
+    assert 'p2pchain_height{channel="transaction"}' in text
+
+
+def test_the_admin_api_refuses_without_a_valid_token(cluster):
+    async def attempt(headers):
+        async with aiohttp.ClientSession() as session:
+            async with session.post(cluster.url("node2") + "/v1/admin/fault", json={"action": "crash"},
+                                    headers=headers) as response:
+                return response.status, await response.json()
+    status, answer = asyncio.run(attempt({}))
+    assert (status, answer["error"]) == (403, "admin_refused")
+    status, answer = asyncio.run(attempt({"Authorization": "Bearer not-a-token"}))
+    assert (status, answer["error"]) == (403, "admin_refused")
+    assert asyncio.run(_status(cluster, "node2"))["crashed"] is False
+
+
+def test_client_reads_of_blocks_transactions_and_state(cluster, load):
+    answer = asyncio.run(load.run(1, ["node0"]))[0]
+
+    async def reads():
+        async with Client(cluster.url("node3")) as client:
+            await _agree(cluster)
+            tx = await client.transaction(CHANNELS[0], answer["tx_id"])
+            block = await client.block(CHANNELS[0], answer["height"])
+            page = await client.blocks(CHANNELS[0], 1, 3)
+            state = await client.state(CHANNELS[0], "demo", f"count/{tx['creator']}")
+            with pytest.raises(ApiError) as missing:
+                await client.block(CHANNELS[0], 10**6)
+            return tx, block, page, state, missing.value
+    tx, block, page, state, missing = asyncio.run(reads())
+    assert tx["height"] == answer["height"] and tx["result"]["status"] == "ok"
+    assert block["hash"] == answer["block"] and len(block["certificate"]["signers"]) >= 3
+    assert "anchors" in block and set(block["anchors"]) == {"matching", "electricity"}
+    assert [b["height"] for b in page["blocks"]] == [1, 2, 3]
+    assert state["value"] >= 1
+    assert (missing.status, missing.code) == (404, "unknown_block")
