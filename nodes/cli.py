@@ -11,6 +11,7 @@ import argparse
 import datetime as dt
 import sys
 
+from market import cli as market_commands
 from p2pchain import commands as chain_commands
 from p2pchain.ledger import commands as ledger_commands
 from p2pchain.runtime import commands as runtime_commands
@@ -18,7 +19,7 @@ from p2pchain.sim import commands as sim_commands
 
 from . import commands as node_commands
 
-COMMAND_MODULES = (chain_commands, ledger_commands, sim_commands, runtime_commands, node_commands)
+COMMAND_MODULES = (chain_commands, ledger_commands, sim_commands, runtime_commands, node_commands, market_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:
