@@ -44,6 +44,7 @@ export class SimView {
   reset(names) {
     this.names = names;
     this.story = new Story(names.filter((n) => !n.includes("'")));
+    this.story.verbose = true;
     this.flights.clear(); this.dropped.clear(); this.topology.keepOnly(new Set());
     this.topology.setNodes(names);
     this.$("sim-log").replaceChildren();

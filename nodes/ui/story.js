@@ -15,6 +15,7 @@ export class Story {
     this.steps = [];               // the latest view change, step by step
     this.changing = null;          // the view being changed to, until a quorum entered it
     this.lastSeq = 0;
+    this.verbose = false;          // also narrate routine commits (simulated mode)
   }
 
   primaryOf(view) { return this.names[view % this.n]; }
@@ -58,9 +59,12 @@ export class Story {
       case "prepared":
         this.batch(e.seq, e.view).prepared.add(e.node);
         return null;
-      case "committed":
-        this.batch(e.seq, e.view).committed.add(e.node);
-        return null;
+      case "committed": {
+        const b = this.batch(e.seq, e.view);
+        b.committed.add(e.node);
+        // routine in a live cluster (several a second), the point of a step-by-step run
+        return this.verbose && b.committed.size === q ? `batch ${e.seq} committed by ${q} nodes (2f+1): it is final` : null;
+      }
       case "execute":
         this.batch(e.seq, e.view).executed.add(e.node);
         return null;
@@ -74,8 +78,8 @@ export class Story {
         if (!voters) { voters = new Set(); this.votes.set(e.view, voters); }
         voters.add(e.node);
         if (this.changing === null || e.view > this.changing) {
-          if (this.changing === null || this.steps.length === 0) this.steps = [];
           this.changing = e.view;
+          this.step(`— view change to view ${e.view} begins —`);
         }
         this.step(`${e.node} sent VIEW-CHANGE for view ${e.view} (${voters.size} of ${q} needed; ` +
           `${this.primaryOf(e.view)} will be the new primary)`);
