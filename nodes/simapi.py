@@ -54,7 +54,8 @@ __all__ = ["register", "TRACE_ENV", "MAX_TRACE_BYTES"]
 
 TRACE_ENV = "P2PCHAIN_UI_TRACE"
 MAX_TRACE_BYTES = 32 * 1024 * 1024
-PEER_TIMEOUT_S = 2.0
+PEER_TIMEOUT_S = 3.0
+FAULT_TIMEOUT = aiohttp.ClientTimeout(total=30)  # a restart reopens ledgers and starts contract workers
 
 
 def _store(request: web.Request) -> SessionStore:
@@ -232,8 +233,8 @@ async def forward_fault(request: web.Request) -> web.Response:
     if "Authorization" in request.headers:
         headers["Authorization"] = request.headers["Authorization"]
     try:
-        async with request.app["dashboard_session"].post(_peer_url(node, target) + "/v1/admin/fault",
-                                                         data=body, headers=headers) as answer:
+        async with request.app["dashboard_session"].post(_peer_url(node, target) + "/v1/admin/fault", data=body,
+                                                         headers=headers, timeout=FAULT_TIMEOUT) as answer:
             return web.Response(body=await answer.read(), status=answer.status, content_type="application/json")
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
         raise Refusal(502, "node_unreachable", f"{target} did not answer: {type(exc).__name__}") from None

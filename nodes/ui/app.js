@@ -28,6 +28,7 @@ async function main() {
     if (name === "market") window.dashboard.market.refresh();
   });
   show(location.hash.slice(1) || "cluster");
+  window.addEventListener("hashchange", () => show(location.hash.slice(1) || "cluster"));
 }
 
 main().catch((err) => {

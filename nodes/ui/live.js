@@ -172,12 +172,22 @@ export class LiveView {
     const story = this.stories[this.channel];
     document.getElementById("live-narrative").textContent = story.narrative(story.changing === null ? this.primaryNow() : null);
     const list = document.getElementById("live-viewchange");
-    if (story.steps.length) list.replaceChildren(...story.steps.map((s) => el("li", {}, s)));
+    if (story.stepCount && String(story.stepCount) !== list.dataset.count) {
+      list.dataset.count = String(story.stepCount);
+      list.replaceChildren(...story.steps.map((s) => el("li", {}, s)));
+      list.scrollTop = list.scrollHeight; // the latest step in view
+    }
   }
 
   log(text, cls = "") {
     const list = document.getElementById("live-log");
-    list.prepend(el("li", { class: cls }, `${new Date().toLocaleTimeString()} ${text}`));
+    const first = list.firstElementChild;
+    if (first && first.dataset.text === text) { // a flood of one refusal is one line with a count
+      first.dataset.count = String(Number(first.dataset.count) + 1);
+      first.textContent = `${new Date().toLocaleTimeString()} ${text} (×${first.dataset.count})`;
+      return;
+    }
+    list.prepend(el("li", { class: cls, "data-text": text, "data-count": "1" }, `${new Date().toLocaleTimeString()} ${text}`));
     while (list.children.length > LOG_LINES) list.lastChild.remove();
   }
 

@@ -49,6 +49,7 @@ export class SimView {
     this.topology.setNodes(names);
     this.$("sim-log").replaceChildren();
     this.$("sim-viewchange").replaceChildren(el("li", { class: "muted" }, "no view change yet"));
+    delete this.$("sim-viewchange").dataset.count;
     this.$("sim-play").disabled = this.$("sim-step").disabled = false;
     this.setPlaying(false);
   }
@@ -213,7 +214,12 @@ export class SimView {
       list.prepend(el("li", { class: e.ev }, `${e.t} ms  ${line || `${e.ev} ${e.node || ""}`}`));
       while (list.children.length > 300) list.lastChild.remove();
     }
-    if (this.story.steps.length) this.$("sim-viewchange").replaceChildren(...this.story.steps.map((s) => el("li", {}, s)));
+    const steps = this.$("sim-viewchange");
+    if (this.story.stepCount && String(this.story.stepCount) !== steps.dataset.count) {
+      steps.dataset.count = String(this.story.stepCount);
+      steps.replaceChildren(...this.story.steps.map((s) => el("li", {}, s)));
+      steps.scrollTop = steps.scrollHeight; // the latest step in view
+    }
   }
 
   renderHosts() {

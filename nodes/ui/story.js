@@ -40,6 +40,7 @@ export class Story {
   }
 
   step(text) {
+    this.stepCount = (this.stepCount || 0) + 1; // views redraw the list when this changes
     this.steps.push(text);
     if (this.steps.length > 40) this.steps.shift();
   }
@@ -89,8 +90,9 @@ export class Story {
         const before = this.views.get(e.node);
         this.views.set(e.node, e.view);
         if (e.node === e.primary) {
-          this.step(`${e.primary}, primary of view ${e.view}, sent NEW-VIEW with ${q} VIEW-CHANGEs; ` +
-            `it re-proposes sequence numbers ${e.min_seq + 1}..${e.max_seq}`);
+          const redo = e.max_seq > e.min_seq ? `it re-proposes sequence numbers ${e.min_seq + 1}..${e.max_seq}`
+            : `nothing to re-propose above the stable checkpoint ${e.min_seq}`;
+          this.step(`${e.primary}, primary of view ${e.view}, sent NEW-VIEW with ${q} VIEW-CHANGEs; ${redo}`);
         }
         this.step(`${e.node} entered view ${e.view}: ${e.primary} is the primary`);
         const entered = [...this.views.values()].filter((v) => v >= e.view).length;
