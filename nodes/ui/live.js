@@ -24,8 +24,7 @@ export class LiveView {
     this.setupToolbar();
     this.renderControls();
     this.probeAdmin();
-    this.poll();
-    setInterval(() => this.poll(), POLL_MS);
+    this.pollLoop();
     for (const node of cluster.nodes) this.listen(node);
     requestAnimationFrame((t) => this.frame(t));
   }
@@ -108,6 +107,13 @@ export class LiveView {
   }
 
   // -- status -----------------------------------------------------------------------------------
+  // One poll at a time: a browser has six connections per node, and a slow cluster must not
+  // pile status requests up in front of everything else the page asks for.
+  async pollLoop() {
+    await this.poll();
+    setTimeout(() => this.pollLoop(), POLL_MS);
+  }
+
   async poll() {
     try {
       this.status = (await getJSON("/v1/dashboard/status")).nodes;
@@ -227,7 +233,6 @@ export class LiveView {
       const answer = await postJSON(`/v1/dashboard/fault/${node}`, order, { admin: true });
       out.className = "answer done";
       out.textContent = `${node}: ${order.action} done` + (answer.crashed ? " (crashed)" : "");
-      this.poll();
     } catch (err) {
       out.className = "answer refused";
       out.textContent = `${node}: ${order.action} refused — ${err.message}`;

@@ -241,3 +241,20 @@ def test_simulated_mode_steps_a_run_and_drops_a_message_in_flight(cluster, page)
     wait_for(page, lambda: int(cell(page, "sim-clock").split()[2]) > 60, "simulated time to run on")
     page.get_by_test_id("sim-play").click()
     page.screenshot(path=str(ARTIFACTS / "sim-drop.png"))
+
+
+def test_a_recorded_trace_is_replayed_step_by_step(cluster, page, tmp_path):
+    from p2pchain.sim.faults import Schedule
+    from p2pchain.sim.runner import run_schedule
+    from p2pchain.sim.trace import TraceWriter
+
+    trace = tmp_path / "run.jsonl"
+    with trace.open("w") as stream:
+        run_schedule(Schedule(seed=3, requests_per_client=2), trace=TraceWriter(stream))
+    page.goto(dashboard(cluster) + "#sim")
+    page.get_by_test_id("sim-file").set_input_files(str(trace))
+    wait_for(page, lambda: "replaying" in cell(page, "sim-answer"), "the trace to load")
+    for _ in range(30):
+        page.get_by_test_id("sim-step").click()
+    wait_for(page, lambda: page.locator("#sim-log li").count() >= 4, "replayed trace lines")
+    assert int(cell(page, "sim-clock").split()[2]) > 0
