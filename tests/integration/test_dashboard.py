@@ -221,21 +221,23 @@ def test_simulated_mode_steps_a_run_and_drops_a_message_in_flight(cluster, page)
     page.get_by_test_id("sim-seed").fill("4")
     page.get_by_test_id("sim-new").click()
     wait_for(page, lambda: "new run" in cell(page, "sim-answer"), "a new simulated run")
-    for _ in range(3):
-        page.get_by_test_id("sim-step").click()
-        page.wait_for_timeout(100)
-    wait_for(page, lambda: page.locator("#sim-log li").count() >= 3, "trace lines of the first steps")
     messages = page.locator("#sim-svg g.msg")
-    wait_for(page, lambda: messages.count() > 0, "a message in flight")
+    for _ in range(100):  # a click while the previous step is still on its way is ignored: click until seen
+        if page.locator("#sim-log li").count() >= 3 and messages.count() > 0:
+            break
+        page.get_by_test_id("sim-step").click()
+        page.wait_for_timeout(200)
+    assert page.locator("#sim-log li").count() >= 3, "single steps show the nodes starting"
+    assert messages.count() > 0, "a message in flight after the first steps"
     described = messages.first.get_attribute("data-type")
     messages.first.click()
     wait_for(page, lambda: "dropped" in cell(page, "sim-answer"), "the drop to be accepted")
     assert described in cell(page, "sim-answer")
-    for _ in range(40):
+    for _ in range(100):
         if "you dropped" in cell(page, "sim-log"):
             break
         page.get_by_test_id("sim-step").click()
-        page.wait_for_timeout(50)
+        page.wait_for_timeout(100)
     assert "you dropped" in cell(page, "sim-log")
     page.get_by_test_id("sim-play").click()
     wait_for(page, lambda: int(cell(page, "sim-clock").split()[2]) > 60, "simulated time to run on")
@@ -254,7 +256,12 @@ def test_a_recorded_trace_is_replayed_step_by_step(cluster, page, tmp_path):
     page.goto(dashboard(cluster) + "#sim")
     page.get_by_test_id("sim-file").set_input_files(str(trace))
     wait_for(page, lambda: "replaying" in cell(page, "sim-answer"), "the trace to load")
-    for _ in range(30):
+    clock = lambda: int(cell(page, "sim-clock").split()[2])  # noqa: E731
+    for _ in range(200):
+        if page.locator("#sim-log li").count() >= 4 and clock() > 0:
+            break
         page.get_by_test_id("sim-step").click()
-    wait_for(page, lambda: page.locator("#sim-log li").count() >= 4, "replayed trace lines")
-    assert int(cell(page, "sim-clock").split()[2]) > 0
+        page.wait_for_timeout(50)
+    assert page.locator("#sim-log li").count() >= 4, "replayed trace lines"
+    assert clock() > 0, "the replay's clock follows the trace"
+    assert page.locator("#sim-svg g.node").count() == 4
