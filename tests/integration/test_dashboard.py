@@ -74,7 +74,17 @@ class Trickle:
 
 
 @pytest.fixture(scope="module")
+def browser():
+    sync_playwright = _require_browser()
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
+    _require_browser()  # a missing browser fails the test before any node starts
     directory = tmp_path_factory.mktemp("dashboard")
     genesis = create_consortium(directory, nodes=4, base_port=free_port_block(4), now=dt.datetime.now(dt.timezone.utc))
     running = Cluster(directory, genesis)
@@ -88,15 +98,6 @@ def cluster(tmp_path_factory):
         if trickle is not None:
             trickle.stop()
         running.stop_all()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_playwright = _require_browser()
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
