@@ -49,7 +49,8 @@ export class Explorer {
           el("td", {}, t.contract ? `${t.contract}.${t.function}` : ""),
           el("td", { class: t.signature_valid ? "ok" : "bad" }, t.signature_valid === true ? "valid ✓" : t.signature_valid === false ? "INVALID ✗" : "no certificate"),
           el("td", { class: t.result && t.result.status === "ok" ? "ok" : "bad" }, t.result ? `${t.result.status}${t.result.reason ? `: ${t.result.reason}` : ""}` : ""),
-          el("td", {}, t.result ? String(t.result.events.length) : "")))));
+          el("td", { class: "hash", title: t.result ? JSON.stringify(t.result.events) : "" },
+            t.result ? t.result.events.map((e) => JSON.stringify(e)).join("; ").slice(0, 120) : "")))));
       this.detail(el("h3", { "data-testid": "block-title" }, `${b.channel} block ${b.height}`),
         el("p", { class: "hash" }, b.hash), header, el("h3", {}, "anchors"), anchors,
         el("h3", {}, "commit certificate"), cert, el("h3", {}, `transactions (${b.transactions.length})`), txs);
