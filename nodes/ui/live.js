@@ -99,8 +99,7 @@ export class LiveView {
       for (const i of this.wave.items) i.start = now;
     }
     if (this.wave) for (const i of this.wave.items) {
-      const sender = this.status[i.src] || {};
-      const lost = sender.crashed || (sender.faults && (sender.faults.isolated.length || sender.faults.byzantine === "silent"));
+      const lost = this.cutOff(i.src) || this.cutOff(i.dst); // drawn grey, stopping half-way
       this.topology.placeMessage(i.id, i, Math.min(1, (now - i.start) / this.phaseMs) * (lost ? 0.5 : 1), lost);
     }
     requestAnimationFrame((t) => this.frame(t));
@@ -150,7 +149,9 @@ export class LiveView {
         el("td", { "data-testid": `height-${node.name}` }, ch ? ch.height : "—"),
         el("td", {}, ch ? ch.stable_checkpoint : "—"),
         el("td", { class: `health-${tone}`, "data-testid": `health-${node.name}` }, health)));
-      if (this.stories[this.channel] && ch) this.stories[this.channel].views.set(node.name, ch.view);
+      const story = this.stories[this.channel];
+      // views only move forward: a status a second old must not undo a NEW-VIEW just seen
+      if (story && ch && ch.view > (story.views.get(node.name) ?? -1)) story.views.set(node.name, ch.view);
       this.topology.updateNode(node.name, {
         classes: [role === "primary" ? "primary" : "", cls].filter(Boolean),
         role: role === "primary" ? "★ primary" : role,
@@ -159,24 +160,31 @@ export class LiveView {
       });
     }
     const cut = [];
-    for (const [name, s] of Object.entries(this.status)) {
-      const isolated = s.crashed || (s.faults && (s.faults.isolated.length || s.faults.byzantine === "silent"));
-      if (isolated) for (const other of this.names) if (other !== name) cut.push([name, other]);
+    for (const name of this.names) {
+      if (this.cutOff(name)) for (const other of this.names) if (other !== name) cut.push([name, other]);
     }
     this.topology.setCut(cut);
     this.renderStory();
+  }
+
+  // A node that neither sends nor hears anything: crashed, isolated or Byzantine-silent.
+  cutOff(name) {
+    const s = this.status[name];
+    return Boolean(s && (s.crashed || (s.faults && (s.faults.isolated.length || s.faults.byzantine === "silent"))));
   }
 
   primaryNow() {
     const views = Object.values(this.status).map((s) => (s.channels || {})[this.channel]).filter(Boolean);
     if (!views.length) return null;
     views.sort((a, b) => b.view - a.view);
-    return views[Math.floor(views.length / 2)].primary; // the middle view: a lagging or a rushing node does not decide
+    return views[Math.floor(views.length / 2)]; // the middle view: a lagging or a rushing node does not decide
   }
 
   renderStory() {
     const story = this.stories[this.channel];
-    document.getElementById("live-narrative").textContent = story.narrative(story.changing === null ? this.primaryNow() : null);
+    const now = this.primaryNow();
+    document.getElementById("live-narrative").textContent =
+      story.narrative(now && now.view === story.currentView() ? now.primary : null);
     const list = document.getElementById("live-viewchange");
     if (story.stepCount && String(story.stepCount) !== list.dataset.count) {
       list.dataset.count = String(story.stepCount);

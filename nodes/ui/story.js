@@ -132,7 +132,7 @@ export class Story {
         `(${voters.length} of ${q} needed); ${this.primaryOf(this.changing)} must send NEW-VIEW.`;
     }
     const view = this.currentView();
-    const primary = primaryHint || this.primaryOf(view);
+    const primary = primaryHint || this.primaryOf(view); // the hint: what the nodes report for this view
     const b = this.batches.get(this.lastSeq);
     if (!b) return `${primary} is primary of view ${view}; waiting for requests.`;
     let text = `${primary} is primary of view ${view}; batch ${this.lastSeq} pre-prepared by ${b.pp.size} of ${this.n}, ` +
