@@ -6,8 +6,8 @@ Playwright for Python (``executable_path``; Playwright's own browser download is
 used). Screenshots go to ``test-artifacts/dashboard/``; when a test fails, the browser's
 console is printed.
 
-Install (what .ci/run needs): ``apt-get update && apt-get install -y chromium`` and
-``python -m pip install playwright``.
+Install: ``apt-get update && apt-get install -y chromium`` (what .ci/run needs) and
+``python -m pip install playwright`` (in the ``test`` extra of setup.cfg).
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
 INSTALL = ("install them with: apt-get update && apt-get install -y chromium && python -m pip install playwright "
            "(do not run 'playwright install': the test drives Debian's /usr/bin/chromium)")
 WAIT_MS = 60_000
+
+pytestmark = pytest.mark.integration
 
 
 def _require_browser():
