@@ -53,13 +53,17 @@ from .simsession import SCENARIOS, SessionError, SessionStore, SimSession, parse
 __all__ = ["register", "TRACE_ENV", "MAX_TRACE_BYTES"]
 
 TRACE_ENV = "P2PCHAIN_UI_TRACE"
+SIM_STORE = web.AppKey("sim_store", SessionStore)
+SIM_LOCKS = web.AppKey("sim_locks", dict)
+TRACE_PATH = web.AppKey("sim_trace_path", object)  # a Path, or None
+PEER_SESSION = web.AppKey("dashboard_session", aiohttp.ClientSession)
 MAX_TRACE_BYTES = 32 * 1024 * 1024
 PEER_TIMEOUT_S = 3.0
 FAULT_TIMEOUT = aiohttp.ClientTimeout(total=30)  # a restart reopens ledgers and starts contract workers
 
 
 def _store(request: web.Request) -> SessionStore:
-    return request.app["sim_store"]
+    return request.app[SIM_STORE]
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
@@ -84,7 +88,7 @@ def _int(body: dict[str, Any], name: str, default: int | None = None, low: int =
 async def _run(request: web.Request, session: SimSession, work):
     """Run ``work`` off the event loop, one request per session at a time: a simulation step
     is CPU work, and the node serving the page has a cluster to run."""
-    locks = request.app["sim_locks"]
+    locks = request.app[SIM_LOCKS]
     lock = locks.setdefault(session.id, asyncio.Lock())
     async with lock:
         try:
@@ -162,7 +166,7 @@ def _replay_answer(request: web.Request, replay, key: str | None = None) -> web.
 
 
 async def file_replay(request: web.Request) -> web.Response:
-    path = request.app["sim_trace_path"]
+    path = request.app[TRACE_PATH]
     if path is None:
         raise Refusal(404, "no_trace_file", f"no trace file was given when this node started (set ${TRACE_ENV})")
     try:
@@ -201,7 +205,7 @@ async def cluster(request: web.Request) -> web.Response:
     return web.json_response({
         "self": node.name, "channels": list(CHANNELS), "byzantine_modes": list(BYZANTINE_MODES),
         "nodes": [{"name": n.name, "org": n.org, "url": _peer_url(node, n.name)} for n in node.genesis.nodes],
-        "trace_file": request.app["sim_trace_path"] is not None, "scenarios": list(SCENARIOS),
+        "trace_file": request.app[TRACE_PATH] is not None, "scenarios": list(SCENARIOS),
     })
 
 
@@ -218,7 +222,7 @@ async def _peer_status(session: aiohttp.ClientSession, url: str) -> dict[str, An
 async def cluster_status(request: web.Request) -> web.Response:
     node = _node(request)
     names = node.genesis.node_names
-    session = request.app["dashboard_session"]
+    session = request.app[PEER_SESSION]
     answers = await asyncio.gather(*(_peer_status(session, _peer_url(node, name)) for name in names))
     return web.json_response({"nodes": dict(zip(names, answers))})
 
@@ -233,7 +237,7 @@ async def forward_fault(request: web.Request) -> web.Response:
     if "Authorization" in request.headers:
         headers["Authorization"] = request.headers["Authorization"]
     try:
-        async with request.app["dashboard_session"].post(_peer_url(node, target) + "/v1/admin/fault", data=body,
+        async with request.app[PEER_SESSION].post(_peer_url(node, target) + "/v1/admin/fault", data=body,
                                                          headers=headers, timeout=FAULT_TIMEOUT) as answer:
             return web.Response(body=await answer.read(), status=answer.status, content_type="application/json")
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
@@ -275,18 +279,18 @@ async def checked_block(request: web.Request) -> web.Response:
 # -- wiring --------------------------------------------------------------------------------------
 
 async def _open_session(app: web.Application):
-    app["dashboard_session"] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PEER_TIMEOUT_S))
+    app[PEER_SESSION] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PEER_TIMEOUT_S))
     yield
-    await app["dashboard_session"].close()
+    await app[PEER_SESSION].close()
 
 
 def register(app: web.Application, trace_path: str | None = None) -> None:
     """Add the dashboard's routes to the node's ``app``; ``trace_path`` (or ``$P2PCHAIN_UI_TRACE``)
     names a trace file the dashboard may replay."""
     path = trace_path or os.environ.get(TRACE_ENV)
-    app["sim_trace_path"] = Path(path) if path else None
-    app["sim_store"] = SessionStore()
-    app["sim_locks"] = {}
+    app[TRACE_PATH] = Path(path) if path else None
+    app[SIM_STORE] = SessionStore()
+    app[SIM_LOCKS] = {}
     app.cleanup_ctx.append(_open_session)
     add = app.router
     add.add_post("/v1/sim/sessions", new_session)

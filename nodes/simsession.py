@@ -171,6 +171,8 @@ class SimSession:
     def drop(self, flight_id: int) -> dict[str, Any]:
         if flight_id not in self.in_flight:
             raise SessionError(f"message {flight_id} is not in flight (delivered or dropped already)")
+        if flight_id in self.dropped:
+            raise SessionError(f"message {flight_id} is already dropped")
         self.dropped.add(flight_id)
         return {"dropped": flight_id}
 
