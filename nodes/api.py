@@ -369,6 +369,8 @@ def build_app(node: Node) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/v1/admin/fault", fault)
     app.router.add_get("/ui", ui_index)
+    from .simapi import register as register_dashboard  # the dashboard's routes (imports this module)
+    register_dashboard(app)
     if UI_DIR.exists():
         app.router.add_static("/ui/", UI_DIR)
     return app

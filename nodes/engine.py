@@ -49,6 +49,7 @@ from p2pchain.ledger.store import ChannelLedger
 from p2pchain.ledger.transaction import Transaction, TransactionRefused, timestamp_to_datetime
 from p2pchain.runtime.records import BlockContext, Invocation, RuntimeFault
 from p2pchain.runtime.worker import ChannelWorker
+from p2pchain.sim.trace import describe as describe_message
 
 __all__ = ["ChannelEngine", "ChannelHalted", "app_digest"]
 
@@ -299,9 +300,11 @@ class ChannelEngine:
             elif kind is Send:
                 self.metrics.messages_out.labels(self.channel, message_type(action.message)).inc()
                 self._outbox.append((action.to, action.message))
+                self._trace_message(action.to, action.message)
             elif kind is Broadcast:
                 self.metrics.messages_out.labels(self.channel, message_type(action.message)).inc()
                 self._outbox.append((None, action.message))
+                self._trace_message(None, action.message)
             elif kind is SetTimer:
                 self._set_timer(action.timer, action.delay_ms)
             elif kind is CancelTimer:
@@ -347,6 +350,13 @@ class ChannelEngine:
     def _trace(self, action: Trace) -> None:
         self.hooks.publish({"type": "trace", "channel": self.channel, "node": self.node,
                             "kind": action.kind, **action.fields})
+
+    def _trace_message(self, to: str | None, message) -> None:
+        """The dashboard's message flow (nodes/ui): one ``send`` trace per message the replica
+        sends (``to`` is ``"*"`` for a broadcast), summarised as the simulator's trace does.
+        What a fault at the node's edge then does to it (nodes/faults.py) is not shown here."""
+        self.hooks.publish({"type": "trace", "channel": self.channel, "node": self.node,
+                            "kind": "send", "to": to or "*", "msg": describe_message(message)})
 
     # -- execution -----------------------------------------------------------------------
 

@@ -1,0 +1,107 @@
+"""A steady trickle of signed transactions, so that a dashboard has consensus to show.
+
+The demonstration day of ``run_cluster.py`` is over in seconds; a class watching the
+dashboard needs batches to keep coming while they crash a primary or cut a link. This
+submits one ``demo.record`` transaction every ``interval_s`` on the transaction channel
+(and now and then one on each side chain), from the prosumers in turn, to the nodes in
+turn, skipping any node that refuses or does not answer. Nothing waits for commitment, so
+a stalled cluster (a crashed primary before the view change) is visible, not hidden.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import random
+import sys
+from pathlib import Path
+
+from p2pchain.client import ApiError, Client, Signer
+from p2pchain.genesis import Genesis
+
+from .demo import DEMO_SOURCE
+from .deploy import deploy_contract
+
+__all__ = ["trickle", "add_commands"]
+
+
+async def trickle(directory: Path, genesis: Genesis, urls: dict[str, str], *, interval_s: float = 0.25,
+                  seed: int = 11, stop: asyncio.Event | None = None, count: int | None = None, say=print) -> int:
+    """Submit transactions until ``stop`` is set (or ``count`` were accepted); return how many were."""
+    rng = random.Random(seed)
+    stop = stop or asyncio.Event()
+    clients = {name: Client(url, timeout_s=5) for name, url in urls.items()}
+    for client in clients.values():
+        await client.__aenter__()
+    try:
+        entry = clients[genesis.node_names[0]]
+        for channel in genesis.channels:
+            if await deploy_contract(entry, directory, genesis, channel, "demo", DEMO_SOURCE.read_text()):
+                say(f"deployed contract 'demo' on {channel}")
+        prosumers = [i["name"] for i in genesis.document["identities"] if i["kind"] in ("ev", "pv", "smes")]
+        writers = {"transaction": prosumers, "matching": ["operator-mgo"], "electricity": ["operator-dno"]}
+        signers = {name: Signer.load(directory, name) for names in writers.values() for name in names}
+        for channel, names in writers.items():
+            for name in names:
+                await signers[name].resume(entry, channel)
+        turn = itertools.cycle(prosumers)
+        nodes = itertools.cycle(list(clients))
+        accepted = 0
+        for tick in itertools.count():
+            if stop.is_set() or (count is not None and accepted >= count):
+                break
+            channel = "transaction" if tick % 8 else rng.choice(("matching", "electricity"))
+            name = next(turn) if channel == "transaction" else writers[channel][0]
+            tx = signers[name].transaction(channel, "demo", "record",
+                                           {"topic": f"t{tick}", "value": {"energy_wh": rng.randrange(500, 8000)}})
+            for _ in range(len(clients)):  # the next node that takes it
+                try:
+                    await clients[next(nodes)].submit(tx)
+                    accepted += 1
+                    break
+                except (ApiError, OSError, asyncio.TimeoutError):
+                    continue
+            try:
+                await asyncio.wait_for(stop.wait(), interval_s)
+            except asyncio.TimeoutError:
+                pass
+        return accepted
+    finally:
+        for client in clients.values():
+            await client.__aexit__(None, None, None)
+
+
+def _run(args: argparse.Namespace) -> int:
+    directory = Path(args.dir)
+    try:
+        genesis = Genesis.load(directory)
+    except Exception as exc:  # a missing or broken consortium directory: say which
+        print(f"p2pchain trickle: cannot load the consortium in {directory}: {exc}", file=sys.stderr)
+        return 2
+    urls = {}
+    for node in genesis.nodes:
+        host = "127.0.0.1" if node.host in ("0.0.0.0", "") else node.host
+        urls[node.name] = f"http://{host}:{node.port}"
+    print(f"submitting a transaction every {args.interval:.2f} s to {len(urls)} nodes; Ctrl-C to stop", flush=True)
+    accepted = asyncio.run(trickle(directory, genesis, urls, interval_s=args.interval, count=args.count))
+    print(f"{accepted} transactions accepted")
+    return 0
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "trickle", help="keep a running cluster busy with a steady trickle of transactions (for the dashboard)",
+        description="Deploy the demo contract if needed, then submit one signed demo.record transaction every "
+        "INTERVAL seconds, from the prosumers in turn, to the nodes in turn, until Ctrl-C or --count. Use it "
+        "beside run_cluster.py --no-day so that the dashboard at /ui always has batches to show.")
+    parser.add_argument("--dir", default="./cluster", help="consortium directory (default ./cluster)")
+    parser.add_argument("--interval", type=float, default=0.25, help="seconds between transactions (default 0.25)")
+    parser.add_argument("--count", type=int, default=None, help="stop after this many accepted transactions")
+    parser.set_defaults(func=_run)
+
+
+if __name__ == "__main__":  # python -m nodes.trickle --dir DIR (until the CLI wires `p2pchain trickle`)
+    top = argparse.ArgumentParser(prog="python -m nodes.trickle")
+    add_commands(top.add_subparsers(dest="command"))
+    sys.exit(_run(top.parse_args(["trickle", *sys.argv[1:]])))
