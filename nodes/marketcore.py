@@ -1,0 +1,58 @@
+"""What the market day sends and checks, without the network (docs/market-on-chain.md).
+
+:func:`quote_args` turns a scenario quotation into the arguments of ``market.quote``;
+:func:`expected_hours` runs the pure experiment (``p2pchain market paper``) for the same
+seed, so the on-chain records can be compared value for value with :func:`compare_hour`.
+"""
+
+from __future__ import annotations
+
+from market.experiment import DayResult, run_day
+from market.grid import load_feeder
+from market.model import Quotation
+from market.scenario import DayScenario, ScenarioParams, build_day
+
+__all__ = ["quote_args", "scenario", "expected_day", "expected_hour", "compare_hour", "QUOTE_FIELDS"]
+
+QUOTE_FIELDS = ("energy_wh", "limit_price_milli_per_kwh", "bus", "distance_m", "consumption_wh_per_km",
+                "depreciation_milli", "efficiency_ppm", "max_trades", "charging_price_milli_per_kwh")
+
+
+def quote_args(q: Quotation) -> dict:
+    """Arguments of ``market.quote`` for ``q`` (its prosumer signs the transaction)."""
+    args = {"hour": q.hour, "side": q.side.value}
+    args.update({k: getattr(q, k) for k in QUOTE_FIELDS})
+    return args
+
+
+def scenario(params: ScenarioParams, seed: int, day: int = 0) -> DayScenario:
+    return build_day(params, load_feeder(), seed, day)
+
+
+def expected_day(params: ScenarioParams, sc: DayScenario, *, with_smes: bool) -> DayResult:
+    """The pure experiment's day for the same scenario (what the chain must reproduce)."""
+    return run_day(load_feeder(), sc, params, with_smes=with_smes)
+
+
+def expected_hour(day: DayResult, hour: int) -> dict:
+    """The values of one pure round that the on-chain record holds."""
+    r = day.rounds[hour]
+    s = r.stats
+    stats = {k: getattr(s, k) for k in s.__slots__}
+    return {"stats": stats,
+            "trades": sorted([p.trade.buyer, p.trade.seller, p.trade.energy_wh, p.price_milli_per_kwh,
+                              p.payment_milli] for p in r.prices.values()),
+            "settlement": [list(x) for x in r.settlement.balances_milli],
+            "refused": len(r.security.refused),
+            "smes_legs": len(r.smes.legs) if r.smes else 0}
+
+
+def compare_hour(record: dict, expected: dict) -> list[str]:
+    """Differences between an on-chain hour record and the pure round (empty when equal)."""
+    got = {"stats": record["stats"],
+           "trades": sorted([t["buyer"], t["seller"], t["energy_wh"], t["price_milli_per_kwh"],
+                             t["payment_milli"]] for t in record["trades"]),
+           "settlement": record["settlement"],
+           "refused": len(record["refused"]),
+           "smes_legs": len(record["smes_legs"])}
+    return [f"{k}: chain {got[k]!r} != experiment {expected[k]!r}" for k in expected if got[k] != expected[k]]
