@@ -2,6 +2,7 @@
 """Start a p2pchain consortium of four nodes on this machine and run a day through it.
 
     python run_cluster.py [--dir ./cluster] [--nodes 4] [--base-port 7050] [--no-day] [--once] [--seed N]
+                          [--hours H] [--no-smes] [--demo]
 
 Creates the consortium in DIR if there is none (three organisations, their CAs, the node and
 client identities, the genesis), starts one process per node (node i listens on
@@ -34,7 +35,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-day", action="store_true", help="start the cluster but run no workload")
     parser.add_argument("--once", action="store_true", help="stop the cluster after the day instead of waiting for Ctrl-C")
     parser.add_argument("--seed", type=int, default=7, help="seed of the day's workload (default 7)")
-    parser.add_argument("--hours", type=int, default=6, help="hours of the demonstration day (default 6)")
+    parser.add_argument("--hours", type=int, default=24, help="hourly rounds of the day (default 24; the demo day: 6)")
+    parser.add_argument("--no-smes", action="store_true", help="run only the market day without the SMES")
+    parser.add_argument("--demo", action="store_true",
+                        help="run the old demonstration workload (signed records) instead of the market day")
     return parser.parse_args(argv)
 
 
@@ -66,12 +70,28 @@ async def run(args: argparse.Namespace, cluster: Cluster) -> int:
         url = cluster.url(node.name)
         print(f"    {node.name} ({node.org}): API {url}/v1/status   dashboard {url}/ui?token={token}", flush=True)
     print(f"    admin token: {token}", flush=True)
-    if not args.no_day:
+    if not args.no_day and not args.demo:
+        from nodes.marketday import MarketDayError, run_market_day
+
+        urls = {node.name: cluster.url(node.name) for node in genesis.nodes}
+        modes = (False,) if args.no_smes else (True, False)
+        say(f"running the paper's market day (seed {args.seed}) through the cluster: quotations signed by each "
+            f"prosumer, rounds closed by operator-mgo, metering by operator-dno")
+        try:
+            result = await run_market_day(cluster.directory, genesis, urls, hours=args.hours, seed=args.seed,
+                                          smes_modes=modes, say=say)
+        except MarketDayError as exc:
+            print(f"run_cluster: {exc}", file=sys.stderr)
+            return 1
+        for channel, (height, head, root) in result["agreement"].items():
+            say(f"{channel:12} height {height:4d}  head {head[:16]}…  state root {root[:16]}…  (same on every node)")
+        say(f"round latency close -> settled: p50 {result['latency_p50_s']:.3f} s")
+    elif not args.no_day:
         from nodes.demo import run_demo
 
         urls = {node.name: cluster.url(node.name) for node in genesis.nodes}
         say(f"running the demonstration day: {args.hours} hours of signed transactions on all three channels")
-        result = await run_demo(cluster.directory, genesis, urls, hours=args.hours, seed=args.seed, say=say)
+        result = await run_demo(cluster.directory, genesis, urls, hours=min(args.hours, 6), seed=args.seed, say=say)
         for channel, (height, head, root) in result["agreement"].items():
             say(f"{channel:12} height {height:4d}  head {head[:16]}…  state root {root[:16]}…  (same on every node)")
         say(f"day done: {result['transactions']} transactions committed")

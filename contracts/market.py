@@ -139,6 +139,8 @@ def close(ctx, hour):
                         "price_milli_per_kwh": q.limit_price_milli_per_kwh} for q in r.quotations],
         "matched": [{"buyer": t.buyer, "seller": t.seller, "energy_wh": t.energy_wh,
                      "weight_milli": t.weight_milli} for t in r.trades],
+        "direct": [{"buyer": t.buyer, "seller": t.seller, "energy_wh": t.energy_wh}
+                   for t in r.security.admitted],
         "trades": [{"buyer": p.trade.buyer, "seller": p.trade.seller, "energy_wh": p.trade.energy_wh,
                     "price_milli_per_kwh": p.price_milli_per_kwh, "payment_milli": p.payment_milli}
                    for p in priced],

@@ -194,6 +194,12 @@ class PowerFlow:
     iterations: int
 
 
+# The shipped feeder's text, read once at import: the contract runtime's worker imports
+# market/ before it closes its file descriptors (RLIMIT_NOFILE), so a contract's round can
+# load the default feeder without opening a file.
+_DEFAULT_FEEDER_TEXT = resources.files("market").joinpath("data/ieee33bw.json").read_text()
+
+
 def load_feeder(path: str | Path | None = None, *, rating_scale: float = 1.0,
                 slack_vm_pu: float | None = None) -> Feeder:
     """Load a radial feeder from JSON (default: the shipped IEEE 33-bus system).
@@ -202,7 +208,7 @@ def load_feeder(path: str | Path | None = None, *, rating_scale: float = 1.0,
     power flow, then multiplied by ``rating_scale``.
     """
     if path is None:
-        text = resources.files("market").joinpath("data/ieee33bw.json").read_text()
+        text = _DEFAULT_FEEDER_TEXT
     else:
         text = Path(path).read_text()
     data = json.loads(text)

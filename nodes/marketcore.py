@@ -7,12 +7,13 @@ seed, so the on-chain records can be compared value for value with :func:`compar
 
 from __future__ import annotations
 
-from market.experiment import DayResult, run_day
+from market.experiment import DayResult, run_round
+from market.smes import SmesState
 from market.grid import load_feeder
 from market.model import Quotation
 from market.scenario import DayScenario, ScenarioParams, build_day
 
-__all__ = ["quote_args", "scenario", "expected_day", "expected_hour", "compare_hour", "QUOTE_FIELDS"]
+__all__ = ["quote_args", "scenario", "expected_day", "expected_hour", "compare_hour", "metered_readings", "QUOTE_FIELDS"]
 
 QUOTE_FIELDS = ("energy_wh", "limit_price_milli_per_kwh", "bus", "distance_m", "consumption_wh_per_km",
                 "depreciation_milli", "efficiency_ppm", "max_trades", "charging_price_milli_per_kwh")
@@ -29,9 +30,17 @@ def scenario(params: ScenarioParams, seed: int, day: int = 0) -> DayScenario:
     return build_day(params, load_feeder(), seed, day)
 
 
-def expected_day(params: ScenarioParams, sc: DayScenario, *, with_smes: bool) -> DayResult:
-    """The pure experiment's day for the same scenario (what the chain must reproduce)."""
-    return run_day(load_feeder(), sc, params, with_smes=with_smes)
+def expected_day(params: ScenarioParams, sc: DayScenario, *, with_smes: bool, hours: int = 24) -> DayResult:
+    """The pure experiment's day (``market.experiment.run_day``) for the same scenario, cut
+    after its first ``hours`` rounds: what the chain must reproduce."""
+    feeder = load_feeder()
+    state = SmesState.empty(params.smes) if with_smes else None
+    rounds = []
+    for inputs in sc.hours[:hours]:
+        r = run_round(feeder, inputs, params, state)
+        state = r.smes_state_after
+        rounds.append(r)
+    return DayResult(sc.day, with_smes, feeder.rating_scale, tuple(rounds))
 
 
 def expected_hour(day: DayResult, hour: int) -> dict:
@@ -56,3 +65,22 @@ def compare_hour(record: dict, expected: dict) -> list[str]:
            "refused": len(record["refused"]),
            "smes_legs": len(record["smes_legs"])}
     return [f"{k}: chain {got[k]!r} != experiment {expected[k]!r}" for k in expected if got[k] != expected[k]]
+
+
+def metered_readings(record: dict, smes_name: str = "smes") -> list[list]:
+    """Net Wh per prosumer the dno meters for a recorded hour: a direct trade delivers its
+    energy from seller to buyer; an SMES leg between the SMES and its counterparty."""
+    net: dict[str, int] = {}
+
+    def flow(src: str, dst: str, wh: int) -> None:
+        net[src] = net.get(src, 0) - wh
+        net[dst] = net.get(dst, 0) + wh
+
+    for t in record["direct"]:
+        flow(t["seller"], t["buyer"], t["energy_wh"])
+    for leg in record["smes_legs"]:
+        if leg["action"] == "absorb":
+            flow(leg["counterparty"], smes_name, leg["energy_wh"])
+        else:
+            flow(smes_name, leg["counterparty"], leg["energy_wh"])
+    return [[name, wh] for name, wh in sorted(net.items())]
