@@ -27,6 +27,7 @@ __all__ = ["run_market_day", "CONTRACTS"]
 ROOT = Path(__file__).resolve().parents[1] / "contracts"
 CONTRACTS = (("transaction", "market", ROOT / "market.py"), ("electricity", "metering", ROOT / "metering.py"))
 OPERATOR, DNO = "operator-mgo", "operator-dno"
+CLOSE_TIMEOUT_S = 600.0
 
 
 class MarketDayError(RuntimeError):
@@ -49,7 +50,9 @@ async def run_market_day(directory: Path, genesis: Genesis, urls: dict[str, str]
                          params: ScenarioParams | None = None, say=print, first_run: int | None = None) -> dict:
     """Run one day per SMES mode; return the records, rates, latencies and the agreement."""
     params = params or ScenarioParams()
-    clients = {name: Client(url) for name, url in urls.items()}
+    # A close runs the whole round, nucleolus included, inside one transaction: with the
+    # paper's population that can take tens of seconds, beyond the client's default timeout.
+    clients = {name: Client(url, timeout_s=CLOSE_TIMEOUT_S) for name, url in urls.items()}
     for client in clients.values():
         await client.__aenter__()
     try:
