@@ -101,7 +101,7 @@ async def run_market_day(directory: Path, genesis: Genesis, urls: dict[str, str]
                 say(f"hour {hour:2d}: {len(record['quotations']):2d} quotations, {s['matched_trades']:2d} matched, "
                     f"{len(record['refused']):2d} refused by the security check, {len(record['smes_legs']):2d} served by "
                     f"the SMES, mean price {s['mean_price_milli_per_kwh'] / 1000:.3f}/kWh; "
-                    f"{time.monotonic() - started:.2f} s; all {len(agreement and clients)} nodes agree")
+                    f"{time.monotonic() - started:.2f} s; all {len(clients)} nodes agree")
                 records.append(record)
             day = (await entry.state("transaction", "market", f"run/{run}"))["value"]
             pure_success, pure_renewable = expected.success_rate(), expected.renewable_consumption_rate()
