@@ -20,7 +20,13 @@ import aiohttp
 
 from p2pchain.genesis import Genesis
 
-__all__ = ["Cluster"]
+__all__ = ["Cluster", "api_url"]
+
+
+def api_url(node) -> str:
+    """The base URL of a node's API (a genesis ``NodeInfo``); a wildcard host means this machine."""
+    host = "127.0.0.1" if node.host in ("0.0.0.0", "") else node.host
+    return f"http://{host}:{node.port}"
 
 
 class Cluster:
@@ -36,9 +42,7 @@ class Cluster:
         (self.directory / "logs").mkdir(parents=True, exist_ok=True)
 
     def url(self, name: str) -> str:
-        node = self.genesis.node(name)
-        host = "127.0.0.1" if node.host in ("0.0.0.0", "") else node.host
-        return f"http://{host}:{node.port}"
+        return api_url(self.genesis.node(name))
 
     def start(self, name: str, *args: str) -> subprocess.Popen:
         if name in self.processes and self.processes[name].poll() is None:
