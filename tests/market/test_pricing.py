@@ -1,7 +1,6 @@
 """Prices: individually rational, money conserved exactly, deterministic."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
