@@ -1,8 +1,6 @@
 """Shared generators for the market-algorithm tests (small, seeded, replayable)."""
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 from hypothesis import strategies as st
 

@@ -146,9 +146,9 @@ def test_pair_only_shortcut_is_wrong_with_capacities():
     bc, sc = np.array([1, 1]), np.array([2, 1])
     table = market_game_table(w, bc, sc)
     exact = np.r_[market_nucleolus(w, bc, sc)]
-    from market.nucleolus import _Stages
+    from market.sequential_lp import Stages
     masks = [1, 2, 4, 8, 1 | 4, 2 | 4, 2 | 8]
-    shortcut = _Stages(4, float(table[-1]), np.zeros(4), masks, [0, 0, 0, 0, 10, 8, 3]).solve()
+    shortcut = Stages(4, float(table[-1]), np.zeros(4), masks, [0, 0, 0, 0, 10, 8, 3]).solve()
     np.testing.assert_allclose(exact, nucleolus(4, table), atol=1e-6)
     assert np.abs(shortcut - exact).max() > 1e-3
 
