@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from market.matching import match  # noqa: E402
 from market.model import Kind, MarketParams, Quotation, Side, build_market  # noqa: E402
-from market.nucleolus import is_nucleolus, market_nucleolus, nucleolus  # noqa: E402
+from market.nucleolus import is_nucleolus, market_game_values, market_nucleolus, nucleolus  # noqa: E402
 
 SEED = 20261126
 
@@ -93,14 +93,8 @@ def paper_round(rng):
 
 
 def generic_market_nucleolus(w, bc, sc):
-    m, n = w.shape
-    table = np.zeros(1 << (m + n))
-    for mask in range(1, 1 << (m + n)):
-        bi = np.array([mask >> i & 1 for i in range(m)], dtype=bool)
-        si = np.array([mask >> (m + j) & 1 for j in range(n)], dtype=bool)
-        if bi.any() and si.any():
-            table[mask] = match(w[np.ix_(bi, si)], bc[bi], sc[si]).total_weight
-    return nucleolus(m + n, table), table
+    table = market_game_values(w, bc, sc)
+    return nucleolus(w.shape[0] + w.shape[1], table), table
 
 
 def bench_nucleolus(rng, quick):

@@ -43,7 +43,7 @@ from scipy.optimize import LinearConstraint, linprog, milp
 
 from market.sequential_lp import TOL, NucleolusError, Stages
 
-__all__ = ["nucleolus", "is_nucleolus", "market_nucleolus", "NucleolusError", "TOL"]
+__all__ = ["nucleolus", "is_nucleolus", "market_nucleolus", "market_game_values", "NucleolusError", "TOL"]
 
 
 # -- generic games ------------------------------------------------------------------
@@ -371,3 +371,25 @@ def market_nucleolus(weights, buyer_caps, seller_caps) -> tuple[np.ndarray, np.n
             values.append(_seed_value(w, bc, sc, m, mask))
     x = Stages(N, grand, np.zeros(N), masks, values, separate).solve()
     return x[:m], x[m:]
+
+
+def market_game_values(weights, buyer_caps, seller_caps) -> np.ndarray:
+    """The trading game's characteristic function by enumeration: v(S) for every coalition.
+
+    Bit i of the index is buyer i, bit m + j is seller j; v(S) is the best matching weight
+    S reaches on its own (:func:`market.matching.match`). There are 2^(m+n) coalitions, so
+    this is for small games only: the input of the generic :func:`nucleolus`, against which
+    :func:`market_nucleolus` is checked.
+    """
+    from market.matching import match  # matching does not depend on this module
+
+    weights = np.asarray(weights)
+    buyer_caps, seller_caps = np.asarray(buyer_caps), np.asarray(seller_caps)
+    m, n = weights.shape
+    table = np.zeros(1 << (m + n))
+    for mask in range(1, 1 << (m + n)):
+        buyers = np.array([mask >> i & 1 for i in range(m)], dtype=bool)
+        sellers = np.array([mask >> (m + j) & 1 for j in range(n)], dtype=bool)
+        if buyers.any() and sellers.any():
+            table[mask] = match(weights[np.ix_(buyers, sellers)], buyer_caps[buyers], seller_caps[sellers]).total_weight
+    return table

@@ -33,18 +33,6 @@ def brute_force_value(w, bc, sc) -> int:
     return best
 
 
-def market_game_table(w, bc, sc) -> np.ndarray:
-    """v(S) for every coalition of buyers (bits 0..m-1) and sellers (bits m..)."""
-    m, n = w.shape
-    table = np.zeros(1 << (m + n))
-    for mask in range(1, 1 << (m + n)):
-        bi = np.array([mask >> i & 1 for i in range(m)], dtype=bool)
-        si = np.array([mask >> (m + j) & 1 for j in range(n)], dtype=bool)
-        if bi.any() and si.any():
-            table[mask] = match(w[np.ix_(bi, si)], bc[bi], sc[si]).total_weight
-    return table
-
-
 from market.model import Kind, MarketParams, Quotation, Side  # noqa: E402
 
 PARAMS = MarketParams(grid_price_milli_per_kwh=1_200, feed_in_price_milli_per_kwh=400,

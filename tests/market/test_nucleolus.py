@@ -7,7 +7,8 @@ from hypothesis import given, settings, strategies as st
 
 from market.matching import match
 from market.nucleolus import NucleolusError, is_nucleolus, market_nucleolus, nucleolus
-from tests.market.conftest import market_game_table, markets
+from market.nucleolus import market_game_values as market_game_table
+from tests.market.conftest import markets
 
 
 def bankruptcy_game(estate, claims):
@@ -52,7 +53,9 @@ def _random_game(n, rng):
     table[0] = 0.0
     for i in range(n):
         table[1 << i] = rng.integers(0, 15)
-    table[-1] = table.max() + rng.integers(0, 40)
+    # v(N) at least every coalition and the singletons together: a non-empty imputation set
+    singletons = sum(table[1 << i] for i in range(n))
+    table[-1] = max(table.max(), singletons) + rng.integers(0, 40)
     return table
 
 
