@@ -369,6 +369,10 @@ class ChannelEngine:
         except RuntimeFault as exc:
             self.halt(f"the contract worker could not execute block {action.seq}: {exc}")
             return
+        except Exception as exc:  # a ledger or disk failure: stop this channel rather than diverge
+            log.exception("%s: cannot commit block %d", self.channel, action.seq)
+            self.halt(f"cannot commit block {action.seq}: {exc!r}")
+            return
         self._committed(block)
         results = tuple(self._reply_results(block))
         self.feed(BlockExecuted(self.hooks.now_ms(), action.seq, app_digest(self.ledger), results))
