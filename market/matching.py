@@ -324,7 +324,8 @@ def _unit_duals(w, rows, cols):
         v = np.where(np.isinf(dist[:n]), 0, np.round(dist[:n])).astype(np.int64)
         u = np.zeros(m, dtype=np.int64)
         u[rows] = w[rows, cols] - v[cols]
-        viol = (u[:, None] + v[None, :] < w) & (w > 0)
+        # u, v >= 0, so Q <= 0 is never violated: one temporary, no mask
+        viol = (w - v[None, :]) > u[:, None]
         if not viol.any():
             if (u < 0).any() or (v < 0).any():
                 return None
@@ -346,17 +347,19 @@ def _changeable_edges(w, bc, sc, I, J, x, u, v, z) -> np.ndarray:
     strongly connected component.  Returns an (m, n) boolean mask.
     """
     m, n = w.shape
-    used = np.zeros((m, n), dtype=bool)
-    used[I[x == 1], J[x == 1]] = True
-    forced = np.zeros((m, n), dtype=bool)
-    if z is not None:
-        forced[I[z > 0], J[z > 0]] = True
-    tight = (u[:, None] + v[None, :] == w) & (w > 0) & ~forced
-    add_r, add_c = np.nonzero(tight & ~used)
-    rem_r, rem_c = np.nonzero(used & ~forced)
+    on = x == 1
+    ur, uc = I[on], J[on]                       # used edges
+    fz = (z[on] > 0) if z is not None else np.zeros(len(ur), dtype=bool)
+    used_key = set((ur * n + uc).tolist())      # forced edges are used (z > 0 => x = 1)
+    tr, tc = np.nonzero((w - v[None, :]) == u[:, None])
+    keep = w[tr, tc] > 0
+    tr, tc = tr[keep], tc[keep]
+    keep = np.array([k not in used_key for k in (tr * n + tc).tolist()], dtype=bool)
+    add_r, add_c = tr[keep], tc[keep]
+    rem_r, rem_c = ur[~fz], uc[~fz]
     if len(add_r) == 0:  # nothing can enter, and dropping a positive edge loses weight
         return np.zeros((m, n), dtype=bool)
-    deg_b, deg_s = used.sum(axis=1), used.sum(axis=0)
+    deg_b, deg_s = np.bincount(ur, minlength=m), np.bincount(uc, minlength=n)
     root = m + n
     # path ends hang on the end edge, so a root cycle always walks >= 2 real edges
     start_gain = deg_b[add_r] < bc[add_r]      # path starts at a buyer with room

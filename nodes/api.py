@@ -17,7 +17,7 @@ from aiohttp import web
 from p2pchain.client import MSGPACK, transaction_from_json
 from p2pchain.encoding import EncodingError, decode, encode
 from p2pchain.genesis import CHANNELS
-from p2pchain.ledger.block import Anchors, Block
+from p2pchain.ledger.block import Anchors, Block, check_metadata
 from p2pchain.ledger.store import LedgerError
 from p2pchain.ledger.transaction import MAX_TX_BYTES, Transaction, TransactionRefused
 
@@ -140,7 +140,7 @@ def block_json(node: Node, channel: str, stored) -> dict[str, Any]:
         transactions.append(entry)
     body: dict[str, Any] = {"channel": channel, "height": block.height, "hash": block.hash.hex(),
                             "header": jsonable(header.to_value()), "transactions": transactions}
-    if channel == "transaction" and header.metadata:
+    if channel == "transaction" and header.metadata and check_metadata(channel, header.metadata) is None:
         anchors = Anchors.from_metadata(header.metadata)
         body["anchors"] = {name: {"height": getattr(anchors, name).height, "hash": getattr(anchors, name).block_hash.hex()}
                            for name in ("matching", "electricity")}

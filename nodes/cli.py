@@ -18,8 +18,9 @@ from p2pchain.runtime import commands as runtime_commands
 from p2pchain.sim import commands as sim_commands
 
 from . import commands as node_commands
+from . import trickle
 
-COMMAND_MODULES = (chain_commands, ledger_commands, sim_commands, runtime_commands, node_commands, market_commands)
+COMMAND_MODULES = (chain_commands, ledger_commands, sim_commands, runtime_commands, node_commands, trickle, market_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,6 +13,7 @@ from p2pchain.genesis import CHANNELS, Genesis, GenesisError
 
 from .admin import token_for
 from .faults import BYZANTINE_MODES
+from .launcher import api_url
 
 __all__ = ["add_commands"]
 
@@ -25,9 +26,7 @@ def _genesis(directory: str) -> Genesis:
 
 
 def _url(genesis: Genesis, name: str | None) -> str:
-    node = genesis.node(name) if name else genesis.nodes[0]
-    host = "127.0.0.1" if node.host in ("0.0.0.0", "") else node.host
-    return f"http://{host}:{node.port}"
+    return api_url(genesis.node(name) if name else genesis.nodes[0])
 
 
 def _run_node(args: argparse.Namespace) -> int:

@@ -25,6 +25,29 @@ __all__ = ["run_demo"]
 DEMO_SOURCE = Path(__file__).resolve().parents[1] / "contracts" / "demo.py"
 
 
+def demo_writers(genesis: Genesis) -> dict[str, list[str]]:
+    """Who writes on which channel in the demonstration: prosumers on the main chain,
+    the microgrid operator on matching, the distribution network operator on electricity."""
+    prosumers = [i["name"] for i in genesis.document["identities"] if i["kind"] in ("ev", "pv", "smes")]
+    return {"transaction": prosumers, "matching": ["operator-mgo"], "electricity": ["operator-dno"]}
+
+
+async def prepare_demo(entry: Client, directory: Path, genesis: Genesis, say=print) -> dict[str, Signer]:
+    """Deploy the demo contract on every channel (if it is not there yet) and load the
+    writers' keys, each resuming after the last nonce it used on each channel."""
+    source = DEMO_SOURCE.read_text()
+    for channel in genesis.channels:
+        if await deploy_contract(entry, directory, genesis, channel, "demo", source):
+            say(f"deployed contract 'demo' on {channel} (install, approvals of a majority of orgs, commit)")
+    signers = {}
+    for names in demo_writers(genesis).values():
+        for name in names:
+            signers[name] = Signer.load(directory, name)
+            for channel in genesis.channels:
+                await signers[name].resume(entry, channel)
+    return signers
+
+
 async def run_demo(directory: Path, genesis: Genesis, urls: dict[str, str], *, hours: int = 6,
                    seed: int = 7, say=print) -> dict:
     rng = random.Random(seed)
@@ -33,14 +56,8 @@ async def run_demo(directory: Path, genesis: Genesis, urls: dict[str, str], *, h
         await client.__aenter__()
     try:
         entry = clients[genesis.node_names[0]]
-        for channel in genesis.channels:
-            if await deploy_contract(entry, directory, genesis, channel, "demo", DEMO_SOURCE.read_text()):
-                say(f"deployed contract 'demo' on {channel} (install, approvals of a majority of orgs, commit)")
-        prosumers = [i["name"] for i in genesis.document["identities"] if i["kind"] in ("ev", "pv", "smes")]
-        signers = {name: Signer.load(directory, name) for name in prosumers + ["operator-mgo", "operator-dno"]}
-        for name, signer in signers.items():
-            for channel in genesis.channels:
-                await signer.resume(entry, channel)
+        signers = await prepare_demo(entry, directory, genesis, say)
+        prosumers = demo_writers(genesis)["transaction"]
         node_names = list(clients)
         total = 0
         for hour in range(hours):

@@ -43,7 +43,7 @@ from p2pchain.consensus.durable import decode_durable_state, encode_durable_stat
 from p2pchain.consensus.events import Action
 from p2pchain.encoding import decode, digest
 from p2pchain.genesis import Genesis
-from p2pchain.ledger.block import Anchors, Block, TxResult
+from p2pchain.ledger.block import Anchors, Block, TxResult, check_metadata
 from p2pchain.ledger.smt import EMPTY
 from p2pchain.ledger.store import ChannelLedger
 from p2pchain.ledger.transaction import Transaction, TransactionRefused, timestamp_to_datetime
@@ -369,13 +369,19 @@ class ChannelEngine:
         except RuntimeFault as exc:
             self.halt(f"the contract worker could not execute block {action.seq}: {exc}")
             return
+        except Exception as exc:  # a ledger or disk failure: stop this channel rather than diverge
+            log.exception("%s: cannot commit block %d", self.channel, action.seq)
+            self.halt(f"cannot commit block {action.seq}: {exc!r}")
+            return
         self._committed(block)
         results = tuple(self._reply_results(block))
         self.feed(BlockExecuted(self.hooks.now_ms(), action.seq, app_digest(self.ledger), results))
 
     def _run_contracts(self, block: Block, admitted: list[Transaction]):
         anchors = {}
-        if block.header.metadata:
+        if block.header.metadata and check_metadata(self.channel, block.header.metadata) is None:
+            # A Byzantine primary may have proposed malformed anchors; every node sees the same
+            # bytes, so every node decides alike: no anchors, and `p2pchain verify` names it.
             decoded = Anchors.from_metadata(block.header.metadata)
             anchors = {"matching": decoded.matching.height, "electricity": decoded.electricity.height}
         context = BlockContext(self.channel, block.height, block.hash, block.header.timestamp_ms, anchors)

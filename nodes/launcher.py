@@ -20,29 +20,35 @@ import aiohttp
 
 from p2pchain.genesis import Genesis
 
-__all__ = ["Cluster"]
+__all__ = ["Cluster", "api_url"]
+
+
+def api_url(node) -> str:
+    """The base URL of a node's API (a genesis ``NodeInfo``); a wildcard host means this machine."""
+    host = "127.0.0.1" if node.host in ("0.0.0.0", "") else node.host
+    return f"http://{host}:{node.port}"
 
 
 class Cluster:
     """The node processes of one consortium directory."""
 
-    def __init__(self, directory: Path, genesis: Genesis, *, extra_args: dict[str, list[str]] | None = None):
+    def __init__(self, directory: Path, genesis: Genesis, *, extra_args: dict[str, list[str]] | None = None,
+                 prefix: dict[str, list[str]] | None = None):
         self.directory = Path(directory)
         self.genesis = genesis
         self.processes: dict[str, subprocess.Popen] = {}
         self.extra_args = extra_args or {}
+        self.prefix = prefix or {}  # e.g. ["ip", "netns", "exec", "ns0"]: where a node's process runs
         (self.directory / "logs").mkdir(parents=True, exist_ok=True)
 
     def url(self, name: str) -> str:
-        node = self.genesis.node(name)
-        host = "127.0.0.1" if node.host in ("0.0.0.0", "") else node.host
-        return f"http://{host}:{node.port}"
+        return api_url(self.genesis.node(name))
 
     def start(self, name: str, *args: str) -> subprocess.Popen:
         if name in self.processes and self.processes[name].poll() is None:
             raise RuntimeError(f"{name} is already running")
         out = open(self.directory / "logs" / f"{name}.out", "ab")
-        command = [sys.executable, "-m", "nodes.cli", "node", "--dir", str(self.directory), "--name", name,
+        command = [*self.prefix.get(name, []), sys.executable, "-m", "nodes.cli", "node", "--dir", str(self.directory), "--name", name,
                    *self.extra_args.get(name, []), *args]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.processes[name] = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,

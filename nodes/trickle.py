@@ -17,11 +17,11 @@ import random
 import sys
 from pathlib import Path
 
-from p2pchain.client import ApiError, Client, Signer
+from p2pchain.client import ApiError, Client
 from p2pchain.genesis import Genesis
 
-from .demo import DEMO_SOURCE
-from .deploy import deploy_contract
+from .demo import demo_writers, prepare_demo
+from .launcher import api_url
 
 __all__ = ["trickle", "add_commands"]
 
@@ -36,15 +36,9 @@ async def trickle(directory: Path, genesis: Genesis, urls: dict[str, str], *, in
         await client.__aenter__()
     try:
         entry = clients[genesis.node_names[0]]
-        for channel in genesis.channels:
-            if await deploy_contract(entry, directory, genesis, channel, "demo", DEMO_SOURCE.read_text()):
-                say(f"deployed contract 'demo' on {channel}")
-        prosumers = [i["name"] for i in genesis.document["identities"] if i["kind"] in ("ev", "pv", "smes")]
-        writers = {"transaction": prosumers, "matching": ["operator-mgo"], "electricity": ["operator-dno"]}
-        signers = {name: Signer.load(directory, name) for names in writers.values() for name in names}
-        for channel, names in writers.items():
-            for name in names:
-                await signers[name].resume(entry, channel)
+        signers = await prepare_demo(entry, directory, genesis, say)
+        writers = demo_writers(genesis)
+        prosumers = writers["transaction"]
         turn = itertools.cycle(prosumers)
         nodes = itertools.cycle(list(clients))
         accepted = 0
@@ -79,10 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     except Exception as exc:  # a missing or broken consortium directory: say which
         print(f"p2pchain trickle: cannot load the consortium in {directory}: {exc}", file=sys.stderr)
         return 2
-    urls = {}
-    for node in genesis.nodes:
-        host = "127.0.0.1" if node.host in ("0.0.0.0", "") else node.host
-        urls[node.name] = f"http://{host}:{node.port}"
+    urls = {node.name: api_url(node) for node in genesis.nodes}
     print(f"submitting a transaction every {args.interval:.2f} s to {len(urls)} nodes; Ctrl-C to stop", flush=True)
     accepted = asyncio.run(trickle(directory, genesis, urls, interval_s=args.interval, count=args.count))
     print(f"{accepted} transactions accepted")

@@ -19,7 +19,8 @@ __all__ = ["add_commands"]
 def _init(args: argparse.Namespace) -> int:
     try:
         genesis = create_consortium(
-            Path(args.dir), nodes=args.nodes, host=args.host, base_port=args.base_port,
+            Path(args.dir), nodes=args.nodes, host=args.hosts.split(",") if args.hosts else args.host,
+            base_port=args.base_port,
             now=args.now, force=args.force, load_clients=args.load_clients,
         )
     except ConsortiumError as exc:
@@ -50,6 +51,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     init.add_argument("--dir", required=True, help="directory to create the consortium in")
     init.add_argument("--nodes", type=int, default=4, help="number of nodes, N = 3f+1 (default 4)")
     init.add_argument("--host", default="127.0.0.1", help="host recorded for every node (default 127.0.0.1)")
+    init.add_argument("--hosts", help="one host per node, comma-separated (several machines; see docs/deploy.md)")
     init.add_argument("--base-port", type=int, default=7050, help="node i listens on base-port + i (default 7050)")
     init.add_argument("--force", action="store_true", help="replace a consortium already in DIR")
     init.add_argument("--load-clients", type=int, default=0, metavar="N",

@@ -89,7 +89,7 @@ def create_consortium(
     directory: Path,
     *,
     nodes: int = 4,
-    host: str = "127.0.0.1",
+    host: str | list[str] = "127.0.0.1",
     base_port: int = 7050,
     now: dt.datetime,
     force: bool = False,
@@ -103,6 +103,9 @@ def create_consortium(
             f"tolerate only f = {max((nodes - 1) // 3, 0)} Byzantine faults, as "
             f"{3 * max((nodes - 1) // 3, 1) + 1} would"
         )
+    hosts = [host] * nodes if isinstance(host, str) else list(host)
+    if len(hosts) != nodes:
+        raise ConsortiumError(f"{len(hosts)} hosts given for {nodes} nodes; give one host per node")
     directory = Path(directory)
     if (directory / "genesis.json").exists() or (directory / "orgs").exists():
         if not force:
@@ -141,7 +144,7 @@ def create_consortium(
         })
         if spec.role == "peer":
             node_entries.append({
-                "name": spec.name, "org": spec.org, "host": host,
+                "name": spec.name, "org": spec.org, "host": hosts[len(node_entries)],
                 "port": base_port + len(node_entries), "public_key": key.public_key.hex(),
             })
 

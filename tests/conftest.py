@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 
+import os
+
 import pytest
+from hypothesis import settings
+
+# In CI (CI=true) every property test runs the same examples each time, so a red run can be
+# replayed exactly; on a developer's machine hypothesis keeps exploring new ones.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 from p2pchain.consortium import create_consortium
 

@@ -1,8 +1,6 @@
 """Shared generators for the market-algorithm tests (small, seeded, replayable)."""
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 from hypothesis import strategies as st
 
@@ -33,18 +31,6 @@ def brute_force_value(w, bc, sc) -> int:
            all(sum(1 for _, b in chosen if b == j) <= sc[j] for j in range(n)):
             best = max(best, sum(int(w[i, j]) for i, j in chosen))
     return best
-
-
-def market_game_table(w, bc, sc) -> np.ndarray:
-    """v(S) for every coalition of buyers (bits 0..m-1) and sellers (bits m..)."""
-    m, n = w.shape
-    table = np.zeros(1 << (m + n))
-    for mask in range(1, 1 << (m + n)):
-        bi = np.array([mask >> i & 1 for i in range(m)], dtype=bool)
-        si = np.array([mask >> (m + j) & 1 for j in range(n)], dtype=bool)
-        if bi.any() and si.any():
-            table[mask] = match(w[np.ix_(bi, si)], bc[bi], sc[si]).total_weight
-    return table
 
 
 from market.model import Kind, MarketParams, Quotation, Side  # noqa: E402

@@ -7,7 +7,8 @@ from hypothesis import given, settings, strategies as st
 
 from market.matching import match
 from market.nucleolus import NucleolusError, is_nucleolus, market_nucleolus, nucleolus
-from tests.market.conftest import market_game_table, markets
+from market.nucleolus import market_game_values as market_game_table
+from tests.market.conftest import markets
 
 
 def bankruptcy_game(estate, claims):
@@ -52,7 +53,9 @@ def _random_game(n, rng):
     table[0] = 0.0
     for i in range(n):
         table[1 << i] = rng.integers(0, 15)
-    table[-1] = table.max() + rng.integers(0, 40)
+    # v(N) at least every coalition and the singletons together: a non-empty imputation set
+    singletons = sum(table[1 << i] for i in range(n))
+    table[-1] = max(table.max(), singletons) + rng.integers(0, 40)
     return table
 
 
@@ -146,9 +149,9 @@ def test_pair_only_shortcut_is_wrong_with_capacities():
     bc, sc = np.array([1, 1]), np.array([2, 1])
     table = market_game_table(w, bc, sc)
     exact = np.r_[market_nucleolus(w, bc, sc)]
-    from market.nucleolus import _Stages
+    from market.sequential_lp import Stages
     masks = [1, 2, 4, 8, 1 | 4, 2 | 4, 2 | 8]
-    shortcut = _Stages(4, float(table[-1]), np.zeros(4), masks, [0, 0, 0, 0, 10, 8, 3]).solve()
+    shortcut = Stages(4, float(table[-1]), np.zeros(4), masks, [0, 0, 0, 0, 10, 8, 3]).solve()
     np.testing.assert_allclose(exact, nucleolus(4, table), atol=1e-6)
     assert np.abs(shortcut - exact).max() > 1e-3
 

@@ -1,7 +1,6 @@
 """Prices: individually rational, money conserved exactly, deterministic."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -22,8 +21,8 @@ def _index(market):
     return ({q.prosumer: q for q in market.buyers}, {q.prosumer: q for q in market.sellers})
 
 
-@settings(max_examples=20, deadline=None)
-@given(st.integers(0, 2**31), st.integers(1, 6), st.integers(1, 6), st.sampled_from([1, 1, 2]))
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2**31), st.integers(1, 5), st.integers(1, 5), st.sampled_from([1, 1, 2]))
 def test_every_payment_is_individually_rational(seed, nb, ns, cap):
     market, matching, trades = _round(seed, nb, ns, cap)
     buyers, sellers = _index(market)
@@ -37,8 +36,8 @@ def test_every_payment_is_individually_rational(seed, nb, ns, cap):
         assert pt.price_milli_per_kwh <= buyer_value_per_kwh(b, PARAMS) + 1
 
 
-@settings(max_examples=20, deadline=None)
-@given(st.integers(0, 2**31), st.integers(1, 6), st.integers(1, 6), st.sampled_from([1, 2]))
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2**31), st.integers(1, 5), st.integers(1, 5), st.sampled_from([1, 2]))
 def test_money_is_conserved_exactly_and_surplus_fully_divided(seed, nb, ns, cap):
     market, matching, trades = _round(seed, nb, ns, cap)
     buyers, sellers = _index(market)
@@ -62,10 +61,10 @@ def test_pricing_a_subset_keeps_each_trades_price(seed, nb, ns, data):
         assert full[pt.trade] == pt
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=5, deadline=None)
 @given(st.integers(0, 2**31), st.randoms(use_true_random=False))
 def test_prices_do_not_depend_on_quotation_order(seed, rnd):
-    quotes = random_quotations(seed, 4, 4, max_cap=2)
+    quotes = random_quotations(seed, 3, 4, max_cap=2)
     shuffled = list(quotes)
     rnd.shuffle(shuffled)
     out = []

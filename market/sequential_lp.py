@@ -1,0 +1,236 @@
+"""Sequential LPs for the nucleolus over an explicit, growable set of coalitions.
+
+The engine behind :mod:`market.nucleolus` (Kopelowitz 1967; Maschler, Peleg &
+Shapley 1979): stage by stage, minimise the largest excess of the unsettled
+coalitions, fix the coalitions tight in *every* optimal solution, drop those whose
+characteristic vector falls in the span of the fixed ones, until the fixed rows
+have rank n.  Coalitions are bitmask ints (bit p = player p), so no result depends
+on set iteration order.  Numerics: see :mod:`market.nucleolus`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import linprog
+
+__all__ = ["NucleolusError", "TOL", "Stages", "integer_null_basis", "rows_matrix"]
+
+TOL = 1e-7
+_HIGHS = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
+
+
+class NucleolusError(ValueError):
+    """Bad game input (empty imputation set, wrong table size) or LP failure."""
+
+
+def _lp(c, A_ub, b_ub, A_eq, b_eq, bounds):
+    res = linprog(c, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq, b_eq=b_eq, bounds=bounds,
+                  method="highs", options=_HIGHS)
+    if res.status != 0:
+        raise NucleolusError(f"nucleolus LP failed: {res.message}")
+    return res
+
+
+def rows_matrix(masks: list[int], n: int) -> sp.csr_matrix:
+    rows, cols = [], []
+    for r, mask in enumerate(masks):
+        while mask:
+            low = mask & -mask
+            rows.append(r)
+            cols.append(low.bit_length() - 1)
+            mask ^= low
+    return sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(masks), n))
+
+
+class Stages:
+    """Sequential LPs over an explicit, growable set of coalitions (bitmask ints).
+
+    ``separate(x, threshold, stages)`` (optional) returns coalitions (mask, value)
+    whose excess at x exceeds ``threshold`` among those whose characteristic vector
+    is *not* in the span of the fixed rows (``stages.null_basis()`` gives an exact
+    integer basis of their null space, ``stages.basis`` an orthonormal basis of the
+    rows themselves) and not already free or settled; without it
+    the given coalitions are assumed to be all that matter.
+    """
+
+    def __init__(self, n, grand, lower, masks, values, separate=None):
+        self.n = n
+        self.scale = max(1.0, abs(grand), float(np.max(np.abs(values), initial=0.0)),
+                         float(np.max(np.abs(lower), initial=0.0)))
+        self.grand = grand / self.scale
+        self.lower = np.asarray(lower, dtype=float) / self.scale
+        full = (1 << n) - 1
+        self.free: dict[int, float] = {mk: vl / self.scale for mk, vl in zip(masks, values)
+                                       if 0 < mk < full}
+        self.separate = separate
+        self.settled: set[int] = set()
+        self.eq_rows = [np.ones(n)]
+        self.eq_rhs = [self.grand]
+        self.basis = np.ones((n, 1)) / np.sqrt(n)
+
+    # -- helpers ------------------------------------------------------------------
+    def _free_arrays(self):
+        """Free coalitions sorted by mask, their incidence rows and values.
+
+        Rows come from a cached matrix of every coalition seen so far (rebuilt only
+        when the working set grows), so each LP does not re-expand bitmasks.
+        """
+        if not hasattr(self, "_pos") or any(mk not in self._pos for mk in self.free):
+            allm = sorted(set(getattr(self, "_all", [])) | set(self.free))
+            self._all = allm
+            self._pos = {mk: k for k, mk in enumerate(allm)}
+            self._matrix = rows_matrix(allm, self.n)
+        idx = np.array(sorted(self._pos[mk] for mk in self.free), dtype=np.int64)
+        masks = [self._all[k] for k in idx]
+        return masks, self._matrix[idx], np.array([self.free[k] for k in masks])
+
+    def null_basis(self) -> np.ndarray:
+        """Exact integer basis of the null space of the fixed rows (for separators)."""
+        return integer_null_basis(self.eq_rows, self.n)
+
+    def _add_violations(self, x, level) -> bool:
+        if self.separate is None:
+            return False
+        found = False
+        for mask, value in self.separate(x * self.scale, (level + TOL) * self.scale, self):
+            value /= self.scale
+            if mask in self.free or mask in self.settled:
+                continue
+            if self._in_span(rows_matrix([mask], self.n))[0]:
+                raise NucleolusError("separation returned a settled coalition (numerics)")
+            self.free[mask] = value
+            found = True
+        return found
+
+    def _in_span(self, A) -> np.ndarray:
+        proj = np.asarray(A @ self.basis)
+        sizes = np.asarray(A.sum(axis=1)).ravel()
+        return sizes - (proj ** 2).sum(axis=1) <= 1e-9
+
+    def _add_equality(self, row, rhs) -> bool:
+        resid = row - self.basis @ (self.basis.T @ row)
+        resid -= self.basis @ (self.basis.T @ resid)  # twice: keeps the basis orthonormal
+        norm = np.linalg.norm(resid)
+        if norm <= 1e-9:
+            # implied by the rows already fixed (its excess is constant and tight);
+            # adding it would only give HiGHS a redundant, float-inconsistent equation
+            return False
+        self.eq_rows.append(row)
+        self.eq_rhs.append(rhs)
+        self.basis = np.c_[self.basis, resid / norm]
+        return True
+
+    # -- one stage ----------------------------------------------------------------
+    def _stage_lp(self):
+        n = self.n
+        while True:
+            masks, A, vals = self._free_arrays()
+            A_ub = sp.hstack([-A, -np.ones((len(masks), 1))]).tocsr()
+            A_eq = np.c_[np.array(self.eq_rows), np.zeros(len(self.eq_rows))]
+            bounds = [(lo, None) for lo in self.lower] + [(None, None)]
+            c = np.r_[np.zeros(n), 1.0]
+            res = _lp(c, A_ub, -vals, A_eq, np.array(self.eq_rhs), bounds)
+            x, eps = res.x[:n], res.x[n]
+            if not self._add_violations(x, eps):
+                return masks, A, vals, x, eps, -res.ineqlin.marginals
+
+    def _always_tight(self, masks, A, vals, x, eps, duals):
+        """Coalitions (indices into masks) and players at their bound tight in every optimum."""
+        n = self.n
+        excess = vals - A @ x
+        cand = np.flatnonzero(excess >= eps - TOL)
+        sure = [masks[k] for k in cand.tolist() if duals[k] > 1e-9]
+        unsure = [masks[k] for k in cand.tolist() if duals[k] <= 1e-9]
+        at_bound = np.flatnonzero(x - self.lower <= TOL).tolist()
+        while unsure or at_bound:
+            masks, A, vals = self._free_arrays()  # may have grown by separation
+            where = {mk: k for k, mk in enumerate(masks)}
+            nu, nb = len(unsure), len(at_bound)
+            S = sp.csr_matrix((np.ones(nu), ([where[mk] for mk in unsure], np.arange(nu))),
+                              shape=(len(masks), nu))
+            # v(S) - x(S) + s_S <= eps  for every free S (s only on the unsure ones)
+            A_ub = sp.hstack([-A, S, sp.csr_matrix((len(masks), nb))])
+            b_ub = eps - vals
+            # lower_i + s_i <= x_i  for the players at their bound
+            B = sp.csr_matrix((np.ones(nb), (np.arange(nb), at_bound)), shape=(nb, n))
+            A_ub = sp.vstack([A_ub, sp.hstack([-B, sp.csr_matrix((nb, nu)), sp.eye(nb)])]).tocsr()
+            b_ub = np.r_[b_ub, -self.lower[at_bound]]
+            A_eq = np.c_[np.array(self.eq_rows), np.zeros((len(self.eq_rows), nu + nb))]
+            bounds = [(lo, None) for lo in self.lower] + [(0.0, 1.0)] * (nu + nb)
+            c = np.r_[np.zeros(n), -np.ones(nu + nb)]
+            res = _lp(c, A_ub, b_ub, A_eq, np.array(self.eq_rhs), bounds)
+            # No separation here: the working set relaxes the stage's optimal face, so
+            # a coalition that cannot be slack here cannot be slack at all (never a
+            # wrong fix); one that only looks slackable stays free and is fixed at the
+            # next stage, whose optimum is then the same eps with a positive dual.
+            slack = res.x[n:]
+            if not (slack > TOL).any():
+                break
+            unsure = [mk for mk, s in zip(unsure, slack[:nu]) if s <= TOL]
+            at_bound = [i for i, s in zip(at_bound, slack[nu:]) if s <= TOL]
+        return sure + unsure, at_bound
+
+    def solve(self) -> np.ndarray:
+        n = self.n
+        while self.basis.shape[1] < n:
+            masks, A, vals, x, eps, duals = self._stage_lp()
+            tight, at_bound = self._always_tight(masks, A, vals, x, eps, duals)
+            rank = self.basis.shape[1]
+            for mask in tight:
+                value = self.free.pop(mask)
+                self.settled.add(mask)
+                self._add_equality(rows_matrix([mask], n).toarray()[0], value - eps)
+            for i in at_bound:
+                self._add_equality(np.eye(n)[i], self.lower[i])
+            if self.basis.shape[1] == rank:
+                raise NucleolusError("nucleolus stage made no progress (numerical trouble)")
+            if self.free:
+                masks, A, _ = self._free_arrays()
+                for mask, gone in zip(masks, self._in_span(A)):
+                    if gone:
+                        del self.free[mask]
+                        self.settled.add(mask)
+        F, f = np.array(self.eq_rows), np.array(self.eq_rhs)
+        x = np.linalg.lstsq(F, f, rcond=None)[0]
+        return x * self.scale
+
+
+def integer_null_basis(rows, n) -> np.ndarray:
+    """Integer basis (n x d) of the null space of the fixed 0/1 rows, exactly.
+
+    Rows are 0/1 (coalitions, unit vectors, the grand coalition), so Gaussian
+    elimination over the rationals gives an exact basis; scaling each vector by
+    its denominators' lcm makes ``b . 1_S`` an integer, so "not in the span" is
+    the linear disjunction |b_k . 1_S| >= 1 for some k.
+    """
+    import math
+    from fractions import Fraction
+    mat = [[Fraction(int(round(v))) for v in row] for row in rows]
+    pivots, r = [], 0
+    for c in range(n):
+        piv = next((k for k in range(r, len(mat)) if mat[k][c] != 0), None)
+        if piv is None:
+            continue
+        mat[r], mat[piv] = mat[piv], mat[r]
+        inv = 1 / mat[r][c]
+        mat[r] = [v * inv for v in mat[r]]
+        for k in range(len(mat)):
+            if k != r and mat[k][c] != 0:
+                f = mat[k][c]
+                mat[k] = [a - f * b for a, b in zip(mat[k], mat[r])]
+        pivots.append(c)
+        r += 1
+    free_cols = [c for c in range(n) if c not in pivots]
+    basis = np.zeros((n, len(free_cols)), dtype=np.int64)
+    for k, fc in enumerate(free_cols):
+        vec = [Fraction(0)] * n
+        vec[fc] = Fraction(1)
+        for row, pc in zip(mat, pivots):
+            vec[pc] = -row[fc]
+        lcm = 1
+        for v in vec:
+            lcm = lcm * v.denominator // math.gcd(lcm, v.denominator)
+        basis[:, k] = [int(v * lcm) for v in vec]
+    return basis
+
+
