@@ -30,7 +30,8 @@ from .node import Node, utc_now
 
 __all__ = ["build_app", "jsonable"]
 
-WAIT_LIMIT_S = 30.0
+WAIT_LIMIT_S = 30.0  # default bound of ?wait=commit; a client may ask for up to MAX_WAIT_S
+MAX_WAIT_S = 600.0
 PAGE_LIMIT = 100
 RAW_PAGE_LIMIT = 200
 UI_DIR = Path(__file__).with_name("ui")
@@ -253,14 +254,18 @@ async def submit(request: web.Request) -> web.Response:
     if tx.contract != LIFECYCLE and committed(node.ledgers[channel].state, tx.contract) is None:
         raise Refusal(404, "unknown_contract", f"no contract {tx.contract!r} is committed on {channel}")
     wait = request.query.get("wait") == "commit"
+    try:
+        wait_s = min(float(request.query.get("timeout", WAIT_LIMIT_S)), MAX_WAIT_S)
+    except ValueError:
+        raise Refusal(400, "bad_parameter", "timeout must be a number of seconds") from None
     future = engine.submit(data, tx.creator, tx.nonce, wait=wait)
     node.relay(channel, data)
     if not wait:
         return web.json_response({"tx_id": tx.tx_id.hex()}, status=202)
     try:
-        block, tx_id, result = await asyncio.wait_for(future, WAIT_LIMIT_S)
+        block, tx_id, result = await asyncio.wait_for(future, wait_s)
     except asyncio.TimeoutError:
-        raise Refusal(504, "commit_timeout", f"not committed within {WAIT_LIMIT_S:.0f} s; it may still commit") from None
+        raise Refusal(504, "commit_timeout", f"not committed within {wait_s:.0f} s; it may still commit") from None
     except asyncio.CancelledError:
         raise Refusal(503, "node_stopping", "the node stopped before the transaction committed") from None
     return web.json_response({"tx_id": tx_id.hex(), "height": block.height, "block": block.hash.hex(),

@@ -108,9 +108,10 @@ class Client:
         return await self.get("/v1/status")
 
     async def submit(self, tx: Transaction, *, wait: bool = False, as_json: bool = False) -> dict[str, Any]:
-        """Send ``tx``; with ``wait``, return only once it is committed (height and result)."""
+        """Send ``tx``; with ``wait``, return only once it is committed (height and result); the
+        node waits as long as this client does (``timeout_s``, at most 600 s)."""
         url = f"{self.base_url}/v1/channels/{tx.channel}/transactions"
-        params = {"wait": "commit"} if wait else {}
+        params = {"wait": "commit", "timeout": str(int(self._timeout.total))} if wait else {}
         if as_json:
             kwargs = {"data": json.dumps(transaction_to_json(tx)), "headers": {"Content-Type": "application/json"}}
         else:
