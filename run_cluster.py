@@ -37,6 +37,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=7, help="seed of the day's workload (default 7)")
     parser.add_argument("--hours", type=int, default=24, help="hourly rounds of the day (default 24; the demo day: 6)")
     parser.add_argument("--no-smes", action="store_true", help="run only the market day without the SMES")
+    parser.add_argument("--tamper", metavar="NODE", help="demonstration: start NODE with tampered execution on the "
+                        "transaction channel; it detects that its state root parts from the others' at the next "
+                        "checkpoint and halts that channel, while the other nodes go on")
     parser.add_argument("--demo", action="store_true",
                         help="run the old demonstration workload (signed records) instead of the market day")
     return parser.parse_args(argv)
@@ -59,6 +62,23 @@ def load_or_create(args: argparse.Namespace) -> Genesis:
     return genesis
 
 
+def workload_urls(args: argparse.Namespace, cluster: Cluster) -> dict[str, str]:
+    """The nodes the day's clients talk to and check: all, but a tampered node."""
+    return {name: cluster.url(name) for name in cluster.genesis.node_names if name != args.tamper}
+
+
+async def report_tampered(cluster: Cluster, name: str) -> None:
+    from p2pchain.client import Client
+
+    async with Client(cluster.url(name)) as client:
+        status = await client.status()
+    for channel, state in status["channels"].items():
+        if state["halted"]:
+            say(f"{name} (tampered) halted {channel}: {state['halted']}")
+        else:
+            say(f"{name} (tampered) {channel}: height {state['height']}, running")
+
+
 async def run(args: argparse.Namespace, cluster: Cluster) -> int:
     genesis = cluster.genesis
     say(f"starting {len(genesis.nodes)} node processes (logs in {cluster.directory / 'logs'})")
@@ -73,7 +93,7 @@ async def run(args: argparse.Namespace, cluster: Cluster) -> int:
     if not args.no_day and not args.demo:
         from nodes.marketday import MarketDayError, run_market_day
 
-        urls = {node.name: cluster.url(node.name) for node in genesis.nodes}
+        urls = workload_urls(args, cluster)
         modes = (False,) if args.no_smes else (True, False)
         say(f"running the paper's market day (seed {args.seed}) through the cluster: quotations signed by each "
             f"prosumer, rounds closed by operator-mgo, metering by operator-dno")
@@ -89,12 +109,14 @@ async def run(args: argparse.Namespace, cluster: Cluster) -> int:
     elif not args.no_day:
         from nodes.demo import run_demo
 
-        urls = {node.name: cluster.url(node.name) for node in genesis.nodes}
+        urls = workload_urls(args, cluster)
         say(f"running the demonstration day: {args.hours} hours of signed transactions on all three channels")
         result = await run_demo(cluster.directory, genesis, urls, hours=min(args.hours, 6), seed=args.seed, say=say)
         for channel, (height, head, root) in result["agreement"].items():
             say(f"{channel:12} height {height:4d}  head {head[:16]}…  state root {root[:16]}…  (same on every node)")
         say(f"day done: {result['transactions']} transactions committed")
+    if args.tamper:
+        await report_tampered(cluster, args.tamper)
     if args.once:
         return 0
     say("the cluster keeps running; press Ctrl-C to stop it")
@@ -113,7 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ConsortiumError, GenesisError) as exc:
         print(f"run_cluster: {exc}", file=sys.stderr)
         return 2
-    cluster = Cluster(Path(args.dir), genesis)
+    if args.tamper and args.tamper not in genesis.node_names:
+        print(f"run_cluster: --tamper names no node of the consortium ({', '.join(genesis.node_names)})", file=sys.stderr)
+        return 2
+    tampered = {args.tamper: ["--tamper", "transaction"]} if args.tamper else {}
+    cluster = Cluster(Path(args.dir), genesis, extra_args=tampered)
     try:
         return asyncio.run(run(args, cluster))
     except KeyboardInterrupt:

@@ -35,7 +35,7 @@ def _run_node(args: argparse.Namespace) -> int:
     _genesis(args.dir).node(args.name)
     configure_logging(Path(args.dir), args.name, args.log_level)
     print(f"node {args.name}: log in {Path(args.dir) / 'logs' / (args.name + '.log')}", flush=True)
-    return asyncio.run(run_node(Path(args.dir), args.name))
+    return asyncio.run(run_node(Path(args.dir), args.name, tamper=tuple(args.tamper or ())))
 
 
 def _call(coroutine) -> int:
@@ -119,6 +119,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     node.add_argument("--dir", required=True, help="the consortium directory")
     node.add_argument("--name", required=True, help="the node's name in the genesis (node0, ...)")
     node.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    node.add_argument("--tamper", action="append", choices=CHANNELS, metavar="CHANNEL",
+                      help="demonstration: alter this node's execution on CHANNEL (its state root will "
+                      "differ from the others'; it detects that and halts the channel)")
     node.set_defaults(func=_run_node)
 
     status = subparsers.add_parser("status", help="show the status of the nodes",

@@ -55,7 +55,7 @@ async def run_demo(directory: Path, genesis: Genesis, urls: dict[str, str], *, h
     for client in clients.values():
         await client.__aenter__()
     try:
-        entry = clients[genesis.node_names[0]]
+        entry = next(iter(clients.values()))  # the first node given
         signers = await prepare_demo(entry, directory, genesis, say)
         prosumers = demo_writers(genesis)["transaction"]
         node_names = list(clients)

@@ -35,13 +35,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from p2pchain.consensus import (
-    BlockExecuted, Broadcast, CancelTimer, CatchUp, ExecuteBatch, Fault, FetchState, Keyring,
+    BlockExecuted, Broadcast, CancelTimer, CatchUp, FaultKind, ExecuteBatch, Fault, FetchState, Keyring,
     Persist, Received, Replica, RequestReceived, Send, SendReply, SetTimer, Start,
     StateTransferred, TimerFired, Trace,
 )
 from p2pchain.consensus.durable import decode_durable_state, encode_durable_state
 from p2pchain.consensus.events import Action
-from p2pchain.encoding import decode, digest
+from p2pchain.encoding import decode, digest, encode
 from p2pchain.genesis import Genesis
 from p2pchain.ledger.block import Anchors, Block, TxResult, check_metadata
 from p2pchain.ledger.smt import EMPTY
@@ -125,11 +125,12 @@ class EngineHooks:
 class ChannelEngine:
     def __init__(self, *, channel: str, node: str, genesis: Genesis, keyring: Keyring,
                  ledger: ChannelLedger, worker: ChannelWorker, durable: DurableReplicaStore,
-                 hooks: EngineHooks, metrics, verifier) -> None:
+                 hooks: EngineHooks, metrics, verifier, tamper: bool = False) -> None:
         self.channel, self.node, self.genesis = channel, node, genesis
         self.ledger, self.worker, self.durable = ledger, worker, durable
         self.hooks, self.metrics = hooks, metrics
         self.halted: str | None = None
+        self.tamper = tamper
         saved = durable.load(channel)
         self.replica = Replica(
             channel=channel, name=node, keyring=keyring, nodes=genesis.node_names,
@@ -329,6 +330,11 @@ class ChannelEngine:
                 log.warning("%s: fault from %s: %s: %s", self.channel, action.peer, action.kind.value, action.detail)
                 self.hooks.publish({"type": "fault", "channel": self.channel, "node": self.node,
                                     "kind": action.kind.value, "peer": action.peer, "detail": action.detail})
+                if action.kind is FaultKind.STATE_DIVERGENCE and action.peer == self.node:
+                    # DESIGN.md decision 5: a node whose state differs from what 2f+1 nodes
+                    # certified stops this channel and says so, rather than go on diverging.
+                    self.halt(f"state root differs from the one 2f+1 nodes certified: {action.detail}")
+                    return
 
     def _set_timer(self, name: str, delay_ms: int) -> None:
         old = self._timers.pop(name, None)
@@ -389,7 +395,12 @@ class ChannelEngine:
         invocations = [Invocation(tx.tx_id, tx.contract, tx.function, tx.args, self.genesis.identity(tx.creator, now=now))
                        for tx in admitted]
         result = self.worker.execute_block(context, invocations, self.ledger.state)
-        return [_ledger_result(r) for r in result.results], result.write_map()
+        writes = result.write_map()
+        if self.tamper and invocations:
+            # Demonstration only (`p2pchain node --tamper`): this node behaves as if its copy of
+            # the contracts wrote one thing more, so its state root parts from the others'.
+            writes[("tampered", f"block/{block.height}")] = encode(block.height)
+        return [_ledger_result(r) for r in result.results], writes
 
     def _reply_results(self, block: Block):
         for request, result in zip(block.requests, block.outputs.results):

@@ -56,7 +56,7 @@ async def run_market_day(directory: Path, genesis: Genesis, urls: dict[str, str]
     for client in clients.values():
         await client.__aenter__()
     try:
-        entry = clients[genesis.node_names[0]]
+        entry = next(iter(clients.values()))  # the first node given
         for channel, name, path in CONTRACTS:
             if await deploy_contract(entry, directory, genesis, channel, name, path.read_text()):
                 say(f"deployed contract '{name}' on {channel} (install, approvals of a majority of orgs, commit)")

@@ -131,7 +131,7 @@ class Subscribers:
 
 
 class Node:
-    def __init__(self, directory: Path, name: str) -> None:
+    def __init__(self, directory: Path, name: str, *, tamper: tuple[str, ...] = ()) -> None:
         self.directory = Path(directory)
         self.name = name
         self.genesis = Genesis.load(self.directory)
@@ -147,6 +147,7 @@ class Node:
         self.workers: dict[str, ChannelWorker] = {}
         self.peers = PeerNetwork(name, self.key, self.genesis, self._on_frame)
         self.crashed = False
+        self.tamper = tamper  # channels whose execution is tampered with (demonstration)
         self._store: DurableReplicaStore | None = None
         self._index: TxIndex | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -176,7 +177,7 @@ class Node:
             self.engines[channel] = ChannelEngine(
                 channel=channel, node=self.name, genesis=self.genesis, keyring=keyring, ledger=ledger,
                 worker=worker, durable=self._store, hooks=hooks, metrics=self.metrics,
-                verifier=LedgerVerifier(channel, self.genesis, ledger),
+                verifier=LedgerVerifier(channel, self.genesis, ledger), tamper=channel in self.tamper,
             )
             self.metrics.height.labels(channel).set(ledger.height)
             log.info("%s: opened at height %d, view %d", channel, ledger.height, self.engines[channel].view)
@@ -357,8 +358,10 @@ class Node:
         return validate_transaction(data, self.genesis, utc_now(), ledger.last_nonce, channel=channel)
 
 
-async def run_node(directory: Path, name: str) -> int:
-    node = Node(directory, name)
+async def run_node(directory: Path, name: str, *, tamper: tuple[str, ...] = ()) -> int:
+    node = Node(directory, name, tamper=tamper)
+    if tamper:
+        log.warning("TAMPERED node: execution on %s is altered for demonstration", ", ".join(tamper))
     runner = await node.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
