@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import signal
 import sys
 import time
 from pathlib import Path
@@ -128,7 +129,13 @@ async def run(args: argparse.Namespace, cluster: Cluster) -> int:
                 return 1
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM/SIGHUP stop the cluster as Ctrl-C does: nodes first
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     args = parse_args(argv)
     try:
         genesis = load_or_create(args)

@@ -116,7 +116,8 @@ async def status(request: web.Request) -> web.Response:
             "stable_checkpoint": replica.stable_state.seq, "halted": engine.halted,
         }
     return web.json_response({
-        "node": node.name, "org": node.info.org, "crashed": node.crashed, "channels": channels,
+        "node": node.name, "org": node.info.org, "genesis": node.genesis.digest.hex(),
+        "crashed": node.crashed, "channels": channels,
         "peers": {"out": sorted(node.peers.connected_out), "in": sorted(node.peers.connected_in)},
         "faults": node.faults.describe(),
     })

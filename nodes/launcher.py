@@ -50,7 +50,8 @@ class Cluster:
         out = open(self.directory / "logs" / f"{name}.out", "ab")
         command = [*self.prefix.get(name, []), sys.executable, "-m", "nodes.cli", "node", "--dir", str(self.directory), "--name", name,
                    *self.extra_args.get(name, []), *args]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # The node exits if this process dies without stopping it (see nodes/node.py).
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "P2PCHAIN_PARENT_PID": str(os.getpid())}
         self.processes[name] = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
                                                 start_new_session=True)
         out.close()
@@ -79,11 +80,11 @@ class Cluster:
             process.kill()
             return process.wait()
 
-    def stop_all(self) -> None:
+    def stop_all(self, timeout_s: float = 8.0) -> None:
         for name, process in self.processes.items():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + timeout_s
         for name in self.processes:
             remaining = max(0.1, deadline - time.monotonic())
             try:
@@ -113,7 +114,13 @@ class Cluster:
                     try:
                         async with session.get(self.url(name) + "/v1/status") as response:
                             if response.status == 200:
-                                statuses[name] = await response.json()
+                                status = await response.json()
+                                if status.get("genesis") != self.genesis.digest.hex() or status.get("node") != name:
+                                    raise RuntimeError(
+                                        f"{self.url(name)} answers as {status.get('node')} of another consortium "
+                                        f"(genesis {str(status.get('genesis'))[:16]}…): stop that cluster or use "
+                                        f"another --base-port")
+                                statuses[name] = status
                     except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
                         pass
                 if len(statuses) < len(names):

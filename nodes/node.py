@@ -17,6 +17,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import os
 import signal
 import sqlite3
 import time
@@ -367,10 +368,26 @@ async def run_node(directory: Path, name: str, *, tamper: tuple[str, ...] = ()) 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    watcher = loop.create_task(_exit_with_parent(stop))
     await stop.wait()
+    watcher.cancel()
     log.info("shutting down on signal")
     await node.stop(runner)
     return 0
+
+
+async def _exit_with_parent(stop: asyncio.Event) -> None:
+    """A node started by ``run_cluster.py`` (P2PCHAIN_PARENT_PID) stops when that process is
+    gone — killed before it could stop its nodes — instead of holding the ports forever."""
+    parent = os.environ.get("P2PCHAIN_PARENT_PID")
+    if not parent:
+        return
+    while True:
+        await asyncio.sleep(1.0)
+        if os.getppid() != int(parent):
+            log.warning("the process that started this node (pid %s) is gone: shutting down", parent)
+            stop.set()
+            return
 
 
 def configure_logging(directory: Path, name: str, level: str = "INFO") -> None:
