@@ -42,7 +42,9 @@ def run_until_killed(chain, node_dir: Path, rng: random.Random) -> int:
     rest, errors = child.communicate()
     output += rest
     assert child.returncode == -signal.SIGKILL, errors.decode()
-    heights = [int(line.split()[1]) for line in output.decode().splitlines() if line.startswith("committed")]
+    # Only whole lines count: the kill can cut the child's last report in half.
+    lines = output.decode().split("\n")[:-1]
+    heights = [int(line.split()[1]) for line in lines if line.startswith("committed ")]
     return max(heights, default=-1)
 
 
