@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from p2pchain.consensus import (
-    BlockExecuted, Broadcast, CancelTimer, CatchUp, FaultKind, ExecuteBatch, Fault, FetchState, Keyring,
+    BlockExecuted, Broadcast, CancelTimer, FaultKind, ExecuteBatch, Fault, FetchState, Keyring,
     Persist, Received, Replica, RequestReceived, Send, SendReply, SetTimer, Start,
-    StateTransferred, TimerFired, Trace,
+    TimerFired, Trace,
 )
 from p2pchain.consensus.durable import decode_durable_state, encode_durable_state
 from p2pchain.consensus.events import Action
@@ -51,20 +51,15 @@ from p2pchain.runtime.records import BlockContext, Invocation, RuntimeFault
 from p2pchain.runtime.worker import ChannelWorker
 from p2pchain.sim.trace import describe as describe_message
 
+from .catchup import CatchUpMixin, app_digest
+
 __all__ = ["ChannelEngine", "ChannelHalted", "app_digest"]
 
 log = logging.getLogger("p2pchain.node")
-CATCH_UP_CHECK_S = 1.0
 
 
 class ChannelHalted(Exception):
     """The channel stopped on this node; the message says why."""
-
-
-def app_digest(ledger: ChannelLedger) -> bytes:
-    """The application state digest PBFT checkpoints certify: the head block and the state root
-    after it (the header covers the state *before* the block; the root covers its outputs)."""
-    return digest([ledger.head_hash, ledger.state.root])
 
 
 def message_type(message) -> str:
@@ -122,7 +117,7 @@ class EngineHooks:
     now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000
 
 
-class ChannelEngine:
+class ChannelEngine(CatchUpMixin):
     def __init__(self, *, channel: str, node: str, genesis: Genesis, keyring: Keyring,
                  ledger: ChannelLedger, worker: ChannelWorker, durable: DurableReplicaStore,
                  hooks: EngineHooks, metrics, verifier, tamper: bool = False) -> None:
@@ -163,24 +158,6 @@ class ChannelEngine:
 
     def start(self) -> None:
         self.feed(Start(self.hooks.now_ms()))
-        self._arm_watchdog()
-
-    def _arm_watchdog(self) -> None:
-        self._watchdog = asyncio.get_running_loop().call_later(CATCH_UP_CHECK_S, self._check_lag)
-
-    def _check_lag(self) -> None:
-        """Peers are ahead and this replica has not executed anything for a while (it was
-        partitioned, or is alone in a view change): ask them for what it lacks. Checkpoint
-        messages would tell it too, but only the next one, and an idle cluster sends none."""
-        if self.halted:
-            return
-        executed, since = self._progress
-        now = time.monotonic()
-        if self.replica.last_executed != executed:
-            self._progress = (self.replica.last_executed, now)
-        elif self._highest_seen > executed and now - since > CATCH_UP_CHECK_S:
-            self.feed(CatchUp(self.hooks.now_ms(), self._highest_seen))
-            self._progress = (executed, now)
         self._arm_watchdog()
 
     def stop(self) -> None:
@@ -267,11 +244,6 @@ class ChannelEngine:
         self.metrics.view.labels(self.channel).set(view)
         self.metrics.view_changes.labels(self.channel).inc()
         log.info("%s: view %d, primary %s", self.channel, view, self.replica.ctx.primary(view))
-
-    def note_peer_height(self, height: int) -> None:
-        """A peer says it has executed up to ``height`` (its status; used only as a hint)."""
-        if height > self._highest_seen:
-            self._highest_seen = height
 
     def receive(self, message) -> None:
         self.metrics.messages_in.labels(self.channel, message_type(message)).inc()
@@ -429,71 +401,6 @@ class ChannelEngine:
                 if not waiter.future.done():
                     waiter.future.set_result((block, tx.tx_id, result))
         self.hooks.on_commit(self.channel, block)
-
-    # -- state transfer ------------------------------------------------------------------
-
-    async def _fetch_until_goal(self) -> None:
-        while self._fetch_goal is not None and not self.halted:
-            goal = self._fetch_goal
-            await self._fetch_state(goal)
-            if self._fetch_goal is goal:
-                self._fetch_goal = None
-
-    async def _fetch_state(self, action: FetchState) -> None:
-        for peer in action.peers:
-            if self.halted:
-                return
-            try:
-                while self.ledger.height < action.seq:
-                    start = self.ledger.height + 1
-                    end = min(action.seq, start + 199)
-                    stored = await self.hooks.fetch_blocks(peer, self.channel, start, end)
-                    if not stored:
-                        raise ValueError(f"{peer} has no blocks from {start}")
-                    for block, certificate in stored:
-                        if block.height <= self.ledger.height:
-                            continue  # committed meanwhile through the normal protocol
-                        problem = self._check_fetched(block, certificate)
-                        if problem:
-                            raise ValueError(f"{peer} sent block {block.height}: {problem}")
-                        committed = self.ledger.commit_batch(block.batch(), block.header.view, certificate, self._run_contracts)
-                        self._committed(committed)
-                        if committed.height >= action.seq:
-                            break
-            except RuntimeFault as exc:
-                self.halt(f"the contract worker failed during state transfer: {exc}")
-                return
-            except Exception as exc:  # a slow, absent or lying peer: try the next one
-                log.warning("%s: state transfer from %s failed: %s", self.channel, peer, exc)
-                continue
-            mine = self._digest_at(action.seq)
-            if mine != action.state_digest:
-                self.halt(f"state after block {action.seq} differs from the certified checkpoint "
-                          f"({mine.hex()[:16]} vs {action.state_digest.hex()[:16]})")
-                return
-            log.info("%s: caught up to block %d by state transfer from %s", self.channel, action.seq, peer)
-            self.feed(StateTransferred(self.hooks.now_ms(), action.seq, action.state_digest))
-            return
-
-    def _digest_at(self, seq: int) -> bytes:
-        """The application digest after block ``seq`` (at most the head): the state root after
-        a block is the next block's ``state_root``."""
-        if seq >= self.ledger.height:
-            return app_digest(self.ledger)
-        return digest([self.ledger.block_hash(seq), self.ledger.block(seq + 1).block.header.state_root])
-
-    def _check_fetched(self, block: Block, certificate) -> str | None:
-        if certificate is None:
-            return "no commit certificate"
-        keys = {node.name: node.public_key for node in self.genesis.nodes}
-        problem = certificate.check(keys, self.genesis.consensus.f)
-        if problem:
-            return problem
-        if (certificate.channel, certificate.seq, certificate.batch_digest) != (self.channel, block.height, block.batch().digest()):
-            return "certificate is for another batch"
-        return None
-
-    # -- halting -------------------------------------------------------------------------
 
     def halt(self, reason: str) -> None:
         if self.halted:
