@@ -30,7 +30,7 @@ import sqlite3
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -53,13 +53,20 @@ from p2pchain.sim.trace import describe as describe_message
 
 from .catchup import CatchUpMixin, app_digest
 
-__all__ = ["ChannelEngine", "ChannelHalted", "app_digest"]
+__all__ = ["ChannelEngine", "app_digest", "committed_transactions"]
 
 log = logging.getLogger("p2pchain.node")
 
 
-class ChannelHalted(Exception):
-    """The channel stopped on this node; the message says why."""
+def committed_transactions(block: Block) -> list[tuple[int, Transaction, TxResult]]:
+    """(position, transaction, result) of each well-formed request of an executed block."""
+    out = []
+    for position, (request, result) in enumerate(zip(block.requests, block.outputs.results)):
+        try:
+            out.append((position, Transaction.from_bytes(request), result))
+        except TransactionRefused:
+            continue
+    return out
 
 
 def message_type(message) -> str:
@@ -99,12 +106,6 @@ class DurableReplicaStore:
 
 
 @dataclass
-class Waiter:
-    future: asyncio.Future
-    arrived: float
-
-
-@dataclass
 class EngineHooks:
     """What the engine needs from the node around it (all plain callables)."""
 
@@ -113,7 +114,7 @@ class EngineHooks:
     publish: Callable[[dict], None]  # an event for /v1/events subscribers
     fetch_blocks: Callable[[str, str, int, int], Any]  # async (peer, channel, start, end) -> [(header, body, cert)]
     anchors: Callable[[], bytes] = lambda: b""  # batch metadata the primary proposes
-    on_commit: Callable[[str, Block], None] = lambda channel, block: None
+    on_commit: Callable[[str, Block, list], None] = lambda channel, block, committed: None
     now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000
 
 
@@ -145,7 +146,7 @@ class ChannelEngine(CatchUpMixin):
         self._watchdog: asyncio.TimerHandle | None = None
         self._fetcher: asyncio.Task | None = None
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._waiters: dict[tuple[str, int], list[Waiter]] = {}
+        self._waiters: dict[tuple[str, int], list[asyncio.Future]] = {}  # (client, nonce)
         self._arrivals: dict[tuple[str, int], float] = {}
         self._tasks: set[asyncio.Task] = set()
         self.view = self.replica.view
@@ -168,10 +169,10 @@ class ChannelEngine(CatchUpMixin):
         self._timers.clear()
         for task in self._tasks:
             task.cancel()
-        for waiters in self._waiters.values():
-            for waiter in waiters:
-                if not waiter.future.done():
-                    waiter.future.cancel()
+        for futures in self._waiters.values():
+            for future in futures:
+                if not future.done():
+                    future.cancel()
 
     def feed(self, event) -> None:
         """Queue ``event`` and handle every queued event, one at a time, in order."""
@@ -259,7 +260,7 @@ class ChannelEngine(CatchUpMixin):
         future = None
         if wait:
             future = asyncio.get_running_loop().create_future()
-            self._waiters.setdefault(key, []).append(Waiter(future, time.monotonic()))
+            self._waiters.setdefault(key, []).append(future)
         self.feed(RequestReceived(self.hooks.now_ms(), request))
         return future
 
@@ -320,11 +321,6 @@ class ChannelEngine(CatchUpMixin):
 
         self._timers[name] = loop.call_later(delay_ms / 1000, fire)
 
-    def _spawn(self, coroutine) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     def _trace(self, action: Trace) -> None:
         self.hooks.publish({"type": "trace", "channel": self.channel, "node": self.node,
                             "kind": action.kind, **action.fields})
@@ -351,8 +347,10 @@ class ChannelEngine(CatchUpMixin):
             log.exception("%s: cannot commit block %d", self.channel, action.seq)
             self.halt(f"cannot commit block {action.seq}: {exc!r}")
             return
-        self._committed(block)
-        results = tuple(self._reply_results(block))
+        committed = self._committed(block)
+        # One (client, nonce, result digest) per request executed; a replayed nonce has none.
+        results = tuple((tx.creator, tx.nonce, digest(result.to_value())) for _, tx, result in committed
+                        if not (result.status == "refused" and result.reason.startswith("replayed_nonce")))
         self.feed(BlockExecuted(self.hooks.now_ms(), action.seq, app_digest(self.ledger), results))
 
     def _run_contracts(self, block: Block, admitted: list[Transaction]):
@@ -374,33 +372,23 @@ class ChannelEngine(CatchUpMixin):
             writes[("tampered", f"block/{block.height}")] = encode(block.height)
         return [_ledger_result(r) for r in result.results], writes
 
-    def _reply_results(self, block: Block):
-        for request, result in zip(block.requests, block.outputs.results):
-            if result.status == "refused" and result.reason.startswith("replayed_nonce"):
-                continue
-            try:
-                tx = Transaction.from_bytes(request)
-            except TransactionRefused:
-                continue
-            yield (tx.creator, tx.nonce, digest(result.to_value()))
-
-    def _committed(self, block: Block) -> None:
+    def _committed(self, block: Block) -> list[tuple[int, Transaction, TxResult]]:
+        """Account for a committed block: metrics, waiting clients, the node's hook.
+        Returns its well-formed transactions, each parsed once for all of these."""
         self.metrics.height.labels(self.channel).set(block.height)
         now = time.monotonic()
-        for request, result in zip(block.requests, block.outputs.results):
-            try:
-                tx = Transaction.from_bytes(request)
-            except TransactionRefused:
-                continue
+        committed = committed_transactions(block)
+        for _, tx, result in committed:
             key = (tx.creator, tx.nonce)
             self.metrics.transactions.labels(self.channel, result.status).inc()
             arrived = self._arrivals.pop(key, None)
             if arrived is not None:
                 self.metrics.commit_latency.labels(self.channel).observe(now - arrived)
-            for waiter in self._waiters.pop(key, ()):
-                if not waiter.future.done():
-                    waiter.future.set_result((block, tx.tx_id, result))
-        self.hooks.on_commit(self.channel, block)
+            for future in self._waiters.pop(key, ()):
+                if not future.done():
+                    future.set_result((block, tx.tx_id, result))
+        self.hooks.on_commit(self.channel, block, committed)
+        return committed
 
     def halt(self, reason: str) -> None:
         if self.halted:

@@ -20,7 +20,6 @@ import logging
 import os
 import signal
 import sqlite3
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,14 +39,13 @@ from p2pchain.ordering import CommitCertificate
 from p2pchain.runtime.lifecycle import LifecyclePolicy
 from p2pchain.runtime.worker import ChannelWorker
 
-from .engine import ChannelEngine, DurableReplicaStore, EngineHooks
+from .engine import ChannelEngine, DurableReplicaStore, EngineHooks, committed_transactions
 from .faults import FaultState
 from .metrics import NodeMetrics
 
 __all__ = ["Node", "run_node"]
 
 log = logging.getLogger("p2pchain.node")
-SIDE_CHANNELS = ("matching", "electricity")
 FRAME_CONSENSUS = b"C"
 PEER_POLL_S = 2.0
 FRAME_REQUEST = b"R"
@@ -99,16 +97,12 @@ class TxIndex:
         row = self._conn.execute("SELECT height FROM tx_indexed WHERE channel = ?", (channel,)).fetchone()
         return 0 if row is None else row[0]
 
-    def add(self, channel: str, block: Block) -> None:
-        rows = []
-        for position, request in enumerate(block.requests):
-            try:
-                rows.append((channel, Transaction.from_bytes(request).tx_id, block.height, position))
-            except TransactionRefused:
-                continue
+    def add(self, channel: str, height: int, committed: list) -> None:
+        """Index ``committed``: the (position, transaction, result) of block ``height``."""
+        rows = [(channel, tx.tx_id, height, position) for position, tx, _ in committed]
         self._conn.execute("BEGIN")
         self._conn.executemany("INSERT OR IGNORE INTO tx_index VALUES (?, ?, ?, ?)", rows)
-        self._conn.execute("INSERT OR REPLACE INTO tx_indexed VALUES (?, ?)", (channel, block.height))
+        self._conn.execute("INSERT OR REPLACE INTO tx_indexed VALUES (?, ?)", (channel, height))
         self._conn.execute("COMMIT")
 
     def find(self, channel: str, tx_id: bytes) -> tuple[int, int] | None:
@@ -153,7 +147,6 @@ class Node:
         self._index: TxIndex | None = None
         self._session: aiohttp.ClientSession | None = None
         self._poller: asyncio.Task | None = None
-        self.started_at = time.time()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -166,7 +159,7 @@ class Node:
             ledger = ChannelLedger.open(ledger_path(self.data_dir, channel), channel, self.genesis)
             self.ledgers[channel] = ledger
             for height in range(self._index.indexed_height(channel) + 1, ledger.height + 1):
-                self._index.add(channel, ledger.block(height).block)
+                self._index.add(channel, height, committed_transactions(ledger.block(height).block))
             worker = ChannelWorker(channel, LifecyclePolicy.from_channel(self.genesis.channels[channel]))
             worker.start()  # now, not at the first block: a start-up pause there would look like a faulty primary
             self.workers[channel] = worker
@@ -339,8 +332,8 @@ class Node:
     def _anchors(self) -> bytes:
         return Anchors(self.ledgers["matching"].anchor(), self.ledgers["electricity"].anchor()).to_metadata()
 
-    def _on_commit(self, channel: str, block: Block) -> None:
-        self._index.add(channel, block)
+    def _on_commit(self, channel: str, block: Block, committed: list) -> None:
+        self._index.add(channel, block.height, committed)
         self.subscribers.publish({
             "type": "block", "channel": channel, "node": self.name, "height": block.height,
             "hash": block.hash.hex(), "view": block.header.view, "proposer": block.header.proposer,
