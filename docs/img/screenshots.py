@@ -4,6 +4,11 @@
     python -m nodes.trickle --dir /tmp/teach &
     python docs/img/screenshots.py http://127.0.0.1:7050 TOKEN [--simulated-only]
 
+Scenario 6 (a tampered node) has its own cluster:
+
+    python run_cluster.py --dir /tmp/tampered --base-port 7150 --demo --tamper node3 &
+    python docs/img/screenshots.py http://127.0.0.1:7150 TOKEN --tampered
+
 Needs Debian's chromium and Playwright for Python (see tests/integration/test_dashboard.py).
 """
 
@@ -32,10 +37,14 @@ def primary(page) -> str:
     raise RuntimeError("no single primary")
 
 
-def main(base: str, token: str, simulated_only: bool = False) -> None:
+def main(base: str, token: str, simulated_only: bool = False, tampered_only: bool = False) -> None:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 860})
+        if tampered_only:
+            tampered(page, base, token)
+            browser.close()
+            return
         if not simulated_only:
             live(page, base, token)
         simulated(page, base, token)
@@ -72,6 +81,17 @@ def live(page, base: str, token: str) -> None:
     page.get_by_test_id(f"heal-{victim}").click()
     page.wait_for_timeout(5000)
     page.screenshot(path=str(OUT / "teaching-heal.png"))
+
+
+def tampered(page, base: str, token: str) -> None:
+    """Scenario 6: node3 has halted its transaction channel; the others go on."""
+    page.goto(f"{base}/ui?token={token}")
+    for _ in range(60):
+        if "halted" in (page.text_content("body") or ""):
+            break
+        page.wait_for_timeout(500)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(OUT / "teaching-tamper.png"))
 
 
 def simulated(page, base: str, token: str) -> None:
@@ -117,4 +137,5 @@ def simulated(page, base: str, token: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], simulated_only="--simulated-only" in sys.argv[3:])
+    main(sys.argv[1], sys.argv[2], simulated_only="--simulated-only" in sys.argv[3:],
+         tampered_only="--tampered" in sys.argv[3:])
