@@ -13,8 +13,9 @@ of the paper's Fig. 4 under ``run/{run}``:
 in parts per million, rounded half up. ``day`` holds the latest runs with and without the
 SMES side by side, in percent (the dashboard's charts).
 
-Who may call what: ``record`` -- ``operator-mgo``, each hour once, in order; ``hour_stats``,
-``day_stats`` -- anyone.
+Who may call what: ``record`` -- the regulator's operator ``operator-reg`` (the market's
+statistics are the regulator's report, and a second submitter lets the operator's settlement
+go in the same block), each hour once, in order; ``hour_stats``, ``day_stats`` -- anyone.
 """
 
 from market.experiment import stage_statistics
@@ -25,7 +26,7 @@ from market.scenario import HourInputs, ScenarioParams, market_params
 from market.security import SecurityResult
 from market.smes import SmesDispatch, SmesLeg, SmesState
 
-OPERATOR = "operator-mgo"
+REGULATOR = "operator-reg"
 QUOTE_FIELDS = ("energy_wh", "limit_price_milli_per_kwh", "bus", "distance_m", "consumption_wh_per_km",
                 "depreciation_milli", "efficiency_ppm", "max_trades", "charging_price_milli_per_kwh")
 TRADE_FIELDS = ("buyer", "seller", "buyer_bus", "seller_bus", "energy_wh", "weight_milli")
@@ -68,8 +69,8 @@ def _ppm(num, den):
 
 def record(ctx, run, hour, round_record, priced):
     """Tally ``hour`` of run ``run``; returns the hour's statistics."""
-    if ctx.caller.name != OPERATOR:
-        raise StatisticsRefused(ctx.caller.name + " may not record statistics; only " + OPERATOR + " may")
+    if ctx.caller.name != REGULATOR:
+        raise StatisticsRefused(ctx.caller.name + " may not record statistics; only " + REGULATOR + " may")
     for what, given in (("round", round_record), ("prices", priced)):
         if not isinstance(given, dict) or given.get("run") != run or given.get("hour") != hour:
             raise StatisticsRefused("the " + what + " given is not that of hour " + str(hour) + " of run " + str(run))

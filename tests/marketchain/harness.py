@@ -99,7 +99,7 @@ class Market:
             self.smes = decode(electricity.results[0].value)
         priced = self.tx.value("operator-mgo", "pricing", "price", {"run": run, "hour": hour, "round_record": record})
         args = {"run": run, "hour": hour, "round_record": record, "priced": priced}
-        last = self.tx.block([("operator-mgo", "settlement", "settle", args), ("operator-mgo", "statistics", "record", args)])
+        last = self.tx.block([("operator-mgo", "settlement", "settle", args), ("operator-reg", "statistics", "record", args)])
         assert all(r.ok for r in last.results), [r.reason for r in last.results]
         return {"closed": closed, "round": record, "priced": priced, "settled": decode(last.results[0].value),
                 "stats": decode(last.results[1].value), "last_block": last}

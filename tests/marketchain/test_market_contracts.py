@@ -140,7 +140,8 @@ def test_only_the_operator_prices_settles_and_tallies_each_hour_once():
     assert "already priced" in refused(market.tx, "operator-mgo", "pricing", "price", out)
     args = dict(out, priced=priced)
     assert "ev01 may not settle" in refused(market.tx, "ev01", "settlement", "settle", args)
-    assert "pv1 may not record statistics" in refused(market.tx, "pv1", "statistics", "record", args)
+    assert "operator-mgo may not record statistics; only operator-reg may" in refused(
+        market.tx, "operator-mgo", "statistics", "record", args)
     assert market.tx.call("operator-mgo", "settlement", "settle", args).ok
     assert "already settled" in refused(market.tx, "operator-mgo", "settlement", "settle", args)
 
