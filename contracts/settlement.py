@@ -45,6 +45,8 @@ def _outcome(r, priced):
         # `unhelped` and the injections are the dispatch's own working; settlement never reads them.
         dispatch = SmesDispatch(legs, (), r["smes_sold_wh"], r["smes_standby_loss_wh"], after, None)
     delivered = {(t["buyer"], t["seller"]): _trade(t) for t in r["delivered"]}
+    if sorted((p["buyer"], p["seller"]) for p in priced["trades"]) != sorted(delivered):
+        raise SettlementRefused("the prices given do not price exactly the round's delivered trades")
     prices = {}
     for p in priced["trades"]:
         key = (p["buyer"], p["seller"])

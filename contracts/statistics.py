@@ -58,6 +58,8 @@ def _stats(r, priced):
         after = SmesState(r["smes_after"]["stored_wh"], r["smes_after"]["throughput_wh"])
         dispatch = SmesDispatch(legs, (), r["smes_sold_wh"], r["smes_standby_loss_wh"], after, None)
     delivered = {(t["buyer"], t["seller"]): _trade(t) for t in r["delivered"]}
+    if sorted((p["buyer"], p["seller"]) for p in priced["trades"]) != sorted(delivered):
+        raise StatisticsRefused("the prices given do not price exactly the round's delivered trades")
     prices = {(p["buyer"], p["seller"]): PricedTrade(delivered[(p["buyer"], p["seller"])], p["price_milli_per_kwh"],
                                                      p["payment_milli"]) for p in priced["trades"]}
     return stage_statistics(inputs, quotes, tuple(_trade(t) for t in r["matched"]), security, dispatch, prices, after)

@@ -146,6 +146,24 @@ def test_only_the_operator_prices_settles_and_tallies_each_hour_once():
     assert "already settled" in refused(market.tx, "operator-mgo", "settlement", "settle", args)
 
 
+def test_settlement_and_statistics_refuse_prices_that_leave_out_a_delivered_trade():
+    market = Market()
+    market.open(0, False)
+    sc = scenario(PARAMS, 3)
+    for h in range(9):        # hour 8 of this small day delivers a priced trade
+        market.tx.block([(q.prosumer, "quotation", "quote", quote_args(q)) for q in sc.hours[h].quotations])
+        if h < 8:
+            market.close(0, h)
+    closed = market.tx.value("operator-mgo", "quotation", "close", {"hour": 8})
+    record = market.matching.value("operator-mgo", "round", "close", {"run": 0, "hour": 8, "closed": closed, "smes": None})
+    priced = market.tx.value("operator-mgo", "pricing", "price", {"run": 0, "hour": 8, "round_record": record})
+    assert priced["trades"], "the hour must deliver a trade for this test to mean anything"
+    args = {"run": 0, "hour": 8, "round_record": record, "priced": dict(priced, trades=priced["trades"][1:])}
+    reason = "do not price exactly the round's delivered trades"
+    assert reason in refused(market.tx, "operator-mgo", "settlement", "settle", args)
+    assert reason in refused(market.tx, "operator-reg", "statistics", "record", args)
+
+
 def test_only_the_dno_writes_metering_once_per_hour():
     chain = Chain("electricity")
     args = {"run": 0, "hour": 3, "readings": [["ev01", 500], ["pv1", -500]]}
