@@ -97,7 +97,8 @@ async def run(args: argparse.Namespace, cluster: Cluster) -> int:
         urls = workload_urls(args, cluster)
         modes = (False,) if args.no_smes else (True, False)
         say(f"running the paper's market day (seed {args.seed}) through the cluster: quotations signed by each "
-            f"prosumer, rounds closed by operator-mgo, metering by operator-dno")
+            f"prosumer; quotations closed, rounds run and prices set by operator-mgo; SMES and metering by "
+            f"operator-dno; statistics by operator-reg")
         try:
             result = await run_market_day(cluster.directory, genesis, urls, hours=args.hours, seed=args.seed,
                                           smes_modes=modes, say=say)

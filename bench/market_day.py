@@ -4,9 +4,12 @@
     python bench/market_day.py [--seed 7] [--hours 24] [--base-port 7750]
 
 Baseline, measured in the same run: the pure experiment's day (``market.experiment`` round by
-round, the same code the contract calls) for the same seed and SMES mode. The figures are the
-cluster's wall time for the rounds (quotations signed and submitted through the nodes' APIs,
-the close, metering, an agreement check per hour) and the ratio to that baseline.
+round, the same stage functions the contracts call) for the same seed and SMES mode. The figures
+are the cluster's wall time for the rounds (quotations signed and submitted through the nodes'
+APIs, the stage contracts on the three channels -- close, round, SMES and metering, pricing,
+settlement, statistics -- the checks and an agreement check per hour) and the ratio to that
+baseline; the close -> settled latency runs from the close's submission to the commit of the
+hour's settlement and statistics.
 """
 
 from __future__ import annotations

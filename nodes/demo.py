@@ -1,7 +1,6 @@
 """The demonstration workload: signed transactions on all three channels, hour by hour.
 
-Until the market contracts run the paper's day on the cluster, this is what
-``run_cluster.py`` shows: the prosumers (15 EVs, 5 PV, 1 SMES) sign records on the
+``run_cluster.py --demo`` runs it instead of the market day: the prosumers (15 EVs, 5 PV, 1 SMES) sign records on the
 transaction channel, the microgrid operator on the matching channel and the distribution
 network operator on the electricity channel; after each hour every node must report the
 same heads and state roots.

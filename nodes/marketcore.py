@@ -1,8 +1,11 @@
 """What the market day sends and checks, without the network (docs/market-on-chain.md).
 
-:func:`quote_args` turns a scenario quotation into the arguments of ``market.quote``;
-:func:`expected_hours` runs the pure experiment (``p2pchain market paper``) for the same
-seed, so the on-chain records can be compared value for value with :func:`compare_hour`.
+:func:`quote_args` turns a scenario quotation into the arguments of ``quotation.quote``;
+:func:`smes_apply_args` and :func:`metered_readings` derive the electricity channel's
+transactions from a round's record; :func:`link_errors` checks the inputs carried from one
+channel to the next against their sources; :func:`hour_view` joins an hour's stage records,
+and :func:`expected_day` runs the pure experiment (``p2pchain market paper``) for the same
+seed, so that view can be compared value for value with :func:`compare_hour`.
 """
 
 from __future__ import annotations
@@ -13,14 +16,15 @@ from market.grid import load_feeder
 from market.model import Quotation
 from market.scenario import DayScenario, ScenarioParams, build_day
 
-__all__ = ["quote_args", "scenario", "expected_day", "expected_hour", "compare_hour", "metered_readings", "QUOTE_FIELDS"]
+__all__ = ["quote_args", "scenario", "expected_day", "expected_hour", "compare_hour", "metered_readings",
+           "smes_apply_args", "link_errors", "hour_view", "QUOTE_FIELDS"]
 
 QUOTE_FIELDS = ("energy_wh", "limit_price_milli_per_kwh", "bus", "distance_m", "consumption_wh_per_km",
                 "depreciation_milli", "efficiency_ppm", "max_trades", "charging_price_milli_per_kwh")
 
 
 def quote_args(q: Quotation) -> dict:
-    """Arguments of ``market.quote`` for ``q`` (its prosumer signs the transaction)."""
+    """Arguments of ``quotation.quote`` for ``q`` (its prosumer signs the transaction)."""
     args = {"hour": q.hour, "side": q.side.value}
     args.update({k: getattr(q, k) for k in QUOTE_FIELDS})
     return args
@@ -56,9 +60,21 @@ def expected_hour(day: DayResult, hour: int) -> dict:
             "smes_legs": len(r.smes.legs) if r.smes else 0}
 
 
+def hour_view(round_record: dict, priced: dict, settled: dict, stats: dict) -> dict:
+    """One hour as the stages recorded it on the chain: the round (matching channel), its
+    prices, settlement and statistics (transaction channel) in one dict, the dashboard's and
+    :func:`compare_hour`'s shape."""
+    return {"run": round_record["run"], "hour": round_record["hour"], "with_smes": round_record["with_smes"],
+            "quotations": round_record["quotations"], "matched": round_record["matched"],
+            "direct": round_record["direct"], "refused": round_record["refused"],
+            "smes_legs": round_record["smes_legs"], "smes_after": round_record["smes_after"],
+            "trades": priced["trades"], "shares": priced["shares"], "settlement": settled["settlement"],
+            "smes_revenue_milli": settled["smes_revenue_milli"], "stats": stats}
+
+
 def compare_hour(record: dict, expected: dict) -> list[str]:
-    """Differences between an on-chain hour record and the pure round (empty when equal)."""
-    got = {"stats": record["stats"],
+    """Differences between an on-chain hour (:func:`hour_view`) and the pure round (empty when equal)."""
+    got = {"stats": {k: record["stats"].get(k) for k in expected["stats"]},
            "trades": sorted([t["buyer"], t["seller"], t["energy_wh"], t["price_milli_per_kwh"],
                              t["payment_milli"]] for t in record["trades"]),
            "settlement": record["settlement"],
@@ -84,3 +100,30 @@ def metered_readings(record: dict, smes_name: str = "smes") -> list[list]:
         else:
             flow(smes_name, leg["counterparty"], leg["energy_wh"])
     return [[name, wh] for name, wh in sorted(net.items())]
+
+
+def smes_apply_args(record: dict) -> dict:
+    """Arguments of ``smes.apply`` for a round's record: the state it started from and ended
+    in, its legs and what the SMES sold in the market."""
+    return {"run": record["run"], "hour": record["hour"], "before": record["smes_before"],
+            "after": record["smes_after"], "sold_wh": record["smes_sold_wh"],
+            "legs": [{"action": g["action"], "counterparty": g["counterparty"], "energy_wh": g["energy_wh"]}
+                     for g in record["smes_legs"]]}
+
+
+def link_errors(closed: dict, record: dict, smes_before: dict | None, smes_name: str = "smes") -> list[str]:
+    """What the round on the matching channel was given that differs from its sources: the
+    quotations frozen on the transaction channel, and the SMES state held on the electricity
+    channel (docs/market-on-chain.md, "Carried inputs, checked links"). Empty when they agree."""
+    errors = []
+    used = {q["prosumer"]: q for q in record["quotations"] if q["prosumer"] != smes_name}
+    frozen = {q["prosumer"]: q for q in closed["quotations"]}
+    if sorted(used) != sorted(frozen):
+        errors.append(f"the round used quotations of {sorted(used)}, the close froze {sorted(frozen)}")
+    for name in sorted(frozen.keys() & used.keys()):
+        differ = [k for k, v in frozen[name].items() if used[name].get(k) != v]
+        if differ:
+            errors.append(f"{name}'s quotation differs in {', '.join(differ)}")
+    if record["smes_before"] != smes_before:
+        errors.append(f"the round started the SMES at {record['smes_before']}, the SMES held {smes_before}")
+    return errors

@@ -1,10 +1,18 @@
 """The paper's market day on the cluster, driven as real clients (docs/market-on-chain.md).
 
 Each prosumer signs its quotation and submits it through a node's API (prosumers are spread
-over the nodes), the microgrid operator closes the hour (the ``market`` contract then runs
-the round), the distribution network operator writes the metering, and every node must
-report the same heads and state roots before the next hour. Every hour's on-chain record is
-compared value for value with the pure experiment's round for the same seed.
+over the nodes). Then, per hour, the stage contracts run in this order, each transaction
+waiting for its commit and carrying the record the previous stage returned:
+
+    transaction  quotation.close(hour)              operator-mgo   freezes the quotations
+    matching     round.close(run, hour, closed, s)   operator-mgo   matching, security, SMES
+    electricity  smes.apply, then metering.record   operator-dno   } in parallel with
+    transaction  pricing.price(run, hour, round)     operator-mgo   } each other
+    transaction  settlement.settle ‖ statistics.record  mgo ‖ reg   one block
+
+Every node must then report the same heads and state roots before the next hour; every hour
+is compared value for value with the pure experiment's round for the same seed, and each
+carried input with its source (:func:`nodes.marketcore.link_errors`).
 """
 
 from __future__ import annotations
@@ -20,14 +28,19 @@ from p2pchain.genesis import Genesis
 
 from .agreement import wait_for_agreement
 from .deploy import deploy_contract
-from .marketcore import compare_hour, expected_day, expected_hour, metered_readings, quote_args, scenario
+from .marketcore import (compare_hour, expected_day, expected_hour, hour_view, link_errors, metered_readings,
+                         quote_args, scenario, smes_apply_args)
 
 __all__ = ["run_market_day", "CONTRACTS"]
 
 ROOT = Path(__file__).resolve().parents[1] / "contracts"
-CONTRACTS = (("transaction", "market", ROOT / "market.py"), ("electricity", "metering", ROOT / "metering.py"))
-OPERATOR, DNO = "operator-mgo", "operator-dno"
-CLOSE_TIMEOUT_S = 600.0
+CONTRACTS = tuple((channel, name, ROOT / f"{name}.py") for channel, name in (
+    ("transaction", "quotation"), ("matching", "round"), ("electricity", "smes"), ("electricity", "metering"),
+    ("transaction", "pricing"), ("transaction", "settlement"), ("transaction", "statistics")))
+OPERATOR, DNO, REGULATOR = "operator-mgo", "operator-dno", "operator-reg"
+# A round or a pricing runs inside one transaction; a paper-sized nucleolus can take longer
+# than the client's default timeout.
+STAGE_TIMEOUT_S = 600.0
 
 
 class MarketDayError(RuntimeError):
@@ -38,11 +51,40 @@ def _rate(ppm) -> str:
     return "n/a" if ppm is None else f"{ppm / 10_000:.1f} %"
 
 
-async def _submit(client: Client, tx, what: str) -> dict:
+async def _submit(client: Client, tx, what: str):
+    """Submit and wait for the commit; the contract's return value, or MarketDayError with its reason."""
     answer = await client.submit(tx, wait=True)
     if answer["result"]["status"] != "ok":
         raise MarketDayError(f"{what} failed: {answer['result']['reason']}")
-    return answer
+    return answer["result"]["value"]
+
+
+async def _hour_stages(entry: Client, signers: dict[str, Signer], run: int, hour: int, smes: dict | None):
+    """Close ``hour`` and run every stage after it (the module's table); each stage's record."""
+    mgo, dno, reg = signers[OPERATOR], signers[DNO], signers[REGULATOR]
+    closed = await _submit(entry, mgo.transaction("transaction", "quotation", "close", {"hour": hour}),
+                           f"close of hour {hour}")
+    record = await _submit(entry, mgo.transaction("matching", "round", "close", {
+        "run": run, "hour": hour, "closed": closed, "smes": smes}), f"round of hour {hour}")
+
+    async def electricity():
+        after = None
+        if record["with_smes"]:
+            after = await _submit(entry, dno.transaction("electricity", "smes", "apply", smes_apply_args(record)),
+                                  f"SMES actions of hour {hour}")
+        # one dno transaction at a time: PBFT orders a client's requests by nonce
+        await _submit(entry, dno.transaction("electricity", "metering", "record", {
+            "run": run, "hour": hour, "readings": metered_readings(record)}), f"metering of hour {hour}")
+        return after
+
+    smes_after, priced = await asyncio.gather(electricity(), _submit(
+        entry, mgo.transaction("transaction", "pricing", "price", {"run": run, "hour": hour, "round_record": record}),
+        f"pricing of hour {hour}"))
+    args = {"run": run, "hour": hour, "round_record": record, "priced": priced}
+    settled, stats = await asyncio.gather(
+        _submit(entry, mgo.transaction("transaction", "settlement", "settle", args), f"settlement of hour {hour}"),
+        _submit(entry, reg.transaction("transaction", "statistics", "record", args), f"statistics of hour {hour}"))
+    return closed, record, smes_after, priced, settled, stats
 
 
 async def run_market_day(directory: Path, genesis: Genesis, urls: dict[str, str], *, hours: int = 24,
@@ -50,9 +92,7 @@ async def run_market_day(directory: Path, genesis: Genesis, urls: dict[str, str]
                          params: ScenarioParams | None = None, say=print, first_run: int | None = None) -> dict:
     """Run one day per SMES mode; return the records, rates, latencies and the agreement."""
     params = params or ScenarioParams()
-    # A close runs the whole round, nucleolus included, inside one transaction: with the
-    # paper's population that can take tens of seconds, beyond the client's default timeout.
-    clients = {name: Client(url, timeout_s=CLOSE_TIMEOUT_S) for name, url in urls.items()}
+    clients = {name: Client(url, timeout_s=STAGE_TIMEOUT_S) for name, url in urls.items()}
     for client in clients.values():
         await client.__aenter__()
     try:
@@ -62,9 +102,9 @@ async def run_market_day(directory: Path, genesis: Genesis, urls: dict[str, str]
                 say(f"deployed contract '{name}' on {channel} (install, approvals of a majority of orgs, commit)")
         sc = scenario(params, seed)
         names = sorted({q.prosumer for h in sc.hours for q in h.quotations})
-        signers = {n: Signer.load(directory, n) for n in names + [OPERATOR, DNO]}
+        signers = {n: Signer.load(directory, n) for n in names + [OPERATOR, DNO, REGULATOR]}
         for signer in signers.values():
-            for channel in ("transaction", "electricity"):
+            for channel in ("transaction", "matching", "electricity"):
                 await signer.resume(entry, channel)
         node_names = list(clients)
         if first_run is None:
@@ -74,8 +114,12 @@ async def run_market_day(directory: Path, genesis: Genesis, urls: dict[str, str]
             run = first_run + k
             label = "with the SMES" if with_smes else "without the SMES"
             say(f"market day, seed {seed}, {label} (run {run}): {len(names)} prosumers, {hours} hourly rounds")
-            await _submit(entry, signers[OPERATOR].transaction("transaction", "market", "open_day",
+            await _submit(entry, signers[OPERATOR].transaction("transaction", "quotation", "open_day",
                                                               {"run": run, "with_smes": with_smes}), "open_day")
+            smes = None
+            if with_smes:
+                smes = await _submit(entry, signers[DNO].transaction("electricity", "smes", "open_day", {"run": run}),
+                                     "the SMES's open_day")
             expected = expected_day(params, sc, with_smes=with_smes, hours=hours)
             records = []
             for hour in range(hours):
@@ -83,27 +127,30 @@ async def run_market_day(directory: Path, genesis: Genesis, urls: dict[str, str]
                 quotes = sc.hours[hour].quotations
                 await asyncio.gather(*(
                     _submit(clients[node_names[i % len(node_names)]],
-                            signers[q.prosumer].transaction("transaction", "market", "quote", quote_args(q)),
+                            signers[q.prosumer].transaction("transaction", "quotation", "quote", quote_args(q)),
                             f"quotation of {q.prosumer} for hour {hour}")
                     for i, q in enumerate(quotes)))
                 closed_at = time.monotonic()
-                await _submit(entry, signers[OPERATOR].transaction("transaction", "market", "close", {"hour": hour}),
-                              f"close of hour {hour}")
+                closed, record, smes_after, priced, settled, stats = await _hour_stages(entry, signers, run, hour, smes)
                 latencies.append(time.monotonic() - closed_at)
-                record = (await entry.state("transaction", "market", f"result/{run}/{hour:02d}"))["value"]
-                diffs = compare_hour(record, expected_hour(expected, hour))
+                # The round as committed on the matching channel, against what it was given.
+                committed = (await entry.state("matching", "round", f"round/{run}/{hour:02d}"))["value"]
+                errors = link_errors(closed, committed, smes)
+                if errors:
+                    raise MarketDayError(f"hour {hour}: the round's inputs differ from their sources: " + "; ".join(errors))
+                smes = smes_after
+                view = hour_view(committed, priced, settled, stats)
+                diffs = compare_hour(view, expected_hour(expected, hour))
                 if diffs:
                     raise MarketDayError(f"hour {hour}: the chain differs from the pure experiment: " + "; ".join(diffs))
-                await _submit(entry, signers[DNO].transaction("electricity", "metering", "record", {
-                    "run": run, "hour": hour, "readings": metered_readings(record)}), f"metering of hour {hour}")
-                agreement = await wait_for_agreement(clients)
-                s = record["stats"]
-                say(f"hour {hour:2d}: {len(record['quotations']):2d} quotations, {s['matched_trades']:2d} matched, "
-                    f"{len(record['refused']):2d} refused by the security check, {len(record['smes_legs']):2d} served by "
+                await wait_for_agreement(clients)
+                s = view["stats"]
+                say(f"hour {hour:2d}: {len(view['quotations']):2d} quotations, {s['matched_trades']:2d} matched, "
+                    f"{len(view['refused']):2d} refused by the security check, {len(view['smes_legs']):2d} served by "
                     f"the SMES, mean price {s['mean_price_milli_per_kwh'] / 1000:.3f}/kWh; "
                     f"{time.monotonic() - started:.2f} s; all {len(clients)} nodes agree")
-                records.append(record)
-            day = (await entry.state("transaction", "market", f"run/{run}"))["value"]
+                records.append(view)
+            day = (await entry.state("transaction", "statistics", f"run/{run}"))["value"]
             pure_success, pure_renewable = expected.success_rate(), expected.renewable_consumption_rate()
             for ppm, pure, what in ((day["success_rate_ppm"], pure_success, "success"),
                                     (day["renewable_rate_ppm"], pure_renewable, "renewable consumption")):

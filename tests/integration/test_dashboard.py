@@ -33,6 +33,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
 INSTALL = ("install them with: apt-get update && apt-get install -y chromium && python -m pip install playwright "
            "(do not run 'playwright install': the test drives Debian's /usr/bin/chromium)")
 WAIT_MS = 60_000
+TRICKLES: dict[Path, "Trickle"] = {}    # per cluster; the market test stops it (its prosumers quote)
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +71,7 @@ class Trickle:
         self.thread.start()
 
     def stop(self) -> None:
-        if self.stop_event is not None:
+        if self.stop_event is not None and self.thread.is_alive():
             self.loop.call_soon_threadsafe(self.stop_event.set)
         self.thread.join(20)
 
@@ -94,7 +95,7 @@ def cluster(tmp_path_factory):
     trickle = None
     try:
         asyncio.run(running.wait_healthy(timeout_s=90))
-        trickle = Trickle(directory, running)
+        trickle = TRICKLES[directory] = Trickle(directory, running)
         yield running
     finally:
         if trickle is not None:
@@ -215,6 +216,47 @@ def test_the_market_view_says_when_there_is_no_market_data(cluster, page):
     page.goto(dashboard(cluster) + "#market")
     page.get_by_test_id("market-empty").wait_for()
     assert "No market data yet" in cell(page, "market-empty")
+
+
+def test_the_market_view_shows_an_hour_of_the_market_day_with_its_real_numbers(cluster, page):
+    from market.scenario import ScenarioParams
+    from nodes.marketday import run_market_day
+
+    # The trickle signs as the prosumers and operators; the market day needs their nonces.
+    TRICKLES[cluster.directory].stop()
+    urls = {name: cluster.url(name) for name in cluster.genesis.node_names}
+    day_run = run_market_day(cluster.directory, cluster.genesis, urls, hours=10, seed=3,
+                             params=ScenarioParams(n_ev=4, n_pv=2), smes_modes=(True, False),
+                             say=lambda m: None, first_run=0)
+    done: dict = {}      # Playwright's sync API holds this thread's event loop: run the day on another
+    worker = threading.Thread(target=lambda: done.update(result=asyncio.run(day_run)))
+    worker.start()
+    worker.join(300)
+    result = done["result"]
+    with_smes = result["runs"][0]
+    # hour 9 of this small day has priced trades and a trade refused by the security check
+    hour = next(r for r in reversed(with_smes["records"]) if r["trades"] and r["refused"])
+    key = f"0/{hour['hour']:02d}"
+    page.goto(dashboard(cluster) + "#market")
+    page.get_by_test_id("mk-hour").wait_for()
+    wait_for(page, lambda: page.locator("#mk-hour option").count() == 10, "the day's ten hours")
+    page.get_by_test_id("mk-hour").select_option(str(hour["hour"]))
+    wait_for(page, lambda: page.get_by_test_id("market-hour").get_attribute("data-key") == key, f"hour {key}")
+    prices = cell(page, "mk-prices")
+    for t in hour["trades"]:
+        assert f"{t['price_milli_per_kwh'] / 1000:.3f}" in prices and str(t["payment_milli"]) in prices, (t, prices)
+    shares = page.locator("[data-testid=mk-prices] td[data-col=share_milli]").all_text_contents()
+    assert [int(s) for s in shares] == [share for _, share in hour["shares"]]
+    refused = cell(page, "mk-refused")
+    assert all(f["limit"] in refused for f in hour["refused"]), refused
+    assert page.locator("[data-testid=mk-matching] line.edge").count() == len(hour["matched"])
+    assert f"{hour['smes_after']['stored_wh']} Wh of" in cell(page, "mk-soc")
+    assert page.locator("[data-testid=mk-quotations] tbody tr").count() == len(hour["quotations"])
+    day = {run["with_smes"]: run["day"] for run in result["runs"]}
+    rates = cell(page, "mk-day-rates")
+    for ppm in (day[True]["success_rate_ppm"], day[False]["success_rate_ppm"], day[True]["renewable_rate_ppm"]):
+        assert f"{ppm / 10000:.1f} %" in rates, rates
+    page.screenshot(path=str(ARTIFACTS / "market-hour.png"), full_page=True)
 
 
 # -- simulated mode ---------------------------------------------------------------------------

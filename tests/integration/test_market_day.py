@@ -1,8 +1,10 @@
 """End to end: a short market day on a real 4-node cluster equals the pure experiment.
 
-Prosumers sign and submit their quotations through the nodes' APIs, operator-mgo closes each
-hour, operator-dno writes the metering; :func:`nodes.marketday.run_market_day` compares each
-hour with the pure round and waits until every node reports the same state roots.
+Prosumers sign and submit their quotations through the nodes' APIs; each hour runs through the
+stage contracts on the three channels (quotation, round, smes and metering, pricing,
+settlement, statistics); :func:`nodes.marketday.run_market_day` compares each hour with the
+pure round and waits until every node reports the same state roots. Then every node is read
+back: each holds every stage's record of every hour.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import pytest
 from market.scenario import ScenarioParams
 from nodes.agreement import wait_for_agreement
 from nodes.launcher import Cluster
-from nodes.marketcore import compare_hour, expected_day, expected_hour, scenario
+from nodes.marketcore import compare_hour, expected_day, expected_hour, hour_view, link_errors, scenario
 from nodes.marketday import run_market_day
 from p2pchain.client import Client
 from p2pchain.consortium import create_consortium
@@ -45,10 +47,21 @@ def test_a_short_market_day_on_four_nodes_equals_the_pure_experiment(tmp_path):
             try:
                 agreement = await wait_for_agreement(clients)
                 expected = expected_day(PARAMS, scenario(PARAMS, SEED), with_smes=True, hours=HOURS)
-                for name, client in clients.items():       # every node holds the same records
+                async def read(client, channel, namespace, key):
+                    return (await client.state(channel, namespace, key))["value"]
+
+                for name, client in clients.items():       # every node holds every stage's records
                     for h in range(HOURS):
-                        record = (await client.state("transaction", "market", f"result/0/{h:02d}"))["value"]
-                        assert compare_hour(record, expected_hour(expected, h)) == [], (name, h)
+                        key = f"0/{h:02d}"
+                        closed = await read(client, "transaction", "quotation", f"closed/{key}")
+                        record = await read(client, "matching", "round", f"round/{key}")
+                        smes = await read(client, "electricity", "smes", f"hour/{key}")
+                        assert link_errors(closed, record, smes["before"]) == [], (name, h)
+                        assert smes["after"] == record["smes_after"], (name, h)
+                        view = hour_view(record, await read(client, "transaction", "pricing", f"price/{key}"),
+                                         await read(client, "transaction", "settlement", f"settled/{key}"),
+                                         await read(client, "transaction", "statistics", f"hour/{key}"))
+                        assert compare_hour(view, expected_hour(expected, h)) == [], (name, h)
                 return agreement
             finally:
                 for c in clients.values():
@@ -61,5 +74,5 @@ def test_a_short_market_day_on_four_nodes_equals_the_pure_experiment(tmp_path):
     assert len(records) == HOURS
     assert sum(r["stats"]["matched_trades"] for r in records) > 0
     assert sum(len(r["refused"]) for r in records) > 0
-    assert agreement["transaction"][0] >= HOURS and agreement["electricity"][0] >= HOURS
+    assert all(agreement[channel][0] >= HOURS for channel in ("transaction", "matching", "electricity"))
     assert sum(1 for line in lines if line.startswith("hour ")) == HOURS

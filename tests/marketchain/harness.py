@@ -1,7 +1,9 @@
-"""An in-process chain for the market contracts: the runtime's executor, one block per call.
+"""The market's three channels in-process: the runtime's executor, one block per call.
 
 Used by the contract tests and, in subprocesses with other hash seeds, by the determinism
-test (``python -m tests.marketchain.harness`` reads a job from stdin).
+test (``python -m tests.marketchain.harness`` reads a job from stdin). :class:`Market` runs
+an hour's stages in the order the driver (``nodes/marketday.py``) submits them, carrying
+each stage's returned record into the next (docs/market-on-chain.md).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 import msgpack
 
+from nodes.marketcore import metered_readings, smes_apply_args
 from p2pchain.encoding import decode
 from p2pchain.identity import Identity
 from p2pchain.runtime import (BlockContext, Executor, Invocation, LifecyclePolicy, MemoryState,
@@ -20,6 +23,8 @@ from p2pchain.runtime import (BlockContext, Executor, Invocation, LifecyclePolic
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = LifecyclePolicy(("dno", "mgo", "reg"), 2)
 ORG = {"operator-dno": "dno", "operator-reg": "reg"}
+CONTRACTS = {"transaction": ("quotation", "pricing", "settlement", "statistics"),
+             "matching": ("round",), "electricity": ("smes", "metering")}
 
 
 def who(name: str) -> Identity:
@@ -31,10 +36,10 @@ def who(name: str) -> Identity:
 
 
 class Chain:
-    """One channel's state with ``market`` and ``metering`` committed, and an executor."""
+    """One channel's state with its market contracts committed, and an executor."""
 
     def __init__(self, channel: str = "transaction") -> None:
-        bundles = [make_bundle(n, 1, (ROOT / "contracts" / f"{n}.py").read_text())[0] for n in ("market", "metering")]
+        bundles = [make_bundle(n, 1, (ROOT / "contracts" / f"{n}.py").read_text())[0] for n in CONTRACTS[channel]]
         self.state = MemoryState(genesis_writes(bundles))
         self.executor = Executor(POLICY, step_limit=5_000_000)
         self.channel, self.height, self.tx = channel, 0, 0
@@ -55,6 +60,12 @@ class Chain:
     def call(self, caller: str, contract: str, function: str, args: dict):
         return self.block([(caller, contract, function, args)]).results[0]
 
+    def value(self, caller: str, contract: str, function: str, args: dict) -> Any:
+        """Call and return the decoded value; a failed call is an AssertionError with its reason."""
+        result = self.call(caller, contract, function, args)
+        assert result.ok, result.reason
+        return decode(result.value)
+
     def get(self, namespace: str, key: str) -> Any:
         raw = self.state.get(namespace, key)
         return None if raw is None else decode(raw)
@@ -63,17 +74,51 @@ class Chain:
         return [(key, value) for key, value in self.state.scan(namespace, "", None)]
 
 
+class Market:
+    """The three channels and the hour's stages in the driver's order."""
+
+    def __init__(self) -> None:
+        self.tx, self.matching, self.electricity = Chain("transaction"), Chain("matching"), Chain("electricity")
+        self.smes: dict | None = None
+
+    def open(self, run: int, with_smes: bool) -> None:
+        self.tx.value("operator-mgo", "quotation", "open_day", {"run": run, "with_smes": with_smes})
+        self.smes = self.electricity.value("operator-dno", "smes", "open_day", {"run": run}) if with_smes else None
+
+    def close(self, run: int, hour: int) -> dict:
+        """Close ``hour`` and run every stage after it; the records of each stage."""
+        closed = self.tx.value("operator-mgo", "quotation", "close", {"hour": hour})
+        record = self.matching.value("operator-mgo", "round", "close",
+                                     {"run": run, "hour": hour, "closed": closed, "smes": self.smes})
+        calls = [("operator-dno", "metering", "record", {"run": run, "hour": hour, "readings": metered_readings(record)})]
+        if record["with_smes"]:
+            calls.insert(0, ("operator-dno", "smes", "apply", smes_apply_args(record)))
+        electricity = self.electricity.block(calls)
+        assert all(r.ok for r in electricity.results), [r.reason for r in electricity.results]
+        if record["with_smes"]:
+            self.smes = decode(electricity.results[0].value)
+        priced = self.tx.value("operator-mgo", "pricing", "price", {"run": run, "hour": hour, "round_record": record})
+        args = {"run": run, "hour": hour, "round_record": record, "priced": priced}
+        last = self.tx.block([("operator-mgo", "settlement", "settle", args), ("operator-reg", "statistics", "record", args)])
+        assert all(r.ok for r in last.results), [r.reason for r in last.results]
+        return {"closed": closed, "round": record, "priced": priced, "settled": decode(last.results[0].value),
+                "stats": decode(last.results[1].value), "last_block": last}
+
+
 def run_job(job: dict) -> bytes:
     """Open a run, submit ``quotes`` (caller, args) in one block in the given order, close the hour;
-    return the close's value and events and the market namespace's whole state, as bytes."""
-    chain = Chain()
-    chain.call("operator-mgo", "market", "open_day", {"run": 0, "with_smes": job["with_smes"]})
+    return every stage's values and events and each channel's market state, as bytes."""
+    market = Market()
+    market.open(0, job["with_smes"])
     for earlier in range(job["hour"]):        # hours close in order; these have no quotations
-        chain.call("operator-mgo", "market", "close", {"hour": earlier})
-    chain.block([(name, "market", "quote", args) for name, args in job["quotes"]])
-    close = chain.block([("operator-mgo", "market", "close", {"hour": job["hour"]})])
-    r = close.results[0]
-    return msgpack.packb([r.ok, r.reason, r.value, list(r.events), list(close.writes)], use_bin_type=True)
+        market.close(0, earlier)
+    market.tx.block([(name, "quotation", "quote", args) for name, args in job["quotes"]])
+    out = market.close(0, job["hour"])
+    last = out.pop("last_block")
+    states = [market.tx.dump(ns) for ns in CONTRACTS["transaction"] if ns != "quotation"]
+    states += [market.matching.dump("round"), market.electricity.dump("smes"), market.electricity.dump("metering")]
+    events = [list(r.events) for r in last.results]
+    return msgpack.packb([out, events, list(last.writes), states], use_bin_type=True)
 
 
 if __name__ == "__main__":

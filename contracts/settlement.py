@@ -1,0 +1,91 @@
+"""Settlement of the hour's trades in integer money, on the transaction channel.
+
+The fourth stage of the market round (DESIGN.md, "The market round", step 7;
+docs/market-on-chain.md). ``settle(run, hour, round_record, priced)`` takes the round's
+record (matching channel) and the hour's prices (the ``pricing`` contract's record) and
+moves money with ``market.experiment.stage_settle``: a direct trade's buyer pays its seller
+the priced payment; an SMES leg pays, or is paid by, the SMES at the price of the trade it
+stands in for. Balances are cumulative, in milli-currency, under ``balance/{prosumer}``;
+each hour's movements sum to exactly zero (checked before anything is written), and the
+SMES's eq. (1) revenue is recorded with them under ``settled/{run}/{hh}``.
+
+Who may call what: ``settle`` -- ``operator-mgo``, each hour once; ``balance``,
+``settled`` -- anyone.
+"""
+
+from market.experiment import stage_settle
+from market.matching import Trade
+from market.pricing import PricedTrade
+from market.scenario import ScenarioParams
+from market.security import Refusal, SecurityResult, Violation
+from market.smes import SmesDispatch, SmesLeg, SmesState
+
+OPERATOR = "operator-mgo"
+TRADE_FIELDS = ("buyer", "seller", "buyer_bus", "seller_bus", "energy_wh", "weight_milli")
+
+
+class SettlementRefused(Exception):
+    """A call the settlement contract does not accept; the message says why."""
+
+
+def _trade(t):
+    return Trade(*[t[k] for k in TRADE_FIELDS])
+
+
+def _outcome(r, priced):
+    """The round's security result, SMES dispatch and prices as the market stages take them."""
+    security = SecurityResult(tuple(_trade(t) for t in r["direct"]), tuple(
+        Refusal(_trade(f), Violation(f["kind"], f["element"], f["limit_value"], f["value"], f["excess"], f["unit"]))
+        for f in r["refused"]))
+    dispatch = None
+    if r["with_smes"]:
+        legs = tuple(SmesLeg(_trade(g["trade"]), g["action"], g["counterparty"], g["counterparty_bus"], g["energy_wh"])
+                     for g in r["smes_legs"])
+        after = SmesState(r["smes_after"]["stored_wh"], r["smes_after"]["throughput_wh"])
+        # `unhelped` and the injections are the dispatch's own working; settlement never reads them.
+        dispatch = SmesDispatch(legs, (), r["smes_sold_wh"], r["smes_standby_loss_wh"], after, None)
+    delivered = {(t["buyer"], t["seller"]): _trade(t) for t in r["delivered"]}
+    if sorted((p["buyer"], p["seller"]) for p in priced["trades"]) != sorted(delivered):
+        raise SettlementRefused("the prices given do not price exactly the round's delivered trades")
+    prices = {}
+    for p in priced["trades"]:
+        key = (p["buyer"], p["seller"])
+        prices[key] = PricedTrade(delivered[key], p["price_milli_per_kwh"], p["payment_milli"])
+    return security, dispatch, prices
+
+
+def settle(ctx, run, hour, round_record, priced):
+    """Move the money of ``hour`` of run ``run``; returns the hour's movements per prosumer."""
+    if ctx.caller.name != OPERATOR:
+        raise SettlementRefused(ctx.caller.name + " may not settle a round; only " + OPERATOR + " may")
+    for what, given in (("round", round_record), ("prices", priced)):
+        if not isinstance(given, dict) or given.get("run") != run or given.get("hour") != hour:
+            raise SettlementRefused("the " + what + " given is not that of hour " + str(hour) + " of run " + str(run))
+    key = "settled/" + str(run) + "/" + str(hour).zfill(2)
+    if ctx.get(key) is not None:
+        raise SettlementRefused("hour " + str(hour) + " of run " + str(run) + " is already settled")
+    try:
+        security, dispatch, prices = _outcome(round_record, priced)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SettlementRefused("malformed round or prices: " + str(exc))
+    smes = ScenarioParams().smes
+    s = stage_settle(security, dispatch, prices, smes.name, smes.om_milli_per_kwh)
+    if sum(amount for _, amount in s.balances_milli) != 0:
+        raise SettlementRefused("settlement of hour " + str(hour) + " does not conserve money")
+    for name, amount in s.balances_milli:
+        ctx.put("balance/" + name, ctx.get("balance/" + name, 0) + amount)
+    record = {"run": run, "hour": hour, "settlement": [[name, amount] for name, amount in s.balances_milli],
+              "smes_revenue_milli": s.smes_revenue_milli}
+    ctx.put(key, record)
+    ctx.emit({"kind": "settled", "run": run, "hour": hour, "movements": len(s.balances_milli)})
+    return record
+
+
+def balance(ctx, who):
+    """``who``'s balance in milli-currency, the sum of every settlement so far."""
+    return ctx.get("balance/" + who, 0)
+
+
+def settled(ctx, run, hour):
+    """The money moved in ``hour`` of run ``run``, or None."""
+    return ctx.get("settled/" + str(run) + "/" + str(hour).zfill(2))

@@ -1,0 +1,129 @@
+"""Per-hour and per-day market statistics, on the transaction channel (docs/market.md).
+
+The last stage of the market round (DESIGN.md, "The market round", step 7;
+docs/market-on-chain.md). ``record(run, hour, round_record, priced)`` takes the round's
+record (matching channel) and the hour's prices and tallies the hour with
+``market.experiment.stage_statistics``; it keeps per hour every ``RoundStats`` tally under
+``hour/{run}/{hh}``, and per run (one simulated day) the integer totals and the two rates
+of the paper's Fig. 4 under ``run/{run}``:
+
+* transaction success rate = delivered trade sides / (2 x matched trades),
+* renewable consumption rate = PV energy consumed / PV energy offered,
+
+in parts per million, rounded half up. ``day`` holds the latest runs with and without the
+SMES side by side, in percent (the dashboard's charts).
+
+Who may call what: ``record`` -- the regulator's operator ``operator-reg`` (the market's
+statistics are the regulator's report, and a second submitter lets the operator's settlement
+go in the same block), each hour once, in order; ``hour_stats``, ``day_stats`` -- anyone.
+"""
+
+from market.experiment import stage_statistics
+from market.matching import Trade
+from market.model import Kind, Quotation, Side
+from market.pricing import PricedTrade
+from market.scenario import HourInputs, ScenarioParams, market_params
+from market.security import SecurityResult
+from market.smes import SmesDispatch, SmesLeg, SmesState
+
+REGULATOR = "operator-reg"
+QUOTE_FIELDS = ("energy_wh", "limit_price_milli_per_kwh", "bus", "distance_m", "consumption_wh_per_km",
+                "depreciation_milli", "efficiency_ppm", "max_trades", "charging_price_milli_per_kwh")
+TRADE_FIELDS = ("buyer", "seller", "buyer_bus", "seller_bus", "energy_wh", "weight_milli")
+TOTALS = ("matched_trades", "delivered_sides", "pv_offered_wh", "pv_consumed_wh", "quotations", "refused",
+          "smes_legs")
+
+
+class StatisticsRefused(Exception):
+    """A call the statistics contract does not accept; the message says why."""
+
+
+def _trade(t):
+    return Trade(*[t[k] for k in TRADE_FIELDS])
+
+
+def _stats(r, priced):
+    """The hour's RoundStats from the round's record and prices (stage_statistics' inputs rebuilt)."""
+    hour = r["hour"]
+    quotes = tuple(Quotation(prosumer=q["prosumer"], kind=Kind(q["kind"]), side=Side(q["side"]), hour=hour,
+                             **{k: q[k] for k in QUOTE_FIELDS}) for q in r["quotations"])
+    inputs = HourInputs(hour, market_params(ScenarioParams(), hour), (), r["pv_offered_wh"])
+    # stage_statistics reads only the admitted trades, the legs, the SMES's market discharge and
+    # the prices; refusals, `unhelped` and the injections stay with the round's record.
+    security = SecurityResult(tuple(_trade(t) for t in r["direct"]), ())
+    dispatch, after = None, None
+    if r["with_smes"]:
+        legs = tuple(SmesLeg(_trade(g["trade"]), g["action"], g["counterparty"], g["counterparty_bus"], g["energy_wh"])
+                     for g in r["smes_legs"])
+        after = SmesState(r["smes_after"]["stored_wh"], r["smes_after"]["throughput_wh"])
+        dispatch = SmesDispatch(legs, (), r["smes_sold_wh"], r["smes_standby_loss_wh"], after, None)
+    delivered = {(t["buyer"], t["seller"]): _trade(t) for t in r["delivered"]}
+    if sorted((p["buyer"], p["seller"]) for p in priced["trades"]) != sorted(delivered):
+        raise StatisticsRefused("the prices given do not price exactly the round's delivered trades")
+    prices = {(p["buyer"], p["seller"]): PricedTrade(delivered[(p["buyer"], p["seller"])], p["price_milli_per_kwh"],
+                                                     p["payment_milli"]) for p in priced["trades"]}
+    return stage_statistics(inputs, quotes, tuple(_trade(t) for t in r["matched"]), security, dispatch, prices, after)
+
+
+def _ppm(num, den):
+    return None if den == 0 else (num * 1_000_000 + den // 2) // den
+
+
+def record(ctx, run, hour, round_record, priced):
+    """Tally ``hour`` of run ``run``; returns the hour's statistics."""
+    if ctx.caller.name != REGULATOR:
+        raise StatisticsRefused(ctx.caller.name + " may not record statistics; only " + REGULATOR + " may")
+    for what, given in (("round", round_record), ("prices", priced)):
+        if not isinstance(given, dict) or given.get("run") != run or given.get("hour") != hour:
+            raise StatisticsRefused("the " + what + " given is not that of hour " + str(hour) + " of run " + str(run))
+    day = ctx.get("run/" + str(run), {"with_smes": bool(round_record.get("with_smes")), "hours": [],
+                                      "totals": dict.fromkeys(TOTALS, 0)})
+    expected = len(day["hours"])
+    if hour != expected:
+        raise StatisticsRefused("hour " + str(hour) + " of run " + str(run) + " cannot be tallied; the next is "
+                                + str(expected))
+    try:
+        s = _stats(round_record, priced)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StatisticsRefused("malformed round or prices: " + str(exc))
+    stats = {"matched_trades": s.matched_trades, "direct_trades": s.direct_trades, "absorb_legs": s.absorb_legs,
+             "serve_legs": s.serve_legs, "demand_wh": s.demand_wh, "supply_wh": s.supply_wh,
+             "matched_wh": s.matched_wh, "direct_wh": s.direct_wh, "pv_offered_wh": s.pv_offered_wh,
+             "pv_consumed_wh": s.pv_consumed_wh, "smes_absorbed_wh": s.smes_absorbed_wh,
+             "smes_served_wh": s.smes_served_wh, "smes_sold_wh": s.smes_sold_wh,
+             "smes_stored_wh": s.smes_stored_wh, "grid_price_milli_per_kwh": s.grid_price_milli_per_kwh,
+             "mean_price_milli_per_kwh": s.mean_price_milli_per_kwh}
+    stats["delivered_sides"] = s.delivered_sides
+    stats["success_rate_ppm"] = _ppm(s.delivered_sides, 2 * s.matched_trades)
+    stats["renewable_rate_ppm"] = _ppm(s.pv_consumed_wh, s.pv_offered_wh)
+    ctx.put("hour/" + str(run) + "/" + str(hour).zfill(2), stats)
+    t = day["totals"]
+    for k, v in (("matched_trades", s.matched_trades), ("delivered_sides", s.delivered_sides),
+                 ("pv_offered_wh", s.pv_offered_wh), ("pv_consumed_wh", s.pv_consumed_wh),
+                 ("quotations", len(round_record["quotations"])), ("refused", len(round_record["refused"])),
+                 ("smes_legs", len(round_record["smes_legs"]))):
+        t[k] += v
+    day["hours"] = day["hours"] + [hour]
+    day["success_rate_ppm"] = _ppm(t["delivered_sides"], 2 * t["matched_trades"])
+    day["renewable_rate_ppm"] = _ppm(t["pv_consumed_wh"], t["pv_offered_wh"])
+    ctx.put("run/" + str(run), day)
+    view = ctx.get("day", {})
+    suffix = "" if day["with_smes"] else "_without_smes"
+    view["run" + suffix] = run
+    view["hours" + suffix] = day["hours"]
+    view["success_rate_ppm" + suffix] = day["success_rate_ppm"]
+    view["renewable_rate_ppm" + suffix] = day["renewable_rate_ppm"]
+    ctx.put("day", view)
+    ctx.emit({"kind": "statistics", "run": run, "hour": hour, "matched": s.matched_trades,
+              "success_rate_ppm": day["success_rate_ppm"], "renewable_rate_ppm": day["renewable_rate_ppm"]})
+    return stats
+
+
+def hour_stats(ctx, run, hour):
+    """The statistics of ``hour`` of run ``run``, or None."""
+    return ctx.get("hour/" + str(run) + "/" + str(hour).zfill(2))
+
+
+def day_stats(ctx, run):
+    """Run ``run``'s hours, integer totals and rates (ppm)."""
+    return ctx.get("run/" + str(run))

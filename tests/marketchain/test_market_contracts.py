@@ -1,0 +1,247 @@
+"""The market's stage contracts on their channels, run by the runtime's executor in-process.
+
+Permissions (every refusal with its reason, nothing written), quotation replacement and
+freezing, the carried-input checks, a short day equal to the pure experiment with money
+conserved, and determinism across hash seeds and arrival orders.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import msgpack
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from market.scenario import ScenarioParams
+from nodes.marketcore import (compare_hour, expected_day, expected_hour, hour_view, link_errors,
+                              metered_readings, quote_args, scenario, smes_apply_args)
+from p2pchain.encoding import decode
+
+from .harness import ROOT, Chain, Market, run_job
+
+PARAMS = ScenarioParams(n_ev=4, n_pv=2)
+QUOTE = {"hour": 0, "side": "buy", "energy_wh": 3000, "limit_price_milli_per_kwh": 900, "bus": 12,
+         "distance_m": 500, "consumption_wh_per_km": 150}
+SELL = {"hour": 0, "side": "sell", "energy_wh": 4000, "limit_price_milli_per_kwh": 400, "bus": 18}
+
+
+def opened(with_smes: bool = True) -> Market:
+    market = Market()
+    market.open(0, with_smes)
+    return market
+
+
+def refused(chain: Chain, caller: str, contract: str, function: str, args: dict) -> str:
+    before = chain.dump(contract)
+    result = chain.call(caller, contract, function, args)
+    assert not result.ok and result.writes == () and result.events == ()
+    assert chain.dump(contract) == before
+    return result.reason
+
+
+# --- quotation ---------------------------------------------------------------------------
+
+def test_an_ev_cannot_quote_for_another_prosumer():
+    reason = refused(opened().tx, "ev01", "quotation", "quote", dict(QUOTE, prosumer="ev02"))
+    assert reason == "QuotationRefused: ev01 may not quote for ev02"
+
+
+def test_an_ev_cannot_close_a_round_or_open_a_day():
+    tx = opened().tx
+    assert refused(tx, "ev01", "quotation", "close", {"hour": 0}) == \
+        "QuotationRefused: ev01 may not close a round; only operator-mgo may"
+    assert "ev01 may not open a market day" in refused(tx, "ev01", "quotation", "open_day", {"run": 1, "with_smes": False})
+
+
+def test_operators_and_the_smes_cannot_quote():
+    tx = opened().tx
+    assert "operator-dno (kind operator) may not quote" in refused(tx, "operator-dno", "quotation", "quote", QUOTE)
+    assert "smes (kind smes) may not quote" in refused(tx, "smes", "quotation", "quote", QUOTE)
+
+
+def test_a_quotation_after_close_is_refused():
+    tx = opened().tx
+    assert tx.call("operator-mgo", "quotation", "close", {"hour": 0}).ok
+    assert refused(tx, "ev01", "quotation", "quote", QUOTE) == "QuotationRefused: hour 0 of run 0 is closed"
+
+
+def test_hours_close_once_and_in_order():
+    tx = opened().tx
+    assert "the next hour of run 0 is 0" in refused(tx, "operator-mgo", "quotation", "close", {"hour": 1})
+    assert tx.call("operator-mgo", "quotation", "close", {"hour": 0}).ok
+    assert "the next hour of run 0 is 1" in refused(tx, "operator-mgo", "quotation", "close", {"hour": 0})
+
+
+def test_a_quotation_before_close_replaces_the_earlier_one():
+    tx = opened().tx
+    assert tx.call("ev01", "quotation", "quote", QUOTE).ok
+    assert tx.call("ev01", "quotation", "quote", dict(QUOTE, energy_wh=1234)).ok
+    assert tx.get("quotation", "quote/0/00/ev01")["energy_wh"] == 1234
+    closed = tx.value("operator-mgo", "quotation", "close", {"hour": 0})
+    assert [(q["prosumer"], q["energy_wh"]) for q in closed["quotations"]] == [("ev01", 1234)]
+
+
+# --- the stages after the close ----------------------------------------------------------
+
+def closed_hour(market: Market) -> tuple[dict, dict]:
+    market.tx.block([("ev01", "quotation", "quote", QUOTE), ("pv1", "quotation", "quote", SELL)])
+    closed = market.tx.value("operator-mgo", "quotation", "close", {"hour": 0})
+    return closed, {"run": 0, "hour": 0, "closed": closed, "smes": market.smes}
+
+
+def test_only_the_operator_runs_a_round_and_each_hour_once():
+    market = opened()
+    closed, args = closed_hour(market)
+    assert refused(market.matching, "ev01", "round", "close", args) == \
+        "RoundRefused: ev01 may not close a round; only operator-mgo may"
+    record = market.matching.value("operator-mgo", "round", "close", args)
+    assert link_errors(closed, record, market.smes) == []
+    assert "cannot run; the next is 1" in refused(market.matching, "operator-mgo", "round", "close", args)
+
+
+def test_a_round_refuses_another_hours_quotations_and_a_missing_smes_state():
+    market = opened()
+    _, args = closed_hour(market)
+    assert "are not those of hour 1" in refused(market.matching, "operator-mgo", "round", "close", dict(args, hour=1))
+    assert "an SMES state is given exactly when" in refused(market.matching, "operator-mgo", "round", "close",
+                                                           dict(args, smes=None))
+
+
+def test_the_smes_refuses_a_round_that_started_from_another_state_of_charge():
+    market = opened()
+    _, args = closed_hour(market)
+    forged = dict(args, smes={"stored_wh": market.smes["stored_wh"] + 5000, "throughput_wh": 0})
+    record = market.matching.value("operator-mgo", "round", "close", forged)
+    reason = refused(market.electricity, "operator-dno", "smes", "apply", smes_apply_args(record))
+    assert reason.startswith("SmesRefused: the round of hour 0 started from")
+    assert "operator-mgo may not record the SMES's actions" in refused(
+        market.electricity, "operator-mgo", "smes", "apply", smes_apply_args(record))
+
+
+def test_link_errors_name_a_quotation_the_round_was_given_but_the_close_did_not_freeze():
+    market = opened(with_smes=False)
+    closed, args = closed_hour(market)
+    slipped = dict(closed, quotations=closed["quotations"] + [dict(QUOTE, prosumer="ev09", kind="ev")])
+    record = market.matching.value("operator-mgo", "round", "close", dict(args, closed=slipped))
+    assert link_errors(closed, record, None) == \
+        ["the round used quotations of ['ev01', 'ev09', 'pv1'], the close froze ['ev01', 'pv1']"]
+
+
+def test_only_the_operator_prices_settles_and_tallies_each_hour_once():
+    market = opened()
+    _, args = closed_hour(market)
+    record = market.matching.value("operator-mgo", "round", "close", args)
+    out = {"round_record": record, "run": 0, "hour": 0}
+    assert refused(market.tx, "ev01", "pricing", "price", out) == \
+        "PricingRefused: ev01 may not price a round; only operator-mgo may"
+    priced = market.tx.value("operator-mgo", "pricing", "price", out)
+    assert "already priced" in refused(market.tx, "operator-mgo", "pricing", "price", out)
+    args = dict(out, priced=priced)
+    assert "ev01 may not settle" in refused(market.tx, "ev01", "settlement", "settle", args)
+    assert "operator-mgo may not record statistics; only operator-reg may" in refused(
+        market.tx, "operator-mgo", "statistics", "record", args)
+    assert market.tx.call("operator-mgo", "settlement", "settle", args).ok
+    assert "already settled" in refused(market.tx, "operator-mgo", "settlement", "settle", args)
+
+
+def test_settlement_and_statistics_refuse_prices_that_leave_out_a_delivered_trade():
+    market = Market()
+    market.open(0, False)
+    sc = scenario(PARAMS, 3)
+    for h in range(9):        # hour 8 of this small day delivers a priced trade
+        market.tx.block([(q.prosumer, "quotation", "quote", quote_args(q)) for q in sc.hours[h].quotations])
+        if h < 8:
+            market.close(0, h)
+    closed = market.tx.value("operator-mgo", "quotation", "close", {"hour": 8})
+    record = market.matching.value("operator-mgo", "round", "close", {"run": 0, "hour": 8, "closed": closed, "smes": None})
+    priced = market.tx.value("operator-mgo", "pricing", "price", {"run": 0, "hour": 8, "round_record": record})
+    assert priced["trades"], "the hour must deliver a trade for this test to mean anything"
+    args = {"run": 0, "hour": 8, "round_record": record, "priced": dict(priced, trades=priced["trades"][1:])}
+    reason = "do not price exactly the round's delivered trades"
+    assert reason in refused(market.tx, "operator-mgo", "settlement", "settle", args)
+    assert reason in refused(market.tx, "operator-reg", "statistics", "record", args)
+
+
+def test_only_the_dno_writes_metering_once_per_hour():
+    chain = Chain("electricity")
+    args = {"run": 0, "hour": 3, "readings": [["ev01", 500], ["pv1", -500]]}
+    assert refused(chain, "operator-mgo", "metering", "record", args) == \
+        "MeteringRefused: operator-mgo may not write metering; only operator-dno may"
+    assert chain.call("operator-dno", "metering", "record", args).ok
+    assert "already metered" in refused(chain, "operator-dno", "metering", "record", args)
+
+
+def test_a_short_day_equals_the_pure_experiment_and_conserves_money():
+    sc = scenario(PARAMS, 3)
+    hours = 17
+    for with_smes in (True, False):
+        market = opened(with_smes)
+        expected = expected_day(PARAMS, sc, with_smes=with_smes, hours=hours)
+        matched = priced = 0
+        for h in range(hours):
+            market.tx.block([(q.prosumer, "quotation", "quote", quote_args(q)) for q in sc.hours[h].quotations])
+            smes_before = market.smes
+            out = market.close(0, h)
+            assert link_errors(out["closed"], out["round"], smes_before) == []
+            view = hour_view(out["round"], out["priced"], out["settled"], out["stats"])
+            assert compare_hour(view, expected_hour(expected, h)) == []
+            assert sum(wh for _, wh in metered_readings(view)) == 0 or with_smes
+            matched += view["stats"]["matched_trades"]
+            priced += len(view["trades"])
+            assert sum(share for _, share in view["shares"]) == sum(t["weight_milli"] for t in view["trades"])
+        assert matched > 0 and priced > 0      # the window includes trading hours, so the check has teeth
+        balances = [decode(v) for k, v in market.tx.dump("settlement") if k.startswith("balance/")]
+        assert balances and sum(balances) == 0
+        day = market.tx.get("statistics", "run/0")
+        success = expected.success_rate()
+        assert day["success_rate_ppm"] == (None if success is None else round(success * 1_000_000))
+        if with_smes:
+            assert market.electricity.get("smes", "state/0")["stored_wh"] == expected.rounds[-1].smes_state_after.stored_wh
+
+
+# --- determinism -------------------------------------------------------------------------
+
+buses = st.integers(2, 33)
+buy = st.fixed_dictionaries({"side": st.just("buy"), "energy_wh": st.integers(500, 9000),
+                             "limit_price_milli_per_kwh": st.integers(600, 1500), "bus": buses,
+                             "distance_m": st.integers(0, 3000), "consumption_wh_per_km": st.integers(130, 180)})
+pv = st.fixed_dictionaries({"side": st.just("sell"), "energy_wh": st.integers(500, 9000),
+                            "limit_price_milli_per_kwh": st.integers(300, 600), "bus": buses,
+                            "max_trades": st.integers(1, 2)})
+jobs = st.tuples(st.lists(buy, min_size=1, max_size=4), st.lists(pv, min_size=1, max_size=3),
+                 st.integers(0, 23), st.booleans(), st.randoms(use_true_random=False))
+
+
+def as_job(drawn) -> tuple[dict, dict]:
+    buys, sells, hour, with_smes, rnd = drawn
+    quotes = [(f"ev{i + 1:02d}", dict(q, hour=hour)) for i, q in enumerate(buys)]
+    quotes += [(f"pv{i + 1}", dict(q, hour=hour)) for i, q in enumerate(sells)]
+    shuffled = list(quotes)
+    rnd.shuffle(shuffled)
+    return ({"quotes": quotes, "hour": hour, "with_smes": with_smes},
+            {"quotes": shuffled, "hour": hour, "with_smes": with_smes})
+
+
+def in_subprocess(job: dict, seed: str) -> bytes:
+    env = dict(os.environ, PYTHONHASHSEED=seed, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-m", "tests.marketchain.harness"], input=msgpack.packb(job),
+                          capture_output=True, env=env, check=True, cwd=ROOT)
+    return done.stdout
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(jobs)
+def test_a_round_does_not_depend_on_the_order_quotations_arrived_in(drawn):
+    ordered, shuffled = as_job(drawn)
+    assert run_job(ordered) == run_job(shuffled)
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(jobs)
+def test_a_round_is_byte_identical_across_hash_seeds_and_arrival_orders(drawn):
+    ordered, shuffled = as_job(drawn)
+    first = in_subprocess(ordered, "1")
+    assert in_subprocess(shuffled, "4242") == first
+    assert in_subprocess(ordered, "77") == first
