@@ -133,7 +133,9 @@ def simulated(page, base: str, token: str) -> None:
     page.screenshot(path=str(OUT / "teaching-explorer.png"))
     page.goto(f"{base}/ui?token={token}#market")
     page.wait_for_timeout(1500)
-    page.screenshot(path=str(OUT / "teaching-market-empty.png"))
+    # the market view shows data once a market day has run on this cluster
+    # (`python run_cluster.py` without --no-day); before that it says so
+    page.screenshot(path=str(OUT / "teaching-market.png"))
 
 
 if __name__ == "__main__":
