@@ -9,7 +9,9 @@ that
   is charged in bulk instead, when the range is made;
 * ``+``, ``*``, ``**``, ``<<`` and their in-place forms go through size-checked helpers, so a
   doubling string or a ``10 ** 10 ** 9`` fails the same way on every node instead of
-  exhausting one node's memory;
+  exhausting one node's memory; ``+=`` keeps the interpreter's in-place opcode and checks
+  the result inline (``if __type__(x) is not __int__: __sized__(x)``), because it is the
+  hottest operator of numeric loops and an int result needs no check (it grows by one bit);
 * attribute stores and deletes go through a check that refuses shared objects (modules,
   classes and functions not defined by this contract);
 * every ``except`` handler first re-raises what a contract must not swallow (the meter's
@@ -35,11 +37,15 @@ SETATTR = "__setattr_checked__"
 DELATTR = "__delattr_checked__"
 BASE_EXCEPTION = "__base_exception__"
 RANGE = "__range__"
+TYPE = "__type__"
+INT = "__int__"
+SIZED = "__sized__"
 CHECKED_BINOPS = {ast.Add: "__add_checked__", ast.Mult: "__mul_checked__",
                   ast.Pow: "__pow_checked__", ast.LShift: "__lshift_checked__"}
 #: In-place operators, by AST class name, each to a hook ``__inplace_<Name>__``.
 INPLACE_HOOK = "__inplace_{}__"
-HOOKS = (STEP, ENTER, LEAVE, FATAL, SETATTR, DELATTR, BASE_EXCEPTION, RANGE, *CHECKED_BINOPS.values())
+HOOKS = (STEP, ENTER, LEAVE, FATAL, SETATTR, DELATTR, BASE_EXCEPTION, RANGE, TYPE, INT, SIZED,
+         *CHECKED_BINOPS.values())
 
 
 def _call(name: str, *args: ast.expr) -> ast.Call:
@@ -138,6 +144,8 @@ class _Instrumenter(ast.NodeTransformer):
         unchecked = type(node.op) not in CHECKED_BINOPS or (isinstance(node.op, ast.Add) and _is_number(node.value))
         if unchecked and not isinstance(target, ast.Attribute):
             return [node]  # nothing to check: keep the fast in-place opcode
+        if isinstance(node.op, ast.Add) and not isinstance(target, ast.Attribute):
+            return [ast.copy_location(s, node) for s in self._checked_iadd(node)]
         if isinstance(target, ast.Name):
             value = _call(hook, ast.Name(id=target.id, ctx=ast.Load()), node.value)
             return [ast.copy_location(ast.Assign(targets=[target], value=value), node)]
@@ -157,6 +165,40 @@ class _Instrumenter(ast.NodeTransformer):
                                   slice=ast.Name(id=key, ctx=ast.Load()), ctx=ast.Store())
             statements.append(ast.Assign(targets=[store], value=_call(hook, current, node.value)))
         return [ast.copy_location(s, node) for s in statements]
+
+    def _checked_iadd(self, node: ast.AugAssign) -> list[ast.stmt]:
+        """``x += v`` and ``t[k] += v`` with the in-place opcode and an inline size check.
+
+        The check comes after the operation, as ``checked_add``'s does: ``+`` of two existing
+        objects makes at most their combined size, so one operation cannot exhaust memory;
+        the oversized result fails the transaction before it is stored.
+        """
+        target = node.target
+        statements: list[ast.stmt] = []
+        if isinstance(target, ast.Name):
+            result = target.id
+            statements.append(ast.AugAssign(target=ast.Name(id=result, ctx=ast.Store()), op=ast.Add(),
+                                            value=node.value))
+        else:  # Subscript: the evaluation order of ``t[k] += v`` (t, k, t[k], v), as temporaries
+            obj, key, result = self._temp(), self._temp(), self._temp()
+            statements += [
+                ast.Assign(targets=[ast.Name(id=obj, ctx=ast.Store())], value=target.value),
+                ast.Assign(targets=[ast.Name(id=key, ctx=ast.Store())], value=target.slice),
+                ast.Assign(targets=[ast.Name(id=result, ctx=ast.Store())],
+                           value=ast.Subscript(value=ast.Name(id=obj, ctx=ast.Load()),
+                                               slice=ast.Name(id=key, ctx=ast.Load()), ctx=ast.Load())),
+                ast.AugAssign(target=ast.Name(id=result, ctx=ast.Store()), op=ast.Add(), value=node.value),
+            ]
+        statements.append(ast.If(
+            test=ast.Compare(left=_call(TYPE, ast.Name(id=result, ctx=ast.Load())), ops=[ast.IsNot()],
+                             comparators=[ast.Name(id=INT, ctx=ast.Load())]),
+            body=[ast.Expr(_call(SIZED, ast.Name(id=result, ctx=ast.Load())))], orelse=[]))
+        if not isinstance(target, ast.Name):
+            statements.append(ast.Assign(
+                targets=[ast.Subscript(value=ast.Name(id=obj, ctx=ast.Load()),
+                                       slice=ast.Name(id=key, ctx=ast.Load()), ctx=ast.Store())],
+                value=ast.Name(id=result, ctx=ast.Load())))
+        return statements
 
     def _store_attribute(self, target: ast.Attribute, value: ast.expr) -> ast.stmt:
         return ast.Expr(_call(SETATTR, target.value, ast.Constant(target.attr), value))

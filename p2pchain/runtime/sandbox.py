@@ -14,7 +14,7 @@ from typing import Any
 
 from .checks import (
     INPLACE, _ascii, _delattr, _format, _getattr, _hasattr, _iter, _lshift, _pow, _repr,
-    _setattr, _type, checked_add, checked_mul,
+    _setattr, _type, check_sized, checked_add, checked_mul,
 )
 from .imports import importer, metered_range, metered_sum
 from .meter import Meter
@@ -51,6 +51,9 @@ _STATIC_HOOKS: dict[str, Any] = {
     "__mul_checked__": checked_mul,
     "__pow_checked__": _pow,
     "__lshift_checked__": _lshift,
+    "__type__": builtins.type,  # the real type and int, for the inline check after ``+=``
+    "__int__": int,
+    "__sized__": check_sized,
     **{f"__inplace_{op}__": hook for op, hook in INPLACE.items()},
 }
 

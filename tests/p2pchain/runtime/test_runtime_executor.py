@@ -265,3 +265,56 @@ def test_a_failing_node_state_is_a_runtime_fault_never_a_transaction_result(body
     state = BrokenState(state_with(c=f"def run(ctx):\n    {body}\n"))
     with pytest.raises(RuntimeFault, match="state unavailable in c.run: .*OSError: disk gone"):
         Executor(POLICY).execute_block(block(), [invocation("c", "run")], state)
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("x = 5\n    x += 2\n    return x", 7),
+    ("s = 'ab'\n    s += 'cd'\n    return s", "abcd"),
+    ("t = [1]\n    u = t\n    t += [2]\n    return [t, u is t]", [[1, 2], True]),  # in place, as in Python
+    ("d = {'k': [1]}\n    d['k'] += [2, 3]\n    return d", {"k": [1, 2, 3]}),
+    ("m = [[0, 0], [0, 0]]\n    for i in range(2):\n        m[i][i] += i + 1\n    return m", [[1, 0], [0, 2]]),
+    ("t = (1,)\n    t += (2,)\n    return list(t)", [1, 2]),
+])
+def test_augmented_addition_keeps_python_semantics(run, body, expected):
+    assert value(run(f"def run(ctx):\n    {body}\n")) == expected
+
+
+def test_augmented_addition_evaluates_target_key_and_value_once_in_python_order(run):
+    source = '''
+def run(ctx):
+    order = []
+    def note(what, result):
+        order.append(what)
+        return result
+    table = {"k": 1}
+    note("table", table)[note("key", "k")] += note("value", 2)
+    return [order, table]
+'''
+    assert value(run(source)) == [["table", "key", "value"], {"k": 3}]
+
+
+@pytest.mark.parametrize("body", [
+    "s = 'x'\n    while True:\n        s += s",
+    "d = {'k': [0]}\n    while True:\n        d['k'] += d['k']",
+    "b = [b'x']\n    while True:\n        b[0] += b[0]",
+])
+def test_a_doubling_augmented_addition_fails_on_its_size_not_on_memory(run, body):
+    result = run(f"def run(ctx):\n    {body}\n")
+    assert not result.ok and "exceeds 1048576" in result.reason
+
+
+@pytest.mark.parametrize("call, reason", [
+    ("range(1, None)", "TypeError"),
+    ("range(stop=3)", "TypeError"),
+    ("range()", "TypeError"),
+    ("range(1, 2, 0)", "ValueError"),
+])
+def test_the_metered_range_refuses_what_the_builtin_refuses(run, call, reason):
+    result = run(f"def run(ctx):\n    return list({call})\n")
+    assert not result.ok and result.reason.startswith(reason), result.reason
+
+
+def test_the_metered_range_charges_its_length_with_every_argument_form(run):
+    base = run("def run(ctx):\n    return 0\n").steps
+    forms = ["range(6)", "range(2, 8)", "range(0, 12, 2)", "range(*[3, 9])"]
+    assert [run(f"def run(ctx):\n    r = {f}\n    return 0\n").steps - base for f in forms] == [6, 6, 6, 6]
