@@ -107,7 +107,8 @@ def checked_mul(a: Any, b: Any) -> Any:
         _too_big_int(a.bit_length() + b.bit_length())
         return a * b
     if kind_b is int and kind_a in _SIZED:  # [0] * n, the usual way to make a table
-        _too_long(len(a) * b)
+        if len(a) * b > MAX_SEQUENCE:
+            _too_long(len(a) * b)
         return a * b
     _check_mul(a, b)
     return a * b

@@ -37,6 +37,12 @@ SETATTR = "__setattr_checked__"
 DELATTR = "__delattr_checked__"
 BASE_EXCEPTION = "__base_exception__"
 RANGE = "__range__"
+RANGE_TYPE = "__range_type__"
+LENGTH = "__length__"
+STEPS_AVAILABLE = "__steps_available__"
+STEPS_REMAINING = "__steps_remaining__"
+STEPS_ADVANCE = "__steps_advance__"
+CHARGE = "__charge__"
 TYPE = "__type__"
 INT = "__int__"
 SIZED = "__sized__"
@@ -44,7 +50,8 @@ CHECKED_BINOPS = {ast.Add: "__add_checked__", ast.Mult: "__mul_checked__",
                   ast.Pow: "__pow_checked__", ast.LShift: "__lshift_checked__"}
 #: In-place operators, by AST class name, each to a hook ``__inplace_<Name>__``.
 INPLACE_HOOK = "__inplace_{}__"
-HOOKS = (STEP, ENTER, LEAVE, FATAL, SETATTR, DELATTR, BASE_EXCEPTION, RANGE, TYPE, INT, SIZED,
+HOOKS = (STEP, ENTER, LEAVE, FATAL, SETATTR, DELATTR, BASE_EXCEPTION, RANGE, RANGE_TYPE, LENGTH,
+         STEPS_AVAILABLE, STEPS_REMAINING, STEPS_ADVANCE, CHARGE, TYPE, INT, SIZED,
          *CHECKED_BINOPS.values())
 
 
@@ -118,11 +125,38 @@ class _Instrumenter(ast.NodeTransformer):
         node.body = [_step(), *node.body]
         return node
 
-    def visit_For(self, node: ast.For) -> ast.For:
+    def visit_For(self, node: ast.For) -> ast.stmt | list[ast.stmt]:
         self.generic_visit(node)
         if not _over_range(node):
             node.body = [_step(), *node.body]
-        return node
+            return node
+        return [ast.copy_location(s, node) for s in self._charged_range(node)]
+
+    def _charged_range(self, node: ast.For) -> list[ast.stmt]:
+        """``for x in range(...)``: make the range and charge its length inline, then loop.
+
+        What ``__range__`` does, as statements instead of a Python call (the commonest loop
+        of numeric code pays one frame less): ``used`` is what the meter's iterator has
+        given out, plus the range's length; past the limit, ``__charge__`` raises
+        :class:`~.meter.OutOfSteps` (and leaves the meter exhausted) before the loop starts.
+        """
+        made, used = self._temp(), self._temp()
+        call = node.iter
+        assert isinstance(call, ast.Call)
+        length = _call(LENGTH, ast.Name(id=made, ctx=ast.Load()))
+        statements: list[ast.stmt] = [
+            ast.Assign(targets=[ast.Name(id=made, ctx=ast.Store())], value=_call(RANGE_TYPE, *call.args)),
+            ast.Assign(targets=[ast.Name(id=used, ctx=ast.Store())], value=ast.BinOp(
+                left=ast.BinOp(left=ast.Name(id=STEPS_AVAILABLE, ctx=ast.Load()), op=ast.Sub(),
+                               right=_call(STEPS_REMAINING)),
+                op=ast.Add(), right=length)),
+            ast.If(test=ast.Compare(left=ast.Name(id=used, ctx=ast.Load()), ops=[ast.GtE()],
+                                    comparators=[ast.Name(id=STEPS_AVAILABLE, ctx=ast.Load())]),
+                   body=[ast.Expr(_call(CHARGE, _call(LENGTH, ast.Name(id=made, ctx=ast.Load()))))], orelse=[]),
+            ast.Expr(_call(STEPS_ADVANCE, ast.Name(id=used, ctx=ast.Load()))),
+        ]
+        node.iter = ast.Name(id=made, ctx=ast.Load())
+        return [*statements, node]
 
     def visit_comprehension(self, node: ast.comprehension) -> ast.comprehension:
         self.generic_visit(node)

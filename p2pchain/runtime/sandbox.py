@@ -53,6 +53,8 @@ _STATIC_HOOKS: dict[str, Any] = {
     "__lshift_checked__": _lshift,
     "__type__": builtins.type,  # the real type and int, for the inline check after ``+=``
     "__int__": int,
+    "__range_type__": builtins.range,  # the real range and len, for the inline charge of range loops
+    "__length__": builtins.len,
     "__sized__": check_sized,
     **{f"__inplace_{op}__": hook for op, hook in INPLACE.items()},
 }
@@ -67,6 +69,11 @@ def contract_globals(meter: Meter) -> dict[str, Any]:
     namespace = dict(_STATIC_HOOKS)
     namespace["__builtins__"] = restricted
     namespace["__range__"] = range_
+    steps = meter.steps_iterator
+    namespace["__steps_available__"] = meter.limit + 1
+    namespace["__steps_remaining__"] = steps.__length_hint__
+    namespace["__steps_advance__"] = steps.__setstate__
+    namespace["__charge__"] = meter.charge
     namespace["__step__"] = meter.step
     namespace["__enter__"] = meter.enter
     namespace["__leave__"] = meter.leave
