@@ -4,7 +4,7 @@
 fixed ``PYTHONHASHSEED``, single-threaded BLAS and a minimal environment, and speaks
 length-prefixed msgpack over the child's stdin/stdout. The child imports everything a
 contract may reach, then drops its privileges to what it needs: an address-space limit
-(``RLIMIT_AS``), a CPU-time limit per block (``RLIMIT_CPU``, raised before each block) and no
+(``RLIMIT_AS``), a CPU-time limit per block (``RLIMIT_CPU``, kept ahead before each block) and no
 new file descriptors (``RLIMIT_NOFILE`` of 3: stdin, stdout and stderr only, no files,
 no sockets).
 
@@ -65,9 +65,28 @@ def _recv(stream: BinaryIO) -> Any:
     return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=False)
 
 
-def _identity_value(identity: Identity) -> dict[str, Any]:
-    return {"org": identity.org, "name": identity.name, "role": identity.role, "kind": identity.kind,
-            "public_key": identity.public_key}
+def _identity_value(identity: Identity) -> list[Any]:
+    return [identity.org, identity.name, identity.role, identity.kind, identity.public_key]
+
+
+CALLER_CACHE = 10_000
+
+
+class _Callers:
+    """The worker's Identity objects, one per distinct caller: a block's callers repeat, and
+    an Identity validates its fields each time it is made."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[Any, ...], Identity] = {}
+
+    def __call__(self, value: list[Any]) -> Identity:
+        key = tuple(value)
+        identity = self._known.get(key)
+        if identity is None:
+            if len(self._known) >= CALLER_CACHE:
+                self._known.clear()
+            identity = self._known[key] = Identity(*key)
+        return identity
 
 
 # -- node side --------------------------------------------------------------------------------
@@ -292,12 +311,26 @@ def _limit(init: dict[str, Any]) -> None:
     sys.set_int_max_str_digits(4300)  # the default, fixed against PYTHONINTMAXSTRDIGITS
 
 
-def _cpu_budget(seconds: int) -> None:
-    import resource
+class _CpuBudget:
+    """``RLIMIT_CPU`` kept at least ``seconds`` ahead of the CPU time used before each block.
 
-    used = resource.getrusage(resource.RUSAGE_SELF)
-    total = int(used.ru_utime + used.ru_stime) + 1
-    resource.setrlimit(resource.RLIMIT_CPU, (total + seconds, resource.RLIM_INFINITY))
+    The limit is raised only when less than ``seconds`` remain (to ``2 * seconds`` ahead), so
+    most blocks cost one ``getrusage`` and no ``setrlimit``: every block may use at least
+    ``seconds`` and at most ``2 * seconds`` of CPU before the kernel stops the worker.
+    """
+
+    def __init__(self, seconds: int) -> None:
+        self.seconds = seconds
+        self.limit = 0
+
+    def before_block(self) -> None:
+        import resource
+
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        total = int(used.ru_utime + used.ru_stime) + 1
+        if self.limit - total < self.seconds:
+            self.limit = total + 2 * self.seconds
+            resource.setrlimit(resource.RLIMIT_CPU, (self.limit, resource.RLIM_INFINITY))
 
 
 def main() -> int:
@@ -315,6 +348,8 @@ def main() -> int:
     executor = Executor(LifecyclePolicy(tuple(init["members"]), init["threshold"]),
                         step_limit=init["step_limit"], depth_limit=init["depth_limit"])
     state = _RemoteState(inp, out)
+    callers = _Callers()
+    budget = _CpuBudget(init["cpu_seconds_per_block"])
     _send(out, {"op": "ready"})
     while True:
         try:
@@ -327,9 +362,9 @@ def main() -> int:
             state.cache.clear()
         b = message["block"]
         block = BlockContext(b["channel"], b["height"], b["block_hash"], b["timestamp_ms"], b["anchors"])
-        invocations = [Invocation(tx, contract, function, args, Identity(**caller))
+        invocations = [Invocation(tx, contract, function, args, callers(caller))
                        for tx, contract, function, args, caller in message["invocations"]]
-        _cpu_budget(init["cpu_seconds_per_block"])
+        budget.before_block()
         try:
             result = executor.execute_block(block, invocations, state, state)
         except (ResourceBreach, MemoryError) as exc:
