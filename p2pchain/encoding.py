@@ -88,9 +88,36 @@ def _canonical(value: Any, depth: int) -> Any:
             raise _Refused
         for item in value:
             if type(item) not in _PASS:
-                return [item if type(item) in _PASS else _canonical(item, depth + 1) for item in value]
+                return _canonical_items(value, depth + 1)
         return value
     raise _Refused
+
+
+def _canonical_items(value: list | tuple, depth: int) -> list | tuple:
+    """The items of a list that holds containers, at ``depth``; ``value`` itself if unchanged.
+
+    A nested list of scalars (a row of a table, a pair) is checked here, inline, rather
+    than by a call each: it is the commonest container inside a container.
+    """
+    out = []
+    append = out.append
+    changed = False
+    for item in value:
+        kind = type(item)
+        if kind in _PASS:
+            append(item)
+            continue
+        if (kind is list or kind is tuple) and depth < MAX_DEPTH and len(item) <= MAX_ITEMS:
+            for inner in item:
+                if type(inner) not in _PASS:
+                    break
+            else:
+                append(item)
+                continue
+        canonical = _canonical(item, depth)
+        changed = changed or canonical is not item
+        append(canonical)
+    return out if changed else value
 
 
 def _explain(value: Any, path: str = "", depth: int = 0) -> str | None:

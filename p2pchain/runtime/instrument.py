@@ -25,7 +25,10 @@ shadow them. Steps count Python-level work only; see docs/contracts.md for the r
 from __future__ import annotations
 
 import ast
+import copy
 import itertools
+
+from .checks import MAX_SEQUENCE
 
 __all__ = ["instrument", "HOOKS", "INPLACE_HOOK"]
 
@@ -93,9 +96,43 @@ def _over_range(node: ast.For | ast.comprehension) -> bool:
     return False
 
 
-class _Instrumenter(ast.NodeTransformer):
+class _FunctionBodies(ast.NodeVisitor):
+    """Which ``BinOp`` nodes sit directly in a function body, where a ``:=`` may name a temporary.
+
+    Not in a lambda, a class body, a comprehension (whose ``:=`` binds elsewhere, and is
+    refused in some positions) nor the defaults and decorators a function's scope evaluates.
+    """
+
     def __init__(self) -> None:
+        self._scopes = ["module"]
+        self.binops: set[int] = set()
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        for outer in (*node.decorator_list, node.args, *([node.returns] if node.returns else [])):
+            self.visit(outer)
+        self._scopes.append("function")
+        for statement in node.body:
+            self.visit(statement)
+        self._scopes.pop()
+
+    def _other(self, node: ast.AST) -> None:
+        self._scopes.append("other")
+        self.generic_visit(node)
+        self._scopes.pop()
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+    visit_Lambda = visit_ClassDef = visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _other
+
+    def visit_BinOp(self, node: ast.BinOp) -> None:
+        if self._scopes[-1] == "function":
+            self.binops.add(id(node))
+        self.generic_visit(node)
+
+
+class _Instrumenter(ast.NodeTransformer):
+    def __init__(self, in_function_body: set[int] | None = None) -> None:
         self._temps = itertools.count()
+        self._in_function_body = in_function_body or set()
 
     def _temp(self) -> str:
         return f"__tmp{next(self._temps)}__"
@@ -165,11 +202,33 @@ class _Instrumenter(ast.NodeTransformer):
         return node
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.expr:
+        in_function_body = id(node) in self._in_function_body
         self.generic_visit(node)
         hook = CHECKED_BINOPS.get(type(node.op))
         if hook is None or (isinstance(node.op, ast.Add) and (_is_number(node.left) or _is_number(node.right))):
             return node
+        left = node.left
+        if (isinstance(node.op, ast.Mult) and in_function_body and isinstance(left, (ast.List, ast.Tuple))
+                and left.elts and all(isinstance(e, ast.Constant) for e in left.elts)):
+            return ast.copy_location(self._table(left, node.right), node)
         return ast.copy_location(_call(hook, node.left, node.right), node)
+
+    def _table(self, items: ast.List | ast.Tuple, count: ast.expr) -> ast.expr:
+        """``[0] * n`` with the size check inline: ``[0] * t if type(t := n) is int and t <= limit``.
+
+        The display holds constants only, so evaluating ``n`` first changes nothing; a count
+        that is not an int, or is too large, takes the hook, which refuses what is too large.
+        """
+        count_name = self._temp()
+        test = ast.BoolOp(op=ast.And(), values=[
+            ast.Compare(left=_call(TYPE, ast.NamedExpr(target=ast.Name(id=count_name, ctx=ast.Store()), value=count)),
+                        ops=[ast.Is()], comparators=[ast.Name(id=INT, ctx=ast.Load())]),
+            ast.Compare(left=ast.Name(id=count_name, ctx=ast.Load()), ops=[ast.LtE()],
+                        comparators=[ast.Constant(MAX_SEQUENCE // len(items.elts))]),
+        ])
+        fast = ast.BinOp(left=items, op=ast.Mult(), right=ast.Name(id=count_name, ctx=ast.Load()))
+        slow = _call(CHECKED_BINOPS[ast.Mult], copy.deepcopy(items), ast.Name(id=count_name, ctx=ast.Load()))
+        return ast.IfExp(test=test, body=fast, orelse=slow)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> list[ast.stmt]:
         self.generic_visit(node)
@@ -279,5 +338,7 @@ class _Instrumenter(ast.NodeTransformer):
 
 def instrument(tree: ast.Module) -> ast.Module:
     """Rewrite a validated module in place (see the module docstring) and return it."""
-    tree = _Instrumenter().visit(tree)
+    bodies = _FunctionBodies()
+    bodies.visit(tree)
+    tree = _Instrumenter(bodies.binops).visit(tree)
     return ast.fix_missing_locations(tree)

@@ -318,3 +318,34 @@ def test_the_metered_range_charges_its_length_with_every_argument_form(run):
     base = run("def run(ctx):\n    return 0\n").steps
     forms = ["range(6)", "range(2, 8)", "range(0, 12, 2)", "range(*[3, 9])"]
     assert [run(f"def run(ctx):\n    r = {f}\n    return 0\n").steps - base for f in forms] == [6, 6, 6, 6]
+
+
+@pytest.mark.parametrize("expression, expected", [
+    ("[0] * 3", [0, 0, 0]),
+    ("[1, 2] * n", [1, 2, 1, 2, 1, 2, 1, 2]),
+    ("(None,) * (n - 1)", [None, None, None]),
+    ("[0] * -2", []),
+    ("[7] * True", [7]),               # a bool count takes the hook: same result
+    ("[[0] * 2 for _ in range(2)]", [[0, 0], [0, 0]]),  # in a comprehension: the hook
+    ("(lambda k: [5] * k)(2)", [5, 5]),
+])
+def test_a_table_made_by_repetition_has_python_semantics(run, expression, expected):
+    assert value(run(f"def run(ctx):\n    n = 4\n    return {expression}\n")) == expected
+
+
+@pytest.mark.parametrize("source", [
+    "def run(ctx):\n    return [0] * (1 << 21)\n",
+    "def run(ctx):\n    return [0, 0] * ((1 << 19) + 1)\n",
+    "def run(ctx):\n    return [[0] * (1 << 21) for _ in range(1)]\n",
+    "class T:\n    row = [0] * (1 << 21)\ndef run(ctx):\n    return 0\n",
+    "def f(row=[0] * (1 << 21)):\n    return row\ndef run(ctx):\n    return 0\n",
+])
+def test_a_table_too_large_fails_on_its_size_wherever_it_is_made(run, source):
+    result = run(source)
+    assert not result.ok and "exceeds 1048576" in result.reason
+
+
+def test_the_largest_allowed_table_is_made_and_a_non_int_count_is_a_type_error(run):
+    assert value(run("def run(ctx):\n    return len([0, 0] * (1 << 19))\n")) == 1 << 20
+    result = run("def run(ctx):\n    return [0] * 2.0\n")
+    assert not result.ok and result.reason.startswith("TypeError")
