@@ -10,8 +10,8 @@ that
 * ``+``, ``*``, ``**``, ``<<`` and their in-place forms go through size-checked helpers, so a
   doubling string or a ``10 ** 10 ** 9`` fails the same way on every node instead of
   exhausting one node's memory; ``+=`` keeps the interpreter's in-place opcode and checks
-  the result inline (``if __type__(x) is not __int__: __sized__(x)``), because it is the
-  hottest operator of numeric loops and an int result needs no check (it grows by one bit);
+  the result inline (``if __type__(x) not in __unsized__: __sized__(x)``), because it is the
+  hottest operator of numeric loops and a number needs no check (an int grows by one bit);
 * attribute stores and deletes go through a check that refuses shared objects (modules,
   classes and functions not defined by this contract);
 * every ``except`` handler first re-raises what a contract must not swallow (the meter's
@@ -47,14 +47,15 @@ STEPS_REMAINING = "__steps_remaining__"
 STEPS_ADVANCE = "__steps_advance__"
 CHARGE = "__charge__"
 TYPE = "__type__"
-INT = "__int__"
+UNSIZED = "__unsized__"
+INT_TYPE = "__int__"
 SIZED = "__sized__"
 CHECKED_BINOPS = {ast.Add: "__add_checked__", ast.Mult: "__mul_checked__",
                   ast.Pow: "__pow_checked__", ast.LShift: "__lshift_checked__"}
 #: In-place operators, by AST class name, each to a hook ``__inplace_<Name>__``.
 INPLACE_HOOK = "__inplace_{}__"
 HOOKS = (STEP, ENTER, LEAVE, FATAL, SETATTR, DELATTR, BASE_EXCEPTION, RANGE, RANGE_TYPE, LENGTH,
-         STEPS_AVAILABLE, STEPS_REMAINING, STEPS_ADVANCE, CHARGE, TYPE, INT, SIZED,
+         STEPS_AVAILABLE, STEPS_REMAINING, STEPS_ADVANCE, CHARGE, TYPE, UNSIZED, INT_TYPE, SIZED,
          *CHECKED_BINOPS.values())
 
 
@@ -222,7 +223,7 @@ class _Instrumenter(ast.NodeTransformer):
         count_name = self._temp()
         test = ast.BoolOp(op=ast.And(), values=[
             ast.Compare(left=_call(TYPE, ast.NamedExpr(target=ast.Name(id=count_name, ctx=ast.Store()), value=count)),
-                        ops=[ast.Is()], comparators=[ast.Name(id=INT, ctx=ast.Load())]),
+                        ops=[ast.Is()], comparators=[ast.Name(id=INT_TYPE, ctx=ast.Load())]),
             ast.Compare(left=ast.Name(id=count_name, ctx=ast.Load()), ops=[ast.LtE()],
                         comparators=[ast.Constant(MAX_SEQUENCE // len(items.elts))]),
         ])
@@ -283,8 +284,8 @@ class _Instrumenter(ast.NodeTransformer):
                 ast.AugAssign(target=ast.Name(id=result, ctx=ast.Store()), op=ast.Add(), value=node.value),
             ]
         statements.append(ast.If(
-            test=ast.Compare(left=_call(TYPE, ast.Name(id=result, ctx=ast.Load())), ops=[ast.IsNot()],
-                             comparators=[ast.Name(id=INT, ctx=ast.Load())]),
+            test=ast.Compare(left=_call(TYPE, ast.Name(id=result, ctx=ast.Load())), ops=[ast.NotIn()],
+                             comparators=[ast.Name(id=UNSIZED, ctx=ast.Load())]),
             body=[ast.Expr(_call(SIZED, ast.Name(id=result, ctx=ast.Load())))], orelse=[]))
         if not isinstance(target, ast.Name):
             statements.append(ast.Assign(

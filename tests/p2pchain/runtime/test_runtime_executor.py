@@ -274,6 +274,8 @@ def test_a_failing_node_state_is_a_runtime_fault_never_a_transaction_result(body
     ("d = {'k': [1]}\n    d['k'] += [2, 3]\n    return d", {"k": [1, 2, 3]}),
     ("m = [[0, 0], [0, 0]]\n    for i in range(2):\n        m[i][i] += i + 1\n    return m", [[1, 0], [0, 2]]),
     ("t = (1,)\n    t += (2,)\n    return list(t)", [1, 2]),
+    ("x = 0.5\n    x += 1.25\n    return round(x * 4)", 7),
+    ("v = [0.5]\n    v[0] += 2\n    return round(v[0] * 2)", 5),
 ])
 def test_augmented_addition_keeps_python_semantics(run, body, expected):
     assert value(run(f"def run(ctx):\n    {body}\n")) == expected
