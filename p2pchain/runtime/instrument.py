@@ -130,6 +130,47 @@ class _FunctionBodies(ast.NodeVisitor):
         self.generic_visit(node)
 
 
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+_LOOPS = (ast.For, ast.While, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+def _is_hook(name: str) -> bool:
+    """A name the instrumentation introduced (a contract may not use ``__`` names at all)."""
+    return name in HOOKS or name.startswith("__inplace_")
+
+
+def _alias(name: str) -> str:
+    return name[:-2] + "_local__"
+
+
+def _localise_hooks(body: list[ast.stmt]) -> list[ast.stmt]:
+    """Read the hooks a function's loops call from local variables, not from its globals.
+
+    A loop that calls ``__step__`` or checks ``__type__`` pays a global lookup per use, and
+    the interpreter's cache of global lookups is keyed by the globals dict, which is new for
+    every transaction, so each transaction starts with cold caches. A local read costs the
+    least there is. The function's own scope is rewritten (and the comprehensions in it, which
+    see its locals as closures); nested functions, lambdas and classes have their own aliases.
+    Returns the assignments ``__step_local__ = __step__``... to put first in the body.
+    """
+    in_loops: set[str] = set()
+    names: list[ast.Name] = []
+    stack: list[tuple[ast.AST, bool]] = [(statement, False) for statement in body]
+    while stack:
+        current, looping = stack.pop()
+        if isinstance(current, ast.Name) and isinstance(current.ctx, ast.Load) and _is_hook(current.id):
+            names.append(current)
+            if looping:
+                in_loops.add(current.id)
+        looping = looping or isinstance(current, _LOOPS)
+        stack.extend((child, looping) for child in ast.iter_child_nodes(current) if not isinstance(child, _SCOPES))
+    for name in names:
+        if name.id in in_loops:
+            name.id = _alias(name.id)
+    return [ast.Assign(targets=[ast.Name(id=_alias(hook), ctx=ast.Store())], value=ast.Name(id=hook, ctx=ast.Load()))
+            for hook in sorted(in_loops)]
+
+
 class _Instrumenter(ast.NodeTransformer):
     def __init__(self, in_function_body: set[int] | None = None) -> None:
         self._temps = itertools.count()
@@ -140,6 +181,7 @@ class _Instrumenter(ast.NodeTransformer):
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.FunctionDef:
         self.generic_visit(node)
+        aliases = _localise_hooks(node.body)
         if _is_generator(node):
             # A suspended generator is not on the call stack: charge steps, not depth.
             node.body = [_step(), *node.body]
@@ -148,6 +190,7 @@ class _Instrumenter(ast.NodeTransformer):
                 ast.Expr(_call(ENTER)),
                 ast.Try(body=node.body, handlers=[], orelse=[], finalbody=[ast.Expr(_call(LEAVE))]),
             ]
+        node.body = [*aliases, *node.body]
         return node
 
     def visit_Lambda(self, node: ast.Lambda) -> ast.Lambda:
