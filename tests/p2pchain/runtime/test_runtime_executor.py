@@ -351,3 +351,19 @@ def test_the_largest_allowed_table_is_made_and_a_non_int_count_is_a_type_error(r
     assert value(run("def run(ctx):\n    return len([0, 0] * (1 << 19))\n")) == 1 << 20
     result = run("def run(ctx):\n    return [0] * 2.0\n")
     assert not result.ok and result.reason.startswith("TypeError")
+
+
+def test_loops_are_metered_alike_in_functions_generators_closures_and_comprehensions():
+    runner = Runner()
+    base = runner("def run(ctx):\n    return 0\n").steps
+    shapes = {
+        "plain": "def run(ctx):\n    for i in [1, 2, 3]:\n        pass\n",
+        "nested function": "def run(ctx):\n    def g():\n        for i in [1, 2, 3]:\n            pass\n    g()\n",
+        "generator": "def g():\n    for i in [1, 2, 3]:\n        yield i\ndef run(ctx):\n    list(g())\n",
+        "comprehension": "def run(ctx):\n    while False:\n        pass\n    return [i for i in [1, 2, 3]]\n",
+        "comprehension in a loop": "def run(ctx):\n    for k in [0]:\n        x = [i for i in [1, 2, 3]]\n",
+    }
+    extra = {name: runner(source).steps - base for name, source in shapes.items()}
+    # three items each; a nested call or a generator adds its one step, an outer loop its one item
+    assert extra == {"plain": 3, "nested function": 4, "generator": 4, "comprehension": 3,
+                     "comprehension in a loop": 4}
