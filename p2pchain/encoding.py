@@ -97,27 +97,22 @@ def _canonical_items(value: list | tuple, depth: int) -> list | tuple:
     """The items of a list that holds containers, at ``depth``; ``value`` itself if unchanged.
 
     A nested list of scalars (a row of a table, a pair) is checked here, inline, rather
-    than by a call each: it is the commonest container inside a container.
+    than by a call each: it is the commonest container inside a container. Only when an
+    item changes (a map to sort) is a new list built.
     """
-    out = []
-    append = out.append
-    changed = False
     for item in value:
         kind = type(item)
         if kind in _PASS:
-            append(item)
             continue
         if (kind is list or kind is tuple) and depth < MAX_DEPTH and len(item) <= MAX_ITEMS:
             for inner in item:
                 if type(inner) not in _PASS:
                     break
             else:
-                append(item)
                 continue
-        canonical = _canonical(item, depth)
-        changed = changed or canonical is not item
-        append(canonical)
-    return out if changed else value
+        if _canonical(item, depth) is not item:
+            return [item if type(item) in _PASS else _canonical(item, depth) for item in value]
+    return value
 
 
 def _explain(value: Any, path: str = "", depth: int = 0) -> str | None:
