@@ -134,7 +134,8 @@ class Executor:
             tx_layer = Layer(block_layer)
             result = self._execute(block, invocation, tx_layer, reader)
             if result.ok:
-                block_layer.merge(tx_layer.writes)
+                if tx_layer.writes:
+                    block_layer.merge(tx_layer.writes)
                 if invocation.contract == LIFECYCLE:
                     self._definitions.clear()
             results.append(result)
@@ -168,7 +169,7 @@ class Executor:
             return self._failed(invocation, _describe(exc), meter)
         if meter.exhausted or meter.too_deep:
             return self._failed(invocation, "out of steps", meter)
-        writes = tuple((ns, key, v) for (ns, key), v in sorted(layer.writes.items()))
+        writes = tuple((ns, key, v) for (ns, key), v in sorted(layer.writes.items())) if layer.writes else ()
         return TxResult(invocation.tx_id, True, None, data, tuple(events), writes, meter.used)
 
     @staticmethod
