@@ -35,7 +35,7 @@ import msgpack
 from ..identity import Identity
 from .lifecycle import LifecyclePolicy
 from .meter import DEFAULT_DEPTH_LIMIT, DEFAULT_STEP_LIMIT
-from .records import AnchoredReader, BlockContext, BlockResult, Invocation, StateView, WorkerFailure
+from .records import AnchoredReader, BlockContext, BlockResult, Invocation, StateView, TxResult, WorkerFailure
 
 __all__ = ["ChannelWorker", "WORKER_HASH_SEED", "MAX_FRAME"]
 
@@ -67,6 +67,21 @@ def _recv(stream: BinaryIO) -> Any:
 
 def _identity_value(identity: Identity) -> list[Any]:
     return [identity.org, identity.name, identity.role, identity.kind, identity.public_key]
+
+
+def _result_frame(result: BlockResult) -> list[Any]:
+    """A block result as the worker sends it: lists in field order, not maps with names
+    (``to_value``, which the block digest uses, names every field of every result)."""
+    return [result.channel, result.height,
+            [[r.tx_id, r.ok, r.reason, r.value, r.events, r.writes, r.steps] for r in result.results],
+            result.writes]
+
+
+def _result_from_frame(frame: list[Any]) -> BlockResult:
+    channel, height, results, writes = frame
+    return BlockResult(channel, height, tuple(
+        TxResult(tx_id, ok, reason, value, tuple(events), tuple(map(tuple, tx_writes)), steps)
+        for tx_id, ok, reason, value, events, tx_writes, steps in results), tuple(map(tuple, writes)))
 
 
 CALLER_CACHE = 10_000
@@ -220,7 +235,7 @@ class ChannelWorker:
                 reply = self._receive()
                 op = reply.get("op")
                 if op == "result":
-                    result = BlockResult.from_value(reply["result"])
+                    result = _result_from_frame(reply["result"])
                     break
                 if op == "get":
                     _send(self._process.stdin, {"op": "value", "value": state.get(reply["ns"], reply["key"])})
@@ -375,7 +390,7 @@ def main() -> int:
             return 4
         for ns, key, value in result.writes:  # they are committed before the next block
             state.cache[(ns, key)] = value
-        _send(out, {"op": "result", "result": result.to_value()})
+        _send(out, {"op": "result", "result": _result_frame(result)})
 
 
 if __name__ == "__main__":
