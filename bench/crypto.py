@@ -64,7 +64,7 @@ def main() -> None:
         print(f"{name:16} {ours_rate:12,.0f}   {base_name:24} {base_rate:12,.0f}   {base_rate / ours_rate:17.2f}x")
 
 
-def interleaved_rates(ours, base, *, rounds: int = 25, seconds: float = 0.02) -> tuple[float, float]:
+def interleaved_rates(ours, base, *, rounds: int = 60, seconds: float = 0.01) -> tuple[float, float]:
     """Calls/s of ``ours`` and ``base``, each the best of ``rounds`` short runs taken in turn.
 
     Alternating the two and keeping each one's quietest run makes the ratio steady when

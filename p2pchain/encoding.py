@@ -115,6 +115,39 @@ def _canonical_items(value: list | tuple, depth: int) -> list | tuple:
     return value
 
 
+def _verify(value: Any, depth: int) -> None:
+    """Raise :class:`_Refused` unless a *decoded* value is already in canonical order.
+
+    What :func:`decode` gets from msgpack holds only lists and maps, so nothing needs
+    rebuilding: maps must merely have their keys in order already. Cheaper than
+    :func:`_canonical`, which sorts every map into a new one; any doubt falls back to it.
+    """
+    kind = type(value)
+    if kind in _PASS:
+        return
+    if depth >= MAX_DEPTH:
+        raise _Refused
+    if kind is dict:
+        keys = list(value)
+        if keys != sorted(keys) or (keys and type(keys[0]) is not str):  # sorted: all str, or TypeError
+            raise _Refused
+        for item in value.values():
+            if type(item) not in _PASS:
+                _verify(item, depth + 1)
+        return
+    if kind is list:
+        for item in value:
+            if type(item) not in _PASS:
+                if type(item) is list and depth + 1 < MAX_DEPTH:  # a row or a pair, inline
+                    for inner in item:
+                        if type(inner) not in _PASS:
+                            _verify(inner, depth + 2)
+                else:
+                    _verify(item, depth + 1)
+        return
+    raise _Refused
+
+
 def _explain(value: Any, path: str = "", depth: int = 0) -> str | None:
     """Walk ``value`` again, slowly, and describe the first thing that cannot be encoded."""
     where = path or "<root>"
@@ -190,6 +223,14 @@ def decode(data: bytes | bytearray | memoryview, *, max_size: int = MAX_SIZE) ->
         raise EncodingError("trailing bytes after the value") from None
     except Exception as exc:  # msgpack raises ValueError, TypeError and its own kinds
         raise EncodingError(f"malformed input: {exc}") from None
+    # Fast proof: the value is in canonical order as decoded, and packing it gives the input
+    # back. Anything else takes the full re-encoding below, which says exactly what is wrong.
+    try:
+        _verify(value, 0)
+        if _Packer(use_bin_type=True).pack(value) == data:
+            return value
+    except (_Refused, TypeError, RecursionError, OverflowError):
+        pass
     try:
         again = encode(value)
     except EncodingError as exc:
