@@ -6,12 +6,14 @@ that
 * every loop iteration, comprehension item, lambda call and generator resumption charges
   one step (``__step__()``), and every function call charges one step and one level of call
   depth (``__enter__()`` ... ``finally: __leave__()``); a loop directly over ``range(...)``
-  is charged in bulk instead, when the range is made;
+  is charged in bulk instead, when the range is made (inline for a ``for`` statement,
+  through the ``__range__`` hook in a comprehension);
 * ``+``, ``*``, ``**``, ``<<`` and their in-place forms go through size-checked helpers, so a
   doubling string or a ``10 ** 10 ** 9`` fails the same way on every node instead of
   exhausting one node's memory; ``+=`` keeps the interpreter's in-place opcode and checks
   the result inline (``if __type__(x) not in __unsized__: __sized__(x)``), because it is the
   hottest operator of numeric loops and a number needs no check (an int grows by one bit);
+  ``[constants] * n`` in a function body checks ``n`` inline the same way;
 * attribute stores and deletes go through a check that refuses shared objects (modules,
   classes and functions not defined by this contract);
 * every ``except`` handler first re-raises what a contract must not swallow (the meter's
@@ -19,7 +21,10 @@ that
 
 The helpers' names are dunder names, which the validator refuses in contract source and
 which the compiler does not mangle inside class bodies, so a contract can neither call nor
-shadow them. Steps count Python-level work only; see docs/contracts.md for the rule.
+shadow them. A function whose loops use helpers reads them from local aliases
+(``__step_local__``...), bound at its entry, because every transaction's globals are new
+and their cached lookups cold. Steps count Python-level work only; see docs/contracts.md
+for the rule.
 """
 
 from __future__ import annotations
