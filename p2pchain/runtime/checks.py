@@ -25,7 +25,7 @@ from .validator import check_attribute_name, check_format_spec
 
 __all__ = [
     "MAX_INT_BITS", "MAX_SEQUENCE", "ModuleProxy", "shows_address", "scrub_addresses",
-    "owned_class", "INPLACE", "checked_add", "checked_mul",
+    "owned_class", "INPLACE", "checked_add", "checked_mul", "check_sized",
 ]
 
 MAX_INT_BITS = 1 << 16  # 65,536 bits, ~19,700 decimal digits
@@ -86,6 +86,12 @@ def _check_lshift(a: Any, b: Any) -> None:
         _too_big_int(a.bit_length() + b)
 
 
+def check_sized(result: Any) -> None:
+    """The check after an in-place ``+=`` whose result is not an int (see :mod:`.instrument`)."""
+    if type(result) in _SIZED:
+        _too_long(len(result))
+
+
 def checked_add(a: Any, b: Any) -> Any:
     result = a + b
     if type(result) in _SIZED:
@@ -99,6 +105,10 @@ def checked_mul(a: Any, b: Any) -> Any:
         return a * b
     if kind_a is int and kind_b is int:
         _too_big_int(a.bit_length() + b.bit_length())
+        return a * b
+    if kind_b is int and kind_a in _SIZED:  # [0] * n, the usual way to make a table
+        if len(a) * b > MAX_SEQUENCE:
+            _too_long(len(a) * b)
         return a * b
     _check_mul(a, b)
     return a * b

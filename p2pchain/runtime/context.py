@@ -153,7 +153,7 @@ class Context:
                  "_events", "caller", "block", "contract")
 
     def __init__(self, *, layer: Layer, contract: str, caller: Identity, block: BlockContext,
-                 tx_id: bytes, meter: Meter, reader: AnchoredReader | None) -> None:
+                 tx_id: bytes, meter: Meter, reader: AnchoredReader | None, info: BlockInfo | None = None) -> None:
         self._layer = layer
         self._namespace = contract
         self._block_ctx = block
@@ -163,7 +163,8 @@ class Context:
         self._rngs = 0
         self._events: list[bytes] = []
         self.caller = caller
-        self.block = BlockInfo(block.channel, block.height, block.block_hash, block.timestamp_ms)
+        # ``info``: the executor makes one BlockInfo per block (it is immutable) for all its calls
+        self.block = info or BlockInfo(block.channel, block.height, block.block_hash, block.timestamp_ms)
         self.contract = contract
 
     @staticmethod

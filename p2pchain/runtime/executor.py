@@ -22,7 +22,7 @@ import types
 from collections import OrderedDict
 from typing import Any, Sequence
 
-from .context import Context, Layer, canonical
+from .context import BlockInfo, Context, Layer, canonical
 from .instrument import instrument
 from .lifecycle import LIFECYCLE, LifecycleError, LifecyclePolicy, committed, load_bundle, run_lifecycle
 from .meter import DEFAULT_DEPTH_LIMIT, DEFAULT_STEP_LIMIT, ContractFault, Meter, StateFault
@@ -33,6 +33,9 @@ from .sandbox import contract_globals
 from .validator import ContractRefused, validate
 
 __all__ = ["Executor", "ResourceBreach", "compile_contract"]
+
+
+_STR_ONLY = frozenset({str})
 
 
 class ResourceBreach(RuntimeFault):
@@ -116,6 +119,7 @@ class Executor:
         self._cache: OrderedDict[bytes, types.CodeType] = OrderedDict()
         self._cache_size = code_cache
         self._definitions: dict[str, Any] = {}
+        self._block_info: BlockInfo | None = None
 
     def execute_block(self, block: BlockContext, invocations: Sequence[Invocation], state: StateView,
                       reader: AnchoredReader | None = None) -> BlockResult:
@@ -125,11 +129,13 @@ class Executor:
         block_layer = Layer(state)
         results = []
         self._definitions: dict[str, Any] = {}  # per block; a lifecycle transaction clears it
+        self._block_info = BlockInfo(block.channel, block.height, block.block_hash, block.timestamp_ms)
         for invocation in invocations:
             tx_layer = Layer(block_layer)
             result = self._execute(block, invocation, tx_layer, reader)
             if result.ok:
-                block_layer.merge(tx_layer.writes)
+                if tx_layer.writes:
+                    block_layer.merge(tx_layer.writes)
                 if invocation.contract == LIFECYCLE:
                     self._definitions.clear()
             results.append(result)
@@ -163,7 +169,7 @@ class Executor:
             return self._failed(invocation, _describe(exc), meter)
         if meter.exhausted or meter.too_deep:
             return self._failed(invocation, "out of steps", meter)
-        writes = tuple((ns, key, v) for (ns, key), v in sorted(layer.writes.items()))
+        writes = tuple((ns, key, v) for (ns, key), v in sorted(layer.writes.items())) if layer.writes else ()
         return TxResult(invocation.tx_id, True, None, data, tuple(events), writes, meter.used)
 
     @staticmethod
@@ -198,10 +204,11 @@ class Executor:
     def _run_contract(self, block: BlockContext, invocation: Invocation, layer: Layer,
                       reader: AnchoredReader | None, meter: Meter, events: list[bytes]) -> bytes:
         code = self._code(layer, invocation.contract)
-        if not isinstance(invocation.args, dict) or not all(type(k) is str for k in invocation.args):
+        args = invocation.args
+        if not isinstance(args, dict) or (args and not _STR_ONLY.issuperset(map(type, args))):
             raise _Failed("arguments must be a map with str keys")
         ctx = Context(layer=layer, contract=invocation.contract, caller=invocation.caller, block=block,
-                      tx_id=invocation.tx_id, meter=meter, reader=reader)
+                      tx_id=invocation.tx_id, meter=meter, reader=reader, info=self._block_info)
         namespace = contract_globals(meter)
         try:
             return self._call(invocation, code, namespace, ctx, meter, events)

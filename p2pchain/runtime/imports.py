@@ -24,17 +24,33 @@ from .policy import RUNTIME_MODULES, STDLIB_MODULES, TRUSTED_PACKAGES
 
 __all__ = ["metered_range", "metered_sum", "importer"]
 
-def metered_range(meter: Meter) -> Callable[..., range]:
-    charge, steps, available = meter.charge, meter.steps_iterator, meter.limit + 1
+_ABSENT = object()  # an argument not given (None is a wrong argument, as for the builtin)
+range_type = builtins.range
 
-    def range_(*args: int) -> range:
-        r = builtins.range(*args)
-        used = available - steps.__length_hint__() + len(r)
+
+def metered_range(meter: Meter) -> Callable[..., range_type]:
+    """``range`` that charges its length when it is made (loops over it then charge nothing).
+
+    The hottest hook of numeric contracts: it names its arguments (no ``*args`` tuple) and
+    holds the meter's iterator methods bound, so a call is one small Python frame.
+    """
+    steps = meter.steps_iterator
+    remaining, advance, charge, available = steps.__length_hint__, steps.__setstate__, meter.charge, meter.limit + 1
+    real = builtins.range
+
+    def range(start: int, stop: Any = _ABSENT, step: Any = _ABSENT, /) -> range_type:  # noqa: A001
+        if stop is _ABSENT:
+            r = real(start)
+        elif step is _ABSENT:
+            r = real(start, stop)
+        else:
+            r = real(start, stop, step)
+        used = available - remaining() + len(r)
         if used >= available:
             charge(len(r))  # raises OutOfSteps, the same way Meter.charge always does
-        steps.__setstate__(used)
+        advance(used)
         return r
-    return range_
+    return range
 
 
 def metered_sum(meter: Meter) -> Callable[..., Any]:

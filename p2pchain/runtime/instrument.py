@@ -6,10 +6,14 @@ that
 * every loop iteration, comprehension item, lambda call and generator resumption charges
   one step (``__step__()``), and every function call charges one step and one level of call
   depth (``__enter__()`` ... ``finally: __leave__()``); a loop directly over ``range(...)``
-  is charged in bulk instead, when the range is made;
+  is charged in bulk instead, when the range is made (inline for a ``for`` statement,
+  through the ``__range__`` hook in a comprehension);
 * ``+``, ``*``, ``**``, ``<<`` and their in-place forms go through size-checked helpers, so a
   doubling string or a ``10 ** 10 ** 9`` fails the same way on every node instead of
-  exhausting one node's memory;
+  exhausting one node's memory; ``+=`` keeps the interpreter's in-place opcode and checks
+  the result inline (``if __type__(x) not in __unsized__: __sized__(x)``), because it is the
+  hottest operator of numeric loops and a number needs no check (an int grows by one bit);
+  ``[constants] * n`` in a function body checks ``n`` inline the same way;
 * attribute stores and deletes go through a check that refuses shared objects (modules,
   classes and functions not defined by this contract);
 * every ``except`` handler first re-raises what a contract must not swallow (the meter's
@@ -17,13 +21,19 @@ that
 
 The helpers' names are dunder names, which the validator refuses in contract source and
 which the compiler does not mangle inside class bodies, so a contract can neither call nor
-shadow them. Steps count Python-level work only; see docs/contracts.md for the rule.
+shadow them. A function whose loops use helpers reads them from local aliases
+(``__step_local__``...), bound at its entry, because every transaction's globals are new
+and their cached lookups cold. Steps count Python-level work only; see docs/contracts.md
+for the rule.
 """
 
 from __future__ import annotations
 
 import ast
+import copy
 import itertools
+
+from .checks import MAX_SEQUENCE
 
 __all__ = ["instrument", "HOOKS", "INPLACE_HOOK"]
 
@@ -35,11 +45,23 @@ SETATTR = "__setattr_checked__"
 DELATTR = "__delattr_checked__"
 BASE_EXCEPTION = "__base_exception__"
 RANGE = "__range__"
+RANGE_TYPE = "__range_type__"
+LENGTH = "__length__"
+STEPS_AVAILABLE = "__steps_available__"
+STEPS_REMAINING = "__steps_remaining__"
+STEPS_ADVANCE = "__steps_advance__"
+CHARGE = "__charge__"
+TYPE = "__type__"
+UNSIZED = "__unsized__"
+INT_TYPE = "__int__"
+SIZED = "__sized__"
 CHECKED_BINOPS = {ast.Add: "__add_checked__", ast.Mult: "__mul_checked__",
                   ast.Pow: "__pow_checked__", ast.LShift: "__lshift_checked__"}
 #: In-place operators, by AST class name, each to a hook ``__inplace_<Name>__``.
 INPLACE_HOOK = "__inplace_{}__"
-HOOKS = (STEP, ENTER, LEAVE, FATAL, SETATTR, DELATTR, BASE_EXCEPTION, RANGE, *CHECKED_BINOPS.values())
+HOOKS = (STEP, ENTER, LEAVE, FATAL, SETATTR, DELATTR, BASE_EXCEPTION, RANGE, RANGE_TYPE, LENGTH,
+         STEPS_AVAILABLE, STEPS_REMAINING, STEPS_ADVANCE, CHARGE, TYPE, UNSIZED, INT_TYPE, SIZED,
+         *CHECKED_BINOPS.values())
 
 
 def _call(name: str, *args: ast.expr) -> ast.Call:
@@ -80,15 +102,91 @@ def _over_range(node: ast.For | ast.comprehension) -> bool:
     return False
 
 
-class _Instrumenter(ast.NodeTransformer):
+class _FunctionBodies(ast.NodeVisitor):
+    """Which ``BinOp`` nodes sit directly in a function body, where a ``:=`` may name a temporary.
+
+    Not in a lambda, a class body, a comprehension (whose ``:=`` binds elsewhere, and is
+    refused in some positions) nor the defaults and decorators a function's scope evaluates.
+    """
+
     def __init__(self) -> None:
+        self._scopes = ["module"]
+        self.binops: set[int] = set()
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        for outer in (*node.decorator_list, node.args, *([node.returns] if node.returns else [])):
+            self.visit(outer)
+        self._scopes.append("function")
+        for statement in node.body:
+            self.visit(statement)
+        self._scopes.pop()
+
+    def _other(self, node: ast.AST) -> None:
+        self._scopes.append("other")
+        self.generic_visit(node)
+        self._scopes.pop()
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+    visit_Lambda = visit_ClassDef = visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _other
+
+    def visit_BinOp(self, node: ast.BinOp) -> None:
+        if self._scopes[-1] == "function":
+            self.binops.add(id(node))
+        self.generic_visit(node)
+
+
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+_LOOPS = (ast.For, ast.While, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+def _is_hook(name: str) -> bool:
+    """A name the instrumentation introduced (a contract may not use ``__`` names at all)."""
+    return name in HOOKS or name.startswith("__inplace_")
+
+
+def _alias(name: str) -> str:
+    return name[:-2] + "_local__"
+
+
+def _localise_hooks(body: list[ast.stmt]) -> list[ast.stmt]:
+    """Read the hooks a function's loops call from local variables, not from its globals.
+
+    A loop that calls ``__step__`` or checks ``__type__`` pays a global lookup per use, and
+    the interpreter's cache of global lookups is keyed by the globals dict, which is new for
+    every transaction, so each transaction starts with cold caches. A local read costs the
+    least there is. The function's own scope is rewritten (and the comprehensions in it, which
+    see its locals as closures); nested functions, lambdas and classes have their own aliases.
+    Returns the assignments ``__step_local__ = __step__``... to put first in the body.
+    """
+    in_loops: set[str] = set()
+    names: list[ast.Name] = []
+    stack: list[tuple[ast.AST, bool]] = [(statement, False) for statement in body]
+    while stack:
+        current, looping = stack.pop()
+        if isinstance(current, ast.Name) and isinstance(current.ctx, ast.Load) and _is_hook(current.id):
+            names.append(current)
+            if looping:
+                in_loops.add(current.id)
+        looping = looping or isinstance(current, _LOOPS)
+        stack.extend((child, looping) for child in ast.iter_child_nodes(current) if not isinstance(child, _SCOPES))
+    for name in names:
+        if name.id in in_loops:
+            name.id = _alias(name.id)
+    return [ast.Assign(targets=[ast.Name(id=_alias(hook), ctx=ast.Store())], value=ast.Name(id=hook, ctx=ast.Load()))
+            for hook in sorted(in_loops)]
+
+
+class _Instrumenter(ast.NodeTransformer):
+    def __init__(self, in_function_body: set[int] | None = None) -> None:
         self._temps = itertools.count()
+        self._in_function_body = in_function_body or set()
 
     def _temp(self) -> str:
         return f"__tmp{next(self._temps)}__"
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.FunctionDef:
         self.generic_visit(node)
+        aliases = _localise_hooks(node.body)
         if _is_generator(node):
             # A suspended generator is not on the call stack: charge steps, not depth.
             node.body = [_step(), *node.body]
@@ -97,6 +195,7 @@ class _Instrumenter(ast.NodeTransformer):
                 ast.Expr(_call(ENTER)),
                 ast.Try(body=node.body, handlers=[], orelse=[], finalbody=[ast.Expr(_call(LEAVE))]),
             ]
+        node.body = [*aliases, *node.body]
         return node
 
     def visit_Lambda(self, node: ast.Lambda) -> ast.Lambda:
@@ -112,11 +211,38 @@ class _Instrumenter(ast.NodeTransformer):
         node.body = [_step(), *node.body]
         return node
 
-    def visit_For(self, node: ast.For) -> ast.For:
+    def visit_For(self, node: ast.For) -> ast.stmt | list[ast.stmt]:
         self.generic_visit(node)
         if not _over_range(node):
             node.body = [_step(), *node.body]
-        return node
+            return node
+        return [ast.copy_location(s, node) for s in self._charged_range(node)]
+
+    def _charged_range(self, node: ast.For) -> list[ast.stmt]:
+        """``for x in range(...)``: make the range and charge its length inline, then loop.
+
+        What ``__range__`` does, as statements instead of a Python call (the commonest loop
+        of numeric code pays one frame less): ``used`` is what the meter's iterator has
+        given out, plus the range's length; past the limit, ``__charge__`` raises
+        :class:`~.meter.OutOfSteps` (and leaves the meter exhausted) before the loop starts.
+        """
+        made, used = self._temp(), self._temp()
+        call = node.iter
+        assert isinstance(call, ast.Call)
+        length = _call(LENGTH, ast.Name(id=made, ctx=ast.Load()))
+        statements: list[ast.stmt] = [
+            ast.Assign(targets=[ast.Name(id=made, ctx=ast.Store())], value=_call(RANGE_TYPE, *call.args)),
+            ast.Assign(targets=[ast.Name(id=used, ctx=ast.Store())], value=ast.BinOp(
+                left=ast.BinOp(left=ast.Name(id=STEPS_AVAILABLE, ctx=ast.Load()), op=ast.Sub(),
+                               right=_call(STEPS_REMAINING)),
+                op=ast.Add(), right=length)),
+            ast.If(test=ast.Compare(left=ast.Name(id=used, ctx=ast.Load()), ops=[ast.GtE()],
+                                    comparators=[ast.Name(id=STEPS_AVAILABLE, ctx=ast.Load())]),
+                   body=[ast.Expr(_call(CHARGE, _call(LENGTH, ast.Name(id=made, ctx=ast.Load()))))], orelse=[]),
+            ast.Expr(_call(STEPS_ADVANCE, ast.Name(id=used, ctx=ast.Load()))),
+        ]
+        node.iter = ast.Name(id=made, ctx=ast.Load())
+        return [*statements, node]
 
     def visit_comprehension(self, node: ast.comprehension) -> ast.comprehension:
         self.generic_visit(node)
@@ -125,11 +251,33 @@ class _Instrumenter(ast.NodeTransformer):
         return node
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.expr:
+        in_function_body = id(node) in self._in_function_body
         self.generic_visit(node)
         hook = CHECKED_BINOPS.get(type(node.op))
         if hook is None or (isinstance(node.op, ast.Add) and (_is_number(node.left) or _is_number(node.right))):
             return node
+        left = node.left
+        if (isinstance(node.op, ast.Mult) and in_function_body and isinstance(left, (ast.List, ast.Tuple))
+                and left.elts and all(isinstance(e, ast.Constant) for e in left.elts)):
+            return ast.copy_location(self._table(left, node.right), node)
         return ast.copy_location(_call(hook, node.left, node.right), node)
+
+    def _table(self, items: ast.List | ast.Tuple, count: ast.expr) -> ast.expr:
+        """``[0] * n`` with the size check inline: ``[0] * t if type(t := n) is int and t <= limit``.
+
+        The display holds constants only, so evaluating ``n`` first changes nothing; a count
+        that is not an int, or is too large, takes the hook, which refuses what is too large.
+        """
+        count_name = self._temp()
+        test = ast.BoolOp(op=ast.And(), values=[
+            ast.Compare(left=_call(TYPE, ast.NamedExpr(target=ast.Name(id=count_name, ctx=ast.Store()), value=count)),
+                        ops=[ast.Is()], comparators=[ast.Name(id=INT_TYPE, ctx=ast.Load())]),
+            ast.Compare(left=ast.Name(id=count_name, ctx=ast.Load()), ops=[ast.LtE()],
+                        comparators=[ast.Constant(MAX_SEQUENCE // len(items.elts))]),
+        ])
+        fast = ast.BinOp(left=items, op=ast.Mult(), right=ast.Name(id=count_name, ctx=ast.Load()))
+        slow = _call(CHECKED_BINOPS[ast.Mult], copy.deepcopy(items), ast.Name(id=count_name, ctx=ast.Load()))
+        return ast.IfExp(test=test, body=fast, orelse=slow)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> list[ast.stmt]:
         self.generic_visit(node)
@@ -138,6 +286,8 @@ class _Instrumenter(ast.NodeTransformer):
         unchecked = type(node.op) not in CHECKED_BINOPS or (isinstance(node.op, ast.Add) and _is_number(node.value))
         if unchecked and not isinstance(target, ast.Attribute):
             return [node]  # nothing to check: keep the fast in-place opcode
+        if isinstance(node.op, ast.Add) and not isinstance(target, ast.Attribute):
+            return [ast.copy_location(s, node) for s in self._checked_iadd(node)]
         if isinstance(target, ast.Name):
             value = _call(hook, ast.Name(id=target.id, ctx=ast.Load()), node.value)
             return [ast.copy_location(ast.Assign(targets=[target], value=value), node)]
@@ -157,6 +307,40 @@ class _Instrumenter(ast.NodeTransformer):
                                   slice=ast.Name(id=key, ctx=ast.Load()), ctx=ast.Store())
             statements.append(ast.Assign(targets=[store], value=_call(hook, current, node.value)))
         return [ast.copy_location(s, node) for s in statements]
+
+    def _checked_iadd(self, node: ast.AugAssign) -> list[ast.stmt]:
+        """``x += v`` and ``t[k] += v`` with the in-place opcode and an inline size check.
+
+        The check comes after the operation, as ``checked_add``'s does: ``+`` of two existing
+        objects makes at most their combined size, so one operation cannot exhaust memory;
+        the oversized result fails the transaction before it is stored.
+        """
+        target = node.target
+        statements: list[ast.stmt] = []
+        if isinstance(target, ast.Name):
+            result = target.id
+            statements.append(ast.AugAssign(target=ast.Name(id=result, ctx=ast.Store()), op=ast.Add(),
+                                            value=node.value))
+        else:  # Subscript: the evaluation order of ``t[k] += v`` (t, k, t[k], v), as temporaries
+            obj, key, result = self._temp(), self._temp(), self._temp()
+            statements += [
+                ast.Assign(targets=[ast.Name(id=obj, ctx=ast.Store())], value=target.value),
+                ast.Assign(targets=[ast.Name(id=key, ctx=ast.Store())], value=target.slice),
+                ast.Assign(targets=[ast.Name(id=result, ctx=ast.Store())],
+                           value=ast.Subscript(value=ast.Name(id=obj, ctx=ast.Load()),
+                                               slice=ast.Name(id=key, ctx=ast.Load()), ctx=ast.Load())),
+                ast.AugAssign(target=ast.Name(id=result, ctx=ast.Store()), op=ast.Add(), value=node.value),
+            ]
+        statements.append(ast.If(
+            test=ast.Compare(left=_call(TYPE, ast.Name(id=result, ctx=ast.Load())), ops=[ast.NotIn()],
+                             comparators=[ast.Name(id=UNSIZED, ctx=ast.Load())]),
+            body=[ast.Expr(_call(SIZED, ast.Name(id=result, ctx=ast.Load())))], orelse=[]))
+        if not isinstance(target, ast.Name):
+            statements.append(ast.Assign(
+                targets=[ast.Subscript(value=ast.Name(id=obj, ctx=ast.Load()),
+                                       slice=ast.Name(id=key, ctx=ast.Load()), ctx=ast.Store())],
+                value=ast.Name(id=result, ctx=ast.Load())))
+        return statements
 
     def _store_attribute(self, target: ast.Attribute, value: ast.expr) -> ast.stmt:
         return ast.Expr(_call(SETATTR, target.value, ast.Constant(target.attr), value))
@@ -203,5 +387,7 @@ class _Instrumenter(ast.NodeTransformer):
 
 def instrument(tree: ast.Module) -> ast.Module:
     """Rewrite a validated module in place (see the module docstring) and return it."""
-    tree = _Instrumenter().visit(tree)
+    bodies = _FunctionBodies()
+    bodies.visit(tree)
+    tree = _Instrumenter(bodies.binops).visit(tree)
     return ast.fix_missing_locations(tree)

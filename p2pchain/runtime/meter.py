@@ -79,11 +79,12 @@ class Meter:
 
     @property
     def exhausted(self) -> bool:
-        return self.used > self.limit
+        # used > limit, i.e. the iterator over range(limit + 1) has nothing left
+        return not self._steps.__length_hint__()
 
     def charge(self, steps: int) -> None:
         """Charge ``steps`` at once (for work a builtin does in C)."""
-        used = self.used + max(0, steps)
+        used = self.limit + 1 - self._steps.__length_hint__() + (steps if steps > 0 else 0)
         if used > self.limit:
             self._steps.__setstate__(self.limit + 1)
             raise OutOfSteps()

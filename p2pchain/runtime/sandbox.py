@@ -14,7 +14,7 @@ from typing import Any
 
 from .checks import (
     INPLACE, _ascii, _delattr, _format, _getattr, _hasattr, _iter, _lshift, _pow, _repr,
-    _setattr, _type, checked_add, checked_mul,
+    _setattr, _type, check_sized, checked_add, checked_mul,
 )
 from .imports import importer, metered_range, metered_sum
 from .meter import Meter
@@ -51,6 +51,12 @@ _STATIC_HOOKS: dict[str, Any] = {
     "__mul_checked__": checked_mul,
     "__pow_checked__": _pow,
     "__lshift_checked__": _lshift,
+    "__type__": builtins.type,  # the real type, int and the number types, for the inline checks
+    "__int__": int,
+    "__unsized__": frozenset({int, float}),
+    "__range_type__": builtins.range,  # the real range and len, for the inline charge of range loops
+    "__length__": builtins.len,
+    "__sized__": check_sized,
     **{f"__inplace_{op}__": hook for op, hook in INPLACE.items()},
 }
 
@@ -64,6 +70,11 @@ def contract_globals(meter: Meter) -> dict[str, Any]:
     namespace = dict(_STATIC_HOOKS)
     namespace["__builtins__"] = restricted
     namespace["__range__"] = range_
+    steps = meter.steps_iterator
+    namespace["__steps_available__"] = meter.limit + 1
+    namespace["__steps_remaining__"] = steps.__length_hint__
+    namespace["__steps_advance__"] = steps.__setstate__
+    namespace["__charge__"] = meter.charge
     namespace["__step__"] = meter.step
     namespace["__enter__"] = meter.enter
     namespace["__leave__"] = meter.leave

@@ -4,7 +4,7 @@
 fixed ``PYTHONHASHSEED``, single-threaded BLAS and a minimal environment, and speaks
 length-prefixed msgpack over the child's stdin/stdout. The child imports everything a
 contract may reach, then drops its privileges to what it needs: an address-space limit
-(``RLIMIT_AS``), a CPU-time limit per block (``RLIMIT_CPU``, raised before each block) and no
+(``RLIMIT_AS``), a CPU-time limit per block (``RLIMIT_CPU``, kept ahead before each block) and no
 new file descriptors (``RLIMIT_NOFILE`` of 3: stdin, stdout and stderr only, no files,
 no sockets).
 
@@ -35,7 +35,7 @@ import msgpack
 from ..identity import Identity
 from .lifecycle import LifecyclePolicy
 from .meter import DEFAULT_DEPTH_LIMIT, DEFAULT_STEP_LIMIT
-from .records import AnchoredReader, BlockContext, BlockResult, Invocation, StateView, WorkerFailure
+from .records import AnchoredReader, BlockContext, BlockResult, Invocation, StateView, TxResult, WorkerFailure
 
 __all__ = ["ChannelWorker", "WORKER_HASH_SEED", "MAX_FRAME"]
 
@@ -65,9 +65,43 @@ def _recv(stream: BinaryIO) -> Any:
     return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=False)
 
 
-def _identity_value(identity: Identity) -> dict[str, Any]:
-    return {"org": identity.org, "name": identity.name, "role": identity.role, "kind": identity.kind,
-            "public_key": identity.public_key}
+def _identity_value(identity: Identity) -> list[Any]:
+    return [identity.org, identity.name, identity.role, identity.kind, identity.public_key]
+
+
+def _result_frame(result: BlockResult) -> list[Any]:
+    """A block result as the worker sends it: lists in field order, not maps with names
+    (``to_value``, which the block digest uses, names every field of every result)."""
+    return [result.channel, result.height,
+            [[r.tx_id, r.ok, r.reason, r.value, r.events, r.writes, r.steps] for r in result.results],
+            result.writes]
+
+
+def _result_from_frame(frame: list[Any]) -> BlockResult:
+    channel, height, results, writes = frame
+    return BlockResult(channel, height, tuple(
+        TxResult(tx_id, ok, reason, value, tuple(events), tuple(map(tuple, tx_writes)), steps)
+        for tx_id, ok, reason, value, events, tx_writes, steps in results), tuple(map(tuple, writes)))
+
+
+CALLER_CACHE = 10_000
+
+
+class _Callers:
+    """The worker's Identity objects, one per distinct caller: a block's callers repeat, and
+    an Identity validates its fields each time it is made."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[Any, ...], Identity] = {}
+
+    def __call__(self, value: list[Any]) -> Identity:
+        key = tuple(value)
+        identity = self._known.get(key)
+        if identity is None:
+            if len(self._known) >= CALLER_CACHE:
+                self._known.clear()
+            identity = self._known[key] = Identity(*key)
+        return identity
 
 
 # -- node side --------------------------------------------------------------------------------
@@ -201,7 +235,7 @@ class ChannelWorker:
                 reply = self._receive()
                 op = reply.get("op")
                 if op == "result":
-                    result = BlockResult.from_value(reply["result"])
+                    result = _result_from_frame(reply["result"])
                     break
                 if op == "get":
                     _send(self._process.stdin, {"op": "value", "value": state.get(reply["ns"], reply["key"])})
@@ -292,12 +326,26 @@ def _limit(init: dict[str, Any]) -> None:
     sys.set_int_max_str_digits(4300)  # the default, fixed against PYTHONINTMAXSTRDIGITS
 
 
-def _cpu_budget(seconds: int) -> None:
-    import resource
+class _CpuBudget:
+    """``RLIMIT_CPU`` kept at least ``seconds`` ahead of the CPU time used before each block.
 
-    used = resource.getrusage(resource.RUSAGE_SELF)
-    total = int(used.ru_utime + used.ru_stime) + 1
-    resource.setrlimit(resource.RLIMIT_CPU, (total + seconds, resource.RLIM_INFINITY))
+    The limit is raised only when less than ``seconds`` remain (to ``2 * seconds`` ahead), so
+    most blocks cost one ``getrusage`` and no ``setrlimit``: every block may use at least
+    ``seconds`` and at most ``2 * seconds`` of CPU before the kernel stops the worker.
+    """
+
+    def __init__(self, seconds: int) -> None:
+        self.seconds = seconds
+        self.limit = 0
+
+    def before_block(self) -> None:
+        import resource
+
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        total = int(used.ru_utime + used.ru_stime) + 1
+        if self.limit - total < self.seconds:
+            self.limit = total + 2 * self.seconds
+            resource.setrlimit(resource.RLIMIT_CPU, (self.limit, resource.RLIM_INFINITY))
 
 
 def main() -> int:
@@ -315,6 +363,8 @@ def main() -> int:
     executor = Executor(LifecyclePolicy(tuple(init["members"]), init["threshold"]),
                         step_limit=init["step_limit"], depth_limit=init["depth_limit"])
     state = _RemoteState(inp, out)
+    callers = _Callers()
+    budget = _CpuBudget(init["cpu_seconds_per_block"])
     _send(out, {"op": "ready"})
     while True:
         try:
@@ -327,9 +377,9 @@ def main() -> int:
             state.cache.clear()
         b = message["block"]
         block = BlockContext(b["channel"], b["height"], b["block_hash"], b["timestamp_ms"], b["anchors"])
-        invocations = [Invocation(tx, contract, function, args, Identity(**caller))
+        invocations = [Invocation(tx, contract, function, args, callers(caller))
                        for tx, contract, function, args, caller in message["invocations"]]
-        _cpu_budget(init["cpu_seconds_per_block"])
+        budget.before_block()
         try:
             result = executor.execute_block(block, invocations, state, state)
         except (ResourceBreach, MemoryError) as exc:
@@ -340,7 +390,7 @@ def main() -> int:
             return 4
         for ns, key, value in result.writes:  # they are committed before the next block
             state.cache[(ns, key)] = value
-        _send(out, {"op": "result", "result": result.to_value()})
+        _send(out, {"op": "result", "result": _result_frame(result)})
 
 
 if __name__ == "__main__":

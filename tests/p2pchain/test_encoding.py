@@ -138,3 +138,41 @@ def test_mutated_encodings_never_raise_anything_but_encoding_error(value, positi
     except EncodingError:
         return
     assert encode(decoded) == bytes(data)
+
+
+loose_scalars = scalars | st.floats(allow_nan=True)
+loose_values = st.recursive(  # what any msgpack writer may send: floats, maps in any key order
+    loose_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300)
+@given(loose_values)
+def test_decode_accepts_exactly_the_bytes_that_re_encode_to_themselves(value):
+    data = msgpack.packb(value, use_bin_type=True)  # insertion order, floats as they are
+    try:
+        expected = encode(msgpack.unpackb(data, raw=False)) == data
+    except EncodingError:
+        expected = False
+    try:
+        decode(data)
+        accepted = True
+    except EncodingError:
+        accepted = False
+    assert accepted == expected
+
+
+@pytest.mark.parametrize("wrap", [lambda v: [v], lambda v: {"k": v}, lambda v: [[v]]])
+def test_decode_accepts_the_deepest_allowed_nesting_and_no_deeper(wrap):
+    def nested(levels):
+        value = None
+        for _ in range(levels):
+            value = wrap(value)
+        return value
+    allowed = nested(MAX_DEPTH if wrap(None) != [[None]] else MAX_DEPTH // 2)
+    assert decode(encode(allowed)) == allowed
+    too_deep = msgpack.packb([allowed], use_bin_type=True)  # one container more
+    with pytest.raises(EncodingError):
+        decode(too_deep)

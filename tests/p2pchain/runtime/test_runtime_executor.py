@@ -265,3 +265,105 @@ def test_a_failing_node_state_is_a_runtime_fault_never_a_transaction_result(body
     state = BrokenState(state_with(c=f"def run(ctx):\n    {body}\n"))
     with pytest.raises(RuntimeFault, match="state unavailable in c.run: .*OSError: disk gone"):
         Executor(POLICY).execute_block(block(), [invocation("c", "run")], state)
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("x = 5\n    x += 2\n    return x", 7),
+    ("s = 'ab'\n    s += 'cd'\n    return s", "abcd"),
+    ("t = [1]\n    u = t\n    t += [2]\n    return [t, u is t]", [[1, 2], True]),  # in place, as in Python
+    ("d = {'k': [1]}\n    d['k'] += [2, 3]\n    return d", {"k": [1, 2, 3]}),
+    ("m = [[0, 0], [0, 0]]\n    for i in range(2):\n        m[i][i] += i + 1\n    return m", [[1, 0], [0, 2]]),
+    ("t = (1,)\n    t += (2,)\n    return list(t)", [1, 2]),
+    ("x = 0.5\n    x += 1.25\n    return round(x * 4)", 7),
+    ("v = [0.5]\n    v[0] += 2\n    return round(v[0] * 2)", 5),
+])
+def test_augmented_addition_keeps_python_semantics(run, body, expected):
+    assert value(run(f"def run(ctx):\n    {body}\n")) == expected
+
+
+def test_augmented_addition_evaluates_target_key_and_value_once_in_python_order(run):
+    source = '''
+def run(ctx):
+    order = []
+    def note(what, result):
+        order.append(what)
+        return result
+    table = {"k": 1}
+    note("table", table)[note("key", "k")] += note("value", 2)
+    return [order, table]
+'''
+    assert value(run(source)) == [["table", "key", "value"], {"k": 3}]
+
+
+@pytest.mark.parametrize("body", [
+    "s = 'x'\n    while True:\n        s += s",
+    "d = {'k': [0]}\n    while True:\n        d['k'] += d['k']",
+    "b = [b'x']\n    while True:\n        b[0] += b[0]",
+])
+def test_a_doubling_augmented_addition_fails_on_its_size_not_on_memory(run, body):
+    result = run(f"def run(ctx):\n    {body}\n")
+    assert not result.ok and "exceeds 1048576" in result.reason
+
+
+@pytest.mark.parametrize("call, reason", [
+    ("range(1, None)", "TypeError"),
+    ("range(stop=3)", "TypeError"),
+    ("range()", "TypeError"),
+    ("range(1, 2, 0)", "ValueError"),
+])
+def test_the_metered_range_refuses_what_the_builtin_refuses(run, call, reason):
+    result = run(f"def run(ctx):\n    return list({call})\n")
+    assert not result.ok and result.reason.startswith(reason), result.reason
+
+
+def test_the_metered_range_charges_its_length_with_every_argument_form(run):
+    base = run("def run(ctx):\n    return 0\n").steps
+    forms = ["range(6)", "range(2, 8)", "range(0, 12, 2)", "range(*[3, 9])"]
+    assert [run(f"def run(ctx):\n    r = {f}\n    return 0\n").steps - base for f in forms] == [6, 6, 6, 6]
+
+
+@pytest.mark.parametrize("expression, expected", [
+    ("[0] * 3", [0, 0, 0]),
+    ("[1, 2] * n", [1, 2, 1, 2, 1, 2, 1, 2]),
+    ("(None,) * (n - 1)", [None, None, None]),
+    ("[0] * -2", []),
+    ("[7] * True", [7]),               # a bool count takes the hook: same result
+    ("[[0] * 2 for _ in range(2)]", [[0, 0], [0, 0]]),  # in a comprehension: the hook
+    ("(lambda k: [5] * k)(2)", [5, 5]),
+])
+def test_a_table_made_by_repetition_has_python_semantics(run, expression, expected):
+    assert value(run(f"def run(ctx):\n    n = 4\n    return {expression}\n")) == expected
+
+
+@pytest.mark.parametrize("source", [
+    "def run(ctx):\n    return [0] * (1 << 21)\n",
+    "def run(ctx):\n    return [0, 0] * ((1 << 19) + 1)\n",
+    "def run(ctx):\n    return [[0] * (1 << 21) for _ in range(1)]\n",
+    "class T:\n    row = [0] * (1 << 21)\ndef run(ctx):\n    return 0\n",
+    "def f(row=[0] * (1 << 21)):\n    return row\ndef run(ctx):\n    return 0\n",
+])
+def test_a_table_too_large_fails_on_its_size_wherever_it_is_made(run, source):
+    result = run(source)
+    assert not result.ok and "exceeds 1048576" in result.reason
+
+
+def test_the_largest_allowed_table_is_made_and_a_non_int_count_is_a_type_error(run):
+    assert value(run("def run(ctx):\n    return len([0, 0] * (1 << 19))\n")) == 1 << 20
+    result = run("def run(ctx):\n    return [0] * 2.0\n")
+    assert not result.ok and result.reason.startswith("TypeError")
+
+
+def test_loops_are_metered_alike_in_functions_generators_closures_and_comprehensions():
+    runner = Runner()
+    base = runner("def run(ctx):\n    return 0\n").steps
+    shapes = {
+        "plain": "def run(ctx):\n    for i in [1, 2, 3]:\n        pass\n",
+        "nested function": "def run(ctx):\n    def g():\n        for i in [1, 2, 3]:\n            pass\n    g()\n",
+        "generator": "def g():\n    for i in [1, 2, 3]:\n        yield i\ndef run(ctx):\n    list(g())\n",
+        "comprehension": "def run(ctx):\n    while False:\n        pass\n    return [i for i in [1, 2, 3]]\n",
+        "comprehension in a loop": "def run(ctx):\n    for k in [0]:\n        x = [i for i in [1, 2, 3]]\n",
+    }
+    extra = {name: runner(source).steps - base for name, source in shapes.items()}
+    # three items each; a nested call or a generator adds its one step, an outer loop its one item
+    assert extra == {"plain": 3, "nested function": 4, "generator": 4, "comprehension": 3,
+                     "comprehension in a loop": 4}

@@ -149,3 +149,25 @@ def test_contract_check_prints_each_refusal_and_fails(tmp_path, capsys):
 
 def test_contract_check_reports_an_unreadable_file(tmp_path, capsys):
     assert _cli([str(tmp_path / "missing.py")]) == 2
+
+
+def _hook_names() -> list[str]:
+    from p2pchain.runtime.checks import INPLACE
+    from p2pchain.runtime.instrument import HOOKS, INPLACE_HOOK
+    hooks = {*HOOKS, *(INPLACE_HOOK.format(op) for op in INPLACE)}
+    return sorted(hooks | {hook[:-2] + "_local__" for hook in hooks})  # and their local aliases
+
+
+@pytest.mark.parametrize("template", [
+    "{name} = print",                      # rebind a hook at module level
+    "def run(ctx):\n    {name} = None",    # shadow it in a function
+    "def run(ctx, {name}=1):\n    pass",   # or as an argument
+    "def run(ctx):\n    return {name}",    # read it (the meter's state, the real type)
+    "class A:\n    {name} = 0",            # define it in a class body
+    "import math as {name}",
+])
+def test_a_contract_can_neither_read_nor_rebind_the_meter_and_check_hooks(template):
+    for name in _hook_names():
+        refusals = validate(template.format(name=name))[1]
+        assert refusals, f"{name!r} accepted in {template!r}"
+        assert any("'__'" in r.reason or "not allowed" in r.reason for r in refusals)
