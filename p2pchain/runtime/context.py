@@ -12,7 +12,7 @@ address; otherwise the transaction fails with that reason.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
 from ..encoding import MAX_SIZE, EncodingError, decode, encode
@@ -35,6 +35,7 @@ class BlockInfo:
     height: int
     hash: bytes
     timestamp_ms: int
+    anchors: dict = field(default_factory=dict)  # other channel -> the height ctx.read sees (a copy)
 
 
 def canonical(value: Any, what: str) -> bytes:
@@ -163,7 +164,7 @@ class Context:
         self._rngs = 0
         self._events: list[bytes] = []
         self.caller = caller
-        self.block = BlockInfo(block.channel, block.height, block.block_hash, block.timestamp_ms)
+        self.block = BlockInfo(block.channel, block.height, block.block_hash, block.timestamp_ms, dict(block.anchors))
         self.contract = contract
 
     @staticmethod
