@@ -231,6 +231,8 @@ class NodeAnchoring:
         self.ledgers, self.engines, self.metrics = ledgers, engines, metrics
         self.gate = AnchorGate(self._head, self._hash_at, self._floor, window)
         self._release_scheduled = False
+        self._floors: dict[str, tuple[int, Anchors | None]] = {}  # channel -> (height, its anchors)
+        self.stopped = False
 
     def _head(self, channel: str) -> int:
         return self.ledgers[channel].height
@@ -239,8 +241,13 @@ class NodeAnchoring:
         return self.ledgers[channel].block_hash(height)
 
     def _floor(self, channel: str) -> Anchors | None:
+        """The anchors of the channel's last committed block (decoded once per height)."""
         ledger = self.ledgers[channel]
-        return anchors_of(channel, ledger.block(ledger.height).block.header.metadata) if ledger.height else None
+        cached = self._floors.get(channel)
+        if cached is None or cached[0] != ledger.height:
+            floor = anchors_of(channel, ledger.block(ledger.height).block.header.metadata) if ledger.height else None
+            cached = self._floors[channel] = (ledger.height, floor)
+        return cached[1]
 
     def reached(self, channel: str, metadata: bytes) -> bool:
         return anchors_reached(channel, metadata, self._head)
@@ -261,7 +268,7 @@ class NodeAnchoring:
         if verdict.action == "refuse":
             self._refused(engine.channel, message, verdict)
             return verdict.reason
-        self.metrics.refused.labels("anchors", "held").inc()
+        log.debug("%s: PRE-PREPARE %d held: %s", engine.channel, message.seq, verdict.detail)
         return None
 
     def _refused(self, channel: str, message: Any, verdict: Verdict) -> None:
@@ -276,8 +283,15 @@ class NodeAnchoring:
             self._release_scheduled = True
             asyncio.get_running_loop().call_soon(self._release)
 
+    def stop(self) -> None:
+        """The node closed its channels (shutdown, or a crash injected): release nothing more."""
+        self.stopped = True
+        self.gate.held.clear()
+
     def _release(self) -> None:
         self._release_scheduled = False
+        if self.stopped:
+            return
         deliver, refused = self.gate.release()
         for channel, message, verdict in refused:
             self._refused(channel, message, verdict)
@@ -286,4 +300,5 @@ class NodeAnchoring:
             if engine is not None:
                 engine.receive(message)
         for engine in list(self.engines.values()):
-            engine.execution.pump()
+            if not engine.halted:
+                engine.execution.pump()

@@ -140,6 +140,7 @@ class Node:
         self.subscribers = Subscribers()
         self.faults = FaultState()
         self.engines: dict[str, ChannelEngine] = {}
+        self.anchoring: NodeAnchoring | None = None
         self.ledgers: dict[str, ChannelLedger] = {}
         self.workers: dict[str, ChannelWorker] = {}
         self.peers = PeerNetwork(name, self.key, self.genesis, self._on_frame)
@@ -183,6 +184,8 @@ class Node:
             engine.start()
 
     def close_channels(self) -> None:
+        if self.anchoring is not None:
+            self.anchoring.stop()
         for engine in self.engines.values():
             engine.stop()
         for worker in self.workers.values():

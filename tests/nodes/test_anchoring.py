@@ -222,3 +222,67 @@ def test_the_reader_reads_another_channel_as_of_the_anchored_height(tmp_path):
     assert LedgerReader({"matching": ledger}, {"matching": 1}).read("matching", "round", "r") == encode(2)
     assert LedgerReader({"matching": ledger}, {"matching": 2}).read("matching", "round", "r") == encode(3)
     assert LedgerReader({"matching": ledger}, {"matching": 0}).read("matching", "round", "other") is None
+
+
+class FakeLedger:
+    def __init__(self, channel: str, height: int) -> None:
+        self.channel, self.height = channel, height
+
+    def block_hash(self, height: int) -> bytes:
+        return h(self.channel, height)
+
+    def anchor(self) -> Anchor:
+        return Anchor(self.height, h(self.channel, self.height))
+
+    def block(self, height: int):
+        raise AssertionError("only asked for the floor at height > 0")
+
+
+class FakeEngine:
+    def __init__(self, channel: str) -> None:
+        self.channel, self.halted, self.received = channel, None, []
+        self.execution = ExecutionQueue(lambda action: None, lambda metadata: True)
+
+    def receive(self, message) -> None:
+        self.received.append(message)
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.counts: dict = {}
+
+    def labels(self, *labels):
+        counts = self.counts
+
+        class One:
+            def inc(self) -> None:
+                counts[labels] = counts.get(labels, 0) + 1
+        return One()
+
+
+def test_the_node_counts_refusals_and_hands_held_pre_prepares_over_once_committed():
+    import asyncio
+
+    from nodes.anchoring import NodeAnchoring
+
+    ledgers = {c: FakeLedger(c, 0) for c in ("transaction", "matching", "electricity")}
+    engines = {c: FakeEngine(c) for c in ledgers}
+    metrics = type("Metrics", (), {"refused": Counter()})()
+    anchoring = NodeAnchoring(ledgers, engines, metrics, window=8)
+    forged = pre_prepare("transaction", anchors("transaction", {"matching": 0, "electricity": 0},
+                                                forged="matching").to_metadata())
+    waiting = pre_prepare("transaction", anchors("transaction", {"matching": 1, "electricity": 0}).to_metadata(), seq=2)
+
+    async def scenario():
+        assert anchoring.receive(engines["transaction"], forged) == "forged_anchor"
+        assert anchoring.receive(engines["transaction"], waiting) is None
+        assert engines["transaction"].received == []
+        ledgers["matching"].height = 1        # the matching channel commits block 1
+        anchoring.committed()
+        await asyncio.sleep(0)
+        return engines["transaction"].received
+
+    assert asyncio.run(scenario()) == [waiting]
+    assert metrics.refused.counts == {("anchors", "forged_anchor"): 1}
+    proposed = Anchors.from_metadata(anchoring.propose("matching"), "matching")
+    assert proposed.heights() == {"transaction": 0, "electricity": 0}
