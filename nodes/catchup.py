@@ -87,6 +87,8 @@ class CatchUpMixin:
                         if problem:
                             raise ValueError(f"{peer} sent block {block.height}: {problem}")
                         while not self.execution.ready(block.header.metadata):  # anchors first
+                            if self.halted:
+                                return
                             await asyncio.sleep(ANCHOR_POLL_S)
                         committed = self.ledger.commit_batch(block.batch(), block.header.view, certificate, self._run_contracts)
                         self._committed(committed)

@@ -138,7 +138,8 @@ class ChannelEngine(CatchUpMixin):
             executed_seq=ledger.height if saved is not None else None, trace=True,
         )
         self._events: deque = deque()
-        self.execution = ExecutionQueue(self._execute, hooks.reached)  # waits for anchors (nodes/anchoring.py)
+        # Committed blocks wait for their anchored heights (nodes/anchoring.py); none runs once halted.
+        self.execution = ExecutionQueue(self._execute, lambda metadata: not self.halted and hooks.reached(metadata))
         self._running = False
         self._dirty = False  # a Persist is owed before the outbox may be sent
         self._outbox: list[tuple[str | None, Any]] = []
