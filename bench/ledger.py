@@ -128,7 +128,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
     genesis = create_consortium(work / "consortium", nodes=4, now=CREATED)
     certifier = Certifier.from_consortium(work / "consortium", genesis)
     keys = {name: load_identity_key(work / "consortium", name) for name in CLIENTS}
-    metadata = Anchors(*(Anchor(0, genesis_block(n, genesis.digest).hash) for n in SIDE_CHANNELS)).to_metadata()
+    metadata = Anchors.for_block("transaction", {n: Anchor(0, genesis_block(n, genesis.digest).hash) for n in SIDE_CHANNELS}).to_metadata()
     node_dir = work / "node0"
     ledger = ChannelLedger.open(ledger_path(node_dir, "transaction"), "transaction", genesis)
 

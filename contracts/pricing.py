@@ -1,9 +1,10 @@
 """Nucleolus pricing of the hour's delivered trades, on the transaction channel.
 
 The third stage of the market round (DESIGN.md, "The market round", step 6;
-docs/market-on-chain.md). ``price(run, hour, round_record)`` takes the round's record from the
-matching channel (what ``round.close`` recorded and returned) and prices the trades it
-delivered (directly, or completed by the SMES) with ``market.experiment.stage_price``: the
+docs/market-on-chain.md). ``price(run, hour)`` reads the round's record from the matching
+channel through ``ctx.read`` (``round/{run}/{hh}`` of the ``round`` contract, as of the
+height this block anchors; refused with that height while it is not visible yet) and prices
+the trades it delivered (directly, or completed by the SMES) with ``market.experiment.stage_price``: the
 nucleolus of the hour's assignment game (eq. 9-11) gives each player's share of each trade's
 weight Q, and the trade's payment follows from the buyer's share.
 
@@ -35,14 +36,18 @@ def _key(run, hour):
     return "price/" + str(run) + "/" + str(hour).zfill(2)
 
 
-def price(ctx, run, hour, round_record):
-    """Price the delivered trades of the round (its record) of ``hour`` of run ``run``; returns the record."""
+def price(ctx, run, hour):
+    """Price the delivered trades of the round of ``hour`` of run ``run``; returns the record."""
     if ctx.caller.name != OPERATOR:
         raise PricingRefused(ctx.caller.name + " may not price a round; only " + OPERATOR + " may")
-    if not isinstance(round_record, dict) or round_record.get("run") != run or round_record.get("hour") != hour:
-        raise PricingRefused("the round given is not that of hour " + str(hour) + " of run " + str(run))
+    if not isinstance(run, int) or not isinstance(hour, int):
+        raise PricingRefused("run and hour are integers")
     if ctx.get(_key(run, hour)) is not None:
         raise PricingRefused("hour " + str(hour) + " of run " + str(run) + " is already priced")
+    round_record = ctx.read("matching", "round/" + str(run) + "/" + str(hour).zfill(2), "round")
+    if round_record is None:
+        raise PricingRefused("round of hour " + str(hour) + " of run " + str(run) + " not anchored yet: matching "
+                             "anchored at height " + str(ctx.block.anchors.get("matching")))
     try:
         quotes = [Quotation(prosumer=q["prosumer"], kind=Kind(q["kind"]), side=Side(q["side"]), hour=hour,
                             **{k: q[k] for k in QUOTE_FIELDS}) for q in round_record["quotations"]]

@@ -6,7 +6,7 @@ own signed quotation for an hour of the open run (a later one before the close r
 it: one key per prosumer and hour); the operator's ``close(hour)`` freezes the hour's
 quotations -- any quotation for it afterwards is refused -- and records them, sorted by
 prosumer, under ``closed/{run}/{hh}``. That frozen list is what the ``round`` contract on
-the matching channel is given, and what every later stage is checked against.
+the matching channel reads (``ctx.read`` at the transaction height its block anchors).
 
 Who may call what (identities from the genesis):
 

@@ -1,21 +1,21 @@
 """The hour's round on the matching channel: matching, security check, SMES interactions.
 
 The second stage of the market round (DESIGN.md, "The market round", steps 3-5;
-docs/market-on-chain.md gives the whole flow). On the operator's ``close(run, hour,
-closed, smes)`` the round takes the hour's frozen quotations (``closed``, exactly what
-``quotation.close`` recorded and returned on the transaction channel) and the SMES's state
-of charge before the hour (``smes``, exactly what the ``smes`` contract holds on the
-electricity channel), and runs the pure stages of ``market.experiment``: the SMES's offer
+docs/market-on-chain.md gives the whole flow). On the operator's ``close(run, hour)`` the
+round reads, through ``ctx.read`` as of the heights this block anchors, the hour's frozen
+quotations (``closed/{run}/{hh}`` of the ``quotation`` contract on the transaction channel)
+and the SMES's state of charge before the hour (``state/{run}`` of the ``smes`` contract on
+the electricity channel), and runs the pure stages of ``market.experiment``: the SMES's offer
 is added, the many-to-many matching maximising eq. (5) under eq. (6)-(8), the security check
 on the IEEE 33-bus feeder, and the SMES dispatch on the refused trades. It records, in
 integer units, every matched pair with its weight, the trades admitted directly, every
 refusal with the limit it broke, every SMES leg and the SMES state after, under
 ``round/{run}/{hh}``; the same record is returned, for the stages that follow.
 
-Why the inputs are carried rather than read: side-chain blocks anchor no other channel, so
-a matching-channel contract cannot read the transaction or electricity channel
-(docs/market-on-chain.md, "Carried inputs, checked links"). The record keeps the inputs it
-was given, so each carried link is checked against its source.
+Every block anchors the other two channels (docs/ledger.md), so every node reads the same
+inputs. An input not visible yet at the anchored heights -- the hour not closed yet as of
+the transaction anchor, or the SMES's previous hour not recorded yet as of the electricity
+anchor -- refuses the call with the anchored height; the driver waits for it and retries.
 
 Who may call what: ``close`` -- ``operator-mgo``, hours of a run in order, each once;
 ``result`` -- anyone.
@@ -68,12 +68,20 @@ def _smes_value(state):
     return None if state is None else {"stored_wh": state.stored_wh, "throughput_wh": state.throughput_wh}
 
 
-def close(ctx, run, hour, closed, smes):
+def _not_anchored(ctx, what, channel):
+    return RoundRefused(what + " not anchored yet: " + channel + " anchored at height "
+                        + str(ctx.block.anchors.get(channel)))
+
+
+def close(ctx, run, hour):
     """Run the round of ``hour`` of run ``run`` on its frozen quotations and the SMES state."""
     if ctx.caller.name != OPERATOR:
         raise RoundRefused(ctx.caller.name + " may not close a round; only " + OPERATOR + " may")
-    if not isinstance(closed, dict) or closed.get("run") != run or closed.get("hour") != hour:
-        raise RoundRefused("the frozen quotations given are not those of hour " + str(hour) + " of run " + str(run))
+    if not isinstance(run, int) or not isinstance(hour, int):
+        raise RoundRefused("run and hour are integers")
+    closed = ctx.read("transaction", "closed/" + str(run) + "/" + _hh(hour), "quotation")
+    if closed is None:
+        raise _not_anchored(ctx, "close of hour " + str(hour) + " of run " + str(run), "transaction")
     with_smes = bool(closed.get("with_smes"))
     progress = ctx.get("progress/" + str(run), {"next_hour": 0, "with_smes": with_smes})
     if hour != progress["next_hour"]:
@@ -82,13 +90,11 @@ def close(ctx, run, hour, closed, smes):
     if with_smes != progress["with_smes"]:
         raise RoundRefused("run " + str(run) + " was opened " + ("with" if progress["with_smes"] else "without")
                            + " the SMES")
-    if with_smes != (smes is not None):
-        raise RoundRefused("an SMES state is given exactly when the run has the SMES")
     state = None
     if with_smes:
-        if not isinstance(smes, dict) or not isinstance(smes.get("stored_wh"), int) \
-                or not isinstance(smes.get("throughput_wh"), int):
-            raise RoundRefused("the SMES state is {stored_wh, throughput_wh}, integers")
+        smes = ctx.read("electricity", "state/" + str(run), "smes")
+        if smes is None or smes.get("next_hour") != hour:
+            raise _not_anchored(ctx, "SMES state before hour " + str(hour) + " of run " + str(run), "electricity")
         state = SmesState(smes["stored_wh"], smes["throughput_wh"])
     quotes = tuple(sorted((_quotation(r, hour) for r in closed["quotations"]), key=lambda q: q.prosumer))
     params = ScenarioParams()

@@ -6,8 +6,9 @@ network operator ``operator-dno`` keeps. ``open_day(run)`` starts a run's coil a
 (``market.smes.SmesState.empty``); after each hour's round, ``apply(run, hour, before,
 after, legs, sold_wh)`` records what the round on the matching channel made the SMES do --
 each leg (absorb a seller's surplus, serve a buyer) and the energy it sold in the market --
-and its new state. ``before`` must equal the state held here: that is the check that the
-round used the SMES's true state of charge.
+and its new state. ``before`` must equal the state held here. (The round reads that state
+itself, at the electricity height its block anchors; ``settlement`` reads back what is
+recorded here and moves money for SMES legs only if they are the round's.)
 
 Who may call what: ``open_day``, ``apply`` -- ``operator-dno``; hours of a run in order,
 each once; ``state``, ``hour_actions`` -- anyone.

@@ -1,8 +1,10 @@
 """Per-hour and per-day market statistics, on the transaction channel (docs/market.md).
 
 The last stage of the market round (DESIGN.md, "The market round", step 7;
-docs/market-on-chain.md). ``record(run, hour, round_record, priced)`` takes the round's
-record (matching channel) and the hour's prices and tallies the hour with
+docs/market-on-chain.md). ``record(run, hour, priced)`` reads the round's record from the
+matching channel (``ctx.read`` as of the anchored height; refused with that height while it
+is not visible yet), takes the hour's prices (carried: the ``pricing`` contract is on this
+channel, and a contract never reads another's state there) and tallies the hour with
 ``market.experiment.stage_statistics``; it keeps per hour every ``RoundStats`` tally under
 ``hour/{run}/{hh}``, and per run (one simulated day) the integer totals and the two rates
 of the paper's Fig. 4 under ``run/{run}``:
@@ -69,13 +71,16 @@ def _ppm(num, den):
     return None if den == 0 else (num * 1_000_000 + den // 2) // den
 
 
-def record(ctx, run, hour, round_record, priced):
+def record(ctx, run, hour, priced):
     """Tally ``hour`` of run ``run``; returns the hour's statistics."""
     if ctx.caller.name != REGULATOR:
         raise StatisticsRefused(ctx.caller.name + " may not record statistics; only " + REGULATOR + " may")
-    for what, given in (("round", round_record), ("prices", priced)):
-        if not isinstance(given, dict) or given.get("run") != run or given.get("hour") != hour:
-            raise StatisticsRefused("the " + what + " given is not that of hour " + str(hour) + " of run " + str(run))
+    if not isinstance(priced, dict) or priced.get("run") != run or priced.get("hour") != hour:
+        raise StatisticsRefused("the prices given are not those of hour " + str(hour) + " of run " + str(run))
+    round_record = ctx.read("matching", "round/" + str(run) + "/" + str(hour).zfill(2), "round")
+    if round_record is None:
+        raise StatisticsRefused("round of hour " + str(hour) + " of run " + str(run) + " not anchored yet: "
+                                "matching anchored at height " + str(ctx.block.anchors.get("matching")))
     day = ctx.get("run/" + str(run), {"with_smes": bool(round_record.get("with_smes")), "hours": [],
                                       "totals": dict.fromkeys(TOTALS, 0)})
     expected = len(day["hours"])

@@ -17,13 +17,13 @@ from aiohttp import web
 from p2pchain.client import MSGPACK, transaction_from_json
 from p2pchain.encoding import EncodingError, decode, encode
 from p2pchain.genesis import CHANNELS
-from p2pchain.ledger.block import Anchors, Block, check_metadata
 from p2pchain.ledger.store import LedgerError
 from p2pchain.ledger.transaction import MAX_TX_BYTES, Transaction, TransactionRefused
 
 from p2pchain.runtime.lifecycle import LIFECYCLE, committed
 
 from .admin import AdminRefused, check_token
+from .anchoring import anchors_of
 from .faults import BYZANTINE_MODES
 from .metrics import CONTENT_TYPE_LATEST
 from .node import Node, utc_now
@@ -142,10 +142,10 @@ def block_json(node: Node, channel: str, stored) -> dict[str, Any]:
         transactions.append(entry)
     body: dict[str, Any] = {"channel": channel, "height": block.height, "hash": block.hash.hex(),
                             "header": jsonable(header.to_value()), "transactions": transactions}
-    if channel == "transaction" and header.metadata and check_metadata(channel, header.metadata) is None:
-        anchors = Anchors.from_metadata(header.metadata)
-        body["anchors"] = {name: {"height": getattr(anchors, name).height, "hash": getattr(anchors, name).block_hash.hex()}
-                           for name in ("matching", "electricity")}
+    anchors = anchors_of(channel, header.metadata)
+    if anchors is not None:
+        body["anchors"] = {name: {"height": anchor.height, "hash": anchor.block_hash.hex()}
+                           for name, anchor in anchors.by_channel}
     if certificate is not None:
         body["certificate"] = {"view": certificate.view, "seq": certificate.seq, "digest": certificate.batch_digest.hex(),
                                "signers": [name for name, _ in certificate.signatures]}

@@ -29,6 +29,7 @@ __all__ = ["CatchUpMixin", "CATCH_UP_CHECK_S", "app_digest"]
 
 log = logging.getLogger("p2pchain.node")
 CATCH_UP_CHECK_S = 1.0
+ANCHOR_POLL_S = 0.05  # a fetched block whose anchored heights are not committed here yet waits
 
 
 def app_digest(ledger) -> bytes:
@@ -85,6 +86,10 @@ class CatchUpMixin:
                         problem = self._check_fetched(block, certificate)
                         if problem:
                             raise ValueError(f"{peer} sent block {block.height}: {problem}")
+                        while not self.execution.ready(block.header.metadata):  # anchors first
+                            if self.halted:
+                                return
+                            await asyncio.sleep(ANCHOR_POLL_S)
                         committed = self.ledger.commit_batch(block.batch(), block.header.view, certificate, self._run_contracts)
                         self._committed(committed)
                         if committed.height >= action.seq:

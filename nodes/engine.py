@@ -43,7 +43,7 @@ from p2pchain.consensus.durable import decode_durable_state, encode_durable_stat
 from p2pchain.consensus.events import Action
 from p2pchain.encoding import decode, digest, encode
 from p2pchain.genesis import Genesis
-from p2pchain.ledger.block import Anchors, Block, TxResult, check_metadata
+from p2pchain.ledger.block import Block, TxResult
 from p2pchain.ledger.smt import EMPTY
 from p2pchain.ledger.store import ChannelLedger
 from p2pchain.ledger.transaction import Transaction, TransactionRefused, timestamp_to_datetime
@@ -51,6 +51,7 @@ from p2pchain.runtime.records import BlockContext, Invocation, RuntimeFault
 from p2pchain.runtime.worker import ChannelWorker
 from p2pchain.sim.trace import describe as describe_message
 
+from .anchoring import ExecutionQueue, anchors_of
 from .catchup import CatchUpMixin, app_digest
 
 __all__ = ["ChannelEngine", "app_digest", "committed_transactions"]
@@ -114,6 +115,8 @@ class EngineHooks:
     publish: Callable[[dict], None]  # an event for /v1/events subscribers
     fetch_blocks: Callable[[str, str, int, int], Any]  # async (peer, channel, start, end) -> [(header, body, cert)]
     anchors: Callable[[], bytes] = lambda: b""  # batch metadata the primary proposes
+    reached: Callable[[bytes], bool] = lambda metadata: True  # are a batch's anchored heights committed here?
+    reader: Callable[[dict], Any] = lambda heights: None  # other channels' state as of anchored heights
     on_commit: Callable[[str, Block, list], None] = lambda channel, block, committed: None
     now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000
 
@@ -135,6 +138,8 @@ class ChannelEngine(CatchUpMixin):
             executed_seq=ledger.height if saved is not None else None, trace=True,
         )
         self._events: deque = deque()
+        # Committed blocks wait for their anchored heights (nodes/anchoring.py); none runs once halted.
+        self.execution = ExecutionQueue(self._execute, lambda metadata: not self.halted and hooks.reached(metadata))
         self._running = False
         self._dirty = False  # a Persist is owed before the outbox may be sent
         self._outbox: list[tuple[str | None, Any]] = []
@@ -286,7 +291,7 @@ class ChannelEngine(CatchUpMixin):
                 if handle is not None:
                     handle.cancel()
             elif kind is ExecuteBatch:
-                self._execute(action)
+                self.execution.submit(action)
             elif kind is SendReply:
                 pass  # clients of this node are answered from committed blocks (see _resolve)
             elif kind is FetchState:
@@ -354,17 +359,13 @@ class ChannelEngine(CatchUpMixin):
         self.feed(BlockExecuted(self.hooks.now_ms(), action.seq, app_digest(self.ledger), results))
 
     def _run_contracts(self, block: Block, admitted: list[Transaction]):
-        anchors = {}
-        if block.header.metadata and check_metadata(self.channel, block.header.metadata) is None:
-            # A Byzantine primary may have proposed malformed anchors; every node sees the same
-            # bytes, so every node decides alike: no anchors, and `p2pchain verify` names it.
-            decoded = Anchors.from_metadata(block.header.metadata)
-            anchors = {"matching": decoded.matching.height, "electricity": decoded.electricity.height}
+        decoded = anchors_of(self.channel, block.header.metadata)
+        anchors = {} if decoded is None else decoded.heights()
         context = BlockContext(self.channel, block.height, block.hash, block.header.timestamp_ms, anchors)
         now = timestamp_to_datetime(block.header.timestamp_ms)
         invocations = [Invocation(tx.tx_id, tx.contract, tx.function, tx.args, self.genesis.identity(tx.creator, now=now))
                        for tx in admitted]
-        result = self.worker.execute_block(context, invocations, self.ledger.state)
+        result = self.worker.execute_block(context, invocations, self.ledger.state, self.hooks.reader(anchors))
         writes = result.write_map()
         if self.tamper and invocations:
             # Demonstration only (`p2pchain node --tamper`): this node behaves as if its copy of

@@ -10,7 +10,11 @@ signs what it forges with its own key, as a real attacker holding that key would
 * ``byzantine silent`` — send nothing, hear nothing (a crash that looks alive to clients);
 * ``byzantine corrupt`` — every outgoing signature is flipped (peers refuse and count it);
 * ``byzantine equivocate`` — as primary, half the backups get one PRE-PREPARE and the other
-  half another for the same view and sequence number.
+  half another for the same view and sequence number;
+* ``byzantine bad-anchors`` — as primary, every PRE-PREPARE anchors the first anchored channel
+  at the height it names but with a forged hash (re-signed); ``byzantine malformed-anchors``
+  — its metadata is not anchors at all. Honest backups refuse either before they prepare
+  (nodes/anchoring.py), and the primary's request timers bring a view change.
 """
 
 from __future__ import annotations
@@ -19,10 +23,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from p2pchain.consensus.messages import PrePrepare
+from p2pchain.ledger.block import Anchor, Anchors
+
+from .anchoring import anchors_of
 
 __all__ = ["BYZANTINE_MODES", "FaultState"]
 
-BYZANTINE_MODES = ("equivocate", "silent", "corrupt")
+BYZANTINE_MODES = ("equivocate", "silent", "corrupt", "bad-anchors", "malformed-anchors")
+MALFORMED_METADATA = b"\xc1"  # a byte msgpack never uses: not anchors, not anything
 
 
 @dataclass
@@ -43,6 +51,9 @@ class FaultState:
             return []
         if mode == "corrupt":
             return [(peer, msg if msg is None else replace(msg, signature=_flip(msg.signature))) for peer, msg in pairs]
+        if mode in ("bad-anchors", "malformed-anchors"):
+            return [(peer, _bad_anchors(node, msg, mode) if type(msg) is PrePrepare and msg.sender == node.name else msg)
+                    for peer, msg in pairs]
         if mode == "equivocate":
             out, seen = [], 0
             for peer, msg in pairs:
@@ -64,5 +75,18 @@ def _flip(signature: bytes) -> bytes:
 def _other_pre_prepare(node, msg: PrePrepare) -> PrePrepare:
     """The same view and sequence number, another valid batch (one millisecond later)."""
     batch = replace(msg.batch, timestamp_ms=msg.batch.timestamp_ms + 1)
+    other = replace(msg, batch=batch, digest=batch.digest(), signature=b"")
+    return replace(other, signature=node.key.sign(other.signing_bytes()))
+
+
+def _bad_anchors(node, msg: PrePrepare, mode: str) -> PrePrepare:
+    """The same PRE-PREPARE with forged (a wrong hash at a real height) or malformed anchors."""
+    metadata = MALFORMED_METADATA
+    anchors = anchors_of(msg.channel, msg.batch.metadata)
+    if mode == "bad-anchors" and anchors is not None:
+        (name, anchor), *rest = anchors.by_channel
+        forged = Anchor(anchor.height, bytes(b ^ 0xFF for b in anchor.block_hash))
+        metadata = Anchors(((name, forged), *rest)).to_metadata()
+    batch = replace(msg.batch, metadata=metadata)
     other = replace(msg, batch=batch, digest=batch.digest(), signature=b"")
     return replace(other, signature=node.key.sign(other.signing_bytes()))

@@ -2,8 +2,7 @@
 
 :func:`quote_args` turns a scenario quotation into the arguments of ``quotation.quote``;
 :func:`smes_apply_args` and :func:`metered_readings` derive the electricity channel's
-transactions from a round's record; :func:`link_errors` checks the inputs carried from one
-channel to the next against their sources; :func:`hour_view` joins an hour's stage records,
+transactions from a round's record; :func:`hour_view` joins an hour's stage records,
 and :func:`expected_day` runs the pure experiment (``p2pchain market paper``) for the same
 seed, so that view can be compared value for value with :func:`compare_hour`.
 """
@@ -17,7 +16,7 @@ from market.model import Quotation
 from market.scenario import DayScenario, ScenarioParams, build_day
 
 __all__ = ["quote_args", "scenario", "expected_day", "expected_hour", "compare_hour", "metered_readings",
-           "smes_apply_args", "link_errors", "hour_view", "QUOTE_FIELDS"]
+           "smes_apply_args", "hour_view", "QUOTE_FIELDS"]
 
 QUOTE_FIELDS = ("energy_wh", "limit_price_milli_per_kwh", "bus", "distance_m", "consumption_wh_per_km",
                 "depreciation_milli", "efficiency_ppm", "max_trades", "charging_price_milli_per_kwh")
@@ -109,21 +108,3 @@ def smes_apply_args(record: dict) -> dict:
             "after": record["smes_after"], "sold_wh": record["smes_sold_wh"],
             "legs": [{"action": g["action"], "counterparty": g["counterparty"], "energy_wh": g["energy_wh"]}
                      for g in record["smes_legs"]]}
-
-
-def link_errors(closed: dict, record: dict, smes_before: dict | None, smes_name: str = "smes") -> list[str]:
-    """What the round on the matching channel was given that differs from its sources: the
-    quotations frozen on the transaction channel, and the SMES state held on the electricity
-    channel (docs/market-on-chain.md, "Carried inputs, checked links"). Empty when they agree."""
-    errors = []
-    used = {q["prosumer"]: q for q in record["quotations"] if q["prosumer"] != smes_name}
-    frozen = {q["prosumer"]: q for q in closed["quotations"]}
-    if sorted(used) != sorted(frozen):
-        errors.append(f"the round used quotations of {sorted(used)}, the close froze {sorted(frozen)}")
-    for name in sorted(frozen.keys() & used.keys()):
-        differ = [k for k, v in frozen[name].items() if used[name].get(k) != v]
-        if differ:
-            errors.append(f"{name}'s quotation differs in {', '.join(differ)}")
-    if record["smes_before"] != smes_before:
-        errors.append(f"the round started the SMES at {record['smes_before']}, the SMES held {smes_before}")
-    return errors

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ from p2pchain.consensus import Keyring, MalformedMessage, decode_message, encode
 from p2pchain.consortium import load_identity_key
 from p2pchain.encoding import decode, encode
 from p2pchain.genesis import CHANNELS, Genesis
-from p2pchain.ledger.block import Anchors, Block
+from p2pchain.ledger.block import Block
 from p2pchain.ledger.store import ChannelLedger, ledger_path
 from p2pchain.ledger.transaction import Transaction, TransactionRefused, validate_transaction
 from p2pchain.net.peers import PEER_PATH, PeerNetwork
@@ -39,6 +40,7 @@ from p2pchain.ordering import CommitCertificate
 from p2pchain.runtime.lifecycle import LifecyclePolicy
 from p2pchain.runtime.worker import ChannelWorker
 
+from .anchoring import NodeAnchoring
 from .engine import ChannelEngine, DurableReplicaStore, EngineHooks, committed_transactions
 from .faults import FaultState
 from .metrics import NodeMetrics
@@ -138,6 +140,7 @@ class Node:
         self.subscribers = Subscribers()
         self.faults = FaultState()
         self.engines: dict[str, ChannelEngine] = {}
+        self.anchoring: NodeAnchoring | None = None
         self.ledgers: dict[str, ChannelLedger] = {}
         self.workers: dict[str, ChannelWorker] = {}
         self.peers = PeerNetwork(name, self.key, self.genesis, self._on_frame)
@@ -155,6 +158,7 @@ class Node:
         self._store = DurableReplicaStore(self.data_dir / "node.sqlite")
         self._index = TxIndex(_index_connection(self.data_dir / "index.sqlite"))
         keyring = Keyring(self.name, self.key, {n.name: n.public_key for n in self.genesis.nodes})
+        self.anchoring = NodeAnchoring(self.ledgers, self.engines, self.metrics, self.genesis.consensus.watermark_window)
         for channel in CHANNELS:
             ledger = ChannelLedger.open(ledger_path(self.data_dir, channel), channel, self.genesis)
             self.ledgers[channel] = ledger
@@ -166,7 +170,8 @@ class Node:
             hooks = EngineHooks(
                 send=self._send, broadcast=self._broadcast, publish=self.subscribers.publish,
                 fetch_blocks=self._fetch_blocks, on_commit=self._on_commit,
-                anchors=self._anchors if channel == "transaction" else (lambda: b""),
+                anchors=functools.partial(self.anchoring.propose, channel), reader=self.anchoring.reader,
+                reached=functools.partial(self.anchoring.reached, channel),
             )
             self.engines[channel] = ChannelEngine(
                 channel=channel, node=self.name, genesis=self.genesis, keyring=keyring, ledger=ledger,
@@ -179,6 +184,8 @@ class Node:
             engine.start()
 
     def close_channels(self) -> None:
+        if self.anchoring is not None:
+            self.anchoring.stop()
         for engine in self.engines.values():
             engine.stop()
         for worker in self.workers.values():
@@ -250,8 +257,7 @@ class Node:
         if engine is None:
             self.metrics.refused.labels("peer", "unknown_channel").inc()
             return "unknown_channel"
-        engine.receive(message)
-        return None
+        return self.anchoring.receive(engine, message)  # PRE-PREPAREs wait for, or fail on, their anchors
 
     def _on_relayed_request(self, peer: str, body: bytes) -> str | None:
         """A client request another node received: every replica must know it, so that each
@@ -329,11 +335,9 @@ class Node:
 
     # -- the application around the engines ------------------------------------------------
 
-    def _anchors(self) -> bytes:
-        return Anchors(self.ledgers["matching"].anchor(), self.ledgers["electricity"].anchor()).to_metadata()
-
     def _on_commit(self, channel: str, block: Block, committed: list) -> None:
         self._index.add(channel, block.height, committed)
+        self.anchoring.committed()
         self.subscribers.publish({
             "type": "block", "channel": channel, "node": self.name, "height": block.height,
             "hash": block.hash.hex(), "view": block.header.view, "proposer": block.header.proposer,

@@ -36,7 +36,7 @@ export class Explorer {
       const header = el("dl", {}, ...Object.entries(b.header).flatMap(([k, v]) =>
         [el("dt", {}, k), el("dd", {}, typeof v === "object" ? JSON.stringify(v) : String(v))]));
       const anchors = b.anchors ? el("dl", {}, ...Object.entries(b.anchors).flatMap(([ch, a]) =>
-        [el("dt", {}, ch), el("dd", {}, `height ${a.height} · ${short(a.hash, 16)}`)])) : el("p", { class: "muted" }, "no anchors (side chain or genesis)");
+        [el("dt", {}, ch), el("dd", {}, `height ${a.height} · ${short(a.hash, 16)}`)])) : el("p", { class: "muted" }, "no anchors (block 0 or a null batch)");
       const cert = b.certificate ? el("dl", { "data-testid": "certificate" },
         el("dt", {}, "view / seq"), el("dd", {}, `${b.certificate.view} / ${b.certificate.seq}`),
         el("dt", {}, "batch digest"), el("dd", {}, b.certificate.digest),

@@ -15,8 +15,14 @@ Block *h* of a channel is made from the batch consensus committed at sequence nu
 * ``genesis_digest`` in block 0 only (empty elsewhere): block 0 binds the chain to the
   genesis. Block 0 has no requests and no certificate.
 
-On the ``transaction`` channel the metadata is the canonical encoding of the anchors: the
-latest committed (height, hash) of ``matching`` and ``electricity`` (DESIGN.md, decision 4).
+The metadata of a block of any channel is the canonical encoding of its anchors: the latest
+committed (height, hash) of the *other two* channels when the block was proposed. DESIGN.md,
+decision 4 has only the transaction channel anchor the side chains; anchoring on every
+channel generalises it so that a side-chain contract (the market's ``round`` on matching)
+can read the transaction and electricity channels as of a height every node agrees on. The
+transaction channel's bytes are unchanged (``{"electricity": [h, hash], "matching": [h,
+hash]}``). A batch without requests may carry empty metadata (the null batches a NEW-VIEW
+fills gaps with): it anchors nothing.
 
 The block hash is ``digest(header)``. The body — the requests, one :class:`TxResult` per
 request, and the block's sorted write set — is committed by ``tx_root`` (the requests) and
@@ -29,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from ..encoding import EncodingError, decode, digest, digest_bytes, encode
+from ..genesis import CHANNELS
 from ..ordering import Batch
 from .merkle import merkle_root
 from .smt import EMPTY
@@ -37,11 +44,11 @@ from .transaction import Transaction, TransactionRefused
 __all__ = [
     "ZERO_HASH", "SIDE_CHANNELS", "BlockError", "Anchor", "Anchors", "Header", "TxResult",
     "BlockOutputs", "Block", "EMPTY_OUTPUTS", "request_id", "genesis_block", "make_header",
-    "check_metadata",
+    "check_metadata", "anchored_channels",
 ]
 
 ZERO_HASH = bytes(32)
-SIDE_CHANNELS = ("matching", "electricity")
+SIDE_CHANNELS = ("matching", "electricity")  # the channels a transaction-channel block anchors
 RESULT_STATUSES = ("ok", "failed", "refused")
 
 
@@ -67,31 +74,70 @@ class Anchor:
     block_hash: bytes
 
 
+def anchored_channels(channel: str) -> tuple[str, ...]:
+    """The channels a block of ``channel`` anchors: the other two, in genesis order."""
+    if channel not in CHANNELS:
+        raise BlockError(f"unknown channel {channel!r}")
+    return tuple(c for c in CHANNELS if c != channel)
+
+
 @dataclass(frozen=True, slots=True)
 class Anchors:
-    """The side-chain blocks a transaction-channel block anchors (latest committed)."""
+    """The other channels' blocks a block anchors (each the latest committed when proposed).
 
-    matching: Anchor
-    electricity: Anchor
+    ``by_channel`` holds ``(channel, Anchor)`` pairs in genesis channel order.
+    :meth:`for_block` builds them for a block of a given channel, :meth:`from_metadata`
+    decodes and checks them.
+    """
 
-    def to_metadata(self) -> bytes:
-        return encode({name: [getattr(self, name).height, getattr(self, name).block_hash] for name in SIDE_CHANNELS})
+    by_channel: tuple[tuple[str, Anchor], ...]
 
     @classmethod
-    def from_metadata(cls, metadata: bytes) -> Anchors:
+    def for_block(cls, channel: str, anchors: Mapping[str, Anchor]) -> Anchors:
+        """The anchors of a block of ``channel``: ``anchors`` must name exactly the other two."""
+        names = anchored_channels(channel)
+        if set(anchors) != set(names):
+            raise BlockError(f"a block of {channel!r} anchors exactly {names}")
+        return cls(tuple((name, anchors[name]) for name in names))
+
+    def __getitem__(self, channel: str) -> Anchor:
+        for name, anchor in self.by_channel:
+            if name == channel:
+                return anchor
+        raise KeyError(channel)
+
+    @property
+    def matching(self) -> Anchor:
+        return self["matching"]
+
+    @property
+    def electricity(self) -> Anchor:
+        return self["electricity"]
+
+    def heights(self) -> dict[str, int]:
+        """Channel -> anchored height (``BlockContext.anchors``)."""
+        return {name: anchor.height for name, anchor in self.by_channel}
+
+    def to_metadata(self) -> bytes:
+        return encode({name: [anchor.height, anchor.block_hash] for name, anchor in self.by_channel})
+
+    @classmethod
+    def from_metadata(cls, metadata: bytes, channel: str = "transaction") -> Anchors:
+        """The anchors of a block of ``channel``; :class:`BlockError` if malformed."""
+        names = anchored_channels(channel)
         try:
             value = decode(metadata)
-            if not isinstance(value, dict) or set(value) != set(SIDE_CHANNELS):
-                raise BlockError(f"anchors must name exactly {SIDE_CHANNELS}")
-            anchors = {}
-            for name in SIDE_CHANNELS:
+            if not isinstance(value, dict) or set(value) != set(names):
+                raise BlockError(f"anchors of a {channel} block must name exactly {names}")
+            anchors = []
+            for name in names:
                 height, block_hash = value[name]
                 if type(height) is not int or height < 0 or type(block_hash) is not bytes or len(block_hash) != 32:
                     raise BlockError(f"anchor of {name} must be [height >= 0, 32-byte hash]")
-                anchors[name] = Anchor(height, block_hash)
+                anchors.append((name, Anchor(height, block_hash)))
         except (EncodingError, ValueError, TypeError) as exc:
             raise BlockError(f"anchors metadata is malformed: {exc}") from None
-        return cls(**anchors)
+        return cls(tuple(anchors))
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,9 +192,10 @@ class Header:
         return digest(self.to_value())
 
     @property
-    def anchors(self) -> Anchors:
-        """The anchors carried by a transaction-channel header's metadata."""
-        return Anchors.from_metadata(self.metadata)
+    def anchors(self) -> Anchors | None:
+        """The anchors this header's metadata carries; ``None`` for empty metadata (block 0,
+        a null batch); :class:`BlockError` if malformed."""
+        return None if self.metadata == b"" else Anchors.from_metadata(self.metadata, self.channel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,16 +338,17 @@ def genesis_block(channel: str, genesis_digest: bytes) -> Block:
     return Block(header, (), EMPTY_OUTPUTS)
 
 
-def check_metadata(channel: str, metadata: bytes) -> str | None:
+def check_metadata(channel: str, metadata: bytes, *, has_requests: bool = True) -> str | None:
     """``None`` if ``metadata`` is well-formed for a batch of ``channel``, else why not.
 
-    Consensus can call this on a PRE-PREPARE: transaction-channel batches carry anchors
-    (:class:`Anchors`), side-chain batches carry nothing.
+    A batch carries the anchors of the other two channels (:class:`Anchors`); only a batch
+    without requests (a NEW-VIEW's null batch) may carry none (empty metadata). The node
+    checks this on every PRE-PREPARE before it prepares (nodes/anchoring.py).
     """
-    if channel == "transaction":
-        try:
-            Anchors.from_metadata(metadata)
-        except BlockError as exc:
-            return str(exc)
-        return None
-    return None if metadata == b"" else f"batches of {channel!r} carry no metadata"
+    if metadata == b"":
+        return "a batch with requests must anchor the other channels" if has_requests else None
+    try:
+        Anchors.from_metadata(metadata, channel)
+    except BlockError as exc:
+        return str(exc)
+    return None

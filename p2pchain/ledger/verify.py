@@ -22,9 +22,10 @@ For every channel, block by block from block 0, the verifier checks
   compared, entry by entry and tree node by tree node, with the scratch state at the
   node's applied height — entries, history and tree nodes — so an altered state value is
   found and named;
-* **anchors** (``transaction`` channel): each anchor names the hash the side chain stores
-  at that height, and anchored heights never decrease. An anchor beyond the side chain's
-  stored head (a lagging node) is reported as a note, not a fault.
+* **anchors** (every channel; a block anchors the other two): each anchor names the hash
+  the anchored channel stores at that height, and anchored heights never decrease. Only a
+  block without requests may anchor nothing (empty metadata). An anchor beyond the anchored
+  channel's stored head (a lagging node) is reported as a note, not a fault.
 
 The first fault ends a channel's verification; the report names the block and the fault.
 The write set of the head block is checked against the node's state only: no successor
@@ -42,7 +43,7 @@ from typing import Iterator
 from ..encoding import EncodingError, decode
 from ..genesis import CHANNELS, Genesis
 from ..ordering import CommitCertificate
-from .block import SIDE_CHANNELS, ZERO_HASH, Block, BlockError, check_metadata, genesis_block, request_id
+from .block import ZERO_HASH, Block, BlockError, anchored_channels, check_metadata, genesis_block, request_id
 from .merkle import merkle_root
 from .state import StateError, WorldState
 from .store import ledger_path
@@ -177,10 +178,7 @@ class _ChannelVerifier:
                 raise Fault(height, "only block 0 carries the genesis digest")
             self._transactions(block)
             self._certificate(block, certificate_bytes)
-            if self.channel == "transaction":
-                self._anchors(block)
-            elif h.metadata:
-                raise Fault(height, f"{check_metadata(self.channel, h.metadata)}")
+            self._anchors(block)
         try:
             self.scratch.apply_block(height, block.outputs.write_map())
         except StateError as exc:
@@ -227,13 +225,15 @@ class _ChannelVerifier:
             raise Fault(height, f"commit certificate: {problem}")
 
     def _anchors(self, block: Block) -> None:
-        try:
-            anchors = block.header.anchors
-        except BlockError as exc:
-            raise Fault(block.height, str(exc)) from None
-        for name in SIDE_CHANNELS:
-            anchor = getattr(anchors, name)
-            if self.prev_anchors is not None and anchor.height < getattr(self.prev_anchors, name).height:
+        problem = check_metadata(self.channel, block.header.metadata, has_requests=bool(block.requests))
+        if problem is not None:
+            raise Fault(block.height, problem)
+        anchors = block.header.anchors
+        if anchors is None:
+            return  # a null batch anchors nothing; the next block is compared with the last anchors
+        for name in anchored_channels(self.channel):
+            anchor = anchors[name]
+            if self.prev_anchors is not None and anchor.height < self.prev_anchors[name].height:
                 raise Fault(block.height, f"anchor of {name} goes back to height {anchor.height}")
             stored = _side_hash(self.side, name, anchor.height)
             if stored is None:
@@ -312,14 +312,13 @@ def verify_channel(path: Path, channel: str, genesis: Genesis,
 
 
 def verify_node(node_dir: Path, genesis: Genesis, channels: tuple[str, ...] = CHANNELS) -> list[ChannelReport]:
-    """Verify every channel of a node directory; the side chains first, for the anchors."""
+    """Verify every channel of a node directory; each channel's anchors against the others."""
     side: dict[str, sqlite3.Connection | None] = {}
-    for name in SIDE_CHANNELS:
+    for name in CHANNELS:
         path = ledger_path(node_dir, name)
         side[name] = sqlite3.connect(str(path)) if path.exists() else None
     try:
-        order = [c for c in channels if c != "transaction"] + [c for c in channels if c == "transaction"]
-        reports = {c: verify_channel(ledger_path(node_dir, c), c, genesis, side) for c in order}
+        reports = {c: verify_channel(ledger_path(node_dir, c), c, genesis, side) for c in channels}
     finally:
         for conn in side.values():
             if conn is not None:

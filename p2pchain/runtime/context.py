@@ -12,7 +12,8 @@ address; otherwise the transaction fails with that reason.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from types import MappingProxyType
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
 from ..encoding import MAX_SIZE, EncodingError, decode, encode
@@ -35,6 +36,15 @@ class BlockInfo:
     height: int
     hash: bytes
     timestamp_ms: int
+    # other channel -> the height ctx.read sees; read-only, as the BlockInfo is shared by
+    # every transaction of the block (a contract must not leave anything for the next one)
+    anchors: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+
+
+def block_info(block) -> BlockInfo:
+    """The ``ctx.block`` of a :class:`BlockContext`."""
+    return BlockInfo(block.channel, block.height, block.block_hash, block.timestamp_ms,
+                     MappingProxyType(dict(block.anchors)))
 
 
 def canonical(value: Any, what: str) -> bytes:
@@ -164,7 +174,7 @@ class Context:
         self._events: list[bytes] = []
         self.caller = caller
         # ``info``: the executor makes one BlockInfo per block (it is immutable) for all its calls
-        self.block = info or BlockInfo(block.channel, block.height, block.block_hash, block.timestamp_ms)
+        self.block = info or block_info(block)
         self.contract = contract
 
     @staticmethod

@@ -22,7 +22,7 @@ import types
 from collections import OrderedDict
 from typing import Any, Sequence
 
-from .context import BlockInfo, Context, Layer, canonical
+from .context import BlockInfo, Context, Layer, block_info, canonical
 from .instrument import instrument
 from .lifecycle import LIFECYCLE, LifecycleError, LifecyclePolicy, committed, load_bundle, run_lifecycle
 from .meter import DEFAULT_DEPTH_LIMIT, DEFAULT_STEP_LIMIT, ContractFault, Meter, StateFault
@@ -129,7 +129,7 @@ class Executor:
         block_layer = Layer(state)
         results = []
         self._definitions: dict[str, Any] = {}  # per block; a lifecycle transaction clears it
-        self._block_info = BlockInfo(block.channel, block.height, block.block_hash, block.timestamp_ms)
+        self._block_info = block_info(block)
         for invocation in invocations:
             tx_layer = Layer(block_layer)
             result = self._execute(block, invocation, tx_layer, reader)

@@ -196,6 +196,46 @@ def test_an_isolated_node_falls_behind_and_converges_after_heal(cluster, load):
     asyncio.run(_agree(cluster, timeout_s=90))
 
 
+async def _admin(cluster: Cluster, name: str, order: dict) -> None:
+    token = token_for(cluster.directory, cluster.genesis)
+    async with aiohttp.ClientSession() as session:
+        async with session.post(cluster.url(name) + "/v1/admin/fault", json=order,
+                                headers={"Authorization": f"Bearer {token}"}) as response:
+            assert response.status == 200, await response.text()
+
+
+async def _refused_anchors(cluster: Cluster, names, reason: str) -> int:
+    """How many PRE-PREPAREs ``names`` refused for ``reason`` at the anchor check (their metrics)."""
+    total = 0
+    async with aiohttp.ClientSession() as session:
+        for name in names:
+            async with session.get(cluster.url(name) + "/metrics") as response:
+                for line in (await response.text()).splitlines():
+                    if line.startswith(f'p2pchain_refused_total{{edge="anchors",reason="{reason}"}}'):
+                        total += int(float(line.split()[-1]))
+    return total
+
+
+@pytest.mark.parametrize("mode, reason", [("bad-anchors", "forged_anchor"), ("malformed-anchors", "malformed_anchors")])
+def test_a_primary_proposing_bad_anchors_is_refused_by_the_backups_and_replaced(cluster, load, mode, reason):
+    before = asyncio.run(_status(cluster, "node0"))["channels"]["transaction"]
+    primary = before["primary"]
+    honest = [n for n in cluster.genesis.node_names if n != primary]
+    refused_before = asyncio.run(_refused_anchors(cluster, honest, reason))
+    asyncio.run(_admin(cluster, primary, {"action": "byzantine", "mode": mode}))
+    try:
+        answers = asyncio.run(load.run(60, honest))
+        assert all(a["result"]["status"] == "ok" for a in answers)
+        after = asyncio.run(_status(cluster, honest[0]))["channels"]["transaction"]
+        assert after["view"] > before["view"] and after["primary"] != primary
+        assert asyncio.run(_refused_anchors(cluster, honest, reason)) > refused_before
+    finally:
+        asyncio.run(_admin(cluster, primary, {"action": "heal"}))
+    asyncio.run(load.run(30, list(cluster.genesis.node_names)))
+    asyncio.run(_agree(cluster, timeout_s=90))
+    assert _verify(cluster, honest[0]).returncode == 0
+
+
 # -- bad input: the exact status and reason, and no ledger changes -----------------------------
 
 def _signed(cluster: Cluster, creator: str, *, channel="transaction", contract="demo", nonce=10**9, key=None) -> Transaction:
@@ -274,6 +314,11 @@ def test_the_admin_api_refuses_without_a_valid_token(cluster):
     assert asyncio.run(_status(cluster, "node2"))["crashed"] is False
 
 
+async def _block(cluster: Cluster, channel: str, height: int) -> dict:
+    async with Client(cluster.url("node3")) as client:
+        return await client.block(channel, height)
+
+
 def test_client_reads_of_blocks_transactions_and_state(cluster, load):
     answer = asyncio.run(load.run(1, ["node0"]))[0]
 
@@ -291,6 +336,8 @@ def test_client_reads_of_blocks_transactions_and_state(cluster, load):
     assert tx["height"] == answer["height"] and tx["result"]["status"] == "ok"
     assert block["hash"] == answer["block"] and len(block["certificate"]["signers"]) >= 3
     assert "anchors" in block and set(block["anchors"]) == {"matching", "electricity"}
+    side = asyncio.run(_block(cluster, "matching", 1))  # a side-chain block anchors the other two channels
+    assert set(side["anchors"]) == {"transaction", "electricity"}
     assert [b["height"] for b in page["blocks"]] == [1, 2, 3]
     assert state["value"] >= 1
     assert (missing.status, missing.code) == (404, "unknown_block")

@@ -2,8 +2,9 @@
 
 Used by the contract tests and, in subprocesses with other hash seeds, by the determinism
 test (``python -m tests.marketchain.harness`` reads a job from stdin). :class:`Market` runs
-an hour's stages in the order the driver (``nodes/marketday.py``) submits them, carrying
-each stage's returned record into the next (docs/market-on-chain.md).
+an hour's stages in the order the driver (``nodes/marketday.py``) submits them; each block
+anchors the other channels' latest blocks, and ``ctx.read`` sees their state as of those
+heights, as on a node (docs/market-on-chain.md).
 """
 
 from __future__ import annotations
@@ -43,22 +44,33 @@ class Chain:
         self.state = MemoryState(genesis_writes(bundles))
         self.executor = Executor(POLICY, step_limit=5_000_000)
         self.channel, self.height, self.tx = channel, 0, 0
+        self.history = {0: self.state.copy()}  # height -> the state after that block
+        self.peers: dict[str, Chain] = {}  # the other channels this one's blocks anchor
 
-    def block(self, calls: list[tuple[str, str, str, dict]]):
-        """Execute one block of ``(caller, contract, function, args)``; return its results."""
+    def read(self, channel: str, namespace: str, key: str) -> bytes | None:
+        """The ``AnchoredReader`` of the block being executed (see :meth:`block`)."""
+        return self.peers[channel].history[self._anchors[channel]].get(namespace, key)
+
+    def block(self, calls: list[tuple[str, str, str, dict]], anchors: dict[str, int] | None = None):
+        """Execute one block of ``(caller, contract, function, args)``; return its results.
+
+        The block anchors ``anchors`` (other channel -> height), by default each other
+        channel's latest block, as an honest primary proposes."""
         self.height += 1
         invocations = []
         for caller, contract, function, args in calls:
             self.tx += 1
             invocations.append(Invocation(self.tx.to_bytes(32, "big"), contract, function, args, who(caller)))
+        self._anchors = {name: peer.height for name, peer in self.peers.items()} if anchors is None else anchors
         ctx = BlockContext(self.channel, self.height, bytes([self.height % 256]) * 32,
-                           1_700_000_000_000 + self.height, {})
-        result = self.executor.execute_block(ctx, invocations, self.state)
+                           1_700_000_000_000 + self.height, self._anchors)
+        result = self.executor.execute_block(ctx, invocations, self.state, self if self.peers else None)
         self.state.apply({(ns, key): value for ns, key, value in result.writes})
+        self.history[self.height] = self.state.copy()
         return result
 
-    def call(self, caller: str, contract: str, function: str, args: dict):
-        return self.block([(caller, contract, function, args)]).results[0]
+    def call(self, caller: str, contract: str, function: str, args: dict, anchors: dict[str, int] | None = None):
+        return self.block([(caller, contract, function, args)], anchors).results[0]
 
     def value(self, caller: str, contract: str, function: str, args: dict) -> Any:
         """Call and return the decoded value; a failed call is an AssertionError with its reason."""
@@ -79,6 +91,9 @@ class Market:
 
     def __init__(self) -> None:
         self.tx, self.matching, self.electricity = Chain("transaction"), Chain("matching"), Chain("electricity")
+        chains = {"transaction": self.tx, "matching": self.matching, "electricity": self.electricity}
+        for name, chain in chains.items():
+            chain.peers = {other: c for other, c in chains.items() if other != name}
         self.smes: dict | None = None
 
     def open(self, run: int, with_smes: bool) -> None:
@@ -88,8 +103,7 @@ class Market:
     def close(self, run: int, hour: int) -> dict:
         """Close ``hour`` and run every stage after it; the records of each stage."""
         closed = self.tx.value("operator-mgo", "quotation", "close", {"hour": hour})
-        record = self.matching.value("operator-mgo", "round", "close",
-                                     {"run": run, "hour": hour, "closed": closed, "smes": self.smes})
+        record = self.matching.value("operator-mgo", "round", "close", {"run": run, "hour": hour})
         calls = [("operator-dno", "metering", "record", {"run": run, "hour": hour, "readings": metered_readings(record)})]
         if record["with_smes"]:
             calls.insert(0, ("operator-dno", "smes", "apply", smes_apply_args(record)))
@@ -97,8 +111,8 @@ class Market:
         assert all(r.ok for r in electricity.results), [r.reason for r in electricity.results]
         if record["with_smes"]:
             self.smes = decode(electricity.results[0].value)
-        priced = self.tx.value("operator-mgo", "pricing", "price", {"run": run, "hour": hour, "round_record": record})
-        args = {"run": run, "hour": hour, "round_record": record, "priced": priced}
+        priced = self.tx.value("operator-mgo", "pricing", "price", {"run": run, "hour": hour})
+        args = {"run": run, "hour": hour, "priced": priced}
         last = self.tx.block([("operator-mgo", "settlement", "settle", args), ("operator-reg", "statistics", "record", args)])
         assert all(r.ok for r in last.results), [r.reason for r in last.results]
         return {"closed": closed, "round": record, "priced": priced, "settled": decode(last.results[0].value),

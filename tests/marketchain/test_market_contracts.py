@@ -1,7 +1,8 @@
 """The market's stage contracts on their channels, run by the runtime's executor in-process.
 
 Permissions (every refusal with its reason, nothing written), quotation replacement and
-freezing, the carried-input checks, a short day equal to the pure experiment with money
+freezing, the cross-channel reads at the anchored heights (and their refusals while an input
+is not anchored yet), a short day equal to the pure experiment with money
 conserved, and determinism across hash seeds and arrival orders.
 """
 
@@ -15,8 +16,8 @@ import msgpack
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from market.scenario import ScenarioParams
-from nodes.marketcore import (compare_hour, expected_day, expected_hour, hour_view, link_errors,
-                              metered_readings, quote_args, scenario, smes_apply_args)
+from nodes.marketcore import (compare_hour, expected_day, expected_hour, hour_view, metered_readings, quote_args,
+                              scenario, smes_apply_args)
 from p2pchain.encoding import decode
 
 from .harness import ROOT, Chain, Market, run_job
@@ -88,7 +89,15 @@ def test_a_quotation_before_close_replaces_the_earlier_one():
 def closed_hour(market: Market) -> tuple[dict, dict]:
     market.tx.block([("ev01", "quotation", "quote", QUOTE), ("pv1", "quotation", "quote", SELL)])
     closed = market.tx.value("operator-mgo", "quotation", "close", {"hour": 0})
-    return closed, {"run": 0, "hour": 0, "closed": closed, "smes": market.smes}
+    return closed, {"run": 0, "hour": 0}
+
+
+def used_the_frozen_quotations(record: dict, closed: dict) -> bool:
+    """The round's quotations (less the SMES's offer) are the frozen ones, field for field
+    (the round's record also spells out the fields a quotation left at their defaults)."""
+    used = [q for q in record["quotations"] if q["prosumer"] != "smes"]
+    return [q["prosumer"] for q in used] == [q["prosumer"] for q in closed["quotations"]] and all(
+        all(u[k] == v for k, v in frozen.items()) for u, frozen in zip(used, closed["quotations"]))
 
 
 def test_only_the_operator_runs_a_round_and_each_hour_once():
@@ -97,43 +106,65 @@ def test_only_the_operator_runs_a_round_and_each_hour_once():
     assert refused(market.matching, "ev01", "round", "close", args) == \
         "RoundRefused: ev01 may not close a round; only operator-mgo may"
     record = market.matching.value("operator-mgo", "round", "close", args)
-    assert link_errors(closed, record, market.smes) == []
+    assert used_the_frozen_quotations(record, closed)
+    assert record["smes_before"] == {k: market.smes[k] for k in ("stored_wh", "throughput_wh")}
     assert "cannot run; the next is 1" in refused(market.matching, "operator-mgo", "round", "close", args)
 
 
-def test_a_round_refuses_another_hours_quotations_and_a_missing_smes_state():
+def test_a_round_refuses_until_the_close_is_anchored_and_says_the_height():
     market = opened()
-    _, args = closed_hour(market)
-    assert "are not those of hour 1" in refused(market.matching, "operator-mgo", "round", "close", dict(args, hour=1))
-    assert "an SMES state is given exactly when" in refused(market.matching, "operator-mgo", "round", "close",
-                                                           dict(args, smes=None))
+    before_close = market.tx.height
+    closed_hour(market)
+    reason = refused_at(market.matching, "operator-mgo", "round", "close", {"run": 0, "hour": 0},
+                        {"transaction": before_close, "electricity": market.electricity.height})
+    assert reason == f"RoundRefused: close of hour 0 of run 0 not anchored yet: transaction anchored at height {before_close}"
+    assert market.matching.call("operator-mgo", "round", "close", {"run": 0, "hour": 0}).ok
 
 
-def test_the_smes_refuses_a_round_that_started_from_another_state_of_charge():
+def test_a_round_refuses_until_the_smes_state_before_the_hour_is_anchored():
+    market = opened()
+    opened_at = market.electricity.height
+    closed_hour(market)
+    reason = refused_at(market.matching, "operator-mgo", "round", "close", {"run": 0, "hour": 0},
+                        {"transaction": market.tx.height, "electricity": opened_at - 1})
+    assert reason == ("RoundRefused: SMES state before hour 0 of run 0 not anchored yet: electricity anchored at "
+                      f"height {opened_at - 1}")
+
+
+def test_a_round_cannot_read_a_channel_its_block_does_not_anchor():
+    market = opened()
+    closed_hour(market)
+    result = market.matching.call("operator-mgo", "round", "close", {"run": 0, "hour": 0}, {"electricity": 1})
+    assert not result.ok and "'transaction' is not anchored in this block" in result.reason
+
+
+def test_the_smes_refuses_actions_that_start_from_another_state_of_charge():
     market = opened()
     _, args = closed_hour(market)
-    forged = dict(args, smes={"stored_wh": market.smes["stored_wh"] + 5000, "throughput_wh": 0})
-    record = market.matching.value("operator-mgo", "round", "close", forged)
-    reason = refused(market.electricity, "operator-dno", "smes", "apply", smes_apply_args(record))
+    record = market.matching.value("operator-mgo", "round", "close", args)
+    forged = dict(smes_apply_args(record), before={"stored_wh": market.smes["stored_wh"] + 5000, "throughput_wh": 0})
+    reason = refused(market.electricity, "operator-dno", "smes", "apply", forged)
     assert reason.startswith("SmesRefused: the round of hour 0 started from")
     assert "operator-mgo may not record the SMES's actions" in refused(
         market.electricity, "operator-mgo", "smes", "apply", smes_apply_args(record))
 
 
-def test_link_errors_name_a_quotation_the_round_was_given_but_the_close_did_not_freeze():
-    market = opened(with_smes=False)
-    closed, args = closed_hour(market)
-    slipped = dict(closed, quotations=closed["quotations"] + [dict(QUOTE, prosumer="ev09", kind="ev")])
-    record = market.matching.value("operator-mgo", "round", "close", dict(args, closed=slipped))
-    assert link_errors(closed, record, None) == \
-        ["the round used quotations of ['ev01', 'ev09', 'pv1'], the close froze ['ev01', 'pv1']"]
+def refused_at(chain: Chain, caller: str, contract: str, function: str, args: dict, anchors: dict) -> str:
+    """As :func:`refused`, in a block anchoring ``anchors``."""
+    before = chain.dump(contract)
+    result = chain.call(caller, contract, function, args, anchors)
+    assert not result.ok and result.writes == () and result.events == ()
+    assert chain.dump(contract) == before
+    return result.reason
 
 
 def test_only_the_operator_prices_settles_and_tallies_each_hour_once():
     market = opened()
     _, args = closed_hour(market)
-    record = market.matching.value("operator-mgo", "round", "close", args)
-    out = {"round_record": record, "run": 0, "hour": 0}
+    market.matching.value("operator-mgo", "round", "close", args)
+    record = market.matching.get("round", "round/0/00")
+    market.electricity.value("operator-dno", "smes", "apply", smes_apply_args(record))
+    out = {"run": 0, "hour": 0}
     assert refused(market.tx, "ev01", "pricing", "price", out) == \
         "PricingRefused: ev01 may not price a round; only operator-mgo may"
     priced = market.tx.value("operator-mgo", "pricing", "price", out)
@@ -146,6 +177,36 @@ def test_only_the_operator_prices_settles_and_tallies_each_hour_once():
     assert "already settled" in refused(market.tx, "operator-mgo", "settlement", "settle", args)
 
 
+def test_pricing_settlement_and_statistics_refuse_until_the_round_is_anchored():
+    market = opened(with_smes=False)
+    _, args = closed_hour(market)
+    before_round = market.matching.height
+    market.matching.value("operator-mgo", "round", "close", args)
+    old = {"matching": before_round, "electricity": market.electricity.height}
+    expected = f"round of hour 0 of run 0 not anchored yet: matching anchored at height {before_round}"
+    assert refused_at(market.tx, "operator-mgo", "pricing", "price", args, old) == "PricingRefused: " + expected
+    priced = market.tx.value("operator-mgo", "pricing", "price", args)
+    settle = dict(args, priced=priced)
+    assert refused_at(market.tx, "operator-mgo", "settlement", "settle", settle, old) == "SettlementRefused: " + expected
+    assert refused_at(market.tx, "operator-reg", "statistics", "record", settle, old) == "StatisticsRefused: " + expected
+
+
+def test_settlement_moves_money_only_for_smes_actions_the_smes_recorded():
+    market = opened()
+    _, args = closed_hour(market)
+    market.matching.value("operator-mgo", "round", "close", args)
+    record = market.matching.get("round", "round/0/00")
+    priced = market.tx.value("operator-mgo", "pricing", "price", args)
+    settle = dict(args, priced=priced)
+    reason = refused(market.tx, "operator-mgo", "settlement", "settle", settle)
+    assert reason == ("SettlementRefused: SMES actions of hour 0 of run 0 not anchored yet: electricity anchored "
+                      f"at height {market.electricity.height}")
+    other = dict(smes_apply_args(record), sold_wh=record["smes_sold_wh"] + 1)
+    market.electricity.value("operator-dno", "smes", "apply", other)
+    assert refused(market.tx, "operator-mgo", "settlement", "settle", settle) == \
+        "SettlementRefused: the SMES recorded other actions for hour 0 than the round's"
+
+
 def test_settlement_and_statistics_refuse_prices_that_leave_out_a_delivered_trade():
     market = Market()
     market.open(0, False)
@@ -154,11 +215,11 @@ def test_settlement_and_statistics_refuse_prices_that_leave_out_a_delivered_trad
         market.tx.block([(q.prosumer, "quotation", "quote", quote_args(q)) for q in sc.hours[h].quotations])
         if h < 8:
             market.close(0, h)
-    closed = market.tx.value("operator-mgo", "quotation", "close", {"hour": 8})
-    record = market.matching.value("operator-mgo", "round", "close", {"run": 0, "hour": 8, "closed": closed, "smes": None})
-    priced = market.tx.value("operator-mgo", "pricing", "price", {"run": 0, "hour": 8, "round_record": record})
+    market.tx.value("operator-mgo", "quotation", "close", {"hour": 8})
+    market.matching.value("operator-mgo", "round", "close", {"run": 0, "hour": 8})
+    priced = market.tx.value("operator-mgo", "pricing", "price", {"run": 0, "hour": 8})
     assert priced["trades"], "the hour must deliver a trade for this test to mean anything"
-    args = {"run": 0, "hour": 8, "round_record": record, "priced": dict(priced, trades=priced["trades"][1:])}
+    args = {"run": 0, "hour": 8, "priced": dict(priced, trades=priced["trades"][1:])}
     reason = "do not price exactly the round's delivered trades"
     assert reason in refused(market.tx, "operator-mgo", "settlement", "settle", args)
     assert reason in refused(market.tx, "operator-reg", "statistics", "record", args)
@@ -184,7 +245,10 @@ def test_a_short_day_equals_the_pure_experiment_and_conserves_money():
             market.tx.block([(q.prosumer, "quotation", "quote", quote_args(q)) for q in sc.hours[h].quotations])
             smes_before = market.smes
             out = market.close(0, h)
-            assert link_errors(out["closed"], out["round"], smes_before) == []
+            # the round read exactly what the close froze and the SMES held (ctx.read at the anchors)
+            assert used_the_frozen_quotations(out["round"], out["closed"])
+            assert out["round"]["smes_before"] == (None if smes_before is None else
+                                                   {k: smes_before[k] for k in ("stored_wh", "throughput_wh")})
             view = hour_view(out["round"], out["priced"], out["settled"], out["stats"])
             assert compare_hour(view, expected_hour(expected, h)) == []
             assert sum(wh for _, wh in metered_readings(view)) == 0 or with_smes

@@ -9,7 +9,7 @@ import pytest
 
 from p2pchain.consortium import create_consortium, load_identity_key
 from p2pchain.genesis import Genesis
-from p2pchain.ledger.block import SIDE_CHANNELS, Anchor, Anchors, genesis_block
+from p2pchain.ledger.block import Anchor, Anchors, anchored_channels, genesis_block
 from p2pchain.ledger.devchain import Certifier, kv_executor
 from p2pchain.ledger.store import ChannelLedger, ledger_path
 from p2pchain.ledger.transaction import Transaction
@@ -34,9 +34,10 @@ class Chain:
             self._keys[name] = load_identity_key(self.directory, name)
         return self._keys[name]
 
-    def genesis_anchors(self) -> Anchors:
-        """Anchors to the side chains' block 0 (valid whatever the side chains hold)."""
-        return Anchors(*(Anchor(0, genesis_block(name, self.genesis.digest).hash) for name in SIDE_CHANNELS))
+    def genesis_anchors(self, channel: str = "transaction") -> Anchors:
+        """A ``channel`` block's anchors to the other channels' block 0 (valid whatever they hold)."""
+        return Anchors.for_block(channel, {name: Anchor(0, genesis_block(name, self.genesis.digest).hash)
+                                           for name in anchored_channels(channel)})
 
     def tx(self, creator: str = "ev01", nonce: int = 1, *, channel: str = "transaction",
            key: str = "k", value=1, contract: str = "kv", function: str = "put", signer: str | None = None) -> bytes:
@@ -48,7 +49,7 @@ class Chain:
     def commit(self, ledger: ChannelLedger, requests=(), *, timestamp_ms: int | None = None,
                metadata: bytes | None = None, view: int = 0, execute=kv_executor):
         if metadata is None:
-            metadata = self.genesis_anchors().to_metadata() if ledger.channel == "transaction" else b""
+            metadata = self.genesis_anchors(ledger.channel).to_metadata()
         batch = Batch(tuple(requests), "node0", T0_MS + ledger.height + 1 if timestamp_ms is None else timestamp_ms,
                       metadata)
         certificate = self.certifier.certify(ledger.channel, view, ledger.height + 1, batch)

@@ -28,7 +28,7 @@ def main() -> None:
     certifier = Certifier.from_consortium(consortium, genesis)
     creators = ["ev01", "ev02", "pv1"]
     keys = {name: load_identity_key(consortium, name) for name in creators}
-    metadata = Anchors(*(Anchor(0, genesis_block(n, genesis.digest).hash) for n in SIDE_CHANNELS)).to_metadata()
+    metadata = Anchors.for_block("transaction", {n: Anchor(0, genesis_block(n, genesis.digest).hash) for n in SIDE_CHANNELS}).to_metadata()
     ledger = ChannelLedger.open(ledger_path(node_dir, "transaction"), "transaction", genesis)
     print("ready", ledger.height, flush=True)
     while True:

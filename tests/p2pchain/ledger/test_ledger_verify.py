@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from p2pchain.encoding import decode, encode
-from p2pchain.ledger.block import Anchor, Anchors
+from p2pchain.ledger.block import Anchor, Anchors, BlockError, check_metadata
 from p2pchain.ledger.commands import add_commands
 from p2pchain.ledger.store import ChannelLedger, ledger_path
 from p2pchain.ledger.verify import verify_channel, verify_node
@@ -29,7 +29,8 @@ def pristine(chain, tmp_path_factory) -> Path:
         for side in ("matching", "electricity"):
             nonce += 1
             chain.commit(ledgers[side], [chain.tx("pv1", nonce, channel=side, key=f"{side}{height}")])
-        anchors = Anchors(ledgers["matching"].anchor(), ledgers["electricity"].anchor())
+        anchors = Anchors.for_block("transaction", {"matching": ledgers["matching"].anchor(),
+                                                    "electricity": ledgers["electricity"].anchor()})
         requests = [chain.tx("ev01", height, key="a", value=height), chain.tx("ev02", height, key=f"b{height}")]
         if height == 3:
             requests.append(chain.tx("ev03", 1, signer="ev04"))  # a forged one, refused in the block
@@ -167,7 +168,8 @@ def test_anchor_to_a_hash_the_side_chain_does_not_hold_is_found(chain, pristine,
     node_dir = tmp_path / "node0"
     shutil.copytree(pristine, node_dir)
     with ChannelLedger.open(ledger_path(node_dir, "transaction"), "transaction", chain.genesis) as ledger:
-        forged = Anchors(Anchor(4, bytes(32)), ledger_anchor(node_dir, "electricity", chain))
+        forged = Anchors.for_block("transaction", {"matching": Anchor(4, bytes(32)),
+                                                   "electricity": ledger_anchor(node_dir, "electricity", chain)})
         chain.commit(ledger, [], metadata=forged.to_metadata())
     fault = verify_node(node_dir, chain.genesis)[0].fault
     assert fault.height == 5 and "anchor of matching at height 4 is not the stored block's hash" in fault.message
@@ -178,9 +180,65 @@ def test_anchor_going_back_is_found(chain, pristine, tmp_path):
     shutil.copytree(pristine, node_dir)
     with ChannelLedger.open(ledger_path(node_dir, "transaction"), "transaction", chain.genesis) as ledger:
         earlier = Anchor(1, sql(node_dir, "matching", "SELECT hash FROM blocks WHERE height = 1")[0][0])
-        chain.commit(ledger, [], metadata=Anchors(earlier, ledger_anchor(node_dir, "electricity", chain)).to_metadata())
+        anchors = Anchors.for_block("transaction", {"matching": earlier,
+                                                    "electricity": ledger_anchor(node_dir, "electricity", chain)})
+        chain.commit(ledger, [], metadata=anchors.to_metadata())
     fault = verify_node(node_dir, chain.genesis)[0].fault
     assert fault.height == 5 and "anchor of matching goes back to height 1" in fault.message
+
+
+def test_side_chain_anchor_to_a_hash_the_transaction_channel_does_not_hold_is_found(chain, pristine, tmp_path):
+    node_dir = tmp_path / "node0"
+    shutil.copytree(pristine, node_dir)
+    with ChannelLedger.open(ledger_path(node_dir, "matching"), "matching", chain.genesis) as ledger:
+        forged = Anchors.for_block("matching", {"transaction": Anchor(3, bytes(32)),
+                                                "electricity": ledger_anchor(node_dir, "electricity", chain)})
+        chain.commit(ledger, [], metadata=forged.to_metadata())
+    reports = {report.channel: report for report in verify_node(node_dir, chain.genesis)}
+    fault = reports["matching"].fault
+    assert fault.height == 5 and "anchor of transaction at height 3 is not the stored block's hash" in fault.message
+    assert reports["transaction"].fault is None and reports["electricity"].fault is None
+
+
+def test_side_chain_anchor_going_back_is_found(chain, pristine, tmp_path):
+    node_dir = tmp_path / "node0"
+    shutil.copytree(pristine, node_dir)
+    with ChannelLedger.open(ledger_path(node_dir, "electricity"), "electricity", chain.genesis) as ledger:
+        anchors = {"transaction": ledger_anchor(node_dir, "transaction", chain),
+                   "matching": ledger_anchor(node_dir, "matching", chain)}
+        chain.commit(ledger, [], metadata=Anchors.for_block("electricity", anchors).to_metadata())
+        earlier = Anchor(1, sql(node_dir, "transaction", "SELECT hash FROM blocks WHERE height = 1")[0][0])
+        chain.commit(ledger, [], metadata=Anchors.for_block("electricity", dict(anchors, transaction=earlier)).to_metadata())
+    fault = verify_channel(ledger_path(node_dir, "electricity"), "electricity", chain.genesis,
+                           {c: sqlite3.connect(ledger_path(node_dir, c)) for c in ("transaction", "matching")}).fault
+    assert fault.height == 6 and "anchor of transaction goes back to height 1" in fault.message
+
+
+def test_block_with_requests_and_no_anchors_is_found(chain, pristine, tmp_path):
+    node_dir = tmp_path / "node0"
+    shutil.copytree(pristine, node_dir)
+    with ChannelLedger.open(ledger_path(node_dir, "matching"), "matching", chain.genesis) as ledger:
+        chain.commit(ledger, [chain.tx("pv1", 9, channel="matching", key="x")], metadata=b"")
+    fault = fault_of(node_dir, chain, "matching")
+    assert fault.height == 5 and "must anchor the other channels" in fault.message
+
+
+def test_null_batch_without_anchors_passes(chain, pristine, tmp_path):
+    node_dir = tmp_path / "node0"
+    shutil.copytree(pristine, node_dir)
+    with ChannelLedger.open(ledger_path(node_dir, "transaction"), "transaction", chain.genesis) as ledger:
+        chain.commit(ledger, [], metadata=b"")
+    assert all(report.fault is None for report in verify_node(node_dir, chain.genesis))
+
+
+def test_anchors_of_a_side_chain_block_must_name_the_other_two_channels():
+    with pytest.raises(BlockError, match="anchors exactly"):
+        Anchors.for_block("matching", {"matching": Anchor(0, bytes(32)), "electricity": Anchor(0, bytes(32))})
+    transaction_style = Anchors.for_block("transaction", {"matching": Anchor(1, bytes(32)),
+                                                          "electricity": Anchor(2, bytes(32))}).to_metadata()
+    assert check_metadata("matching", transaction_style) is not None
+    assert check_metadata("transaction", transaction_style) is None
+    assert Anchors.from_metadata(transaction_style).heights() == {"matching": 1, "electricity": 2}
 
 
 def ledger_anchor(node_dir: Path, channel: str, chain) -> Anchor:
