@@ -5,8 +5,9 @@ out the actions it returns, in order. Events are queued and handled one at a tim
 action that produces an event (executing a batch produces ``BlockExecuted``) never re-enters
 the replica. The one owner of the replica's state is this loop (CometBFT's rule).
 
-* ``Persist`` — the replica's durable state is written (SQLite, ``synchronous=FULL``) before
-  any later action is carried out: a vote is never sent that a crash could make us forget.
+* ``Persist`` — what changed in the replica's durable state is appended to its journal
+  (SQLite, ``synchronous=FULL``; :mod:`.durablestore`) before any later action is carried
+  out: a vote is never sent that a crash could make us forget.
 * ``Send``/``Broadcast`` — framed with the channel name and handed to the peer links.
 * ``SetTimer``/``CancelTimer`` — asyncio timers that feed ``TimerFired`` back.
 * ``ExecuteBatch`` — the ledger builds the block, screens its transactions, the channel's
@@ -39,7 +40,6 @@ from p2pchain.consensus import (
     Persist, Received, Replica, RequestReceived, Send, SendReply, SetTimer, Start,
     TimerFired, Trace,
 )
-from p2pchain.consensus.durable import decode_durable_state, encode_durable_state
 from p2pchain.consensus.events import Action
 from p2pchain.encoding import decode, digest, encode
 from p2pchain.genesis import Genesis
@@ -52,8 +52,9 @@ from p2pchain.runtime.worker import ChannelWorker
 from p2pchain.sim.trace import describe as describe_message
 
 from .catchup import CatchUpMixin, app_digest
+from .durablestore import ChannelPersister, DurableReplicaStore
 
-__all__ = ["ChannelEngine", "app_digest", "committed_transactions"]
+__all__ = ["ChannelEngine", "DurableReplicaStore", "app_digest", "committed_transactions"]
 
 log = logging.getLogger("p2pchain.node")
 
@@ -79,30 +80,6 @@ def _ledger_result(result) -> TxResult:
         return TxResult("failed", result.reason or "failed")
     value = None if result.value is None else decode(result.value)
     return TxResult("ok", "", value, tuple(decode(event) for event in result.events))
-
-
-class DurableReplicaStore:
-    """The replicas' durable state, one row per channel, replaced atomically (SQLite WAL,
-    ``synchronous=FULL``: the row is on disk when ``write`` returns). Writes run on the
-    store's one thread (``thread``), so an fsync never stalls the event loop."""
-
-    def __init__(self, path: Path) -> None:
-        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="durable")
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("CREATE TABLE IF NOT EXISTS replica (channel TEXT PRIMARY KEY, state BLOB NOT NULL)")
-
-    def load(self, channel: str):
-        row = self._conn.execute("SELECT state FROM replica WHERE channel = ?", (channel,)).fetchone()
-        return None if row is None else decode_durable_state(row[0])
-
-    def write(self, channel: str, data: bytes) -> None:
-        self._conn.execute("INSERT OR REPLACE INTO replica (channel, state) VALUES (?, ?)", (channel, data))
-
-    def close(self) -> None:
-        self.thread.shutdown(wait=True)
-        self._conn.close()
 
 
 @dataclass
@@ -134,6 +111,7 @@ class ChannelEngine(CatchUpMixin):
             genesis_app_digest=self._genesis_digest(), durable=saved,
             executed_seq=ledger.height if saved is not None else None, trace=True,
         )
+        self.persister = ChannelPersister(durable, channel, saved)
         self._events: deque = deque()
         self._running = False
         self._dirty = False  # a Persist is owed before the outbox may be sent
@@ -215,10 +193,12 @@ class ChannelEngine(CatchUpMixin):
             self._send_all(outbox)
             return
         self._dirty = False
-        data = encode_durable_state(self.replica.durable_state())  # a snapshot, taken here
+        # What changed since the last write (a journal delta; now and then a whole snapshot),
+        # taken here: later events go into the next write.
+        write, size = self.persister.prepare(self.replica.durable_state())
         self._writing = True
         started = time.perf_counter()
-        future = asyncio.get_running_loop().run_in_executor(self.durable.thread, self.durable.write, self.channel, data)
+        future = asyncio.get_running_loop().run_in_executor(self.durable.thread, write)
 
         def written(done: asyncio.Future) -> None:
             self._writing = False
@@ -226,7 +206,7 @@ class ChannelEngine(CatchUpMixin):
                 self.halt(f"cannot write the replica's durable state: {done.exception() if not done.cancelled() else 'cancelled'}")
                 return
             self.metrics.persist_seconds.labels(self.channel).observe(time.perf_counter() - started)
-            self.metrics.persist_bytes.labels(self.channel).set(len(data))
+            self.metrics.persist_bytes.labels(self.channel).set(size)
             self._send_all(outbox)
             if self._dirty or self._outbox:
                 self._flush()
