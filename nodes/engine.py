@@ -10,9 +10,10 @@ the replica. The one owner of the replica's state is this loop (CometBFT's rule)
   out: a vote is never sent that a crash could make us forget.
 * ``Send``/``Broadcast`` — framed with the channel name and handed to the peer links.
 * ``SetTimer``/``CancelTimer`` — asyncio timers that feed ``TimerFired`` back.
-* ``ExecuteBatch`` — the ledger builds the block, screens its transactions, the channel's
-  worker process executes the admitted ones, and the block is stored durably with its commit
-  certificate *before* its state is applied (``ChannelLedger.commit_batch``).
+* ``ExecuteBatch`` — on the channel's execution thread (:mod:`.execution`): the ledger
+  builds the block, screens its transactions, the channel's worker process executes the
+  admitted ones, and the block is stored durably with its commit certificate *before* its
+  state is applied (``ChannelLedger.commit_batch``); ``BlockExecuted`` comes back in order.
 * ``FetchState`` — state transfer: the certified blocks this node lacks are fetched from a
   peer, their certificates checked, their batches executed here (outputs are never taken on
   trust), and the resulting state digest compared with the certified checkpoint's.
@@ -27,32 +28,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 from p2pchain.consensus import (
-    BlockExecuted, Broadcast, CancelTimer, FaultKind, ExecuteBatch, Fault, FetchState, Keyring,
+    Broadcast, CancelTimer, FaultKind, ExecuteBatch, Fault, FetchState, Keyring,
     Persist, Received, Replica, RequestReceived, Send, SendReply, SetTimer, Start,
     TimerFired, Trace,
 )
 from p2pchain.consensus.events import TIMER_BATCH
 from p2pchain.consensus.events import Action
-from p2pchain.encoding import decode, digest, encode
+from p2pchain.encoding import digest
 from p2pchain.genesis import Genesis
-from p2pchain.ledger.block import Anchors, Block, TxResult, check_metadata
 from p2pchain.ledger.smt import EMPTY
 from p2pchain.ledger.store import ChannelLedger
-from p2pchain.ledger.transaction import Transaction, TransactionRefused, timestamp_to_datetime
-from p2pchain.runtime.records import BlockContext, Invocation, RuntimeFault
 from p2pchain.runtime.worker import ChannelWorker
 from p2pchain.sim.trace import describe as describe_message
 
 from .catchup import CatchUpMixin, app_digest
+from .execution import ExecutionMixin, committed_transactions
 from .durablestore import ChannelPersister, DurableReplicaStore
 
 __all__ = ["ChannelEngine", "DurableReplicaStore", "app_digest", "committed_transactions"]
@@ -70,27 +67,8 @@ MAX_BATCH_HOLD_S = 0.05
 """The longest a batch timer is held beyond batch_timeout_ms."""
 
 
-def committed_transactions(block: Block) -> list[tuple[int, Transaction, TxResult]]:
-    """(position, transaction, result) of each well-formed request of an executed block."""
-    out = []
-    for position, (request, result) in enumerate(zip(block.requests, block.outputs.results)):
-        try:
-            out.append((position, Transaction.from_bytes(request), result))
-        except TransactionRefused:
-            continue
-    return out
-
-
 def message_type(message) -> str:
     return type(message).__name__
-
-
-def _ledger_result(result) -> TxResult:
-    """A runtime result (canonical bytes) in the ledger's form (canonical values)."""
-    if not result.ok:
-        return TxResult("failed", result.reason or "failed")
-    value = None if result.value is None else decode(result.value)
-    return TxResult("ok", "", value, tuple(decode(event) for event in result.events))
 
 
 @dataclass
@@ -106,7 +84,7 @@ class EngineHooks:
     now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000
 
 
-class ChannelEngine(CatchUpMixin):
+class ChannelEngine(ExecutionMixin, CatchUpMixin):
     def __init__(self, *, channel: str, node: str, genesis: Genesis, keyring: Keyring,
                  ledger: ChannelLedger, worker: ChannelWorker, durable: DurableReplicaStore,
                  hooks: EngineHooks, metrics, verifier, tamper: bool = False) -> None:
@@ -123,6 +101,7 @@ class ChannelEngine(CatchUpMixin):
             executed_seq=ledger.height if saved is not None else None, trace=True,
         )
         self.persister = ChannelPersister(durable, channel, saved)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"exec-{channel}")
         self._events: deque = deque()
         self._running = False
         self._dirty = False  # a Persist is owed before the outbox may be sent
@@ -167,6 +146,9 @@ class ChannelEngine(CatchUpMixin):
             for future in futures:
                 if not future.done():
                     future.cancel()
+        # The block being executed finishes (its ledger and worker are closed after this);
+        # batches not started are dropped: the replica hands them out again after a restart.
+        self.executor.shutdown(wait=True, cancel_futures=True)
 
     def feed(self, event) -> None:
         """Queue ``event`` and handle every queued event, one at a time, in order."""
@@ -376,64 +358,6 @@ class ChannelEngine(CatchUpMixin):
                             "kind": "send", "to": to or "*", "msg": describe_message(message)})
 
     # -- execution -----------------------------------------------------------------------
-
-    def _execute(self, action: ExecuteBatch) -> None:
-        if action.seq <= self.ledger.height:  # executed before a crash, reported again on restart
-            self.feed(BlockExecuted(self.hooks.now_ms(), action.seq, self._digest_at(action.seq), ()))
-            self._release_batch()
-            return
-        try:
-            block = self.ledger.commit_batch(action.batch, action.view, action.certificate, self._run_contracts)
-        except RuntimeFault as exc:
-            self.halt(f"the contract worker could not execute block {action.seq}: {exc}")
-            return
-        except Exception as exc:  # a ledger or disk failure: stop this channel rather than diverge
-            log.exception("%s: cannot commit block %d", self.channel, action.seq)
-            self.halt(f"cannot commit block {action.seq}: {exc!r}")
-            return
-        committed = self._committed(block)
-        # One (client, nonce, result digest) per request executed; a replayed nonce has none.
-        results = tuple((tx.creator, tx.nonce, digest(result.to_value())) for _, tx, result in committed
-                        if not (result.status == "refused" and result.reason.startswith("replayed_nonce")))
-        self.feed(BlockExecuted(self.hooks.now_ms(), action.seq, app_digest(self.ledger), results))
-        self._release_batch()
-
-    def _run_contracts(self, block: Block, admitted: list[Transaction]):
-        anchors = {}
-        if block.header.metadata and check_metadata(self.channel, block.header.metadata) is None:
-            # A Byzantine primary may have proposed malformed anchors; every node sees the same
-            # bytes, so every node decides alike: no anchors, and `p2pchain verify` names it.
-            decoded = Anchors.from_metadata(block.header.metadata)
-            anchors = {"matching": decoded.matching.height, "electricity": decoded.electricity.height}
-        context = BlockContext(self.channel, block.height, block.hash, block.header.timestamp_ms, anchors)
-        now = timestamp_to_datetime(block.header.timestamp_ms)
-        invocations = [Invocation(tx.tx_id, tx.contract, tx.function, tx.args, self.genesis.identity(tx.creator, now=now))
-                       for tx in admitted]
-        result = self.worker.execute_block(context, invocations, self.ledger.state)
-        writes = result.write_map()
-        if self.tamper and invocations:
-            # Demonstration only (`p2pchain node --tamper`): this node behaves as if its copy of
-            # the contracts wrote one thing more, so its state root parts from the others'.
-            writes[("tampered", f"block/{block.height}")] = encode(block.height)
-        return [_ledger_result(r) for r in result.results], writes
-
-    def _committed(self, block: Block) -> list[tuple[int, Transaction, TxResult]]:
-        """Account for a committed block: metrics, waiting clients, the node's hook.
-        Returns its well-formed transactions, each parsed once for all of these."""
-        self.metrics.height.labels(self.channel).set(block.height)
-        now = time.monotonic()
-        committed = committed_transactions(block)
-        for _, tx, result in committed:
-            key = (tx.creator, tx.nonce)
-            self.metrics.transactions.labels(self.channel, result.status).inc()
-            arrived = self._arrivals.pop(key, None)
-            if arrived is not None:
-                self.metrics.commit_latency.labels(self.channel).observe(now - arrived)
-            for future in self._waiters.pop(key, ()):
-                if not future.done():
-                    future.set_result((block, tx.tx_id, result))
-        self.hooks.on_commit(self.channel, block, committed)
-        return committed
 
     def halt(self, reason: str) -> None:
         if self.halted:
