@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import aiohttp
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import machine  # noqa: E402
@@ -55,16 +57,21 @@ class LoadGenerator:
         self.signers = [Signer.load(cluster.directory, f"load{i:04d}") for i in range(clients)]
         self.free = [(s, ch) for s in self.signers for ch in CHANNELS]
         random.Random(1).shuffle(self.free)
-        self.clients = {name: Client(cluster.url(name), timeout_s=60) for name in cluster.genesis.node_names}
+        self.clients: dict[str, Client] = {}
+        self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self):
-        for client in self.clients.values():
-            await client.__aenter__()
+        # One request in flight per lane, each on its own keep-alive connection: aiohttp's
+        # default of 100 connections per session made requests queue *in this process*
+        # (seconds, at a few hundred tx/s), which is the load generator's latency, not the nodes'.
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
+                                              timeout=aiohttp.ClientTimeout(total=60))
+        self.clients = {name: Client(self.cluster.url(name), timeout_s=60, session=self._session)
+                        for name in self.cluster.genesis.node_names}
         return self
 
     async def __aexit__(self, *exc):
-        for client in self.clients.values():
-            await client.__aexit__(None, None, None)
+        await self._session.close()
 
     async def one(self, signer: Signer, channel: str, node: str, latencies: list[float], errors: list[str]) -> None:
         tx = signer.transaction(channel, "demo", "record", {"topic": "bench", "value": signer.next_nonce[channel]})
