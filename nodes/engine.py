@@ -316,6 +316,10 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
             old.cancel()
         if name == TIMER_BATCH:
             self._batch_held = False
+            if self._in_flight() == 0:
+                # Nothing of ours in flight: waiting batch_timeout_ms for company would only
+                # add latency; requests of this turn of the loop still share the batch.
+                delay_ms = 0
         loop = asyncio.get_running_loop()
         due = loop.time() + delay_ms / 1000
 
