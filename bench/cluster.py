@@ -170,14 +170,24 @@ async def run(args: argparse.Namespace, cluster: Cluster) -> None:
             print(f"view change after killing {r['primary']}: progress lost {r['lost_s']:.2f} s "
                   f"(timeout {r['timeout_s']:.1f} s, beyond it {r.get('beyond_s', float('nan')):.2f} s)")
         if args.soak_minutes:
+            # RSS of each node process once a minute; the first minute is the warm-up (caches
+            # filling), so "flat" is judged from minute 1 to the end.
             pids = {name: p.pid for name, p in cluster.processes.items()}
-            first = {name: rss_mb(pid) for name, pid in pids.items()}
+            print(f"soak: {args.soak_minutes:g} min at {args.soak_rate:g} tx/s offered; RSS MB per node, once a minute", flush=True)
+            samples = [{name: rss_mb(pid) for name, pid in pids.items()}]
             end = time.time() + 60 * args.soak_minutes
+            minute = 0
             while time.time() < end:
-                await gen.offer(args.soak_rate, 60)
-            last = {name: rss_mb(pid) for name, pid in pids.items()}
+                r = await gen.offer(args.soak_rate, 60)
+                minute += 1
+                samples.append({name: rss_mb(pid) for name, pid in pids.items()})
+                print(f"soak minute {minute:3d}: committed {r['committed']:6.1f}/s p50 {r['p50_ms']:7.1f} ms errors {r['errors']}; RSS "
+                      + " ".join(f"{name} {mb:.0f}" for name, mb in samples[-1].items()), flush=True)
             for name in pids:
-                print(f"soak {args.soak_minutes} min at {args.soak_rate}/s: {name} RSS {first[name]:.0f} -> {last[name]:.0f} MB")
+                after_warmup = samples[1][name] if len(samples) > 2 else samples[0][name]
+                print(f"soak {args.soak_minutes:g} min at {args.soak_rate:g}/s: {name} RSS start {samples[0][name]:.0f} MB, "
+                      f"after minute 1 {after_warmup:.0f} MB, end {samples[-1][name]:.0f} MB "
+                      f"(growth after warm-up {samples[-1][name] - after_warmup:+.0f} MB)")
 
 
 def main() -> None:
