@@ -94,11 +94,17 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
         self.halted: str | None = None
         self.tamper = tamper
         saved = durable.load(channel)
+        # Restart from the last *persisted* executed seq even if the ledger holds more: the
+        # blocks in between executed (on the execution thread) after the last write, so
+        # their BlockExecuted never reached the persisted state. The replica hands those
+        # batches out again; the ledger already has them and reports their digests, and the
+        # replica rebuilds its replies and own checkpoints from them.
+        executed = None if saved is None else min(ledger.height, saved.last_executed)
         self.replica = Replica(
             channel=channel, name=node, keyring=keyring, nodes=genesis.node_names,
             config=genesis.consensus, verifier=verifier, propose_metadata=hooks.anchors,
             genesis_app_digest=self._genesis_digest(), durable=saved,
-            executed_seq=ledger.height if saved is not None else None, trace=True,
+            executed_seq=executed, trace=True,
         )
         self.persister = ChannelPersister(durable, channel, saved)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"exec-{channel}")

@@ -365,7 +365,7 @@ class Node:
         self._index.add(channel, block.height, committed)
         self.subscribers.publish({
             "type": "block", "channel": channel, "node": self.name, "height": block.height,
-            "hash": block.hash.hex(), "view": block.header.view, "proposer": block.header.proposer,
+            "hash": block.hash.hex(), "view": self.engines[channel].view, "proposer": block.header.proposer,
             "transactions": len(block.requests), "state_root": self.ledgers[channel].state.root.hex(),
         })
         for request, result in zip(block.requests, block.outputs.results):
