@@ -261,11 +261,17 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
     def submit(self, request: bytes, client: str, nonce: int, *, wait: bool) -> asyncio.Future | None:
         """Hand a validated client request to the replica; with ``wait``, a future for its result."""
         key = (client, nonce)
-        self._arrivals.setdefault(key, time.monotonic())
         future = None
         if wait:
             future = asyncio.get_running_loop().create_future()
             self._waiters.setdefault(key, []).append(future)
+        if nonce <= self.replica.clients.get(client, 0):
+            # Committed already, not yet executed (execution runs behind commit on its own
+            # thread, so the ledger's nonce check let it through): typically a relayed copy
+            # that arrived late. The replica would only keep it in its request cache (and we
+            # its arrival time) for good; a waiter is answered when the block executes.
+            return future
+        self._arrivals.setdefault(key, time.monotonic())
         self.feed(RequestReceived(self.hooks.now_ms(), request))
         return future
 
