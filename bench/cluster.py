@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import aiohttp
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import machine  # noqa: E402
@@ -55,16 +57,21 @@ class LoadGenerator:
         self.signers = [Signer.load(cluster.directory, f"load{i:04d}") for i in range(clients)]
         self.free = [(s, ch) for s in self.signers for ch in CHANNELS]
         random.Random(1).shuffle(self.free)
-        self.clients = {name: Client(cluster.url(name), timeout_s=60) for name in cluster.genesis.node_names}
+        self.clients: dict[str, Client] = {}
+        self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self):
-        for client in self.clients.values():
-            await client.__aenter__()
+        # One request in flight per lane, each on its own keep-alive connection: aiohttp's
+        # default of 100 connections per session made requests queue *in this process*
+        # (seconds, at a few hundred tx/s), which is the load generator's latency, not the nodes'.
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
+                                              timeout=aiohttp.ClientTimeout(total=60))
+        self.clients = {name: Client(self.cluster.url(name), timeout_s=60, session=self._session)
+                        for name in self.cluster.genesis.node_names}
         return self
 
     async def __aexit__(self, *exc):
-        for client in self.clients.values():
-            await client.__aexit__(None, None, None)
+        await self._session.close()
 
     async def one(self, signer: Signer, channel: str, node: str, latencies: list[float], errors: list[str]) -> None:
         tx = signer.transaction(channel, "demo", "record", {"topic": "bench", "value": signer.next_nonce[channel]})
@@ -163,14 +170,24 @@ async def run(args: argparse.Namespace, cluster: Cluster) -> None:
             print(f"view change after killing {r['primary']}: progress lost {r['lost_s']:.2f} s "
                   f"(timeout {r['timeout_s']:.1f} s, beyond it {r.get('beyond_s', float('nan')):.2f} s)")
         if args.soak_minutes:
+            # RSS of each node process once a minute; the first minute is the warm-up (caches
+            # filling), so "flat" is judged from minute 1 to the end.
             pids = {name: p.pid for name, p in cluster.processes.items()}
-            first = {name: rss_mb(pid) for name, pid in pids.items()}
+            print(f"soak: {args.soak_minutes:g} min at {args.soak_rate:g} tx/s offered; RSS MB per node, once a minute", flush=True)
+            samples = [{name: rss_mb(pid) for name, pid in pids.items()}]
             end = time.time() + 60 * args.soak_minutes
+            minute = 0
             while time.time() < end:
-                await gen.offer(args.soak_rate, 60)
-            last = {name: rss_mb(pid) for name, pid in pids.items()}
+                r = await gen.offer(args.soak_rate, 60)
+                minute += 1
+                samples.append({name: rss_mb(pid) for name, pid in pids.items()})
+                print(f"soak minute {minute:3d}: committed {r['committed']:6.1f}/s p50 {r['p50_ms']:7.1f} ms errors {r['errors']}; RSS "
+                      + " ".join(f"{name} {mb:.0f}" for name, mb in samples[-1].items()), flush=True)
             for name in pids:
-                print(f"soak {args.soak_minutes} min at {args.soak_rate}/s: {name} RSS {first[name]:.0f} -> {last[name]:.0f} MB")
+                after_warmup = samples[1][name] if len(samples) > 2 else samples[0][name]
+                print(f"soak {args.soak_minutes:g} min at {args.soak_rate:g}/s: {name} RSS start {samples[0][name]:.0f} MB, "
+                      f"after minute 1 {after_warmup:.0f} MB, end {samples[-1][name]:.0f} MB "
+                      f"(growth after warm-up {samples[-1][name] - after_warmup:+.0f} MB)")
 
 
 def main() -> None:

@@ -90,7 +90,10 @@ class CatchUpMixin:
                             if self.halted:
                                 return
                             await asyncio.sleep(ANCHOR_POLL_S)
-                        committed = self.ledger.commit_batch(block.batch(), block.header.view, certificate, self._run_contracts)
+                        # on the execution thread, the ledger's one writer (nodes/execution.py)
+                        committed = await asyncio.get_running_loop().run_in_executor(
+                            self.executor, self.ledger.commit_batch, block.batch(), block.header.view,
+                            certificate, self._run_contracts)
                         self._committed(committed)
                         if committed.height >= action.seq:
                             break
@@ -100,7 +103,7 @@ class CatchUpMixin:
             except Exception as exc:  # a slow, absent or lying peer: try the next one
                 log.warning("%s: state transfer from %s failed: %s", self.channel, peer, exc)
                 continue
-            mine = self._digest_at(action.seq)
+            mine = await asyncio.get_running_loop().run_in_executor(self.executor, self._digest_at, action.seq)
             if mine != action.state_digest:
                 self.halt(f"state after block {action.seq} differs from the certified checkpoint "
                           f"({mine.hex()[:16]} vs {action.state_digest.hex()[:16]})")

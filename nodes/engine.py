@@ -5,13 +5,15 @@ out the actions it returns, in order. Events are queued and handled one at a tim
 action that produces an event (executing a batch produces ``BlockExecuted``) never re-enters
 the replica. The one owner of the replica's state is this loop (CometBFT's rule).
 
-* ``Persist`` — the replica's durable state is written (SQLite, ``synchronous=FULL``) before
-  any later action is carried out: a vote is never sent that a crash could make us forget.
+* ``Persist`` — what changed in the replica's durable state is appended to its journal
+  (SQLite, ``synchronous=FULL``; :mod:`.durablestore`) before any later action is carried
+  out: a vote is never sent that a crash could make us forget.
 * ``Send``/``Broadcast`` — framed with the channel name and handed to the peer links.
 * ``SetTimer``/``CancelTimer`` — asyncio timers that feed ``TimerFired`` back.
-* ``ExecuteBatch`` — the ledger builds the block, screens its transactions, the channel's
-  worker process executes the admitted ones, and the block is stored durably with its commit
-  certificate *before* its state is applied (``ChannelLedger.commit_batch``).
+* ``ExecuteBatch`` — on the channel's execution thread (:mod:`.execution`): the ledger
+  builds the block, screens its transactions, the channel's worker process executes the
+  admitted ones, and the block is stored durably with its commit certificate *before* its
+  state is applied (``ChannelLedger.commit_batch``); ``BlockExecuted`` comes back in order.
 * ``FetchState`` — state transfer: the certified blocks this node lacks are fetched from a
   peer, their certificates checked, their batches executed here (outputs are never taken on
   trust), and the resulting state digest compared with the certified checkpoint's.
@@ -26,84 +28,49 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 from p2pchain.consensus import (
-    BlockExecuted, Broadcast, CancelTimer, FaultKind, ExecuteBatch, Fault, FetchState, Keyring,
+    Broadcast, CancelTimer, FaultKind, ExecuteBatch, Fault, FetchState, Keyring,
     Persist, Received, Replica, RequestReceived, Send, SendReply, SetTimer, Start,
     TimerFired, Trace,
 )
-from p2pchain.consensus.durable import decode_durable_state, encode_durable_state
+from p2pchain.consensus.events import TIMER_BATCH
 from p2pchain.consensus.events import Action
-from p2pchain.encoding import decode, digest, encode
+from p2pchain.encoding import digest
 from p2pchain.genesis import Genesis
-from p2pchain.ledger.block import Block, TxResult
+from p2pchain.ledger.block import Block
 from p2pchain.ledger.smt import EMPTY
 from p2pchain.ledger.store import ChannelLedger
-from p2pchain.ledger.transaction import Transaction, TransactionRefused, timestamp_to_datetime
-from p2pchain.runtime.records import BlockContext, Invocation, RuntimeFault
 from p2pchain.runtime.worker import ChannelWorker
 from p2pchain.sim.trace import describe as describe_message
 
 from .anchoring import ExecutionQueue, anchors_of
 from .catchup import CatchUpMixin, app_digest
+from .execution import ExecutionMixin, committed_transactions
+from .durablestore import ChannelPersister, DurableReplicaStore
 
-__all__ = ["ChannelEngine", "app_digest", "committed_transactions"]
+__all__ = ["ChannelEngine", "DurableReplicaStore", "app_digest", "committed_transactions"]
 
 log = logging.getLogger("p2pchain.node")
-
-
-def committed_transactions(block: Block) -> list[tuple[int, Transaction, TxResult]]:
-    """(position, transaction, result) of each well-formed request of an executed block."""
-    out = []
-    for position, (request, result) in enumerate(zip(block.requests, block.outputs.results)):
-        try:
-            out.append((position, Transaction.from_bytes(request), result))
-        except TransactionRefused:
-            continue
-    return out
+LAZY_WRITE_S = 0.05
+"""How long a changed durable state with nothing to send may wait for its write."""
+PIPELINE_BATCHES = 2
+"""Primary: a partial batch waits (past batch_timeout_ms) while this many of its batches
+are in flight, so requests that arrive meanwhile join it. Every block costs each node the
+same fixed work (votes, signatures, an fsync'd append, a worker round trip); small blocks
+at moderate load spent the cores on that instead of on transactions. A full batch
+(batch_max) is never held; a timer delivered late is within the replica's contract."""
+MAX_BATCH_HOLD_S = 0.05
+"""The longest a batch timer is held beyond batch_timeout_ms."""
 
 
 def message_type(message) -> str:
     return type(message).__name__
-
-
-def _ledger_result(result) -> TxResult:
-    """A runtime result (canonical bytes) in the ledger's form (canonical values)."""
-    if not result.ok:
-        return TxResult("failed", result.reason or "failed")
-    value = None if result.value is None else decode(result.value)
-    return TxResult("ok", "", value, tuple(decode(event) for event in result.events))
-
-
-class DurableReplicaStore:
-    """The replicas' durable state, one row per channel, replaced atomically (SQLite WAL,
-    ``synchronous=FULL``: the row is on disk when ``write`` returns). Writes run on the
-    store's one thread (``thread``), so an fsync never stalls the event loop."""
-
-    def __init__(self, path: Path) -> None:
-        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="durable")
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("CREATE TABLE IF NOT EXISTS replica (channel TEXT PRIMARY KEY, state BLOB NOT NULL)")
-
-    def load(self, channel: str):
-        row = self._conn.execute("SELECT state FROM replica WHERE channel = ?", (channel,)).fetchone()
-        return None if row is None else decode_durable_state(row[0])
-
-    def write(self, channel: str, data: bytes) -> None:
-        self._conn.execute("INSERT OR REPLACE INTO replica (channel, state) VALUES (?, ?)", (channel, data))
-
-    def close(self) -> None:
-        self.thread.shutdown(wait=True)
-        self._conn.close()
 
 
 @dataclass
@@ -121,7 +88,7 @@ class EngineHooks:
     now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000
 
 
-class ChannelEngine(CatchUpMixin):
+class ChannelEngine(ExecutionMixin, CatchUpMixin):
     def __init__(self, *, channel: str, node: str, genesis: Genesis, keyring: Keyring,
                  ledger: ChannelLedger, worker: ChannelWorker, durable: DurableReplicaStore,
                  hooks: EngineHooks, metrics, verifier, tamper: bool = False) -> None:
@@ -131,12 +98,20 @@ class ChannelEngine(CatchUpMixin):
         self.halted: str | None = None
         self.tamper = tamper
         saved = durable.load(channel)
+        # Restart from the last *persisted* executed seq even if the ledger holds more: the
+        # blocks in between executed (on the execution thread) after the last write, so
+        # their BlockExecuted never reached the persisted state. The replica hands those
+        # batches out again; the ledger already has them and reports their digests, and the
+        # replica rebuilds its replies and own checkpoints from them.
+        executed = None if saved is None else min(ledger.height, saved.last_executed)
         self.replica = Replica(
             channel=channel, name=node, keyring=keyring, nodes=genesis.node_names,
             config=genesis.consensus, verifier=verifier, propose_metadata=hooks.anchors,
             genesis_app_digest=self._genesis_digest(), durable=saved,
-            executed_seq=ledger.height if saved is not None else None, trace=True,
+            executed_seq=executed, trace=True,
         )
+        self.persister = ChannelPersister(durable, channel, saved)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"exec-{channel}")
         self._events: deque = deque()
         # Committed blocks wait for their anchored heights (nodes/anchoring.py); none runs once halted.
         self.execution = ExecutionQueue(self._execute, lambda metadata: not self.halted and hooks.reached(metadata))
@@ -145,6 +120,8 @@ class ChannelEngine(CatchUpMixin):
         self._outbox: list[tuple[str | None, Any]] = []
         self._flush_scheduled = False
         self._writing = False  # a write of the durable state is in flight
+        self._lazy: asyncio.TimerHandle | None = None  # a deferred write (nothing to send yet)
+        self._batch_held = False  # the batch timer fired while PIPELINE_BATCHES were in flight
         self._fetch_goal: FetchState | None = None
         self._highest_seen = 0  # the highest sequence number in any peer's message
         self._progress = (0, 0.0)  # (last executed, when it last moved)
@@ -169,6 +146,9 @@ class ChannelEngine(CatchUpMixin):
     def stop(self) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
+        if self._lazy is not None:
+            self._lazy.cancel()
+            self._lazy = None
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
@@ -178,6 +158,9 @@ class ChannelEngine(CatchUpMixin):
             for future in futures:
                 if not future.done():
                     future.cancel()
+        # The block being executed finishes (its ledger and worker are closed after this);
+        # batches not started are dropped: the replica hands them out again after a restart.
+        self.executor.shutdown(wait=True, cancel_futures=True)
 
     def feed(self, event) -> None:
         """Queue ``event`` and handle every queued event, one at a time, in order."""
@@ -219,11 +202,34 @@ class ChannelEngine(CatchUpMixin):
         if not self._dirty:
             self._send_all(outbox)
             return
+        if not outbox:
+            # Nothing leaves yet, so nothing yet depends on this state being on disk: a crash
+            # now loses only votes received since the last write, as if the network had
+            # dropped them (peers retransmit). It is written with the next send, or after
+            # LAZY_WRITE_S, whichever comes first; an fsync per received vote would otherwise
+            # hold up the sends that do need one.
+            if self._lazy is None:
+                self._lazy = asyncio.get_running_loop().call_later(LAZY_WRITE_S, self._write_lazily)
+            return
+        self._write(outbox)
+
+    def _write_lazily(self) -> None:
+        self._lazy = None
+        if self._dirty and not self._writing and not self.halted:
+            self._write([])
+
+    def _write(self, outbox: list[tuple[str | None, Any]]) -> None:
+        """Write what changed in the durable state on the store's thread, then send ``outbox``."""
+        if self._lazy is not None:
+            self._lazy.cancel()
+            self._lazy = None
         self._dirty = False
-        data = encode_durable_state(self.replica.durable_state())  # a snapshot, taken here
+        # What changed since the last write (a journal delta; now and then a whole snapshot),
+        # taken here: later events go into the next write.
+        write, size = self.persister.prepare(self.replica.durable_state())
         self._writing = True
         started = time.perf_counter()
-        future = asyncio.get_running_loop().run_in_executor(self.durable.thread, self.durable.write, self.channel, data)
+        future = asyncio.get_running_loop().run_in_executor(self.durable.thread, write)
 
         def written(done: asyncio.Future) -> None:
             self._writing = False
@@ -231,7 +237,7 @@ class ChannelEngine(CatchUpMixin):
                 self.halt(f"cannot write the replica's durable state: {done.exception() if not done.cancelled() else 'cancelled'}")
                 return
             self.metrics.persist_seconds.labels(self.channel).observe(time.perf_counter() - started)
-            self.metrics.persist_bytes.labels(self.channel).set(len(data))
+            self.metrics.persist_bytes.labels(self.channel).set(size)
             self._send_all(outbox)
             if self._dirty or self._outbox:
                 self._flush()
@@ -261,11 +267,17 @@ class ChannelEngine(CatchUpMixin):
     def submit(self, request: bytes, client: str, nonce: int, *, wait: bool) -> asyncio.Future | None:
         """Hand a validated client request to the replica; with ``wait``, a future for its result."""
         key = (client, nonce)
-        self._arrivals.setdefault(key, time.monotonic())
         future = None
         if wait:
             future = asyncio.get_running_loop().create_future()
             self._waiters.setdefault(key, []).append(future)
+        if nonce <= self.replica.clients.get(client, 0):
+            # Committed already, not yet executed (execution runs behind commit on its own
+            # thread, so the ledger's nonce check let it through): typically a relayed copy
+            # that arrived late. The replica would only keep it in its request cache (and we
+            # its arrival time) for good; a waiter is answered when the block executes.
+            return future
+        self._arrivals.setdefault(key, time.monotonic())
         self.feed(RequestReceived(self.hooks.now_ms(), request))
         return future
 
@@ -287,6 +299,8 @@ class ChannelEngine(CatchUpMixin):
             elif kind is SetTimer:
                 self._set_timer(action.timer, action.delay_ms)
             elif kind is CancelTimer:
+                if action.timer == TIMER_BATCH:
+                    self._batch_held = False
                 handle = self._timers.pop(action.timer, None)
                 if handle is not None:
                     handle.cancel()
@@ -318,13 +332,41 @@ class ChannelEngine(CatchUpMixin):
         old = self._timers.pop(name, None)
         if old is not None:
             old.cancel()
+        if name == TIMER_BATCH:
+            self._batch_held = False
+            if self._in_flight() == 0:
+                # Nothing of ours in flight: waiting batch_timeout_ms for company would only
+                # add latency; requests of this turn of the loop still share the batch.
+                delay_ms = 0
         loop = asyncio.get_running_loop()
+        due = loop.time() + delay_ms / 1000
 
         def fire() -> None:
             self._timers.pop(name, None)
+            if (name == TIMER_BATCH and self._in_flight() >= PIPELINE_BATCHES
+                    and loop.time() < due + MAX_BATCH_HOLD_S):
+                # delivered when a batch in flight has executed (_release_batch), or at the
+                # latest MAX_BATCH_HOLD_S late, whatever the replica's view has become
+                self._batch_held = True
+                self._timers[name] = loop.call_later(MAX_BATCH_HOLD_S / 4, fire)
+                return
+            self._batch_held = False
             self.feed(TimerFired(self.hooks.now_ms(), name))
 
         self._timers[name] = loop.call_later(delay_ms / 1000, fire)
+
+    def _in_flight(self) -> int:
+        """Batches this replica proposed that have not executed here yet."""
+        return self.replica.next_seq - 1 - self.replica.last_executed
+
+    def _release_batch(self) -> None:
+        """A batch executed: a held batch timer may fire now."""
+        if self._batch_held and self._in_flight() < PIPELINE_BATCHES:
+            self._batch_held = False
+            handle = self._timers.pop(TIMER_BATCH, None)
+            if handle is not None:
+                handle.cancel()
+            self.feed(TimerFired(self.hooks.now_ms(), TIMER_BATCH))
 
     def _trace(self, action: Trace) -> None:
         self.hooks.publish({"type": "trace", "channel": self.channel, "node": self.node,
@@ -338,58 +380,6 @@ class ChannelEngine(CatchUpMixin):
                             "kind": "send", "to": to or "*", "msg": describe_message(message)})
 
     # -- execution -----------------------------------------------------------------------
-
-    def _execute(self, action: ExecuteBatch) -> None:
-        if action.seq <= self.ledger.height:  # executed before a crash, reported again on restart
-            self.feed(BlockExecuted(self.hooks.now_ms(), action.seq, self._digest_at(action.seq), ()))
-            return
-        try:
-            block = self.ledger.commit_batch(action.batch, action.view, action.certificate, self._run_contracts)
-        except RuntimeFault as exc:
-            self.halt(f"the contract worker could not execute block {action.seq}: {exc}")
-            return
-        except Exception as exc:  # a ledger or disk failure: stop this channel rather than diverge
-            log.exception("%s: cannot commit block %d", self.channel, action.seq)
-            self.halt(f"cannot commit block {action.seq}: {exc!r}")
-            return
-        committed = self._committed(block)
-        # One (client, nonce, result digest) per request executed; a replayed nonce has none.
-        results = tuple((tx.creator, tx.nonce, digest(result.to_value())) for _, tx, result in committed
-                        if not (result.status == "refused" and result.reason.startswith("replayed_nonce")))
-        self.feed(BlockExecuted(self.hooks.now_ms(), action.seq, app_digest(self.ledger), results))
-
-    def _run_contracts(self, block: Block, admitted: list[Transaction]):
-        decoded = anchors_of(self.channel, block.header.metadata)
-        anchors = {} if decoded is None else decoded.heights()
-        context = BlockContext(self.channel, block.height, block.hash, block.header.timestamp_ms, anchors)
-        now = timestamp_to_datetime(block.header.timestamp_ms)
-        invocations = [Invocation(tx.tx_id, tx.contract, tx.function, tx.args, self.genesis.identity(tx.creator, now=now))
-                       for tx in admitted]
-        result = self.worker.execute_block(context, invocations, self.ledger.state, self.hooks.reader(anchors))
-        writes = result.write_map()
-        if self.tamper and invocations:
-            # Demonstration only (`p2pchain node --tamper`): this node behaves as if its copy of
-            # the contracts wrote one thing more, so its state root parts from the others'.
-            writes[("tampered", f"block/{block.height}")] = encode(block.height)
-        return [_ledger_result(r) for r in result.results], writes
-
-    def _committed(self, block: Block) -> list[tuple[int, Transaction, TxResult]]:
-        """Account for a committed block: metrics, waiting clients, the node's hook.
-        Returns its well-formed transactions, each parsed once for all of these."""
-        self.metrics.height.labels(self.channel).set(block.height)
-        now = time.monotonic()
-        committed = committed_transactions(block)
-        for _, tx, result in committed:
-            key = (tx.creator, tx.nonce)
-            self.metrics.transactions.labels(self.channel, result.status).inc()
-            arrived = self._arrivals.pop(key, None)
-            if arrived is not None:
-                self.metrics.commit_latency.labels(self.channel).observe(now - arrived)
-            for future in self._waiters.pop(key, ()):
-                if not future.done():
-                    future.set_result((block, tx.tx_id, result))
-        self.hooks.on_commit(self.channel, block, committed)
-        return committed
 
     def halt(self, reason: str) -> None:
         if self.halted:

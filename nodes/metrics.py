@@ -30,7 +30,7 @@ class NodeMetrics:
                                         ["channel"], buckets=LATENCY_BUCKETS, registry=r)
         self.persist_seconds = Histogram("p2pchain_persist_seconds", "Writing the replica's durable state (encode + fsync)",
                                          ["channel"], buckets=LATENCY_BUCKETS, registry=r)
-        self.persist_bytes = Gauge("p2pchain_persist_bytes", "Size of the replica's last durable state", ["channel"], registry=r)
+        self.persist_bytes = Gauge("p2pchain_persist_bytes", "Size of the last write of the replica's durable state (journal delta or snapshot)", ["channel"], registry=r)
         self.halted = Gauge("p2pchain_channel_halted", "1 if the channel halted on a state-root mismatch", ["channel"], registry=r)
         self.links = Gauge("p2pchain_peer_link_frames", "Peer-link counters: frames sent, received, dropped "
                            "(queue full) per peer, and links refused per reason", ["kind", "label"], registry=r)

@@ -19,6 +19,7 @@ import functools
 import json
 import logging
 import os
+import itertools
 import signal
 import sqlite3
 from dataclasses import dataclass, field
@@ -66,12 +67,39 @@ class LedgerVerifier:
     replays deterministically when the block executes.
     """
 
-    def __init__(self, channel: str, genesis: Genesis, ledger: ChannelLedger) -> None:
+    def __init__(self, channel: str, genesis: Genesis, ledger: ChannelLedger, checked: "CheckedRequests") -> None:
         self.channel, self.genesis, self.ledger = channel, genesis, ledger
+        self.checked = checked
 
     def verify_request(self, request: bytes) -> tuple[str, int]:
+        known = self.checked.get(request)
+        if known is not None and known[0] == self.channel:
+            return known[1], known[2]
         tx = validate_transaction(request, self.genesis, utc_now(), _no_nonce, channel=self.channel)
+        self.checked.add(request, tx)
         return tx.creator, tx.nonce
+
+
+class CheckedRequests:
+    """Requests this node has already validated (format, signature, identity, permission),
+    as ``bytes -> (channel, creator, nonce)``: the API or the relay validates a request once, and the
+    replica's verifier does not check its signature a second time. Bounded (oldest out).
+    A certificate that expires in the seconds between the two checks is still caught where
+    it matters: the ledger screens every request as of its block's timestamp."""
+
+    def __init__(self, limit: int = 20_000) -> None:
+        self._known: dict[bytes, tuple[str, str, int]] = {}
+        self.limit = limit
+
+    def get(self, request: bytes) -> tuple[str, str, int] | None:
+        return self._known.get(request)
+
+    def add(self, request: bytes, tx: Transaction) -> None:
+        known = self._known
+        if len(known) >= self.limit:
+            for old in list(itertools.islice(known, self.limit // 10)):
+                del known[old]
+        known[request] = (tx.channel, tx.creator, tx.nonce)
 
 
 def _no_nonce(creator: str) -> None:
@@ -138,6 +166,7 @@ class Node:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.metrics = NodeMetrics(name)
         self.subscribers = Subscribers()
+        self.checked = CheckedRequests()
         self.faults = FaultState()
         self.engines: dict[str, ChannelEngine] = {}
         self.anchoring: NodeAnchoring | None = None
@@ -176,7 +205,7 @@ class Node:
             self.engines[channel] = ChannelEngine(
                 channel=channel, node=self.name, genesis=self.genesis, keyring=keyring, ledger=ledger,
                 worker=worker, durable=self._store, hooks=hooks, metrics=self.metrics,
-                verifier=LedgerVerifier(channel, self.genesis, ledger), tamper=channel in self.tamper,
+                verifier=LedgerVerifier(channel, self.genesis, ledger, self.checked), tamper=channel in self.tamper,
             )
             self.metrics.height.labels(channel).set(ledger.height)
             log.info("%s: opened at height %d, view %d", channel, ledger.height, self.engines[channel].view)
@@ -340,7 +369,7 @@ class Node:
         self.anchoring.committed()
         self.subscribers.publish({
             "type": "block", "channel": channel, "node": self.name, "height": block.height,
-            "hash": block.hash.hex(), "view": block.header.view, "proposer": block.header.proposer,
+            "hash": block.hash.hex(), "view": self.engines[channel].view, "proposer": block.header.proposer,
             "transactions": len(block.requests), "state_root": self.ledgers[channel].state.root.hex(),
         })
         for request, result in zip(block.requests, block.outputs.results):
@@ -353,7 +382,9 @@ class Node:
 
     def validate(self, channel: str, data: bytes) -> Transaction:
         ledger = self.ledgers[channel]
-        return validate_transaction(data, self.genesis, utc_now(), ledger.last_nonce, channel=channel)
+        tx = validate_transaction(data, self.genesis, utc_now(), ledger.last_nonce, channel=channel)
+        self.checked.add(data, tx)
+        return tx
 
 
 async def run_node(directory: Path, name: str, *, tamper: tuple[str, ...] = ()) -> int:

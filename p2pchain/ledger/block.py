@@ -5,8 +5,11 @@ Block *h* of a channel is made from the batch consensus committed at sequence nu
 
 * ``channel``, ``height``, ``prev_hash`` (the hash of block h-1's header),
 * the batch fields that, with the body's requests, give back the batch digest *d* that the
-  commit certificate signs: ``proposer``, ``timestamp_ms``, ``metadata``; and ``view``,
-  ``seq`` (= height) of the certificate; ``batch_digest`` = *d* itself,
+  commit certificate signs: ``proposer``, ``timestamp_ms``, ``metadata``; ``seq`` (= height);
+  ``batch_digest`` = *d* itself; and ``view``, which is 0: the view a batch commits in can
+  differ between correct replicas (committed in v at some, re-proposed by the NEW-VIEW and
+  committed in v+1 at others), so it is not part of the block's identity — each node's stored
+  certificate carries the view it saw,
 * ``tx_root``: the RFC 6962 Merkle root over the requests' transaction ids,
 * ``state_root`` and ``prev_outputs_digest``: the state root *after block h-1* and the
   digest of block h-1's outputs (results and write set). As Tendermint's ``AppHash`` and

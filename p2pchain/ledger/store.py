@@ -53,6 +53,8 @@ BLOCKS_SCHEMA = (
 )
 
 WAL_CHECKPOINT_PAGES = 8192
+BLOCK_VIEW = 0
+"""The ``view`` of every block header after block 0 (see :meth:`ChannelLedger.prepare`)."""
 
 Executor = Callable[[Block, list[Transaction]], "tuple[Sequence[TxResult], Mapping[tuple[str, str], bytes | None]]"]
 """``execute(block, admitted) -> (one result per admitted transaction, merged write set)``."""
@@ -223,9 +225,14 @@ class ChannelLedger:
     def prepare(self, batch: Batch, view: int) -> Block:
         """The next block for a batch committed at sequence number ``height + 1``."""
         height, head_hash, outputs_digest = self._head
+        # The header's view is 0, not ``view``: a batch committed in view v at some correct
+        # replicas is re-proposed by the NEW-VIEW and commits in v+1 at the others, so the
+        # commit view differs between replicas and would give the same block different
+        # hashes (and their checkpoints different digests). Each node's stored certificate
+        # keeps the view it saw the batch commit in.
         header = make_header(
             channel=self.channel, height=height + 1, prev_hash=head_hash, state_root=self.state.root,
-            prev_outputs_digest=outputs_digest, batch=batch, view=view,
+            prev_outputs_digest=outputs_digest, batch=batch, view=BLOCK_VIEW,
         )
         return Block(header, tuple(batch.requests))
 
@@ -266,8 +273,8 @@ class ChannelLedger:
             (h.prev_outputs_digest == outputs_digest, "prev_outputs_digest is not the head's"),
             (block.batch().digest() == h.batch_digest, "batch_digest does not match the batch"),
             (len(block.outputs.results) == len(block.requests), "one result per request is required"),
-            ((certificate.channel, certificate.view, certificate.seq, certificate.batch_digest)
-             == (h.channel, h.view, h.seq, h.batch_digest), "certificate is for another batch"),
+            ((certificate.channel, certificate.seq, certificate.batch_digest)
+             == (h.channel, h.seq, h.batch_digest), "certificate is for another batch"),
         ]
         for ok, message in problems:
             if not ok:

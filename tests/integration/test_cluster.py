@@ -158,6 +158,54 @@ def test_a_killed_backup_restarts_and_catches_up(cluster, load):
     assert agreement["transaction"][0] > 0
 
 
+def _journal_rows(cluster: Cluster, name: str) -> int:
+    """Rows in the node's durable-state journal (nodes/durablestore.py), read while it is down."""
+    import sqlite3
+    conn = sqlite3.connect(cluster.directory / "nodes" / name / "node.sqlite")
+    try:
+        return conn.execute("SELECT COUNT(*) FROM journal").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def _crash_rounds(cluster, load, rounds: int, seed: int) -> None:
+    import random
+    rng = random.Random(seed)
+    replayed = 0
+    for _ in range(rounds):
+        primary = asyncio.run(_status(cluster, "node0"))["channels"]["transaction"]["primary"]
+        victim = rng.choice([n for n in cluster.genesis.node_names if n != primary])
+        others = [n for n in cluster.genesis.node_names if n != victim]
+
+        async def kill_at_a_random_instant():
+            running = asyncio.ensure_future(load.run(240, others))
+            await asyncio.sleep(rng.uniform(0.05, 1.5))
+            cluster.kill(victim)  # SIGKILL: whatever write was in flight is cut short
+            answers = await running
+            assert all(a["result"]["status"] == "ok" for a in answers)
+
+        asyncio.run(kill_at_a_random_instant())
+        replayed += _journal_rows(cluster, victim) > 0
+        cluster.start(victim)
+        asyncio.run(cluster.wait_healthy([victim], timeout_s=60))
+        asyncio.run(load.run(60, list(cluster.genesis.node_names)))
+    agreement = asyncio.run(_agree(cluster, timeout_s=90))
+    assert agreement["transaction"][0] > 0
+    for name in cluster.genesis.node_names:
+        report = _verify(cluster, name)
+        assert report.returncode == 0, report.stdout + report.stderr
+    assert replayed >= 1  # at least one restart went through snapshot + journal replay
+
+
+def test_backups_sigkilled_at_random_instants_restart_from_their_journal_and_agree(cluster, load):
+    _crash_rounds(cluster, load, rounds=2, seed=8)
+
+
+@pytest.mark.slow
+def test_many_sigkills_at_random_instants_leave_valid_agreeing_chains(cluster, load):
+    _crash_rounds(cluster, load, rounds=8, seed=9)
+
+
 def test_killing_the_primary_brings_a_view_change_and_progress(cluster, load):
     before = asyncio.run(_status(cluster, "node1"))["channels"]
     primary = before["transaction"]["primary"]

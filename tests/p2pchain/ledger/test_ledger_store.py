@@ -153,3 +153,25 @@ def test_block_whose_writes_cannot_be_applied_is_not_stored(chain, open_ledger):
     with pytest.raises(LedgerError, match="not canonical"):
         chain.commit(ledger, [chain.tx("ev01", 1)], execute=float_writer)
     assert ledger.height == 0 and ledger.state.applied_height == 0
+
+
+def test_a_batch_committed_in_different_views_on_two_nodes_gives_the_same_block(chain, tmp_path):
+    """PBFT may commit a batch in view v at some replicas and, re-proposed by the NEW-VIEW,
+    in v+1 at others: their blocks (hashes, state roots) must still be identical, and each
+    node's chain must verify with its own certificate."""
+    from p2pchain.ledger.verify import verify_channel
+    first = ChannelLedger.open(ledger_path(tmp_path / "a", "transaction"), "transaction", chain.genesis)
+    second = ChannelLedger.open(ledger_path(tmp_path / "b", "transaction"), "transaction", chain.genesis)
+    for nonce in range(1, 4):
+        requests = [chain.tx("ev01", nonce, key="k", value=nonce)]
+        a = chain.commit(first, requests, view=nonce)
+        b = chain.commit(second, requests, view=nonce + 1)
+        assert (a.hash, a.header.state_root) == (b.hash, b.header.state_root)
+    assert (first.head_hash, first.state.root) == (second.head_hash, second.state.root)
+    assert first.block(2).certificate.view != second.block(2).certificate.view
+    first.close()
+    second.close()
+    for directory in ("a", "b"):
+        report = verify_channel(ledger_path(tmp_path / directory, "transaction"), "transaction", chain.genesis)
+        assert report.verified_height == 3
+        assert report.ok, report.describe()

@@ -1,0 +1,132 @@
+"""Executing committed batches off the event loop (a mixin of :class:`~.engine.ChannelEngine`).
+
+A committed batch becomes a block on the channel's *execution thread*: the ledger builds
+the block, screens its transactions, the channel's worker process executes the admitted
+ones, and the block is stored durably with its commit certificate before its state is
+applied (``ChannelLedger.commit_batch``). The event loop meanwhile goes on with consensus
+messages, client requests and the durable-state writes of the other blocks in flight:
+the worker round trip and the block's fsync no longer hold every other message up. (SQLite
+and the worker's pipe release the GIL while they wait.)
+
+One thread per channel keeps the blocks in order; their results come back to the loop in
+that order and are fed to the replica as ``BlockExecuted``. Everything that changes the
+ledger runs on this thread — also state transfer (:mod:`.catchup`) — so two writers never
+meet. The loop still *reads* the ledger (API, status); a read during a block sees either
+side of it, never a mixture that lasts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from p2pchain.consensus import BlockExecuted, ExecuteBatch
+from p2pchain.encoding import decode, digest, encode
+from p2pchain.ledger.block import Block, TxResult
+from p2pchain.ledger.transaction import Transaction, TransactionRefused, timestamp_to_datetime
+from p2pchain.runtime.records import BlockContext, Invocation, RuntimeFault
+
+from .anchoring import anchors_of
+from .catchup import app_digest
+
+__all__ = ["ExecutionMixin", "committed_transactions"]
+
+log = logging.getLogger("p2pchain.node")
+
+
+def committed_transactions(block: Block) -> list[tuple[int, Transaction, TxResult]]:
+    """(position, transaction, result) of each well-formed request of an executed block."""
+    out = []
+    for position, (request, result) in enumerate(zip(block.requests, block.outputs.results)):
+        try:
+            out.append((position, Transaction.from_bytes(request), result))
+        except TransactionRefused:
+            continue
+    return out
+
+
+def _ledger_result(result) -> TxResult:
+    """A runtime result (canonical bytes) in the ledger's form (canonical values)."""
+    if not result.ok:
+        return TxResult("failed", result.reason or "failed")
+    value = None if result.value is None else decode(result.value)
+    return TxResult("ok", "", value, tuple(decode(event) for event in result.events))
+
+
+class ExecutionMixin:
+    """Needs from the engine: ``executor`` (a one-thread pool), ``ledger``, ``worker``,
+    ``genesis``, ``channel``, ``tamper``, ``metrics``, ``hooks``, ``feed``, ``halt``,
+    ``_release_batch``, ``_digest_at``, ``_arrivals``, ``_waiters``."""
+
+    def _execute(self, action: ExecuteBatch) -> None:
+        """Hand the batch to the execution thread; its result comes back as ``BlockExecuted``."""
+        future = asyncio.get_running_loop().run_in_executor(self.executor, self._execute_here, action)
+        future.add_done_callback(lambda done: self._executed(action, done))
+
+    def _execute_here(self, action: ExecuteBatch) -> tuple[Block | None, bytes]:
+        """On the execution thread: (the committed block or ``None`` if the ledger already had
+        it, the application digest after it). The digest is taken here, before the next block
+        can move the ledger on."""
+        if action.seq <= self.ledger.height:  # executed before a crash, reported again on restart
+            return None, self._digest_at(action.seq)
+        block = self.ledger.commit_batch(action.batch, action.view, action.certificate, self._run_contracts)
+        return block, app_digest(self.ledger)
+
+    def _executed(self, action: ExecuteBatch, done: asyncio.Future) -> None:
+        """On the event loop, in the order the batches were handed out (one thread)."""
+        if self.halted or done.cancelled():
+            return
+        exc = done.exception()
+        if isinstance(exc, RuntimeFault):
+            self.halt(f"the contract worker could not execute block {action.seq}: {exc}")
+            return
+        if exc is not None:  # a ledger or disk failure: stop this channel rather than diverge
+            log.error("%s: cannot commit block %d", self.channel, action.seq, exc_info=exc)
+            self.halt(f"cannot commit block {action.seq}: {exc!r}")
+            return
+        block, state_digest = done.result()
+        results: tuple = ()
+        if block is not None:
+            committed = self._committed(block)
+            # One (client, nonce, result digest) per request executed; a replayed nonce has none.
+            results = tuple((tx.creator, tx.nonce, digest(result.to_value())) for _, tx, result in committed
+                            if not (result.status == "refused" and result.reason.startswith("replayed_nonce")))
+        self.feed(BlockExecuted(self.hooks.now_ms(), action.seq, state_digest, results))
+        self._release_batch()
+
+    def _run_contracts(self, block: Block, admitted: list[Transaction]):
+        # Malformed anchors never reach a commit at an honest backup (nodes/anchoring.py); a
+        # block without anchors (a null batch) reads no other channel.
+        decoded = anchors_of(self.channel, block.header.metadata)
+        anchors = {} if decoded is None else decoded.heights()
+        context = BlockContext(self.channel, block.height, block.hash, block.header.timestamp_ms, anchors)
+        now = timestamp_to_datetime(block.header.timestamp_ms)
+        invocations = [Invocation(tx.tx_id, tx.contract, tx.function, tx.args, self.genesis.identity(tx.creator, now=now))
+                       for tx in admitted]
+        result = self.worker.execute_block(context, invocations, self.ledger.state, self.hooks.reader(anchors))
+        writes = result.write_map()
+        if self.tamper and invocations:
+            # Demonstration only (`p2pchain node --tamper`): this node behaves as if its copy of
+            # the contracts wrote one thing more, so its state root parts from the others'.
+            writes[("tampered", f"block/{block.height}")] = encode(block.height)
+        return [_ledger_result(r) for r in result.results], writes
+
+    def _committed(self, block: Block) -> list[tuple[int, Transaction, TxResult]]:
+        """Account for a committed block: metrics, waiting clients, the node's hook.
+        Returns its well-formed transactions, each parsed once for all of these."""
+        self.metrics.height.labels(self.channel).set(block.height)
+        now = time.monotonic()
+        committed = committed_transactions(block)
+        for _, tx, result in committed:
+            key = (tx.creator, tx.nonce)
+            self.metrics.transactions.labels(self.channel, result.status).inc()
+            arrived = self._arrivals.pop(key, None)
+            if arrived is not None:
+                self.metrics.commit_latency.labels(self.channel).observe(now - arrived)
+            for future in self._waiters.pop(key, ()):
+                if not future.done():
+                    future.set_result((block, tx.tx_id, result))
+        self.hooks.on_commit(self.channel, block, committed)
+        return committed
+
