@@ -25,7 +25,7 @@ export class Explorer {
       const page = await getJSON(`/v1/channels/${this.channel}/blocks`);
       body.replaceChildren(...page.blocks.slice().reverse().slice(0, 40).map((b) => el("tr", {
         class: "click", "data-height": b.height, onclick: () => this.showBlock(b.height) },
-        el("td", {}, b.height), el("td", { class: "hash" }, short(b.hash)), el("td", {}, b.header.view ?? ""),
+        el("td", {}, b.height), el("td", { class: "hash" }, short(b.hash)), el("td", {}, b.certificate?.view ?? ""),  // the header holds no view (same block in any view)
         el("td", {}, b.header.proposer ?? ""), el("td", {}, b.transactions.length))));
     } catch (err) { body.replaceChildren(el("tr", {}, el("td", { colspan: 5, class: "bad" }, err.message))); }
   }
