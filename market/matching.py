@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import LinearConstraint, linear_sum_assignment, linprog, milp
-from scipy.sparse.csgraph import NegativeCycleError, connected_components, shortest_path
+from scipy.sparse.csgraph import connected_components
 
 from market.model import Market, pair_terms
 
@@ -184,8 +184,15 @@ def _canonicalise(w, bc, sc, I, J, x, u, v, z, change, rb, rs):
     Only ``change`` edges can differ between optima; the others keep their value.
     On the changeable edges every b-matching that uses tight edges only and keeps
     saturated every vertex with a positive dual is optimal (complementary
-    slackness), so the greedy scan needs only feasibility LPs on that small set.
-    Returns (I, J, x) over used and changeable edges.
+    slackness), so the greedy scan is a feasibility question on that face:
+    degree bounds lo_p <= deg(p) <= hi_p (lo = hi = room where the dual is
+    positive, lo = 0 elsewhere) on the changeable edges.  Combinatorially
+    (:func:`_addable_path`): pair e = (i, j) can join the current solution,
+    together with every pair kept and none rejected, iff an alternating path
+    leads from j back to i over free pairs -- the symmetric difference with any
+    such solution splits into alternating trails (Schrijver 2003, Sec. 21.3), and
+    the one through e is such a path.  So each pair costs one graph search instead
+    of an LP.  Returns (I, J, x) over used and changeable edges.
     """
     m, n = w.shape
     used = np.zeros((m, n), dtype=bool)
@@ -193,22 +200,87 @@ def _canonicalise(w, bc, sc, I, J, x, u, v, z, change, rb, rs):
     fixed = used & ~change
     cI, cJ = np.nonzero(change)
     cur = used[cI, cJ].astype(np.int64)
-    room_b = bc - fixed.sum(axis=1)
-    room_s = sc - fixed.sum(axis=0)
-    deg_eq = np.r_[u > 0, v > 0]
-    we = w[cI, cJ]
-    lower, upper = np.zeros(len(cI)), np.ones(len(cI))
-    for e in np.lexsort((rs[cJ], rb[cI])):
-        lower[e] = 1.0
-        if cur[e] == 1:
-            continue
-        trial, _ = _lp_b_matching(cI, cJ, we, room_b, room_s, m, n, lower, upper, deg_eq)
-        if trial is not None and int(trial @ we) == int(cur @ we):
-            cur = trial
+    hi = np.r_[bc - fixed.sum(axis=1), sc - fixed.sum(axis=0)].tolist()
+    lo = np.where(np.r_[u > 0, v > 0], hi, 0).tolist()
+    deg = (np.bincount(cI[cur == 1], minlength=m).tolist()
+           + np.bincount(cJ[cur == 1], minlength=n).tolist())
+    index = {(a, m + b): k for k, (a, b) in enumerate(zip(cI.tolist(), cJ.tolist()))}
+    # arcs: unused free pair buyer -> seller (may enter), used free pair seller -> buyer
+    # (may leave); kept and rejected pairs have no arc
+    out: list[set[int]] = [set() for _ in range(m + n)]
+    for (a, b), k in index.items():
+        if cur[k]:
+            out[b].add(a)
         else:
-            lower[e], upper[e] = 0.0, 0.0
+            out[a].add(b)
+    for k in np.lexsort((rs[cJ], rb[cI])).tolist():
+        i, j = int(cI[k]), m + int(cJ[k])
+        if cur[k]:
+            out[j].discard(i)           # kept: may no longer leave
+            continue
+        out[i].discard(j)               # decided either way: no longer free
+        path = _addable_path(out, deg, lo, hi, m, j, i)
+        if path is None:
+            continue                    # rejected
+        for p, q in zip(path, path[1:]):
+            if p < 0 or q < 0:
+                continue                # the root joins the two ends of an open path
+            if p < m:                   # buyer -> seller: the pair enters
+                cur[index[(p, q)]] = 1
+                deg[p] += 1
+                deg[q] += 1
+            else:                       # seller -> buyer: the pair leaves
+                cur[index[(q, p)]] = 0
+                deg[p] -= 1
+                deg[q] -= 1
+            out[p].discard(q)
+            out[q].add(p)
+        cur[k] = 1
+        deg[i] += 1
+        deg[j] += 1
     fI, fJ = np.nonzero(fixed)
     return (np.r_[fI, cI], np.r_[fJ, cJ], np.r_[np.ones(len(fI), dtype=np.int64), cur])
+
+
+def _addable_path(out, deg, lo, hi, m, start, target):
+    """Breadth-first search for an alternating path from seller ``start`` to buyer ``target``.
+
+    Node -1 is a root joining the two ends of an open path: a vertex may end the
+    walk from ``start`` (arc to -1) if it can change degree in the walk's direction
+    -- a seller reached by an entering pair and below ``hi``, a buyer reached by a
+    leaving pair and above ``lo`` -- and the root leads to every vertex that may
+    start the walk into ``target`` (a buyer below ``hi``, a seller above ``lo``).
+    Returns the node list start .. target, or None.  Neighbours are visited in
+    sorted order, so the path (and the result) is deterministic.
+    """
+    parent = {start: start}
+    frontier = [start]
+    root_done = False
+    while frontier:
+        nxt = []
+        for p in frontier:
+            if p == -1:
+                succ = [q for q in range(len(out))
+                        if (deg[q] < hi[q] if q < m else deg[q] > lo[q])]
+            else:
+                succ = sorted(out[p])
+                ends = deg[p] < hi[p] if p >= m else deg[p] > lo[p]
+                if ends and not root_done:
+                    succ.append(-1)
+            for q in succ:
+                if q in parent:
+                    continue
+                parent[q] = p
+                if q == -1:
+                    root_done = True
+                if q == target:
+                    path = [q]
+                    while path[-1] != start:
+                        path.append(parent[path[-1]])
+                    return path[::-1]
+                nxt.append(q)
+        frontier = nxt
+    return None
 
 
 def _canonicalise_by_value(w, bc, sc, I, J, x, rb, rs):
@@ -294,6 +366,33 @@ def match(weights, buyer_caps, seller_caps, *, buyer_order=None, seller_order=No
     return _result(w, I[sel], J[sel])
 
 
+_FAR = 1 << 62   # "unreached" in integer distances (weights are below 2**40)
+
+
+def _shortest_from_root(src, dst, length, size, root):
+    """Exact integer shortest distances from ``root`` (Bellman-Ford, vectorised).
+
+    Jacobi-style rounds over all arcs at once, stopping at the first round that
+    changes nothing; more than ``size`` rounds means a negative cycle (None).
+    Unreached nodes get ``_FAR``.
+    """
+    dist = np.full(size, _FAR, dtype=np.int64)
+    dist[root] = 0
+    if len(dst) == 0:
+        return dist
+    order = np.argsort(dst, kind="stable")
+    src, dst, length = src[order], dst[order], length.astype(np.int64)[order]
+    heads, starts = np.unique(dst, return_index=True)
+    for _ in range(size + 1):
+        base = dist[src]
+        cand = np.where(base >= _FAR, _FAR, base + length)
+        best = np.minimum(dist[heads], np.minimum.reduceat(cand, starts))
+        if (best == dist[heads]).all():
+            return dist
+        dist[heads] = best
+    return None
+
+
 def _unit_duals(w, rows, cols):
     """An optimal dual (u, v) of the one-to-one LP from the assignment (rows, cols).
 
@@ -313,15 +412,12 @@ def _unit_duals(w, rows, cols):
     for _ in range(20):
         ok = (sig[er] >= 0) & (w[er, ec] > 0) & (ec != sig[er])
         r2, c2 = er[ok], ec[ok]
-        length = np.r_[w[r2, sig[r2]] - w[r2, c2], w[rows, cols]].astype(float)
-        length[length == 0] = 1e-300  # keep zero-length arcs: csgraph drops explicit zeros
-        graph = sp.csr_matrix((length, (np.r_[c2, np.full(len(rows), n)], np.r_[sig[r2], cols])),
-                              shape=(n + 1, n + 1))
-        try:
-            dist = shortest_path(graph, method="BF", directed=True, indices=n)
-        except NegativeCycleError:
+        length = np.r_[w[r2, sig[r2]] - w[r2, c2], w[rows, cols]]
+        dist = _shortest_from_root(np.r_[c2, np.full(len(rows), n)], np.r_[sig[r2], cols],
+                                   length, n + 1, n)
+        if dist is None:
             return None
-        v = np.where(np.isinf(dist[:n]), 0, np.round(dist[:n])).astype(np.int64)
+        v = np.where(dist[:n] >= _FAR, 0, dist[:n])
         u = np.zeros(m, dtype=np.int64)
         u[rows] = w[rows, cols] - v[cols]
         # u, v >= 0, so Q <= 0 is never violated: one temporary, no mask

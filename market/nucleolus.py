@@ -41,6 +41,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import LinearConstraint, linprog, milp
 
+from market.b_matching import b_matching_value
 from market.sequential_lp import TOL, NucleolusError, Stages
 
 __all__ = ["nucleolus", "is_nucleolus", "market_nucleolus", "market_game_values", "NucleolusError", "TOL"]
@@ -301,8 +302,11 @@ def _seed_coalitions(w, bc, sc, m) -> list[int]:
 
 
 def _seed_value(w, bc, sc, m, mask) -> float:
-    """v(S) of a seed: closed form for stars of three, else an exact b-matching."""
-    from market.matching import match
+    """v(S) of a seed: closed form for stars of three, else an exact b-matching value.
+
+    Non-members get capacity 0, so the value is that of S alone
+    (:func:`market.b_matching.b_matching_value`, integer min-cost flow).
+    """
     n = w.shape[1]
     if bin(mask).count("1") == 3:
         members = [p for p in range(m + n) if mask >> p & 1]
@@ -311,10 +315,9 @@ def _seed_value(w, bc, sc, m, mask) -> float:
         centre_cap = bc[buyers[0]] if len(buyers) == 1 else sc[sellers[0]] if len(sellers) == 1 else 0
         if centre_cap >= 2:  # a star whose centre can trade with both leaves
             return float(sum(max(int(w[i, j]), 0) for i in buyers for j in sellers))
-    buyers_in = np.array([mask >> i & 1 for i in range(m)], dtype=bool)
-    sellers_in = np.array([mask >> (m + j) & 1 for j in range(n)], dtype=bool)
-    return float(match(w[np.ix_(buyers_in, sellers_in)], bc[buyers_in],
-                       sc[sellers_in]).total_weight)
+    bits = (mask >> np.arange(m + n)) & 1 if m + n < 63 else \
+        np.array([mask >> p & 1 for p in range(m + n)], dtype=np.int64)
+    return float(b_matching_value(w, bc * bits[:m], sc * bits[m:]))
 
 
 def market_nucleolus(weights, buyer_caps, seller_caps) -> tuple[np.ndarray, np.ndarray]:
@@ -377,19 +380,17 @@ def market_game_values(weights, buyer_caps, seller_caps) -> np.ndarray:
     """The trading game's characteristic function by enumeration: v(S) for every coalition.
 
     Bit i of the index is buyer i, bit m + j is seller j; v(S) is the best matching weight
-    S reaches on its own (:func:`market.matching.match`). There are 2^(m+n) coalitions, so
+    S reaches on its own (:func:`market.b_matching.b_matching_value`, equal to
+    :func:`market.matching.match`'s total weight). There are 2^(m+n) coalitions, so
     this is for small games only: the input of the generic :func:`nucleolus`, against which
     :func:`market_nucleolus` is checked.
     """
-    from market.matching import match  # matching does not depend on this module
-
-    weights = np.asarray(weights)
-    buyer_caps, seller_caps = np.asarray(buyer_caps), np.asarray(seller_caps)
+    weights = np.asarray(weights, dtype=np.int64)
+    buyer_caps = np.asarray(buyer_caps, dtype=np.int64)
+    seller_caps = np.asarray(seller_caps, dtype=np.int64)
     m, n = weights.shape
     table = np.zeros(1 << (m + n))
     for mask in range(1, 1 << (m + n)):
-        buyers = np.array([mask >> i & 1 for i in range(m)], dtype=bool)
-        sellers = np.array([mask >> (m + j) & 1 for j in range(n)], dtype=bool)
-        if buyers.any() and sellers.any():
-            table[mask] = match(weights[np.ix_(buyers, sellers)], buyer_caps[buyers], seller_caps[sellers]).total_weight
+        bits = np.array([mask >> p & 1 for p in range(m + n)], dtype=np.int64)
+        table[mask] = b_matching_value(weights, buyer_caps * bits[:m], seller_caps * bits[m:])
     return table
