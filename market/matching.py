@@ -69,14 +69,14 @@ def _validate(weights, buyer_caps, seller_caps):
         raise MatchingError(f"weights must be 2-D, got shape {w.shape}")
     if w.size and not np.issubdtype(w.dtype, np.integer):
         raise MatchingError(f"weights must be integers (milli-currency), got {w.dtype}")
-    w = w.astype(np.int64)
+    w = np.asarray(w, dtype=np.int64)
     bc = np.asarray(buyer_caps, dtype=np.int64).reshape(-1)
     sc = np.asarray(seller_caps, dtype=np.int64).reshape(-1)
     if bc.shape[0] != w.shape[0] or sc.shape[0] != w.shape[1]:
         raise MatchingError(f"caps {bc.shape[0]}x{sc.shape[0]} do not fit weights {w.shape}")
     if (bc < 0).any() or (sc < 0).any():
         raise MatchingError("capacities must be >= 0")
-    if np.abs(w).max(initial=0) > 2**40:
+    if w.size and max(int(w.max()), -int(w.min())) > 2**40:
         raise MatchingError("weights exceed 2**40 milli: LP arithmetic would not be exact")
     return w, bc, sc
 
@@ -348,7 +348,8 @@ def match(weights, buyer_caps, seller_caps, *, buyer_order=None, seller_order=No
         duals = _unit_duals(w, rows, cols)
         if duals is not None:
             x = np.ones(len(rows), dtype=np.int64)
-            change = _changeable_edges(w, bc, sc, rows, cols, x, duals[0], duals[1], None)
+            change = _changeable_edges(w, bc, sc, rows, cols, x, duals[0], duals[1], None,
+                                       tight=duals[2])
             if change.any():
                 I, J, x = _canonicalise(w, bc, sc, rows, cols, x, duals[0], duals[1], None,
                                         change, rb, rs)
@@ -405,10 +406,11 @@ def _unit_duals(w, rows, cols):
     m, n = w.shape
     sig = np.full(m, -1)
     sig[rows] = cols
-    k = min(n, 8)
-    cand = np.argpartition(-w, k - 1, axis=1)[:, :k] if n > k else np.tile(np.arange(n), (m, 1))
-    er = np.repeat(np.arange(m), cand.shape[1])
-    ec = cand.ravel()
+    # start from the edges at least as good as the buyer's own partner (they bind
+    # hardest); the loop below adds any edge the potentials still violate
+    own = np.full(m, np.iinfo(np.int64).max)
+    own[rows] = w[rows, cols]
+    er, ec = np.nonzero(w >= own[:, None])
     for _ in range(20):
         ok = (sig[er] >= 0) & (w[er, ec] > 0) & (ec != sig[er])
         r2, c2 = er[ok], ec[ok]
@@ -420,18 +422,24 @@ def _unit_duals(w, rows, cols):
         v = np.where(dist[:n] >= _FAR, 0, dist[:n])
         u = np.zeros(m, dtype=np.int64)
         u[rows] = w[rows, cols] - v[cols]
-        # u, v >= 0, so Q <= 0 is never violated: one temporary, no mask
-        viol = (w - v[None, :]) > u[:, None]
-        if not viol.any():
+        # slack of the dual constraint u_i + v_j >= Q_ij, one temporary for both
+        # tests; u, v >= 0, so Q <= 0 is never violated
+        slack = w - v[None, :]
+        slack -= u[:, None]
+        if not (slack > 0).any():
             if (u < 0).any() or (v < 0).any():
                 return None
-            return u, v
-        vr, vc = np.nonzero(viol)
+            return u, v, np.nonzero(slack == 0)
+        # add the violated edges and every edge within the potentials' spread of
+        # being violated: the next potentials move by about that much, so this
+        # saves rounds of full-matrix checks (any superset gives the same v)
+        spread = int(v.max() - v.min())
+        vr, vc = np.nonzero(slack > -spread)
         er, ec = np.r_[er, vr], np.r_[ec, vc]
     return None
 
 
-def _changeable_edges(w, bc, sc, I, J, x, u, v, z) -> np.ndarray:
+def _changeable_edges(w, bc, sc, I, J, x, u, v, z, tight=None) -> np.ndarray:
     """Edges that differ between x and some other optimum (empty iff x is unique).
 
     Every optimal matching lives on tight edges and respects complementary
@@ -447,7 +455,7 @@ def _changeable_edges(w, bc, sc, I, J, x, u, v, z) -> np.ndarray:
     ur, uc = I[on], J[on]                       # used edges
     fz = (z[on] > 0) if z is not None else np.zeros(len(ur), dtype=bool)
     used_key = set((ur * n + uc).tolist())      # forced edges are used (z > 0 => x = 1)
-    tr, tc = np.nonzero((w - v[None, :]) == u[:, None])
+    tr, tc = np.nonzero((w - v[None, :]) == u[:, None]) if tight is None else tight
     keep = w[tr, tc] > 0
     tr, tc = tr[keep], tc[keep]
     keep = np.array([k not in used_key for k in (tr * n + tc).tolist()], dtype=bool)
