@@ -42,6 +42,7 @@ import scipy.sparse as sp
 from scipy.optimize import LinearConstraint, linprog, milp
 
 from market.b_matching import b_matching_value
+from market.essential import list_separator, market_components, star_coalitions
 from market.sequential_lp import TOL, NucleolusError, Stages
 
 __all__ = ["nucleolus", "is_nucleolus", "market_nucleolus", "market_game_values", "NucleolusError", "TOL"]
@@ -323,9 +324,13 @@ def _seed_value(w, bc, sc, m, mask) -> float:
 def market_nucleolus(weights, buyer_caps, seller_caps) -> tuple[np.ndarray, np.ndarray]:
     """Nucleolus of the trading game: v(S) = best b-matching weight within S.
 
-    Players are the m buyers then the n sellers.  Unit capacities give an
-    assignment game, solved on singletons and positive buyer-seller pairs; larger
-    capacities use constraint generation with an exact MILP separation.
+    Players are the m buyers then the n sellers.  The game first splits into the
+    connected components of its positive pairs, each solved on its own (exact:
+    :mod:`market.essential`).  Unit capacities give an assignment game, solved on
+    singletons and positive buyer-seller pairs; unit capacities on one side give
+    stars as the only essential coalitions, scanned explicitly while there are at
+    most ``STAR_LIMIT``; otherwise constraint generation with an exact MILP
+    separation.
 
     Returns
     -------
@@ -335,9 +340,8 @@ def market_nucleolus(weights, buyer_caps, seller_caps) -> tuple[np.ndarray, np.n
     ----------
     Shapley & Shubik, Int. J. Game Theory 1 (1972); Solymosi & Raghavan, Int. J.
     Game Theory 23 (1994); Hallefjord, Helming & Joernsten, Int. J. Game Theory
-    24 (1995); Huberman, Int. J. Game Theory 9 (1980) (essential coalitions).
+    24 (1995); Huberman, LNCIS 28 (1980) (essential coalitions).
     """
-    from market.matching import match
     w = np.asarray(weights)
     if w.ndim != 2:
         raise NucleolusError(f"weights must be 2-D, got shape {w.shape}")
@@ -345,17 +349,29 @@ def market_nucleolus(weights, buyer_caps, seller_caps) -> tuple[np.ndarray, np.n
     bc = np.asarray(buyer_caps, dtype=np.int64)
     sc = np.asarray(seller_caps, dtype=np.int64)
     m, n = w.shape
+    xb, xs = np.zeros(m), np.zeros(n)
+    if m == 0 or n == 0:
+        return xb, xs
+    for B, T in market_components(w, bc, sc):
+        xb[B], xs[T] = _connected_nucleolus(w[np.ix_(B, T)], bc[B], sc[T])
+    return xb, xs
+
+
+STAR_LIMIT = 50_000
+
+
+def _connected_nucleolus(w, bc, sc) -> tuple[np.ndarray, np.ndarray]:
+    """market_nucleolus of a market whose positive pairs form one connected graph."""
+    from market.matching import match
+    m, n = w.shape
     N = m + n
-    if N == 0:
-        return np.zeros(0), np.zeros(0)
-    grand = float(match(w, bc, sc).total_weight)
-    if N == 1 or grand == 0:
-        return np.zeros(m), np.zeros(n)
-    I, J = np.nonzero(w > 0)
+    grand = float(b_matching_value(w, bc, sc) if N <= 64 else match(w, bc, sc).total_weight)
     unit = (bc <= 1).all() and (sc <= 1).all()
-    if unit:
+    stars = None if unit else star_coalitions(w, bc, sc, STAR_LIMIT)
+    I, J = np.nonzero(w > 0)
+    if unit or stars is not None:
         # working set: each player's 3 best pairs and the matched pairs; the
-        # separator adds any other pair the moment it is violated
+        # separator adds any other essential coalition the moment it is violated
         keep = np.zeros(w.shape, dtype=bool)
         for i in range(m):
             keep[i, np.argsort(-w[i], kind="stable")[:3]] = True
@@ -366,8 +382,11 @@ def market_nucleolus(weights, buyer_caps, seller_caps) -> tuple[np.ndarray, np.n
         I, J = np.nonzero(keep & (w > 0))
     masks = [1 << p for p in range(N)] + [(1 << i) | (1 << (m + j)) for i, j in zip(I.tolist(), J.tolist())]
     values = [0.0] * N + w[I, J].astype(float).tolist()
-    separate = _pair_separator(w, m) if unit else None
-    if not unit:
+    if unit:
+        separate = _pair_separator(w, m)
+    elif stars is not None:
+        separate = list_separator(stars[0], stars[1], N, 2 * N)
+    else:
         separate = _market_separator(w, bc, sc)
         for mask in _seed_coalitions(w, bc, sc, m):
             masks.append(mask)
