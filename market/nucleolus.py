@@ -199,7 +199,8 @@ def _market_separator(w, bc, sc):
             # only the grand coalition is fixed: its span holds just {} and N
             size = np.r_[np.ones(N), np.zeros(E)][None, :]
             best, mask, value = solve(x, base + [LinearConstraint(size, 1, N - 1)], 0)
-            return [] if best is None or best <= threshold else [(mask, value)]
+            return [] if best is None or best <= threshold else \
+                [(mask, value)] + neighbours(mask, x, threshold, stages)
         # S must leave the span of the fixed rows: s * (b_k . z) >= 1 for one chosen
         # (k, s), by binaries t_ks with big-M = sum |b_k| + 1 (b_k integral)
         big = np.abs(null).sum(axis=0) + 1
@@ -215,7 +216,28 @@ def _market_separator(w, bc, sc):
         best, mask, value = solve(x, cons, 2 * d)
         if best is None or best <= threshold:
             return []
-        return [(mask, value)]
+        return [(mask, value)] + neighbours(mask, x, threshold, stages)
+
+    full = (1 << N) - 1
+
+    def neighbours(mask, x, threshold, stages):
+        """Violated coalitions one player away from the MILP's: more cuts per MILP.
+
+        A supplement only (values exact by min-cost flow, span checked); the MILP
+        alone decides that nothing is violated.
+        """
+        out = []
+        for p in range(N):
+            other = mask ^ (1 << p)
+            if other in (0, full) or other in stages.free or other in stages.settled:
+                continue
+            bits = np.array([other >> q & 1 for q in range(N)], dtype=np.int64)
+            value = float(b_matching_value(w, bc * bits[:m], sc * bits[m:]))
+            excess = value - float(x @ bits)
+            if excess > threshold and not stages._in_span(sp.csr_matrix(bits))[0]:
+                out.append((excess, other, value))
+        out.sort(key=lambda t: (-t[0], t[1]))
+        return [(mk, val) for _e, mk, val in out]
 
     return separate
 
@@ -357,7 +379,7 @@ def market_nucleolus(weights, buyer_caps, seller_caps) -> tuple[np.ndarray, np.n
     return xb, xs
 
 
-STAR_LIMIT = 50_000
+STAR_LIMIT = 200_000
 
 
 def _connected_nucleolus(w, bc, sc) -> tuple[np.ndarray, np.ndarray]:
