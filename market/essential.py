@@ -50,7 +50,7 @@ import scipy.sparse as sp
 
 from market.sequential_lp import rows_matrix
 
-__all__ = ["market_components", "star_coalitions", "list_separator"]
+__all__ = ["market_components", "star_coalitions", "list_separator", "star_separator"]
 
 
 def market_components(w, bc, sc) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -136,5 +136,67 @@ def list_separator(masks: list[int], values: list[float], n_players: int, limit:
                 if len(out) >= limit:
                     break
         return out
+
+    return separate
+
+
+def star_separator(w, bc, sc, limit: int):
+    """Exact separation over all stars without listing them (one side of unit caps).
+
+    For centre c the excess of the star {c} + P is sum_{p in P} r_p - x_c with
+    r_p = Q[c, p] - x_p, so the violated stars are found by a depth-first search
+    over the partners sorted by r (descending, ties by index) that stops as soon as
+    even the best completion -- the next positive r's -- cannot beat the threshold.
+    Every violated star is visited, so filtering the span afterwards is exact.
+    Returns a ``separate`` like :func:`list_separator` (at most ``limit`` per call,
+    most violated first, ties by mask).
+    """
+    m, n = w.shape
+    N = m + n
+    if (bc <= 1).all():
+        centres = [(m + j, int(sc[j]), [i for i in np.flatnonzero(w[:, j] > 0).tolist() if bc[i] > 0],
+                    w[:, j].astype(float)) for j in range(n) if sc[j] > 0]
+    else:
+        centres = [(i, int(bc[i]), [m + j for j in np.flatnonzero(w[i] > 0).tolist() if sc[j] > 0],
+                    np.r_[np.zeros(m), w[i].astype(float)]) for i in range(m) if bc[i] > 0]
+
+    def separate(x, threshold, stages):
+        found: list[tuple[float, int, float]] = []
+        for c, b, partners, weight in centres:
+            if not partners:
+                continue
+            part = np.array(partners)
+            r = weight[part] - x[part]
+            order = np.lexsort((part, -r))
+            part, r = part[order].tolist(), r[order]
+            gain = np.r_[0.0, np.cumsum(np.maximum(r, 0.0))]
+            r = r.tolist()
+            target = threshold + float(x[c])
+            L = len(r)
+
+            def search(start, mask, total, value, left):
+                for k in range(start, L):
+                    reach = total + r[k] + gain[min(k + left, L)] - gain[k + 1]
+                    if reach <= target:
+                        break           # sorted: later partners reach no further
+                    s, mk = total + r[k], mask | (1 << part[k])
+                    val = value + float(weight[part[k]])
+                    if s > target:
+                        found.append((s - float(x[c]), mk, val))
+                    if left > 1:
+                        search(k + 1, mk, s, val, left - 1)
+
+            search(0, 1 << c, 0.0, 0.0, b)
+        if not found:
+            return []
+        found = [f for f in found if f[1] not in stages.free and f[1] not in stages.settled]
+        if not found:
+            return []
+        A = rows_matrix([f[1] for f in found], N)
+        proj = np.asarray(A @ stages.basis)
+        sizes = np.asarray(A.sum(axis=1)).ravel()
+        keep = sizes - (proj ** 2).sum(axis=1) > 1e-9
+        out = sorted((f for f, k in zip(found, keep) if k), key=lambda f: (-f[0], f[1]))
+        return [(mk, val) for _e, mk, val in out[:limit]]
 
     return separate

@@ -42,7 +42,7 @@ import scipy.sparse as sp
 from scipy.optimize import LinearConstraint, linprog, milp
 
 from market.b_matching import b_matching_value
-from market.essential import list_separator, market_components, star_coalitions
+from market.essential import list_separator, market_components, star_coalitions, star_separator
 from market.sequential_lp import TOL, NucleolusError, Stages
 
 __all__ = ["nucleolus", "is_nucleolus", "market_nucleolus", "market_game_values", "NucleolusError", "TOL"]
@@ -389,9 +389,10 @@ def _connected_nucleolus(w, bc, sc) -> tuple[np.ndarray, np.ndarray]:
     N = m + n
     grand = float(b_matching_value(w, bc, sc) if N <= 64 else match(w, bc, sc).total_weight)
     unit = (bc <= 1).all() and (sc <= 1).all()
-    stars = None if unit else star_coalitions(w, bc, sc, STAR_LIMIT)
+    one_sided = not unit and ((bc <= 1).all() or (sc <= 1).all())
+    stars = star_coalitions(w, bc, sc, STAR_LIMIT) if one_sided else None
     I, J = np.nonzero(w > 0)
-    if unit or stars is not None:
+    if unit or one_sided:
         # working set: each player's 3 best pairs and the matched pairs; the
         # separator adds any other essential coalition the moment it is violated
         keep = np.zeros(w.shape, dtype=bool)
@@ -408,6 +409,8 @@ def _connected_nucleolus(w, bc, sc) -> tuple[np.ndarray, np.ndarray]:
         separate = _pair_separator(w, m)
     elif stars is not None:
         separate = list_separator(stars[0], stars[1], N, 2 * N)
+    elif one_sided:     # too many stars to list: search them at each separation
+        separate = star_separator(w, bc, sc, 2 * N)
     else:
         separate = _market_separator(w, bc, sc)
         for mask in _seed_coalitions(w, bc, sc, m):

@@ -110,3 +110,19 @@ def test_components_partition_the_players_with_a_positive_pair(inst):
         label.update({("s", j): k for j in s.tolist()})
     for i, j in zip(*np.nonzero(active)):
         assert label[("b", int(i))] == label[("s", int(j))]
+
+
+@settings(max_examples=20, deadline=None)
+@given(one_side_unit_markets())
+def test_star_search_separator_equals_generic_enumeration(inst):
+    # the same games through the separator that searches stars instead of listing them
+    import market.nucleolus as nucleolus_module
+    w, bc, sc = inst
+    table = market_game_values(w, bc, sc)
+    saved = nucleolus_module.STAR_LIMIT
+    nucleolus_module.STAR_LIMIT = 0
+    try:
+        x = np.r_[market_nucleolus(w, bc, sc)]
+    finally:
+        nucleolus_module.STAR_LIMIT = saved
+    np.testing.assert_allclose(x, nucleolus(len(bc) + len(sc), table), atol=1e-6)
