@@ -208,18 +208,21 @@ def _canonicalise(w, bc, sc, I, J, x, u, v, z, change, rb, rs):
     # arcs: unused free pair buyer -> seller (may enter), used free pair seller -> buyer
     # (may leave); kept and rejected pairs have no arc
     out: list[set[int]] = [set() for _ in range(m + n)]
+    into = [0] * m                      # arcs into each buyer (used free pairs)
     for (a, b), k in index.items():
         if cur[k]:
             out[b].add(a)
+            into[a] += 1
         else:
             out[a].add(b)
     for k in np.lexsort((rs[cJ], rb[cI])).tolist():
         i, j = int(cI[k]), m + int(cJ[k])
         if cur[k]:
             out[j].discard(i)           # kept: may no longer leave
+            into[i] -= 1
             continue
         out[i].discard(j)               # decided either way: no longer free
-        path = _addable_path(out, deg, lo, hi, m, j, i)
+        path = _addable_path(out, into, deg, lo, hi, m, j, i)
         if path is None:
             continue                    # rejected
         for p, q in zip(path, path[1:]):
@@ -229,10 +232,12 @@ def _canonicalise(w, bc, sc, I, J, x, u, v, z, change, rb, rs):
                 cur[index[(p, q)]] = 1
                 deg[p] += 1
                 deg[q] += 1
+                into[p] += 1
             else:                       # seller -> buyer: the pair leaves
                 cur[index[(q, p)]] = 0
                 deg[p] -= 1
                 deg[q] -= 1
+                into[q] -= 1
             out[p].discard(q)
             out[q].add(p)
         cur[k] = 1
@@ -242,7 +247,7 @@ def _canonicalise(w, bc, sc, I, J, x, u, v, z, change, rb, rs):
     return (np.r_[fI, cI], np.r_[fJ, cJ], np.r_[np.ones(len(fI), dtype=np.int64), cur])
 
 
-def _addable_path(out, deg, lo, hi, m, start, target):
+def _addable_path(out, into, deg, lo, hi, m, start, target):
     """Breadth-first search for an alternating path from seller ``start`` to buyer ``target``.
 
     Node -1 is a root joining the two ends of an open path: a vertex may end the
@@ -250,9 +255,13 @@ def _addable_path(out, deg, lo, hi, m, start, target):
     -- a seller reached by an entering pair and below ``hi``, a buyer reached by a
     leaving pair and above ``lo`` -- and the root leads to every vertex that may
     start the walk into ``target`` (a buyer below ``hi``, a seller above ``lo``).
-    Returns the node list start .. target, or None.  Neighbours are visited in
-    sorted order, so the path (and the result) is deterministic.
+    Returns the node list start .. target, or None.  Which path is found does not
+    matter: only whether one exists decides, and the lexicographic optimum is unique.
     """
+    if not (deg[target] < hi[target] or into[target]):
+        return None         # nothing can enter the target: no path, no search needed
+    if not (deg[start] < hi[start] or out[start]):
+        return None
     parent = {start: start}
     frontier = [start]
     root_done = False
@@ -263,7 +272,7 @@ def _addable_path(out, deg, lo, hi, m, start, target):
                 succ = [q for q in range(len(out))
                         if (deg[q] < hi[q] if q < m else deg[q] > lo[q])]
             else:
-                succ = sorted(out[p])
+                succ = list(out[p])
                 ends = deg[p] < hi[p] if p >= m else deg[p] > lo[p]
                 if ends and not root_done:
                     succ.append(-1)
