@@ -74,6 +74,20 @@ def market_components(w, bc, sc) -> list[tuple[np.ndarray, np.ndarray]]:
     return out
 
 
+def _star_centres(w, bc, sc):
+    """(centre, capacity, positive partners, weight by player) of each possible star
+    centre -- the side without unit capacities -- or None if neither side is unit.
+    Players are numbered buyers 0..m-1 then sellers m..m+n-1."""
+    m, n = w.shape
+    if (bc <= 1).all():
+        return [(m + j, int(sc[j]), [i for i in np.flatnonzero(w[:, j] > 0).tolist() if bc[i] > 0],
+                 w[:, j]) for j in range(n) if sc[j] > 0]
+    if (sc <= 1).all():
+        return [(i, int(bc[i]), [m + j for j in np.flatnonzero(w[i] > 0).tolist() if sc[j] > 0],
+                 np.r_[np.zeros(m, dtype=w.dtype), w[i]]) for i in range(m) if bc[i] > 0]
+    return None
+
+
 def star_coalitions(w, bc, sc, limit: int) -> tuple[list[int], list[float]] | None:
     """Every essential coalition of two or more players when one side has unit caps.
 
@@ -81,14 +95,8 @@ def star_coalitions(w, bc, sc, limit: int) -> tuple[list[int], list[float]] | No
     i = buyer i, bit m + j = seller j) with their values, sorted by mask; None if
     a side of unit capacity is missing or there would be more than ``limit``.
     """
-    m, n = w.shape
-    if (bc <= 1).all():
-        centres = [(m + j, int(sc[j]), [i for i in np.flatnonzero(w[:, j] > 0).tolist() if bc[i] > 0],
-                    w[:, j]) for j in range(n) if sc[j] > 0]
-    elif (sc <= 1).all():
-        centres = [(i, int(bc[i]), [m + j for j in np.flatnonzero(w[i] > 0).tolist() if sc[j] > 0],
-                    np.r_[np.zeros(m, dtype=w.dtype), w[i]]) for i in range(m) if bc[i] > 0]
-    else:
+    centres = _star_centres(w, bc, sc)
+    if centres is None:
         return None
     total = sum(comb(len(p), t) for _c, b, p, _w in centres for t in range(1, min(b, len(p)) + 1))
     if total > limit:
@@ -151,14 +159,8 @@ def star_separator(w, bc, sc, limit: int):
     Returns a ``separate`` like :func:`list_separator` (at most ``limit`` per call,
     most violated first, ties by mask).
     """
-    m, n = w.shape
-    N = m + n
-    if (bc <= 1).all():
-        centres = [(m + j, int(sc[j]), [i for i in np.flatnonzero(w[:, j] > 0).tolist() if bc[i] > 0],
-                    w[:, j].astype(float)) for j in range(n) if sc[j] > 0]
-    else:
-        centres = [(i, int(bc[i]), [m + j for j in np.flatnonzero(w[i] > 0).tolist() if sc[j] > 0],
-                    np.r_[np.zeros(m), w[i].astype(float)]) for i in range(m) if bc[i] > 0]
+    N = sum(w.shape)
+    centres = [(c, b, p, weight.astype(float)) for c, b, p, weight in _star_centres(w, bc, sc)]
 
     def separate(x, threshold, stages):
         found: list[tuple[float, int, float]] = []
