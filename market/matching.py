@@ -30,9 +30,9 @@ from typing import Sequence
 import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import LinearConstraint, linear_sum_assignment, linprog, milp
-from scipy.sparse.csgraph import NegativeCycleError, connected_components, shortest_path
 
 from market.model import Market, pair_terms
+from market.tie_break import canonicalise, changeable_edges
 
 __all__ = ["Matching", "Trade", "MatchingError", "match", "trades_from_matching"]
 
@@ -69,14 +69,14 @@ def _validate(weights, buyer_caps, seller_caps):
         raise MatchingError(f"weights must be 2-D, got shape {w.shape}")
     if w.size and not np.issubdtype(w.dtype, np.integer):
         raise MatchingError(f"weights must be integers (milli-currency), got {w.dtype}")
-    w = w.astype(np.int64)
+    w = np.asarray(w, dtype=np.int64)
     bc = np.asarray(buyer_caps, dtype=np.int64).reshape(-1)
     sc = np.asarray(seller_caps, dtype=np.int64).reshape(-1)
     if bc.shape[0] != w.shape[0] or sc.shape[0] != w.shape[1]:
         raise MatchingError(f"caps {bc.shape[0]}x{sc.shape[0]} do not fit weights {w.shape}")
     if (bc < 0).any() or (sc < 0).any():
         raise MatchingError("capacities must be >= 0")
-    if np.abs(w).max(initial=0) > 2**40:
+    if w.size and max(int(w.max()), -int(w.min())) > 2**40:
         raise MatchingError("weights exceed 2**40 milli: LP arithmetic would not be exact")
     return w, bc, sc
 
@@ -178,39 +178,6 @@ def _solve_certified(w, bc, sc):
     return I, J, x, None, None, None
 
 
-def _canonicalise(w, bc, sc, I, J, x, u, v, z, change, rb, rs):
-    """Apply the lexicographic tie-break on the optimal face given by an optimal dual.
-
-    Only ``change`` edges can differ between optima; the others keep their value.
-    On the changeable edges every b-matching that uses tight edges only and keeps
-    saturated every vertex with a positive dual is optimal (complementary
-    slackness), so the greedy scan needs only feasibility LPs on that small set.
-    Returns (I, J, x) over used and changeable edges.
-    """
-    m, n = w.shape
-    used = np.zeros((m, n), dtype=bool)
-    used[I[x == 1], J[x == 1]] = True
-    fixed = used & ~change
-    cI, cJ = np.nonzero(change)
-    cur = used[cI, cJ].astype(np.int64)
-    room_b = bc - fixed.sum(axis=1)
-    room_s = sc - fixed.sum(axis=0)
-    deg_eq = np.r_[u > 0, v > 0]
-    we = w[cI, cJ]
-    lower, upper = np.zeros(len(cI)), np.ones(len(cI))
-    for e in np.lexsort((rs[cJ], rb[cI])):
-        lower[e] = 1.0
-        if cur[e] == 1:
-            continue
-        trial, _ = _lp_b_matching(cI, cJ, we, room_b, room_s, m, n, lower, upper, deg_eq)
-        if trial is not None and int(trial @ we) == int(cur @ we):
-            cur = trial
-        else:
-            lower[e], upper[e] = 0.0, 0.0
-    fI, fJ = np.nonzero(fixed)
-    return (np.r_[fI, cI], np.r_[fJ, cJ], np.r_[np.ones(len(fI), dtype=np.int64), cur])
-
-
 def _canonicalise_by_value(w, bc, sc, I, J, x, rb, rs):
     m, n = w.shape
     we = w[I, J]
@@ -276,9 +243,10 @@ def match(weights, buyer_caps, seller_caps, *, buyer_order=None, seller_order=No
         duals = _unit_duals(w, rows, cols)
         if duals is not None:
             x = np.ones(len(rows), dtype=np.int64)
-            change = _changeable_edges(w, bc, sc, rows, cols, x, duals[0], duals[1], None)
+            change = changeable_edges(w, bc, sc, rows, cols, x, duals[0], duals[1], None,
+                                       tight=duals[2])
             if change.any():
-                I, J, x = _canonicalise(w, bc, sc, rows, cols, x, duals[0], duals[1], None,
+                I, J, x = canonicalise(w, bc, sc, rows, cols, x, duals[0], duals[1], None,
                                         change, rb, rs)
                 sel = x == 1
                 return _result(w, I[sel], J[sel])
@@ -287,11 +255,38 @@ def match(weights, buyer_caps, seller_caps, *, buyer_order=None, seller_order=No
     if u is None:
         x = _canonicalise_by_value(w, bc, sc, I, J, x, rb, rs)
     else:
-        change = _changeable_edges(w, bc, sc, I, J, x, u, v, z)
+        change = changeable_edges(w, bc, sc, I, J, x, u, v, z)
         if change.any():
-            I, J, x = _canonicalise(w, bc, sc, I, J, x, u, v, z, change, rb, rs)
+            I, J, x = canonicalise(w, bc, sc, I, J, x, u, v, z, change, rb, rs)
     sel = x == 1
     return _result(w, I[sel], J[sel])
+
+
+_FAR = 1 << 62   # "unreached" in integer distances (weights are below 2**40)
+
+
+def _shortest_from_root(src, dst, length, size, root):
+    """Exact integer shortest distances from ``root`` (Bellman-Ford, vectorised).
+
+    Jacobi-style rounds over all arcs at once, stopping at the first round that
+    changes nothing; more than ``size`` rounds means a negative cycle (None).
+    Unreached nodes get ``_FAR``.
+    """
+    dist = np.full(size, _FAR, dtype=np.int64)
+    dist[root] = 0
+    if len(dst) == 0:
+        return dist
+    order = np.argsort(dst, kind="stable")
+    src, dst, length = src[order], dst[order], length.astype(np.int64)[order]
+    heads, starts = np.unique(dst, return_index=True)
+    for _ in range(size + 1):
+        base = dist[src]
+        cand = np.where(base >= _FAR, _FAR, base + length)
+        best = np.minimum(dist[heads], np.minimum.reduceat(cand, starts))
+        if (best == dist[heads]).all():
+            return dist
+        dist[heads] = best
+    return None
 
 
 def _unit_duals(w, rows, cols):
@@ -306,80 +301,37 @@ def _unit_duals(w, rows, cols):
     m, n = w.shape
     sig = np.full(m, -1)
     sig[rows] = cols
-    k = min(n, 8)
-    cand = np.argpartition(-w, k - 1, axis=1)[:, :k] if n > k else np.tile(np.arange(n), (m, 1))
-    er = np.repeat(np.arange(m), cand.shape[1])
-    ec = cand.ravel()
+    # start from the edges at least as good as the buyer's own partner (they bind
+    # hardest); the loop below adds any edge the potentials still violate
+    own = np.full(m, np.iinfo(np.int64).max)
+    own[rows] = w[rows, cols]
+    er, ec = np.nonzero(w >= own[:, None])
     for _ in range(20):
         ok = (sig[er] >= 0) & (w[er, ec] > 0) & (ec != sig[er])
         r2, c2 = er[ok], ec[ok]
-        length = np.r_[w[r2, sig[r2]] - w[r2, c2], w[rows, cols]].astype(float)
-        length[length == 0] = 1e-300  # keep zero-length arcs: csgraph drops explicit zeros
-        graph = sp.csr_matrix((length, (np.r_[c2, np.full(len(rows), n)], np.r_[sig[r2], cols])),
-                              shape=(n + 1, n + 1))
-        try:
-            dist = shortest_path(graph, method="BF", directed=True, indices=n)
-        except NegativeCycleError:
+        length = np.r_[w[r2, sig[r2]] - w[r2, c2], w[rows, cols]]
+        dist = _shortest_from_root(np.r_[c2, np.full(len(rows), n)], np.r_[sig[r2], cols],
+                                   length, n + 1, n)
+        if dist is None:
             return None
-        v = np.where(np.isinf(dist[:n]), 0, np.round(dist[:n])).astype(np.int64)
+        v = np.where(dist[:n] >= _FAR, 0, dist[:n])
         u = np.zeros(m, dtype=np.int64)
         u[rows] = w[rows, cols] - v[cols]
-        # u, v >= 0, so Q <= 0 is never violated: one temporary, no mask
-        viol = (w - v[None, :]) > u[:, None]
-        if not viol.any():
+        # slack of the dual constraint u_i + v_j >= Q_ij, one temporary for both
+        # tests; u, v >= 0, so Q <= 0 is never violated
+        slack = w - v[None, :]
+        slack -= u[:, None]
+        if not (slack > 0).any():
             if (u < 0).any() or (v < 0).any():
                 return None
-            return u, v
-        vr, vc = np.nonzero(viol)
+            return u, v, np.nonzero(slack == 0)
+        # add the violated edges and every edge within the potentials' spread of
+        # being violated: the next potentials move by about that much, so this
+        # saves rounds of full-matrix checks (any superset gives the same v)
+        spread = int(v.max() - v.min())
+        vr, vc = np.nonzero(slack > -spread)
         er, ec = np.r_[er, vr], np.r_[ec, vc]
     return None
-
-
-def _changeable_edges(w, bc, sc, I, J, x, u, v, z) -> np.ndarray:
-    """Edges that differ between x and some other optimum (empty iff x is unique).
-
-    Every optimal matching lives on tight edges and respects complementary
-    slackness with (u, v, z); two differ by alternating cycles, or alternating paths
-    between vertices that may gain an edge (spare capacity) or lose one (zero
-    dual).  Orient unused tight edges buyer -> seller and removable used edges
-    seller -> buyer, join path endpoints through a root node: the optimum is unique
-    iff this digraph has no cycle; an edge can change iff its arc lies inside a
-    strongly connected component.  Returns an (m, n) boolean mask.
-    """
-    m, n = w.shape
-    on = x == 1
-    ur, uc = I[on], J[on]                       # used edges
-    fz = (z[on] > 0) if z is not None else np.zeros(len(ur), dtype=bool)
-    used_key = set((ur * n + uc).tolist())      # forced edges are used (z > 0 => x = 1)
-    tr, tc = np.nonzero((w - v[None, :]) == u[:, None])
-    keep = w[tr, tc] > 0
-    tr, tc = tr[keep], tc[keep]
-    keep = np.array([k not in used_key for k in (tr * n + tc).tolist()], dtype=bool)
-    add_r, add_c = tr[keep], tc[keep]
-    rem_r, rem_c = ur[~fz], uc[~fz]
-    if len(add_r) == 0:  # nothing can enter, and dropping a positive edge loses weight
-        return np.zeros((m, n), dtype=bool)
-    deg_b, deg_s = np.bincount(ur, minlength=m), np.bincount(uc, minlength=n)
-    root = m + n
-    # path ends hang on the end edge, so a root cycle always walks >= 2 real edges
-    start_gain = deg_b[add_r] < bc[add_r]      # path starts at a buyer with room
-    end_gain = deg_s[add_c] < sc[add_c]        # ... or ends at a seller with room
-    start_loss = v[rem_c] == 0                 # path starts by a seller dropping an edge
-    end_loss = u[rem_r] == 0                   # ... or ends by a buyer dropping one
-    src = np.concatenate([add_r, m + rem_c, np.full(int(start_gain.sum()), root),
-                          add_r[end_gain], np.full(int(start_loss.sum()), root),
-                          m + rem_c[end_loss]])
-    dst = np.concatenate([m + add_c, rem_r, m + add_c[start_gain],
-                          np.full(int(end_gain.sum()), root), rem_r[start_loss],
-                          np.full(int(end_loss.sum()), root)])
-    graph = sp.csr_matrix((np.ones(len(src)), (src, dst)), shape=(root + 1, root + 1))
-    _, labels = connected_components(graph, directed=True, connection="strong")
-    change = np.zeros((m, n), dtype=bool)
-    lb, ls, lr = labels[add_r], labels[m + add_c], labels[root]
-    change[add_r, add_c] = (lb == ls) | (start_gain & (ls == lr)) | (end_gain & (lb == lr))
-    lb, ls = labels[rem_r], labels[m + rem_c]
-    change[rem_r, rem_c] = (lb == ls) | (start_loss & (lb == lr)) | (end_loss & (ls == lr))
-    return change
 
 
 def _result(w, rows, cols) -> Matching:

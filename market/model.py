@@ -289,10 +289,55 @@ def build_market(quotations: Iterable[Quotation], params: MarketParams) -> Marke
         raise ValueError("quotations of one market must share the same hour")
     buyers = tuple(sorted((q for q in quotes if q.side is Side.BUY), key=lambda q: q.prosumer))
     sellers = tuple(sorted((q for q in quotes if q.side is Side.SELL), key=lambda q: q.prosumer))
+    weights = _weights(buyers, sellers, params)
+    weights.flags.writeable = False
+    return Market(buyers, sellers, weights, tuple(q.max_trades for q in buyers),
+                  tuple(q.max_trades for q in sellers), params)
+
+
+_INT_ROOM = 1 << 61     # products below this cannot overflow int64 (sums of two stay < 2**63)
+
+
+def _weights(buyers, sellers, params: MarketParams) -> np.ndarray:
+    """Q[i, j] = pair_terms(b_i, s_j).weight_milli for all pairs, vectorised and exact.
+
+    Each term of :func:`pair_terms` is a rational with a per-buyer or per-seller
+    denominator, rounded half up as floor((2a + d) / (2d)) in int64.  A seller
+    whose numerators could leave int64 gets its column by :func:`pair_terms`.
+    """
+    m, n = len(buyers), len(sellers)
+    weights = np.zeros((m, n), dtype=np.int64)
+    if m == 0 or n == 0:
+        return weights
+    p0 = params.grid_price_milli_per_kwh
+    lot_b = np.array([lot_energy_wh(b) for b in buyers], dtype=np.int64)
+    rate_b = np.array([buyer_value_per_kwh(b, params) for b in buyers], dtype=np.int64)
+    travel_b = np.array([round_half_up(_money(p0, _travel_wh(b))) for b in buyers], dtype=np.int64)
+    if int(rate_b.max()) * int(lot_b.max()) >= _INT_ROOM:
+        return _weights_by_pairs(buyers, sellers, params)
+    for j, s in enumerate(sellers):
+        energy = np.minimum(lot_b, lot_energy_wh(s))
+        value = (2 * rate_b * energy + WH_PER_KWH) // (2 * WH_PER_KWH)
+        rate = seller_cost_per_kwh(s, params)
+        extra = Fraction(0)
+        if s.kind is Kind.EV:
+            extra = _money(ev_charging_price(s, params), _travel_wh(s)) + s.depreciation_milli
+        # cost = rate * E / 1000 + extra = (rn * E * xd + xn * rd * 1000) / (rd * 1000 * xd)
+        rn, rd, xn, xd = rate.numerator, rate.denominator, extra.numerator, extra.denominator
+        den = rd * WH_PER_KWH * xd
+        if max(abs(rn) * int(energy.max()) * xd, abs(xn) * rd * WH_PER_KWH, den) >= _INT_ROOM // 4:
+            weights[:, j] = [pair_terms(b, s, params).weight_milli for b in buyers]
+            continue
+        num = rn * xd * energy + xn * rd * WH_PER_KWH
+        cost = (2 * num + den) // (2 * den)
+        weights[:, j] = value - travel_b - cost
+    return weights
+
+
+def _weights_by_pairs(buyers, sellers, params: MarketParams) -> np.ndarray:
+    """The reference: one :func:`pair_terms` per pair (Fraction arithmetic)."""
     weights = np.zeros((len(buyers), len(sellers)), dtype=np.int64)
     for i, b in enumerate(buyers):
         for j, s in enumerate(sellers):
             weights[i, j] = pair_terms(b, s, params).weight_milli
-    weights.flags.writeable = False
-    return Market(buyers, sellers, weights, tuple(q.max_trades for q in buyers),
-                  tuple(q.max_trades for q in sellers), params)
+    return weights

@@ -38,9 +38,11 @@ from collections.abc import Callable, Mapping
 from typing import Sequence
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.optimize import LinearConstraint, linprog, milp
+from scipy.optimize import linprog
 
+from market.b_matching import b_matching_value
+from market.essential import list_separator, market_components, star_coalitions, star_separator
+from market.separation import market_separator, seed_coalitions, seed_value
 from market.sequential_lp import TOL, NucleolusError, Stages
 
 __all__ = ["nucleolus", "is_nucleolus", "market_nucleolus", "market_game_values", "NucleolusError", "TOL"]
@@ -155,69 +157,6 @@ def is_nucleolus(n: int, value, x: Sequence[float], tol: float = 1e-6) -> bool:
 
 # -- the trading game ---------------------------------------------------------------
 
-def _market_separator(w, bc, sc):
-    """Exact separation: max over S of v(S) - x(S), v(S) a b-matching inside the MILP.
-
-    Variables z_p in {0,1} (membership) and y_e in [0,1] (edge use).  For fixed z the
-    remaining LP is a bipartite b-matching, totally unimodular, so continuous y
-    reach v(S) exactly; only z is integral.
-    """
-    m, n = w.shape
-    I, J = np.nonzero(w > 0)
-    we = w[I, J].astype(float)
-    E, N = len(I), m + n
-    e = np.arange(E)
-    link = sp.csr_matrix((np.r_[np.ones(2 * E), -np.ones(2 * E)],
-                          (np.r_[e, E + e, e, E + e], np.r_[N + e, N + e, I, m + J])),
-                         shape=(2 * E, N + E))
-    deg = sp.csr_matrix((np.r_[np.ones(2 * E), -np.r_[bc, sc].astype(float)],
-                         (np.r_[I, m + J, np.arange(N)], np.r_[N + e, N + e, np.arange(N)])),
-                        shape=(N, N + E))
-    base = [LinearConstraint(link, -np.inf, 0), LinearConstraint(deg, -np.inf, 0)]
-
-    def solve(x, cons, extra):
-        width = N + E + extra
-        res = milp(np.r_[x, -we, np.zeros(extra)], constraints=cons,
-                   integrality=np.r_[np.ones(N), np.zeros(E), np.ones(extra)],
-                   bounds=(np.zeros(width), np.ones(width)), options={"mip_rel_gap": 0.0})
-        if res.status != 0:
-            return None, None, None
-        z = np.round(res.x[:N]).astype(int)
-        # at a MILP optimum y is an optimal b-matching of S (else the objective
-        # would improve), and by total unimodularity its weight is v(S), an integer
-        return (-res.fun, sum(1 << p for p in range(N) if z[p]),
-                float(round(float(we @ res.x[N:N + E]))))
-
-    def separate(x, threshold, stages):
-        null = stages.null_basis()
-        d = null.shape[1]
-        if d == 0:
-            return []
-        if d == N - 1:
-            # only the grand coalition is fixed: its span holds just {} and N
-            size = np.r_[np.ones(N), np.zeros(E)][None, :]
-            best, mask, value = solve(x, base + [LinearConstraint(size, 1, N - 1)], 0)
-            return [] if best is None or best <= threshold else [(mask, value)]
-        # S must leave the span of the fixed rows: s * (b_k . z) >= 1 for one chosen
-        # (k, s), by binaries t_ks with big-M = sum |b_k| + 1 (b_k integral)
-        big = np.abs(null).sum(axis=0) + 1
-        signs = np.r_[np.ones(d), -np.ones(d)]
-        B = np.c_[null, null].T * signs[:, None]            # (2d, N)
-        M = np.r_[big, big].astype(float)
-        pick = np.c_[B, np.zeros((2 * d, E)), -np.diag(M)]
-        one = np.r_[np.zeros(N + E), np.ones(2 * d)][None, :]
-        pad = lambda c: LinearConstraint(sp.hstack([c.A, sp.csr_matrix((c.A.shape[0], 2 * d))]),
-                                         c.lb, c.ub)
-        cons = [pad(c) for c in base] + [LinearConstraint(pick, 1 - M, np.inf),
-                                         LinearConstraint(one, 1, 1)]
-        best, mask, value = solve(x, cons, 2 * d)
-        if best is None or best <= threshold:
-            return []
-        return [(mask, value)]
-
-    return separate
-
-
 def _pair_separator(w, m):
     """Exact separation for the assignment game: scan every positive pair at once.
 
@@ -252,77 +191,16 @@ def _pair_separator(w, m):
     return separate
 
 
-def _seed_coalitions(w, bc, sc, m) -> list[int]:
-    """Likely-essential coalitions of a capacitated market, to start the working set.
-
-    Constraint generation adds whatever else is needed, so the seeds only save
-    separation rounds (each an MILP); the LPs take thousands of rows easily.
-    Seeds: every player with cap >= 2 and two partners of positive weight (stars of
-    three), the connected components of the optimal matching, and the complements
-    of every single player and of every component.
-    """
-    from market.matching import match
-    n = w.shape[1]
-    N = m + n
-    full = (1 << N) - 1
-    pos = w > 0
-    seeds = set()
-    for i in range(m):
-        if bc[i] >= 2:
-            js = np.flatnonzero(pos[i]).tolist()
-            seeds.update((1 << i) | (1 << (m + a)) | (1 << (m + b))
-                         for k, a in enumerate(js) for b in js[k + 1:])
-    for j in range(n):
-        if sc[j] >= 2:
-            is_ = np.flatnonzero(pos[:, j]).tolist()
-            seeds.update((1 << (m + j)) | (1 << a) | (1 << b)
-                         for k, a in enumerate(is_) for b in is_[k + 1:])
-    partners: dict[int, list[int]] = {}
-    for i, j in match(w, bc, sc).pairs:
-        partners.setdefault(i, []).append(m + j)
-        partners.setdefault(m + j, []).append(i)
-    seen: set[int] = set()
-    for start in sorted(partners):
-        if start in seen:
-            continue
-        stack, comp = [start], 0
-        seen.add(start)
-        while stack:
-            p = stack.pop()
-            comp |= 1 << p
-            for q in partners[p]:
-                if q not in seen:
-                    seen.add(q)
-                    stack.append(q)
-        seeds.update((comp, full ^ comp))
-    seeds.update(full ^ (1 << p) for p in range(N))
-    seeds.update(full ^ (1 << p) ^ (1 << q) for p in range(N) for q in range(p + 1, N))
-    return sorted(mk for mk in seeds if 0 < mk < full and bin(mk).count("1") > 2)
-
-
-def _seed_value(w, bc, sc, m, mask) -> float:
-    """v(S) of a seed: closed form for stars of three, else an exact b-matching."""
-    from market.matching import match
-    n = w.shape[1]
-    if bin(mask).count("1") == 3:
-        members = [p for p in range(m + n) if mask >> p & 1]
-        buyers = [p for p in members if p < m]
-        sellers = [p - m for p in members if p >= m]
-        centre_cap = bc[buyers[0]] if len(buyers) == 1 else sc[sellers[0]] if len(sellers) == 1 else 0
-        if centre_cap >= 2:  # a star whose centre can trade with both leaves
-            return float(sum(max(int(w[i, j]), 0) for i in buyers for j in sellers))
-    buyers_in = np.array([mask >> i & 1 for i in range(m)], dtype=bool)
-    sellers_in = np.array([mask >> (m + j) & 1 for j in range(n)], dtype=bool)
-    return float(match(w[np.ix_(buyers_in, sellers_in)], bc[buyers_in],
-                       sc[sellers_in]).total_weight)
-
-
 def market_nucleolus(weights, buyer_caps, seller_caps) -> tuple[np.ndarray, np.ndarray]:
     """Nucleolus of the trading game: v(S) = best b-matching weight within S.
 
-    Players are the m buyers then the n sellers.  Unit capacities give an
-    assignment game, solved on singletons and positive buyer-seller pairs; larger
-    capacities use constraint generation with an exact MILP separation.
+    Players are the m buyers then the n sellers.  The game first splits into the
+    connected components of its positive pairs, each solved on its own (exact:
+    :mod:`market.essential`).  Unit capacities give an assignment game, solved on
+    singletons and positive buyer-seller pairs; unit capacities on one side give
+    stars as the only essential coalitions, scanned explicitly while there are at
+    most ``STAR_LIMIT``; otherwise constraint generation with an exact MILP
+    separation.
 
     Returns
     -------
@@ -332,9 +210,8 @@ def market_nucleolus(weights, buyer_caps, seller_caps) -> tuple[np.ndarray, np.n
     ----------
     Shapley & Shubik, Int. J. Game Theory 1 (1972); Solymosi & Raghavan, Int. J.
     Game Theory 23 (1994); Hallefjord, Helming & Joernsten, Int. J. Game Theory
-    24 (1995); Huberman, Int. J. Game Theory 9 (1980) (essential coalitions).
+    24 (1995); Huberman, LNCIS 28 (1980) (essential coalitions).
     """
-    from market.matching import match
     w = np.asarray(weights)
     if w.ndim != 2:
         raise NucleolusError(f"weights must be 2-D, got shape {w.shape}")
@@ -342,17 +219,30 @@ def market_nucleolus(weights, buyer_caps, seller_caps) -> tuple[np.ndarray, np.n
     bc = np.asarray(buyer_caps, dtype=np.int64)
     sc = np.asarray(seller_caps, dtype=np.int64)
     m, n = w.shape
+    xb, xs = np.zeros(m), np.zeros(n)
+    if m == 0 or n == 0:
+        return xb, xs
+    for B, T in market_components(w, bc, sc):
+        xb[B], xs[T] = _connected_nucleolus(w[np.ix_(B, T)], bc[B], sc[T])
+    return xb, xs
+
+
+STAR_LIMIT = 200_000
+
+
+def _connected_nucleolus(w, bc, sc) -> tuple[np.ndarray, np.ndarray]:
+    """market_nucleolus of a market whose positive pairs form one connected graph."""
+    from market.matching import match
+    m, n = w.shape
     N = m + n
-    if N == 0:
-        return np.zeros(0), np.zeros(0)
-    grand = float(match(w, bc, sc).total_weight)
-    if N == 1 or grand == 0:
-        return np.zeros(m), np.zeros(n)
-    I, J = np.nonzero(w > 0)
+    grand = float(b_matching_value(w, bc, sc) if N <= 64 else match(w, bc, sc).total_weight)
     unit = (bc <= 1).all() and (sc <= 1).all()
-    if unit:
+    one_sided = not unit and ((bc <= 1).all() or (sc <= 1).all())
+    stars = star_coalitions(w, bc, sc, STAR_LIMIT) if one_sided else None
+    I, J = np.nonzero(w > 0)
+    if unit or one_sided:
         # working set: each player's 3 best pairs and the matched pairs; the
-        # separator adds any other pair the moment it is violated
+        # separator adds any other essential coalition the moment it is violated
         keep = np.zeros(w.shape, dtype=bool)
         for i in range(m):
             keep[i, np.argsort(-w[i], kind="stable")[:3]] = True
@@ -363,12 +253,17 @@ def market_nucleolus(weights, buyer_caps, seller_caps) -> tuple[np.ndarray, np.n
         I, J = np.nonzero(keep & (w > 0))
     masks = [1 << p for p in range(N)] + [(1 << i) | (1 << (m + j)) for i, j in zip(I.tolist(), J.tolist())]
     values = [0.0] * N + w[I, J].astype(float).tolist()
-    separate = _pair_separator(w, m) if unit else None
-    if not unit:
-        separate = _market_separator(w, bc, sc)
-        for mask in _seed_coalitions(w, bc, sc, m):
+    if unit:
+        separate = _pair_separator(w, m)
+    elif stars is not None:
+        separate = list_separator(stars[0], stars[1], N, 2 * N)
+    elif one_sided:     # too many stars to list: search them at each separation
+        separate = star_separator(w, bc, sc, 2 * N)
+    else:
+        separate = market_separator(w, bc, sc)
+        for mask in seed_coalitions(w, bc, sc, m):
             masks.append(mask)
-            values.append(_seed_value(w, bc, sc, m, mask))
+            values.append(seed_value(w, bc, sc, m, mask))
     x = Stages(N, grand, np.zeros(N), masks, values, separate).solve()
     return x[:m], x[m:]
 
@@ -377,19 +272,17 @@ def market_game_values(weights, buyer_caps, seller_caps) -> np.ndarray:
     """The trading game's characteristic function by enumeration: v(S) for every coalition.
 
     Bit i of the index is buyer i, bit m + j is seller j; v(S) is the best matching weight
-    S reaches on its own (:func:`market.matching.match`). There are 2^(m+n) coalitions, so
+    S reaches on its own (:func:`market.b_matching.b_matching_value`, equal to
+    :func:`market.matching.match`'s total weight). There are 2^(m+n) coalitions, so
     this is for small games only: the input of the generic :func:`nucleolus`, against which
     :func:`market_nucleolus` is checked.
     """
-    from market.matching import match  # matching does not depend on this module
-
-    weights = np.asarray(weights)
-    buyer_caps, seller_caps = np.asarray(buyer_caps), np.asarray(seller_caps)
+    weights = np.asarray(weights, dtype=np.int64)
+    buyer_caps = np.asarray(buyer_caps, dtype=np.int64)
+    seller_caps = np.asarray(seller_caps, dtype=np.int64)
     m, n = weights.shape
     table = np.zeros(1 << (m + n))
     for mask in range(1, 1 << (m + n)):
-        buyers = np.array([mask >> i & 1 for i in range(m)], dtype=bool)
-        sellers = np.array([mask >> (m + j) & 1 for j in range(n)], dtype=bool)
-        if buyers.any() and sellers.any():
-            table[mask] = match(weights[np.ix_(buyers, sellers)], buyer_caps[buyers], seller_caps[sellers]).total_weight
+        bits = np.array([mask >> p & 1 for p in range(m + n)], dtype=np.int64)
+        table[mask] = b_matching_value(weights, buyer_caps * bits[:m], seller_caps * bits[m:])
     return table

@@ -91,16 +91,16 @@ class Stages:
     def _add_violations(self, x, level) -> bool:
         if self.separate is None:
             return False
-        found = False
+        new: dict[int, float] = {}
         for mask, value in self.separate(x * self.scale, (level + TOL) * self.scale, self):
-            value /= self.scale
-            if mask in self.free or mask in self.settled:
-                continue
-            if self._in_span(rows_matrix([mask], self.n))[0]:
-                raise NucleolusError("separation returned a settled coalition (numerics)")
-            self.free[mask] = value
-            found = True
-        return found
+            if mask not in self.free and mask not in self.settled:
+                new[mask] = value / self.scale
+        if not new:
+            return False
+        if self._in_span(rows_matrix(list(new), self.n)).any():
+            raise NucleolusError("separation returned a settled coalition (numerics)")
+        self.free.update(new)
+        return True
 
     def _in_span(self, A) -> np.ndarray:
         proj = np.asarray(A @ self.basis)
@@ -176,10 +176,11 @@ class Stages:
             masks, A, vals, x, eps, duals = self._stage_lp()
             tight, at_bound = self._always_tight(masks, A, vals, x, eps, duals)
             rank = self.basis.shape[1]
-            for mask in tight:
+            rows = rows_matrix(tight, n).toarray() if tight else ()
+            for mask, row in zip(tight, rows):
                 value = self.free.pop(mask)
                 self.settled.add(mask)
-                self._add_equality(rows_matrix([mask], n).toarray()[0], value - eps)
+                self._add_equality(row, value - eps)
             for i in at_bound:
                 self._add_equality(np.eye(n)[i], self.lower[i])
             if self.basis.shape[1] == rank:

@@ -125,3 +125,12 @@ def test_no_prosumer_trades_more_energy_than_quoted(seed, nb, ns):
         traded[t.buyer] = traded.get(t.buyer, 0) + t.energy_wh
         traded[t.seller] = traded.get(t.seller, 0) + t.energy_wh
     assert all(traded[name] <= quoted[name] for name in traded)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 9), st.integers(1, 9), st.integers(1, 3))
+def test_vectorised_weights_equal_pair_terms_of_every_pair(seed, nb, ns, cap):
+    from market.model import pair_terms
+    market = build_market(random_quotations(seed, nb, ns, max_cap=cap), PARAMS)
+    expected = [[pair_terms(b, s, PARAMS).weight_milli for s in market.sellers] for b in market.buyers]
+    assert market.weights_milli.tolist() == expected

@@ -1,0 +1,169 @@
+"""Constraint generation for the trading game with capacities above 1 on both sides.
+
+Used by :func:`market.nucleolus.market_nucleolus` when neither the pair nor the star
+family holds every essential coalition: a seeded working set
+(:func:`seed_coalitions`, values by :func:`seed_value`) and an exact separation MILP
+(:func:`market_separator`; Hallefjord, Helming & Joernsten, IJGT 24, 1995) that finds
+the unsettled coalition of largest excess.  Details: docs/market.md, "Nucleolus".
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import LinearConstraint, milp
+
+from market.b_matching import b_matching_value
+
+__all__ = ["market_separator", "seed_coalitions", "seed_value"]
+
+
+def market_separator(w, bc, sc):
+    """Exact separation: max over S of v(S) - x(S), v(S) a b-matching inside the MILP.
+
+    Variables z_p in {0,1} (membership) and y_e in [0,1] (edge use).  For fixed z the
+    remaining LP is a bipartite b-matching, totally unimodular, so continuous y
+    reach v(S) exactly; only z is integral.
+    """
+    m, n = w.shape
+    I, J = np.nonzero(w > 0)
+    we = w[I, J].astype(float)
+    E, N = len(I), m + n
+    e = np.arange(E)
+    link = sp.csr_matrix((np.r_[np.ones(2 * E), -np.ones(2 * E)],
+                          (np.r_[e, E + e, e, E + e], np.r_[N + e, N + e, I, m + J])),
+                         shape=(2 * E, N + E))
+    deg = sp.csr_matrix((np.r_[np.ones(2 * E), -np.r_[bc, sc].astype(float)],
+                         (np.r_[I, m + J, np.arange(N)], np.r_[N + e, N + e, np.arange(N)])),
+                        shape=(N, N + E))
+    base = [LinearConstraint(link, -np.inf, 0), LinearConstraint(deg, -np.inf, 0)]
+
+    def solve(x, cons, extra):
+        width = N + E + extra
+        res = milp(np.r_[x, -we, np.zeros(extra)], constraints=cons,
+                   integrality=np.r_[np.ones(N), np.zeros(E), np.ones(extra)],
+                   bounds=(np.zeros(width), np.ones(width)), options={"mip_rel_gap": 0.0})
+        if res.status != 0:
+            return None, None, None
+        z = np.round(res.x[:N]).astype(int)
+        # at a MILP optimum y is an optimal b-matching of S (else the objective
+        # would improve), and by total unimodularity its weight is v(S), an integer
+        return (-res.fun, sum(1 << p for p in range(N) if z[p]),
+                float(round(float(we @ res.x[N:N + E]))))
+
+    def separate(x, threshold, stages):
+        null = stages.null_basis()
+        d = null.shape[1]
+        if d == 0:
+            return []
+        if d == N - 1:
+            # only the grand coalition is fixed: its span holds just {} and N
+            size = np.r_[np.ones(N), np.zeros(E)][None, :]
+            best, mask, value = solve(x, base + [LinearConstraint(size, 1, N - 1)], 0)
+            return [] if best is None or best <= threshold else \
+                [(mask, value)] + neighbours(mask, x, threshold, stages)
+        # S must leave the span of the fixed rows: s * (b_k . z) >= 1 for one chosen
+        # (k, s), by binaries t_ks with big-M = sum |b_k| + 1 (b_k integral)
+        big = np.abs(null).sum(axis=0) + 1
+        signs = np.r_[np.ones(d), -np.ones(d)]
+        B = np.c_[null, null].T * signs[:, None]            # (2d, N)
+        M = np.r_[big, big].astype(float)
+        pick = np.c_[B, np.zeros((2 * d, E)), -np.diag(M)]
+        one = np.r_[np.zeros(N + E), np.ones(2 * d)][None, :]
+        pad = lambda c: LinearConstraint(sp.hstack([c.A, sp.csr_matrix((c.A.shape[0], 2 * d))]),
+                                         c.lb, c.ub)
+        cons = [pad(c) for c in base] + [LinearConstraint(pick, 1 - M, np.inf),
+                                         LinearConstraint(one, 1, 1)]
+        best, mask, value = solve(x, cons, 2 * d)
+        if best is None or best <= threshold:
+            return []
+        return [(mask, value)] + neighbours(mask, x, threshold, stages)
+
+    full = (1 << N) - 1
+
+    def neighbours(mask, x, threshold, stages):
+        """Violated coalitions one player away from the MILP's: more cuts per MILP.
+
+        A supplement only (values exact by min-cost flow, span checked); the MILP
+        alone decides that nothing is violated.
+        """
+        out = []
+        for p in range(N):
+            other = mask ^ (1 << p)
+            if other in (0, full) or other in stages.free or other in stages.settled:
+                continue
+            bits = np.array([other >> q & 1 for q in range(N)], dtype=np.int64)
+            value = float(b_matching_value(w, bc * bits[:m], sc * bits[m:]))
+            excess = value - float(x @ bits)
+            if excess > threshold and not stages._in_span(sp.csr_matrix(bits))[0]:
+                out.append((excess, other, value))
+        out.sort(key=lambda t: (-t[0], t[1]))
+        return [(mk, val) for _e, mk, val in out]
+
+    return separate
+
+
+def seed_coalitions(w, bc, sc, m) -> list[int]:
+    """Likely-essential coalitions of a capacitated market, to start the working set.
+
+    Constraint generation adds whatever else is needed, so the seeds only save
+    separation rounds (each an MILP); the LPs take thousands of rows easily.
+    Seeds: every player with cap >= 2 and two partners of positive weight (stars of
+    three), the connected components of the optimal matching, and the complements
+    of every single player and of every component.
+    """
+    from market.matching import match
+    n = w.shape[1]
+    N = m + n
+    full = (1 << N) - 1
+    pos = w > 0
+    seeds = set()
+    for i in range(m):
+        if bc[i] >= 2:
+            js = np.flatnonzero(pos[i]).tolist()
+            seeds.update((1 << i) | (1 << (m + a)) | (1 << (m + b))
+                         for k, a in enumerate(js) for b in js[k + 1:])
+    for j in range(n):
+        if sc[j] >= 2:
+            is_ = np.flatnonzero(pos[:, j]).tolist()
+            seeds.update((1 << (m + j)) | (1 << a) | (1 << b)
+                         for k, a in enumerate(is_) for b in is_[k + 1:])
+    partners: dict[int, list[int]] = {}
+    for i, j in match(w, bc, sc).pairs:
+        partners.setdefault(i, []).append(m + j)
+        partners.setdefault(m + j, []).append(i)
+    seen: set[int] = set()
+    for start in sorted(partners):
+        if start in seen:
+            continue
+        stack, comp = [start], 0
+        seen.add(start)
+        while stack:
+            p = stack.pop()
+            comp |= 1 << p
+            for q in partners[p]:
+                if q not in seen:
+                    seen.add(q)
+                    stack.append(q)
+        seeds.update((comp, full ^ comp))
+    seeds.update(full ^ (1 << p) for p in range(N))
+    seeds.update(full ^ (1 << p) ^ (1 << q) for p in range(N) for q in range(p + 1, N))
+    return sorted(mk for mk in seeds if 0 < mk < full and bin(mk).count("1") > 2)
+
+
+def seed_value(w, bc, sc, m, mask) -> float:
+    """v(S) of a seed: closed form for stars of three, else an exact b-matching value.
+
+    Non-members get capacity 0, so the value is that of S alone
+    (:func:`market.b_matching.b_matching_value`, integer min-cost flow).
+    """
+    n = w.shape[1]
+    if bin(mask).count("1") == 3:
+        members = [p for p in range(m + n) if mask >> p & 1]
+        buyers = [p for p in members if p < m]
+        sellers = [p - m for p in members if p >= m]
+        centre_cap = bc[buyers[0]] if len(buyers) == 1 else sc[sellers[0]] if len(sellers) == 1 else 0
+        if centre_cap >= 2:  # a star whose centre can trade with both leaves
+            return float(sum(max(int(w[i, j]), 0) for i in buyers for j in sellers))
+    bits = (mask >> np.arange(m + n)) & 1 if m + n < 63 else \
+        np.array([mask >> p & 1 for p in range(m + n)], dtype=np.int64)
+    return float(b_matching_value(w, bc * bits[:m], sc * bits[m:]))
