@@ -109,9 +109,10 @@ async def status(request: web.Request) -> web.Response:
         engine = node.engines.get(channel)
         if engine is None:
             continue
-        replica, ledger = engine.replica, node.ledgers[channel]
+        replica = engine.replica
+        height, head, root = node.ledgers[channel].applied  # one consistent triple
         channels[channel] = {
-            "height": ledger.height, "head": ledger.head_hash.hex(), "state_root": ledger.state.root.hex(),
+            "height": height, "head": head.hex(), "state_root": root.hex(),
             "view": replica.view, "primary": replica.ctx.primary(replica.view),
             "stable_checkpoint": replica.stable_state.seq, "halted": engine.halted,
         }

@@ -35,7 +35,8 @@ ANCHOR_POLL_S = 0.05  # a fetched block whose anchored heights are not committed
 def app_digest(ledger) -> bytes:
     """The application state digest PBFT checkpoints certify: the head block and the state root
     after it (the header covers the state *before* the block; the root covers its outputs)."""
-    return digest([ledger.head_hash, ledger.state.root])
+    _height, head, root = ledger.applied
+    return digest([head, root])
 
 
 class CatchUpMixin:

@@ -370,7 +370,7 @@ class Node:
         self.subscribers.publish({
             "type": "block", "channel": channel, "node": self.name, "height": block.height,
             "hash": block.hash.hex(), "view": self.engines[channel].view, "proposer": block.header.proposer,
-            "transactions": len(block.requests), "state_root": self.ledgers[channel].state.root.hex(),
+            "transactions": len(block.requests), "state_root": (self.ledgers[channel].root_after(block.height) or b"").hex(),
         })
         for request, result in zip(block.requests, block.outputs.results):
             for event in result.events:

@@ -28,6 +28,7 @@ and the tree's bounded node cache.
 from __future__ import annotations
 
 import sqlite3
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
@@ -106,6 +107,10 @@ def assemble_outputs(
     return BlockOutputs.of(merged, {**writes, **nonce_writes(screened)})
 
 
+RECENT_ROOTS = 256
+"""How many applied blocks' state roots :meth:`ChannelLedger.root_after` keeps."""
+
+
 class ChannelLedger:
     """The blocks and state of one channel. Open with :meth:`open`; not thread-safe."""
 
@@ -116,6 +121,12 @@ class ChannelLedger:
         conn.execute(BLOCKS_SCHEMA)
         self.state = WorldState(conn, cache_nodes=cache_nodes)
         self._head: tuple[int, bytes, bytes] | None = None  # height, hash, outputs digest
+        # What readers see: the last block whose writes are applied, its hash and the state root
+        # after it, replaced as one tuple once a block is applied. A node executes blocks on
+        # another thread than the one answering status and anchoring, so a reader must never see
+        # a block stored but not applied, or a root that belongs to no height (nodes/execution.py).
+        self._applied: tuple[int, bytes, bytes] | None = None
+        self._roots: OrderedDict[int, bytes] = OrderedDict()  # height -> root after it (recent)
 
     @classmethod
     def open(cls, path: Path, channel: str, genesis: Genesis, *, cache_nodes: int = 65_536) -> ChannelLedger:
@@ -161,6 +172,7 @@ class ChannelLedger:
         for height in range(applied + 1, head + 1):
             self._apply(self.block(height).block)
         self._head = (head, tail.hash, tail.outputs.digest())
+        self._publish(head, tail.hash, self.state.root)
 
     def _apply(self, block: Block) -> bytes:
         root = self.state.apply_block(block.height, block.outputs.write_map())
@@ -169,16 +181,31 @@ class ChannelLedger:
             raise StoreCorrupt(f"{self.channel}: state root after block {block.height} differs from block {block.height + 1}'s")
         return root
 
+    def _publish(self, height: int, block_hash: bytes, root: bytes) -> None:
+        self._applied = (height, block_hash, root)
+        self._roots[height] = root
+        while len(self._roots) > RECENT_ROOTS:
+            self._roots.popitem(last=False)
+
     # -- reading ------------------------------------------------------------------------
 
     @property
     def height(self) -> int:
-        """The height of the last stored block."""
-        return self._head[0]
+        """The height of the last block committed and applied."""
+        return self._applied[0]
 
     @property
     def head_hash(self) -> bytes:
-        return self._head[1]
+        return self._applied[1]
+
+    @property
+    def applied(self) -> tuple[int, bytes, bytes]:
+        """(height, hash, state root after it) of the last applied block, read as one."""
+        return self._applied
+
+    def root_after(self, height: int) -> bytes | None:
+        """The state root after a recently applied block (``None`` once it is out of memory)."""
+        return self._roots.get(height)
 
     def anchor(self) -> Anchor:
         """This chain's latest committed block, as a transaction-channel block anchors it."""
@@ -255,7 +282,9 @@ class ChannelLedger:
     def commit(self, block: Block, certificate: CommitCertificate) -> bytes:
         """Append ``block`` durably, then apply its writes; return the new state root."""
         self.append(block, certificate)
-        return self._apply(block)
+        root = self._apply(block)
+        self._publish(block.height, block.hash, root)
+        return root
 
     def append(self, block: Block, certificate: CommitCertificate) -> None:
         """Store ``block`` (with outputs) and its certificate durably; check it extends the chain."""

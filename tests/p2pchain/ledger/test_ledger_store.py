@@ -127,6 +127,27 @@ def test_anchor_names_the_head(chain, open_ledger):
     assert (ledger.anchor().height, ledger.anchor().block_hash) == (1, ledger.head_hash)
 
 
+def test_readers_see_a_block_only_once_its_writes_are_applied(chain, open_ledger):
+    """A node executes on its own thread while status and anchoring read: between storing a
+    block and applying it, readers keep seeing the previous block with its own root."""
+    ledger = open_ledger("transaction")
+    chain.commit(ledger, [chain.tx("ev01", 1, key="a", value=1)])
+    before = ledger.applied
+    assert before == (1, ledger.head_hash, ledger.state.root)
+    seen = []
+    real_apply = ledger._apply
+
+    def apply_and_look(block):  # the moment between the durable append and the state's apply
+        seen.append(ledger.applied)
+        return real_apply(block)
+
+    ledger._apply = apply_and_look
+    chain.commit(ledger, [chain.tx("ev01", 2, key="a", value=2)])
+    assert seen == [before]
+    assert ledger.applied == (2, ledger.head_hash, ledger.state.root)
+    assert ledger.root_after(1) == before[2] and ledger.root_after(2) == ledger.state.root
+
+
 def test_a_lagging_node_replaying_certified_batches_reaches_the_same_chain(chain, tmp_path):
     """Two nodes, the same committed batches: identical block hashes and state roots."""
     ahead = ChannelLedger.open(ledger_path(tmp_path / "a", "transaction"), "transaction", chain.genesis)
