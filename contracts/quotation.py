@@ -16,9 +16,9 @@ Who may call what (identities from the genesis):
 * ``closed`` -- anyone (read-only).
 """
 
+from market.records import QUOTE_FIELDS
+
 OPERATOR = "operator-mgo"
-QUOTE_FIELDS = ("energy_wh", "limit_price_milli_per_kwh", "bus", "distance_m", "consumption_wh_per_km",
-                "depreciation_milli", "efficiency_ppm", "max_trades", "charging_price_milli_per_kwh")
 
 
 class QuotationRefused(Exception):

@@ -28,10 +28,9 @@ from market.model import Kind, Quotation, Side, build_market
 from market.scenario import HourInputs, ScenarioParams, market_params
 from market.security import HourState, SecurityLimits
 from market.smes import SmesState
+from market.records import QUOTE_FIELDS
 
 OPERATOR = "operator-mgo"
-QUOTE_FIELDS = ("energy_wh", "limit_price_milli_per_kwh", "bus", "distance_m", "consumption_wh_per_km",
-                "depreciation_milli", "efficiency_ppm", "max_trades", "charging_price_milli_per_kwh")
 
 
 class RoundRefused(Exception):

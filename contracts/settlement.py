@@ -5,7 +5,8 @@ docs/market-on-chain.md). ``settle(run, hour, priced)`` reads the round's record
 matching channel and, in a run with the SMES, what the SMES recorded doing that hour from
 the electricity channel (``ctx.read``, as of the heights this block anchors), takes the
 hour's prices (the ``pricing`` contract's record: the same channel, so it is carried -- a
-contract never reads another contract's state on its own channel) and moves money with
+contract never reads another contract's state on its own channel -- and refused unless it
+equals ``market.records.price_record`` of the round) and moves money with
 ``market.experiment.stage_settle``: a direct trade's buyer pays its seller
 the priced payment; an SMES leg pays, or is paid by, the SMES at the price of the trade it
 stands in for. Balances are cumulative, in milli-currency, under ``balance/{prosumer}``;
@@ -22,12 +23,12 @@ Who may call what: ``settle`` -- ``operator-mgo``, each hour once; ``balance``,
 from market.experiment import stage_settle
 from market.matching import Trade
 from market.pricing import PricedTrade
+from market.records import TRADE_FIELDS, price_record
 from market.scenario import ScenarioParams
 from market.security import Refusal, SecurityResult, Violation
 from market.smes import SmesDispatch, SmesLeg, SmesState
 
 OPERATOR = "operator-mgo"
-TRADE_FIELDS = ("buyer", "seller", "buyer_bus", "seller_bus", "energy_wh", "weight_milli")
 
 
 class SettlementRefused(Exception):
@@ -95,6 +96,8 @@ def settle(ctx, run, hour, priced):
         security, dispatch, prices = _outcome(round_record, priced)
     except (KeyError, TypeError, ValueError) as exc:
         raise SettlementRefused("malformed round or prices: " + str(exc))
+    if priced != price_record(round_record, run, hour):
+        raise SettlementRefused("the prices given are not the nucleolus prices of hour " + str(hour) + " of run " + str(run))
     smes = ScenarioParams().smes
     s = stage_settle(security, dispatch, prices, smes.name, smes.om_milli_per_kwh)
     if sum(amount for _, amount in s.balances_milli) != 0:

@@ -4,7 +4,8 @@ The last stage of the market round (DESIGN.md, "The market round", step 7;
 docs/market-on-chain.md). ``record(run, hour, priced)`` reads the round's record from the
 matching channel (``ctx.read`` as of the anchored height; refused with that height while it
 is not visible yet), takes the hour's prices (carried: the ``pricing`` contract is on this
-channel, and a contract never reads another's state there) and tallies the hour with
+channel, and a contract never reads another's state there; refused unless they equal
+``market.records.price_record`` of the round) and tallies the hour with
 ``market.experiment.stage_statistics``; it keeps per hour every ``RoundStats`` tally under
 ``hour/{run}/{hh}``, and per run (one simulated day) the integer totals and the two rates
 of the paper's Fig. 4 under ``run/{run}``:
@@ -24,14 +25,12 @@ from market.experiment import stage_statistics
 from market.matching import Trade
 from market.model import Kind, Quotation, Side
 from market.pricing import PricedTrade
+from market.records import QUOTE_FIELDS, TRADE_FIELDS, price_record
 from market.scenario import HourInputs, ScenarioParams, market_params
 from market.security import SecurityResult
 from market.smes import SmesDispatch, SmesLeg, SmesState
 
 REGULATOR = "operator-reg"
-QUOTE_FIELDS = ("energy_wh", "limit_price_milli_per_kwh", "bus", "distance_m", "consumption_wh_per_km",
-                "depreciation_milli", "efficiency_ppm", "max_trades", "charging_price_milli_per_kwh")
-TRADE_FIELDS = ("buyer", "seller", "buyer_bus", "seller_bus", "energy_wh", "weight_milli")
 TOTALS = ("matched_trades", "delivered_sides", "pv_offered_wh", "pv_consumed_wh", "quotations", "refused",
           "smes_legs")
 
@@ -91,6 +90,8 @@ def record(ctx, run, hour, priced):
         s = _stats(round_record, priced)
     except (KeyError, TypeError, ValueError) as exc:
         raise StatisticsRefused("malformed round or prices: " + str(exc))
+    if priced != price_record(round_record, run, hour):
+        raise StatisticsRefused("the prices given are not the nucleolus prices of hour " + str(hour) + " of run " + str(run))
     stats = {"matched_trades": s.matched_trades, "direct_trades": s.direct_trades, "absorb_legs": s.absorb_legs,
              "serve_legs": s.serve_legs, "demand_wh": s.demand_wh, "supply_wh": s.supply_wh,
              "matched_wh": s.matched_wh, "direct_wh": s.direct_wh, "pv_offered_wh": s.pv_offered_wh,

@@ -14,12 +14,11 @@ from market.smes import SmesState
 from market.grid import load_feeder
 from market.model import Quotation
 from market.scenario import DayScenario, ScenarioParams, build_day
+from market.records import QUOTE_FIELDS
 
 __all__ = ["quote_args", "scenario", "expected_day", "expected_hour", "compare_hour", "metered_readings",
            "smes_apply_args", "hour_view", "QUOTE_FIELDS"]
 
-QUOTE_FIELDS = ("energy_wh", "limit_price_milli_per_kwh", "bus", "distance_m", "consumption_wh_per_km",
-                "depreciation_milli", "efficiency_ppm", "max_trades", "charging_price_milli_per_kwh")
 
 
 def quote_args(q: Quotation) -> dict:

@@ -225,6 +225,30 @@ def test_settlement_and_statistics_refuse_prices_that_leave_out_a_delivered_trad
     assert reason in refused(market.tx, "operator-reg", "statistics", "record", args)
 
 
+def test_settlement_and_statistics_refuse_prices_other_than_the_nucleolus_prices():
+    """They may not read ``pricing``'s state on their own channel, so they recompute the
+    record from the round's (read at the anchors): an operator cannot settle at other prices."""
+    market = Market()
+    market.open(0, False)
+    sc = scenario(PARAMS, 3)
+    for h in range(9):        # hour 8 of this small day delivers a priced trade
+        market.tx.block([(q.prosumer, "quotation", "quote", quote_args(q)) for q in sc.hours[h].quotations])
+        if h < 8:
+            market.close(0, h)
+    market.tx.value("operator-mgo", "quotation", "close", {"hour": 8})
+    market.matching.value("operator-mgo", "round", "close", {"run": 0, "hour": 8})
+    priced = market.tx.value("operator-mgo", "pricing", "price", {"run": 0, "hour": 8})
+    first = dict(priced["trades"][0])
+    first["payment_milli"] += 1_000
+    first["price_milli_per_kwh"] += 1
+    args = {"run": 0, "hour": 8, "priced": dict(priced, trades=[first] + priced["trades"][1:])}
+    reason = "the prices given are not the nucleolus prices of hour 8 of run 0"
+    assert reason in refused(market.tx, "operator-mgo", "settlement", "settle", args)
+    assert reason in refused(market.tx, "operator-reg", "statistics", "record", args)
+    settled = market.tx.value("operator-mgo", "settlement", "settle", {"run": 0, "hour": 8, "priced": priced})
+    assert sum(amount for _, amount in settled["settlement"]) == 0
+
+
 def test_only_the_dno_writes_metering_once_per_hour():
     chain = Chain("electricity")
     args = {"run": 0, "hour": 3, "readings": [["ev01", 500], ["pv1", -500]]}

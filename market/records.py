@@ -1,0 +1,56 @@
+"""The hour's nucleolus prices as the market contracts record them (plain values only).
+
+One function, so that the ``pricing`` contract that writes the record and the
+``settlement`` and ``statistics`` contracts that are handed it compute it the same way:
+they run on the same channel as ``pricing`` and may not read its state (a contract never
+reads another contract's namespace), so they recompute the record from the round's record
+(read across channels at the anchors) and refuse prices that differ. Pricing is the
+nucleolus of the hour's assignment game (:func:`market.experiment.stage_price`), a few
+LPs for the paper's hour, so recomputing costs little.
+"""
+
+from __future__ import annotations
+
+from market.experiment import stage_price
+from market.matching import Matching, Trade
+from market.model import Kind, Quotation, Side, build_market, pair_terms
+from market.scenario import ScenarioParams, market_params
+
+__all__ = ["QUOTE_FIELDS", "TRADE_FIELDS", "price_record"]
+
+QUOTE_FIELDS = ("energy_wh", "limit_price_milli_per_kwh", "bus", "distance_m", "consumption_wh_per_km",
+                "depreciation_milli", "efficiency_ppm", "max_trades", "charging_price_milli_per_kwh")
+TRADE_FIELDS = ("buyer", "seller", "buyer_bus", "seller_bus", "energy_wh", "weight_milli")
+
+
+def price_record(round_record: dict, run: int, hour: int) -> dict:
+    """The prices of the round's delivered trades: per trade its price, payment and both
+    sides' shares of its weight Q, and per player its nucleolus share, in milli-currency.
+
+    A trade's shares are read back from its payment through the pair's terms
+    (:func:`market.model.pair_terms`): buyer share = value - travel - payment, seller share =
+    Q - buyer share, the identity :func:`market.pricing.price_trades` prices by. Raises
+    ``KeyError``/``TypeError``/``ValueError`` on a malformed round record.
+    """
+    quotes = [Quotation(prosumer=q["prosumer"], kind=Kind(q["kind"]), side=Side(q["side"]), hour=hour,
+                        **{k: q[k] for k in QUOTE_FIELDS}) for q in round_record["quotations"]]
+    delivered = [Trade(*[t[k] for k in TRADE_FIELDS]) for t in round_record["delivered"]]
+    matching = Matching(tuple((p[0], p[1]) for p in round_record["pairs"]), round_record["total_weight_milli"])
+    params = market_params(ScenarioParams(), hour)
+    market = build_market(quotes, params)
+    priced = stage_price(market, matching, delivered)
+    by_name = {q.prosumer: q for q in quotes}
+    trades, shares = [], {}
+    for key in sorted(priced):
+        p = priced[key]
+        terms = pair_terms(by_name[p.trade.buyer], by_name[p.trade.seller], params)
+        buyer_share = terms.buyer_value_milli - terms.buyer_travel_milli - p.payment_milli
+        seller_share = terms.weight_milli - buyer_share
+        trades.append({"buyer": p.trade.buyer, "seller": p.trade.seller, "energy_wh": p.trade.energy_wh,
+                       "weight_milli": p.trade.weight_milli, "price_milli_per_kwh": p.price_milli_per_kwh,
+                       "payment_milli": p.payment_milli, "buyer_share_milli": buyer_share,
+                       "seller_share_milli": seller_share})
+        shares[p.trade.buyer] = shares.get(p.trade.buyer, 0) + buyer_share
+        shares[p.trade.seller] = shares.get(p.trade.seller, 0) + seller_share
+    return {"run": run, "hour": hour, "trades": trades,
+            "shares": [[name, shares[name]] for name in sorted(shares)]}
