@@ -6,7 +6,8 @@ network operator ``operator-dno`` keeps. ``open_day(run)`` starts a run's coil a
 (``market.smes.SmesState.empty``); after each hour's round, ``apply(run, hour, before,
 after, legs, sold_wh)`` records what the round on the matching channel made the SMES do --
 each leg (absorb a seller's surplus, serve a buyer) and the energy it sold in the market --
-and its new state. ``before`` must equal the state held here. (The round reads that state
+and its new state. The actions must be those the round recorded (read on the matching
+channel at the height this block anchors) and ``before`` must equal the state held here. (The round reads that state
 itself, at the electricity height its block anchors; ``settlement`` reads back what is
 recorded here and moves money for SMES legs only if they are the round's.)
 
@@ -14,6 +15,7 @@ Who may call what: ``open_day``, ``apply`` -- ``operator-dno``; hours of a run i
 each once; ``state``, ``hour_actions`` -- anyone.
 """
 
+from market.records import smes_actions
 from market.scenario import ScenarioParams
 from market.smes import SmesState
 
@@ -58,6 +60,15 @@ def apply(ctx, run, hour, before, after, legs, sold_wh):
     if hour != held["next_hour"]:
         raise SmesRefused("hour " + str(hour) + " cannot be recorded; the SMES's next hour of run "
                           + str(run) + " is " + str(held["next_hour"]))
+    hh = str(hour).zfill(2)
+    round_record = ctx.read("matching", "round/" + str(run) + "/" + hh, "round")
+    if round_record is None:
+        raise SmesRefused("round of hour " + str(hour) + " of run " + str(run) + " not anchored yet: matching "
+                          "anchored at height " + str(ctx.block.anchors.get("matching")))
+    given = {"run": run, "hour": hour, "before": before, "after": after, "sold_wh": sold_wh, "legs": legs}
+    if not round_record.get("with_smes") or given != smes_actions(round_record):
+        raise SmesRefused("the SMES actions given are not those the round of hour " + str(hour)
+                          + " of run " + str(run) + " recorded")
     before = _state_value(before, "before")
     after = _state_value(after, "after")
     if before != {"stored_wh": held["stored_wh"], "throughput_wh": held["throughput_wh"]}:

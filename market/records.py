@@ -16,7 +16,7 @@ from market.matching import Matching, Trade
 from market.model import Kind, Quotation, Side, build_market, pair_terms
 from market.scenario import ScenarioParams, market_params
 
-__all__ = ["QUOTE_FIELDS", "TRADE_FIELDS", "price_record"]
+__all__ = ["QUOTE_FIELDS", "TRADE_FIELDS", "price_record", "smes_actions"]
 
 QUOTE_FIELDS = ("energy_wh", "limit_price_milli_per_kwh", "bus", "distance_m", "consumption_wh_per_km",
                 "depreciation_milli", "efficiency_ppm", "max_trades", "charging_price_milli_per_kwh")
@@ -54,3 +54,12 @@ def price_record(round_record: dict, run: int, hour: int) -> dict:
         shares[p.trade.seller] = shares.get(p.trade.seller, 0) + seller_share
     return {"run": run, "hour": hour, "trades": trades,
             "shares": [[name, shares[name]] for name in sorted(shares)]}
+
+
+def smes_actions(round_record: dict) -> dict:
+    """What a round made the SMES do, as the ``smes`` contract records it: the state the round
+    started from and ended in, each leg, and what the SMES sold in the market."""
+    return {"run": round_record["run"], "hour": round_record["hour"], "before": round_record["smes_before"],
+            "after": round_record["smes_after"], "sold_wh": round_record["smes_sold_wh"],
+            "legs": [{"action": g["action"], "counterparty": g["counterparty"], "energy_wh": g["energy_wh"]}
+                     for g in round_record["smes_legs"]]}

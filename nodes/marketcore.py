@@ -14,7 +14,7 @@ from market.smes import SmesState
 from market.grid import load_feeder
 from market.model import Quotation
 from market.scenario import DayScenario, ScenarioParams, build_day
-from market.records import QUOTE_FIELDS
+from market.records import QUOTE_FIELDS, smes_actions
 
 __all__ = ["quote_args", "scenario", "expected_day", "expected_hour", "compare_hour", "metered_readings",
            "smes_apply_args", "hour_view", "QUOTE_FIELDS"]
@@ -101,9 +101,6 @@ def metered_readings(record: dict, smes_name: str = "smes") -> list[list]:
 
 
 def smes_apply_args(record: dict) -> dict:
-    """Arguments of ``smes.apply`` for a round's record: the state it started from and ended
-    in, its legs and what the SMES sold in the market."""
-    return {"run": record["run"], "hour": record["hour"], "before": record["smes_before"],
-            "after": record["smes_after"], "sold_wh": record["smes_sold_wh"],
-            "legs": [{"action": g["action"], "counterparty": g["counterparty"], "energy_wh": g["energy_wh"]}
-                     for g in record["smes_legs"]]}
+    """Arguments of ``smes.apply`` for a round's record (the contract checks them against the
+    round it reads itself)."""
+    return smes_actions(record)

@@ -132,8 +132,10 @@ async def _hour_stages(clients: dict[str, Client], signers: dict[str, Signer], r
     async def electricity():
         after, at = None, None
         if record["with_smes"]:
-            after, at = await _commit(entry, dno.transaction("electricity", "smes", "apply", smes_apply_args(record)),
-                                      f"SMES actions of hour {hour}")
+            # smes.apply checks its actions against the round, read at its anchors
+            after, at = await _stage(clients, lambda: dno.transaction("electricity", "smes", "apply",
+                                                                      smes_apply_args(record)),
+                                     "electricity", {"matching": round_at}, f"SMES actions of hour {hour}")
         # one dno transaction at a time: PBFT orders a client's requests by nonce
         await _submit(entry, dno.transaction("electricity", "metering", "record", {
             "run": run, "hour": hour, "readings": metered_readings(record)}), f"metering of hour {hour}")
