@@ -21,12 +21,9 @@ Who may call what: ``settle`` -- ``operator-mgo``, each hour once; ``balance``,
 """
 
 from market.experiment import stage_settle
-from market.matching import Trade
-from market.pricing import PricedTrade
-from market.records import TRADE_FIELDS, price_record
+from market.records import PricesMismatch, price_record, round_prices, smes_dispatch, trade
 from market.scenario import ScenarioParams
 from market.security import Refusal, SecurityResult, Violation
-from market.smes import SmesDispatch, SmesLeg, SmesState
 
 OPERATOR = "operator-mgo"
 
@@ -35,30 +32,13 @@ class SettlementRefused(Exception):
     """A call the settlement contract does not accept; the message says why."""
 
 
-def _trade(t):
-    return Trade(*[t[k] for k in TRADE_FIELDS])
-
-
 def _outcome(r, priced):
     """The round's security result, SMES dispatch and prices as the market stages take them."""
-    security = SecurityResult(tuple(_trade(t) for t in r["direct"]), tuple(
-        Refusal(_trade(f), Violation(f["kind"], f["element"], f["limit_value"], f["value"], f["excess"], f["unit"]))
+    security = SecurityResult(tuple(trade(t) for t in r["direct"]), tuple(
+        Refusal(trade(f), Violation(f["kind"], f["element"], f["limit_value"], f["value"], f["excess"], f["unit"]))
         for f in r["refused"]))
-    dispatch = None
-    if r["with_smes"]:
-        legs = tuple(SmesLeg(_trade(g["trade"]), g["action"], g["counterparty"], g["counterparty_bus"], g["energy_wh"])
-                     for g in r["smes_legs"])
-        after = SmesState(r["smes_after"]["stored_wh"], r["smes_after"]["throughput_wh"])
-        # `unhelped` and the injections are the dispatch's own working; settlement never reads them.
-        dispatch = SmesDispatch(legs, (), r["smes_sold_wh"], r["smes_standby_loss_wh"], after, None)
-    delivered = {(t["buyer"], t["seller"]): _trade(t) for t in r["delivered"]}
-    if sorted((p["buyer"], p["seller"]) for p in priced["trades"]) != sorted(delivered):
-        raise SettlementRefused("the prices given do not price exactly the round's delivered trades")
-    prices = {}
-    for p in priced["trades"]:
-        key = (p["buyer"], p["seller"])
-        prices[key] = PricedTrade(delivered[key], p["price_milli_per_kwh"], p["payment_milli"])
-    return security, dispatch, prices
+    dispatch, _after = smes_dispatch(r)
+    return security, dispatch, round_prices(r, priced)
 
 
 def _anchored(ctx, channel, contract, key, what):
@@ -94,6 +74,8 @@ def settle(ctx, run, hour, priced):
                                             "SMES actions" + what))
     try:
         security, dispatch, prices = _outcome(round_record, priced)
+    except PricesMismatch as exc:
+        raise SettlementRefused(str(exc))
     except (KeyError, TypeError, ValueError) as exc:
         raise SettlementRefused("malformed round or prices: " + str(exc))
     if priced != price_record(round_record, run, hour):

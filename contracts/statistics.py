@@ -22,13 +22,9 @@ go in the same block), each hour once, in order; ``hour_stats``, ``day_stats`` -
 """
 
 from market.experiment import stage_statistics
-from market.matching import Trade
-from market.model import Kind, Quotation, Side
-from market.pricing import PricedTrade
-from market.records import QUOTE_FIELDS, TRADE_FIELDS, price_record
+from market.records import PricesMismatch, price_record, quotations, round_prices, smes_dispatch, trade
 from market.scenario import HourInputs, ScenarioParams, market_params
 from market.security import SecurityResult
-from market.smes import SmesDispatch, SmesLeg, SmesState
 
 REGULATOR = "operator-reg"
 TOTALS = ("matched_trades", "delivered_sides", "pv_offered_wh", "pv_consumed_wh", "quotations", "refused",
@@ -39,31 +35,17 @@ class StatisticsRefused(Exception):
     """A call the statistics contract does not accept; the message says why."""
 
 
-def _trade(t):
-    return Trade(*[t[k] for k in TRADE_FIELDS])
-
-
 def _stats(r, priced):
     """The hour's RoundStats from the round's record and prices (stage_statistics' inputs rebuilt)."""
     hour = r["hour"]
-    quotes = tuple(Quotation(prosumer=q["prosumer"], kind=Kind(q["kind"]), side=Side(q["side"]), hour=hour,
-                             **{k: q[k] for k in QUOTE_FIELDS}) for q in r["quotations"])
     inputs = HourInputs(hour, market_params(ScenarioParams(), hour), (), r["pv_offered_wh"])
     # stage_statistics reads only the admitted trades, the legs, the SMES's market discharge and
     # the prices; refusals, `unhelped` and the injections stay with the round's record.
-    security = SecurityResult(tuple(_trade(t) for t in r["direct"]), ())
-    dispatch, after = None, None
-    if r["with_smes"]:
-        legs = tuple(SmesLeg(_trade(g["trade"]), g["action"], g["counterparty"], g["counterparty_bus"], g["energy_wh"])
-                     for g in r["smes_legs"])
-        after = SmesState(r["smes_after"]["stored_wh"], r["smes_after"]["throughput_wh"])
-        dispatch = SmesDispatch(legs, (), r["smes_sold_wh"], r["smes_standby_loss_wh"], after, None)
-    delivered = {(t["buyer"], t["seller"]): _trade(t) for t in r["delivered"]}
-    if sorted((p["buyer"], p["seller"]) for p in priced["trades"]) != sorted(delivered):
-        raise StatisticsRefused("the prices given do not price exactly the round's delivered trades")
-    prices = {(p["buyer"], p["seller"]): PricedTrade(delivered[(p["buyer"], p["seller"])], p["price_milli_per_kwh"],
-                                                     p["payment_milli"]) for p in priced["trades"]}
-    return stage_statistics(inputs, quotes, tuple(_trade(t) for t in r["matched"]), security, dispatch, prices, after)
+    security = SecurityResult(tuple(trade(t) for t in r["direct"]), ())
+    dispatch, after = smes_dispatch(r)
+    prices = round_prices(r, priced)
+    return stage_statistics(inputs, tuple(quotations(r, hour)), tuple(trade(t) for t in r["matched"]), security,
+                            dispatch, prices, after)
 
 
 def _ppm(num, den):
@@ -88,6 +70,8 @@ def record(ctx, run, hour, priced):
                                 + str(expected))
     try:
         s = _stats(round_record, priced)
+    except PricesMismatch as exc:
+        raise StatisticsRefused(str(exc))
     except (KeyError, TypeError, ValueError) as exc:
         raise StatisticsRefused("malformed round or prices: " + str(exc))
     if priced != price_record(round_record, run, hour):

@@ -208,17 +208,23 @@ def test_settlement_waits_for_the_smes_to_record_the_hours_actions():
     assert sum(amount for _, amount in settled["settlement"]) == 0
 
 
-def test_settlement_and_statistics_refuse_prices_that_leave_out_a_delivered_trade():
+def _priced_hour_8():
+    """A run without the SMES closed and priced up to hour 8 (this small day's first hour that
+    delivers a priced trade); the market and hour 8's price record, not yet settled."""
     market = Market()
     market.open(0, False)
     sc = scenario(PARAMS, 3)
-    for h in range(9):        # hour 8 of this small day delivers a priced trade
+    for h in range(9):
         market.tx.block([(q.prosumer, "quotation", "quote", quote_args(q)) for q in sc.hours[h].quotations])
         if h < 8:
             market.close(0, h)
     market.tx.value("operator-mgo", "quotation", "close", {"hour": 8})
     market.matching.value("operator-mgo", "round", "close", {"run": 0, "hour": 8})
-    priced = market.tx.value("operator-mgo", "pricing", "price", {"run": 0, "hour": 8})
+    return market, market.tx.value("operator-mgo", "pricing", "price", {"run": 0, "hour": 8})
+
+
+def test_settlement_and_statistics_refuse_prices_that_leave_out_a_delivered_trade():
+    market, priced = _priced_hour_8()
     assert priced["trades"], "the hour must deliver a trade for this test to mean anything"
     args = {"run": 0, "hour": 8, "priced": dict(priced, trades=priced["trades"][1:])}
     reason = "do not price exactly the round's delivered trades"
@@ -229,16 +235,7 @@ def test_settlement_and_statistics_refuse_prices_that_leave_out_a_delivered_trad
 def test_settlement_and_statistics_refuse_prices_other_than_the_nucleolus_prices():
     """They may not read ``pricing``'s state on their own channel, so they recompute the
     record from the round's (read at the anchors): an operator cannot settle at other prices."""
-    market = Market()
-    market.open(0, False)
-    sc = scenario(PARAMS, 3)
-    for h in range(9):        # hour 8 of this small day delivers a priced trade
-        market.tx.block([(q.prosumer, "quotation", "quote", quote_args(q)) for q in sc.hours[h].quotations])
-        if h < 8:
-            market.close(0, h)
-    market.tx.value("operator-mgo", "quotation", "close", {"hour": 8})
-    market.matching.value("operator-mgo", "round", "close", {"run": 0, "hour": 8})
-    priced = market.tx.value("operator-mgo", "pricing", "price", {"run": 0, "hour": 8})
+    market, priced = _priced_hour_8()
     first = dict(priced["trades"][0])
     first["payment_milli"] += 1_000
     first["price_milli_per_kwh"] += 1
