@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import bisect
 import sqlite3
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -65,6 +64,10 @@ def _inner(left: bytes, right: bytes) -> bytes:
     return digest_bytes(_NODE + left + right)
 
 
+def _path_of(change: tuple[int, bytes | None]) -> int:
+    return change[0]
+
+
 def _position(depth: int, prefix: int) -> bytes:
     """The row key of the node at (depth, prefix): the prefix bits left-aligned, then depth.
 
@@ -82,46 +85,60 @@ class SparseMerkleTree:
 
     :meth:`update` stages node writes and executes them on ``conn`` inside the caller's
     open transaction; on rollback the caller must call :meth:`forget` (cache invalidation).
+
+    In memory a position (depth, prefix) is the integer ``2**depth + prefix`` (heap
+    numbering: the children of ``i`` are ``2i`` and ``2i + 1``), which is cheaper to make and
+    hash than the row key; the row key is built only for the rows a block writes. The cache
+    keeps the recently used nodes in two generations (a node read from the older one moves to
+    the newer; when the newer is full it becomes the older): bounded like an LRU, without an
+    LRU's bookkeeping on every read.
     """
 
     def __init__(self, conn: sqlite3.Connection, *, cache_nodes: int = 65_536) -> None:
         self._conn = conn
-        self._cache: OrderedDict[bytes, Node | None] = OrderedDict()
-        self._cache_nodes = cache_nodes
-        self._pending: dict[bytes, Node | None] = {}
+        self._young: dict[int, Node | None] = {}
+        self._old: dict[int, Node | None] = {}
+        self._generation = max(1, cache_nodes // 2)
+        self._pending: dict[int, Node | None] = {}
         conn.execute(SCHEMA)
 
     @property
     def root(self) -> bytes:
-        node = self._load(0, 0)
+        node = self._load(1)
         return EMPTY if node is None else node[0]
 
     def forget(self) -> None:
         """Drop cached nodes (after a rolled-back transaction)."""
-        self._cache.clear()
+        self._young.clear()
+        self._old.clear()
         self._pending.clear()
 
     # -- reading nodes ------------------------------------------------------------------
 
-    def _load(self, depth: int, prefix: int) -> Node | None:
-        pos = _position(depth, prefix)
-        if pos in self._pending:
-            return self._pending[pos]
-        cache = self._cache
-        if pos in cache:
-            cache.move_to_end(pos)
-            return cache[pos]
-        row = self._conn.execute("SELECT hash, leaf FROM smt WHERE pos = ?", (pos,)).fetchone()
-        node = None if row is None else (row[0], None if row[1] is None else int.from_bytes(row[1], "big"))
-        self._remember(pos, node)
+    def _load(self, index: int) -> Node | None:
+        """The node at heap index ``index`` (``2**depth + prefix``)."""
+        pending = self._pending
+        if index in pending:
+            return pending[index]
+        young = self._young
+        if index in young:
+            return young[index]
+        old = self._old
+        if index in old:
+            node = old.pop(index)
+        else:
+            depth = index.bit_length() - 1
+            row = self._conn.execute("SELECT hash, leaf FROM smt WHERE pos = ?",
+                                     (_position(depth, index - (1 << depth)),)).fetchone()
+            node = None if row is None else (row[0], None if row[1] is None else int.from_bytes(row[1], "big"))
+        self._remember(index, node)
         return node
 
-    def _remember(self, pos: bytes, node: Node | None) -> None:
-        cache = self._cache
-        cache[pos] = node
-        cache.move_to_end(pos)
-        while len(cache) > self._cache_nodes:
-            cache.popitem(last=False)
+    def _remember(self, index: int, node: Node | None) -> None:
+        young = self._young
+        young[index] = node
+        if len(young) > self._generation:
+            self._old, self._young = young, {}
 
     # -- updating -----------------------------------------------------------------------
 
@@ -129,66 +146,80 @@ class SparseMerkleTree:
         """Apply ``(path, leaf hash or None to delete)`` changes; return the new root."""
         staged = sorted((int.from_bytes(path, "big"), lh) for path, lh in dict(changes).items())
         if staged:
-            self._pending = {}
-            self._update(0, 0, self._load(0, 0), staged)
-            rows = [(pos, n[0], None if n[1] is None else n[1].to_bytes(32, "big"))
-                    for pos, n in self._pending.items() if n is not None]
-            gone = [(pos,) for pos, n in self._pending.items() if n is None]
+            self._pending = pending = {}
+            self._update(1, 0, self._load(1), staged)
+            rows, gone = [], []
+            for index, node in pending.items():
+                depth = index.bit_length() - 1
+                pos = _position(depth, index - (1 << depth))
+                if node is None:
+                    gone.append((pos,))
+                else:
+                    rows.append((pos, node[0], None if node[1] is None else node[1].to_bytes(32, "big")))
             self._conn.executemany(
                 "INSERT INTO smt (pos, hash, leaf) VALUES (?, ?, ?) "
                 "ON CONFLICT (pos) DO UPDATE SET hash = excluded.hash, leaf = excluded.leaf", rows)
             self._conn.executemany("DELETE FROM smt WHERE pos = ?", gone)
-            for pos, node in self._pending.items():
-                self._remember(pos, node)
             self._pending = {}
+            for index, node in pending.items():
+                self._remember(index, node)
         return self.root
 
-    def _put(self, depth: int, prefix: int, node: Node | None) -> Node | None:
-        self._pending[_position(depth, prefix)] = node
-        return node
-
-    def _update(self, depth: int, prefix: int, node: Node | None, changes: list) -> Node | None:
-        """New node at (depth, prefix) after ``changes`` (sorted, all under this prefix)."""
+    def _update(self, index: int, depth: int, node: Node | None, changes: list) -> Node | None:
+        """New node at heap index ``index`` (at ``depth``) after ``changes`` (sorted, all below it)."""
+        pending = self._pending
         if node is None or node[1] is not None:
             # Empty or a single leaf: nothing is stored below this position, so rebuild
             # the subtree from the leaf (unless a change replaces it) and the changes.
             if node is not None:
-                index = bisect.bisect_left(changes, node[1], key=lambda c: c[0])
-                if index == len(changes) or changes[index][0] != node[1]:
-                    changes = changes[:index] + [(node[1], node[0])] + changes[index:]
+                at = bisect.bisect_left(changes, node[1], key=_path_of)
+                if at == len(changes) or changes[at][0] != node[1]:
+                    changes = changes[:at] + [(node[1], node[0])] + changes[at:]
             leaves = [c for c in changes if c[1] is not None]
             if not leaves:
-                return self._put(depth, prefix, None) if node is not None else None
-            return self._build(depth, prefix, leaves)
-        split = bisect.bisect_left(changes, ((prefix << 1) | 1) << (PATH_BITS - 1 - depth), key=lambda c: c[0])
-        left_prefix, right_prefix = prefix << 1, (prefix << 1) | 1
-        left = self._load(depth + 1, left_prefix)
-        right = self._load(depth + 1, right_prefix)
+                if node is not None:
+                    pending[index] = None
+                return None
+            return self._build(index, depth, leaves)
+        left_index = index << 1
+        right_index = left_index | 1
+        # the first change under the right child: its path has bit `depth` set under this prefix
+        split = bisect.bisect_left(changes, (right_index - (2 << depth)) << (PATH_BITS - 1 - depth), key=_path_of)
+        left = self._load(left_index)
+        right = self._load(right_index)
         if split > 0:
-            left = self._update(depth + 1, left_prefix, left, changes[:split])
+            left = self._update(left_index, depth + 1, left, changes[:split])
         if split < len(changes):
-            right = self._update(depth + 1, right_prefix, right, changes[split:])
+            right = self._update(right_index, depth + 1, right, changes[split:])
         if left is None and right is None:
-            return self._put(depth, prefix, None)
+            pending[index] = None
+            return None
         if left is None and right[1] is not None:  # compaction: a lone leaf moves up
-            self._put(depth + 1, right_prefix, None)
-            return self._put(depth, prefix, right)
+            pending[right_index] = None
+            pending[index] = right
+            return right
         if right is None and left[1] is not None:
-            self._put(depth + 1, left_prefix, None)
-            return self._put(depth, prefix, left)
-        return self._put(depth, prefix, (_inner(EMPTY if left is None else left[0],
-                                                EMPTY if right is None else right[0]), None))
+            pending[left_index] = None
+            pending[index] = left
+            return left
+        node = (_inner(EMPTY if left is None else left[0], EMPTY if right is None else right[0]), None)
+        pending[index] = node
+        return node
 
-    def _build(self, depth: int, prefix: int, leaves: list) -> Node:
+    def _build(self, index: int, depth: int, leaves: list) -> Node:
         """Write the subtree of ``leaves`` (≥ 1, sorted) at a position empty below."""
         if len(leaves) == 1:
             path, lh = leaves[0]
-            return self._put(depth, prefix, (lh, path))
-        split = bisect.bisect_left(leaves, ((prefix << 1) | 1) << (PATH_BITS - 1 - depth), key=lambda c: c[0])
-        left = self._build(depth + 1, prefix << 1, leaves[:split]) if split > 0 else None
-        right = self._build(depth + 1, (prefix << 1) | 1, leaves[split:]) if split < len(leaves) else None
-        return self._put(depth, prefix, (_inner(EMPTY if left is None else left[0],
-                                                EMPTY if right is None else right[0]), None))
+            node = self._pending[index] = (lh, path)
+            return node
+        left_index = index << 1
+        right_index = left_index | 1
+        split = bisect.bisect_left(leaves, (right_index - (2 << depth)) << (PATH_BITS - 1 - depth), key=_path_of)
+        left = self._build(left_index, depth + 1, leaves[:split]) if split > 0 else None
+        right = self._build(right_index, depth + 1, leaves[split:]) if split < len(leaves) else None
+        node = self._pending[index] = (_inner(EMPTY if left is None else left[0],
+                                              EMPTY if right is None else right[0]), None)
+        return node
 
     # -- proofs -------------------------------------------------------------------------
 
@@ -197,13 +228,13 @@ class SparseMerkleTree:
         target = int.from_bytes(path, "big")
         siblings: list[bytes] = []
         depth, prefix = 0, 0
-        node = self._load(0, 0)
+        node = self._load(1)
         while node is not None and node[1] is None:
             bit = (target >> (PATH_BITS - 1 - depth)) & 1
-            sibling = self._load(depth + 1, (prefix << 1) | (1 - bit))
+            sibling = self._load((((1 << depth) | prefix) << 1) | (1 - bit))
             siblings.append(EMPTY if sibling is None else sibling[0])
             depth, prefix = depth + 1, (prefix << 1) | bit
-            node = self._load(depth, prefix)
+            node = self._load((1 << depth) | prefix)
         terminal = None if node is None else (node[1].to_bytes(32, "big"), node[0])
         return MerkleProof(tuple(siblings), terminal)
 
