@@ -271,6 +271,7 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
         if wait:
             future = asyncio.get_running_loop().create_future()
             self._waiters.setdefault(key, []).append(future)
+            future.add_done_callback(lambda done: self._forget_waiter(key, done))
         if nonce <= self.replica.clients.get(client, 0):
             # Committed already, not yet executed (execution runs behind commit on its own
             # thread, so the ledger's nonce check let it through): typically a relayed copy
@@ -280,6 +281,18 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
         self._arrivals.setdefault(key, time.monotonic())
         self.feed(RequestReceived(self.hooks.now_ms(), request))
         return future
+
+    def _forget_waiter(self, key: tuple[str, int], future: asyncio.Future) -> None:
+        """A waiter given up (the client's wait timed out, or it went away) is dropped at once:
+        a request that never commits would otherwise keep it, and its arrival time, for good."""
+        if not future.cancelled():
+            return
+        futures = self._waiters.get(key)
+        if futures is not None and future in futures:
+            futures.remove(future)
+            if not futures:
+                del self._waiters[key]
+                self._arrivals.pop(key, None)
 
     # -- carrying out actions ------------------------------------------------------------
 
