@@ -52,8 +52,9 @@ def rss_mb(pid: int) -> float:
 
 
 class LoadGenerator:
-    def __init__(self, cluster: Cluster, clients: int) -> None:
+    def __init__(self, cluster: Cluster, clients: int, batch_ms: float = 0) -> None:
         self.cluster = cluster
+        self.batch_ms = batch_ms  # > 0: arrivals go out every batch_ms, one batch request per node and channel
         self.signers = [Signer.load(cluster.directory, f"load{i:04d}") for i in range(clients)]
         self.free = [(s, ch) for s in self.signers for ch in CHANNELS]
         random.Random(1).shuffle(self.free)
@@ -87,11 +88,37 @@ class LoadGenerator:
         finally:
             self.free.append((signer, channel))
 
+    async def many(self, node: str, channel: str, lanes: list[tuple[Signer, float]], latencies: list[float],
+                   errors: list[str]) -> None:
+        """One batch request for the lanes' transactions; latency counts from each one's arrival."""
+        txs = [signer.transaction(channel, "demo", "record", {"topic": "bench", "value": signer.next_nonce[channel]})
+               for signer, _ in lanes]
+        try:
+            answers = await self.clients[node].submit_batch(channel, txs, wait=True)
+            done = time.perf_counter()
+            for (_, arrived), answer in zip(lanes, answers):
+                if "error" not in answer and answer["result"]["status"] == "ok":
+                    latencies.append(done - arrived)
+                else:
+                    errors.append(answer.get("error") or answer["result"]["reason"])
+        except (ApiError, OSError, asyncio.TimeoutError) as exc:
+            errors.extend([str(exc)[:80]] * len(lanes))
+        finally:
+            self.free.extend((signer, channel) for signer, _ in lanes)
+
     async def offer(self, rate: float, seconds: float, nodes: list[str] | None = None) -> dict:
         nodes = nodes or list(self.clients)
         latencies: list[float] = []
         errors: list[str] = []
         tasks, offered, skipped = [], 0, 0
+        queued: dict[tuple[str, str], list[tuple[Signer, float]]] = {}
+        next_flush = time.perf_counter()
+
+        def flush() -> None:
+            for (node, channel), lanes in queued.items():
+                tasks.append(asyncio.ensure_future(self.many(node, channel, lanes, latencies, errors)))
+            queued.clear()
+
         start = time.perf_counter()
         i = 0
         while True:
@@ -103,11 +130,18 @@ class LoadGenerator:
                 await asyncio.sleep(due - now)
             if self.free:
                 signer, channel = self.free.pop(0)
-                tasks.append(asyncio.ensure_future(self.one(signer, channel, nodes[i % len(nodes)], latencies, errors)))
+                if self.batch_ms:
+                    queued.setdefault((nodes[i % len(nodes)], channel), []).append((signer, time.perf_counter()))
+                else:
+                    tasks.append(asyncio.ensure_future(self.one(signer, channel, nodes[i % len(nodes)], latencies, errors)))
                 offered += 1
             else:
                 skipped += 1
+            if self.batch_ms and time.perf_counter() >= next_flush:
+                flush()
+                next_flush = time.perf_counter() + self.batch_ms / 1000
             i += 1
+        flush()
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - start
         latencies.sort()
@@ -155,8 +189,10 @@ async def run(args: argparse.Namespace, cluster: Cluster) -> None:
         for channel in CHANNELS:
             await deploy_contract(client, cluster.directory, cluster.genesis, channel, "demo", DEMO)
     print(f"machine: {machine()}; 4 nodes, batch <= {cluster.genesis.consensus.batch_max}, "
-          f"checkpoint every {cluster.genesis.consensus.checkpoint_interval}; {args.clients} client identities x 3 channels")
-    async with LoadGenerator(cluster, args.clients) as gen:
+          f"checkpoint every {cluster.genesis.consensus.checkpoint_interval}; {args.clients} client identities x 3 channels; "
+          + (f"batch submissions every {args.batch_ms:g} ms per node and channel" if args.batch_ms
+             else "one HTTP request per transaction"))
+    async with LoadGenerator(cluster, args.clients, args.batch_ms) as gen:
         for signer in gen.signers:
             for channel in CHANNELS:
                 signer.next_nonce[channel] = 1
@@ -195,6 +231,9 @@ def main() -> None:
     parser.add_argument("--rates", default="100,300,1000,3000", help="offered rates, tx/s")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--clients", type=int, default=400, help="benchmark identities (each x 3 channels)")
+    parser.add_argument("--batch-ms", type=float, default=0,
+                        help="submit through the batch endpoint: each node and channel gets the arrivals of "
+                             "every BATCH_MS in one request (0: one HTTP request per transaction)")
     parser.add_argument("--view-change", action="store_true")
     parser.add_argument("--soak-minutes", type=float, default=0)
     parser.add_argument("--soak-rate", type=float, default=200)

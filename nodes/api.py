@@ -26,7 +26,7 @@ from .admin import AdminRefused, check_token
 from .anchoring import anchors_of
 from .faults import BYZANTINE_MODES
 from .metrics import CONTENT_TYPE_LATEST
-from .node import Node, utc_now
+from .node import RELAY_MAX_BYTES as BATCH_MAX_BYTES, RELAY_MAX_REQUESTS as BATCH_MAX_TXS, Node, utc_now
 
 __all__ = ["build_app", "jsonable"]
 
@@ -224,18 +224,58 @@ async def nonce(request: web.Request) -> web.Response:
 
 # -- writing ----------------------------------------------------------------------------------
 
-async def submit(request: web.Request) -> web.Response:
-    node = _node(request)
+def _admit(node: Node, channel: str, data: bytes, *, wait: bool):
+    """Validate one client request and hand it to the channel's replica: ``(tx, future)``.
+
+    Raises :class:`Refusal` with the request's precise reason; nothing is written then.
+    """
+    try:
+        tx = node.validate(channel, data)
+    except TransactionRefused as refusal:
+        raise Refusal(REFUSAL_STATUS[refusal.code], refusal.code, refusal.detail) from None
+    if tx.contract != LIFECYCLE and committed(node.ledgers[channel].state, tx.contract) is None:
+        raise Refusal(404, "unknown_contract", f"no contract {tx.contract!r} is committed on {channel}")
+    return tx, node.engines[channel].submit(data, tx.creator, tx.nonce, wait=wait)
+
+
+def _open_channel(request: web.Request):
+    """The submission's channel engine, if it takes requests."""
     channel = _channel(request)
     _ledger(request, channel)
-    engine = node.engines[channel]
+    engine = _node(request).engines[channel]
     if engine.halted:
         raise Refusal(503, "channel_halted", engine.halted)
-    if request.content_length is not None and request.content_length > 2 * MAX_TX_BYTES:
-        raise Refusal(413, "oversized", f"body of {request.content_length} bytes exceeds {2 * MAX_TX_BYTES}")
-    body = await request.content.read(2 * MAX_TX_BYTES + 1)
-    if len(body) > 2 * MAX_TX_BYTES:
-        raise Refusal(413, "oversized", f"body exceeds {2 * MAX_TX_BYTES} bytes")
+    return channel, engine
+
+
+async def _body(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise Refusal(413, "oversized", f"body of {request.content_length} bytes exceeds {limit}")
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise Refusal(413, "oversized", f"body exceeds {limit} bytes")
+    return body
+
+
+def _wait_params(request: web.Request) -> tuple[bool, float]:
+    wait = request.query.get("wait") == "commit"
+    try:
+        wait_s = min(float(request.query.get("timeout", WAIT_LIMIT_S)), MAX_WAIT_S)
+    except ValueError:
+        raise Refusal(400, "bad_parameter", "timeout must be a number of seconds") from None
+    return wait, wait_s
+
+
+def _committed_json(block, tx_id: bytes, result) -> dict[str, Any]:
+    return {"tx_id": tx_id.hex(), "height": block.height, "block": block.hash.hex(),
+            "result": {"status": result.status, "reason": result.reason,
+                       "value": jsonable(result.value), "events": jsonable(list(result.events))}}
+
+
+async def submit(request: web.Request) -> web.Response:
+    node = _node(request)
+    channel, engine = _open_channel(request)
+    body = await _body(request, 2 * MAX_TX_BYTES)
     if request.content_type == MSGPACK:
         data = body
     elif request.content_type in ("application/json", ""):
@@ -249,19 +289,9 @@ async def submit(request: web.Request) -> web.Response:
             raise Refusal(400, "malformed", f"malformed JSON transaction: {exc!r}") from None
     else:
         raise Refusal(415, "unsupported_media_type", f"send {MSGPACK} or application/json")
-    try:
-        tx = node.validate(channel, data)
-    except TransactionRefused as refusal:
-        raise Refusal(REFUSAL_STATUS[refusal.code], refusal.code, refusal.detail) from None
-    if tx.contract != LIFECYCLE and committed(node.ledgers[channel].state, tx.contract) is None:
-        raise Refusal(404, "unknown_contract", f"no contract {tx.contract!r} is committed on {channel}")
-    wait = request.query.get("wait") == "commit"
-    try:
-        wait_s = min(float(request.query.get("timeout", WAIT_LIMIT_S)), MAX_WAIT_S)
-    except ValueError:
-        raise Refusal(400, "bad_parameter", "timeout must be a number of seconds") from None
-    future = engine.submit(data, tx.creator, tx.nonce, wait=wait)
-    node.relay(channel, data)
+    wait, wait_s = _wait_params(request)
+    tx, future = _admit(node, channel, data, wait=wait)
+    node.relay(channel, [data])
     if not wait:
         return web.json_response({"tx_id": tx.tx_id.hex()}, status=202)
     try:
@@ -270,9 +300,63 @@ async def submit(request: web.Request) -> web.Response:
         raise Refusal(504, "commit_timeout", f"not committed within {wait_s:.0f} s; it may still commit") from None
     except asyncio.CancelledError:
         raise Refusal(503, "node_stopping", "the node stopped before the transaction committed") from None
-    return web.json_response({"tx_id": tx_id.hex(), "height": block.height, "block": block.hash.hex(),
-                              "result": {"status": result.status, "reason": result.reason,
-                                         "value": jsonable(result.value), "events": jsonable(list(result.events))}})
+    return web.json_response(_committed_json(block, tx_id, result))
+
+
+async def submit_batch(request: web.Request) -> web.Response:
+    """Several signed transactions in one request: a canonical msgpack list of their bytes.
+
+    For a gateway or a load generator that speaks for many clients: each transaction is
+    validated, refused (and counted) or admitted on its own exactly as by ``submit``, and the
+    admitted ones are relayed to the peers in one frame. The answer lists, in order, each
+    transaction's outcome: ``{"error", "detail"}`` for a refusal, ``{"tx_id"}`` when not
+    waiting, or its commit (as ``submit`` answers) with ``?wait=commit``; a transaction not
+    committed in time answers ``{"error": "commit_timeout"}``.
+    """
+    node = _node(request)
+    channel, _ = _open_channel(request)
+    if request.content_type != MSGPACK:
+        raise Refusal(415, "unsupported_media_type", f"send a {MSGPACK} list of transactions")
+    body = await _body(request, BATCH_MAX_BYTES)
+    try:
+        items = decode(body, max_size=BATCH_MAX_BYTES)
+    except EncodingError as exc:
+        raise Refusal(400, "non_canonical", str(exc)) from None
+    if type(items) is not list or not all(type(item) is bytes for item in items):
+        raise Refusal(400, "malformed", "the body must be a list of transactions' bytes")
+    if not 1 <= len(items) <= BATCH_MAX_TXS:
+        raise Refusal(413 if items else 400, "bad_batch_size", f"a batch holds 1 to {BATCH_MAX_TXS} transactions, not {len(items)}")
+    wait, wait_s = _wait_params(request)
+    answers: list[Any] = []
+    admitted: list[bytes] = []
+    for data in items:
+        try:
+            tx, future = _admit(node, channel, data, wait=wait)
+        except Refusal as refusal:
+            node.metrics.refused.labels("api", refusal.code).inc()
+            answers.append({"error": refusal.code, "detail": refusal.detail})
+            continue
+        admitted.append(data)
+        answers.append(future if wait else {"tx_id": tx.tx_id.hex()})
+    if admitted:
+        node.relay(channel, admitted)
+    if wait:
+        futures = [answer for answer in answers if isinstance(answer, asyncio.Future)]
+        if futures:
+            await asyncio.wait(futures, timeout=wait_s)
+        answers = [_batch_answer(answer) for answer in answers]
+    return web.json_response({"results": answers}, status=200 if wait else 202)
+
+
+def _batch_answer(answer: Any) -> dict[str, Any]:
+    if not isinstance(answer, asyncio.Future):
+        return answer
+    if not answer.done():
+        answer.cancel()
+        return {"error": "commit_timeout", "detail": "not committed in time; it may still commit"}
+    if answer.cancelled():
+        return {"error": "node_stopping", "detail": "the node stopped before the transaction committed"}
+    return _committed_json(*answer.result())
 
 
 # -- events and metrics -----------------------------------------------------------------------
@@ -366,6 +450,7 @@ def build_app(node: Node) -> web.Application:
     app.router.add_get(PEER_PATH, node.peers.handle)
     app.router.add_get("/v1/status", status)
     app.router.add_post("/v1/channels/{channel}/transactions", submit)
+    app.router.add_post("/v1/channels/{channel}/batch", submit_batch)
     app.router.add_get("/v1/channels/{channel}/transactions/{tx_id}", transaction)
     app.router.add_get("/v1/channels/{channel}/blocks", blocks)
     app.router.add_get("/v1/channels/{channel}/blocks/{height}", block)

@@ -31,7 +31,7 @@ from aiohttp import web
 
 from p2pchain.consensus import Keyring, MalformedMessage, decode_message, encode_message
 from p2pchain.consortium import load_identity_key
-from p2pchain.encoding import decode, encode
+from p2pchain.encoding import EncodingError, decode, encode
 from p2pchain.genesis import CHANNELS, Genesis
 from p2pchain.ledger.block import Block
 from p2pchain.ledger.store import ChannelLedger, ledger_path
@@ -52,6 +52,10 @@ log = logging.getLogger("p2pchain.node")
 FRAME_CONSENSUS = b"C"
 PEER_POLL_S = 2.0
 FRAME_REQUEST = b"R"
+RELAY_MAX_REQUESTS = 512
+RELAY_MAX_BYTES = 2 * 1024 * 1024
+"""Client requests in one relayed frame (a batch submission is relayed as one frame), and
+the frame's size: well under the peer links' frame limit."""
 
 
 def utc_now() -> dt.datetime:
@@ -289,22 +293,37 @@ class Node:
         return self.anchoring.receive(engine, message)  # PRE-PREPAREs wait for, or fail on, their anchors
 
     def _on_relayed_request(self, peer: str, body: bytes) -> str | None:
-        """A client request another node received: every replica must know it, so that each
-        one times out on a primary that ignores it (OSDI'99 §4.1: the client multicasts)."""
+        """Client requests another node received: every replica must know them, so that each
+        one times out on a primary that ignores them (OSDI'99 §4.1: the client multicasts).
+
+        The frame is a channel index and the canonical list of the requests (one or a batch
+        submission's). A malformed frame closes the link; each request is validated alone.
+        """
         if not body or body[0] >= len(CHANNELS):
             self.metrics.refused.labels("peer", "unknown_channel").inc()
             return "unknown_channel"
         channel = CHANNELS[body[0]]
         try:
-            tx = self.validate(channel, body[1:])
-        except TransactionRefused as refusal:
-            self.metrics.refused.labels("relay", refusal.code).inc()
-            return None  # late (already committed) or a peer relaying junk: refused, counted
-        self.engines[channel].submit(body[1:], tx.creator, tx.nonce, wait=False)
+            requests = decode(body[1:], max_size=RELAY_MAX_BYTES)
+        except EncodingError:
+            requests = None
+        if (type(requests) is not list or len(requests) > RELAY_MAX_REQUESTS
+                or any(type(request) is not bytes for request in requests)):
+            self.metrics.refused.labels("peer", "malformed_relay").inc()
+            return "malformed_relay"
+        engine = self.engines[channel]
+        for request in requests:
+            try:
+                tx = self.validate(channel, request)
+            except TransactionRefused as refusal:
+                self.metrics.refused.labels("relay", refusal.code).inc()
+                continue  # late (already committed) or a peer relaying junk: refused, counted
+            engine.submit(request, tx.creator, tx.nonce, wait=False)
         return None
 
-    def relay(self, channel: str, request: bytes) -> None:
-        frame = FRAME_REQUEST + bytes([CHANNELS.index(channel)]) + request
+    def relay(self, channel: str, requests: list[bytes]) -> None:
+        """Send validated client requests to every peer, as one frame (at most RELAY_MAX_REQUESTS)."""
+        frame = FRAME_REQUEST + bytes([CHANNELS.index(channel)]) + encode(requests)
         for target, _ in self.faults.outgoing(self, [(name, None) for name in self.peer_names()]):
             self._transmit(target, frame)
 

@@ -338,6 +338,38 @@ def test_each_kind_of_bad_input_is_refused_with_its_reason_and_changes_nothing(c
     assert asyncio.run(_agree(cluster)) == before
 
 
+def test_a_batch_submission_commits_the_good_transactions_and_refuses_each_bad_one_with_its_reason(cluster, load):
+    asyncio.run(load.run(3, ["node0"]))  # the load's signers know their nonces
+    signer = load.signers["pv1"]
+    good = [signer.transaction("transaction", "demo", "record", {"topic": f"batch{i}", "value": i}) for i in range(5)]
+    forged = _signed(cluster, "ev01", key=SigningKey.generate())
+    replayed = _signed(cluster, "ev02", nonce=1)
+
+    async def run():
+        async with Client(cluster.url("node2"), timeout_s=60) as client:
+            answers = await client.submit_batch("transaction", [good[0], forged, *good[1:3], replayed, *good[3:]], wait=True)
+            again = await client.submit_batch("transaction", [good[4]], wait=True)  # already committed
+            refusals = []
+            async with aiohttp.ClientSession() as session:
+                url = f"{cluster.url('node2')}/v1/channels/transaction/batch"
+                for body, media in ((b"\xc1", "application/msgpack"), (b"\x90", "application/msgpack"),
+                                    (b"\x91\x01", "application/msgpack"), (b"\x91\xc4\x00", "text/plain"),
+                                    (b"\x00" * (3 * 1024 * 1024), "application/msgpack")):
+                    async with session.post(url, data=body, headers={"Content-Type": media}) as response:
+                        refusals.append((response.status, (await response.json())["error"]))
+            return answers, again, refusals
+
+    answers, again, refusals = asyncio.run(run())
+    assert [a.get("error") for a in answers] == [None, "bad_signature", None, None, "replayed_nonce", None, None]
+    committed = [a for a in answers if "error" not in a]
+    assert [a["tx_id"] for a in committed] == [tx.tx_id.hex() for tx in good]
+    assert all(a["result"]["status"] == "ok" for a in committed)
+    assert again[0]["error"] == "replayed_nonce"
+    assert refusals == [(400, "non_canonical"), (400, "bad_batch_size"), (400, "malformed"),
+                        (415, "unsupported_media_type"), (413, "oversized")]
+    asyncio.run(_agree(cluster))
+
+
 def test_refusals_are_counted_in_metrics(cluster):
     async def metrics():
         async with aiohttp.ClientSession() as session:
