@@ -51,6 +51,26 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process, from /proc."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cluster_cpu(cluster: Cluster) -> dict[str, float]:
+    """CPU seconds so far of the node processes, of their contract workers, and of this process."""
+    nodes = workers = 0.0
+    for process in cluster.processes.values():
+        try:
+            nodes += cpu_seconds(process.pid)
+            for child in Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split():
+                workers += cpu_seconds(int(child))
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # a node killed or restarted during the step (--view-change): its share is lost
+    return {"nodes": nodes, "workers": workers, "load": time.process_time()}
+
+
 class LoadGenerator:
     def __init__(self, cluster: Cluster, clients: int, batch_ms: float = 0) -> None:
         self.cluster = cluster
@@ -111,6 +131,8 @@ class LoadGenerator:
         latencies: list[float] = []
         errors: list[str] = []
         tasks, offered, skipped = [], 0, 0
+        cpu_before = cluster_cpu(self.cluster)
+        heights_before = await self.heights(nodes[0])
         queued: dict[tuple[str, str], list[tuple[Signer, float]]] = {}
         next_flush = time.perf_counter()
 
@@ -144,10 +166,19 @@ class LoadGenerator:
         flush()
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - start
+        cpu = {k: v - cpu_before[k] for k, v in cluster_cpu(self.cluster).items()}
+        blocks = sum(await self.heights(nodes[0])) - sum(heights_before)
         latencies.sort()
         pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else float("nan")  # noqa: E731
         return {"rate": rate, "offered": offered / seconds, "skipped": skipped, "committed": len(latencies) / elapsed,
-                "p50_ms": pick(0.50), "p99_ms": pick(0.99), "errors": len(errors)}
+                "p50_ms": pick(0.50), "p99_ms": pick(0.99), "errors": len(errors),
+                # CPU per committed transaction: what contention distorts least
+                "cpu_ms": {k: 1000 * v / max(1, len(latencies)) for k, v in cpu.items()},
+                "tx_per_block": len(latencies) / max(1, blocks)}
+
+    async def heights(self, node: str) -> list[int]:
+        channels = (await self.clients[node].status())["channels"]
+        return [channels[channel]["height"] for channel in CHANNELS]
 
 
 async def status(cluster: Cluster, name: str) -> dict:
@@ -197,10 +228,13 @@ async def run(args: argparse.Namespace, cluster: Cluster) -> None:
             for channel in CHANNELS:
                 signer.next_nonce[channel] = 1
         await gen.offer(50, 2)  # warm-up
-        print(f"{'offered/s':>10} {'committed/s':>12} {'p50 ms':>8} {'p99 ms':>8} {'not offered':>12} {'errors':>7}")
+        print(f"{'offered/s':>10} {'committed/s':>12} {'p50 ms':>8} {'p99 ms':>8} {'not offered':>12} {'errors':>7}"
+              f" {'tx/block':>9}   CPU ms per committed tx: nodes / workers / load generator")
         for rate in args.rates:
             r = await gen.offer(rate, args.seconds)
-            print(f"{r['offered']:10.0f} {r['committed']:12.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['skipped']:12d} {r['errors']:7d}", flush=True)
+            cpu = r["cpu_ms"]
+            print(f"{r['offered']:10.0f} {r['committed']:12.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['skipped']:12d} {r['errors']:7d}"
+                  f" {r['tx_per_block']:9.1f}   {cpu['nodes']:.2f} / {cpu['workers']:.2f} / {cpu['load']:.2f}", flush=True)
         if args.view_change:
             r = await view_change(cluster, gen)
             print(f"view change after killing {r['primary']}: progress lost {r['lost_s']:.2f} s "

@@ -205,13 +205,26 @@ class Replica(ViewsMixin, RecoveryMixin, RequestsMixin, ExecutionMixin):
             self.timers.discard(name)
             self._out.append(CancelTimer(name))
 
+    def _ordering_waits_on_execution(self) -> bool:
+        """No primary could order more just now: this replica is still executing batches it
+        has committed, or every sequence number of the watermark window is committed and
+        waits for a stable checkpoint, i.e. for 2f+1 replicas to execute it (§4.3). Under a
+        load the replicas execute more slowly than they commit, that is what holds requests
+        up, and a view change would only add to the load; before this check, overload set off
+        view change after view change. A faulty primary gains nothing by it: executing
+        committed batches ends, and the 2f+1 correct replicas make the checkpoint stable,
+        after which the request timer runs again."""
+        return (self.last_executed < self.last_committed
+                or self.last_committed >= self.low + self.config.watermark_window)
+
     def _on_timer(self, name: str) -> None:
         self.timers.discard(name)
         if name == TIMER_BATCH:
             self._cut_batches(force=True)
         elif name == TIMER_REQUEST:
-            if self.pending and (self.fetching or self.transfer is not None):
-                # Behind and catching up: the wait is ours, not the primary's fault.
+            if self.pending and (self.fetching or self.transfer is not None or self._ordering_waits_on_execution()):
+                # Behind and catching up, or executing what is committed: the wait is ours,
+                # not the primary's fault.
                 self._set_timer(TIMER_REQUEST, self.view_change_timeout_ms)
             elif self.active and self.pending:
                 self._trace("request-timeout", view=self.view, pending=len(self.pending))

@@ -255,3 +255,40 @@ def test_waiting_request_timeout_starts_a_view_change(cluster):
     assert (vc.view, vc.stable_seq, vc.prepared, vc.sender) == (1, 0, (), "node1")
     assert SetTimer("view-change", CONFIG.view_change_timeout_ms) in actions
     assert (replica.view, replica.active) == (1, False)
+
+
+def _committed_but_unexecuted(cluster, seqs, name="node1"):
+    """A backup that committed ``seqs`` (alice's nonces) and has executed none of them."""
+    replica = cluster.replica(name)
+    for seq in seqs:
+        pp = cluster.pre_prepare(seq)
+        replica.handle(Received(1, pp))
+        replica.handle(Received(2, cluster.prepare(pp, "node2")))
+        for sender in ("node0", "node2"):
+            replica.handle(Received(3, cluster.commit(pp, sender)))
+    assert replica.last_committed == max(seqs) and replica.last_executed == 0
+    return replica
+
+
+def test_a_request_timeout_while_committed_batches_still_execute_here_waits_instead_of_changing_view(cluster):
+    replica = _committed_but_unexecuted(cluster, (1,))
+    replica.handle(RequestReceived(4, cluster.request("bob")))  # waits behind the execution
+    actions = replica.handle(TimerFired(105, "request"))
+    assert not [a for a in actions if type(a) is Broadcast]
+    assert SetTimer("request", CONFIG.view_change_timeout_ms) in actions
+    assert (replica.view, replica.active) == (0, True)
+    replica.handle(BlockExecuted(106, 1, b"s1"))  # caught up: now the wait is the primary's
+    actions = replica.handle(TimerFired(210, "request"))
+    assert [type(a.message).__name__ for a in actions if type(a) is Broadcast] == ["ViewChange"]
+    assert replica.view == 1
+
+
+def test_a_request_timeout_with_the_whole_window_committed_waits_for_the_checkpoint(cluster):
+    replica = _committed_but_unexecuted(cluster, range(1, CONFIG.watermark_window + 1))
+    for seq in range(1, CONFIG.watermark_window + 1):
+        replica.handle(BlockExecuted(10 + seq, seq, b"s%d" % seq))
+    # executed everything, but no checkpoint became stable: the primary cannot order more
+    assert (replica.low, replica.last_executed, replica.last_committed) == (0, CONFIG.watermark_window, CONFIG.watermark_window)
+    replica.handle(RequestReceived(30, cluster.request("bob")))
+    actions = replica.handle(TimerFired(140, "request"))
+    assert not [a for a in actions if type(a) is Broadcast] and replica.view == 0
