@@ -98,6 +98,10 @@ class CheckedRequests:
     def get(self, request: bytes) -> tuple[str, str, int] | None:
         return self._known.get(request)
 
+    def known(self, request: bytes) -> bool:
+        """Has this node verified these exact bytes (the ledger's screen skips the signature)?"""
+        return request in self._known
+
     def add(self, request: bytes, tx: Transaction) -> None:
         known = self._known
         if len(known) >= self.limit:
@@ -193,7 +197,8 @@ class Node:
         keyring = Keyring(self.name, self.key, {n.name: n.public_key for n in self.genesis.nodes})
         self.anchoring = NodeAnchoring(self.ledgers, self.engines, self.metrics, self.genesis.consensus.watermark_window)
         for channel in CHANNELS:
-            ledger = ChannelLedger.open(ledger_path(self.data_dir, channel), channel, self.genesis)
+            ledger = ChannelLedger.open(ledger_path(self.data_dir, channel), channel, self.genesis,
+                                        signature_known=self.checked.known)
             self.ledgers[channel] = ledger
             for height in range(self._index.indexed_height(channel) + 1, ledger.height + 1):
                 self._index.add(channel, height, committed_transactions(ledger.block(height).block))

@@ -114,10 +114,13 @@ RECENT_ROOTS = 256
 class ChannelLedger:
     """The blocks and state of one channel. Open with :meth:`open`; not thread-safe."""
 
-    def __init__(self, conn: sqlite3.Connection, channel: str, genesis: Genesis, *, cache_nodes: int) -> None:
+    def __init__(self, conn: sqlite3.Connection, channel: str, genesis: Genesis, *, cache_nodes: int,
+                 signature_known: Callable[[bytes], bool] | None = None) -> None:
         self._conn = conn
         self.channel = channel
         self.genesis = genesis
+        # requests whose signature this node has verified already (its API's and relay's cache)
+        self._signature_known = signature_known or (lambda request: False)
         conn.execute(BLOCKS_SCHEMA)
         self.state = WorldState(conn, cache_nodes=cache_nodes)
         self._head: tuple[int, bytes, bytes] | None = None  # height, hash, outputs digest
@@ -129,12 +132,13 @@ class ChannelLedger:
         self._roots: OrderedDict[int, bytes] = OrderedDict()  # height -> root after it (recent)
 
     @classmethod
-    def open(cls, path: Path, channel: str, genesis: Genesis, *, cache_nodes: int = 65_536) -> ChannelLedger:
+    def open(cls, path: Path, channel: str, genesis: Genesis, *, cache_nodes: int = 65_536,
+             signature_known: Callable[[bytes], bool] | None = None) -> ChannelLedger:
         """Open (creating with block 0 if new) and recover the ledger at ``path``."""
         if channel not in genesis.channels:
             raise LedgerError(f"unknown channel {channel!r}")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        ledger = cls(connect(Path(path)), channel, genesis, cache_nodes=cache_nodes)
+        ledger = cls(connect(Path(path)), channel, genesis, cache_nodes=cache_nodes, signature_known=signature_known)
         try:
             ledger._recover()
         except BaseException:
@@ -268,6 +272,7 @@ class ChannelLedger:
         return screen_requests(
             block.requests, channel=self.channel, genesis=self.genesis,
             now=timestamp_to_datetime(block.header.timestamp_ms), nonce_lookup=self.last_nonce,
+            signature_known=self._signature_known,
         )
 
     def commit_batch(self, batch: Batch, view: int, certificate: CommitCertificate, execute: Executor) -> Block:

@@ -160,6 +160,7 @@ def validate_transaction(
     nonce_lookup: NonceLookup,
     *,
     channel: str | None = None,
+    signature_known: Callable[[bytes], bool] = lambda tx_bytes: False,
 ) -> Transaction:
     """Check one transaction against the genesis policy; return it or raise a refusal.
 
@@ -171,6 +172,10 @@ def validate_transaction(
         this is the block timestamp, so every node decides alike.
     nonce_lookup : the last nonce the creator used on the channel, or ``None``.
     channel : if given, the channel the transaction must be addressed to.
+    signature_known : true for envelope bytes whose signature this node has already verified
+        against the same creator's genesis key (a node's cache of what its API and relay
+        checked): the same bytes and key give the same answer, so it is not checked twice.
+        Everything else (certificate validity as of ``now``, permission, nonce) still is.
 
     Raises
     ------
@@ -195,10 +200,11 @@ def validate_transaction(
     reason = genesis.may_write(identity, tx.channel)
     if reason is not None:
         raise TransactionRefused("not_permitted", reason)
-    try:
-        verify(identity.public_key, tx.signing_bytes(), tx.signature)
-    except BadSignature as exc:
-        raise TransactionRefused("bad_signature", f"signature of {tx.creator!r}: {exc}") from None
+    if not signature_known(tx_bytes):
+        try:
+            verify(identity.public_key, tx.signing_bytes(), tx.signature)
+        except BadSignature as exc:
+            raise TransactionRefused("bad_signature", f"signature of {tx.creator!r}: {exc}") from None
     last = nonce_lookup(tx.creator)
     if last is not None and tx.nonce <= last:
         raise TransactionRefused("replayed_nonce", f"nonce {tx.nonce} of {tx.creator!r} is not above {last}")
@@ -212,8 +218,10 @@ def screen_requests(
     genesis: Genesis,
     now: dt.datetime,
     nonce_lookup: NonceLookup,
+    signature_known: Callable[[bytes], bool] = lambda tx_bytes: False,
 ) -> list[Transaction | TransactionRefused]:
-    """Validate the requests of one committed batch, in order, as every node must.
+    """Validate the requests of one committed batch, in order, as every node must
+    (``signature_known`` as in :func:`validate_transaction`).
 
     A Byzantine primary may order a request that an honest replica would have refused, or
     two requests with the same nonce. The batch is committed as it is, so each request's
@@ -228,7 +236,7 @@ def screen_requests(
     screened: list[Transaction | TransactionRefused] = []
     for request in requests:
         try:
-            tx = validate_transaction(request, genesis, now, lookup, channel=channel)
+            tx = validate_transaction(request, genesis, now, lookup, channel=channel, signature_known=signature_known)
         except TransactionRefused as refusal:
             screened.append(refusal)
             continue

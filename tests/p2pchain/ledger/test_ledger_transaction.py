@@ -124,6 +124,29 @@ def test_screening_refuses_a_nonce_reused_within_one_batch(chain):
     assert screened[1].code == "replayed_nonce"
 
 
+def test_screening_skips_only_the_signature_of_bytes_the_node_verified_and_decides_the_same(chain, monkeypatch):
+    import p2pchain.ledger.transaction as transaction
+
+    good, forged = chain.tx("ev01", 3), chain.tx("ev01", 4, signer="ev02")
+    revoked_later = chain.tx("ev01", 5)
+    verified: list[bytes] = []
+    real_verify = transaction.verify
+    monkeypatch.setattr(transaction, "verify", lambda key, message, signature: (verified.append(message),
+                                                                                 real_verify(key, message, signature)))
+    known = {good}  # what this node's API or relay verified
+    kwargs = dict(channel="transaction", genesis=chain.genesis, now=NOW, nonce_lookup=lambda c: 2)
+    with_cache = screen_requests([good, forged, revoked_later], signature_known=known.__contains__, **kwargs)
+    checked_with_cache = len(verified)
+    without = screen_requests([good, forged, revoked_later], **kwargs)
+    assert [getattr(x, "code", x) for x in with_cache] == [getattr(x, "code", x) for x in without]
+    assert isinstance(with_cache[0], Transaction) and with_cache[1].code == "bad_signature"
+    assert (checked_with_cache, len(verified) - checked_with_cache) == (2, 3)  # the known one is not re-checked
+    # the certificate is still judged as of the block's time, cache or not
+    late = timestamp_to_datetime(T0_MS + 10 * 365 * 86_400_000)
+    assert screen_requests([good], channel="transaction", genesis=chain.genesis, now=late,
+                           nonce_lookup=lambda c: 2, signature_known=known.__contains__)[0].code == "invalid_creator"
+
+
 @pytest.mark.parametrize("case", ["forged", "unknown", "not_permitted", "replayed", "oversized", "non_canonical"])
 def test_refused_transaction_writes_nothing(chain, open_ledger, case):
     ledger = open_ledger()
