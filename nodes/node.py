@@ -91,7 +91,7 @@ class CheckedRequests:
     A certificate that expires in the seconds between the two checks is still caught where
     it matters: the ledger screens every request as of its block's timestamp."""
 
-    def __init__(self, limit: int = 20_000) -> None:
+    def __init__(self, limit: int = 10_000) -> None:
         self._known: dict[bytes, tuple[str, str, int]] = {}
         self.limit = limit
 

@@ -1,7 +1,7 @@
 """Signing and checking consensus messages, each signature verified once.
 
 A :class:`Keyring` holds this replica's signing key and the public keys of the channel's
-nodes (from the genesis). Checking is cached by (payload, signature): a VIEW-CHANGE that
+nodes (from the genesis). Checking is cached by (sender, payload, signature): a VIEW-CHANGE that
 arrives alone and again inside a NEW-VIEW, or a PREPARE inside a prepared certificate, costs
 one Ed25519 verification, not several (LIMITS.md: 55 µs each).
 
@@ -17,7 +17,12 @@ from ..crypto import BadSignature, SigningKey, verify
 
 __all__ = ["Keyring"]
 
-CACHE_LIMIT = 200_000
+CACHE_LIMIT = 8192
+"""Signatures remembered (oldest out). A message comes back within one view change (a
+PREPARE in a prepared certificate, a VIEW-CHANGE inside a NEW-VIEW): at most 2f+1 view
+changes of a watermark window's certificates, a few hundred messages. 200,000 remembered
+payloads made a node's memory climb by ~70 MB over twelve minutes of a soak, then drop when
+the set was cleared."""
 
 
 class Keyring:
@@ -27,7 +32,7 @@ class Keyring:
         self._key = signing_key
         self.node_keys = dict(node_keys)
         self.check_signatures = check_signatures
-        self._verified: set[tuple[bytes, bytes]] = set()
+        self._verified: dict[tuple[str, bytes, bytes], None] = {}  # insertion-ordered: oldest out
 
     def sign(self, payload: bytes) -> bytes:
         if not self.check_signatures or self._key is None:
@@ -41,14 +46,15 @@ class Keyring:
             return f"{sender!r} is not a node of this channel"
         if not self.check_signatures:
             return None
-        token = (payload, signature)
+        token = (sender, payload, signature)  # (the payload names its sender too)
         if token in self._verified:
             return None
         try:
             verify(key, payload, signature)
         except BadSignature as exc:
             return f"signature of {sender} does not verify: {exc}"
-        if len(self._verified) >= CACHE_LIMIT:
-            self._verified.clear()
-        self._verified.add(token)
+        verified = self._verified
+        if len(verified) >= CACHE_LIMIT:
+            del verified[next(iter(verified))]
+        verified[token] = None
         return None

@@ -292,3 +292,33 @@ def test_a_request_timeout_with_the_whole_window_committed_waits_for_the_checkpo
     replica.handle(RequestReceived(30, cluster.request("bob")))
     actions = replica.handle(TimerFired(140, "request"))
     assert not [a for a in actions if type(a) is Broadcast] and replica.view == 0
+
+
+def test_the_batch_digest_cache_keeps_only_recent_batches_and_always_answers_right(cluster):
+    from p2pchain.consensus.context import DIGEST_CACHE_LIMIT
+
+    ctx = cluster.replica("node1").ctx
+    batches = [cluster.batch(cluster.request("alice", n)) for n in range(1, DIGEST_CACHE_LIMIT + 50)]
+    for batch in batches:
+        assert ctx.batch_digest(batch) == batch.digest()
+    assert len(ctx._digests) == DIGEST_CACHE_LIMIT  # bounded: a held batch is memory
+    assert ctx.batch_digest(batches[0]) == batches[0].digest()  # evicted, computed again
+    assert ctx.batch_digest(batches[-1]) == batches[-1].digest()
+
+
+def test_the_signature_cache_is_bounded_oldest_out_and_never_accepts_a_forgery(monkeypatch):
+    import p2pchain.consensus.keys as keys
+    from p2pchain.consensus import Keyring
+
+    from .conftest import KEYS
+
+    monkeypatch.setattr(keys, "CACHE_LIMIT", 16)
+    ring = Keyring("node1", KEYS["node1"], PUBLIC)
+    payloads = [b"prepare %d" % i for i in range(40)]
+    signatures = [KEYS["node2"].sign(p) for p in payloads]
+    for payload, signature in zip(payloads, signatures):
+        assert ring.check("node2", payload, signature) is None
+    assert list(ring._verified) == [("node2", p, s) for p, s in zip(payloads, signatures)][-16:]  # the newest 16
+    assert ring.check("node2", payloads[0], signatures[0]) is None  # evicted: verified again
+    assert ring.check("node2", payloads[1], signatures[0]) is not None  # a mismatch is refused
+    assert ring.check("node3", payloads[-1], signatures[-1]) is not None  # cached for node2, not for node3
