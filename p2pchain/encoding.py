@@ -16,11 +16,19 @@ what was decoded must give back the very same bytes.
 
 The hash is BLAKE2b with a 32-byte digest ("blake2b-256"): as fast as SHA-256 here
 (LIMITS.md) and without length-extension concerns.
+
+Two implementations give the same bytes and values. The pure-Python one below is the
+reference. ``p2pchain/_canonical.c``, a small C extension built on install when a compiler
+is at hand, is the fast path: it accepts exactly the canonical values and bytes and signals
+anything else, whereupon the pure path runs and raises its usual :class:`EncodingError`
+with the offending path. :data:`IMPLEMENTATION` says which is active (``"c"`` or
+``"python"``); ``P2PCHAIN_PURE_ENCODING=1`` in the environment forces the pure path.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import Any
 
 import msgpack
@@ -28,6 +36,7 @@ import msgpack
 __all__ = [
     "EncodingError",
     "HASH_NAME",
+    "IMPLEMENTATION",
     "DIGEST_SIZE",
     "MAX_DEPTH",
     "MAX_ITEMS",
@@ -184,12 +193,8 @@ def _explain(value: Any, path: str = "", depth: int = 0) -> str | None:
     return f"{where}: values of type {kind.__name__} cannot be encoded"
 
 
-def encode(value: Any) -> bytes:
-    """Encode ``value`` in the canonical form.
-
-    >>> encode({"b": 1, "a": [True, None, b"\\x00"]}) == encode({"a": [True, None, b"\\x00"], "b": 1})
-    True
-    """
+def _encode_pure(value: Any) -> bytes:
+    """:func:`encode` in pure Python: the reference, and the path that explains refusals."""
     try:
         canonical = _canonical(value, 0)
         # A Packer made here, not msgpack.packb: the same C packer without packb's keyword
@@ -200,8 +205,8 @@ def encode(value: Any) -> bytes:
         raise EncodingError(_explain(value) or "value cannot be encoded") from None
 
 
-def decode(data: bytes | bytearray | memoryview, *, max_size: int = MAX_SIZE) -> Any:
-    """Decode canonical bytes; refuse anything else with :class:`EncodingError`."""
+def _decode_pure(data: bytes | bytearray | memoryview, max_size: int = MAX_SIZE) -> Any:
+    """:func:`decode` in pure Python: the reference, and the path that explains refusals."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise EncodingError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
@@ -232,12 +237,58 @@ def decode(data: bytes | bytearray | memoryview, *, max_size: int = MAX_SIZE) ->
     except (_Refused, TypeError, RecursionError, OverflowError):
         pass
     try:
-        again = encode(value)
+        again = _encode_pure(value)
     except EncodingError as exc:
         raise EncodingError(f"refused: {exc}") from None
     if again != data:
         raise EncodingError("not in canonical form (re-encoding gives other bytes)")
     return value
+
+
+def _load_accelerator():
+    """The C extension's module, or None: not built, switched off, or built for other limits."""
+    if os.environ.get("P2PCHAIN_PURE_ENCODING", "") not in ("", "0"):
+        return None
+    try:
+        from . import _canonical
+    except ImportError:
+        return None
+    if (_canonical.MAX_DEPTH, _canonical.MAX_ITEMS) != (MAX_DEPTH, MAX_ITEMS):
+        return None  # a stale build of an older _canonical.c: its limits are not ours
+    return _canonical
+
+
+_accelerator = _load_accelerator()
+# Module globals, read at each call, so a test can switch to the pure path by setting them
+# to None (tests/p2pchain/test_encoding.py runs every test both ways).
+_c_encode = _accelerator.encode if _accelerator else None
+_c_decode = _accelerator.decode if _accelerator else None
+_CRefused = _accelerator.Refused if _accelerator else _Refused
+IMPLEMENTATION = "c" if _accelerator else "python"
+
+
+def encode(value: Any) -> bytes:
+    """Encode ``value`` in the canonical form.
+
+    >>> encode({"b": 1, "a": [True, None, b"\\x00"]}) == encode({"a": [True, None, b"\\x00"], "b": 1})
+    True
+    """
+    if _c_encode is not None:
+        try:
+            return _c_encode(value)
+        except _CRefused:
+            pass  # not canonical as it stands: the pure path refuses it with the path, or encodes it
+    return _encode_pure(value)
+
+
+def decode(data: bytes | bytearray | memoryview, *, max_size: int = MAX_SIZE) -> Any:
+    """Decode canonical bytes; refuse anything else with :class:`EncodingError`."""
+    if _c_decode is not None:
+        try:
+            return _c_decode(data, max_size)
+        except _CRefused:
+            pass  # the pure path names the problem (or, for a bytes subclass, copies and decodes)
+    return _decode_pure(data, max_size)
 
 
 def digest_bytes(data: bytes) -> bytes:
