@@ -208,7 +208,13 @@ def test_the_pure_walk_visits_each_container_of_a_nested_list_once(monkeypatch):
     # item twice once cost 2**depth visits (2**30 here, a hang).
     visits = []
     walk = encoding._canonical
-    monkeypatch.setattr(encoding, "_canonical", lambda value, depth: visits.append(depth) or walk(value, depth))
+
+    def counted_walk(value, depth):
+        visits.append(depth)
+        assert len(visits) <= MAX_DEPTH, "a container walked more than once"  # fail fast, not hang
+        return walk(value, depth)
+
+    monkeypatch.setattr(encoding, "_canonical", counted_walk)
     value = {"a": 1}
     for _ in range(MAX_DEPTH - 1):
         value = [value]
