@@ -161,11 +161,22 @@ def _verify(value: Any, depth: int) -> None:
     raise _Refused
 
 
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` has a UTF-8 form: not if it holds a lone surrogate ("\\ud800")."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _explain(value: Any, path: str = "", depth: int = 0) -> str | None:
     """Walk ``value`` again, slowly, and describe the first thing that cannot be encoded."""
     where = path or "<root>"
     kind = type(value)
-    if kind is str or kind is bytes or kind is bool or value is None:
+    if kind is str:
+        return None if _is_utf8(value) else f"{where}: str {value!r} holds a lone surrogate (not UTF-8 text)"
+    if kind is bytes or kind is bool or value is None:
         return None
     if kind is int:
         if INT_MIN <= value <= INT_MAX:
@@ -181,6 +192,8 @@ def _explain(value: Any, path: str = "", depth: int = 0) -> str | None:
         for key in value:
             if type(key) is not str:
                 return f"{where}: map key {key!r} is {type(key).__name__}, not str"
+            if not _is_utf8(key):
+                return f"{where}: map key {key!r} holds a lone surrogate (not UTF-8 text)"
         for key in sorted(value):
             problem = _explain(value[key], f"{path}.{key}" if path else key, depth + 1)
             if problem:
@@ -205,7 +218,7 @@ def _encode_pure(value: Any) -> bytes:
         # wrapper (a third of the library's time for a small value); one per call, so
         # threads never share its buffer.
         return _Packer(use_bin_type=True).pack(canonical)
-    except (_Refused, TypeError, RecursionError, OverflowError):
+    except (_Refused, TypeError, RecursionError, OverflowError, UnicodeEncodeError):
         raise EncodingError(_explain(value) or "value cannot be encoded") from None
 
 

@@ -76,6 +76,8 @@ def test_digest_is_blake2b_256_of_the_encoding():
         ([object()], "[0]"),
         (bytearray(b"x"), "<root>"),
         ({"a": {"b": [None, 2.0]}}, "a.b[1]"),
+        ({"a": ["ok", "\ud800"]}, "a[1]"),  # a lone surrogate has no UTF-8 form
+        ({"a": {"\udfff": 1}}, "a"),
     ],
 )
 def test_refused_values_name_their_path(value, where):
