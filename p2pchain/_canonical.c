@@ -545,8 +545,10 @@ canonical_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     max_size = PyLong_AsSsize_t(args[1]);
-    if (max_size == -1 && PyErr_Occurred())
-        return NULL;
+    if (max_size == -1 && PyErr_Occurred()) {  /* not an int, or past Py_ssize_t: the pure path's call */
+        PyErr_Clear();
+        return refused();
+    }
     PyTypeObject *type = Py_TYPE(args[0]);
     if (type != &PyBytes_Type && type != &PyByteArray_Type && type != &PyMemoryView_Type)
         return refused();
