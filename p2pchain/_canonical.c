@@ -287,9 +287,8 @@ put_value(Buffer *b, PyObject *obj, int depth)
             return refuse();
         if (type == &PyDict_Type)
             return put_map(b, obj, depth);
-        Py_ssize_t n = Py_SIZE(obj);  /* list and tuple both keep their length here */
-        PyObject **items = type == &PyList_Type ? ((PyListObject *)obj)->ob_item
-                                                : ((PyTupleObject *)obj)->ob_item;
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(obj);  /* the list or tuple's own array */
+        PyObject **items = PySequence_Fast_ITEMS(obj);
         if (n > MAX_ITEMS)
             return refuse();
         if (put_header(b, n, 0x90, 16, 0, 0xdc, 0xdd) < 0)
