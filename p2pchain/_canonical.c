@@ -13,9 +13,9 @@
  *
  * So the C side may refuse more than the pure path, never less.  It accepts exact types
  * only (None, bool, int, str, bytes, list, tuple, dict with exact-str keys): every subclass
- * goes to the pure path, which decides as it always has.  No Python code runs while it
- * works (no comparisons, hashes or conversions of user types), so a value cannot change
- * under its feet.
+ * goes to the pure path, which decides as it always has.  It calls no code of the caller's
+ * (no comparisons, hashes or conversions of user types), and encode allocates no object the
+ * garbage collector could run finalizers for, so a value cannot change under its feet.
  *
  * The canonical form (encoding.py's docstring): msgpack, map keys sorted by code point
  * (the order of their UTF-8 bytes, which memcmp gives), integers in -2**63 .. 2**64-1 in
@@ -532,41 +532,52 @@ read_value(Reader *r, int depth)
 }
 
 /* decode(data, max_size): exact bytes, bytearray or memoryview only (the pure path copies
- * anything else with bytes(), which may call a subclass's __bytes__). */
+ * anything else with bytes(), which may call a subclass's __bytes__).  A bytearray or
+ * memoryview is copied first, as the pure path does: building lists and dicts can run the
+ * garbage collector, whose finalizers could otherwise write into the buffer mid-parse. */
 static PyObject *
 canonical_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_buffer view;
-    Py_ssize_t max_size;
-
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "decode(data, max_size) takes two arguments");
         return NULL;
     }
-    max_size = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t max_size = PyLong_AsSsize_t(args[1]);
     if (max_size == -1 && PyErr_Occurred()) {  /* not an int, or past Py_ssize_t: the pure path's call */
         PyErr_Clear();
         return refused();
     }
-    PyTypeObject *type = Py_TYPE(args[0]);
-    if (type != &PyBytes_Type && type != &PyByteArray_Type && type != &PyMemoryView_Type)
-        return refused();
-    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {  /* e.g. not C-contiguous */
-        PyErr_Clear();
-        return refused();
+    PyObject *data = args[0];
+    PyTypeObject *type = Py_TYPE(data);
+    if (type == &PyBytes_Type)
+        Py_INCREF(data);
+    else if (type == &PyByteArray_Type || type == &PyMemoryView_Type) {
+        Py_buffer view;
+        if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {  /* e.g. not C-contiguous */
+            PyErr_Clear();
+            return refused();
+        }
+        data = view.len > max_size ? NULL : PyBytes_FromStringAndSize(view.buf, view.len);
+        PyBuffer_Release(&view);
+        if (data == NULL)
+            return PyErr_Occurred() ? NULL : refused();
     }
+    else
+        return refused();
+
     PyObject *value = NULL;
-    if (view.len > max_size)
+    const unsigned char *start = (const unsigned char *)PyBytes_AS_STRING(data);
+    Reader r = {start, start + PyBytes_GET_SIZE(data)};
+    if (PyBytes_GET_SIZE(data) > max_size)
         refuse();
     else {
-        Reader r = {(const unsigned char *)view.buf, (const unsigned char *)view.buf + view.len};
         value = read_value(&r, 0);
         if (value != NULL && r.p != r.end) {  /* trailing bytes */
             Py_CLEAR(value);
             refuse();
         }
     }
-    PyBuffer_Release(&view);
+    Py_DECREF(data);
     return value;
 }
 
