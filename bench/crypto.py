@@ -5,6 +5,9 @@
 For a typical 10-field transaction, prints calls/s of p2pchain's ``encode``, ``decode``,
 ``digest``, ``SigningKey.sign`` and ``verify``, each beside the library call it wraps
 (msgpack, hashlib, pynacl) measured in the same run, and the ratio between them.
+``encode``, ``decode`` and ``digest(value)`` use the active implementation (the C
+accelerator when built, see the header line); the rows marked "pure" time the pure-Python
+reference beside the same library call (``P2PCHAIN_PURE_ENCODING=1`` makes every row pure).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import machine, rate  # noqa: E402
 from p2pchain.crypto import SigningKey, verify  # noqa: E402
+from p2pchain import encoding  # noqa: E402
 from p2pchain.encoding import decode, digest, digest_bytes, encode  # noqa: E402
 
 TRANSACTION = {
@@ -48,7 +52,11 @@ def main() -> None:
 
     rows = [
         ("encode", lambda: encode(TRANSACTION), "msgpack.packb", lambda: msgpack.packb(TRANSACTION, use_bin_type=True)),
+        ("encode (pure)", lambda: encoding._encode_pure(TRANSACTION), "msgpack.packb",
+         lambda: msgpack.packb(TRANSACTION, use_bin_type=True)),
         ("decode", lambda: decode(encoded), "msgpack.unpackb", lambda: msgpack.unpackb(bare_encoded, raw=False)),
+        ("decode (pure)", lambda: encoding._decode_pure(encoded), "msgpack.unpackb",
+         lambda: msgpack.unpackb(bare_encoded, raw=False)),
         ("digest(value)", lambda: digest(TRANSACTION), "blake2b(packb(value))",
          lambda: hashlib.blake2b(msgpack.packb(TRANSACTION, use_bin_type=True), digest_size=32).digest()),
         ("digest_bytes", lambda: digest_bytes(encoded), "hashlib.blake2b",
@@ -57,7 +65,8 @@ def main() -> None:
         ("verify", lambda: verify(public_key, encoded, signature), "nacl verify",
          lambda: nacl_verify_key.verify(encoded, signature)),
     ]
-    print(f"machine: {machine()}; transaction: {len(encoded)} bytes, 10 fields")
+    print(f"machine: {machine()}; transaction: {len(encoded)} bytes, 10 fields; "
+          f"encoding implementation: {encoding.IMPLEMENTATION}")
     print(f"{'ours':16} {'calls/s':>12}   {'library':24} {'calls/s':>12}   {'ours/library time':>18}")
     for name, ours, base_name, base in rows:
         ours_rate, base_rate = interleaved_rates(ours, base)

@@ -16,11 +16,19 @@ what was decoded must give back the very same bytes.
 
 The hash is BLAKE2b with a 32-byte digest ("blake2b-256"): as fast as SHA-256 here
 (LIMITS.md) and without length-extension concerns.
+
+Two implementations give the same bytes and values. The pure-Python one below is the
+reference. ``p2pchain/_canonical.c``, a small C extension built on install when a compiler
+is at hand, is the fast path: it accepts exactly the canonical values and bytes and signals
+anything else, whereupon the pure path runs and raises its usual :class:`EncodingError`
+with the offending path. :data:`IMPLEMENTATION` says which is active (``"c"`` or
+``"python"``); ``P2PCHAIN_PURE_ENCODING=1`` in the environment forces the pure path.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import Any
 
 import msgpack
@@ -28,6 +36,7 @@ import msgpack
 __all__ = [
     "EncodingError",
     "HASH_NAME",
+    "IMPLEMENTATION",
     "DIGEST_SIZE",
     "MAX_DEPTH",
     "MAX_ITEMS",
@@ -98,9 +107,11 @@ def _canonical_items(value: list | tuple, depth: int) -> list | tuple:
 
     A nested list of scalars (a row of a table, a pair) is checked here, inline, rather
     than by a call each: it is the commonest container inside a container. Only when an
-    item changes (a map to sort) is a new list built.
+    item changes (a map to sort) is a new list built, from the items already walked and the
+    changed one as computed: walking that item again would double the work at every level
+    of a nested list, 2**depth walks for a map at the bottom of 30 lists.
     """
-    for item in value:
+    for index, item in enumerate(value):
         kind = type(item)
         if kind in _PASS:
             continue
@@ -110,8 +121,10 @@ def _canonical_items(value: list | tuple, depth: int) -> list | tuple:
                     break
             else:
                 continue
-        if _canonical(item, depth) is not item:
-            return [item if type(item) in _PASS else _canonical(item, depth) for item in value]
+        canonical = _canonical(item, depth)
+        if canonical is not item:
+            rest = value[index + 1:]
+            return [*value[:index], canonical, *(x if type(x) in _PASS else _canonical(x, depth) for x in rest)]
     return value
 
 
@@ -148,11 +161,22 @@ def _verify(value: Any, depth: int) -> None:
     raise _Refused
 
 
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` has a UTF-8 form: not if it holds a lone surrogate ("\\ud800")."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _explain(value: Any, path: str = "", depth: int = 0) -> str | None:
     """Walk ``value`` again, slowly, and describe the first thing that cannot be encoded."""
     where = path or "<root>"
     kind = type(value)
-    if kind is str or kind is bytes or kind is bool or value is None:
+    if kind is str:
+        return None if _is_utf8(value) else f"{where}: str {value!r} holds a lone surrogate (not UTF-8 text)"
+    if kind is bytes or kind is bool or value is None:
         return None
     if kind is int:
         if INT_MIN <= value <= INT_MAX:
@@ -168,6 +192,8 @@ def _explain(value: Any, path: str = "", depth: int = 0) -> str | None:
         for key in value:
             if type(key) is not str:
                 return f"{where}: map key {key!r} is {type(key).__name__}, not str"
+            if not _is_utf8(key):
+                return f"{where}: map key {key!r} holds a lone surrogate (not UTF-8 text)"
         for key in sorted(value):
             problem = _explain(value[key], f"{path}.{key}" if path else key, depth + 1)
             if problem:
@@ -184,24 +210,20 @@ def _explain(value: Any, path: str = "", depth: int = 0) -> str | None:
     return f"{where}: values of type {kind.__name__} cannot be encoded"
 
 
-def encode(value: Any) -> bytes:
-    """Encode ``value`` in the canonical form.
-
-    >>> encode({"b": 1, "a": [True, None, b"\\x00"]}) == encode({"a": [True, None, b"\\x00"], "b": 1})
-    True
-    """
+def _encode_pure(value: Any) -> bytes:
+    """:func:`encode` in pure Python: the reference, and the path that explains refusals."""
     try:
         canonical = _canonical(value, 0)
         # A Packer made here, not msgpack.packb: the same C packer without packb's keyword
         # wrapper (a third of the library's time for a small value); one per call, so
         # threads never share its buffer.
         return _Packer(use_bin_type=True).pack(canonical)
-    except (_Refused, TypeError, RecursionError, OverflowError):
+    except (_Refused, TypeError, RecursionError, OverflowError, UnicodeEncodeError):
         raise EncodingError(_explain(value) or "value cannot be encoded") from None
 
 
-def decode(data: bytes | bytearray | memoryview, *, max_size: int = MAX_SIZE) -> Any:
-    """Decode canonical bytes; refuse anything else with :class:`EncodingError`."""
+def _decode_pure(data: bytes | bytearray | memoryview, max_size: int = MAX_SIZE) -> Any:
+    """:func:`decode` in pure Python: the reference, and the path that explains refusals."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise EncodingError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
@@ -232,12 +254,58 @@ def decode(data: bytes | bytearray | memoryview, *, max_size: int = MAX_SIZE) ->
     except (_Refused, TypeError, RecursionError, OverflowError):
         pass
     try:
-        again = encode(value)
+        again = _encode_pure(value)
     except EncodingError as exc:
         raise EncodingError(f"refused: {exc}") from None
     if again != data:
         raise EncodingError("not in canonical form (re-encoding gives other bytes)")
     return value
+
+
+def _load_accelerator():
+    """The C extension's module, or None: not built, switched off, or built for other limits."""
+    if os.environ.get("P2PCHAIN_PURE_ENCODING", "") not in ("", "0"):
+        return None
+    try:
+        from . import _canonical
+    except ImportError:
+        return None
+    if (_canonical.MAX_DEPTH, _canonical.MAX_ITEMS) != (MAX_DEPTH, MAX_ITEMS):
+        return None  # a stale build of an older _canonical.c: its limits are not ours
+    return _canonical
+
+
+_accelerator = _load_accelerator()
+# Module globals, read at each call, so a test can switch to the pure path by setting them
+# to None (tests/p2pchain/test_encoding.py runs every test both ways).
+_c_encode = _accelerator.encode if _accelerator else None
+_c_decode = _accelerator.decode if _accelerator else None
+_CRefused = _accelerator.Refused if _accelerator else _Refused
+IMPLEMENTATION = "c" if _accelerator else "python"
+
+
+def encode(value: Any) -> bytes:
+    """Encode ``value`` in the canonical form.
+
+    >>> encode({"b": 1, "a": [True, None, b"\\x00"]}) == encode({"a": [True, None, b"\\x00"], "b": 1})
+    True
+    """
+    if _c_encode is not None:
+        try:
+            return _c_encode(value)
+        except _CRefused:
+            pass  # not canonical as it stands: the pure path refuses it with the path, or encodes it
+    return _encode_pure(value)
+
+
+def decode(data: bytes | bytearray | memoryview, *, max_size: int = MAX_SIZE) -> Any:
+    """Decode canonical bytes; refuse anything else with :class:`EncodingError`."""
+    if _c_decode is not None:
+        try:
+            return _c_decode(data, max_size)
+        except _CRefused:
+            pass  # the pure path names the problem (or, for a bytes subclass, copies and decodes)
+    return _decode_pure(data, max_size)
 
 
 def digest_bytes(data: bytes) -> bytes:

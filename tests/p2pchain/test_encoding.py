@@ -1,13 +1,38 @@
-"""Canonical encoding: one value, exactly one byte string."""
+"""Canonical encoding: one value, exactly one byte string.
+
+Every test here runs twice: through the C accelerator (``p2pchain/_canonical.c``, when it
+is built) and through the pure-Python path, by way of the public functions both times.
+"""
 
 import hashlib
 import msgpack
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from p2pchain import encoding
 from p2pchain.encoding import (
     INT_MAX, INT_MIN, MAX_DEPTH, MAX_ITEMS, EncodingError, decode, digest, encode,
 )
+
+
+@pytest.fixture(autouse=True, scope="module", params=["c", "python"])
+def implementation(request):
+    """Point :func:`encode`/:func:`decode` at one implementation for a module's run.
+
+    Module-scoped (hypothesis refuses function-scoped fixtures around ``@given``): the
+    module runs once per implementation. The C run imports the extension itself, so it is
+    tested even under ``P2PCHAIN_PURE_ENCODING=1``; unbuilt, it is skipped with the reason.
+    """
+    saved = encoding._c_encode, encoding._c_decode, encoding._CRefused
+    if request.param == "c":
+        accelerator = pytest.importorskip(
+            "p2pchain._canonical", reason="C accelerator not built (pip install -e . builds it)")
+        encoding._c_encode, encoding._c_decode = accelerator.encode, accelerator.decode
+        encoding._CRefused = accelerator.Refused
+    else:
+        encoding._c_encode = encoding._c_decode = None
+    yield request.param
+    encoding._c_encode, encoding._c_decode, encoding._CRefused = saved
 
 scalars = st.none() | st.booleans() | st.integers(INT_MIN, INT_MAX) | st.text(max_size=20) | st.binary(max_size=20)
 values = st.recursive(
@@ -51,6 +76,8 @@ def test_digest_is_blake2b_256_of_the_encoding():
         ([object()], "[0]"),
         (bytearray(b"x"), "<root>"),
         ({"a": {"b": [None, 2.0]}}, "a.b[1]"),
+        ({"a": ["ok", "\ud800"]}, "a[1]"),  # a lone surrogate has no UTF-8 form
+        ({"a": {"\udfff": 1}}, "a"),
     ],
 )
 def test_refused_values_name_their_path(value, where):
@@ -176,3 +203,22 @@ def test_decode_accepts_the_deepest_allowed_nesting_and_no_deeper(wrap):
     too_deep = msgpack.packb([allowed], use_bin_type=True)  # one container more
     with pytest.raises(EncodingError):
         decode(too_deep)
+
+
+def test_the_pure_walk_visits_each_container_of_a_nested_list_once(monkeypatch):
+    # A map at the bottom of nested lists is rebuilt on the way up; walking each changed
+    # item twice once cost 2**depth visits (2**30 here, a hang).
+    visits = []
+    walk = encoding._canonical
+
+    def counted_walk(value, depth):
+        visits.append(depth)
+        assert len(visits) <= MAX_DEPTH, "a container walked more than once"  # fail fast, not hang
+        return walk(value, depth)
+
+    monkeypatch.setattr(encoding, "_canonical", counted_walk)
+    value = {"a": 1}
+    for _ in range(MAX_DEPTH - 1):
+        value = [value]
+    assert encoding._encode_pure(value) == msgpack.packb(value, use_bin_type=True)
+    assert len(visits) <= MAX_DEPTH
