@@ -89,8 +89,16 @@ def _slot_from(v: dict[str, Any]) -> DurableSlot:
                        v["sent_commit"], v["committed"])
 
 
-def _index(state: DurableState) -> dict[str, dict]:
-    index = {name: {key(item): item for item in getattr(state, name)} for name, (key, _, _) in _KEYED.items()}
+def _index(state: DurableState, prev: DurableState | None = None, old: dict[str, dict] | None = None) -> dict[str, dict]:
+    """Each keyed part of ``state`` by key; a part equal to ``prev``'s reuses ``old``'s index
+    (tuple equality runs in C and stops at identical items: most writes change few parts)."""
+    index = {}
+    for name, (key, _, _) in _KEYED.items():
+        part = getattr(state, name)
+        if old is not None and part == getattr(prev, name):
+            index[name] = old[name]
+        else:
+            index[name] = {key(item): item for item in part}
     index["slots"] = {s.seq: s for s in state.slots}
     return index
 
@@ -124,7 +132,7 @@ class DurableJournal:
         prev, old = self._prev, self._index
         if prev is None or old is None:
             raise ValueError("a delta needs a base: write a snapshot first")
-        new = _index(state)
+        new = _index(state, prev, old)
         record: dict[str, Any] = {"format": FORMAT, "scalars": {n: getattr(state, n) for n in _SCALARS}}
         objects = {}
         for name, (encode_item, _) in _OBJECTS.items():
@@ -135,6 +143,8 @@ class DurableJournal:
         keyed = {}
         for name, (_, encode_item, _) in _KEYED.items():
             before, after = old[name], new[name]
+            if before is after:
+                continue
             put = [[key, encode_item(item)] for key, item in after.items()
                    if key not in before or not _same(before[key], item)]
             gone = [key for key in before if key not in after]
