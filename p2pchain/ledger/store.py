@@ -129,7 +129,7 @@ class ChannelLedger:
         # another thread than the one answering status and anchoring, so a reader must never see
         # a block stored but not applied, or a root that belongs to no height (nodes/execution.py).
         self._applied: tuple[int, bytes, bytes] | None = None
-        self._roots: OrderedDict[int, bytes] = OrderedDict()  # height -> root after it (recent)
+        self._roots: OrderedDict[int, tuple[bytes, bytes]] = OrderedDict()  # recent height -> (hash, root after it)
 
     @classmethod
     def open(cls, path: Path, channel: str, genesis: Genesis, *, cache_nodes: int = 65_536,
@@ -187,7 +187,7 @@ class ChannelLedger:
 
     def _publish(self, height: int, block_hash: bytes, root: bytes) -> None:
         self._applied = (height, block_hash, root)
-        self._roots[height] = root
+        self._roots[height] = (block_hash, root)
         while len(self._roots) > RECENT_ROOTS:
             self._roots.popitem(last=False)
 
@@ -209,7 +209,8 @@ class ChannelLedger:
 
     def root_after(self, height: int) -> bytes | None:
         """The state root after a recently applied block (``None`` once it is out of memory)."""
-        return self._roots.get(height)
+        recent = self._roots.get(height)
+        return None if recent is None else recent[1]
 
     def anchor(self) -> Anchor:
         """This chain's latest committed block, as a transaction-channel block anchors it."""
@@ -242,6 +243,9 @@ class ChannelLedger:
         return stored.block.batch(), stored.block.header.view, stored.certificate
 
     def block_hash(self, height: int) -> bytes:
+        recent = self._roots.get(height)  # anchoring asks for recent heights at every PRE-PREPARE
+        if recent is not None:
+            return recent[0]
         row = self._conn.execute("SELECT hash FROM blocks WHERE height = ?", (height,)).fetchone()
         if row is None:
             raise LedgerError(f"{self.channel}: no block {height}")
