@@ -4,7 +4,7 @@ After :func:`.validator.validate` accepts a module, :func:`instrument` rewrites 
 that
 
 * every loop iteration, comprehension item, lambda call and generator resumption charges
-  one step (``__step__()``), and every function call charges one step and one level of call
+  one step (``__step__(__steps__)``), and every function call charges one step and one level of call
   depth (``__enter__()`` ... ``finally: __leave__()``); a loop directly over ``range(...)``
   is charged in bulk instead, when the range is made (inline for a ``for`` statement,
   through the ``__range__`` hook in a comprehension);
@@ -33,11 +33,12 @@ import ast
 import copy
 import itertools
 
-from .checks import MAX_SEQUENCE
+from .checks import MAX_INT_BITS, MAX_SEQUENCE
 
 __all__ = ["instrument", "HOOKS", "INPLACE_HOOK"]
 
-STEP = "__step__"
+STEP = "__step__"  # the builtin ``next``: ``__step__(__steps__)`` charges one step
+STEPS = "__steps__"  # the meter's iterator
 ENTER = "__enter__"
 LEAVE = "__leave__"
 FATAL = "__fatal__"
@@ -59,7 +60,7 @@ CHECKED_BINOPS = {ast.Add: "__add_checked__", ast.Mult: "__mul_checked__",
                   ast.Pow: "__pow_checked__", ast.LShift: "__lshift_checked__"}
 #: In-place operators, by AST class name, each to a hook ``__inplace_<Name>__``.
 INPLACE_HOOK = "__inplace_{}__"
-HOOKS = (STEP, ENTER, LEAVE, FATAL, SETATTR, DELATTR, BASE_EXCEPTION, RANGE, RANGE_TYPE, LENGTH,
+HOOKS = (STEP, STEPS, ENTER, LEAVE, FATAL, SETATTR, DELATTR, BASE_EXCEPTION, RANGE, RANGE_TYPE, LENGTH,
          STEPS_AVAILABLE, STEPS_REMAINING, STEPS_ADVANCE, CHARGE, TYPE, UNSIZED, INT_TYPE, SIZED,
          *CHECKED_BINOPS.values())
 
@@ -68,12 +69,39 @@ def _call(name: str, *args: ast.expr) -> ast.Call:
     return ast.Call(func=ast.Name(id=name, ctx=ast.Load()), args=list(args), keywords=[])
 
 
+def _charge() -> ast.Call:
+    """One step: ``next`` of the meter's iterator, a specialised call of a C builtin (cheaper
+    than calling the iterator's bound ``__next__``, which goes through a method wrapper)."""
+    return _call(STEP, ast.Name(id=STEPS, ctx=ast.Load()))
+
+
 def _step() -> ast.stmt:
-    return ast.Expr(_call(STEP))
+    return ast.Expr(_charge())
 
 
 def _is_number(node: ast.expr) -> bool:
     return isinstance(node, ast.Constant) and type(node.value) in (int, float, bool)
+
+
+def _constant_fits(node: ast.BinOp) -> bool:
+    """``1 << 60``, ``2 ** 10``, ``10 * 3``: int constants whose result is within the size limit.
+
+    Such an operation is the same on every node and the compiler folds it; checking it once
+    here spares the hook's call at every execution. Bounds are by bit length, never by
+    computing the result (``10 ** 10 ** 9`` must not run here).
+    """
+    left, right = node.left, node.right
+    if not (isinstance(left, ast.Constant) and isinstance(right, ast.Constant)
+            and type(left.value) is int and type(right.value) is int):
+        return False
+    a, b = left.value, right.value
+    if isinstance(node.op, ast.LShift):
+        return 0 <= b and a.bit_length() + b <= MAX_INT_BITS
+    if isinstance(node.op, ast.Pow):
+        return 0 <= b and a.bit_length() * b <= MAX_INT_BITS
+    if isinstance(node.op, ast.Mult):
+        return a.bit_length() + b.bit_length() <= MAX_INT_BITS
+    return False
 
 
 def _is_generator(node: ast.FunctionDef) -> bool:
@@ -201,7 +229,7 @@ class _Instrumenter(ast.NodeTransformer):
     def visit_Lambda(self, node: ast.Lambda) -> ast.Lambda:
         self.generic_visit(node)
         node.body = ast.Subscript(
-            value=ast.Tuple(elts=[_call(STEP), node.body], ctx=ast.Load()),
+            value=ast.Tuple(elts=[_charge(), node.body], ctx=ast.Load()),
             slice=ast.Constant(1), ctx=ast.Load(),
         )
         return node
@@ -247,7 +275,7 @@ class _Instrumenter(ast.NodeTransformer):
     def visit_comprehension(self, node: ast.comprehension) -> ast.comprehension:
         self.generic_visit(node)
         if not _over_range(node):
-            node.ifs.insert(0, ast.Compare(left=_call(STEP), ops=[ast.GtE()], comparators=[ast.Constant(0)]))
+            node.ifs.insert(0, ast.Compare(left=_charge(), ops=[ast.GtE()], comparators=[ast.Constant(0)]))
         return node
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.expr:
@@ -258,26 +286,41 @@ class _Instrumenter(ast.NodeTransformer):
             return node
         left = node.left
         if (isinstance(node.op, ast.Mult) and in_function_body and isinstance(left, (ast.List, ast.Tuple))
-                and left.elts and all(isinstance(e, ast.Constant) for e in left.elts)):
+                and left.elts and not any(isinstance(e, ast.Starred) for e in left.elts)):
             return ast.copy_location(self._table(left, node.right), node)
+        if _constant_fits(node):
+            return node  # folded by the compiler; checked here, once
         return ast.copy_location(_call(hook, node.left, node.right), node)
 
     def _table(self, items: ast.List | ast.Tuple, count: ast.expr) -> ast.expr:
         """``[0] * n`` with the size check inline: ``[0] * t if type(t := n) is int and t <= limit``.
 
-        The display holds constants only, so evaluating ``n`` first changes nothing; a count
-        that is not an int, or is too large, takes the hook, which refuses what is too large.
+        The display's length is known, so the limit on ``n`` is a constant. A display of
+        constants is built after ``n`` (which changes nothing); any other display is
+        evaluated first, into a temporary, as the plain expression would
+        (``d * t if (d := [x]) is not None and type(t := n) is int and ...``). A count that
+        is not an int, or is too large, takes the hook, which refuses what is too large.
         """
         count_name = self._temp()
-        test = ast.BoolOp(op=ast.And(), values=[
+        checks: list[ast.expr] = [
             ast.Compare(left=_call(TYPE, ast.NamedExpr(target=ast.Name(id=count_name, ctx=ast.Store()), value=count)),
                         ops=[ast.Is()], comparators=[ast.Name(id=INT_TYPE, ctx=ast.Load())]),
             ast.Compare(left=ast.Name(id=count_name, ctx=ast.Load()), ops=[ast.LtE()],
                         comparators=[ast.Constant(MAX_SEQUENCE // len(items.elts))]),
-        ])
-        fast = ast.BinOp(left=items, op=ast.Mult(), right=ast.Name(id=count_name, ctx=ast.Load()))
-        slow = _call(CHECKED_BINOPS[ast.Mult], copy.deepcopy(items), ast.Name(id=count_name, ctx=ast.Load()))
-        return ast.IfExp(test=test, body=fast, orelse=slow)
+        ]
+        if all(isinstance(e, ast.Constant) for e in items.elts):
+            fast_items: ast.expr = items
+            slow_items: ast.expr = copy.deepcopy(items)
+        else:
+            display = self._temp()
+            checks.insert(0, ast.Compare(
+                left=ast.NamedExpr(target=ast.Name(id=display, ctx=ast.Store()), value=items),
+                ops=[ast.IsNot()], comparators=[ast.Constant(None)]))
+            fast_items = ast.Name(id=display, ctx=ast.Load())
+            slow_items = ast.Name(id=display, ctx=ast.Load())
+        fast = ast.BinOp(left=fast_items, op=ast.Mult(), right=ast.Name(id=count_name, ctx=ast.Load()))
+        slow = _call(CHECKED_BINOPS[ast.Mult], slow_items, ast.Name(id=count_name, ctx=ast.Load()))
+        return ast.IfExp(test=ast.BoolOp(op=ast.And(), values=checks), body=fast, orelse=slow)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> list[ast.stmt]:
         self.generic_visit(node)

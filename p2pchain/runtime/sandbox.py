@@ -75,7 +75,8 @@ def contract_globals(meter: Meter) -> dict[str, Any]:
     namespace["__steps_remaining__"] = steps.__length_hint__
     namespace["__steps_advance__"] = steps.__setstate__
     namespace["__charge__"] = meter.charge
-    namespace["__step__"] = meter.step
+    namespace["__steps__"] = steps
+    namespace["__step__"] = next  # ``__step__(__steps__)``: the cheapest charge of one step
     namespace["__enter__"] = meter.enter
     namespace["__leave__"] = meter.leave
     namespace["__fatal__"] = meter.check

@@ -330,9 +330,29 @@ def test_the_metered_range_charges_its_length_with_every_argument_form(run):
     ("[7] * True", [7]),               # a bool count takes the hook: same result
     ("[[0] * 2 for _ in range(2)]", [[0, 0], [0, 0]]),  # in a comprehension: the hook
     ("(lambda k: [5] * k)(2)", [5, 5]),
+    ("[n, 'x'] * 2", [4, "x", 4, "x"]),       # a display of names: made first, then repeated
+    ("[[n]] * 2", [[4], [4]]),
+    ("[n] * 2.0", "TypeError"),
 ])
 def test_a_table_made_by_repetition_has_python_semantics(run, expression, expected):
-    assert value(run(f"def run(ctx):\n    n = 4\n    return {expression}\n")) == expected
+    result = run(f"def run(ctx):\n    n = 4\n    return {expression}\n")
+    if expected == "TypeError":
+        assert not result.ok and result.reason.startswith("TypeError")
+    else:
+        assert value(result) == expected
+
+
+def test_a_repeated_display_is_evaluated_before_its_count_as_in_python(run):
+    source = '''
+def run(ctx):
+    order = []
+    def note(what, result):
+        order.append(what)
+        return result
+    table = [note("display", 1)] * note("count", 3)
+    return [order, table]
+'''
+    assert value(run(source)) == [["display", "count"], [1, 1, 1]]
 
 
 @pytest.mark.parametrize("source", [
@@ -341,10 +361,27 @@ def test_a_table_made_by_repetition_has_python_semantics(run, expression, expect
     "def run(ctx):\n    return [[0] * (1 << 21) for _ in range(1)]\n",
     "class T:\n    row = [0] * (1 << 21)\ndef run(ctx):\n    return 0\n",
     "def f(row=[0] * (1 << 21)):\n    return row\ndef run(ctx):\n    return 0\n",
+    "def run(ctx):\n    x = 0\n    return [x, x] * ((1 << 19) + 1)\n",
+    "def run(ctx):\n    return [0] * (1 << 20 << 1)\n",
 ])
 def test_a_table_too_large_fails_on_its_size_wherever_it_is_made(run, source):
     result = run(source)
     assert not result.ok and "exceeds 1048576" in result.reason
+
+
+@pytest.mark.parametrize("expression, expected", [
+    ("1 << 60", 1 << 60), ("2 ** 62", 2 ** 62), ("-3 * 7", -21), ("2 ** -1 == 0.5", True), ("7 << 0", 7),
+])
+def test_constant_arithmetic_within_the_limits_keeps_its_value(run, expression, expected):
+    assert value(run(f"def run(ctx):\n    return {expression}\n")) == expected
+
+
+@pytest.mark.parametrize("expression, reason", [
+    ("1 << 70000", "integer result"), ("3 ** 50000", "integer result"), ("1 << -1", "ValueError"),
+])
+def test_constant_arithmetic_beyond_the_limits_fails_at_run_time(run, expression, reason):
+    result = run(f"def run(ctx):\n    return {expression}\n")
+    assert not result.ok and reason in result.reason, result.reason
 
 
 def test_the_largest_allowed_table_is_made_and_a_non_int_count_is_a_type_error(run):
