@@ -154,3 +154,40 @@ def test_each_invocation_runs_as_its_own_caller_in_the_worker(worker):
     remote = worker.execute_block(block(1), invocations, state)
     assert remote == Executor(POLICY, step_limit=100_000).execute_block(block(1), invocations, state)
     assert [decode(r.value) for r in remote.results] == ["ev01", "pv02", "ev01", "admin-dno"]
+
+
+def _with_request(inv, args=None):
+    """``inv`` carrying its transaction's bytes, as the node passes it (a signed envelope)."""
+    from dataclasses import replace
+
+    from p2pchain.encoding import encode as canonical_encode
+    envelope = {"type": "tx", "channel": "transaction", "contract": inv.contract, "function": inv.function,
+                "args": inv.args if args is None else args, "creator": inv.caller.name, "nonce": 0,
+                "signature": b"\x00" * 64}
+    return replace(inv, request=canonical_encode(envelope))
+
+
+def test_an_invocation_with_its_transaction_bytes_gives_the_same_block_result(worker):
+    state = state_with(c=SOURCE)
+    plain = [invocation("c", "add", {"key": "m", "by": 7}, tx=1), invocation("c", "add", tx=2),
+             invocation("c", "env", tx=3)]
+    with_bytes = [_with_request(plain[0]), plain[1], _with_request(plain[2])]
+    expected = Executor(POLICY, step_limit=100_000).execute_block(block(1), plain, state)
+    assert worker.execute_block(block(1), with_bytes, state) == expected
+    assert worker.execute_block(block(1), plain, state) == expected
+
+
+def test_the_worker_takes_the_arguments_from_the_transaction_bytes_when_given(worker):
+    # The node passes the bytes its block holds; the worker decodes the args from them.
+    inv = _with_request(invocation("c", "add", {"by": 1}), args={"by": 40})
+    from p2pchain.encoding import decode
+    assert decode(worker.execute_block(block(1), [inv], state_with(c=SOURCE)).results[0].value) == 40
+
+
+def test_transaction_bytes_the_worker_cannot_decode_fail_the_block_not_a_transaction():
+    from dataclasses import replace
+    with ChannelWorker("matching", POLICY) as worker:
+        broken = replace(invocation("c", "add"), request=b"\xc1")
+        with pytest.raises(WorkerFailure, match="contract worker failed"):
+            worker.execute_block(block(1), [broken], state_with(c=SOURCE))
+        assert worker.execute_block(block(1), [invocation("c", "add")], state_with(c=SOURCE)).results[0].ok
