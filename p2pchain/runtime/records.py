@@ -63,20 +63,13 @@ class AnchoredReader(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Invocation:
-    """One transaction as the runtime sees it: call ``contract.function(ctx, **args)``.
-
-    ``request``, if given, is the transaction's canonical envelope as the block holds it: a
-    map whose ``args`` entry is ``args``. The worker then ships these bytes to its process
-    instead of encoding ``args`` again (the larger the arguments, the more that saves) and
-    decodes them there; their canonical form was proven when the transaction was admitted.
-    """
+    """One transaction as the runtime sees it: call ``contract.function(ctx, **args)``."""
 
     tx_id: bytes
     contract: str
     function: str
     args: Any
     caller: Identity
-    request: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

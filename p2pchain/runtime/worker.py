@@ -65,11 +65,6 @@ def _recv(stream: BinaryIO) -> Any:
     return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=False)
 
 
-def _args_of(request: bytes) -> Any:
-    """The ``args`` of a transaction envelope, decoded as the frame's own values are."""
-    return msgpack.unpackb(request, raw=False, use_list=True, strict_map_key=False)["args"]
-
-
 def _identity_value(identity: Identity) -> list[Any]:
     return [identity.org, identity.name, identity.role, identity.kind, identity.public_key]
 
@@ -231,9 +226,8 @@ class ChannelWorker:
             "op": "block", "fresh": fresh,
             "block": {"channel": block.channel, "height": block.height, "block_hash": block.block_hash,
                       "timestamp_ms": block.timestamp_ms, "anchors": dict(block.anchors)},
-            # An invocation that carries its transaction's bytes ships them, not its args again.
-            "invocations": [[i.tx_id, i.contract, i.function, i.args if i.request is None else None,
-                             _identity_value(i.caller), i.request] for i in invocations],
+            "invocations": [[i.tx_id, i.contract, i.function, i.args, _identity_value(i.caller)]
+                            for i in invocations],
         }
         try:
             _send(self._process.stdin, message)
@@ -383,11 +377,10 @@ def main() -> int:
             state.cache.clear()
         b = message["block"]
         block = BlockContext(b["channel"], b["height"], b["block_hash"], b["timestamp_ms"], b["anchors"])
+        invocations = [Invocation(tx, contract, function, args, callers(caller))
+                       for tx, contract, function, args, caller in message["invocations"]]
         budget.before_block()
         try:
-            invocations = [Invocation(tx, contract, function, args if request is None else _args_of(request),
-                                      callers(caller))
-                           for tx, contract, function, args, caller, request in message["invocations"]]
             result = executor.execute_block(block, invocations, state, state)
         except (ResourceBreach, MemoryError) as exc:
             _send(out, {"op": "error", "kind": "breach", "detail": str(exc) or "memory exhausted"})
