@@ -11,7 +11,8 @@ that
 * ``+``, ``*``, ``**``, ``<<`` and their in-place forms go through size-checked helpers, so a
   doubling string or a ``10 ** 10 ** 9`` fails the same way on every node instead of
   exhausting one node's memory; ``+=`` keeps the interpreter's in-place opcode and checks
-  the result inline (``if __type__(x) not in __unsized__: __sized__(x)``), because it is the
+  the result inline (``if __type__(x) is not __int__: if ... is not __float_type__: __sized__(x)``),
+  because it is the
   hottest operator of numeric loops and a number needs no check (an int grows by one bit);
   ``[constants] * n`` in a function body checks ``n`` inline the same way;
 * attribute stores and deletes go through a check that refuses shared objects (modules,
@@ -53,7 +54,7 @@ STEPS_REMAINING = "__steps_remaining__"
 STEPS_ADVANCE = "__steps_advance__"
 CHARGE = "__charge__"
 TYPE = "__type__"
-UNSIZED = "__unsized__"
+FLOAT_TYPE = "__float_type__"
 INT_TYPE = "__int__"
 SIZED = "__sized__"
 CHECKED_BINOPS = {ast.Add: "__add_checked__", ast.Mult: "__mul_checked__",
@@ -61,7 +62,7 @@ CHECKED_BINOPS = {ast.Add: "__add_checked__", ast.Mult: "__mul_checked__",
 #: In-place operators, by AST class name, each to a hook ``__inplace_<Name>__``.
 INPLACE_HOOK = "__inplace_{}__"
 HOOKS = (STEP, STEPS, ENTER, LEAVE, FATAL, SETATTR, DELATTR, BASE_EXCEPTION, RANGE, RANGE_TYPE, LENGTH,
-         STEPS_AVAILABLE, STEPS_REMAINING, STEPS_ADVANCE, CHARGE, TYPE, UNSIZED, INT_TYPE, SIZED,
+         STEPS_AVAILABLE, STEPS_REMAINING, STEPS_ADVANCE, CHARGE, TYPE, FLOAT_TYPE, INT_TYPE, SIZED,
          *CHECKED_BINOPS.values())
 
 
@@ -374,10 +375,13 @@ class _Instrumenter(ast.NodeTransformer):
                                                slice=ast.Name(id=key, ctx=ast.Load()), ctx=ast.Load())),
                 ast.AugAssign(target=ast.Name(id=result, ctx=ast.Store()), op=ast.Add(), value=node.value),
             ]
-        statements.append(ast.If(
-            test=ast.Compare(left=_call(TYPE, ast.Name(id=result, ctx=ast.Load())), ops=[ast.NotIn()],
-                             comparators=[ast.Name(id=UNSIZED, ctx=ast.Load())]),
-            body=[ast.Expr(_call(SIZED, ast.Name(id=result, ctx=ast.Load())))], orelse=[]))
+        # Two identity tests, an int first: cheaper than a set lookup of the type.
+        def is_not(kind: str) -> ast.expr:
+            return ast.Compare(left=_call(TYPE, ast.Name(id=result, ctx=ast.Load())), ops=[ast.IsNot()],
+                               comparators=[ast.Name(id=kind, ctx=ast.Load())])
+        statements.append(ast.If(test=is_not(INT_TYPE), body=[ast.If(
+            test=is_not(FLOAT_TYPE), body=[ast.Expr(_call(SIZED, ast.Name(id=result, ctx=ast.Load())))],
+            orelse=[])], orelse=[]))
         if not isinstance(target, ast.Name):
             statements.append(ast.Assign(
                 targets=[ast.Subscript(value=ast.Name(id=obj, ctx=ast.Load()),

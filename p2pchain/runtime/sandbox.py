@@ -53,7 +53,7 @@ _STATIC_HOOKS: dict[str, Any] = {
     "__lshift_checked__": _lshift,
     "__type__": builtins.type,  # the real type, int and the number types, for the inline checks
     "__int__": int,
-    "__unsized__": frozenset({int, float}),
+    "__float_type__": float,
     "__range_type__": builtins.range,  # the real range and len, for the inline charge of range loops
     "__length__": builtins.len,
     "__sized__": check_sized,
