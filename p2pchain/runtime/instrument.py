@@ -36,7 +36,7 @@ import itertools
 
 from .checks import MAX_INT_BITS, MAX_SEQUENCE
 
-__all__ = ["instrument", "HOOKS", "INPLACE_HOOK"]
+__all__ = ["instrument", "HOOKS", "INPLACE_HOOK", "PENDING", "PENDING_LIMIT"]
 
 STEP = "__step__"  # the builtin ``next``: ``__step__(__steps__)`` charges one step
 STEPS = "__steps__"  # the meter's iterator
@@ -55,6 +55,10 @@ STEPS_ADVANCE = "__steps_advance__"
 CHARGE = "__charge__"
 TYPE = "__type__"
 FLOAT_TYPE = "__float_type__"
+#: A function's local sum of range lengths not yet charged (see ``_pending_range``); a local
+#: variable, not a hook, so not in :data:`HOOKS`, and as unnameable in contract source.
+PENDING = "__pending__"
+PENDING_LIMIT = 1024
 INT_TYPE = "__int__"
 SIZED = "__sized__"
 CHECKED_BINOPS = {ast.Add: "__add_checked__", ast.Mult: "__mul_checked__",
@@ -209,26 +213,45 @@ class _Instrumenter(ast.NodeTransformer):
     def __init__(self, in_function_body: set[int] | None = None) -> None:
         self._temps = itertools.count()
         self._in_function_body = in_function_body or set()
+        # The enclosing scopes, innermost last: a plain function's entry is [uses __pending__];
+        # a generator, a lambda, a class body (and the module, the empty stack) have None.
+        self._scopes: list[list[bool] | None] = []
 
     def _temp(self) -> str:
         return f"__tmp{next(self._temps)}__"
 
+    def _in_scope(self, node: ast.AST, scope: list[bool] | None) -> None:
+        self._scopes.append(scope)
+        try:
+            self.generic_visit(node)
+        finally:
+            self._scopes.pop()
+
     def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.FunctionDef:
-        self.generic_visit(node)
+        generator = _is_generator(node)
+        scope = None if generator else [False]
+        self._in_scope(node, scope)
         aliases = _localise_hooks(node.body)
-        if _is_generator(node):
+        if scope is None:
             # A suspended generator is not on the call stack: charge steps, not depth.
             node.body = [_step(), *node.body]
         else:
+            pending = [ast.Name(id=PENDING, ctx=ast.Load())] if scope[0] else []
             node.body = [
+                *([ast.Assign(targets=[ast.Name(id=PENDING, ctx=ast.Store())], value=ast.Constant(0))]
+                  if pending else []),
                 ast.Expr(_call(ENTER)),
-                ast.Try(body=node.body, handlers=[], orelse=[], finalbody=[ast.Expr(_call(LEAVE))]),
+                ast.Try(body=node.body, handlers=[], orelse=[], finalbody=[ast.Expr(_call(LEAVE, *pending))]),
             ]
         node.body = [*aliases, *node.body]
         return node
 
+    def visit_ClassDef(self, node: ast.ClassDef) -> ast.ClassDef:
+        self._in_scope(node, None)
+        return node
+
     def visit_Lambda(self, node: ast.Lambda) -> ast.Lambda:
-        self.generic_visit(node)
+        self._in_scope(node, None)
         node.body = ast.Subscript(
             value=ast.Tuple(elts=[_charge(), node.body], ctx=ast.Load()),
             slice=ast.Constant(1), ctx=ast.Load(),
@@ -245,7 +268,37 @@ class _Instrumenter(ast.NodeTransformer):
         if not _over_range(node):
             node.body = [_step(), *node.body]
             return node
+        scope = self._scopes[-1] if self._scopes else None
+        if scope is not None:
+            scope[0] = True
+            return [ast.copy_location(s, node) for s in self._pending_range(node)]
         return [ast.copy_location(s, node) for s in self._charged_range(node)]
+
+    def _pending_range(self, node: ast.For) -> list[ast.stmt]:
+        """``for x in range(...)`` in a function: add the range's length to ``__pending__``.
+
+        A local sum of lengths, handed to the meter once it exceeds :data:`PENDING_LIMIT`
+        (before the loop starts) and when the function returns or raises (``__leave__``):
+        the count is the same as charging each loop when it starts, and costs a local
+        addition instead of three calls into the meter. A transaction may therefore run up to
+        ``PENDING_LIMIT`` steps per frame on the stack past its limit before it stops; the
+        steps it charged, and its outcome, ``out of steps``, are the same.
+        """
+        made = self._temp()
+        call = node.iter
+        assert isinstance(call, ast.Call)
+        pending = ast.Name(id=PENDING, ctx=ast.Load())
+        statements: list[ast.stmt] = [
+            ast.Assign(targets=[ast.Name(id=made, ctx=ast.Store())], value=_call(RANGE_TYPE, *call.args)),
+            ast.AugAssign(target=ast.Name(id=PENDING, ctx=ast.Store()), op=ast.Add(),
+                          value=_call(LENGTH, ast.Name(id=made, ctx=ast.Load()))),
+            ast.If(test=ast.Compare(left=pending, ops=[ast.Gt()], comparators=[ast.Constant(PENDING_LIMIT)]),
+                   body=[ast.Expr(_call(CHARGE, ast.Name(id=PENDING, ctx=ast.Load()))),
+                         ast.Assign(targets=[ast.Name(id=PENDING, ctx=ast.Store())], value=ast.Constant(0))],
+                   orelse=[]),
+        ]
+        node.iter = ast.Name(id=made, ctx=ast.Load())
+        return [*statements, node]
 
     def _charged_range(self, node: ast.For) -> list[ast.stmt]:
         """``for x in range(...)``: make the range and charge its length inline, then loop.

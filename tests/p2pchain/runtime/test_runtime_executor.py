@@ -136,6 +136,56 @@ def test_a_loop_over_range_is_charged_once_when_the_range_is_made():
     assert loop - base == broken - base == comprehension - base == 7
 
 
+RANGE_SHAPES = {
+    # range loops in a function: their lengths are summed locally and charged in batches
+    "function": "def run(ctx):\n    for i in range(40):\n        for j in range(100):\n            pass\n",
+    # the same loops where every range is charged when it is made
+    "generator": "def g():\n    for i in range(40):\n        for j in range(100):\n            yield 0\n"
+                 "def run(ctx):\n    for x in g():\n        pass\n",
+    "module": "for i in range(40):\n    for j in range(100):\n        pass\ndef run(ctx):\n    return 0\n",
+    "comprehension": "def run(ctx):\n    return [0 for i in range(40) for j in range(100)]\n",
+}
+
+
+def test_range_loops_in_a_function_are_charged_exactly_whenever_the_charge_is_made():
+    runner = Runner()
+    base = runner("def run(ctx):\n    return 0\n").steps
+    extra = {name: runner(source).steps - base for name, source in RANGE_SHAPES.items()}
+    # 40 + 40 x 100 range items everywhere; the generator adds its one step when it starts,
+    # and the loop over it one per item
+    assert extra == {"function": 4040, "generator": 4040 + 1 + 4000, "module": 4040, "comprehension": 4040}
+
+
+@pytest.mark.parametrize("limit", [4100, 4040, 4041, 4039, 1030, 1])
+def test_the_limit_falls_at_the_same_step_whether_range_charges_are_batched_or_not(limit):
+    # 1 (run) + 40 + 4000: within the limit (4041) or out of steps at it, in every shape
+    outcomes = {name: Runner(limit)(source) for name, source in RANGE_SHAPES.items() if name != "generator"}
+    expected_ok = limit >= 1 + 4040
+    for name, result in outcomes.items():
+        assert result.ok == expected_ok, (name, result.reason)
+        assert result.steps == (4041 if expected_ok else limit + 1), name
+        assert expected_ok or result.reason == "out of steps"
+
+
+@pytest.mark.parametrize("body", [
+    "for i in range(10 ** 12):\n        pass",                                   # charged before it starts
+    "for i in range(1000):\n        for j in range(1000):\n            pass",  # in batches, then stops
+    "try:\n        for i in range(10 ** 6):\n            pass\n    except Exception:\n        return 1\n"
+    "    return 0",
+    "for i in range(1000):\n        for j in range(1000):\n            pass\n    raise ValueError('late')",
+])
+def test_range_loops_past_the_limit_fail_with_out_of_steps_even_if_the_function_returns_or_raises(body):
+    first, second = Runner(50_000)(f"def run(ctx):\n    {body}\n"), Runner(50_000)(f"def run(ctx):\n    {body}\n")
+    assert first == second
+    assert not first.ok and first.reason == "out of steps" and first.steps == 50_001
+
+
+def test_a_function_that_fails_is_charged_its_range_loops_all_the_same(run):
+    base = run("def run(ctx):\n    raise ValueError('x')\n").steps
+    failed = run("def run(ctx):\n    for i in range(30):\n        pass\n    raise ValueError('x')\n")
+    assert not failed.ok and failed.reason == "ValueError: x" and failed.steps - base == 30
+
+
 def test_deep_recursion_fails_with_call_depth_exceeded(run):
     result = run("def f(n):\n    return f(n + 1)\ndef run(ctx):\n    return f(0)\n")
     assert result.reason == "call depth exceeded (limit 100)"
