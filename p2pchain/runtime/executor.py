@@ -225,22 +225,12 @@ class Executor:
                       tx_id=invocation.tx_id, meter=meter, reader=reader, info=self._block_info)
         namespace = contract_globals(meter)
         try:
-            return self._call(invocation, code, namespace, ctx, meter, events)
-        finally:
-            # The module's functions and its globals refer to each other: break the cycle now
-            # rather than leave every transaction's module to the cyclic garbage collector.
-            namespace.clear()
-
-    @staticmethod
-    def _call(invocation: Invocation, code: types.CodeType, namespace: dict[str, Any], ctx: Context,
-              meter: Meter, events: list[bytes]) -> bytes:
-        try:
             exec(code, namespace)
             function = namespace.get(invocation.function)
             if (invocation.function.startswith("_") or type(function) is not types.FunctionType
                     or function.__module__ != CONTRACT_MODULE):
                 raise _Failed(f"contract {invocation.contract!r} has no function {invocation.function!r}")
-            value = function(ctx, **invocation.args)
+            value = function(ctx, **args)
             if meter.exhausted:
                 raise _Failed("out of steps")
             data = canonical(value, "return value")  # may run the contract's __lt__ on map keys
@@ -250,5 +240,9 @@ class Executor:
             raise _Failed("recursion too deep") from None
         except Exception as exc:  # the contract's own failure: deterministic type and message
             raise _Failed(_describe(exc)) from None
+        finally:
+            # The module's functions and its globals refer to each other: break the cycle now
+            # rather than leave every transaction's module to the cyclic garbage collector.
+            namespace.clear()
         events.extend(ctx._events)
         return data
