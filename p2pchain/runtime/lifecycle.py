@@ -100,6 +100,7 @@ def definition_record(view: StateView, name: str) -> bytes | None:
 
 
 def parse_definition(data: bytes | None) -> Definition | None:
+    """The :class:`Definition` that :func:`definition_record` returned, or ``None`` for none."""
     if data is None:
         return None
     value = decode(data)
