@@ -5,7 +5,10 @@
    executor, and — the baseline — the same logic as a plain Python function on a dict.
 2. Overhead of a market-sized computation — an exact assignment (Hungarian algorithm,
    Kuhn 1955 / Munkres 1957, O(n^3)) on 20x20 integer weights, pure Python — through the
-   runtime against calling the same function directly (goal: at most 1.3x).
+   runtime against calling the same function directly (goal: at most 1.3x), at 20x20 and
+   40x40: the instrumented function alone, the full invocation in-process, and through the
+   worker (blocks of five), with the worker's exchange for an empty block alongside — the
+   part of the worker's cost that a block pays whatever it holds.
 
 Run: ``python bench/runtime.py`` (add ``--quick`` for a smoke run). Prints one line per figure.
 """
