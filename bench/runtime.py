@@ -5,7 +5,10 @@
    executor, and — the baseline — the same logic as a plain Python function on a dict.
 2. Overhead of a market-sized computation — an exact assignment (Hungarian algorithm,
    Kuhn 1955 / Munkres 1957, O(n^3)) on 20x20 integer weights, pure Python — through the
-   runtime against calling the same function directly (goal: at most 1.3x).
+   runtime against calling the same function directly (goal: at most 1.3x), at 20x20 and
+   40x40: the instrumented function alone, the full invocation in-process, and through the
+   worker (blocks of five), with the worker's exchange for an empty block alongside — the
+   part of the worker's cost that a block pays whatever it holds.
 
 Run: ``python bench/runtime.py`` (add ``--quick`` for a smoke run). Prints one line per figure.
 """
@@ -171,7 +174,7 @@ def bench_market(repeats: int, n: int) -> None:
     assert got == expected, "the runtime must compute what the direct call computes"
 
     # Interleaved, best of each: the machine is shared, so take each path's quietest run.
-    best = {"direct": float("inf"), "instrumented": float("inf"), "runtime": float("inf"), "worker": float("inf")}
+    best = dict.fromkeys(("direct", "instrumented", "runtime", "worker", "exchange"), float("inf"))
     # The worker is given consecutive heights, as the node gives it: the market contract
     # writes nothing, so the state after block h is the state before block h + 1, and the
     # worker keeps its cache of committed values (the lifecycle definition) between blocks.
@@ -183,6 +186,8 @@ def bench_market(repeats: int, n: int) -> None:
             "instrumented": lambda: [instrumented(w) for w in matrices],
             "runtime": lambda: executor.execute_block(block(1), calls, state),
             "worker": lambda: worker.execute_block(block(next(heights)), calls, state),
+            # the same exchange with no invocation: what a block costs whatever it holds
+            "exchange": lambda: worker.execute_block(block(next(heights)), [], state),
         }
         # The in-process paths are also timed in CPU time of this process, which does not
         # run while another job has the core: a check on the wall-clock ratios when the
@@ -202,7 +207,8 @@ def bench_market(repeats: int, n: int) -> None:
           f"{1000 * d:.3f} ms; instrumented function alone {1000 * best['instrumented']:.3f} ms "
           f"({best['instrumented'] / d:.2f}x); full invocation in-process {1000 * best['runtime']:.3f} ms "
           f"({best['runtime'] / d:.2f}x); through the worker {1000 * best['worker']:.3f} ms "
-          f"({best['worker'] / d:.2f}x)")
+          f"({best['worker'] / d:.2f}x); a block's exchange with the worker alone (no invocation) "
+          f"{1000 * best['exchange'] * len(matrices):.3f} ms per block")
     print(f"  same in CPU time of this process: direct {1000 * cpu['direct']:.3f} ms; instrumented "
           f"{cpu['instrumented'] / cpu['direct']:.2f}x; full invocation in-process {cpu['runtime'] / cpu['direct']:.2f}x")
 

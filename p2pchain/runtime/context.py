@@ -75,6 +75,8 @@ def _shows_address(value: Any) -> bool:
 class Layer:
     """Pending writes over a state view: ``get``/``scan`` see them, ``writes`` holds them."""
 
+    __slots__ = ("below", "writes")
+
     def __init__(self, below: StateView) -> None:
         self.below = below
         self.writes: dict[tuple[str, str], bytes | None] = {}

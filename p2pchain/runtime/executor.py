@@ -24,7 +24,10 @@ from typing import Any, Sequence
 
 from .context import BlockInfo, Context, Layer, block_info, canonical
 from .instrument import instrument
-from .lifecycle import LIFECYCLE, LifecycleError, LifecyclePolicy, committed, load_bundle, run_lifecycle
+from .lifecycle import (
+    LIFECYCLE, Definition, LifecycleError, LifecyclePolicy, definition_record, load_bundle, parse_definition,
+    run_lifecycle,
+)
 from .meter import DEFAULT_DEPTH_LIMIT, DEFAULT_STEP_LIMIT, ContractFault, Meter, StateFault
 from .policy import CONTRACT_MODULE
 from .records import AnchoredReader, BlockContext, BlockResult, Invocation, RuntimeFault, StateView, TxResult
@@ -119,6 +122,9 @@ class Executor:
         self._cache: OrderedDict[bytes, types.CodeType] = OrderedDict()
         self._cache_size = code_cache
         self._definitions: dict[str, Any] = {}
+        # Decoded definitions by their record's bytes, across blocks: equal bytes are the same
+        # definition, so a block pays one state read per contract, not a decode and its proof.
+        self._parsed: dict[bytes, Definition] = {}
         self._block_info: BlockInfo | None = None
 
     def execute_block(self, block: BlockContext, invocations: Sequence[Invocation], state: StateView,
@@ -184,7 +190,15 @@ class Executor:
     def _code(self, layer: Layer, name: str) -> types.CodeType:
         definition = self._definitions.get(name)
         if definition is None:
-            definition = self._definitions[name] = committed(layer, name)
+            data = definition_record(layer, name)
+            definition = self._parsed.get(data) if data is not None else None
+            if definition is None:
+                definition = parse_definition(data)
+                if definition is not None:
+                    if len(self._parsed) >= self._cache_size:
+                        self._parsed.clear()
+                    self._parsed[data] = definition
+            self._definitions[name] = definition
         if definition is None:
             raise _Failed(f"contract {name!r} is not committed on this channel")
         code = self._cache.get(definition.digest)
@@ -211,22 +225,12 @@ class Executor:
                       tx_id=invocation.tx_id, meter=meter, reader=reader, info=self._block_info)
         namespace = contract_globals(meter)
         try:
-            return self._call(invocation, code, namespace, ctx, meter, events)
-        finally:
-            # The module's functions and its globals refer to each other: break the cycle now
-            # rather than leave every transaction's module to the cyclic garbage collector.
-            namespace.clear()
-
-    @staticmethod
-    def _call(invocation: Invocation, code: types.CodeType, namespace: dict[str, Any], ctx: Context,
-              meter: Meter, events: list[bytes]) -> bytes:
-        try:
             exec(code, namespace)
             function = namespace.get(invocation.function)
             if (invocation.function.startswith("_") or type(function) is not types.FunctionType
                     or function.__module__ != CONTRACT_MODULE):
                 raise _Failed(f"contract {invocation.contract!r} has no function {invocation.function!r}")
-            value = function(ctx, **invocation.args)
+            value = function(ctx, **args)
             if meter.exhausted:
                 raise _Failed("out of steps")
             data = canonical(value, "return value")  # may run the contract's __lt__ on map keys
@@ -236,5 +240,9 @@ class Executor:
             raise _Failed("recursion too deep") from None
         except Exception as exc:  # the contract's own failure: deterministic type and message
             raise _Failed(_describe(exc)) from None
+        finally:
+            # The module's functions and its globals refer to each other: break the cycle now
+            # rather than leave every transaction's module to the cyclic garbage collector.
+            namespace.clear()
         events.extend(ctx._events)
         return data

@@ -4,14 +4,15 @@ After :func:`.validator.validate` accepts a module, :func:`instrument` rewrites 
 that
 
 * every loop iteration, comprehension item, lambda call and generator resumption charges
-  one step (``__step__()``), and every function call charges one step and one level of call
+  one step (``__step__(__steps__)``), and every function call charges one step and one level of call
   depth (``__enter__()`` ... ``finally: __leave__()``); a loop directly over ``range(...)``
   is charged in bulk instead, when the range is made (inline for a ``for`` statement,
   through the ``__range__`` hook in a comprehension);
 * ``+``, ``*``, ``**``, ``<<`` and their in-place forms go through size-checked helpers, so a
   doubling string or a ``10 ** 10 ** 9`` fails the same way on every node instead of
   exhausting one node's memory; ``+=`` keeps the interpreter's in-place opcode and checks
-  the result inline (``if __type__(x) not in __unsized__: __sized__(x)``), because it is the
+  the result inline (``if __type__(x) is not __int__: if ... is not __float_type__: __sized__(x)``),
+  because it is the
   hottest operator of numeric loops and a number needs no check (an int grows by one bit);
   ``[constants] * n`` in a function body checks ``n`` inline the same way;
 * attribute stores and deletes go through a check that refuses shared objects (modules,
@@ -19,9 +20,9 @@ that
 * every ``except`` handler first re-raises what a contract must not swallow (the meter's
   signals, ``MemoryError``, ``RecursionError``).
 
-The helpers' names are dunder names, which the validator refuses in contract source and
-which the compiler does not mangle inside class bodies, so a contract can neither call nor
-shadow them. A function whose loops use helpers reads them from local aliases
+The helpers' names (:mod:`.hooks`) are dunder names, which the validator refuses in contract
+source and which the compiler does not mangle inside class bodies, so a contract can neither
+call nor shadow them. A function whose loops use helpers reads them from local aliases
 (``__step_local__``...), bound at its entry, because every transaction's globals are new
 and their cached lookups cold. Steps count Python-level work only; see docs/contracts.md
 for the rule.
@@ -34,189 +35,105 @@ import copy
 import itertools
 
 from .checks import MAX_SEQUENCE
+from .hooks import (  # noqa: F401  (HOOKS, INPLACE_HOOK and PENDING are this module's vocabulary too)
+    BASE_EXCEPTION, CHARGE, CHECKED_BINOPS, DELATTR, ENTER, FATAL, FLOAT_TYPE, HOOKS, INPLACE_HOOK, INT_TYPE,
+    LEAVE, LENGTH, PENDING, PENDING_LIMIT, RANGE_TYPE, SETATTR, SIZED, STEPS_ADVANCE, STEPS_AVAILABLE,
+    STEPS_REMAINING, TYPE, FunctionBodies, call, charge_step, constant_fits, is_generator, is_number,
+    localise_hooks, over_range, step,
+)
 
-__all__ = ["instrument", "HOOKS", "INPLACE_HOOK"]
-
-STEP = "__step__"
-ENTER = "__enter__"
-LEAVE = "__leave__"
-FATAL = "__fatal__"
-SETATTR = "__setattr_checked__"
-DELATTR = "__delattr_checked__"
-BASE_EXCEPTION = "__base_exception__"
-RANGE = "__range__"
-RANGE_TYPE = "__range_type__"
-LENGTH = "__length__"
-STEPS_AVAILABLE = "__steps_available__"
-STEPS_REMAINING = "__steps_remaining__"
-STEPS_ADVANCE = "__steps_advance__"
-CHARGE = "__charge__"
-TYPE = "__type__"
-UNSIZED = "__unsized__"
-INT_TYPE = "__int__"
-SIZED = "__sized__"
-CHECKED_BINOPS = {ast.Add: "__add_checked__", ast.Mult: "__mul_checked__",
-                  ast.Pow: "__pow_checked__", ast.LShift: "__lshift_checked__"}
-#: In-place operators, by AST class name, each to a hook ``__inplace_<Name>__``.
-INPLACE_HOOK = "__inplace_{}__"
-HOOKS = (STEP, ENTER, LEAVE, FATAL, SETATTR, DELATTR, BASE_EXCEPTION, RANGE, RANGE_TYPE, LENGTH,
-         STEPS_AVAILABLE, STEPS_REMAINING, STEPS_ADVANCE, CHARGE, TYPE, UNSIZED, INT_TYPE, SIZED,
-         *CHECKED_BINOPS.values())
-
-
-def _call(name: str, *args: ast.expr) -> ast.Call:
-    return ast.Call(func=ast.Name(id=name, ctx=ast.Load()), args=list(args), keywords=[])
-
-
-def _step() -> ast.stmt:
-    return ast.Expr(_call(STEP))
-
-
-def _is_number(node: ast.expr) -> bool:
-    return isinstance(node, ast.Constant) and type(node.value) in (int, float, bool)
-
-
-def _is_generator(node: ast.FunctionDef) -> bool:
-    stack: list[ast.AST] = list(node.body)
-    while stack:
-        current = stack.pop()
-        if isinstance(current, (ast.Yield, ast.YieldFrom)):
-            return True
-        if not isinstance(current, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
-            stack.extend(ast.iter_child_nodes(current))
-    return False
-
-
-def _over_range(node: ast.For | ast.comprehension) -> bool:
-    """``for x in range(...)``: the loop's items were all charged when the range was made.
-
-    The call is pointed at the ``__range__`` hook, which a contract cannot rebind, so the
-    per-item charge may be skipped: the loop cannot run longer than was paid for.
-    """
-    call = node.iter
-    if (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "range"
-            and not call.keywords and 1 <= len(call.args) <= 3
-            and not any(isinstance(a, ast.Starred) for a in call.args)):
-        call.func = ast.Name(id=RANGE, ctx=ast.Load())
-        return True
-    return False
-
-
-class _FunctionBodies(ast.NodeVisitor):
-    """Which ``BinOp`` nodes sit directly in a function body, where a ``:=`` may name a temporary.
-
-    Not in a lambda, a class body, a comprehension (whose ``:=`` binds elsewhere, and is
-    refused in some positions) nor the defaults and decorators a function's scope evaluates.
-    """
-
-    def __init__(self) -> None:
-        self._scopes = ["module"]
-        self.binops: set[int] = set()
-
-    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
-        for outer in (*node.decorator_list, node.args, *([node.returns] if node.returns else [])):
-            self.visit(outer)
-        self._scopes.append("function")
-        for statement in node.body:
-            self.visit(statement)
-        self._scopes.pop()
-
-    def _other(self, node: ast.AST) -> None:
-        self._scopes.append("other")
-        self.generic_visit(node)
-        self._scopes.pop()
-
-    visit_AsyncFunctionDef = visit_FunctionDef
-    visit_Lambda = visit_ClassDef = visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _other
-
-    def visit_BinOp(self, node: ast.BinOp) -> None:
-        if self._scopes[-1] == "function":
-            self.binops.add(id(node))
-        self.generic_visit(node)
-
-
-_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
-_LOOPS = (ast.For, ast.While, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
-
-
-def _is_hook(name: str) -> bool:
-    """A name the instrumentation introduced (a contract may not use ``__`` names at all)."""
-    return name in HOOKS or name.startswith("__inplace_")
-
-
-def _alias(name: str) -> str:
-    return name[:-2] + "_local__"
-
-
-def _localise_hooks(body: list[ast.stmt]) -> list[ast.stmt]:
-    """Read the hooks a function's loops call from local variables, not from its globals.
-
-    A loop that calls ``__step__`` or checks ``__type__`` pays a global lookup per use, and
-    the interpreter's cache of global lookups is keyed by the globals dict, which is new for
-    every transaction, so each transaction starts with cold caches. A local read costs the
-    least there is. The function's own scope is rewritten (and the comprehensions in it, which
-    see its locals as closures); nested functions, lambdas and classes have their own aliases.
-    Returns the assignments ``__step_local__ = __step__``... to put first in the body.
-    """
-    in_loops: set[str] = set()
-    names: list[ast.Name] = []
-    stack: list[tuple[ast.AST, bool]] = [(statement, False) for statement in body]
-    while stack:
-        current, looping = stack.pop()
-        if isinstance(current, ast.Name) and isinstance(current.ctx, ast.Load) and _is_hook(current.id):
-            names.append(current)
-            if looping:
-                in_loops.add(current.id)
-        looping = looping or isinstance(current, _LOOPS)
-        stack.extend((child, looping) for child in ast.iter_child_nodes(current) if not isinstance(child, _SCOPES))
-    for name in names:
-        if name.id in in_loops:
-            name.id = _alias(name.id)
-    return [ast.Assign(targets=[ast.Name(id=_alias(hook), ctx=ast.Store())], value=ast.Name(id=hook, ctx=ast.Load()))
-            for hook in sorted(in_loops)]
-
+__all__ = ["instrument", "HOOKS", "INPLACE_HOOK", "PENDING", "PENDING_LIMIT"]
 
 class _Instrumenter(ast.NodeTransformer):
     def __init__(self, in_function_body: set[int] | None = None) -> None:
         self._temps = itertools.count()
         self._in_function_body = in_function_body or set()
+        # The enclosing scopes, innermost last: a plain function's entry is [uses __pending__];
+        # a generator, a lambda, a class body (and the module, the empty stack) have None.
+        self._scopes: list[list[bool] | None] = []
 
     def _temp(self) -> str:
         return f"__tmp{next(self._temps)}__"
 
+    def _in_scope(self, node: ast.AST, scope: list[bool] | None) -> None:
+        self._scopes.append(scope)
+        try:
+            self.generic_visit(node)
+        finally:
+            self._scopes.pop()
+
     def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.FunctionDef:
-        self.generic_visit(node)
-        aliases = _localise_hooks(node.body)
-        if _is_generator(node):
+        generator = is_generator(node)
+        scope = None if generator else [False]
+        self._in_scope(node, scope)
+        aliases = localise_hooks(node.body)
+        if scope is None:
             # A suspended generator is not on the call stack: charge steps, not depth.
-            node.body = [_step(), *node.body]
+            node.body = [step(), *node.body]
         else:
+            pending = [ast.Name(id=PENDING, ctx=ast.Load())] if scope[0] else []
             node.body = [
-                ast.Expr(_call(ENTER)),
-                ast.Try(body=node.body, handlers=[], orelse=[], finalbody=[ast.Expr(_call(LEAVE))]),
+                *([ast.Assign(targets=[ast.Name(id=PENDING, ctx=ast.Store())], value=ast.Constant(0))]
+                  if pending else []),
+                ast.Expr(call(ENTER)),
+                ast.Try(body=node.body, handlers=[], orelse=[], finalbody=[ast.Expr(call(LEAVE, *pending))]),
             ]
         node.body = [*aliases, *node.body]
         return node
 
+    def visit_ClassDef(self, node: ast.ClassDef) -> ast.ClassDef:
+        self._in_scope(node, None)
+        return node
+
     def visit_Lambda(self, node: ast.Lambda) -> ast.Lambda:
-        self.generic_visit(node)
+        self._in_scope(node, None)
         node.body = ast.Subscript(
-            value=ast.Tuple(elts=[_call(STEP), node.body], ctx=ast.Load()),
+            value=ast.Tuple(elts=[charge_step(), node.body], ctx=ast.Load()),
             slice=ast.Constant(1), ctx=ast.Load(),
         )
         return node
 
     def visit_While(self, node: ast.While) -> ast.While:
         self.generic_visit(node)
-        node.body = [_step(), *node.body]
+        node.body = [step(), *node.body]
         return node
 
     def visit_For(self, node: ast.For) -> ast.stmt | list[ast.stmt]:
         self.generic_visit(node)
-        if not _over_range(node):
-            node.body = [_step(), *node.body]
+        if not over_range(node):
+            node.body = [step(), *node.body]
             return node
+        scope = self._scopes[-1] if self._scopes else None
+        if scope is not None:
+            scope[0] = True
+            return [ast.copy_location(s, node) for s in self._pending_range(node)]
         return [ast.copy_location(s, node) for s in self._charged_range(node)]
+
+    def _pending_range(self, node: ast.For) -> list[ast.stmt]:
+        """``for x in range(...)`` in a function: add the range's length to ``__pending__``.
+
+        A local sum of lengths, handed to the meter once it exceeds :data:`PENDING_LIMIT`
+        (before the loop starts) and when the function returns or raises (``__leave__``):
+        the count is the same as charging each loop when it starts, and costs a local
+        addition instead of three calls into the meter. A transaction may therefore run up to
+        ``PENDING_LIMIT`` steps per frame on the stack past its limit before it stops; the
+        steps it charged, and its outcome, ``out of steps``, are the same.
+        """
+        made = self._temp()
+        made_by = node.iter
+        assert isinstance(made_by, ast.Call)
+        pending = ast.Name(id=PENDING, ctx=ast.Load())
+        statements: list[ast.stmt] = [
+            ast.Assign(targets=[ast.Name(id=made, ctx=ast.Store())], value=call(RANGE_TYPE, *made_by.args)),
+            ast.AugAssign(target=ast.Name(id=PENDING, ctx=ast.Store()), op=ast.Add(),
+                          value=call(LENGTH, ast.Name(id=made, ctx=ast.Load()))),
+            ast.If(test=ast.Compare(left=pending, ops=[ast.Gt()], comparators=[ast.Constant(PENDING_LIMIT)]),
+                   body=[ast.Expr(call(CHARGE, ast.Name(id=PENDING, ctx=ast.Load()))),
+                         ast.Assign(targets=[ast.Name(id=PENDING, ctx=ast.Store())], value=ast.Constant(0))],
+                   orelse=[]),
+        ]
+        node.iter = ast.Name(id=made, ctx=ast.Load())
+        return [*statements, node]
 
     def _charged_range(self, node: ast.For) -> list[ast.stmt]:
         """``for x in range(...)``: make the range and charge its length inline, then loop.
@@ -227,77 +144,92 @@ class _Instrumenter(ast.NodeTransformer):
         :class:`~.meter.OutOfSteps` (and leaves the meter exhausted) before the loop starts.
         """
         made, used = self._temp(), self._temp()
-        call = node.iter
-        assert isinstance(call, ast.Call)
-        length = _call(LENGTH, ast.Name(id=made, ctx=ast.Load()))
+        made_by = node.iter
+        assert isinstance(made_by, ast.Call)
+        length = call(LENGTH, ast.Name(id=made, ctx=ast.Load()))
         statements: list[ast.stmt] = [
-            ast.Assign(targets=[ast.Name(id=made, ctx=ast.Store())], value=_call(RANGE_TYPE, *call.args)),
+            ast.Assign(targets=[ast.Name(id=made, ctx=ast.Store())], value=call(RANGE_TYPE, *made_by.args)),
             ast.Assign(targets=[ast.Name(id=used, ctx=ast.Store())], value=ast.BinOp(
                 left=ast.BinOp(left=ast.Name(id=STEPS_AVAILABLE, ctx=ast.Load()), op=ast.Sub(),
-                               right=_call(STEPS_REMAINING)),
+                               right=call(STEPS_REMAINING)),
                 op=ast.Add(), right=length)),
             ast.If(test=ast.Compare(left=ast.Name(id=used, ctx=ast.Load()), ops=[ast.GtE()],
                                     comparators=[ast.Name(id=STEPS_AVAILABLE, ctx=ast.Load())]),
-                   body=[ast.Expr(_call(CHARGE, _call(LENGTH, ast.Name(id=made, ctx=ast.Load()))))], orelse=[]),
-            ast.Expr(_call(STEPS_ADVANCE, ast.Name(id=used, ctx=ast.Load()))),
+                   body=[ast.Expr(call(CHARGE, call(LENGTH, ast.Name(id=made, ctx=ast.Load()))))], orelse=[]),
+            ast.Expr(call(STEPS_ADVANCE, ast.Name(id=used, ctx=ast.Load()))),
         ]
         node.iter = ast.Name(id=made, ctx=ast.Load())
         return [*statements, node]
 
     def visit_comprehension(self, node: ast.comprehension) -> ast.comprehension:
         self.generic_visit(node)
-        if not _over_range(node):
-            node.ifs.insert(0, ast.Compare(left=_call(STEP), ops=[ast.GtE()], comparators=[ast.Constant(0)]))
+        if not over_range(node):
+            node.ifs.insert(0, ast.Compare(left=charge_step(), ops=[ast.GtE()], comparators=[ast.Constant(0)]))
         return node
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.expr:
         in_function_body = id(node) in self._in_function_body
         self.generic_visit(node)
         hook = CHECKED_BINOPS.get(type(node.op))
-        if hook is None or (isinstance(node.op, ast.Add) and (_is_number(node.left) or _is_number(node.right))):
+        if hook is None or (isinstance(node.op, ast.Add) and (is_number(node.left) or is_number(node.right))):
             return node
         left = node.left
         if (isinstance(node.op, ast.Mult) and in_function_body and isinstance(left, (ast.List, ast.Tuple))
-                and left.elts and all(isinstance(e, ast.Constant) for e in left.elts)):
+                and left.elts and not any(isinstance(e, ast.Starred) for e in left.elts)):
             return ast.copy_location(self._table(left, node.right), node)
-        return ast.copy_location(_call(hook, node.left, node.right), node)
+        if constant_fits(node):
+            return node  # folded by the compiler; checked here, once
+        return ast.copy_location(call(hook, node.left, node.right), node)
 
     def _table(self, items: ast.List | ast.Tuple, count: ast.expr) -> ast.expr:
         """``[0] * n`` with the size check inline: ``[0] * t if type(t := n) is int and t <= limit``.
 
-        The display holds constants only, so evaluating ``n`` first changes nothing; a count
-        that is not an int, or is too large, takes the hook, which refuses what is too large.
+        The display's length is known, so the limit on ``n`` is a constant. A display of
+        constants is built after ``n`` (which changes nothing); any other display is
+        evaluated first, into a temporary, as the plain expression would
+        (``d * t if (d := [x]) is not None and type(t := n) is int and ...``). A count that
+        is not an int, or is too large, takes the hook, which refuses what is too large.
         """
         count_name = self._temp()
-        test = ast.BoolOp(op=ast.And(), values=[
-            ast.Compare(left=_call(TYPE, ast.NamedExpr(target=ast.Name(id=count_name, ctx=ast.Store()), value=count)),
+        checks: list[ast.expr] = [
+            ast.Compare(left=call(TYPE, ast.NamedExpr(target=ast.Name(id=count_name, ctx=ast.Store()), value=count)),
                         ops=[ast.Is()], comparators=[ast.Name(id=INT_TYPE, ctx=ast.Load())]),
             ast.Compare(left=ast.Name(id=count_name, ctx=ast.Load()), ops=[ast.LtE()],
                         comparators=[ast.Constant(MAX_SEQUENCE // len(items.elts))]),
-        ])
-        fast = ast.BinOp(left=items, op=ast.Mult(), right=ast.Name(id=count_name, ctx=ast.Load()))
-        slow = _call(CHECKED_BINOPS[ast.Mult], copy.deepcopy(items), ast.Name(id=count_name, ctx=ast.Load()))
-        return ast.IfExp(test=test, body=fast, orelse=slow)
+        ]
+        if all(isinstance(e, ast.Constant) for e in items.elts):
+            fast_items: ast.expr = items
+            slow_items: ast.expr = copy.deepcopy(items)
+        else:
+            display = self._temp()
+            checks.insert(0, ast.Compare(
+                left=ast.NamedExpr(target=ast.Name(id=display, ctx=ast.Store()), value=items),
+                ops=[ast.IsNot()], comparators=[ast.Constant(None)]))
+            fast_items = ast.Name(id=display, ctx=ast.Load())
+            slow_items = ast.Name(id=display, ctx=ast.Load())
+        fast = ast.BinOp(left=fast_items, op=ast.Mult(), right=ast.Name(id=count_name, ctx=ast.Load()))
+        slow = call(CHECKED_BINOPS[ast.Mult], slow_items, ast.Name(id=count_name, ctx=ast.Load()))
+        return ast.IfExp(test=ast.BoolOp(op=ast.And(), values=checks), body=fast, orelse=slow)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> list[ast.stmt]:
         self.generic_visit(node)
         hook = INPLACE_HOOK.format(type(node.op).__name__)
         target = node.target
-        unchecked = type(node.op) not in CHECKED_BINOPS or (isinstance(node.op, ast.Add) and _is_number(node.value))
+        unchecked = type(node.op) not in CHECKED_BINOPS or (isinstance(node.op, ast.Add) and is_number(node.value))
         if unchecked and not isinstance(target, ast.Attribute):
             return [node]  # nothing to check: keep the fast in-place opcode
         if isinstance(node.op, ast.Add) and not isinstance(target, ast.Attribute):
             return [ast.copy_location(s, node) for s in self._checked_iadd(node)]
         if isinstance(target, ast.Name):
-            value = _call(hook, ast.Name(id=target.id, ctx=ast.Load()), node.value)
+            value = call(hook, ast.Name(id=target.id, ctx=ast.Load()), node.value)
             return [ast.copy_location(ast.Assign(targets=[target], value=value), node)]
         obj = self._temp()
         statements: list[ast.stmt] = [ast.Assign(targets=[ast.Name(id=obj, ctx=ast.Store())], value=target.value)]
         if isinstance(target, ast.Attribute):
             current = ast.Attribute(value=ast.Name(id=obj, ctx=ast.Load()), attr=target.attr, ctx=ast.Load())
-            statements.append(ast.Expr(_call(
+            statements.append(ast.Expr(call(
                 SETATTR, ast.Name(id=obj, ctx=ast.Load()), ast.Constant(target.attr),
-                _call(hook, current, node.value))))
+                call(hook, current, node.value))))
         else:  # Subscript
             key = self._temp()
             statements.append(ast.Assign(targets=[ast.Name(id=key, ctx=ast.Store())], value=target.slice))
@@ -305,7 +237,7 @@ class _Instrumenter(ast.NodeTransformer):
                                     slice=ast.Name(id=key, ctx=ast.Load()), ctx=ast.Load())
             store = ast.Subscript(value=ast.Name(id=obj, ctx=ast.Load()),
                                   slice=ast.Name(id=key, ctx=ast.Load()), ctx=ast.Store())
-            statements.append(ast.Assign(targets=[store], value=_call(hook, current, node.value)))
+            statements.append(ast.Assign(targets=[store], value=call(hook, current, node.value)))
         return [ast.copy_location(s, node) for s in statements]
 
     def _checked_iadd(self, node: ast.AugAssign) -> list[ast.stmt]:
@@ -331,10 +263,13 @@ class _Instrumenter(ast.NodeTransformer):
                                                slice=ast.Name(id=key, ctx=ast.Load()), ctx=ast.Load())),
                 ast.AugAssign(target=ast.Name(id=result, ctx=ast.Store()), op=ast.Add(), value=node.value),
             ]
-        statements.append(ast.If(
-            test=ast.Compare(left=_call(TYPE, ast.Name(id=result, ctx=ast.Load())), ops=[ast.NotIn()],
-                             comparators=[ast.Name(id=UNSIZED, ctx=ast.Load())]),
-            body=[ast.Expr(_call(SIZED, ast.Name(id=result, ctx=ast.Load())))], orelse=[]))
+        # Two identity tests, an int first: cheaper than a set lookup of the type.
+        def is_not(kind: str) -> ast.expr:
+            return ast.Compare(left=call(TYPE, ast.Name(id=result, ctx=ast.Load())), ops=[ast.IsNot()],
+                               comparators=[ast.Name(id=kind, ctx=ast.Load())])
+        statements.append(ast.If(test=is_not(INT_TYPE), body=[ast.If(
+            test=is_not(FLOAT_TYPE), body=[ast.Expr(call(SIZED, ast.Name(id=result, ctx=ast.Load())))],
+            orelse=[])], orelse=[]))
         if not isinstance(target, ast.Name):
             statements.append(ast.Assign(
                 targets=[ast.Subscript(value=ast.Name(id=obj, ctx=ast.Load()),
@@ -343,7 +278,7 @@ class _Instrumenter(ast.NodeTransformer):
         return statements
 
     def _store_attribute(self, target: ast.Attribute, value: ast.expr) -> ast.stmt:
-        return ast.Expr(_call(SETATTR, target.value, ast.Constant(target.attr), value))
+        return ast.Expr(call(SETATTR, target.value, ast.Constant(target.attr), value))
 
     def visit_Assign(self, node: ast.Assign) -> ast.stmt | list[ast.stmt]:
         self.generic_visit(node)
@@ -370,7 +305,7 @@ class _Instrumenter(ast.NodeTransformer):
         statements: list[ast.stmt] = []
         for target in node.targets:
             if isinstance(target, ast.Attribute):
-                statements.append(ast.Expr(_call(DELATTR, target.value, ast.Constant(target.attr))))
+                statements.append(ast.Expr(call(DELATTR, target.value, ast.Constant(target.attr))))
             else:
                 statements.append(ast.Delete(targets=[target]))
         return [ast.copy_location(s, node) for s in statements]
@@ -381,13 +316,13 @@ class _Instrumenter(ast.NodeTransformer):
             node.type = ast.Name(id=BASE_EXCEPTION, ctx=ast.Load())
         if node.name is None:
             node.name = "__exception__"
-        node.body = [ast.Expr(_call(FATAL, ast.Name(id=node.name, ctx=ast.Load()))), *node.body]
+        node.body = [ast.Expr(call(FATAL, ast.Name(id=node.name, ctx=ast.Load()))), *node.body]
         return node
 
 
 def instrument(tree: ast.Module) -> ast.Module:
     """Rewrite a validated module in place (see the module docstring) and return it."""
-    bodies = _FunctionBodies()
+    bodies = FunctionBodies()
     bodies.visit(tree)
     tree = _Instrumenter(bodies.binops).visit(tree)
     return ast.fix_missing_locations(tree)

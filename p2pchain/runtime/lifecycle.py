@@ -31,7 +31,7 @@ from .validator import validate
 
 __all__ = [
     "LIFECYCLE", "LifecyclePolicy", "LifecycleError", "Definition", "make_bundle", "committed",
-    "load_bundle", "run_lifecycle", "genesis_writes",
+    "definition_record", "parse_definition", "load_bundle", "run_lifecycle", "genesis_writes",
 ]
 
 LIFECYCLE = "_lifecycle"
@@ -91,9 +91,19 @@ def _read(view: StateView, key: str) -> Any:
 
 def committed(view: StateView, name: str) -> Definition | None:
     """The definition invocations of ``name`` run, or ``None`` if none was committed."""
-    value = _read(view, _definition_key(name))
-    if value is None:
+    return parse_definition(definition_record(view, name))
+
+
+def definition_record(view: StateView, name: str) -> bytes | None:
+    """The canonical bytes of ``name``'s committed definition (what :func:`committed` decodes)."""
+    return view.get(LIFECYCLE, _definition_key(name))
+
+
+def parse_definition(data: bytes | None) -> Definition | None:
+    """The :class:`Definition` that :func:`definition_record` returned, or ``None`` for none."""
+    if data is None:
         return None
+    value = decode(data)
     return Definition(value["name"], value["version"], value["digest"], value["committed_height"])
 
 

@@ -99,8 +99,12 @@ class Meter:
             self.too_deep = True
             raise DepthExceeded(self.depth_limit)
 
-    def leave(self) -> None:
+    def leave(self, pending: int = 0) -> None:
+        """Function exit: one level of depth back, and the steps the function still owed
+        (its range loops' lengths, summed locally; see :mod:`.instrument`)."""
         self.depth -= 1
+        if pending:
+            self.charge(pending)
 
     def check(self, exc: BaseException) -> None:
         """First statement of every ``except`` handler: re-raise what must not be swallowed."""

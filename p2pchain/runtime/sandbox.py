@@ -53,7 +53,7 @@ _STATIC_HOOKS: dict[str, Any] = {
     "__lshift_checked__": _lshift,
     "__type__": builtins.type,  # the real type, int and the number types, for the inline checks
     "__int__": int,
-    "__unsized__": frozenset({int, float}),
+    "__float_type__": float,
     "__range_type__": builtins.range,  # the real range and len, for the inline charge of range loops
     "__length__": builtins.len,
     "__sized__": check_sized,
@@ -75,7 +75,8 @@ def contract_globals(meter: Meter) -> dict[str, Any]:
     namespace["__steps_remaining__"] = steps.__length_hint__
     namespace["__steps_advance__"] = steps.__setstate__
     namespace["__charge__"] = meter.charge
-    namespace["__step__"] = meter.step
+    namespace["__steps__"] = steps
+    namespace["__step__"] = next  # ``__step__(__steps__)``: the cheapest charge of one step
     namespace["__enter__"] = meter.enter
     namespace["__leave__"] = meter.leave
     namespace["__fatal__"] = meter.check

@@ -297,7 +297,13 @@ class _RemoteState:
 
 
 def _preload() -> None:
-    """Import all a contract can reach now: with RLIMIT_NOFILE at 3, no file opens later."""
+    """Import all a contract can reach now: with RLIMIT_NOFILE at 3, no file opens later.
+
+    Then freeze what is loaded: it lives as long as the process, and the garbage collector's
+    full collections would otherwise walk it every time (~77,000 objects with numpy and
+    scipy, a pause of ~20 ms in the middle of a block).
+    """
+    import gc
     import importlib
     import pkgutil
 
@@ -315,6 +321,8 @@ def _preload() -> None:
                 importlib.import_module(info.name)
             except Exception as exc:  # a broken market module must not stop the channel
                 print(f"worker: cannot preload {info.name}: {exc!r}", file=sys.stderr)
+    gc.collect()
+    gc.freeze()
 
 
 def _limit(init: dict[str, Any]) -> None:

@@ -136,6 +136,56 @@ def test_a_loop_over_range_is_charged_once_when_the_range_is_made():
     assert loop - base == broken - base == comprehension - base == 7
 
 
+RANGE_SHAPES = {
+    # range loops in a function: their lengths are summed locally and charged in batches
+    "function": "def run(ctx):\n    for i in range(40):\n        for j in range(100):\n            pass\n",
+    # the same loops where every range is charged when it is made
+    "generator": "def g():\n    for i in range(40):\n        for j in range(100):\n            yield 0\n"
+                 "def run(ctx):\n    for x in g():\n        pass\n",
+    "module": "for i in range(40):\n    for j in range(100):\n        pass\ndef run(ctx):\n    return 0\n",
+    "comprehension": "def run(ctx):\n    return [0 for i in range(40) for j in range(100)]\n",
+}
+
+
+def test_range_loops_in_a_function_are_charged_exactly_whenever_the_charge_is_made():
+    runner = Runner()
+    base = runner("def run(ctx):\n    return 0\n").steps
+    extra = {name: runner(source).steps - base for name, source in RANGE_SHAPES.items()}
+    # 40 + 40 x 100 range items everywhere; the generator adds its one step when it starts,
+    # and the loop over it one per item
+    assert extra == {"function": 4040, "generator": 4040 + 1 + 4000, "module": 4040, "comprehension": 4040}
+
+
+@pytest.mark.parametrize("limit", [4100, 4040, 4041, 4039, 1030, 1])
+def test_the_limit_falls_at_the_same_step_whether_range_charges_are_batched_or_not(limit):
+    # 1 (run) + 40 + 4000: within the limit (4041) or out of steps at it, in every shape
+    outcomes = {name: Runner(limit)(source) for name, source in RANGE_SHAPES.items() if name != "generator"}
+    expected_ok = limit >= 1 + 4040
+    for name, result in outcomes.items():
+        assert result.ok == expected_ok, (name, result.reason)
+        assert result.steps == (4041 if expected_ok else limit + 1), name
+        assert expected_ok or result.reason == "out of steps"
+
+
+@pytest.mark.parametrize("body", [
+    "for i in range(10 ** 12):\n        pass",                                   # charged before it starts
+    "for i in range(1000):\n        for j in range(1000):\n            pass",  # in batches, then stops
+    "try:\n        for i in range(10 ** 6):\n            pass\n    except Exception:\n        return 1\n"
+    "    return 0",
+    "for i in range(1000):\n        for j in range(1000):\n            pass\n    raise ValueError('late')",
+])
+def test_range_loops_past_the_limit_fail_with_out_of_steps_even_if_the_function_returns_or_raises(body):
+    first, second = Runner(50_000)(f"def run(ctx):\n    {body}\n"), Runner(50_000)(f"def run(ctx):\n    {body}\n")
+    assert first == second
+    assert not first.ok and first.reason == "out of steps" and first.steps == 50_001
+
+
+def test_a_function_that_fails_is_charged_its_range_loops_all_the_same(run):
+    base = run("def run(ctx):\n    raise ValueError('x')\n").steps
+    failed = run("def run(ctx):\n    for i in range(30):\n        pass\n    raise ValueError('x')\n")
+    assert not failed.ok and failed.reason == "ValueError: x" and failed.steps - base == 30
+
+
 def test_deep_recursion_fails_with_call_depth_exceeded(run):
     result = run("def f(n):\n    return f(n + 1)\ndef run(ctx):\n    return f(0)\n")
     assert result.reason == "call depth exceeded (limit 100)"
@@ -330,9 +380,29 @@ def test_the_metered_range_charges_its_length_with_every_argument_form(run):
     ("[7] * True", [7]),               # a bool count takes the hook: same result
     ("[[0] * 2 for _ in range(2)]", [[0, 0], [0, 0]]),  # in a comprehension: the hook
     ("(lambda k: [5] * k)(2)", [5, 5]),
+    ("[n, 'x'] * 2", [4, "x", 4, "x"]),       # a display of names: made first, then repeated
+    ("[[n]] * 2", [[4], [4]]),
+    ("[n] * 2.0", "TypeError"),
 ])
 def test_a_table_made_by_repetition_has_python_semantics(run, expression, expected):
-    assert value(run(f"def run(ctx):\n    n = 4\n    return {expression}\n")) == expected
+    result = run(f"def run(ctx):\n    n = 4\n    return {expression}\n")
+    if expected == "TypeError":
+        assert not result.ok and result.reason.startswith("TypeError")
+    else:
+        assert value(result) == expected
+
+
+def test_a_repeated_display_is_evaluated_before_its_count_as_in_python(run):
+    source = '''
+def run(ctx):
+    order = []
+    def note(what, result):
+        order.append(what)
+        return result
+    table = [note("display", 1)] * note("count", 3)
+    return [order, table]
+'''
+    assert value(run(source)) == [["display", "count"], [1, 1, 1]]
 
 
 @pytest.mark.parametrize("source", [
@@ -341,10 +411,27 @@ def test_a_table_made_by_repetition_has_python_semantics(run, expression, expect
     "def run(ctx):\n    return [[0] * (1 << 21) for _ in range(1)]\n",
     "class T:\n    row = [0] * (1 << 21)\ndef run(ctx):\n    return 0\n",
     "def f(row=[0] * (1 << 21)):\n    return row\ndef run(ctx):\n    return 0\n",
+    "def run(ctx):\n    x = 0\n    return [x, x] * ((1 << 19) + 1)\n",
+    "def run(ctx):\n    return [0] * (1 << 20 << 1)\n",
 ])
 def test_a_table_too_large_fails_on_its_size_wherever_it_is_made(run, source):
     result = run(source)
     assert not result.ok and "exceeds 1048576" in result.reason
+
+
+@pytest.mark.parametrize("expression, expected", [
+    ("1 << 60", 1 << 60), ("2 ** 62", 2 ** 62), ("-3 * 7", -21), ("2 ** -1 == 0.5", True), ("7 << 0", 7),
+])
+def test_constant_arithmetic_within_the_limits_keeps_its_value(run, expression, expected):
+    assert value(run(f"def run(ctx):\n    return {expression}\n")) == expected
+
+
+@pytest.mark.parametrize("expression, reason", [
+    ("1 << 70000", "integer result"), ("3 ** 50000", "integer result"), ("1 << -1", "ValueError"),
+])
+def test_constant_arithmetic_beyond_the_limits_fails_at_run_time(run, expression, reason):
+    result = run(f"def run(ctx):\n    return {expression}\n")
+    assert not result.ok and reason in result.reason, result.reason
 
 
 def test_the_largest_allowed_table_is_made_and_a_non_int_count_is_a_type_error(run):

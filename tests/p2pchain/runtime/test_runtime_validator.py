@@ -153,9 +153,10 @@ def test_contract_check_reports_an_unreadable_file(tmp_path, capsys):
 
 def _hook_names() -> list[str]:
     from p2pchain.runtime.checks import INPLACE
-    from p2pchain.runtime.instrument import HOOKS, INPLACE_HOOK
+    from p2pchain.runtime.instrument import HOOKS, INPLACE_HOOK, PENDING
     hooks = {*HOOKS, *(INPLACE_HOOK.format(op) for op in INPLACE)}
-    return sorted(hooks | {hook[:-2] + "_local__" for hook in hooks})  # and their local aliases
+    # and their local aliases, and the local sum of range lengths not yet charged
+    return sorted(hooks | {hook[:-2] + "_local__" for hook in hooks} | {PENDING})
 
 
 @pytest.mark.parametrize("template", [

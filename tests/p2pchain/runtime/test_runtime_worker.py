@@ -154,3 +154,14 @@ def test_each_invocation_runs_as_its_own_caller_in_the_worker(worker):
     remote = worker.execute_block(block(1), invocations, state)
     assert remote == Executor(POLICY, step_limit=100_000).execute_block(block(1), invocations, state)
     assert [decode(r.value) for r in remote.results] == ["ev01", "pv02", "ev01", "admin-dno"]
+
+
+def test_the_preloaded_modules_are_frozen_out_of_the_garbage_collectors_full_collections():
+    import gc
+
+    from p2pchain.runtime.worker import _preload
+    try:
+        _preload()
+        assert gc.get_freeze_count() > 10_000  # numpy, scipy, the market package, the runtime
+    finally:
+        gc.unfreeze()
