@@ -9,6 +9,8 @@ docs/market.md, "Tie-break rule".
 """
 from __future__ import annotations
 
+from bisect import bisect_left
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
@@ -39,13 +41,17 @@ def canonicalise(w, bc, sc, I, J, x, u, v, z, change, rb, rs):
     changeable edges.
     """
     m, n = w.shape
-    used = np.zeros((m, n), dtype=bool)
-    used[I[x == 1], J[x == 1]] = True
-    fixed = used & ~change
+    uI, uJ = I[x == 1], J[x == 1]
+    fix = ~change[uI, uJ]                   # used and unchangeable: stays in every optimum
+    fI, fJ = uI[fix], uJ[fix]
     cI, cJ = np.nonzero(change)
-    hi = np.r_[bc - fixed.sum(axis=1), sc - fixed.sum(axis=0)].tolist()
+    hi = np.r_[bc - np.bincount(fI, minlength=m), sc - np.bincount(fJ, minlength=n)].tolist()
     lo = np.where(np.r_[u > 0, v > 0], hi, 0).tolist()
-    face = _Face(m, n, cI, cJ, used[cI, cJ], lo, hi)
+    on = np.zeros(len(cI), dtype=bool)      # which changeable pairs x uses
+    key = cI * n + cJ                       # row-major, so sorted
+    pos = np.searchsorted(key, uI[~fix] * n + uJ[~fix])
+    on[pos] = True
+    face = _Face(m, n, cI, cJ, on, lo, hi)
     layers = None                       # backward search from the current row's buyer
     row = -1
     cur = face.cur
@@ -63,7 +69,6 @@ def canonicalise(w, bc, sc, I, J, x, u, v, z, change, rb, rs):
         if layers[-1][1] >> j & 1:      # else rejected: no alternating path from j to i
             face.accept(k, i, j, layers)
             layers = None
-    fI, fJ = np.nonzero(fixed)
     cur = np.array(face.cur, dtype=np.int64)
     return (np.r_[fI, cI], np.r_[fJ, cJ], np.r_[np.ones(len(fI), dtype=np.int64), cur])
 
@@ -92,17 +97,14 @@ class _Face:
         self.m, self.lo, self.hi = m, lo, hi
         self.cur = cur.astype(np.int64).tolist()
         self.pair_of = list(zip(cI.tolist(), cJ.tolist()))
-        self.index = np.full((m, n), -1, dtype=np.int64)
-        self.index[cI, cJ] = np.arange(len(cI))
-        on = np.zeros((m, n), dtype=bool)
-        on[cI[cur], cJ[cur]] = True
-        off = np.zeros((m, n), dtype=bool)
-        off[cI[~cur], cJ[~cur]] = True
-        self.unused = _row_bits(off)        # buyer a -> sellers of its unused free pairs
-        self.unused_in = _row_bits(off.T)   # seller b -> buyers of its unused free pairs
-        self.used = _row_bits(on.T)         # seller b -> buyers of its used free pairs
-        self.used_in = _row_bits(on)        # buyer a -> sellers of its used free pairs
-        self.deg = on.sum(axis=1).tolist() + on.sum(axis=0).tolist()
+        self.n = n
+        self.keys = (cI * n + cJ).tolist()
+        self.unused = _row_bits(cI[~cur], cJ[~cur], m, n)     # buyer -> sellers, unused free pairs
+        self.unused_in = _row_bits(cJ[~cur], cI[~cur], n, m)  # seller -> buyers, unused free pairs
+        self.used = _row_bits(cJ[cur], cI[cur], n, m)         # seller -> buyers, used free pairs
+        self.used_in = _row_bits(cI[cur], cJ[cur], m, n)      # buyer -> sellers, used free pairs
+        self.deg = (np.bincount(cI[cur], minlength=m).tolist()
+                    + np.bincount(cJ[cur], minlength=n).tolist())
         self.pending = (1 << m) - 1         # buyers whose row is not scanned yet
         self.ends_b = self.ends_s = self.starts_b = self.starts_s = 0
         for p in range(m + n):
@@ -190,7 +192,7 @@ class _Face:
 
     def _flip(self, a, b, enter):
         m = self.m
-        self.cur[int(self.index[a, b])] = enter
+        self.cur[bisect_left(self.keys, a * self.n + b)] = enter
         if enter:
             self.unused[a] &= ~(1 << b)
             self.unused_in[b] &= ~(1 << a)
@@ -208,10 +210,18 @@ class _Face:
         self._refresh(m + b)
 
 
-def _row_bits(matrix) -> list[int]:
-    """Each row of a boolean matrix as a Python int (bit c = column c)."""
+def _row_bits(rows, cols, size, width) -> list[int]:
+    """Sets {c : (r, c) given} for r in range(size), each as a Python int (bit c)."""
+    out = [0] * size
+    if len(rows) == 0:
+        return out
+    present = np.unique(rows)
+    matrix = np.zeros((len(present), width), dtype=bool)
+    matrix[np.searchsorted(present, rows), cols] = True
     packed = np.packbits(matrix, axis=1, bitorder="little")
-    return [int.from_bytes(r.tobytes(), "little") for r in packed]
+    for r, bits in zip(present.tolist(), packed):
+        out[r] = int.from_bytes(bits.tobytes(), "little")
+    return out
 
 
 def _low(mask: int) -> int:
