@@ -8,10 +8,11 @@ Prints each figure beside a baseline measured in the same run:
 2. a paper-sized round (15 EVs, 5 PV, 1 SMES, the busiest hour of a seeded day)
    end to end, per stage, against the 0.5 s target;
 3. rounds of 100 .. 2,000 prosumers on several 33-bus feeders, per stage, against
-   the 10 s target -- full rounds up to --full-up-to prosumers (the exact matching and
-   the nucleolus grow too slow beyond), and for every size the grid stages (security
-   check, SMES) on the trades of a plain assignment (scipy linear_sum_assignment on
-   the same weights), which stands in for the matching only to feed them.
+   the 10 s target -- full rounds up to --full-up-to prosumers, every stage but the
+   nucleolus pricing and settlement beyond (pricing grows too slow), and for every
+   size the grid stages (security check, SMES) on the trades of a plain assignment
+   (scipy linear_sum_assignment on the same weights), which stands in for the
+   matching only to feed them.
 
 Times are CPU seconds of this process (``time.process_time``).
 
@@ -114,7 +115,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max-prosumers", type=int, default=2000)
     ap.add_argument("--full-up-to", type=int, default=100,
-                    help="run complete rounds (matching, pricing) only up to this size")
+                    help="run complete rounds (with nucleolus pricing) only up to this size; "
+                         "larger rounds run every other stage")
     ap.add_argument("--grid-only", action="store_true",
                     help="skip the complete rounds (section 2 and full rounds of section 3)")
     args = ap.parse_args()
@@ -140,10 +142,9 @@ def main() -> int:
     print(f"   {'prosumers':>9} {'buses':>6} {'trades':>6} " + " ".join(f"{s:>12}" for s in STAGES)
           + f" {'total':>8} {'of 10 s':>8}")
     sizes = [n for n in (100, 500, 1000, 2000) if n <= args.max_prosumers]
-    for n in sizes:
-        if n > args.full_up_to:
-            break
-        t = scale_round(feeder, params, n, 1, clock=CLOCK)
+    for n in [] if args.grid_only else sizes:
+        # above --full-up-to, every stage but pricing and settlement (shown as nan)
+        t = scale_round(feeder, params, n, 1, clock=CLOCK, with_pricing=n <= args.full_up_to)
         secs = dict(t.stage_seconds)
         print(f"   {n:9d} {t.buses:6d} {t.trades:6d} " + " ".join(f"{secs[s]:12.4f}" for s in STAGES)
               + f" {t.total_seconds:8.3f} {t.total_seconds / 10:8.2f}")

@@ -41,6 +41,7 @@ relative to the players at their bound for every t, and x is the nucleolus.
 """
 from __future__ import annotations
 
+import heapq
 from itertools import combinations
 from math import comb
 
@@ -154,16 +155,28 @@ def star_separator(w, bc, sc, limit: int):
     For centre c the excess of the star {c} + P is sum_{p in P} r_p - x_c with
     r_p = Q[c, p] - x_p, so the violated stars are found by a depth-first search
     over the partners sorted by r (descending, ties by index) that stops as soon as
-    even the best completion -- the next positive r's -- cannot beat the threshold.
-    Every violated star is visited, so filtering the span afterwards is exact.
-    Returns a ``separate`` like :func:`list_separator` (at most ``limit`` per call,
-    most violated first, ties by mask).
+    even the best completion -- the next positive r's -- cannot beat the bar: the
+    threshold, and once ``limit`` stars are held, the least of them (a bounded
+    best-``limit`` search; a market of a thousand players has millions of violated
+    stars at the first LP point, and listing them all was the cost).  Stars
+    already free or settled, or in the span of the fixed rows, are skipped as
+    they are found, so the result is exactly the ``limit`` most violated eligible
+    stars.  Returns a ``separate`` like :func:`list_separator` (most violated
+    first, ties by mask).
     """
-    N = sum(w.shape)
     centres = [(c, b, p, weight.astype(float)) for c, b, p, weight in _star_centres(w, bc, sc)]
 
     def separate(x, threshold, stages):
-        found: list[tuple[float, int, float]] = []
+        heap: list[tuple[float, int, float]] = []   # (excess, -mask, value); [0] is the worst kept
+        basis = stages.basis
+        free, settled = stages.free, stages.settled
+
+        def eligible(members, mask):
+            if mask in free or mask in settled:
+                return False
+            proj = basis[members].sum(axis=0)
+            return len(members) - float(proj @ proj) > 1e-9
+
         for c, b, partners, weight in centres:
             if not partners:
                 continue
@@ -171,34 +184,32 @@ def star_separator(w, bc, sc, limit: int):
             r = weight[part] - x[part]
             order = np.lexsort((part, -r))
             part, r = part[order].tolist(), r[order]
-            gain = np.r_[0.0, np.cumsum(np.maximum(r, 0.0))]
+            gain = np.r_[0.0, np.cumsum(np.maximum(r, 0.0))].tolist()
             r = r.tolist()
-            target = threshold + float(x[c])
+            xc = float(x[c])
             L = len(r)
 
-            def search(start, mask, total, value, left):
+            def search(start, members, mask, total, value, left):
                 for k in range(start, L):
                     reach = total + r[k] + gain[min(k + left, L)] - gain[k + 1]
-                    if reach <= target:
+                    bar = threshold if len(heap) < limit else max(threshold, heap[0][0] - 1e-9)
+                    if reach - xc <= bar:
                         break           # sorted: later partners reach no further
                     s, mk = total + r[k], mask | (1 << part[k])
                     val = value + float(weight[part[k]])
-                    if s > target:
-                        found.append((s - float(x[c]), mk, val))
+                    grown = members + [part[k]]
+                    ex = s - xc
+                    if ex > threshold and (len(heap) < limit or (ex, -mk) > heap[0][:2]) \
+                            and eligible(grown, mk):
+                        if len(heap) < limit:
+                            heapq.heappush(heap, (ex, -mk, val))
+                        else:
+                            heapq.heapreplace(heap, (ex, -mk, val))
                     if left > 1:
-                        search(k + 1, mk, s, val, left - 1)
+                        search(k + 1, grown, mk, s, val, left - 1)
 
-            search(0, 1 << c, 0.0, 0.0, b)
-        if not found:
-            return []
-        found = [f for f in found if f[1] not in stages.free and f[1] not in stages.settled]
-        if not found:
-            return []
-        A = rows_matrix([f[1] for f in found], N)
-        proj = np.asarray(A @ stages.basis)
-        sizes = np.asarray(A.sum(axis=1)).ravel()
-        keep = sizes - (proj ** 2).sum(axis=1) > 1e-9
-        out = sorted((f for f, k in zip(found, keep) if k), key=lambda f: (-f[0], f[1]))
-        return [(mk, val) for _e, mk, val in out[:limit]]
+            search(0, [c], 1 << c, 0.0, 0.0, b)
+        out = sorted(heap, key=lambda f: (-f[0], -f[1]))
+        return [(-negmask, val) for _e, negmask, val in out]
 
     return separate

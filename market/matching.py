@@ -178,6 +178,47 @@ def _solve_certified(w, bc, sc):
     return I, J, x, None, None, None
 
 
+def _one_sided_certified(w, bc, sc):
+    """Like :func:`_solve_certified` when one side has capacities <= 1, without an LP.
+
+    A buyer of capacity 1 trades once, so it can never pair with the same seller
+    twice: replicating each seller into ``cap`` copies gives an assignment problem
+    whose optima are exactly the b-matchings (unlike replication with capacities
+    above 1 on both sides).  ``linear_sum_assignment`` solves it; the dual comes
+    from :func:`_unit_duals` on the replicated matrix.  Its potentials are shortest
+    distances, the unique extreme dual, so the copies of a seller get the same
+    v_j; with z = 0 (a unit buyer's edge bonus can move into u_i) that is an
+    exact integer dual of the b-matching LP.  Mirrored when the sellers are the
+    unit side.  Returns None if neither side is unit, or the copies' potentials
+    differ (the caller then uses the LP).
+    """
+    if (bc <= 1).all():
+        flip = False
+    elif (sc <= 1).all():
+        w, bc, sc, flip = w.T, sc, bc, True
+    else:
+        return None
+    cols = np.repeat(np.arange(w.shape[1]), sc)
+    rep = np.where(bc[:, None] > 0, w[:, cols], 0)
+    rows, rcols = _unit_assignment(rep, None, None)
+    if len(rows) == 0:
+        return None
+    duals = _unit_duals(rep, rows, rcols)
+    if duals is None:
+        return None
+    u, vrep = duals[0], duals[1]
+    v = np.zeros(w.shape[1], dtype=np.int64)
+    v[cols] = vrep
+    if not np.array_equal(v[cols], vrep):
+        return None
+    I, J = rows, cols[rcols]
+    x = np.ones(len(I), dtype=np.int64)
+    if flip:
+        I, J, u, v = J, I, v, u
+    order = np.lexsort((J, I))
+    return I[order], J[order], x, u, v, None
+
+
 def _canonicalise_by_value(w, bc, sc, I, J, x, rb, rs):
     m, n = w.shape
     we = w[I, J]
@@ -251,7 +292,8 @@ def match(weights, buyer_caps, seller_caps, *, buyer_order=None, seller_order=No
                 sel = x == 1
                 return _result(w, I[sel], J[sel])
             return _result(w, rows, cols)
-    I, J, x, u, v, z = _solve_certified(w, bc, sc)
+    one_sided = _one_sided_certified(w, bc, sc)
+    I, J, x, u, v, z = one_sided if one_sided is not None else _solve_certified(w, bc, sc)
     if u is None:
         x = _canonicalise_by_value(w, bc, sc, I, J, x, rb, rs)
     else:
@@ -305,7 +347,8 @@ def _unit_duals(w, rows, cols):
     # hardest); the loop below adds any edge the potentials still violate
     own = np.full(m, np.iinfo(np.int64).max)
     own[rows] = w[rows, cols]
-    er, ec = np.nonzero(w >= own[:, None])
+    er, ec = _nonzero(w >= own[:, None])
+    widened = False
     for _ in range(20):
         ok = (sig[er] >= 0) & (w[er, ec] > 0) & (ec != sig[er])
         r2, c2 = er[ok], ec[ok]
@@ -315,23 +358,37 @@ def _unit_duals(w, rows, cols):
         if dist is None:
             return None
         v = np.where(dist[:n] >= _FAR, 0, dist[:n])
+        if not widened:
+            # potentials from the best edges only are rarely feasible; before the
+            # full check, widen the arc set once to the edges within twice their
+            # spread of each buyer's own (cheaper than a failing check)
+            widened = True
+            spread = int(v.max() - v.min())
+            er, ec = _nonzero(w > (own - 2 * spread - 1)[:, None])
+            continue
         u = np.zeros(m, dtype=np.int64)
         u[rows] = w[rows, cols] - v[cols]
         # slack of the dual constraint u_i + v_j >= Q_ij, one temporary for both
         # tests; u, v >= 0, so Q <= 0 is never violated
         slack = w - v[None, :]
         slack -= u[:, None]
-        if not (slack > 0).any():
+        if slack.max() <= 0:
             if (u < 0).any() or (v < 0).any():
                 return None
-            return u, v, np.nonzero(slack == 0)
+            return u, v, _nonzero(slack == 0)
         # add the violated edges and every edge within the potentials' spread of
         # being violated: the next potentials move by about that much, so this
         # saves rounds of full-matrix checks (any superset gives the same v)
         spread = int(v.max() - v.min())
-        vr, vc = np.nonzero(slack > -spread)
+        vr, vc = _nonzero(slack > -spread)
         er, ec = np.r_[er, vr], np.r_[ec, vc]
     return None
+
+
+def _nonzero(mask):
+    """np.nonzero of a 2-D mask, via the flat index (several times faster)."""
+    flat = np.flatnonzero(mask.ravel())
+    return flat // mask.shape[1], flat % mask.shape[1]
 
 
 def _result(w, rows, cols) -> Matching:

@@ -126,3 +126,31 @@ def test_star_search_separator_equals_generic_enumeration(inst):
     finally:
         nucleolus_module.STAR_LIMIT = saved
     np.testing.assert_allclose(x, nucleolus(len(bc) + len(sc), table), atol=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(one_side_unit_markets(max_unit=8, max_centres=4, max_cap=3), st.integers(0, 2**32 - 1),
+       st.integers(1, 6), st.integers(0, 3))
+def test_bounded_star_search_returns_the_most_violated_eligible_stars(inst, seed, limit, fixed):
+    """The bounded search against the explicit list: the same ``limit`` stars, in the
+    same order, with some coalitions already free, settled or fixed into the span."""
+    from market.essential import list_separator, star_separator
+    from market.sequential_lp import Stages
+    w, bc, sc = inst
+    m, n = w.shape
+    N = m + n
+    listed = star_coalitions(w, bc, sc, 10**6)
+    if not listed[0]:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.0, float(max(w.max(), 1)) / 2, size=N)
+    stages = Stages(N, float(b_matching_value(w, bc, sc)), np.zeros(N), [], [])
+    for mask in rng.choice(listed[0], size=min(fixed, len(listed[0])), replace=False).tolist():
+        row = np.array([mask >> p & 1 for p in range(N)], dtype=float)
+        stages._add_equality(row, 0.0)      # its span leaves the search
+    some = listed[0][:: max(1, len(listed[0]) // 3)]
+    stages.free.update({mk: 0.0 for mk in some[:1]})
+    stages.settled.update(some[1:2])
+    threshold = float(rng.uniform(-5.0, 5.0))
+    expected = list_separator(listed[0], listed[1], N, limit)(x, threshold, stages)
+    assert star_separator(w, bc, sc, limit)(x, threshold, stages) == expected

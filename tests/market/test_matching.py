@@ -155,3 +155,59 @@ def _lex_rule_brute_force(w, bc, sc):
 def test_tie_break_is_the_documented_lexicographic_rule(inst):
     w, bc, sc = inst
     assert match(w, bc, sc).pairs == _lex_rule_brute_force(w, bc, sc)
+
+
+@st.composite
+def one_sided_markets(draw, max_size=4, max_cap=3, high=3):
+    """Markets whose buyers (or sellers) all have capacity <= 1, tie-heavy weights."""
+    w, bc, sc = draw(markets(max_buyers=max_size, max_sellers=max_size, max_cap=max_cap,
+                             low=-1, high=high))
+    if draw(st.booleans()):
+        bc = np.minimum(bc, 1)
+    else:
+        sc = np.minimum(sc, 1)
+    return w, bc, sc
+
+
+@settings(max_examples=60, deadline=None)
+@given(one_sided_markets())
+def test_one_sided_assignment_path_follows_the_lexicographic_rule(inst):
+    w, bc, sc = inst
+    assert match(w, bc, sc).pairs == _lex_rule_brute_force(w, bc, sc)
+
+
+@settings(max_examples=40, deadline=None)
+@given(one_sided_markets(max_size=25, high=3), st.integers(0, 2**32 - 1))
+def test_one_sided_assignment_path_equals_lp_path(inst, seed):
+    """Replicated-seller assignment + its dual vs the b-matching LP + its dual: same
+    canonical matching, with default and with permuted rank orders."""
+    import market.matching as mm
+    w, bc, sc = inst
+    rng = np.random.default_rng(seed)
+    orders = dict(buyer_order=rng.permutation(w.shape[0]), seller_order=rng.permutation(w.shape[1]))
+    fast = [match(w, bc, sc), match(w, bc, sc, **orders)]
+    saved = mm._one_sided_certified
+    mm._one_sided_certified = lambda *a: None
+    try:
+        slow = [match(w, bc, sc), match(w, bc, sc, **orders)]
+    finally:
+        mm._one_sided_certified = saved
+    assert fast == slow
+
+
+@settings(max_examples=30, deadline=None)
+@given(markets(max_buyers=12, max_sellers=12, max_cap=3, low=-1, high=3), st.integers(0, 2**32 - 1))
+def test_tie_break_search_equals_greedy_lp_scan_on_medium_tie_heavy_markets(inst, seed):
+    """The bitset alternating-path scan against the independent LP greedy
+    (one LP per pair, ``_canonicalise_by_value``) on markets with many optima."""
+    import market.matching as mm
+    w, bc, sc = inst
+    rng = np.random.default_rng(seed)
+    rb, rs = rng.permutation(w.shape[0]), rng.permutation(w.shape[1])
+    I, J = np.nonzero(w > 0)
+    if len(I) == 0:
+        return
+    x = mm._milp_b_matching(I, J, w[I, J], bc, sc, *w.shape)
+    by_lp = mm._canonicalise_by_value(w, bc, sc, I, J, x, rb, rs)
+    expected = tuple(sorted(zip(I[by_lp == 1].tolist(), J[by_lp == 1].tolist())))
+    assert match(w, bc, sc, buyer_order=rb, seller_order=rs).pairs == expected
