@@ -252,6 +252,20 @@ class NodeAnchoring:
     def reached(self, channel: str, metadata: bytes) -> bool:
         return anchors_reached(channel, metadata, self._head)
 
+    def held_for_execution(self, channel: str) -> bool:
+        """Does a PRE-PREPARE of ``channel`` wait here only for this node's own execution:
+        every height it anchors is committed on this node (2f+1 nodes ordered it), just not
+        applied yet? Then its wait is not the primary's fault, and the engine holds the
+        request timer back (an honest primary anchors what it has applied, which a loaded
+        backup may take a while to apply). Anchors above this node's committed heights do
+        not count: those may be a faulty primary's invention."""
+        for message in self.gate.held.get(channel, ()):
+            anchors = anchors_of(channel, message.batch.metadata)
+            if anchors is not None and all(anchor.height <= self.engines[name].replica.last_committed
+                                           for name, anchor in anchors.by_channel if name in self.engines):
+                return True
+        return False
+
     def reader(self, heights: Mapping[str, int]) -> LedgerReader:
         return LedgerReader(self.ledgers, heights)
 

@@ -39,7 +39,7 @@ from p2pchain.consensus import (
     Persist, Received, Replica, RequestReceived, Send, SendReply, SetTimer, Start,
     TimerFired, Trace,
 )
-from p2pchain.consensus.events import TIMER_BATCH
+from p2pchain.consensus.events import TIMER_BATCH, TIMER_REQUEST
 from p2pchain.consensus.events import Action
 from p2pchain.encoding import digest
 from p2pchain.genesis import Genesis
@@ -83,6 +83,7 @@ class EngineHooks:
     fetch_blocks: Callable[[str, str, int, int], Any]  # async (peer, channel, start, end) -> [(header, body, cert)]
     anchors: Callable[[], bytes] = lambda: b""  # batch metadata the primary proposes
     reached: Callable[[bytes], bool] = lambda metadata: True  # are a batch's anchored heights committed here?
+    held_for_execution: Callable[[], bool] = lambda: False  # does a PRE-PREPARE wait only for our own execution?
     reader: Callable[[dict], Any] = lambda heights: None  # other channels' state as of anchored heights
     on_commit: Callable[[str, Block, list], None] = lambda channel, block, committed: None
     now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000
@@ -356,6 +357,13 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
 
         def fire() -> None:
             self._timers.pop(name, None)
+            if name == TIMER_REQUEST and self.hooks.held_for_execution():
+                # A PRE-PREPARE waits until the heights it anchors, committed here, are applied:
+                # the wait is this node's own execution, not the primary's fault, so no view
+                # change for it yet (the replica itself knows when its *own* channel's
+                # execution lags). A timer delivered late is within the replica's contract.
+                self._timers[name] = loop.call_later(delay_ms / 1000, fire)
+                return
             if (name == TIMER_BATCH and self._in_flight() >= PIPELINE_BATCHES
                     and loop.time() < due + MAX_BATCH_HOLD_S):
                 # delivered when a batch in flight has executed (_release_batch), or at the

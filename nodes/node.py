@@ -210,6 +210,7 @@ class Node:
                 fetch_blocks=self._fetch_blocks, on_commit=self._on_commit,
                 anchors=functools.partial(self.anchoring.propose, channel), reader=self.anchoring.reader,
                 reached=functools.partial(self.anchoring.reached, channel),
+                held_for_execution=functools.partial(self.anchoring.held_for_execution, channel),
             )
             self.engines[channel] = ChannelEngine(
                 channel=channel, node=self.name, genesis=self.genesis, keyring=keyring, ledger=ledger,

@@ -239,8 +239,9 @@ class FakeLedger:
 
 
 class FakeEngine:
-    def __init__(self, channel: str) -> None:
+    def __init__(self, channel: str, committed: int = 0) -> None:
         self.channel, self.halted, self.received = channel, None, []
+        self.replica = type("Replica", (), {"last_committed": committed})()
         self.execution = ExecutionQueue(lambda action: None, lambda metadata: True)
 
     def receive(self, message) -> None:
@@ -286,3 +287,22 @@ def test_the_node_counts_refusals_and_hands_held_pre_prepares_over_once_committe
     assert metrics.refused.counts == {("anchors", "forged_anchor"): 1}
     proposed = Anchors.from_metadata(anchoring.propose("matching"), "matching")
     assert proposed.heights() == {"transaction": 0, "electricity": 0}
+
+
+def test_a_pre_prepare_held_for_heights_committed_but_not_applied_here_is_waiting_on_this_node():
+    from nodes.anchoring import NodeAnchoring
+
+    ledgers = {c: FakeLedger(c, 0) for c in ("transaction", "matching", "electricity")}
+    engines = {c: FakeEngine(c) for c in ledgers}
+    metrics = type("Metrics", (), {"refused": Counter()})()
+    anchoring = NodeAnchoring(ledgers, engines, metrics, window=8)
+    assert not anchoring.held_for_execution("matching")  # nothing held
+    held = pre_prepare("matching", anchors("matching", {"transaction": 3, "electricity": 0}).to_metadata())
+    assert anchoring.receive(engines["matching"], held) is None and engines["matching"].received == []
+    # transaction block 3 is not even committed here: maybe a faulty primary's invention
+    engines["transaction"].replica.last_committed = 2
+    assert not anchoring.held_for_execution("matching")
+    # committed here (2f+1 nodes ordered it), only not applied yet: the wait is ours
+    engines["transaction"].replica.last_committed = 3
+    assert anchoring.held_for_execution("matching")
+    assert not anchoring.held_for_execution("electricity")
