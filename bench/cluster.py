@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import random
@@ -272,9 +273,13 @@ def main() -> None:
     parser.add_argument("--soak-minutes", type=float, default=0)
     parser.add_argument("--soak-rate", type=float, default=200)
     parser.add_argument("--base-port", type=int, default=7450)
+    parser.add_argument("--keep", action="store_true", help="keep the consortium directory and the node logs")
     args = parser.parse_args()
     args.rates = [float(r) for r in args.rates.split(",")]
-    with tempfile.TemporaryDirectory(prefix="p2pchain-bench-") as tmp:
+    if args.keep:
+        tmp = tempfile.mkdtemp(prefix="p2pchain-bench-")
+        print(f"consortium and node logs kept in {tmp}", flush=True)
+    with contextlib.nullcontext(tmp) if args.keep else tempfile.TemporaryDirectory(prefix="p2pchain-bench-") as tmp:
         genesis = create_consortium(Path(tmp), now=dt.datetime.now(dt.timezone.utc), base_port=args.base_port,
                                     load_clients=args.clients)
         cluster = Cluster(Path(tmp), genesis)

@@ -390,6 +390,14 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
             self.feed(TimerFired(self.hooks.now_ms(), TIMER_BATCH))
 
     def _trace(self, action: Trace) -> None:
+        if action.kind == "request-timeout":
+            # Why this node gives up on the primary, in its log: what it had ordered and done.
+            replica = self.replica
+            log.warning("%s: requests waited %d ms in view %d (%d pending): starting a view change; "
+                        "committed %d, executed %d, stable checkpoint %d, next proposal %d, "
+                        "%d committed batches waiting for anchors", self.channel, replica.view_change_timeout_ms,
+                        replica.view, len(replica.pending), replica.last_committed, replica.last_executed,
+                        replica.low, replica.next_seq, len(self.execution))
         self.hooks.publish({"type": "trace", "channel": self.channel, "node": self.node,
                             "kind": action.kind, **action.fields})
 

@@ -28,6 +28,7 @@ and the tree's bounded node cache.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,15 +81,62 @@ def ledger_path(node_dir: Path, channel: str) -> Path:
     return Path(node_dir) / "ledger" / f"{channel}.db"
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def _connect_one(path: Path) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), WAL journal."""
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA busy_timeout=10000")
     # Checkpoint every 32 MiB of WAL instead of 4: the top tree nodes, rewritten by every
     # block, are copied to the database once per checkpoint instead of once per few blocks.
     # The WAL stays bounded; it does not grow with the chain.
     conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
     return conn
+
+
+class ThreadConnections:
+    """The ledger's database, one SQLite connection per thread that uses it (``execute``,
+    ``executemany`` and ``close`` of a connection).
+
+    A node writes a channel's ledger on the channel's execution thread and reads it on the
+    event loop (API, validation, anchoring). Through one shared connection the loop's reads
+    queued behind the writer's statements — a commit's fsync, or a WAL checkpoint of 32 MiB —
+    and under load the loop stalled long enough for request timers to fire and view changes to
+    follow; they also saw a block's writes before its transaction committed. With a connection
+    each, WAL gives every reader the last committed state and never makes it wait for the
+    writer (one writer at a time: all writes happen on one thread).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._here()  # the opening thread's, at once: a bad file is refused here
+
+    def _here(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = _connect_one(self._path)
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def execute(self, sql: str, parameters=()) -> sqlite3.Cursor:
+        return self._here().execute(sql, parameters)
+
+    def executemany(self, sql: str, rows) -> sqlite3.Cursor:
+        return self._here().executemany(sql, rows)
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+
+
+def connect(path: Path) -> ThreadConnections:
+    """The ledger database at ``path``: a connection per thread (:class:`ThreadConnections`)."""
+    return ThreadConnections(path)
 
 
 def assemble_outputs(
@@ -114,7 +162,7 @@ RECENT_ROOTS = 256
 class ChannelLedger:
     """The blocks and state of one channel. Open with :meth:`open`; not thread-safe."""
 
-    def __init__(self, conn: sqlite3.Connection, channel: str, genesis: Genesis, *, cache_nodes: int,
+    def __init__(self, conn: "sqlite3.Connection | ThreadConnections", channel: str, genesis: Genesis, *, cache_nodes: int,
                  signature_known: Callable[[bytes], bool] | None = None) -> None:
         self._conn = conn
         self.channel = channel
