@@ -38,9 +38,12 @@ from collections.abc import Callable, Mapping
 from typing import Sequence
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.optimize import linprog
+from scipy.sparse.linalg import spsolve
 
 from market.b_matching import b_matching_value
+from market.core_hull import core_equalities, independent_rows
 from market.essential import list_separator, market_components, star_coalitions, star_separator
 from market.separation import market_separator, seed_coalitions, seed_value
 from market.sequential_lp import TOL, NucleolusError, Stages
@@ -235,9 +238,22 @@ def _connected_nucleolus(w, bc, sc) -> tuple[np.ndarray, np.ndarray]:
     from market.matching import match
     m, n = w.shape
     N = m + n
-    grand = float(b_matching_value(w, bc, sc) if N <= 64 else match(w, bc, sc).total_weight)
+    full = (1 << N) - 1
     unit = (bc <= 1).all() and (sc <= 1).all()
     one_sided = not unit and ((bc <= 1).all() or (sc <= 1).all())
+    matched = match(w, bc, sc) if N > 64 or unit or one_sided else None
+    grand = float(b_matching_value(w, bc, sc) if N <= 64 else matched.total_weight)
+    hull = core_equalities(w, bc, sc) if unit or one_sided else None
+    if hull is not None and _proper(hull, full):
+        # the first stage's level is 0 (a proper coalition is tight in the whole
+        # core) and its always-tight set is read off the optimal matchings
+        rows, rhs = independent_rows(N, (full, grand), *hull)
+        if len(rows) == N:          # the core is a single point: the nucleolus
+            x = spsolve(sp.csr_matrix(np.array(rows)), np.array(rhs))
+            return x[:m], x[m:]
+        hull = (rows, rhs, [mk for mk, _v in hull[0]])
+    else:
+        hull = None
     stars = star_coalitions(w, bc, sc, STAR_LIMIT) if one_sided else None
     I, J = np.nonzero(w > 0)
     if unit or one_sided:
@@ -248,7 +264,7 @@ def _connected_nucleolus(w, bc, sc) -> tuple[np.ndarray, np.ndarray]:
             keep[i, np.argsort(-w[i], kind="stable")[:3]] = True
         for j in range(n):
             keep[np.argsort(-w[:, j], kind="stable")[:3], j] = True
-        for i, j in match(w, bc, sc).pairs:
+        for i, j in matched.pairs:
             keep[i, j] = True
         I, J = np.nonzero(keep & (w > 0))
     masks = [1 << p for p in range(N)] + [(1 << i) | (1 << (m + j)) for i, j in zip(I.tolist(), J.tolist())]
@@ -264,8 +280,17 @@ def _connected_nucleolus(w, bc, sc) -> tuple[np.ndarray, np.ndarray]:
         for mask in seed_coalitions(w, bc, sc, m):
             masks.append(mask)
             values.append(seed_value(w, bc, sc, m, mask))
-    x = Stages(N, grand, np.zeros(N), masks, values, separate).solve()
+    stages = Stages(N, grand, np.zeros(N), masks, values, separate)
+    if hull is not None:
+        stages.settle_level_zero(*hull)
+    x = stages.solve()
     return x[:m], x[m:]
+
+
+def _proper(hull, full) -> bool:
+    """Does the core's always-tight set hold a proper coalition (level 0)?"""
+    stars, ties, fixed = hull
+    return bool(ties or fixed or any(mask != full for mask, _v in stars))
 
 
 def market_game_values(weights, buyer_caps, seller_caps) -> np.ndarray:
