@@ -44,7 +44,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order
 
-__all__ = ["core_equalities"]
+__all__ = ["core_equalities", "independent_rows", "matching_equalities"]
 
 
 def _reaches(size, src, dst, targets) -> np.ndarray:
@@ -183,6 +183,41 @@ def core_equalities(w, bc, sc):
                 fixed.append((spos(j), 0))
             fixed += [(bpos(d), col[d]) for d in D]
     return stars, ties, fixed
+
+
+def matching_equalities(w, bc, sc, pairs):
+    """Equalities tight in every core point, from one optimal matching (any market).
+
+    Each connected component K of an optimal b-matching M has x(K) = v(K) = M's
+    weight on K in every core point (the components' values add up to v(N) and
+    each x(K) >= v(K)), and a player M leaves alone has x_p = 0.  Valid for both
+    sides capacitated, where :func:`core_equalities` does not apply; they span the
+    core's always-tight set when M is the only optimum (an optimal packing of
+    coalitions then splits M itself, so it uses only M's components and
+    singletons), and otherwise the sequential LPs find the rest.  Returns
+    (stars, ties, fixed) in the form of :func:`core_equalities`.
+    """
+    m, n = w.shape
+    N = m + n
+    parent = list(range(N))
+
+    def find(p):
+        while parent[p] != p:
+            parent[p] = parent[parent[p]]
+            p = parent[p]
+        return p
+
+    for i, j in pairs:
+        parent[find(i)] = find(m + j)
+    mask: dict[int, int] = {}
+    value: dict[int, int] = {}
+    for i, j in pairs:
+        r = find(i)
+        mask[r] = mask.get(r, 0) | (1 << i) | (1 << (m + j))
+        value[r] = value.get(r, 0) + int(w[i, j])
+    matched = {p for i, j in pairs for p in (i, m + j)}
+    stars = sorted((mask[r], value[r]) for r in mask)
+    return stars, [], [(p, 0) for p in range(N) if p not in matched]
 
 
 def independent_rows(n_players, grand, stars, ties, fixed, tol=1e-9):

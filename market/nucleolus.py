@@ -43,7 +43,7 @@ from scipy.optimize import linprog
 from scipy.sparse.linalg import spsolve
 
 from market.b_matching import b_matching_value
-from market.core_hull import core_equalities, independent_rows
+from market.core_hull import core_equalities, independent_rows, matching_equalities
 from market.essential import list_separator, market_components, star_coalitions, star_separator
 from market.separation import market_separator, seed_coalitions, seed_value
 from market.sequential_lp import TOL, NucleolusError, Stages
@@ -244,6 +244,8 @@ def _connected_nucleolus(w, bc, sc) -> tuple[np.ndarray, np.ndarray]:
     matched = match(w, bc, sc) if N > 64 or unit or one_sided else None
     grand = float(b_matching_value(w, bc, sc) if N <= 64 else matched.total_weight)
     hull = core_equalities(w, bc, sc) if unit or one_sided else None
+    if hull is None:
+        hull = matching_equalities(w, bc, sc, (matched if matched is not None else match(w, bc, sc)).pairs)
     if hull is not None and _proper(hull, full):
         # the first stage's level is 0 (a proper coalition is tight in the whole
         # core) and its always-tight set is read off the optimal matchings

@@ -12,10 +12,11 @@ import numpy as np
 from hypothesis import given, settings, strategies as st
 from scipy.optimize import linprog
 
-from market.core_hull import core_equalities, independent_rows
+from market.core_hull import core_equalities, independent_rows, matching_equalities
 from market.essential import market_components, star_coalitions
 from market.matching import match
 from market.nucleolus import is_nucleolus, market_game_values, market_nucleolus, nucleolus
+from tests.market.conftest import markets
 
 
 @st.composite
@@ -164,3 +165,25 @@ def test_saturated_centre_ties_its_changeable_partners():
     assert stars == [(0b01011, 8), (0b10001, 4)]
     assert ties == [(2, 0, 0), (2, 0, 0)]
     assert fixed == []
+
+
+@settings(max_examples=25, deadline=None)
+@given(markets(max_buyers=3, max_sellers=3, max_cap=3, low=-3, high=6))
+def test_matching_equalities_hold_on_the_whole_core_of_a_capacitated_market(inst):
+    # both sides capacitated: the components of one optimal matching and the
+    # players it leaves alone, checked against the core of every coalition
+    w, bc, sc = inst
+    m, n = w.shape
+    N = m + n
+    table = market_game_values(w, bc, sc)
+    masks = list(range(1, (1 << N) - 1))
+    core = (-_rows(masks, N), -table[1:-1], np.ones((1, N)), [table[-1]])
+    stars, ties, fixed = matching_equalities(w, bc, sc, match(w, bc, sc).pairs)
+    assert ties == []
+    rows, rhs = _hull_rows((stars, ties, fixed), N)
+    for row, value in zip(rows, rhs):
+        lo, hi = _range_on_core(core, row)
+        assert abs(lo - value) < 1e-7 and abs(hi - value) < 1e-7
+    # they partition the players: every player is in one component or fixed at 0
+    cover = rows[:len(stars)].sum(axis=0) + (rows[len(stars):].sum(axis=0) if fixed else 0)
+    assert (cover == 1).all()
