@@ -187,3 +187,24 @@ def test_matching_equalities_hold_on_the_whole_core_of_a_capacitated_market(inst
     # they partition the players: every player is in one component or fixed at 0
     cover = rows[:len(stars)].sum(axis=0) + (rows[len(stars):].sum(axis=0) if fixed else 0)
     assert (cover == 1).all()
+
+
+@settings(max_examples=15, deadline=None)
+@given(tie_heavy_markets(max_unit=10, max_centres=4))
+def test_medium_star_market_nucleolus_equals_sequential_lps_over_every_star(inst):
+    # beyond enumeration (up to 14 players): against the plain sequential LPs over
+    # the explicit list of every essential coalition, without the hull shortcut
+    from market.sequential_lp import Stages
+    w, bc, sc = inst
+    x = np.r_[market_nucleolus(w, bc, sc)]
+    sub = _connected(w, bc, sc)
+    if sub is None:
+        return
+    B, T = market_components(w, bc, sc)[0]
+    ws, bs, ss = sub
+    N = sum(ws.shape)
+    masks, values = star_coalitions(ws, bs, ss, 100_000)
+    masks = [1 << p for p in range(N)] + masks
+    values = [0.0] * N + values
+    plain = Stages(N, float(match(ws, bs, ss).total_weight), np.zeros(N), masks, values).solve()
+    np.testing.assert_allclose(x[np.r_[B, len(bc) + T]], plain, atol=1e-6)
