@@ -26,6 +26,11 @@ Three front ends share this core:
   of largest excess, with v(S) itself a b-matching written inside the MILP and
   "unsettled" (outside the span of the fixed rows) an exact integer disjunction.
 
+For the trading game the first stage is usually at level 0 (the least core is the
+core) with a huge always-tight set; :mod:`market.core_hull` reads it off the optimal
+matchings (exactly, by strict complementarity, when one side has unit capacities; the
+optimal matching's components otherwise) and fixes it in one step.
+
 :func:`is_nucleolus` checks a point independently by Kohlberg's (1971) criterion.
 
 Numerics: values are scaled by s = max(1, max |v|) before the LPs; HiGHS runs with
@@ -234,7 +239,12 @@ STAR_LIMIT = 200_000
 
 
 def _connected_nucleolus(w, bc, sc) -> tuple[np.ndarray, np.ndarray]:
-    """market_nucleolus of a market whose positive pairs form one connected graph."""
+    """market_nucleolus of a market whose positive pairs form one connected graph.
+
+    The level-0 stage's always-tight set comes from :mod:`market.core_hull`; if it
+    pins x down alone (a one-point core) that point is the nucleolus, else the
+    sequential LPs continue from it.
+    """
     from market.matching import match
     m, n = w.shape
     N = m + n
