@@ -39,6 +39,7 @@ feasibility tolerances 1e-10; two excesses within ``TOL`` = 1e-7 (scaled, i.e.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Sequence
 
@@ -260,10 +261,16 @@ def _connected_nucleolus(w, bc, sc) -> tuple[np.ndarray, np.ndarray]:
         # the first stage's level is 0 (a proper coalition is tight in the whole
         # core) and its always-tight set is read off the optimal matchings
         rows, rhs = independent_rows(N, (full, grand), *hull)
+        F, f = sp.csr_matrix(np.array(rows)), np.array(rhs)
         if len(rows) == N:          # the core is a single point: the nucleolus
-            x = spsolve(sp.csr_matrix(np.array(rows)), np.array(rhs))
-            return x[:m], x[m:]
-        hull = (rows, rhs, [mk for mk, _v in hull[0]])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")     # a singular F is caught below
+                x = spsolve(F.tocsc(), f)
+            if np.isfinite(x).all() and np.abs(F @ x - f).max() <= TOL * max(1.0, grand):
+                return x[:m], x[m:]
+            hull = None             # rank misjudged (numerics): the plain cut loop
+        else:
+            hull = (rows, rhs, [mk for mk, _v in hull[0]])
     else:
         hull = None
     stars = star_coalitions(w, bc, sc, STAR_LIMIT) if one_sided else None
