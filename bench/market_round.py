@@ -8,8 +8,8 @@ Prints each figure beside a baseline measured in the same run:
 2. a paper-sized round (15 EVs, 5 PV, 1 SMES, the busiest hour of a seeded day)
    end to end, per stage, against the 0.5 s target;
 3. rounds of 100 .. 2,000 prosumers on several 33-bus feeders, per stage, against
-   the 10 s target -- full rounds up to --full-up-to prosumers, every stage but the
-   nucleolus pricing and settlement beyond (pricing grows too slow), and for every
+   the 10 s target -- full rounds up to --full-up-to prosumers (default: all sizes),
+   every stage but the nucleolus pricing and settlement beyond, and for every
    size the grid stages (security check, SMES) on the trades of a plain assignment
    (scipy linear_sum_assignment on the same weights), which stands in for the
    matching only to feed them.
@@ -114,7 +114,7 @@ def paper_round(feeder, params) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max-prosumers", type=int, default=2000)
-    ap.add_argument("--full-up-to", type=int, default=100,
+    ap.add_argument("--full-up-to", type=int, default=2000,
                     help="run complete rounds (with nucleolus pricing) only up to this size; "
                          "larger rounds run every other stage")
     ap.add_argument("--grid-only", action="store_true",

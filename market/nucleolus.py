@@ -26,6 +26,11 @@ Three front ends share this core:
   of largest excess, with v(S) itself a b-matching written inside the MILP and
   "unsettled" (outside the span of the fixed rows) an exact integer disjunction.
 
+For the trading game the first stage is usually at level 0 (the least core is the
+core) with a huge always-tight set; :mod:`market.core_hull` reads it off the optimal
+matchings (exactly, by strict complementarity, when one side has unit capacities; the
+optimal matching's components otherwise) and fixes it in one step.
+
 :func:`is_nucleolus` checks a point independently by Kohlberg's (1971) criterion.
 
 Numerics: values are scaled by s = max(1, max |v|) before the LPs; HiGHS runs with
@@ -34,13 +39,17 @@ feasibility tolerances 1e-10; two excesses within ``TOL`` = 1e-7 (scaled, i.e.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Sequence
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.optimize import linprog
+from scipy.sparse.linalg import spsolve
 
 from market.b_matching import b_matching_value
+from market.core_hull import core_equalities, independent_rows, matching_equalities
 from market.essential import list_separator, market_components, star_coalitions, star_separator
 from market.separation import market_separator, seed_coalitions, seed_value
 from market.sequential_lp import TOL, NucleolusError, Stages
@@ -231,13 +240,39 @@ STAR_LIMIT = 200_000
 
 
 def _connected_nucleolus(w, bc, sc) -> tuple[np.ndarray, np.ndarray]:
-    """market_nucleolus of a market whose positive pairs form one connected graph."""
+    """market_nucleolus of a market whose positive pairs form one connected graph.
+
+    The level-0 stage's always-tight set comes from :mod:`market.core_hull`; if it
+    pins x down alone (a one-point core) that point is the nucleolus, else the
+    sequential LPs continue from it.
+    """
     from market.matching import match
     m, n = w.shape
     N = m + n
-    grand = float(b_matching_value(w, bc, sc) if N <= 64 else match(w, bc, sc).total_weight)
+    full = (1 << N) - 1
     unit = (bc <= 1).all() and (sc <= 1).all()
     one_sided = not unit and ((bc <= 1).all() or (sc <= 1).all())
+    matched = match(w, bc, sc) if N > 64 or unit or one_sided else None
+    grand = float(b_matching_value(w, bc, sc) if N <= 64 else matched.total_weight)
+    hull = core_equalities(w, bc, sc) if unit or one_sided else None
+    if hull is None:
+        hull = matching_equalities(w, bc, sc, (matched if matched is not None else match(w, bc, sc)).pairs)
+    if hull is not None and _proper(hull, full):
+        # the first stage's level is 0 (a proper coalition is tight in the whole
+        # core) and its always-tight set is read off the optimal matchings
+        rows, rhs = independent_rows(N, (full, grand), *hull)
+        F, f = sp.csr_matrix(np.array(rows)), np.array(rhs)
+        if len(rows) == N:          # the core is a single point: the nucleolus
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")     # a singular F is caught below
+                x = spsolve(F.tocsc(), f)
+            if np.isfinite(x).all() and np.abs(F @ x - f).max() <= TOL * max(1.0, grand):
+                return x[:m], x[m:]
+            hull = None             # rank misjudged (numerics): the plain cut loop
+        else:
+            hull = (rows, rhs, [mk for mk, _v in hull[0]])
+    else:
+        hull = None
     stars = star_coalitions(w, bc, sc, STAR_LIMIT) if one_sided else None
     I, J = np.nonzero(w > 0)
     if unit or one_sided:
@@ -248,7 +283,7 @@ def _connected_nucleolus(w, bc, sc) -> tuple[np.ndarray, np.ndarray]:
             keep[i, np.argsort(-w[i], kind="stable")[:3]] = True
         for j in range(n):
             keep[np.argsort(-w[:, j], kind="stable")[:3], j] = True
-        for i, j in match(w, bc, sc).pairs:
+        for i, j in matched.pairs:
             keep[i, j] = True
         I, J = np.nonzero(keep & (w > 0))
     masks = [1 << p for p in range(N)] + [(1 << i) | (1 << (m + j)) for i, j in zip(I.tolist(), J.tolist())]
@@ -264,8 +299,17 @@ def _connected_nucleolus(w, bc, sc) -> tuple[np.ndarray, np.ndarray]:
         for mask in seed_coalitions(w, bc, sc, m):
             masks.append(mask)
             values.append(seed_value(w, bc, sc, m, mask))
-    x = Stages(N, grand, np.zeros(N), masks, values, separate).solve()
+    stages = Stages(N, grand, np.zeros(N), masks, values, separate)
+    if hull is not None:
+        stages.settle_level_zero(*hull)
+    x = stages.solve()
     return x[:m], x[m:]
+
+
+def _proper(hull, full) -> bool:
+    """Does the core's always-tight set hold a proper coalition (level 0)?"""
+    stars, ties, fixed = hull
+    return bool(ties or fixed or any(mask != full for mask, _v in stars))
 
 
 def market_game_values(weights, buyer_caps, seller_caps) -> np.ndarray:

@@ -120,6 +120,33 @@ class Stages:
         self.basis = np.c_[self.basis, resid / norm]
         return True
 
+    def settle_level_zero(self, rows, rhs, masks) -> None:
+        """Fix a stage whose level is known to be 0 from its always-tight set.
+
+        ``rows`` / ``rhs`` are independent equalities (the grand coalition's
+        included) spanning every constraint with excess 0 in every point of the
+        stage's optimal face -- e.g. the core's affine hull,
+        :func:`market.core_hull.core_equalities` -- and replace the fixed rows;
+        ``masks`` are coalitions among them, settled.  Every free coalition in
+        their span is settled too.  The orthonormal basis comes from one QR.
+        """
+        self.eq_rows = [np.asarray(r, dtype=float) for r in rows]
+        self.eq_rhs = [v / self.scale for v in rhs]
+        for mask in masks:
+            self.free.pop(mask, None)
+            self.settled.add(mask)
+        F = np.array(self.eq_rows)
+        self.basis = np.eye(self.n) if len(F) == self.n else np.linalg.qr(F.T)[0]
+        self._settle_spanned()
+
+    def _settle_spanned(self):
+        if self.free:
+            masks, A, _ = self._free_arrays()
+            for mask, gone in zip(masks, self._in_span(A)):
+                if gone:
+                    del self.free[mask]
+                    self.settled.add(mask)
+
     # -- one stage ----------------------------------------------------------------
     def _stage_lp(self):
         n = self.n
@@ -185,14 +212,10 @@ class Stages:
                 self._add_equality(np.eye(n)[i], self.lower[i])
             if self.basis.shape[1] == rank:
                 raise NucleolusError("nucleolus stage made no progress (numerical trouble)")
-            if self.free:
-                masks, A, _ = self._free_arrays()
-                for mask, gone in zip(masks, self._in_span(A)):
-                    if gone:
-                        del self.free[mask]
-                        self.settled.add(mask)
+            self._settle_spanned()
         F, f = np.array(self.eq_rows), np.array(self.eq_rhs)
-        x = np.linalg.lstsq(F, f, rcond=None)[0]
+        # the rows are independent and number n: a square, regular system
+        x = np.linalg.solve(F, f) if len(F) == n else np.linalg.lstsq(F, f, rcond=None)[0]
         return x * self.scale
 
 
