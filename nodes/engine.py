@@ -67,6 +67,10 @@ at moderate load spent the cores on that instead of on transactions. A full batc
 (batch_max) is never held; a timer delivered late is within the replica's contract."""
 MAX_BATCH_HOLD_S = 0.05
 """The longest a batch timer is held beyond batch_timeout_ms."""
+LOOP_LAG_S = 0.25
+"""A request timer that fires this much late says the node's own event loop was behind."""
+MAX_LATE_REARMS = 2
+"""Request timeouts in a row that a late firing may postpone (see _request_wait_is_ours)."""
 
 
 def message_type(message) -> str:
@@ -123,6 +127,7 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
         self._writing = False  # a write of the durable state is in flight
         self._lazy: asyncio.TimerHandle | None = None  # a deferred write (nothing to send yet)
         self._batch_held = False  # the batch timer fired while PIPELINE_BATCHES were in flight
+        self._late_rearms = 0  # request timeouts postponed in a row because they fired late
         self._fetch_goal: FetchState | None = None
         self._highest_seen = 0  # the highest sequence number in any peer's message
         self._progress = (0, 0.0)  # (last executed, when it last moved)
@@ -357,12 +362,8 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
 
         def fire() -> None:
             self._timers.pop(name, None)
-            if name == TIMER_REQUEST and self.hooks.held_for_execution():
-                # A PRE-PREPARE waits until the heights it anchors, committed here, are applied:
-                # the wait is this node's own execution, not the primary's fault, so no view
-                # change for it yet (the replica itself knows when its *own* channel's
-                # execution lags). A timer delivered late is within the replica's contract.
-                self._timers[name] = loop.call_later(delay_ms / 1000, fire)
+            if name == TIMER_REQUEST and self._request_wait_is_ours(loop.time() - due):
+                self._set_timer(name, delay_ms)  # a timer delivered late is within the replica's contract
                 return
             if (name == TIMER_BATCH and self._in_flight() >= PIPELINE_BATCHES
                     and loop.time() < due + MAX_BATCH_HOLD_S):
@@ -375,6 +376,28 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
             self.feed(TimerFired(self.hooks.now_ms(), name))
 
         self._timers[name] = loop.call_later(delay_ms / 1000, fire)
+
+    def _request_wait_is_ours(self, late_s: float) -> bool:
+        """Should a request timeout wait instead of suspecting the primary?
+
+        * A PRE-PREPARE waits until the heights it anchors, committed here, are applied: the
+          wait is this node's own execution (the replica itself knows when its *own*
+          channel's execution lags).
+        * The timer fires more than LOOP_LAG_S late: this node's event loop was too busy (an
+          overloaded machine, a burst of client requests) to hear the network, and the votes
+          that would have restarted the timer may be waiting, unread, in its sockets. At most
+          MAX_LATE_REARMS times in a row, so a node kept busy on purpose still suspects a
+          primary that orders nothing, only later.
+        """
+        if self.hooks.held_for_execution():
+            return True
+        if late_s > LOOP_LAG_S and self._late_rearms < MAX_LATE_REARMS:
+            self._late_rearms += 1
+            log.info("%s: request timer fired %.2f s late (this node was busy): waiting once more "
+                     "before suspecting the primary", self.channel, late_s)
+            return True
+        self._late_rearms = 0
+        return False
 
     def _in_flight(self) -> int:
         """Batches this replica proposed that have not executed here yet."""

@@ -331,7 +331,7 @@ class Node:
         """Send validated client requests to every peer, as one frame (at most RELAY_MAX_REQUESTS)."""
         frame = FRAME_REQUEST + bytes([CHANNELS.index(channel)]) + encode(requests)
         for target, _ in self.faults.outgoing(self, [(name, None) for name in self.peer_names()]):
-            self._transmit(target, frame)
+            self._transmit(target, frame, bulk=True)  # behind any consensus frame waiting for the link
 
     def peer_names(self) -> list[str]:
         return [name for name in self.genesis.node_names if name != self.name]
@@ -345,12 +345,12 @@ class Node:
         for target, out in self.faults.outgoing(self, pairs):
             self._transmit(target, FRAME_CONSENSUS + encode_message(out))
 
-    def _transmit(self, peer: str, frame: bytes) -> None:
+    def _transmit(self, peer: str, frame: bytes, *, bulk: bool = False) -> None:
         delay = self.faults.slow_ms
         if delay:
-            asyncio.get_running_loop().call_later(delay / 1000, self.peers.send, peer, frame)
+            asyncio.get_running_loop().call_later(delay / 1000, functools.partial(self.peers.send, peer, frame, bulk=bulk))
         else:
-            self.peers.send(peer, frame)
+            self.peers.send(peer, frame, bulk=bulk)
 
     async def _poll_peers(self) -> None:
         """Every few seconds, learn how far the peers are (their ``/v1/status``): a replica that

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Callable
 
@@ -47,6 +47,32 @@ class LinkSettings:
     backoff_initial_s: float = 0.05
     backoff_max_s: float = 2.0
     heartbeat_s: float = 5.0
+
+
+class _Outbox:
+    """One peer's frames waiting to leave: urgent ones (consensus) before bulk ones (relayed
+    requests), each kind in order; at most ``limit`` frames in all."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.urgent: deque[bytes] = deque()
+        self.bulk: deque[bytes] = deque()
+        self.ready = asyncio.Event()  # set while a frame waits
+
+    def put(self, frame: bytes, bulk: bool = False) -> bool:
+        if len(self.urgent) + len(self.bulk) >= self.limit:
+            return False
+        (self.bulk if bulk else self.urgent).append(frame)
+        self.ready.set()
+        return True
+
+    def take(self) -> bytes | None:
+        if self.urgent:
+            return self.urgent.popleft()
+        if self.bulk:
+            return self.bulk.popleft()
+        self.ready.clear()
+        return None
 
 
 def _transcript(label: str, genesis: bytes, dialler: str, listener: str, n1: bytes, n2: bytes) -> bytes:
@@ -81,7 +107,7 @@ class PeerNetwork:
         self._nonce = nonce
         self._keys = {node.name: node.public_key for node in genesis.nodes}
         self._peers = [node for node in genesis.nodes if node.name != me]
-        self._queues: dict[str, asyncio.Queue[bytes]] = {}
+        self._queues: dict[str, _Outbox] = {}
         self._tasks: list[asyncio.Task] = []
         self._session: aiohttp.ClientSession | None = None
         self.connected_out: set[str] = set()
@@ -98,7 +124,7 @@ class PeerNetwork:
     async def start(self) -> None:
         self._session = aiohttp.ClientSession()
         for peer in self._peers:
-            self._queues[peer.name] = asyncio.Queue(self.settings.queue_frames)
+            self._queues[peer.name] = _Outbox(self.settings.queue_frames)
             self._tasks.append(asyncio.create_task(self._dial_forever(peer.name), name=f"link-{peer.name}"))
 
     async def stop(self) -> None:
@@ -111,21 +137,24 @@ class PeerNetwork:
         if self._session is not None:
             await self._session.close()
 
-    def send(self, peer: str, frame: bytes) -> bool:
-        """Queue ``frame`` for ``peer``; ``False`` (and counted) if its queue is full."""
+    def send(self, peer: str, frame: bytes, *, bulk: bool = False) -> bool:
+        """Queue ``frame`` for ``peer``; ``False`` (and counted) if its queue is full.
+
+        ``bulk`` frames (relayed client requests) leave only when no other frame waits:
+        consensus votes must not queue behind a burst of requests, or every replica's
+        request timer fires on a primary that is in fact ordering.
+        """
         queue = self._queues.get(peer)
         if queue is None or peer in self.blocked:
             return False
-        try:
-            queue.put_nowait(frame)
-        except asyncio.QueueFull:
+        if not queue.put(frame, bulk):
             self.dropped[peer] += 1
             return False
         return True
 
-    def broadcast(self, frame: bytes) -> None:
+    def broadcast(self, frame: bytes, *, bulk: bool = False) -> None:
         for peer in self._queues:
-            self.send(peer, frame)
+            self.send(peer, frame, bulk=bulk)
 
     async def _dial_forever(self, peer: str) -> None:
         node = self._genesis.node(peer)
@@ -157,12 +186,14 @@ class PeerNetwork:
         closed = asyncio.create_task(ws.receive())  # completes when the peer closes the link
         try:
             while not ws.closed:
-                getter = asyncio.create_task(queue.get())
-                done, _ = await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
-                if closed in done:
-                    getter.cancel()
-                    return
-                frame = getter.result()
+                frame = queue.take()
+                if frame is None:  # nothing waits: sleep until something does, or the link closes
+                    waiter = asyncio.create_task(queue.ready.wait())
+                    done, _ = await asyncio.wait({waiter, closed}, return_when=asyncio.FIRST_COMPLETED)
+                    if closed in done:
+                        waiter.cancel()
+                        return
+                    continue
                 if peer in self.blocked:
                     continue
                 await ws.send_bytes(frame)

@@ -11,7 +11,7 @@ from aiohttp import web
 from p2pchain.consortium import create_consortium, load_identity_key
 from p2pchain.crypto import SigningKey
 from p2pchain.encoding import encode
-from p2pchain.net.peers import PEER_PATH, LinkSettings, PeerNetwork
+from p2pchain.net.peers import _Outbox, PEER_PATH, LinkSettings, PeerNetwork
 
 from ...conftest import NOW
 from ...ports import free_port_block
@@ -182,6 +182,15 @@ async def test_a_full_queue_drops_and_counts(consortium):
     directory, genesis = consortium
     small = LinkSettings(queue_frames=3)
     net = PeerNetwork("node0", load_identity_key(directory, "node0"), genesis, lambda p, f: None, small)
-    net._queues["node1"] = asyncio.Queue(small.queue_frames)  # not started: nothing drains it
-    assert [net.send("node1", b"f") for _ in range(5)] == [True, True, True, False, False]
+    net._queues["node1"] = _Outbox(small.queue_frames)  # not started: nothing drains it
+    assert [net.send("node1", b"f", bulk=i % 2 == 0) for i in range(5)] == [True, True, True, False, False]
     assert net.dropped["node1"] == 2
+
+
+def test_consensus_frames_leave_before_relayed_requests_each_kind_in_order():
+    outbox = _Outbox(10)
+    for frame, bulk in ((b"req1", True), (b"req2", True), (b"vote1", False), (b"req3", True), (b"vote2", False)):
+        assert outbox.put(frame, bulk)
+    assert outbox.ready.is_set()
+    assert [outbox.take() for _ in range(6)] == [b"vote1", b"vote2", b"req1", b"req2", b"req3", None]
+    assert not outbox.ready.is_set()  # empty: the link's pump sleeps until the next put
