@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from market.matching import match
+from market.nucleolus import is_nucleolus, market_game_values, market_nucleolus, nucleolus
 
 
 @st.composite
@@ -18,6 +18,16 @@ def markets(draw, max_buyers=4, max_sellers=4, max_cap=3, low=-20, high=40):
     bc = rng.integers(1, max_cap + 1, size=m)
     sc = rng.integers(1, max_cap + 1, size=n)
     return w, bc, sc
+
+
+def assert_nucleolus_equals_enumeration(w, bc, sc, *, kohlberg: bool = False) -> None:
+    """``market_nucleolus`` gives the generic enumeration method's nucleolus of the same game
+    (every coalition's value listed); with ``kohlberg``, it also passes Kohlberg's check."""
+    table = market_game_values(w, bc, sc)
+    x = np.r_[market_nucleolus(w, bc, sc)]
+    np.testing.assert_allclose(x, nucleolus(len(bc) + len(sc), table), atol=1e-6)
+    if kohlberg:
+        assert is_nucleolus(len(x), table, x)
 
 
 def brute_force_value(w, bc, sc) -> int:

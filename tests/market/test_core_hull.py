@@ -15,8 +15,8 @@ from scipy.optimize import linprog
 from market.core_hull import core_equalities, independent_rows, matching_equalities
 from market.essential import market_components, star_coalitions
 from market.matching import match
-from market.nucleolus import is_nucleolus, market_game_values, market_nucleolus, nucleolus
-from tests.market.conftest import markets
+from market.nucleolus import market_game_values, market_nucleolus
+from tests.market.conftest import assert_nucleolus_equals_enumeration, markets
 
 
 @st.composite
@@ -127,20 +127,13 @@ def test_independent_rows_keep_the_span_and_drop_every_dependent_row(inst):
 @settings(max_examples=40, deadline=None)
 @given(tie_heavy_markets(max_unit=5, max_centres=3))
 def test_tie_heavy_market_nucleolus_equals_generic_enumeration(inst):
-    w, bc, sc = inst
-    table = market_game_values(w, bc, sc)
-    x = np.r_[market_nucleolus(w, bc, sc)]
-    np.testing.assert_allclose(x, nucleolus(len(bc) + len(sc), table), atol=1e-6)
-    assert is_nucleolus(len(x), table, x)
+    assert_nucleolus_equals_enumeration(*inst, kohlberg=True)
 
 
 @settings(max_examples=25, deadline=None)
 @given(tie_heavy_markets(max_unit=4, max_centres=4, max_cap=1))
 def test_tie_heavy_assignment_game_nucleolus_equals_generic_enumeration(inst):
-    w, bc, sc = inst
-    table = market_game_values(w, bc, sc)
-    x = np.r_[market_nucleolus(w, bc, sc)]
-    np.testing.assert_allclose(x, nucleolus(len(bc) + len(sc), table), atol=1e-6)
+    assert_nucleolus_equals_enumeration(*inst)
 
 
 def test_single_point_core_is_returned_directly():

@@ -7,8 +7,8 @@ from hypothesis import given, settings, strategies as st
 from market.b_matching import b_matching_value
 from market.essential import market_components, star_coalitions
 from market.matching import match
-from market.nucleolus import is_nucleolus, market_game_values, market_nucleolus, nucleolus
-from tests.market.conftest import brute_force_value, markets
+from market.nucleolus import market_game_values, market_nucleolus, nucleolus
+from tests.market.conftest import assert_nucleolus_equals_enumeration, brute_force_value, markets
 
 
 @st.composite
@@ -58,10 +58,7 @@ def test_flow_value_ignores_zero_capacity_players():
 def test_star_market_nucleolus_equals_generic_enumeration(inst):
     w, bc, sc = inst
     assert star_coalitions(w, bc, sc, 10_000) is not None   # the star path is the one tested
-    table = market_game_values(w, bc, sc)
-    x = np.r_[market_nucleolus(w, bc, sc)]
-    np.testing.assert_allclose(x, nucleolus(len(bc) + len(sc), table), atol=1e-6)
-    assert is_nucleolus(len(x), table, x)
+    assert_nucleolus_equals_enumeration(w, bc, sc, kohlberg=True)
 
 
 @settings(max_examples=25, deadline=None)
@@ -87,10 +84,7 @@ def test_every_coalition_value_is_reached_by_its_best_stars(inst):
 @settings(max_examples=15, deadline=None)
 @given(split_markets())
 def test_split_market_nucleolus_equals_generic_enumeration(inst):
-    w, bc, sc = inst
-    table = market_game_values(w, bc, sc)
-    x = np.r_[market_nucleolus(w, bc, sc)]
-    np.testing.assert_allclose(x, nucleolus(len(bc) + len(sc), table), atol=1e-6)
+    assert_nucleolus_equals_enumeration(*inst)
 
 
 @settings(max_examples=30, deadline=None)

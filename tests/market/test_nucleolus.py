@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 from market.matching import match
 from market.nucleolus import NucleolusError, is_nucleolus, market_nucleolus, nucleolus
 from market.nucleolus import market_game_values as market_game_table
-from tests.market.conftest import markets
+from tests.market.conftest import assert_nucleolus_equals_enumeration, markets
 
 
 def bankruptcy_game(estate, claims):
@@ -116,30 +116,20 @@ def test_wrong_table_size_is_an_error():
 @settings(max_examples=20, deadline=None)
 @given(markets(max_buyers=3, max_sellers=3, max_cap=1, low=-10, high=30))
 def test_unit_market_nucleolus_equals_generic_enumeration(inst):
-    w, bc, sc = inst
-    table = market_game_table(w, bc, sc)
-    xb, xs = market_nucleolus(w, bc, sc)
-    np.testing.assert_allclose(np.r_[xb, xs], nucleolus(len(bc) + len(sc), table), atol=1e-6)
+    assert_nucleolus_equals_enumeration(*inst)
 
 
 @settings(max_examples=12, deadline=None)
 @given(markets(max_buyers=2, max_sellers=3, max_cap=2, low=-10, high=30))
 def test_capacitated_market_nucleolus_equals_generic_enumeration(inst):
-    w, bc, sc = inst
-    table = market_game_table(w, bc, sc)
-    x = np.r_[market_nucleolus(w, bc, sc)]
-    np.testing.assert_allclose(x, nucleolus(len(bc) + len(sc), table), atol=1e-6)
-    assert is_nucleolus(len(x), table, x)
+    assert_nucleolus_equals_enumeration(*inst, kohlberg=True)
 
 
 @pytest.mark.slow
 @settings(max_examples=15, deadline=None)
 @given(markets(max_buyers=3, max_sellers=4, max_cap=3, low=-10, high=30))
 def test_capacitated_market_nucleolus_equals_generic_enumeration_larger(inst):
-    w, bc, sc = inst
-    table = market_game_table(w, bc, sc)
-    x = np.r_[market_nucleolus(w, bc, sc)]
-    np.testing.assert_allclose(x, nucleolus(len(bc) + len(sc), table), atol=1e-6)
+    assert_nucleolus_equals_enumeration(*inst)
 
 
 def test_pair_only_shortcut_is_wrong_with_capacities():
