@@ -51,7 +51,7 @@ import scipy.sparse as sp
 
 from market.sequential_lp import rows_matrix
 
-__all__ = ["market_components", "star_coalitions", "list_separator", "star_separator"]
+__all__ = ["market_components", "star_coalitions", "list_separator", "star_separator", "unfixed_first"]
 
 
 def market_components(w, bc, sc) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -115,6 +115,20 @@ def star_coalitions(w, bc, sc, limit: int) -> tuple[list[int], list[float]] | No
     return masks, [stars[mk] for mk in masks]
 
 
+def unfixed_first(ranked: np.ndarray, masks, values, stages, limit: int) -> list[tuple[int, float]]:
+    """``(mask, value)`` of the candidates at the indices ``ranked`` (in that order) that are
+    neither free nor settled in ``stages``, at most ``limit``: the tail of every separator
+    that ranks a whole candidate list at once."""
+    out = []
+    for k in ranked.tolist():
+        mask = masks[k]
+        if mask not in stages.free and mask not in stages.settled:
+            out.append((mask, float(values[k])))
+            if len(out) >= limit:
+                break
+    return out
+
+
 def list_separator(masks: list[int], values: list[float], n_players: int, limit: int):
     """Exact separation over an explicit list of coalitions, scanned at once.
 
@@ -136,15 +150,7 @@ def list_separator(masks: list[int], values: list[float], n_players: int, limit:
             return []
         proj = np.asarray(A[cand] @ stages.basis)
         cand = cand[sizes[cand] - (proj ** 2).sum(axis=1) > 1e-9]
-        cand = cand[np.lexsort((order_key[cand], -excess[cand]))]
-        out = []
-        for k in cand.tolist():
-            mask = masks[k]
-            if mask not in stages.free and mask not in stages.settled:
-                out.append((mask, float(vals[k])))
-                if len(out) >= limit:
-                    break
-        return out
+        return unfixed_first(cand[np.lexsort((order_key[cand], -excess[cand]))], masks, vals, stages, limit)
 
     return separate
 

@@ -50,7 +50,7 @@ from scipy.sparse.linalg import spsolve
 
 from market.b_matching import b_matching_value
 from market.core_hull import core_equalities, independent_rows, matching_equalities
-from market.essential import list_separator, market_components, star_coalitions, star_separator
+from market.essential import list_separator, market_components, star_coalitions, star_separator, unfixed_first
 from market.separation import market_separator, seed_coalitions, seed_value
 from market.sequential_lp import TOL, NucleolusError, Stages
 
@@ -187,15 +187,7 @@ def _pair_separator(w, m):
             return []
         proj = stages.basis[I[cand]] + stages.basis[m + J[cand]]
         cand = cand[2.0 - (proj ** 2).sum(axis=1) > 1e-9]
-        cand = cand[np.lexsort((cand, -excess[cand]))]
-        out = []
-        for k in cand.tolist():
-            mask = masks[k]
-            if mask not in stages.free and mask not in stages.settled:
-                out.append((mask, float(wv[k])))
-                if len(out) >= limit:
-                    break
-        return out
+        return unfixed_first(cand[np.lexsort((cand, -excess[cand]))], masks, wv, stages, limit)
 
     return separate
 
