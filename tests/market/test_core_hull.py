@@ -79,15 +79,22 @@ def _connected(w, bc, sc):
     return w[np.ix_(B, T)], bc[B], sc[T]
 
 
+def _connected_hull(inst):
+    """(weights, caps, caps, players, core_equalities) of a connected market, or None."""
+    sub = _connected(*inst)
+    if sub is None:
+        return None
+    w, bc, sc = sub
+    return w, bc, sc, sum(w.shape), core_equalities(w, bc, sc)
+
+
 @settings(max_examples=60, deadline=None)
 @given(tie_heavy_markets())
 def test_hull_equalities_hold_on_the_whole_core_and_span_its_tight_constraints(inst):
-    sub = _connected(*inst)
-    if sub is None:
+    case = _connected_hull(inst)
+    if case is None:
         return
-    w, bc, sc = sub
-    N = sum(w.shape)
-    hull = core_equalities(w, bc, sc)
+    w, bc, sc, N, hull = case
     assert hull is not None
     core = _core(w, bc, sc)
     rows, rhs = _hull_rows(hull, N)
@@ -107,12 +114,10 @@ def test_hull_equalities_hold_on_the_whole_core_and_span_its_tight_constraints(i
 @settings(max_examples=40, deadline=None)
 @given(tie_heavy_markets())
 def test_independent_rows_keep_the_span_and_drop_every_dependent_row(inst):
-    sub = _connected(*inst)
-    if sub is None:
+    case = _connected_hull(inst)
+    if case is None:
         return
-    w, bc, sc = sub
-    N = sum(w.shape)
-    hull = core_equalities(w, bc, sc)
+    w, bc, sc, N, hull = case
     grand = ((1 << N) - 1, float(match(w, bc, sc).total_weight))
     rows, rhs = independent_rows(N, grand, *hull)
     F = np.array(rows).reshape(-1, N)
