@@ -40,8 +40,8 @@ from ..ordering import Batch, CommitCertificate
 from .block import Anchor, Block, BlockError, BlockOutputs, Header, TxResult, genesis_block, make_header
 from .state import StateError, WorldState
 from .transaction import (
-    NONCE_NAMESPACE, Transaction, TransactionRefused, nonce_writes, read_nonce, screen_requests,
-    timestamp_to_datetime,
+    NONCE_NAMESPACE, Transaction, TransactionRefused, nonce_writes, nothing_verified, read_nonce,
+    screen_requests, timestamp_to_datetime,
 )
 
 __all__ = [
@@ -163,12 +163,12 @@ class ChannelLedger:
     """The blocks and state of one channel. Open with :meth:`open`; not thread-safe."""
 
     def __init__(self, conn: "sqlite3.Connection | ThreadConnections", channel: str, genesis: Genesis, *, cache_nodes: int,
-                 signature_known: Callable[[bytes], bool] | None = None) -> None:
+                 signature_known: Callable[[bytes], bool] = nothing_verified) -> None:
         self._conn = conn
         self.channel = channel
         self.genesis = genesis
         # requests whose signature this node has verified already (its API's and relay's cache)
-        self._signature_known = signature_known or (lambda request: False)
+        self._signature_known = signature_known
         conn.execute(BLOCKS_SCHEMA)
         self.state = WorldState(conn, cache_nodes=cache_nodes)
         self._head: tuple[int, bytes, bytes] | None = None  # height, hash, outputs digest
@@ -181,7 +181,7 @@ class ChannelLedger:
 
     @classmethod
     def open(cls, path: Path, channel: str, genesis: Genesis, *, cache_nodes: int = 65_536,
-             signature_known: Callable[[bytes], bool] | None = None) -> ChannelLedger:
+             signature_known: Callable[[bytes], bool] = nothing_verified) -> ChannelLedger:
         """Open (creating with block 0 if new) and recover the ledger at ``path``."""
         if channel not in genesis.channels:
             raise LedgerError(f"unknown channel {channel!r}")

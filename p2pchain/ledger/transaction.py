@@ -42,6 +42,7 @@ __all__ = [
     "timestamp_to_datetime",
     "nonce_writes",
     "read_nonce",
+    "nothing_verified",
 ]
 
 MAX_TX_BYTES = 64 * 1024  # a quotation or a settlement is well under 1 KiB
@@ -153,6 +154,11 @@ def _decode_failure(data: bytes) -> str:
     return "non_canonical"
 
 
+def nothing_verified(tx_bytes: bytes) -> bool:
+    """The ``signature_known`` of a node that has verified nothing beforehand: check every one."""
+    return False
+
+
 def validate_transaction(
     tx_bytes: bytes,
     genesis: Genesis,
@@ -160,7 +166,7 @@ def validate_transaction(
     nonce_lookup: NonceLookup,
     *,
     channel: str | None = None,
-    signature_known: Callable[[bytes], bool] = lambda tx_bytes: False,
+    signature_known: Callable[[bytes], bool] = nothing_verified,
 ) -> Transaction:
     """Check one transaction against the genesis policy; return it or raise a refusal.
 
@@ -218,7 +224,7 @@ def screen_requests(
     genesis: Genesis,
     now: dt.datetime,
     nonce_lookup: NonceLookup,
-    signature_known: Callable[[bytes], bool] = lambda tx_bytes: False,
+    signature_known: Callable[[bytes], bool] = nothing_verified,
 ) -> list[Transaction | TransactionRefused]:
     """Validate the requests of one committed batch, in order, as every node must
     (``signature_known`` as in :func:`validate_transaction`).
