@@ -59,6 +59,12 @@ class Refusal(Exception):
         super().__init__(code)
         self.status, self.code, self.detail = status, code, detail
 
+    def answer(self, node: Node) -> dict[str, Any]:
+        """Count this refusal in the node's metrics; its JSON body (a request's, or one
+        transaction's within a batch submission)."""
+        node.metrics.refused.labels("api", self.code).inc()
+        return {"error": self.code, "detail": self.detail}
+
 
 def _node(request: web.Request) -> Node:
     return request.app["node"]
@@ -96,8 +102,7 @@ async def refusals(request: web.Request, handler):
     try:
         return await handler(request)
     except Refusal as refusal:
-        _node(request).metrics.refused.labels("api", refusal.code).inc()
-        return web.json_response({"error": refusal.code, "detail": refusal.detail}, status=refusal.status)
+        return web.json_response(refusal.answer(_node(request)), status=refusal.status)
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -333,8 +338,7 @@ async def submit_batch(request: web.Request) -> web.Response:
         try:
             tx, future = _admit(node, channel, data, wait=wait)
         except Refusal as refusal:
-            node.metrics.refused.labels("api", refusal.code).inc()
-            answers.append({"error": refusal.code, "detail": refusal.detail})
+            answers.append(refusal.answer(node))
             continue
         admitted.append(data)
         answers.append(future if wait else {"tx_id": tx.tx_id.hex()})
