@@ -68,6 +68,13 @@ def _path_of(change: tuple[int, bytes | None]) -> int:
     return change[0]
 
 
+def _first_right(items: list, right_index: int, depth: int) -> int:
+    """Where the items (sorted by path) under the right child, heap index ``right_index``
+    at ``depth + 1``, begin: the smallest such path is that child's prefix, then zeros."""
+    prefix = right_index - (2 << depth)
+    return bisect.bisect_left(items, prefix << (PATH_BITS - 1 - depth), key=_path_of)
+
+
 def _position(depth: int, prefix: int) -> bytes:
     """The row key of the node at (depth, prefix): the prefix bits left-aligned, then depth.
 
@@ -183,8 +190,7 @@ class SparseMerkleTree:
             return self._build(index, depth, leaves)
         left_index = index << 1
         right_index = left_index | 1
-        # the first change under the right child: its path has bit `depth` set under this prefix
-        split = bisect.bisect_left(changes, (right_index - (2 << depth)) << (PATH_BITS - 1 - depth), key=_path_of)
+        split = _first_right(changes, right_index, depth)
         left = self._load(left_index)
         right = self._load(right_index)
         if split > 0:
@@ -214,7 +220,7 @@ class SparseMerkleTree:
             return node
         left_index = index << 1
         right_index = left_index | 1
-        split = bisect.bisect_left(leaves, (right_index - (2 << depth)) << (PATH_BITS - 1 - depth), key=_path_of)
+        split = _first_right(leaves, right_index, depth)
         left = self._build(left_index, depth + 1, leaves[:split]) if split > 0 else None
         right = self._build(right_index, depth + 1, leaves[split:]) if split < len(leaves) else None
         node = self._pending[index] = (_inner(EMPTY if left is None else left[0],
