@@ -52,6 +52,11 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def demo_record(signer: Signer, channel: str):
+    """The benchmark's transaction: ``demo.record`` of the signer's next nonce."""
+    return signer.transaction(channel, "demo", "record", {"topic": "bench", "value": signer.next_nonce[channel]})
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of one process, from /proc."""
     with open(f"/proc/{pid}/stat") as handle:
@@ -96,7 +101,7 @@ class LoadGenerator:
         await self._session.close()
 
     async def one(self, signer: Signer, channel: str, node: str, latencies: list[float], errors: list[str]) -> None:
-        tx = signer.transaction(channel, "demo", "record", {"topic": "bench", "value": signer.next_nonce[channel]})
+        tx = demo_record(signer, channel)
         started = time.perf_counter()
         try:
             answer = await self.clients[node].submit(tx, wait=True)
@@ -112,8 +117,7 @@ class LoadGenerator:
     async def many(self, node: str, channel: str, lanes: list[tuple[Signer, float]], latencies: list[float],
                    errors: list[str]) -> None:
         """One batch request for the lanes' transactions; latency counts from each one's arrival."""
-        txs = [signer.transaction(channel, "demo", "record", {"topic": "bench", "value": signer.next_nonce[channel]})
-               for signer, _ in lanes]
+        txs = [demo_record(signer, channel) for signer, _ in lanes]
         try:
             answers = await self.clients[node].submit_batch(channel, txs, wait=True)
             done = time.perf_counter()
