@@ -152,9 +152,9 @@ class PeerNetwork:
             return False
         return True
 
-    def broadcast(self, frame: bytes, *, bulk: bool = False) -> None:
+    def broadcast(self, frame: bytes) -> None:
         for peer in self._queues:
-            self.send(peer, frame, bulk=bulk)
+            self.send(peer, frame)
 
     async def _dial_forever(self, peer: str) -> None:
         node = self._genesis.node(peer)
