@@ -155,8 +155,9 @@ def assemble_outputs(
     return BlockOutputs.of(merged, {**writes, **nonce_writes(screened)})
 
 
-RECENT_ROOTS = 256
-"""How many applied blocks' state roots :meth:`ChannelLedger.root_after` keeps."""
+RECENT_BLOCKS = 256
+"""How many recently applied blocks' hashes and state roots the ledger keeps in memory
+(:meth:`ChannelLedger.root_after`, :meth:`ChannelLedger.block_hash`)."""
 
 
 class ChannelLedger:
@@ -177,7 +178,7 @@ class ChannelLedger:
         # another thread than the one answering status and anchoring, so a reader must never see
         # a block stored but not applied, or a root that belongs to no height (nodes/execution.py).
         self._applied: tuple[int, bytes, bytes] | None = None
-        self._roots: OrderedDict[int, tuple[bytes, bytes]] = OrderedDict()  # recent height -> (hash, root after it)
+        self._recent: OrderedDict[int, tuple[bytes, bytes]] = OrderedDict()  # recent height -> (hash, root after it)
 
     @classmethod
     def open(cls, path: Path, channel: str, genesis: Genesis, *, cache_nodes: int = 65_536,
@@ -235,9 +236,9 @@ class ChannelLedger:
 
     def _publish(self, height: int, block_hash: bytes, root: bytes) -> None:
         self._applied = (height, block_hash, root)
-        self._roots[height] = (block_hash, root)
-        while len(self._roots) > RECENT_ROOTS:
-            self._roots.popitem(last=False)
+        self._recent[height] = (block_hash, root)
+        while len(self._recent) > RECENT_BLOCKS:
+            self._recent.popitem(last=False)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -257,7 +258,7 @@ class ChannelLedger:
 
     def root_after(self, height: int) -> bytes | None:
         """The state root after a recently applied block (``None`` once it is out of memory)."""
-        recent = self._roots.get(height)
+        recent = self._recent.get(height)
         return None if recent is None else recent[1]
 
     def anchor(self) -> Anchor:
@@ -291,7 +292,7 @@ class ChannelLedger:
         return stored.block.batch(), stored.block.header.view, stored.certificate
 
     def block_hash(self, height: int) -> bytes:
-        recent = self._roots.get(height)  # anchoring asks for recent heights at every PRE-PREPARE
+        recent = self._recent.get(height)  # anchoring asks for recent heights at every PRE-PREPARE
         if recent is not None:
             return recent[0]
         row = self._conn.execute("SELECT hash FROM blocks WHERE height = ?", (height,)).fetchone()
