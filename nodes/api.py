@@ -302,10 +302,19 @@ async def submit(request: web.Request) -> web.Response:
     try:
         block, tx_id, result = await asyncio.wait_for(future, wait_s)
     except asyncio.TimeoutError:
-        raise Refusal(504, "commit_timeout", f"not committed within {wait_s:.0f} s; it may still commit") from None
+        raise _not_committed(wait_s) from None
     except asyncio.CancelledError:
-        raise Refusal(503, "node_stopping", "the node stopped before the transaction committed") from None
+        raise _not_committed(None) from None
     return web.json_response(_committed_json(block, tx_id, result))
+
+
+def _not_committed(wait_s: float | None) -> Refusal:
+    """The refusal of a ``?wait=commit`` that ended without the commit: the wait ran out
+    after ``wait_s`` seconds, or (``None``) the node stopped. Single and batch submissions
+    answer and count it alike."""
+    if wait_s is None:
+        return Refusal(503, "node_stopping", "the node stopped before the transaction committed")
+    return Refusal(504, "commit_timeout", f"not committed within {wait_s:g} s; it may still commit")
 
 
 async def submit_batch(request: web.Request) -> web.Response:
@@ -316,7 +325,8 @@ async def submit_batch(request: web.Request) -> web.Response:
     admitted ones are relayed to the peers in one frame. The answer lists, in order, each
     transaction's outcome: ``{"error", "detail"}`` for a refusal, ``{"tx_id"}`` when not
     waiting, or its commit (as ``submit`` answers) with ``?wait=commit``; a transaction not
-    committed in time answers ``{"error": "commit_timeout"}``.
+    committed in time answers ``{"error": "commit_timeout"}`` and is counted as the single
+    path counts it.
     """
     node = _node(request)
     channel, _ = _open_channel(request)
@@ -348,18 +358,18 @@ async def submit_batch(request: web.Request) -> web.Response:
         futures = [answer for answer in answers if isinstance(answer, asyncio.Future)]
         if futures:
             await asyncio.wait(futures, timeout=wait_s)
-        answers = [_batch_answer(answer) for answer in answers]
+        answers = [_batch_answer(node, answer, wait_s) for answer in answers]
     return web.json_response({"results": answers}, status=200 if wait else 202)
 
 
-def _batch_answer(answer: Any) -> dict[str, Any]:
+def _batch_answer(node: Node, answer: Any, wait_s: float) -> dict[str, Any]:
     if not isinstance(answer, asyncio.Future):
         return answer
     if not answer.done():
         answer.cancel()
-        return {"error": "commit_timeout", "detail": "not committed in time; it may still commit"}
+        return _not_committed(wait_s).answer(node)
     if answer.cancelled():
-        return {"error": "node_stopping", "detail": "the node stopped before the transaction committed"}
+        return _not_committed(None).answer(node)
     return _committed_json(*answer.result())
 
 

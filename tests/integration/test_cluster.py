@@ -24,6 +24,7 @@ from nodes.launcher import Cluster
 from p2pchain.client import ApiError, Client, Signer, transaction_to_json
 from p2pchain.consortium import create_consortium
 from p2pchain.crypto import SigningKey
+from p2pchain.encoding import encode
 from p2pchain.genesis import CHANNELS, Genesis
 from p2pchain.identity import serial_hex
 from p2pchain.ledger.transaction import Transaction
@@ -368,6 +369,44 @@ def test_a_batch_submission_commits_the_good_transactions_and_refuses_each_bad_o
     assert refusals == [(400, "non_canonical"), (400, "bad_batch_size"), (400, "malformed"),
                         (415, "unsupported_media_type"), (413, "oversized")]
     asyncio.run(_agree(cluster))
+
+
+def _refused_count(cluster: Cluster, node: str, reason: str) -> float:
+    async def metrics():
+        async with aiohttp.ClientSession() as session:
+            async with session.get(cluster.url(node) + "/metrics") as response:
+                return await response.text()
+    prefix = f'p2pchain_refused_total{{edge="api",reason="{reason}"}} '
+    return sum(float(line[len(prefix):]) for line in asyncio.run(metrics()).splitlines() if line.startswith(prefix))
+
+
+def test_a_wait_that_runs_out_answers_commit_timeout_and_is_counted_alike_single_or_batched(cluster, load):
+    asyncio.run(load.run(3, ["node0"]))  # the load's signers know their nonces
+    signer = load.signers["ev03"]
+    single, batched = (signer.transaction("transaction", "demo", "record", {"topic": f"late{i}", "value": i})
+                       for i in range(2))
+    before = _refused_count(cluster, "node0", "commit_timeout")
+
+    async def run():
+        # a millisecond is far less than any commit takes (four fsync'd writes, three hops)
+        params = {"wait": "commit", "timeout": "0.001"}
+        base = f"{cluster.url('node0')}/v1/channels/transaction"
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{base}/transactions", params=params, data=single.to_bytes(),
+                                    headers={"Content-Type": "application/msgpack"}) as response:
+                one = response.status, await response.json()
+            async with session.post(f"{base}/batch", params=params, data=encode([batched.to_bytes()]),
+                                    headers={"Content-Type": "application/msgpack"}) as response:
+                many = response.status, await response.json()
+        return one, many
+
+    (status, answer), (batch_status, batch_answer) = asyncio.run(run())
+    assert (status, answer["error"]) == (504, "commit_timeout")
+    assert answer["detail"] == "not committed within 0.001 s; it may still commit"
+    assert batch_status == 200
+    assert batch_answer["results"] == [answer]
+    assert _refused_count(cluster, "node0", "commit_timeout") == before + 2
+    asyncio.run(_agree(cluster))  # both still commit
 
 
 def test_refusals_are_counted_in_metrics(cluster):
