@@ -19,7 +19,6 @@ import functools
 import json
 import logging
 import os
-import itertools
 import signal
 import sqlite3
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from p2pchain.bounded import BoundedDict
 from p2pchain.consensus import Keyring, MalformedMessage, decode_message, encode_message
 from p2pchain.consortium import load_identity_key
 from p2pchain.encoding import EncodingError, decode, encode
@@ -92,8 +92,7 @@ class CheckedRequests:
     it matters: the ledger screens every request as of its block's timestamp."""
 
     def __init__(self, limit: int = 10_000) -> None:
-        self._known: dict[bytes, tuple[str, str, int]] = {}
-        self.limit = limit
+        self._known: BoundedDict[bytes, tuple[str, str, int]] = BoundedDict(limit)
 
     def get(self, request: bytes) -> tuple[str, str, int] | None:
         return self._known.get(request)
@@ -103,11 +102,7 @@ class CheckedRequests:
         return request in self._known
 
     def add(self, request: bytes, tx: Transaction) -> None:
-        known = self._known
-        if len(known) >= self.limit:
-            for old in list(itertools.islice(known, self.limit // 10)):
-                del known[old]
-        known[request] = (tx.channel, tx.creator, tx.nonce)
+        self._known.put(request, (tx.channel, tx.creator, tx.nonce))
 
 
 def _no_nonce(creator: str) -> None:

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import json
 import random
-from collections import OrderedDict, defaultdict, deque
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from p2pchain.bounded import BoundedDict
 from p2pchain.sim.byzantine import BEHAVIOURS, make_behaviour
 from p2pchain.sim.faults import Schedule
 from p2pchain.sim.network import NetworkConditions, Simulation
@@ -285,9 +286,8 @@ class SessionStore:
     """The sessions and replays of one server, the oldest forgotten first beyond a bound."""
 
     def __init__(self, limit: int = 8) -> None:
-        self.limit = limit
-        self.sessions: OrderedDict[str, SimSession] = OrderedDict()
-        self.replays: OrderedDict[str, Replay] = OrderedDict()
+        self.sessions: BoundedDict[str, SimSession] = BoundedDict(limit)
+        self.replays: BoundedDict[str, Replay] = BoundedDict(limit)
         self._counter = 0
 
     def new_id(self, prefix: str) -> str:
@@ -295,16 +295,10 @@ class SessionStore:
         return f"{prefix}{self._counter}"
 
     def add_session(self, session: SimSession) -> SimSession:
-        self.sessions[session.id] = session
-        while len(self.sessions) > self.limit:
-            self.sessions.popitem(last=False)
-        return session
+        return self.sessions.put(session.id, session)
 
     def add_replay(self, key: str, replay: Replay) -> Replay:
-        self.replays[key] = replay
-        while len(self.replays) > self.limit:
-            self.replays.popitem(last=False)
-        return replay
+        return self.replays.put(key, replay)
 
     def session(self, session_id: str) -> SimSession:
         try:

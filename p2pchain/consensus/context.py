@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..bounded import BoundedDict
 from ..genesis import ConsensusConfig
 from ..ordering import Batch
 from .keys import Keyring
@@ -44,7 +45,8 @@ class Context:
     config: ConsensusConfig
     keyring: Keyring
     genesis_state: CheckpointState
-    _digests: dict[int, tuple[Batch, bytes]] = field(default_factory=dict, repr=False)
+    _digests: BoundedDict[int, tuple[Batch, bytes]] = field(
+        default_factory=lambda: BoundedDict(DIGEST_CACHE_LIMIT), repr=False)
 
     @property
     def f(self) -> int:
@@ -70,8 +72,5 @@ class Context:
         if hit is not None and hit[0] is batch:
             return hit[1]
         d = batch.digest()
-        digests = self._digests
-        if len(digests) >= DIGEST_CACHE_LIMIT:
-            del digests[next(iter(digests))]
-        digests[id(batch)] = (batch, d)
+        self._digests.put(id(batch), (batch, d))
         return d

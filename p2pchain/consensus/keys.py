@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from ..bounded import BoundedDict
 from ..crypto import BadSignature, SigningKey, verify
 
 __all__ = ["Keyring"]
@@ -32,7 +33,7 @@ class Keyring:
         self._key = signing_key
         self.node_keys = dict(node_keys)
         self.check_signatures = check_signatures
-        self._verified: dict[tuple[str, bytes, bytes], None] = {}  # insertion-ordered: oldest out
+        self._verified: BoundedDict[tuple[str, bytes, bytes], None] = BoundedDict(CACHE_LIMIT)
 
     def sign(self, payload: bytes) -> bytes:
         if not self.check_signatures or self._key is None:
@@ -53,8 +54,5 @@ class Keyring:
             verify(key, payload, signature)
         except BadSignature as exc:
             return f"signature of {sender} does not verify: {exc}"
-        verified = self._verified
-        if len(verified) >= CACHE_LIMIT:
-            del verified[next(iter(verified))]
-        verified[token] = None
+        self._verified.put(token, None)
         return None

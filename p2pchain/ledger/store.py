@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
+from ..bounded import BoundedDict
 from ..encoding import decode, encode
 from ..genesis import Genesis
 from ..ordering import Batch, CommitCertificate
@@ -178,7 +178,7 @@ class ChannelLedger:
         # another thread than the one answering status and anchoring, so a reader must never see
         # a block stored but not applied, or a root that belongs to no height (nodes/execution.py).
         self._applied: tuple[int, bytes, bytes] | None = None
-        self._recent: OrderedDict[int, tuple[bytes, bytes]] = OrderedDict()  # recent height -> (hash, root after it)
+        self._recent: BoundedDict[int, tuple[bytes, bytes]] = BoundedDict(RECENT_BLOCKS)  # recent height -> (hash, root after it)
 
     @classmethod
     def open(cls, path: Path, channel: str, genesis: Genesis, *, cache_nodes: int = 65_536,
@@ -236,9 +236,7 @@ class ChannelLedger:
 
     def _publish(self, height: int, block_hash: bytes, root: bytes) -> None:
         self._applied = (height, block_hash, root)
-        self._recent[height] = (block_hash, root)
-        while len(self._recent) > RECENT_BLOCKS:
-            self._recent.popitem(last=False)
+        self._recent.put(height, (block_hash, root))
 
     # -- reading ------------------------------------------------------------------------
 
