@@ -319,7 +319,8 @@ def _bad_inputs(cluster: Cluster):
     ]
 
 
-def test_each_kind_of_bad_input_is_refused_with_its_reason_and_changes_nothing(cluster):
+def test_each_kind_of_bad_input_is_refused_with_its_reason_and_changes_nothing(cluster, load):
+    asyncio.run(load.run(3, ["node0"]))  # ev02 has committed a nonce, so nonce 1 is a replay
     before = asyncio.run(_agree(cluster))
 
     async def post_all():
@@ -410,12 +411,18 @@ def test_a_wait_that_runs_out_answers_commit_timeout_and_is_counted_alike_single
 
 
 def test_refusals_are_counted_in_metrics(cluster):
-    async def metrics():
+    forged = _signed(cluster, "ev01", key=SigningKey.generate())
+    before = _refused_count(cluster, "node1", "bad_signature")
+
+    async def post_and_read():
         async with aiohttp.ClientSession() as session:
+            async with session.post(cluster.url("node1") + "/v1/channels/transaction/transactions", data=forged.to_bytes(),
+                                    headers={"Content-Type": "application/msgpack"}) as response:
+                assert response.status == 401
             async with session.get(cluster.url("node1") + "/metrics") as response:
                 return await response.text()
-    text = asyncio.run(metrics())
-    assert 'p2pchain_refused_total{edge="api",reason="bad_signature"}' in text
+    text = asyncio.run(post_and_read())
+    assert _refused_count(cluster, "node1", "bad_signature") == before + 1
     assert "p2pchain_commit_latency_seconds_bucket" in text
     assert 'p2pchain_height{channel="transaction"}' in text
 
