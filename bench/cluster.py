@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -75,6 +76,30 @@ def cluster_cpu(cluster: Cluster) -> dict[str, float]:
         except (FileNotFoundError, ProcessLookupError):
             pass  # a node killed or restarted during the step (--view-change): its share is lost
     return {"nodes": nodes, "workers": workers, "load": time.process_time()}
+
+
+STAGES = ("propose", "agree", "wait", "execute")
+
+
+async def stage_totals(session: aiohttp.ClientSession, cluster: Cluster) -> dict[str, list[float]]:
+    """Per latency stage, [sum of seconds, count] over every node and channel (``/metrics``)."""
+    totals = {stage: [0.0, 0.0] for stage in STAGES}
+    for name in cluster.genesis.node_names:
+        try:
+            async with session.get(cluster.url(name) + "/metrics") as response:
+                text = await response.text()
+        except (aiohttp.ClientError, OSError):
+            continue  # a node killed during the step (--view-change)
+        for family in text_string_to_metric_families(text):
+            if family.name != "p2pchain_latency_stage_seconds":
+                continue
+            for sample in family.samples:
+                stage = sample.labels.get("stage")
+                if stage in totals and sample.name.endswith("_sum"):
+                    totals[stage][0] += sample.value
+                elif stage in totals and sample.name.endswith("_count"):
+                    totals[stage][1] += sample.value
+    return totals
 
 
 class LoadGenerator:
@@ -137,6 +162,7 @@ class LoadGenerator:
         errors: list[str] = []
         tasks, offered, skipped = [], 0, 0
         cpu_before = cluster_cpu(self.cluster)
+        stages_before = await stage_totals(self._session, self.cluster)
         heights_before = await self.heights(nodes[0])
         queued: dict[tuple[str, str], list[tuple[Signer, float]]] = {}
         next_flush = time.perf_counter()
@@ -173,13 +199,20 @@ class LoadGenerator:
         elapsed = time.perf_counter() - start
         cpu = {k: v - cpu_before[k] for k, v in cluster_cpu(self.cluster).items()}
         blocks = sum(await self.heights(nodes[0])) - sum(heights_before)
+        stages_after = await stage_totals(self._session, self.cluster)
+        stage_ms = {}
+        for stage in STAGES:
+            spent_s, count = (after - before for after, before in zip(stages_after[stage], stages_before[stage]))
+            stage_ms[stage] = 1000 * spent_s / count if count else float("nan")
         latencies.sort()
         pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else float("nan")  # noqa: E731
         return {"rate": rate, "offered": offered / seconds, "skipped": skipped, "committed": len(latencies) / elapsed,
                 "p50_ms": pick(0.50), "p99_ms": pick(0.99), "errors": len(errors),
                 # CPU per committed transaction: what contention distorts least
                 "cpu_ms": {k: 1000 * v / max(1, len(latencies)) for k, v in cpu.items()},
-                "tx_per_block": len(latencies) / max(1, blocks)}
+                "tx_per_block": len(latencies) / max(1, blocks),
+                # the nodes' own account of a transaction's commit latency, mean ms per stage
+                "stage_ms": stage_ms}
 
     async def heights(self, node: str) -> list[int]:
         channels = (await self.clients[node].status())["channels"]
@@ -234,12 +267,14 @@ async def run(args: argparse.Namespace, cluster: Cluster) -> None:
                 signer.next_nonce[channel] = 1
         await gen.offer(50, 2)  # warm-up
         print(f"{'offered/s':>10} {'committed/s':>12} {'p50 ms':>8} {'p99 ms':>8} {'not offered':>12} {'errors':>7}"
-              f" {'tx/block':>9}   CPU ms per committed tx: nodes / workers / load generator")
+              f" {'tx/block':>9}   CPU ms per committed tx: nodes / workers / load generator"
+              f"   node-side mean ms: {' / '.join(STAGES)}")
         for rate in args.rates:
             r = await gen.offer(rate, args.seconds)
             cpu = r["cpu_ms"]
             print(f"{r['offered']:10.0f} {r['committed']:12.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['skipped']:12d} {r['errors']:7d}"
-                  f" {r['tx_per_block']:9.1f}   {cpu['nodes']:.2f} / {cpu['workers']:.2f} / {cpu['load']:.2f}", flush=True)
+                  f" {r['tx_per_block']:9.1f}   {cpu['nodes']:.2f} / {cpu['workers']:.2f} / {cpu['load']:.2f}"
+                  f"   {' / '.join(format(r['stage_ms'][stage], '.1f') for stage in STAGES)}", flush=True)
         if args.view_change:
             r = await view_change(cluster, gen)
             print(f"view change after killing {r['primary']}: progress lost {r['lost_s']:.2f} s "

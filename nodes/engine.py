@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from p2pchain.bounded import BoundedDict
 from p2pchain.consensus import (
     Broadcast, CancelTimer, FaultKind, ExecuteBatch, Fault, FetchState, Keyring,
     Persist, Received, Replica, RequestReceived, Send, SendReply, SetTimer, Start,
@@ -41,6 +42,7 @@ from p2pchain.consensus import (
 )
 from p2pchain.consensus.events import TIMER_BATCH, TIMER_REQUEST
 from p2pchain.consensus.events import Action
+from p2pchain.consensus.messages import PrePrepare
 from p2pchain.encoding import digest
 from p2pchain.genesis import Genesis
 from p2pchain.ledger.block import Block
@@ -136,6 +138,10 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._waiters: dict[tuple[str, int], list[asyncio.Future]] = {}  # (client, nonce)
         self._arrivals: dict[tuple[str, int], float] = {}
+        # seq -> [proposed (its PRE-PREPARE sent or accepted here), committed by consensus,
+        # handed to the execution thread] (monotonic seconds), for the latency stages of the
+        # transactions it carries (p2pchain_latency_stage_seconds)
+        self._batch_times: BoundedDict[int, list] = BoundedDict(4096)
         self._tasks: set[asyncio.Task] = set()
         self.view = self.replica.view
 
@@ -268,7 +274,14 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
         seq = getattr(message, "seq", 0)
         if type(seq) is int and seq > self._highest_seen:
             self._highest_seen = seq
+        if type(message) is PrePrepare:
+            self._batch_seen(message.seq)
         self.feed(Received(self.hooks.now_ms(), message))
+
+    def _batch_seen(self, seq: int) -> None:
+        """The first PRE-PREPARE for ``seq`` this node sent or accepted: when its batch was proposed."""
+        if seq not in self._batch_times:
+            self._batch_times.put(seq, [time.monotonic(), None, None])
 
     def submit(self, request: bytes, client: str, nonce: int, *, wait: bool) -> asyncio.Future | None:
         """Hand a validated client request to the replica; with ``wait``, a future for its result."""
@@ -312,6 +325,8 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
                 self._outbox.append((action.to, action.message))
                 self._trace_message(action.to, action.message)
             elif kind is Broadcast:
+                if type(action.message) is PrePrepare:
+                    self._batch_seen(action.message.seq)
                 self.metrics.messages_out.labels(self.channel, message_type(action.message)).inc()
                 self._outbox.append((None, action.message))
                 self._trace_message(None, action.message)
@@ -324,6 +339,8 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
                 if handle is not None:
                     handle.cancel()
             elif kind is ExecuteBatch:
+                self._batch_seen(action.seq)  # (state transfer or a NEW-VIEW may bring a batch unseen)
+                self._batch_times[action.seq][1] = time.monotonic()
                 self.execution.submit(action)
             elif kind is SendReply:
                 pass  # clients of this node are answered from committed blocks (see _resolve)

@@ -57,10 +57,13 @@ def _ledger_result(result) -> TxResult:
 class ExecutionMixin:
     """Needs from the engine: ``executor`` (a one-thread pool), ``ledger``, ``worker``,
     ``genesis``, ``channel``, ``tamper``, ``metrics``, ``hooks``, ``feed``, ``halt``,
-    ``_release_batch``, ``_digest_at``, ``_arrivals``, ``_waiters``."""
+    ``_release_batch``, ``_digest_at``, ``_arrivals``, ``_batch_times``, ``_waiters``."""
 
     def _execute(self, action: ExecuteBatch) -> None:
         """Hand the batch to the execution thread; its result comes back as ``BlockExecuted``."""
+        times = self._batch_times.get(action.seq)
+        if times is not None:
+            times[2] = time.monotonic()
         future = asyncio.get_running_loop().run_in_executor(self.executor, self._execute_here, action)
         future.add_done_callback(lambda done: self._executed(action, done))
 
@@ -118,12 +121,19 @@ class ExecutionMixin:
         self.metrics.height.labels(self.channel).set(block.height)
         now = time.monotonic()
         committed = committed_transactions(block)
+        proposed, ordered, started = self._batch_times.pop(block.height, None) or (None, None, None)
         for _, tx, result in committed:
             key = (tx.creator, tx.nonce)
             self.metrics.transactions.labels(self.channel, result.status).inc()
             arrived = self._arrivals.pop(key, None)
             if arrived is not None:
                 self.metrics.commit_latency.labels(self.channel).observe(now - arrived)
+                if started is not None and ordered is not None and arrived <= proposed:
+                    stages = self.metrics.latency_stages
+                    stages.labels(self.channel, "propose").observe(proposed - arrived)
+                    stages.labels(self.channel, "agree").observe(ordered - proposed)
+                    stages.labels(self.channel, "wait").observe(started - ordered)
+                    stages.labels(self.channel, "execute").observe(now - started)
             for future in self._waiters.pop(key, ()):
                 if not future.done():
                     future.set_result((block, tx.tx_id, result))

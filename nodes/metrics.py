@@ -28,6 +28,13 @@ class NodeMetrics:
         self.transactions = Counter("p2pchain_transactions_total", "Committed transactions, by outcome", ["channel", "outcome"], registry=r)
         self.commit_latency = Histogram("p2pchain_commit_latency_seconds", "From a transaction's arrival at this node to its commit",
                                         ["channel"], buckets=LATENCY_BUCKETS, registry=r)
+        self.latency_stages = Histogram(
+            "p2pchain_latency_stage_seconds",
+            "Where the commit latency of a transaction that arrived at this node goes: propose (arrival to "
+            "the PRE-PREPARE of its batch sent or accepted here: relay, queue, batching, anchors), agree "
+            "(PRE-PREPARE to committed: PREPARE and COMMIT rounds with their durable writes), wait (committed "
+            "to executing: earlier blocks, anchored heights), execute (contracts, checks, the block's append)",
+            ["channel", "stage"], buckets=LATENCY_BUCKETS, registry=r)
         self.persist_seconds = Histogram("p2pchain_persist_seconds", "Writing the replica's durable state (encode + fsync)",
                                          ["channel"], buckets=LATENCY_BUCKETS, registry=r)
         self.persist_bytes = Gauge("p2pchain_persist_bytes", "Size of the last write of the replica's durable state (journal delta or snapshot)", ["channel"], registry=r)

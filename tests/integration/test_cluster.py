@@ -16,6 +16,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from nodes.admin import token_for
 from nodes.agreement import wait_for_agreement
@@ -425,6 +426,30 @@ def test_refusals_are_counted_in_metrics(cluster):
     assert _refused_count(cluster, "node1", "bad_signature") == before + 1
     assert "p2pchain_commit_latency_seconds_bucket" in text
     assert 'p2pchain_height{channel="transaction"}' in text
+
+
+def test_the_latency_stages_of_committed_transactions_add_up_to_their_commit_latency(cluster, load):
+    asyncio.run(load.run(6, ["node3"]))
+
+    async def metrics():
+        async with aiohttp.ClientSession() as session:
+            async with session.get(cluster.url("node3") + "/metrics") as response:
+                return await response.text()
+    totals: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(asyncio.run(metrics())):
+        for sample in family.samples:
+            if sample.name in ("p2pchain_latency_stage_seconds_sum", "p2pchain_latency_stage_seconds_count"):
+                key = (sample.labels["stage"], sample.name.rsplit("_", 1)[1])
+                totals[key] = totals.get(key, 0.0) + sample.value
+            elif sample.name == "p2pchain_commit_latency_seconds_sum":
+                totals[("commit", "sum")] = totals.get(("commit", "sum"), 0.0) + sample.value
+    stages = ("propose", "agree", "wait", "execute")
+    counts = {totals.get((stage, "count"), 0.0) for stage in stages}
+    assert len(counts) == 1 and counts.pop() >= 6  # every stage observed once per transaction timed
+    # the stages partition the commit latency of the transactions they time (a relayed copy
+    # that arrived after its batch was proposed is not timed by stage)
+    spent = sum(totals[(stage, "sum")] for stage in stages)
+    assert 0 < spent <= totals[("commit", "sum")] + 1e-6
 
 
 def test_the_admin_api_refuses_without_a_valid_token(cluster):
