@@ -73,8 +73,9 @@ class DurableReplicaStore:
 class ChannelPersister:
     """Decides, for one channel, what a group commit writes: a delta or a snapshot.
 
-    ``prepare(state)`` returns ``(write, size)``: ``write()`` (to run on the store's thread)
-    puts ``state`` on disk. Calls must be written in the order prepared.
+    ``prepare(state, changes)`` returns ``(write, size)``: ``write()`` (to run on the store's
+    thread) puts ``state`` on disk. Calls must be written in the order prepared. ``changes``
+    is the replica's :meth:`~p2pchain.consensus.Replica.durable_changes` taken with ``state``.
     """
 
     def __init__(self, store: DurableReplicaStore, channel: str, base: DurableState | None) -> None:
@@ -88,13 +89,13 @@ class ChannelPersister:
             self._snapshot_bytes = len(snapshot or b"")
             self._journal_bytes = sum(len(d) for d in deltas)
 
-    def prepare(self, state: DurableState):
+    def prepare(self, state: DurableState, changes: dict | None = None):
         if (not self.journal.has_base
                 or self._journal_bytes > self._snapshot_bytes + SNAPSHOT_SLACK_BYTES):
             data = self.journal.snapshot(state)
             self._n, self._journal_bytes, self._snapshot_bytes = 0, 0, len(data)
             return (lambda: self.store.write_snapshot(self.channel, data)), len(data)
-        data = self.journal.delta(state)
+        data = self.journal.delta(state, changes)
         self._n += 1
         self._journal_bytes += len(data)
         n = self._n

@@ -238,7 +238,7 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
         self._dirty = False
         # What changed since the last write (a journal delta; now and then a whole snapshot),
         # taken here: later events go into the next write.
-        write, size = self.persister.prepare(self.replica.durable_state())
+        write, size = self.persister.prepare(self.replica.durable_state(), self.replica.durable_changes())
         self._writing = True
         started = time.perf_counter()
         future = asyncio.get_running_loop().run_in_executor(self.durable.thread, write)

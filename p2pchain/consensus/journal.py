@@ -21,6 +21,13 @@ A delta names, per part of the state:
   a slot that only gained prepares or commits (the common case) carries the new votes only
   (votes are kept in arrival order, so the old ones are a prefix of the new).
 
+The two parts that grow with the number of clients (the client table and a reply per
+client) are not compared whole on every write: the replica keeps them in
+:class:`ChangeTrackingDict`\ s, and :meth:`DurableJournal.delta` takes what changed in them
+since the last write (:meth:`Replica.durable_changes`), so a delta costs what arrived, not
+what is held. A part the replica replaced wholesale (a restore, a state transfer) is
+compared whole, as every other part is; the bytes are the same either way.
+
 Deltas are pure data (no I/O here): the shell decides where they go and must write them
 in order, each durably, before the sends that depend on them (write-ahead).
 """
@@ -35,11 +42,76 @@ from ..encoding import EncodingError, encode
 from . import messages as m
 from .durable import DurableSlot, DurableState, decode_durable_state, encode_durable_state
 
-__all__ = ["DurableJournal", "replay"]
+__all__ = ["ChangeTrackingDict", "DurableJournal", "replay", "TRACKED_PARTS"]
 
 FORMAT = 1
 _SCALARS = ("view", "active", "last_committed", "last_executed", "new_view_sent", "next_seq",
             "view_change_timeout_ms")
+
+
+TRACKED_PARTS: dict[str, Callable[[Any, Any], Any]] = {
+    "clients": lambda client, nonce: (client, nonce),
+    "replies": lambda client, reply: reply,
+}
+"""The keyed parts of the durable state the replica keeps in a :class:`ChangeTrackingDict`
+(they grow with the number of clients; the others are bounded by the watermark window):
+name -> the part's item for a (key, value) of that dict, as ``Replica.durable_state``
+builds it."""
+
+_GONE = object()
+
+
+class ChangeTrackingDict(dict):
+    """A dict that remembers which keys were set or deleted since :meth:`take_changes`.
+
+    Every way of changing a dict in place goes through one of the methods below, so the
+    record cannot miss a change; replacing the dict itself is seen by the reader (a new
+    object), which then compares the part whole.
+    """
+
+    __slots__ = ("_changed",)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._changed: set = set()
+
+    def __setitem__(self, key, value) -> None:
+        self._changed.add(key)
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key) -> None:
+        self._changed.add(key)
+        super().__delitem__(key)
+
+    def pop(self, key, *default):
+        self._changed.add(key)
+        return super().pop(key, *default)
+
+    def popitem(self):
+        key, value = super().popitem()
+        self._changed.add(key)
+        return key, value
+
+    def setdefault(self, key, default=None):
+        self._changed.add(key)
+        return super().setdefault(key, default)
+
+    def update(self, *args, **kwargs) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def __ior__(self, other):
+        self.update(other)
+        return self
+
+    def clear(self) -> None:
+        self._changed.update(self)
+        super().clear()
+
+    def take_changes(self) -> dict:
+        """The keys changed since the last call, each with its value now (or ``_GONE``)."""
+        changed, self._changed = self._changed, set()
+        return {key: self.get(key, _GONE) for key in changed}
 
 
 def _typed(value: Any):
@@ -89,13 +161,24 @@ def _slot_from(v: dict[str, Any]) -> DurableSlot:
                        v["sent_commit"], v["committed"])
 
 
-def _index(state: DurableState, prev: DurableState | None = None, old: dict[str, dict] | None = None) -> dict[str, dict]:
+def _index(state: DurableState, prev: DurableState | None = None, old: dict[str, dict] | None = None,
+           changes: dict[str, dict] | None = None) -> dict[str, dict]:
     """Each keyed part of ``state`` by key; a part equal to ``prev``'s reuses ``old``'s index
-    (tuple equality runs in C and stops at identical items: most writes change few parts)."""
+    (tuple equality runs in C and stops at identical items: most writes change few parts),
+    and a part with its ``changes`` known is ``old``'s index with those changes applied."""
     index = {}
     for name, (key, _, _) in _KEYED.items():
         part = getattr(state, name)
-        if old is not None and part == getattr(prev, name):
+        change = None if changes is None else changes.get(name)
+        if old is not None and change is not None:
+            index[name] = updated = dict(old[name])
+            item_of = TRACKED_PARTS[name]
+            for k, value in change.items():
+                if value is _GONE:
+                    updated.pop(k, None)
+                else:
+                    updated[k] = item_of(k, value)
+        elif old is not None and part == getattr(prev, name):
             index[name] = old[name]
         else:
             index[name] = {key(item): item for item in part}
@@ -127,12 +210,18 @@ class DurableJournal:
         self._prev, self._index = state, _index(state)
         return encode_durable_state(state)
 
-    def delta(self, state: DurableState) -> bytes:
-        """The change from the last written state to ``state`` (requires a base)."""
+    def delta(self, state: DurableState, changes: dict[str, dict | None] | None = None) -> bytes:
+        """The change from the last written state to ``state`` (requires a base).
+
+        ``changes`` (:meth:`Replica.durable_changes`, taken with ``state``) names, for a
+        tracked part, every key that may differ from the last written state, with its
+        value in ``state``; a part it gives as ``None`` or leaves out is compared whole.
+        """
         prev, old = self._prev, self._index
         if prev is None or old is None:
             raise ValueError("a delta needs a base: write a snapshot first")
-        new = _index(state, prev, old)
+        known = {name: change for name, change in (changes or {}).items() if change is not None}
+        new = _index(state, prev, old, known)
         record: dict[str, Any] = {"format": FORMAT, "scalars": {n: getattr(state, n) for n in _SCALARS}}
         objects = {}
         for name, (encode_item, _) in _OBJECTS.items():
@@ -145,9 +234,15 @@ class DurableJournal:
             before, after = old[name], new[name]
             if before is after:
                 continue
-            put = [[key, encode_item(item)] for key, item in after.items()
-                   if key not in before or not _same(before[key], item)]
-            gone = [key for key in before if key not in after]
+            change = known.get(name)
+            if change is not None:  # only these keys may differ: what arrived, not what is held
+                put = [[key, encode_item(after[key])] for key in sorted(change)
+                       if key in after and (key not in before or not _same(before[key], after[key]))]
+                gone = sorted(key for key in change if key in before and key not in after)
+            else:
+                put = [[key, encode_item(item)] for key, item in after.items()
+                       if key not in before or not _same(before[key], item)]
+                gone = sorted(key for key in before if key not in after)
             if put or gone:
                 keyed[name] = {"put": put, "del": gone}
         record["keyed"] = keyed

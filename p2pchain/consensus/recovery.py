@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from .checkpoint import check_checkpoint_proof
 from .durable import DurableSlot, DurableState
+from .journal import TRACKED_PARTS, ChangeTrackingDict
 from .events import TIMER_FETCH, TIMER_VIEW_CHANGE, Broadcast, FaultKind, FetchState, Send
 from .log import Slot
 from .messages import CheckpointState, Checkpoint, FetchReply, FetchRequest
@@ -58,7 +59,7 @@ class RecoveryMixin:
             return
         self.transfer = None
         self.last_committed = self.last_executed = state.seq
-        self.clients = dict(state.clients)
+        self.clients = ChangeTrackingDict(state.clients)
         self.own_states[state.seq] = state
         self._dirty = True
         self._trace("state-transferred", seq=state.seq)
@@ -171,6 +172,23 @@ class RecoveryMixin:
             view_change_timeout_ms=self.view_change_timeout_ms,
         )
 
+    def durable_changes(self) -> dict[str, dict | None]:
+        """What changed in the tracked parts (:data:`~.journal.TRACKED_PARTS`) since the last
+        call, for :meth:`~.journal.DurableJournal.delta`: per part the changed keys with
+        their values now, or ``None`` where that is not known (the part was replaced
+        wholesale since, or this is the first call). Take it with every
+        :meth:`durable_state` that is written, right after it."""
+        changes: dict[str, dict | None] = {}
+        for name in TRACKED_PARTS:
+            part = getattr(self, name)
+            if type(part) is not ChangeTrackingDict:
+                changes[name] = None
+                continue
+            taken = part.take_changes()
+            changes[name] = taken if self._tracked_written.get(name) is part else None
+            self._tracked_written[name] = part
+        return changes
+
     def _restore(self, d: DurableState, executed_seq: int | None) -> None:
         self.view, self.active = d.view, d.active
         self.stable_state, self.stable_proof = d.stable_state, d.stable_proof
@@ -190,10 +208,10 @@ class RecoveryMixin:
                                  "the block before feeding BlockExecuted")
             # hand the committed batches the application lost out again, on Start
             self.last_committed = self.last_executed = executed_seq
-        self.clients = dict(d.clients)
+        self.clients = ChangeTrackingDict(d.clients)
         self.client_snapshots = dict(d.client_snapshots)
         self.own_states = {st.seq: st for st in d.own_states}
-        self.replies = {r.client: r for r in d.replies}
+        self.replies = ChangeTrackingDict((r.client, r) for r in d.replies)
         self.my_view_change, self.new_view = d.my_view_change, d.new_view
         self.my_view_changes = {vc.view: vc for vc in d.recent_view_changes}
         if d.my_view_change is not None:

@@ -28,6 +28,7 @@ from ..genesis import ConsensusConfig
 from .checkpoint import CheckpointVotes
 from .context import Context, RequestVerifier
 from .durable import DurableState
+from .journal import ChangeTrackingDict
 from .events import (TIMER_BATCH, TIMER_FETCH, TIMER_REQUEST, TIMER_VIEW_CHANGE, Action, CatchUp,
                      BlockExecuted, Broadcast, CancelTimer, Event, Fault, FaultKind, Persist,
                      Received, ReplicaMisuse, RequestReceived, SetTimer, Start,
@@ -104,10 +105,13 @@ class Replica(ViewsMixin, RecoveryMixin, RequestsMixin, ExecutionMixin):
         self.committed: dict[int, CommittedEntry] = {}
         self.last_committed = 0  # handed to the shell as ExecuteBatch, in order
         self.last_executed = 0  # reported back by BlockExecuted
-        self.clients: dict[str, int] = {}  # highest nonce committed per client
+        # highest nonce committed per client; this and ``replies`` grow with the number of
+        # clients, so the journal is told which keys changed (durable_changes)
+        self.clients: dict[str, int] = ChangeTrackingDict()
         self.client_snapshots: dict[int, tuple[tuple[str, int], ...]] = {}
         self.own_states: dict[int, CheckpointState] = {}
-        self.replies: dict[str, Reply] = {}
+        self.replies: dict[str, Reply] = ChangeTrackingDict()
+        self._tracked_written: dict[str, ChangeTrackingDict] = {}  # the objects durable_changes saw last
         self.my_view_change: ViewChange | None = None
         self.new_view: NewView | None = None
         self.new_view_sent = 0  # highest view this replica sent a NEW-VIEW for
