@@ -99,7 +99,9 @@ class Genesis:
     consensus: ConsensusConfig
     revoked: frozenset[tuple[str, str]]
     _certificates: Mapping[str, x509.Certificate] = field(repr=False)
-    _validated: dict[str, Identity] = field(default_factory=dict, repr=False, compare=False)
+    # name -> (identity, not valid before, not valid after, revocation key): the chain checked once
+    _validated: dict[str, tuple[Identity, dt.datetime, dt.datetime, tuple[str, str]]] = field(
+        default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> Genesis:
@@ -185,8 +187,9 @@ class Genesis:
                 return node
         raise GenesisError(f"no node named {name!r} in the genesis")
 
-    def identity_names(self) -> tuple[str, ...]:
-        return tuple(self._certificates)
+    def has_identity(self, name: str) -> bool:
+        """Is ``name`` an identity of the genesis (a dict lookup: every transaction asks)?"""
+        return name in self._certificates
 
     def certificate(self, name: str) -> x509.Certificate:
         try:
@@ -200,18 +203,23 @@ class Genesis:
         The signature chain is checked once and remembered; the validity period and the
         revocation list are checked on every call.
         """
-        cert = self.certificate(name)
-        if now < cert.not_valid_before_utc:
-            raise IdentityError(f"certificate of {name!r} is not valid before {cert.not_valid_before_utc.isoformat()}")
-        if now > cert.not_valid_after_utc:
-            raise IdentityError(f"certificate of {name!r} expired at {cert.not_valid_after_utc.isoformat()}")
-        found = self._validated.get(name)
-        if found is None:
+        known = self._validated.get(name)
+        if known is None:
+            cert = self.certificate(name)
+            not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
+        else:
+            found, not_before, not_after, revocation = known
+        if now < not_before:
+            raise IdentityError(f"certificate of {name!r} is not valid before {not_before.isoformat()}")
+        if now > not_after:
+            raise IdentityError(f"certificate of {name!r} expired at {not_after.isoformat()}")
+        if known is None:
             found = validate_certificate(cert, self.cas, now=now, revoked=self.revoked)
             if found.name != name:
                 raise IdentityError(f"certificate registered as {name!r} names {found.name!r}")
-            self._validated[name] = found
-        if (found.org, format(cert.serial_number, "x")) in self.revoked:
+            revocation = (found.org, format(cert.serial_number, "x"))
+            self._validated[name] = (found, not_before, not_after, revocation)
+        if revocation in self.revoked:
             raise IdentityError(f"certificate of {name!r} is revoked")
         return found
 

@@ -197,7 +197,7 @@ def validate_transaction(
         raise TransactionRefused("wrong_channel", f"unknown channel {tx.channel!r}")
     if channel is not None and tx.channel != channel:
         raise TransactionRefused("wrong_channel", f"addressed to {tx.channel!r}, submitted to {channel!r}")
-    if tx.creator not in genesis.identity_names():
+    if not genesis.has_identity(tx.creator):
         raise TransactionRefused("unknown_creator", f"no identity named {tx.creator!r} in the genesis")
     try:
         identity = genesis.identity(tx.creator, now=now)
