@@ -1,15 +1,17 @@
 """Frames between the node and a channel's worker: a length prefix and msgpack, on raw pipes.
 
-Each frame is a 4-byte big-endian length and a msgpack array whose first item says what it
-is (the ``OP_*`` constants). :class:`Pipe` reads and writes whole frames with ``os.read`` and
-``os.write`` on the two file descriptors, one system call per batch of frames where it can:
-no buffered stream objects in between, and nothing that waits except the read itself.
+A frame is a 4-byte big-endian length, a byte saying how the payload is packed, and the
+payload: a msgpack array whose first item says what the frame is (the ``OP_*`` constants).
+:class:`Pipe` reads and writes whole frames with ``os.read`` and ``os.write`` on the two file
+descriptors, one system call per batch of frames where it can: no buffered stream objects
+in between, and nothing that waits except the read itself.
 
-Payloads are packed by :func:`pack`, the canonical encoder (its C accelerator where built)
-for every value that has a canonical form — a block's invocations and results always have
-one, as they come from or go to the chain — and plain msgpack for anything else (a test's
-float argument), so that what crosses the pipe is what the caller passed. Either way the
-receiver reads them with one ``msgpack.unpackb``.
+A value is packed by the canonical encoder (its C accelerator where built) whenever it has a
+canonical form — a block's invocations and results always have one, as they come from or
+go to the chain — and by plain msgpack otherwise (a test's float argument), so that what
+crosses the pipe is what the caller passed. Canonical payloads are read back by the
+canonical decoder, the fastest way to build the contract's arguments (lists and maps);
+:meth:`Pipe.recv_tuples` reads any payload with arrays as tuples, as result records hold them.
 """
 
 from __future__ import annotations
@@ -17,20 +19,21 @@ from __future__ import annotations
 import os
 import select
 import struct
-from typing import Any, Iterable
+from typing import Any
 
 import msgpack
 
-from ..encoding import EncodingError, encode
+from ..encoding import EncodingError, decode, encode
 
 __all__ = [
-    "Pipe", "pack", "unpack", "unpack_tuples", "MAX_FRAME",
+    "Pipe", "MAX_FRAME",
     "OP_READY", "OP_BLOCK", "OP_INVOKE", "OP_RESULT", "OP_GET", "OP_SCAN", "OP_READ", "OP_VALUE",
     "OP_ITEMS", "OP_ERROR", "OP_STOP",
 ]
 
 MAX_FRAME = 64 * 1024 * 1024
-_HEADER = struct.Struct(">I")
+_HEADER = struct.Struct(">IB")  # payload length, how it is packed
+_CANONICAL, _MSGPACK = 0, 1
 _CHUNK = 1 << 16  # a pipe's capacity on Linux: more is never there to read at once
 
 # What a frame is, its first item. Node to worker:
@@ -48,54 +51,50 @@ OP_READ = 14    # [OP_READ, channel, namespace, key]
 OP_ERROR = 15   # [OP_ERROR, kind, detail]
 
 
-def pack(value: Any) -> bytes:
-    """``value`` as a frame's payload: canonical bytes if it has a canonical form, else msgpack."""
+def _framed(value: Any) -> tuple[bytes, bytes]:
     try:
-        return encode(value)
+        payload, kind = encode(value), _CANONICAL
     except EncodingError:
-        return msgpack.packb(value, use_bin_type=True)
-
-
-def unpack(data: bytes) -> Any:
-    """A payload with msgpack arrays as lists (what a contract's arguments must be)."""
-    return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=False)
-
-
-def unpack_tuples(data: bytes) -> Any:
-    """A payload with msgpack arrays as tuples (what a result record holds)."""
-    return msgpack.unpackb(data, raw=False, use_list=False, strict_map_key=False)
-
-
-def frame(payload: bytes) -> bytes:
+        payload, kind = msgpack.packb(value, use_bin_type=True), _MSGPACK
     if len(payload) > MAX_FRAME:
         raise ValueError(f"frame of {len(payload)} bytes exceeds {MAX_FRAME}")
-    return _HEADER.pack(len(payload)) + payload
+    return _HEADER.pack(len(payload), kind), payload
 
 
 class Pipe:
     """Whole frames over a read and a write file descriptor (blocking; EOF is ``EOFError``)."""
 
-    __slots__ = ("read_fd", "write_fd", "timeout_s", "_buffer")
+    __slots__ = ("read_fd", "write_fd", "timeout_s", "_buffer", "_offset")
 
     def __init__(self, read_fd: int, write_fd: int, timeout_s: float | None = None) -> None:
         self.read_fd = read_fd
         self.write_fd = write_fd
         self.timeout_s = timeout_s
-        self._buffer = b""  # bytes read past the last frame returned
+        self._buffer = b""  # bytes read; those before ``_offset`` were returned
+        self._offset = 0
 
-    def send(self, payload: bytes) -> None:
-        self.write(frame(payload))
-
-    def send_many(self, payloads: Iterable[bytes]) -> None:
-        """Several frames in one write (one system call, one wake-up of the reader)."""
-        self.write(b"".join([frame(p) for p in payloads]))
-
-    def write(self, data: bytes) -> None:
+    def send(self, *values: Any) -> None:
+        """``values`` as frames, in one write (one system call, one wake-up of the reader)."""
+        parts = []
+        for value in values:
+            parts.extend(_framed(value))
+        data = b"".join(parts)
         written = os.write(self.write_fd, data)
         if written < len(data):  # a pipe write is whole unless a signal cut it short
             view = memoryview(data)
             while written < len(data):
                 written += os.write(self.write_fd, view[written:])
+
+    def recv(self) -> Any:
+        """The next frame's value, arrays as lists (what a contract's arguments must be)."""
+        kind, payload = self._frame()
+        if kind == _CANONICAL:
+            return decode(payload, max_size=MAX_FRAME)
+        return msgpack.unpackb(payload, raw=False, use_list=True, strict_map_key=False)
+
+    def recv_tuples(self) -> Any:
+        """The next frame's value, arrays as tuples (what a result record holds)."""
+        return msgpack.unpackb(self._frame()[1], raw=False, use_list=False, strict_map_key=False)
 
     def _read(self, size: int) -> bytes:
         if self.timeout_s is not None:
@@ -107,22 +106,24 @@ class Pipe:
             raise EOFError("pipe closed")
         return data
 
-    def recv(self) -> bytes:
-        """The next frame's payload."""
-        buffer = self._buffer
-        while len(buffer) < 4:
-            buffer += self._read(_CHUNK)
-        (size,) = _HEADER.unpack_from(buffer)
-        if size > MAX_FRAME:
-            raise ValueError(f"frame of {size} bytes exceeds {MAX_FRAME}")
-        end = 4 + size
+    def _frame(self) -> tuple[int, memoryview]:
+        buffer, start = self._buffer, self._offset
+        if len(buffer) - start < _HEADER.size:
+            buffer = buffer[start:] + self._read(_CHUNK)
+            start = 0
+            while len(buffer) < _HEADER.size:
+                buffer += self._read(_CHUNK)
+        size, kind = _HEADER.unpack_from(buffer, start)
+        if size > MAX_FRAME or kind not in (_CANONICAL, _MSGPACK):
+            raise ValueError(f"malformed frame header (size {size}, kind {kind})")
+        start += _HEADER.size
+        end = start + size
         if len(buffer) < end:
-            chunks = [buffer]
-            have = len(buffer)
-            while have < end:
-                chunk = self._read(max(end - have, _CHUNK))
-                chunks.append(chunk)
-                have += len(chunk)
-            buffer = b"".join(chunks)
-        self._buffer = buffer[end:]
-        return buffer[4:end]
+            chunks = [buffer[start:]]
+            have = len(chunks[0])
+            while have < size:
+                chunks.append(self._read(max(size - have, _CHUNK)))
+                have += len(chunks[-1])
+            buffer, start, end = b"".join(chunks), 0, size
+        self._buffer, self._offset = buffer, end
+        return kind, memoryview(buffer)[start:end]

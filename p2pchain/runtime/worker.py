@@ -38,7 +38,7 @@ from .lifecycle import LifecyclePolicy
 from .meter import DEFAULT_DEPTH_LIMIT, DEFAULT_STEP_LIMIT
 from .pipe import (
     MAX_FRAME, OP_BLOCK, OP_ERROR, OP_GET, OP_INVOKE, OP_ITEMS, OP_READ, OP_READY, OP_RESULT, OP_SCAN,
-    OP_STOP, OP_VALUE, Pipe, pack, unpack, unpack_tuples,
+    OP_STOP, OP_VALUE, Pipe,
 )
 from .records import AnchoredReader, BlockContext, BlockResult, Invocation, StateView, TxResult, WorkerFailure
 
@@ -53,11 +53,11 @@ def _identity_value(identity: Identity) -> list[Any]:
     return [identity.org, identity.name, identity.role, identity.kind, identity.public_key]
 
 
-def _result_payload(result: BlockResult) -> bytes:
+def _result_value(result: BlockResult) -> list[Any]:
     """A block result as the worker sends it: tuples in field order, not maps with names
     (``to_value``, which the block digest uses, names every field of every result)."""
-    return pack([OP_RESULT, [(r.tx_id, r.ok, r.reason, r.value, r.events, r.writes, r.steps)
-                             for r in result.results], result.writes])
+    return [OP_RESULT, [(r.tx_id, r.ok, r.reason, r.value, r.events, r.writes, r.steps)
+                        for r in result.results], result.writes]
 
 
 def _result_from_frame(block: BlockContext, frame: tuple[Any, ...]) -> BlockResult:
@@ -133,8 +133,8 @@ class ChannelWorker:
         self._pipe = Pipe(process.stdout.fileno(), process.stdin.fileno(), self._timeout_s)
         self._last = None
         try:
-            self._pipe.send(pack(self._init))
-            ready = unpack_tuples(self._pipe.recv())
+            self._pipe.send(self._init)
+            ready = self._pipe.recv_tuples()
         except (OSError, EOFError, ValueError) as exc:
             raise self._fail(f"worker did not start: {exc}") from None
         if ready[0] != OP_READY:
@@ -146,7 +146,7 @@ class ChannelWorker:
         if process is None:
             return
         try:
-            pipe.send(pack([OP_STOP]))
+            pipe.send([OP_STOP])
             process.stdin.close()
             process.wait(timeout=5)
         except (OSError, subprocess.TimeoutExpired, ValueError):
@@ -194,24 +194,6 @@ class ChannelWorker:
 
     # the one exchange per block
 
-    def _send_block(self, pipe: Pipe, header: bytes, invocations: Sequence[Invocation]) -> None:
-        """The block's frames, the first invocation as soon as it is packed.
-
-        The worker starts on it while the rest are packed here, sent in batches of 4, 8,
-        16... frames: a system call per batch, and a worker that finishes a batch before
-        the next is written is rarely left waiting.
-        """
-        payloads = [header]
-        batch = 2
-        for i in invocations:
-            payloads.append(pack([OP_INVOKE, i.tx_id, i.contract, i.function, i.args, _identity_value(i.caller)]))
-            if len(payloads) == batch:
-                pipe.send_many(payloads)
-                payloads = []
-                batch *= 2
-        if payloads:
-            pipe.send_many(payloads)
-
     def execute_block(self, block: BlockContext, invocations: Sequence[Invocation], state: StateView,
                       reader: AnchoredReader | None = None) -> BlockResult:
         """Execute a block in the worker; :class:`WorkerFailure` if no result could be computed."""
@@ -220,26 +202,27 @@ class ChannelWorker:
         assert pipe is not None
         fresh = self._last is None or self._last[0] is not state or self._last[1] != block.height - 1
         try:
-            header = pack([OP_BLOCK, fresh, block.channel, block.height, block.block_hash, block.timestamp_ms,
-                           dict(block.anchors), len(invocations)])
+            header = [OP_BLOCK, fresh, block.channel, block.height, block.block_hash, block.timestamp_ms,
+                      dict(block.anchors), len(invocations)]
             try:
-                self._send_block(pipe, header, invocations)
+                pipe.send(header, *[[OP_INVOKE, i.tx_id, i.contract, i.function, i.args, _identity_value(i.caller)]
+                                    for i in invocations])
             except BrokenPipeError:
                 pass  # the worker stopped reading: its last frame, if it sent one, says why
             while True:
-                reply = unpack_tuples(pipe.recv())
+                reply = pipe.recv_tuples()
                 op = reply[0]
                 if op == OP_RESULT:
                     result = _result_from_frame(block, reply)
                     break
                 if op == OP_GET:
-                    pipe.send(pack([OP_VALUE, state.get(reply[1], reply[2])]))
+                    pipe.send([OP_VALUE, state.get(reply[1], reply[2])])
                 elif op == OP_SCAN:
                     items = [[k, v] for k, v in state.scan(*reply[1:5])]
-                    pipe.send(pack([OP_ITEMS, items]))
+                    pipe.send([OP_ITEMS, items])
                 elif op == OP_READ:
                     value = None if reader is None else reader.read(*reply[1:4])
-                    pipe.send(pack([OP_VALUE, value]))
+                    pipe.send([OP_VALUE, value])
                 elif op == OP_ERROR:
                     raise self._fail(f"{reply[1]}: {reply[2]}")
                 else:
@@ -277,21 +260,21 @@ class _Node:
         self.cache: dict[tuple[str, str], bytes | None] = {}
 
     def next_block(self) -> list[Any]:
-        return unpack(self._pipe.recv())
+        return self._pipe.recv()
 
     def invocations(self, count: int) -> Iterator[Invocation]:
         """The block's ``count`` invocations, each read when the executor asks for it."""
         for _ in range(count):
-            frame = self._early.popleft() if self._early else unpack(self._pipe.recv())
+            frame = self._early.popleft() if self._early else self._pipe.recv()
             op, tx_id, contract, function, args, caller = frame
             if op != OP_INVOKE:
                 raise ValueError(f"expected an invocation, got message {op!r}")
             yield Invocation(tx_id, contract, function, args, self._callers(caller))
 
     def _ask(self, request: list[Any]) -> list[Any]:
-        self._pipe.send(pack(request))
+        self._pipe.send(request)
         while True:
-            frame = unpack(self._pipe.recv())
+            frame = self._pipe.recv()
             if frame[0] != OP_INVOKE:
                 return frame
             self._early.append(frame)
@@ -380,19 +363,19 @@ def main() -> int:
 
     pipe = Pipe(sys.stdin.fileno(), sys.stdout.fileno())
     sys.stdout = sys.stderr  # nothing but frames may reach the pipe
-    init = unpack(pipe.recv())
+    init = pipe.recv()
     try:
         _preload()
         _limit(init)
     except Exception as exc:
-        pipe.send(pack([OP_ERROR, "start", repr(exc)]))
+        pipe.send([OP_ERROR, "start", repr(exc)])
         return 1
     executor = Executor(LifecyclePolicy(tuple(init["members"]), init["threshold"]),
                         step_limit=init["step_limit"], depth_limit=init["depth_limit"])
     node = _Node(pipe, _Callers())
     budget = _CpuBudget(init["cpu_seconds_per_block"])
     budget.before_block()
-    pipe.send(pack([OP_READY]))
+    pipe.send([OP_READY])
     while True:
         try:
             message = node.next_block()
@@ -407,12 +390,12 @@ def main() -> int:
         try:
             result = executor.execute_block(block, node.invocations(count), node, node)
         except (ResourceBreach, MemoryError) as exc:
-            pipe.send(pack([OP_ERROR, "breach", str(exc) or "memory exhausted"]))
+            pipe.send([OP_ERROR, "breach", str(exc) or "memory exhausted"])
             return 3
         except Exception as exc:
-            pipe.send(pack([OP_ERROR, "fault", repr(exc)]))
+            pipe.send([OP_ERROR, "fault", repr(exc)])
             return 4
-        pipe.send(_result_payload(result))
+        pipe.send(_result_value(result))
         # After the answer, not before: the node has its result while this runs.
         for ns, key, value in result.writes:  # they are committed before the next block
             node.cache[(ns, key)] = value
