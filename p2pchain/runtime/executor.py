@@ -64,6 +64,13 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {message}"
 
 
+def _text(reason: str) -> str:
+    """``reason`` as UTF-8 text: a contract's message may hold lone surrogates (``chr(0xd800)``),
+    which no canonical encoding accepts — not the block digest's, not the worker's frames.
+    They are escaped (``\\ud800``), the same way on every node."""
+    return reason if reason.isascii() else reason.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class _Guarded:
     """A state view or anchored reader whose failures are the node's, never the contract's."""
 
@@ -122,6 +129,7 @@ class Executor:
         self._cache: OrderedDict[bytes, types.CodeType] = OrderedDict()
         self._cache_size = code_cache
         self._definitions: dict[str, Any] = {}
+        self._block_code: dict[str, types.CodeType] = {}  # name -> code, for the block's later calls
         # Decoded definitions by their record's bytes, across blocks: equal bytes are the same
         # definition, so a block pays one state read per contract, not a decode and its proof.
         self._parsed: dict[bytes, Definition] = {}
@@ -135,6 +143,7 @@ class Executor:
         block_layer = Layer(state)
         results = []
         self._definitions: dict[str, Any] = {}  # per block; a lifecycle transaction clears it
+        self._block_code = {}
         self._block_info = block_info(block)
         for invocation in invocations:
             tx_layer = Layer(block_layer)
@@ -144,6 +153,7 @@ class Executor:
                     block_layer.merge(tx_layer.writes)
                 if invocation.contract == LIFECYCLE:
                     self._definitions.clear()
+                    self._block_code.clear()
             results.append(result)
         writes = tuple((ns, key, value) for (ns, key), value in sorted(block_layer.writes.items()))
         return BlockResult(block.channel, block.height, tuple(results), writes)
@@ -184,10 +194,13 @@ class Executor:
             reason = "out of steps"
         elif meter.too_deep:
             reason = f"call depth exceeded (limit {meter.depth_limit})"
-        return TxResult(invocation.tx_id, False, scrub_addresses(reason)[:1000], None, (), (),
+        return TxResult(invocation.tx_id, False, _text(scrub_addresses(reason))[:1000], None, (), (),
                         min(meter.used, meter.limit + 1))
 
     def _code(self, layer: Layer, name: str) -> types.CodeType:
+        code = self._block_code.get(name)
+        if code is not None:
+            return code
         definition = self._definitions.get(name)
         if definition is None:
             data = definition_record(layer, name)
@@ -213,6 +226,7 @@ class Executor:
                 self._cache.popitem(last=False)
         else:
             self._cache.move_to_end(definition.digest)
+        self._block_code[name] = code
         return code
 
     def _run_contract(self, block: BlockContext, invocation: Invocation, layer: Layer,

@@ -27,7 +27,7 @@ from ..encoding import EncodingError, decode, encode
 
 __all__ = [
     "Pipe", "MAX_FRAME",
-    "OP_READY", "OP_BLOCK", "OP_INVOKE", "OP_RESULT", "OP_GET", "OP_SCAN", "OP_READ", "OP_VALUE",
+    "OP_READY", "OP_BLOCK", "OP_RESULT", "OP_GET", "OP_SCAN", "OP_READ", "OP_VALUE",
     "OP_ITEMS", "OP_ERROR", "OP_STOP",
 ]
 
@@ -37,8 +37,8 @@ _CANONICAL, _MSGPACK = 0, 1
 _CHUNK = 1 << 16  # a pipe's capacity on Linux: more is never there to read at once
 
 # What a frame is, its first item. Node to worker:
-OP_BLOCK = 1    # [OP_BLOCK, fresh, channel, height, block_hash, timestamp_ms, anchors, count]
-OP_INVOKE = 2   # [OP_INVOKE, tx_id, contract, function, args, caller], ``count`` of them
+OP_BLOCK = 1    # [OP_BLOCK, fresh, channel, height, block_hash, timestamp_ms, anchors,
+                #  [[tx_id, contract, function, args, caller], ...]]
 OP_VALUE = 3    # [OP_VALUE, value]: the answer to OP_GET or OP_READ
 OP_ITEMS = 4    # [OP_ITEMS, [[key, value], ...]]: the answer to OP_SCAN
 OP_STOP = 5     # [OP_STOP]
@@ -73,12 +73,9 @@ class Pipe:
         self._buffer = b""  # bytes read; those before ``_offset`` were returned
         self._offset = 0
 
-    def send(self, *values: Any) -> None:
-        """``values`` as frames, in one write (one system call, one wake-up of the reader)."""
-        parts = []
-        for value in values:
-            parts.extend(_framed(value))
-        data = b"".join(parts)
+    def send(self, value: Any) -> None:
+        """``value`` as one frame, in one write (one system call, one wake-up of the reader)."""
+        data = b"".join(_framed(value))
         written = os.write(self.write_fd, data)
         if written < len(data):  # a pipe write is whole unless a signal cut it short
             view = memoryview(data)

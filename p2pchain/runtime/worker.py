@@ -8,9 +8,8 @@ address-space limit (``RLIMIT_AS``), a CPU-time limit per block (``RLIMIT_CPU``,
 after each block) and no new file descriptors (``RLIMIT_NOFILE`` of 3: stdin, stdout and
 stderr only, no files, no sockets).
 
-A block is a header frame and one frame per invocation; the node writes the first
-invocation as soon as it is packed and the worker starts on it while the node packs the
-rest. The worker answers with one frame: every transaction's result and the block's writes.
+A block is one frame each way: the block and its invocations in, every transaction's result
+and the block's writes out, each packed and unpacked by one call of the C codec.
 
 State stays in the node. The worker keeps a bounded cache of committed values, updated with
 each block's own writes, so a block whose reads hit the cache costs exactly one exchange;
@@ -29,7 +28,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections import deque
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -37,7 +35,7 @@ from ..identity import Identity
 from .lifecycle import LifecyclePolicy
 from .meter import DEFAULT_DEPTH_LIMIT, DEFAULT_STEP_LIMIT
 from .pipe import (
-    MAX_FRAME, OP_BLOCK, OP_ERROR, OP_GET, OP_INVOKE, OP_ITEMS, OP_READ, OP_READY, OP_RESULT, OP_SCAN,
+    MAX_FRAME, OP_BLOCK, OP_ERROR, OP_GET, OP_ITEMS, OP_READ, OP_READY, OP_RESULT, OP_SCAN,
     OP_STOP, OP_VALUE, Pipe,
 )
 from .records import AnchoredReader, BlockContext, BlockResult, Invocation, StateView, TxResult, WorkerFailure
@@ -202,11 +200,11 @@ class ChannelWorker:
         assert pipe is not None
         fresh = self._last is None or self._last[0] is not state or self._last[1] != block.height - 1
         try:
-            header = [OP_BLOCK, fresh, block.channel, block.height, block.block_hash, block.timestamp_ms,
-                      dict(block.anchors), len(invocations)]
+            message = [OP_BLOCK, fresh, block.channel, block.height, block.block_hash, block.timestamp_ms,
+                       dict(block.anchors),
+                       [[i.tx_id, i.contract, i.function, i.args, _identity_value(i.caller)] for i in invocations]]
             try:
-                pipe.send(header, *[[OP_INVOKE, i.tx_id, i.contract, i.function, i.args, _identity_value(i.caller)]
-                                    for i in invocations])
+                pipe.send(message)
             except BrokenPipeError:
                 pass  # the worker stopped reading: its last frame, if it sent one, says why
             while True:
@@ -245,39 +243,16 @@ class ChannelWorker:
 
 # -- worker side ------------------------------------------------------------------------------
 
-class _Node:
-    """The worker's end of the pipe: the block's invocations as they arrive, and the node's
-    committed state, read on request, with a cache of known values.
+class _RemoteState:
+    """The node's committed state, read over the pipe, with a cache of known values."""
 
-    The node writes all of a block's invocation frames before it answers a request, so an
-    answer may come after invocations the executor has not reached yet: they wait here.
-    """
-
-    def __init__(self, pipe: Pipe, callers: _Callers) -> None:
+    def __init__(self, pipe: Pipe) -> None:
         self._pipe = pipe
-        self._callers = callers
-        self._early: deque[list[Any]] = deque()  # invocation frames read while awaiting an answer
         self.cache: dict[tuple[str, str], bytes | None] = {}
-
-    def next_block(self) -> list[Any]:
-        return self._pipe.recv()
-
-    def invocations(self, count: int) -> Iterator[Invocation]:
-        """The block's ``count`` invocations, each read when the executor asks for it."""
-        for _ in range(count):
-            frame = self._early.popleft() if self._early else self._pipe.recv()
-            op, tx_id, contract, function, args, caller = frame
-            if op != OP_INVOKE:
-                raise ValueError(f"expected an invocation, got message {op!r}")
-            yield Invocation(tx_id, contract, function, args, self._callers(caller))
 
     def _ask(self, request: list[Any]) -> list[Any]:
         self._pipe.send(request)
-        while True:
-            frame = self._pipe.recv()
-            if frame[0] != OP_INVOKE:
-                return frame
-            self._early.append(frame)
+        return self._pipe.recv()
 
     def get(self, namespace: str, key: str) -> bytes | None:
         try:
@@ -372,23 +347,26 @@ def main() -> int:
         return 1
     executor = Executor(LifecyclePolicy(tuple(init["members"]), init["threshold"]),
                         step_limit=init["step_limit"], depth_limit=init["depth_limit"])
-    node = _Node(pipe, _Callers())
+    state = _RemoteState(pipe)
+    callers = _Callers()
     budget = _CpuBudget(init["cpu_seconds_per_block"])
     budget.before_block()
     pipe.send([OP_READY])
     while True:
         try:
-            message = node.next_block()
+            message = pipe.recv()
         except EOFError:
             return 0
         if message[0] == OP_STOP:
             return 0
-        _, fresh, channel, height, block_hash, timestamp_ms, anchors, count = message
+        _, fresh, channel, height, block_hash, timestamp_ms, anchors, calls = message
         if fresh:
-            node.cache.clear()
+            state.cache.clear()
         block = BlockContext(channel, height, block_hash, timestamp_ms, anchors)
+        invocations = [Invocation(tx_id, contract, function, args, callers(caller))
+                       for tx_id, contract, function, args, caller in calls]
         try:
-            result = executor.execute_block(block, node.invocations(count), node, node)
+            result = executor.execute_block(block, invocations, state, state)
         except (ResourceBreach, MemoryError) as exc:
             pipe.send([OP_ERROR, "breach", str(exc) or "memory exhausted"])
             return 3
@@ -398,7 +376,7 @@ def main() -> int:
         pipe.send(_result_value(result))
         # After the answer, not before: the node has its result while this runs.
         for ns, key, value in result.writes:  # they are committed before the next block
-            node.cache[(ns, key)] = value
+            state.cache[(ns, key)] = value
         budget.before_block()
 
 
