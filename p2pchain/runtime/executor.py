@@ -32,7 +32,7 @@ from .meter import DEFAULT_DEPTH_LIMIT, DEFAULT_STEP_LIMIT, ContractFault, Meter
 from .policy import CONTRACT_MODULE
 from .records import AnchoredReader, BlockContext, BlockResult, Invocation, RuntimeFault, StateView, TxResult
 from .checks import scrub_addresses
-from .sandbox import contract_globals
+from .sandbox import globals_factory
 from .validator import ContractRefused, validate
 
 __all__ = ["Executor", "ResourceBreach", "compile_contract"]
@@ -134,6 +134,10 @@ class Executor:
         # definition, so a block pays one state read per contract, not a decode and its proof.
         self._parsed: dict[bytes, Definition] = {}
         self._block_info: BlockInfo | None = None
+        # One meter for every transaction, reset before each: its hooks and the parts of the
+        # contract's globals bound to them are built once, not per transaction.
+        self._meter = Meter(step_limit, depth_limit)
+        self._fresh_globals = globals_factory(self._meter)
 
     def execute_block(self, block: BlockContext, invocations: Sequence[Invocation], state: StateView,
                       reader: AnchoredReader | None = None) -> BlockResult:
@@ -162,7 +166,8 @@ class Executor:
 
     def _execute(self, block: BlockContext, invocation: Invocation, layer: Layer,
                  reader: AnchoredReader | None) -> TxResult:
-        meter = Meter(self.step_limit, self.depth_limit)
+        meter = self._meter
+        meter.reset()
         events: list[bytes] = []
         try:
             if invocation.contract == LIFECYCLE:
@@ -237,7 +242,7 @@ class Executor:
             raise _Failed("arguments must be a map with str keys")
         ctx = Context(layer=layer, contract=invocation.contract, caller=invocation.caller, block=block,
                       tx_id=invocation.tx_id, meter=meter, reader=reader, info=self._block_info)
-        namespace = contract_globals(meter)
+        namespace = self._fresh_globals()
         try:
             exec(code, namespace)
             function = namespace.get(invocation.function)
