@@ -195,11 +195,12 @@ def bench_market(repeats: int, n: int) -> None:
         # core: a check on the wall-clock ratios when the machine is shared. The worker path's
         # CPU time is this thread's (packing, unpacking, the system calls) plus the worker
         # process's, read from /proc (Linux) around each block.
-        cpu = {name: float("inf") for name in ("direct", "instrumented", "runtime", "worker")}
         worker_cpu = _process_cpu_ns(worker.pid)
+        timed = ("direct", "instrumented", "runtime") + (("worker",) if worker_cpu else ())
+        cpu = {name: float("inf") for name in timed}
         for _ in range(repeats):
             for name, path in paths.items():
-                before = worker_cpu() if name == "worker" else 0
+                before = worker_cpu() if name == "worker" and worker_cpu else 0
                 wall, used = time.perf_counter(), time.thread_time()
                 path()
                 wall, used = time.perf_counter() - wall, time.thread_time() - used
@@ -215,17 +216,18 @@ def bench_market(repeats: int, n: int) -> None:
           f"({best['runtime'] / d:.2f}x); through the worker {1000 * best['worker']:.3f} ms "
           f"({best['worker'] / d:.2f}x); a block's exchange with the worker alone (no invocation) "
           f"{1000 * best['exchange'] * len(matrices):.3f} ms per block")
-    worker_ratio = f"{cpu['worker'] / cpu['direct']:.2f}x" if cpu["worker"] > 0 else "n/a (no /proc)"
+    worker_ratio = f"{cpu['worker'] / cpu['direct']:.2f}x" if "worker" in cpu else "n/a (no /proc)"
     print(f"  same in CPU time: direct {1000 * cpu['direct']:.3f} ms; instrumented "
-          f"{cpu['instrumented'] / cpu['direct']:.2f}x; full invocation in-process {cpu['runtime'] / cpu['direct']:.2f}x; "
-          f"through the worker (this thread and the worker process) {worker_ratio}")
+          f"{cpu['instrumented'] / cpu['direct']:.2f}x; full invocation in-process "
+          f"{cpu['runtime'] / cpu['direct']:.2f}x; through the worker (this thread and the worker process) "
+          f"{worker_ratio}")
 
 
 def _process_cpu_ns(pid: int):
-    """A function returning the CPU time (ns) process ``pid`` has run, or 0 where /proc lacks it."""
+    """A function returning the CPU time (ns) process ``pid`` has run; None where /proc lacks it."""
     path = Path(f"/proc/{pid}/schedstat")
     if not path.exists():
-        return lambda: 0
+        return None
 
     def read() -> int:
         with open(path) as f:
