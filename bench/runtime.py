@@ -224,13 +224,22 @@ def bench_market(repeats: int, n: int) -> None:
 
 
 def _process_cpu_ns(pid: int):
-    """A function returning the CPU time (ns) process ``pid`` has run; None where /proc lacks it."""
-    path = Path(f"/proc/{pid}/schedstat")
-    if not path.exists():
+    """A function returning the CPU time (ns) process ``pid`` has run; None where /proc lacks it.
+
+    The kernel brings a task's count up to date when it stops running, so the function first
+    waits (briefly) for the process to be asleep: read while it still finishes its last
+    block, the count would miss that part.
+    """
+    stat, schedstat = Path(f"/proc/{pid}/stat"), Path(f"/proc/{pid}/schedstat")
+    if not schedstat.exists():
         return None
 
     def read() -> int:
-        with open(path) as f:
+        for _ in range(10_000):
+            with open(stat) as f:
+                if f.read().rsplit(")", 1)[1].split()[0] != "R":
+                    break
+        with open(schedstat) as f:
             return int(f.read().split()[0])
     return read
 
