@@ -3,7 +3,7 @@
 A frame is a 4-byte big-endian length, a byte saying how the payload is packed, and the
 payload: a msgpack array whose first item says what the frame is (the ``OP_*`` constants).
 :class:`Pipe` reads and writes whole frames with ``os.read`` and ``os.write`` on the two file
-descriptors, one system call per batch of frames where it can: no buffered stream objects
+descriptors, one write per frame and one read while a frame fits the pipe: no buffered stream objects
 in between, and nothing that waits except the read itself.
 
 A value is packed by the canonical encoder (its C accelerator where built) whenever it has a
