@@ -32,7 +32,7 @@ from .meter import DEFAULT_DEPTH_LIMIT, DEFAULT_STEP_LIMIT, ContractFault, Meter
 from .policy import CONTRACT_MODULE
 from .records import AnchoredReader, BlockContext, BlockResult, Invocation, RuntimeFault, StateView, TxResult
 from .checks import scrub_addresses
-from .sandbox import contract_globals
+from .sandbox import globals_factory
 from .validator import ContractRefused, validate
 
 __all__ = ["Executor", "ResourceBreach", "compile_contract"]
@@ -62,6 +62,13 @@ def _describe(exc: Exception) -> str:
     except (Exception, ContractFault):
         message = "<the exception's message could not be computed>"
     return f"{type(exc).__name__}: {message}"
+
+
+def _text(reason: str) -> str:
+    """``reason`` as UTF-8 text: a contract's message may hold lone surrogates (``chr(0xd800)``),
+    which no canonical encoding accepts — not the block digest's, not the worker's frames.
+    They are escaped (``\\ud800``), the same way on every node."""
+    return reason if reason.isascii() else reason.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class _Guarded:
@@ -122,10 +129,15 @@ class Executor:
         self._cache: OrderedDict[bytes, types.CodeType] = OrderedDict()
         self._cache_size = code_cache
         self._definitions: dict[str, Any] = {}
+        self._block_code: dict[str, types.CodeType] = {}  # name -> code, for the block's later calls
         # Decoded definitions by their record's bytes, across blocks: equal bytes are the same
         # definition, so a block pays one state read per contract, not a decode and its proof.
         self._parsed: dict[bytes, Definition] = {}
         self._block_info: BlockInfo | None = None
+        # One meter for every transaction, reset before each: its hooks and the parts of the
+        # contract's globals bound to them are built once, not per transaction.
+        self._meter = Meter(step_limit, depth_limit)
+        self._fresh_globals = globals_factory(self._meter)
 
     def execute_block(self, block: BlockContext, invocations: Sequence[Invocation], state: StateView,
                       reader: AnchoredReader | None = None) -> BlockResult:
@@ -135,6 +147,7 @@ class Executor:
         block_layer = Layer(state)
         results = []
         self._definitions: dict[str, Any] = {}  # per block; a lifecycle transaction clears it
+        self._block_code = {}
         self._block_info = block_info(block)
         for invocation in invocations:
             tx_layer = Layer(block_layer)
@@ -144,6 +157,7 @@ class Executor:
                     block_layer.merge(tx_layer.writes)
                 if invocation.contract == LIFECYCLE:
                     self._definitions.clear()
+                    self._block_code.clear()
             results.append(result)
         writes = tuple((ns, key, value) for (ns, key), value in sorted(block_layer.writes.items()))
         return BlockResult(block.channel, block.height, tuple(results), writes)
@@ -152,7 +166,8 @@ class Executor:
 
     def _execute(self, block: BlockContext, invocation: Invocation, layer: Layer,
                  reader: AnchoredReader | None) -> TxResult:
-        meter = Meter(self.step_limit, self.depth_limit)
+        meter = self._meter
+        meter.reset()
         events: list[bytes] = []
         try:
             if invocation.contract == LIFECYCLE:
@@ -184,10 +199,13 @@ class Executor:
             reason = "out of steps"
         elif meter.too_deep:
             reason = f"call depth exceeded (limit {meter.depth_limit})"
-        return TxResult(invocation.tx_id, False, scrub_addresses(reason)[:1000], None, (), (),
+        return TxResult(invocation.tx_id, False, _text(scrub_addresses(reason))[:1000], None, (), (),
                         min(meter.used, meter.limit + 1))
 
     def _code(self, layer: Layer, name: str) -> types.CodeType:
+        code = self._block_code.get(name)
+        if code is not None:
+            return code
         definition = self._definitions.get(name)
         if definition is None:
             data = definition_record(layer, name)
@@ -213,6 +231,7 @@ class Executor:
                 self._cache.popitem(last=False)
         else:
             self._cache.move_to_end(definition.digest)
+        self._block_code[name] = code
         return code
 
     def _run_contract(self, block: BlockContext, invocation: Invocation, layer: Layer,
@@ -223,7 +242,7 @@ class Executor:
             raise _Failed("arguments must be a map with str keys")
         ctx = Context(layer=layer, contract=invocation.contract, caller=invocation.caller, block=block,
                       tx_id=invocation.tx_id, meter=meter, reader=reader, info=self._block_info)
-        namespace = contract_globals(meter)
+        namespace = self._fresh_globals()
         try:
             exec(code, namespace)
             function = namespace.get(invocation.function)

@@ -67,6 +67,13 @@ class Meter:
         #: Charge one step (a C call; raises StopIteration once exhausted).
         self.step = self._steps.__next__
 
+    def reset(self) -> None:
+        """Back to no steps used and no depth, for the next transaction (the hooks bound to
+        this meter stay valid: the step iterator is rewound, not replaced)."""
+        self._steps.__setstate__(0)
+        self.depth = 0
+        self.too_deep = False
+
     @property
     def steps_iterator(self):
         """The iterator behind :attr:`step` (for bulk charges on hot paths, see sandbox)."""

@@ -10,7 +10,7 @@ code calls (see :mod:`.instrument`), bound to the transaction's meter.
 from __future__ import annotations
 
 import builtins
-from typing import Any
+from typing import Any, Callable
 
 from .checks import (
     INPLACE, _ascii, _delattr, _format, _getattr, _hasattr, _iter, _lshift, _pow, _repr,
@@ -20,7 +20,7 @@ from .imports import importer, metered_range, metered_sum
 from .meter import Meter
 from .policy import CONTRACT_MODULE
 
-__all__ = ["contract_globals"]
+__all__ = ["contract_globals", "globals_factory"]
 
 _EXCEPTIONS = (
     "Exception", "ArithmeticError", "AssertionError", "AttributeError", "IndexError", "KeyError",
@@ -61,23 +61,42 @@ _STATIC_HOOKS: dict[str, Any] = {
 }
 
 
+def globals_factory(meter: Meter) -> Callable[[], dict[str, Any]]:
+    """A function that makes a fresh globals dict for each execution of a contract module,
+    its hooks bound to ``meter`` (which the caller resets between transactions).
+
+    What is the same for every transaction on this meter is built once: each call copies
+    two dicts and makes a new importer (whose cache of metered members is per transaction),
+    so no object a contract can reach is shared with the next transaction.
+    """
+    range_ = metered_range(meter)
+    steps = meter.steps_iterator
+    builtins_template = dict(_STATIC_BUILTINS)
+    builtins_template["range"] = range_
+    builtins_template["sum"] = metered_sum(meter)
+    template = dict(_STATIC_HOOKS)
+    template.update({
+        "__range__": range_,
+        "__steps_available__": meter.limit + 1,
+        "__steps_remaining__": steps.__length_hint__,
+        "__steps_advance__": steps.__setstate__,
+        "__charge__": meter.charge,
+        "__steps__": steps,
+        "__step__": next,  # ``__step__(__steps__)``: the cheapest charge of one step
+        "__enter__": meter.enter,
+        "__leave__": meter.leave,
+        "__fatal__": meter.check,
+    })
+
+    def fresh() -> dict[str, Any]:
+        restricted = builtins_template.copy()
+        restricted["__import__"] = importer(meter)
+        namespace = template.copy()
+        namespace["__builtins__"] = restricted
+        return namespace
+    return fresh
+
+
 def contract_globals(meter: Meter) -> dict[str, Any]:
     """A fresh globals dict for one execution of a contract module, hooks bound to ``meter``."""
-    restricted = dict(_STATIC_BUILTINS)
-    restricted["range"] = range_ = metered_range(meter)
-    restricted["__import__"] = importer(meter)
-    restricted["sum"] = metered_sum(meter)
-    namespace = dict(_STATIC_HOOKS)
-    namespace["__builtins__"] = restricted
-    namespace["__range__"] = range_
-    steps = meter.steps_iterator
-    namespace["__steps_available__"] = meter.limit + 1
-    namespace["__steps_remaining__"] = steps.__length_hint__
-    namespace["__steps_advance__"] = steps.__setstate__
-    namespace["__charge__"] = meter.charge
-    namespace["__steps__"] = steps
-    namespace["__step__"] = next  # ``__step__(__steps__)``: the cheapest charge of one step
-    namespace["__enter__"] = meter.enter
-    namespace["__leave__"] = meter.leave
-    namespace["__fatal__"] = meter.check
-    return namespace
+    return globals_factory(meter)()

@@ -1,12 +1,15 @@
-"""Isolation: one worker process per channel, one request and one reply per block.
+"""Isolation: one worker process per channel, one exchange per block.
 
 :class:`ChannelWorker` (node side) starts ``python -m p2pchain.runtime.worker`` with a
 fixed ``PYTHONHASHSEED``, single-threaded BLAS and a minimal environment, and speaks
-length-prefixed msgpack over the child's stdin/stdout. The child imports everything a
-contract may reach, then drops its privileges to what it needs: an address-space limit
-(``RLIMIT_AS``), a CPU-time limit per block (``RLIMIT_CPU``, kept ahead before each block) and no
-new file descriptors (``RLIMIT_NOFILE`` of 3: stdin, stdout and stderr only, no files,
-no sockets).
+length-prefixed msgpack frames (:mod:`.pipe`) over the child's stdin/stdout. The child
+imports everything a contract may reach, then drops its privileges to what it needs: an
+address-space limit (``RLIMIT_AS``), a CPU-time limit per block (``RLIMIT_CPU``, kept ahead
+after each block) and no new file descriptors (``RLIMIT_NOFILE`` of 3: stdin, stdout and
+stderr only, no files, no sockets).
+
+A block is one frame each way: the block and its invocations in, every transaction's result
+and the block's writes out, each packed and unpacked by one call of the C codec.
 
 State stays in the node. The worker keeps a bounded cache of committed values, updated with
 each block's own writes, so a block whose reads hit the cache costs exactly one exchange;
@@ -22,66 +25,43 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import signal
-import struct
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, Sequence
-
-import msgpack
+from typing import Any, Iterator, Sequence
 
 from ..identity import Identity
 from .lifecycle import LifecyclePolicy
 from .meter import DEFAULT_DEPTH_LIMIT, DEFAULT_STEP_LIMIT
+from .pipe import (
+    MAX_FRAME, OP_BLOCK, OP_ERROR, OP_GET, OP_ITEMS, OP_READ, OP_READY, OP_RESULT, OP_SCAN,
+    OP_STOP, OP_VALUE, Pipe,
+)
 from .records import AnchoredReader, BlockContext, BlockResult, Invocation, StateView, TxResult, WorkerFailure
 
 __all__ = ["ChannelWorker", "WORKER_HASH_SEED", "MAX_FRAME"]
 
 WORKER_HASH_SEED = "0"
-MAX_FRAME = 64 * 1024 * 1024
 CACHE_ENTRIES = 100_000
-_HEADER = struct.Struct(">I")
 _log = logging.getLogger("p2pchain.runtime")
-
-
-def _send(stream: BinaryIO, message: Any) -> None:
-    data = msgpack.packb(message, use_bin_type=True)
-    stream.write(_HEADER.pack(len(data)) + data)
-    stream.flush()
-
-
-def _recv(stream: BinaryIO) -> Any:
-    header = stream.read(_HEADER.size)
-    if len(header) < _HEADER.size:
-        raise EOFError("pipe closed")
-    (size,) = _HEADER.unpack(header)
-    if size > MAX_FRAME:
-        raise ValueError(f"frame of {size} bytes exceeds {MAX_FRAME}")
-    data = stream.read(size)
-    if len(data) < size:
-        raise EOFError("pipe closed mid-frame")
-    return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=False)
 
 
 def _identity_value(identity: Identity) -> list[Any]:
     return [identity.org, identity.name, identity.role, identity.kind, identity.public_key]
 
 
-def _result_frame(result: BlockResult) -> list[Any]:
-    """A block result as the worker sends it: lists in field order, not maps with names
+def _result_value(result: BlockResult) -> list[Any]:
+    """A block result as the worker sends it: tuples in field order, not maps with names
     (``to_value``, which the block digest uses, names every field of every result)."""
-    return [result.channel, result.height,
-            [[r.tx_id, r.ok, r.reason, r.value, r.events, r.writes, r.steps] for r in result.results],
-            result.writes]
+    return [OP_RESULT, [(r.tx_id, r.ok, r.reason, r.value, r.events, r.writes, r.steps)
+                        for r in result.results], result.writes]
 
 
-def _result_from_frame(frame: list[Any]) -> BlockResult:
-    channel, height, results, writes = frame
-    return BlockResult(channel, height, tuple(
-        TxResult(tx_id, ok, reason, value, tuple(events), tuple(map(tuple, tx_writes)), steps)
-        for tx_id, ok, reason, value, events, tx_writes, steps in results), tuple(map(tuple, writes)))
+def _result_from_frame(block: BlockContext, frame: tuple[Any, ...]) -> BlockResult:
+    # unpacked with arrays as tuples: each result's fields are TxResult's, in its order
+    _, results, writes = frame
+    return BlockResult(block.channel, block.height, tuple([TxResult(*r) for r in results]), writes)
 
 
 CALLER_CACHE = 10_000
@@ -127,6 +107,7 @@ class ChannelWorker:
         }
         self._timeout_s = timeout_s
         self._process: subprocess.Popen[bytes] | None = None
+        self._pipe: Pipe | None = None
         # The state object and height of the last block. The object itself, not its id: an id
         # can be reused by a new object after the old one is freed.
         self._last: tuple[StateView, int] | None = None
@@ -143,25 +124,27 @@ class ChannelWorker:
             "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
             "LANG": "C.UTF-8", "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         }
-        self._process = subprocess.Popen(
+        self._process = process = subprocess.Popen(
             [sys.executable, "-s", "-m", "p2pchain.runtime.worker"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, env=env, close_fds=True, cwd=root,
+            stdout=subprocess.PIPE, env=env, close_fds=True, cwd=root, bufsize=0,
         )
+        self._pipe = Pipe(process.stdout.fileno(), process.stdin.fileno(), self._timeout_s)
         self._last = None
         try:
-            _send(self._process.stdin, self._init)
-            ready = self._receive()
+            self._pipe.send(self._init)
+            ready = self._pipe.recv_tuples()
         except (OSError, EOFError, ValueError) as exc:
             raise self._fail(f"worker did not start: {exc}") from None
-        if ready.get("op") != "ready":
-            raise self._fail(f"worker did not start: {ready.get('detail', ready)}")
+        if ready[0] != OP_READY:
+            raise self._fail(f"worker did not start: {ready[-1]}")
 
     def close(self) -> None:
         process, self._process = self._process, None
+        pipe, self._pipe = self._pipe, None
         if process is None:
             return
         try:
-            _send(process.stdin, {"op": "stop"})
+            pipe.send([OP_STOP])
             process.stdin.close()
             process.wait(timeout=5)
         except (OSError, subprocess.TimeoutExpired, ValueError):
@@ -184,8 +167,13 @@ class ChannelWorker:
 
     def _fail(self, detail: str) -> WorkerFailure:
         process, self._process = self._process, None
+        self._pipe = None
         status = ""
         if process is not None:
+            try:
+                process.stdin.close()  # a worker still waiting for a frame reads the end and exits
+            except OSError:
+                pass
             try:
                 code = process.wait(timeout=2)  # it may be exiting after reporting a breach
             except subprocess.TimeoutExpired:
@@ -195,58 +183,46 @@ class ChannelWorker:
                 status = f" (killed by {signal.Signals(-code).name})"
             elif code:
                 status = f" (exit status {code})"
-            for stream in (process.stdin, process.stdout):
-                try:
-                    stream.close()
-                except OSError:
-                    pass
+            process.stdout.close()
         self.restarts += 1
         failure = WorkerFailure(f"channel {self.channel}: contract worker failed{status}: {detail}; "
                              "the block result was not computed, the channel halts")
         _log.error("%s", failure)
         return failure
 
-    def _receive(self) -> Any:
-        assert self._process is not None and self._process.stdout is not None
-        if self._timeout_s is not None:
-            ready, _, _ = select.select([self._process.stdout], [], [], self._timeout_s)
-            if not ready:
-                raise TimeoutError(f"no reply within {self._timeout_s} s")
-        return _recv(self._process.stdout)
-
-    # the one call per block
+    # the one exchange per block
 
     def execute_block(self, block: BlockContext, invocations: Sequence[Invocation], state: StateView,
                       reader: AnchoredReader | None = None) -> BlockResult:
         """Execute a block in the worker; :class:`WorkerFailure` if no result could be computed."""
         self.start()
-        assert self._process is not None
+        pipe = self._pipe
+        assert pipe is not None
         fresh = self._last is None or self._last[0] is not state or self._last[1] != block.height - 1
-        message = {
-            "op": "block", "fresh": fresh,
-            "block": {"channel": block.channel, "height": block.height, "block_hash": block.block_hash,
-                      "timestamp_ms": block.timestamp_ms, "anchors": dict(block.anchors)},
-            "invocations": [[i.tx_id, i.contract, i.function, i.args, _identity_value(i.caller)]
-                            for i in invocations],
-        }
         try:
-            _send(self._process.stdin, message)
+            message = [OP_BLOCK, fresh, block.channel, block.height, block.block_hash, block.timestamp_ms,
+                       dict(block.anchors),
+                       [[i.tx_id, i.contract, i.function, i.args, _identity_value(i.caller)] for i in invocations]]
+            try:
+                pipe.send(message)
+            except BrokenPipeError:
+                pass  # the worker stopped reading: its last frame, if it sent one, says why
             while True:
-                reply = self._receive()
-                op = reply.get("op")
-                if op == "result":
-                    result = _result_from_frame(reply["result"])
+                reply = pipe.recv_tuples()
+                op = reply[0]
+                if op == OP_RESULT:
+                    result = _result_from_frame(block, reply)
                     break
-                if op == "get":
-                    _send(self._process.stdin, {"op": "value", "value": state.get(reply["ns"], reply["key"])})
-                elif op == "scan":
-                    items = [[k, v] for k, v in state.scan(reply["ns"], reply["start"], reply["end"], reply["limit"])]
-                    _send(self._process.stdin, {"op": "items", "items": items})
-                elif op == "read":
-                    value = None if reader is None else reader.read(reply["channel"], reply["ns"], reply["key"])
-                    _send(self._process.stdin, {"op": "value", "value": value})
-                elif op == "error":
-                    raise self._fail(f"{reply.get('kind')}: {reply.get('detail')}")
+                if op == OP_GET:
+                    pipe.send([OP_VALUE, state.get(reply[1], reply[2])])
+                elif op == OP_SCAN:
+                    items = [[k, v] for k, v in state.scan(*reply[1:5])]
+                    pipe.send([OP_ITEMS, items])
+                elif op == OP_READ:
+                    value = None if reader is None else reader.read(*reply[1:4])
+                    pipe.send([OP_VALUE, value])
+                elif op == OP_ERROR:
+                    raise self._fail(f"{reply[1]}: {reply[2]}")
                 else:
                     raise self._fail(f"unexpected message {op!r}")
         except WorkerFailure:
@@ -270,17 +246,20 @@ class ChannelWorker:
 class _RemoteState:
     """The node's committed state, read over the pipe, with a cache of known values."""
 
-    def __init__(self, inp: BinaryIO, out: BinaryIO) -> None:
-        self._in, self._out = inp, out
+    def __init__(self, pipe: Pipe) -> None:
+        self._pipe = pipe
         self.cache: dict[tuple[str, str], bytes | None] = {}
+
+    def _ask(self, request: list[Any]) -> list[Any]:
+        self._pipe.send(request)
+        return self._pipe.recv()
 
     def get(self, namespace: str, key: str) -> bytes | None:
         try:
             return self.cache[(namespace, key)]
         except KeyError:
             pass
-        _send(self._out, {"op": "get", "ns": namespace, "key": key})
-        value = _recv(self._in)["value"]
+        value = self._ask([OP_GET, namespace, key])[1]
         if len(self.cache) >= CACHE_ENTRIES:
             self.cache.clear()
         self.cache[(namespace, key)] = value
@@ -288,12 +267,10 @@ class _RemoteState:
 
     def scan(self, namespace: str, start: str = "", end: str | None = None,
              limit: int | None = None) -> Iterator[tuple[str, bytes]]:
-        _send(self._out, {"op": "scan", "ns": namespace, "start": start, "end": end, "limit": limit})
-        return iter([(k, v) for k, v in _recv(self._in)["items"]])
+        return iter([(k, v) for k, v in self._ask([OP_SCAN, namespace, start, end, limit])[1]])
 
     def read(self, channel: str, namespace: str, key: str) -> bytes | None:
-        _send(self._out, {"op": "read", "channel": channel, "ns": namespace, "key": key})
-        return _recv(self._in)["value"]
+        return self._ask([OP_READ, channel, namespace, key])[1]
 
 
 def _preload() -> None:
@@ -359,46 +336,48 @@ class _CpuBudget:
 def main() -> int:
     from .executor import Executor, ResourceBreach
 
-    inp, out = sys.stdin.buffer, sys.stdout.buffer
+    pipe = Pipe(sys.stdin.fileno(), sys.stdout.fileno())
     sys.stdout = sys.stderr  # nothing but frames may reach the pipe
-    init = _recv(inp)
+    init = pipe.recv()
     try:
         _preload()
         _limit(init)
     except Exception as exc:
-        _send(out, {"op": "error", "kind": "start", "detail": repr(exc)})
+        pipe.send([OP_ERROR, "start", repr(exc)])
         return 1
     executor = Executor(LifecyclePolicy(tuple(init["members"]), init["threshold"]),
                         step_limit=init["step_limit"], depth_limit=init["depth_limit"])
-    state = _RemoteState(inp, out)
+    state = _RemoteState(pipe)
     callers = _Callers()
     budget = _CpuBudget(init["cpu_seconds_per_block"])
-    _send(out, {"op": "ready"})
+    budget.before_block()
+    pipe.send([OP_READY])
     while True:
         try:
-            message = _recv(inp)
+            message = pipe.recv()
         except EOFError:
             return 0
-        if message.get("op") == "stop":
+        if message[0] == OP_STOP:
             return 0
-        if message["fresh"]:
+        _, fresh, channel, height, block_hash, timestamp_ms, anchors, calls = message
+        if fresh:
             state.cache.clear()
-        b = message["block"]
-        block = BlockContext(b["channel"], b["height"], b["block_hash"], b["timestamp_ms"], b["anchors"])
-        invocations = [Invocation(tx, contract, function, args, callers(caller))
-                       for tx, contract, function, args, caller in message["invocations"]]
-        budget.before_block()
+        block = BlockContext(channel, height, block_hash, timestamp_ms, anchors)
+        invocations = [Invocation(tx_id, contract, function, args, callers(caller))
+                       for tx_id, contract, function, args, caller in calls]
         try:
             result = executor.execute_block(block, invocations, state, state)
         except (ResourceBreach, MemoryError) as exc:
-            _send(out, {"op": "error", "kind": "breach", "detail": str(exc) or "memory exhausted"})
+            pipe.send([OP_ERROR, "breach", str(exc) or "memory exhausted"])
             return 3
         except Exception as exc:
-            _send(out, {"op": "error", "kind": "fault", "detail": repr(exc)})
+            pipe.send([OP_ERROR, "fault", repr(exc)])
             return 4
+        pipe.send(_result_value(result))
+        # After the answer, not before: the node has its result while this runs.
         for ns, key, value in result.writes:  # they are committed before the next block
             state.cache[(ns, key)] = value
-        _send(out, {"op": "result", "result": _result_frame(result)})
+        budget.before_block()
 
 
 if __name__ == "__main__":

@@ -78,6 +78,43 @@ def test_module_state_does_not_survive_between_transactions():
     assert [decode(r.value) for r in result.results] == [1, 1, 1]
 
 
+RESETS = '''
+def work(ctx, n):
+    total = 0
+    for i in range(n):
+        total += i
+    return total
+
+def spin(ctx):
+    while True:
+        pass
+
+def deep(ctx, n=0):
+    return deep(ctx, n + 1)
+
+def swallow(ctx):
+    try:
+        deep(ctx)
+    except:
+        pass
+    while True:
+        pass
+'''
+
+
+@pytest.mark.parametrize("before", ["spin", "deep", "swallow", "work"])
+def test_each_transaction_starts_with_no_steps_and_no_depth_whatever_ran_before_it(before):
+    # one meter serves every transaction of an executor, reset before each
+    state = state_with(c=RESETS)
+    alone = Executor(POLICY, step_limit=10_000).execute_block(
+        block(), [invocation("c", "work", {"n": 50}), invocation("c", "deep", tx=1)], state)
+    after = Executor(POLICY, step_limit=10_000).execute_block(
+        block(), [invocation("c", before, {"n": 9_000} if before == "work" else {}, tx=2),
+                  invocation("c", "work", {"n": 50}), invocation("c", "deep", tx=1)], state)
+    assert after.results[1:] == alone.results
+    assert alone.results[0].ok and alone.results[1].reason == "call depth exceeded (limit 100)"
+
+
 @pytest.mark.parametrize("body, reason", [
     ("ctx.put('x', 0.5)", "write of 'x' is not a canonical value: <root>: float 0.5 refused"),
     ("ctx.put('x', {'p': [1, 2.5]})", "float 2.5 refused"),

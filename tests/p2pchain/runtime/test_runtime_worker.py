@@ -27,6 +27,9 @@ def spin(ctx):
 
 def env(ctx):
     return "{}".format(ctx.caller.name)
+
+def surrogate(ctx, code=0xD800):
+    raise ValueError("bad " + chr(code))
 '''
 
 
@@ -165,3 +168,24 @@ def test_the_preloaded_modules_are_frozen_out_of_the_garbage_collectors_full_col
         assert gc.get_freeze_count() > 10_000  # numpy, scipy, the market package, the runtime
     finally:
         gc.unfreeze()
+
+
+def test_a_message_with_a_lone_surrogate_fails_the_transaction_not_the_channel(worker):
+    # chr(0xD800) is a str that no UTF-8 encoding accepts: neither the worker's frame nor the
+    # block digest could carry it, so the reason escapes it, the same way in and out of process
+    state = state_with(c=SOURCE)
+    invocations = [invocation("c", "surrogate", tx=1), invocation("c", "add", tx=2)]
+    remote = worker.execute_block(block(1), invocations, state)
+    assert remote == Executor(POLICY, step_limit=100_000).execute_block(block(1), invocations, state)
+    assert remote.results[0].reason == "ValueError: bad \\ud800" and remote.results[1].ok
+    assert len(remote.digest()) == 32
+
+
+def test_arguments_that_have_no_canonical_form_reach_the_worker_as_given(worker):
+    # a float has no canonical encoding: the block crosses the pipe as plain msgpack instead
+    state = state_with(c=SOURCE)
+    invocations = [invocation("c", "add", {"by": 0.5}, tx=1), invocation("c", "add", {"by": 2}, tx=2)]
+    remote = worker.execute_block(block(1), invocations, state)
+    assert remote == Executor(POLICY, step_limit=100_000).execute_block(block(1), invocations, state)
+    assert not remote.results[0].ok and "float" in remote.results[0].reason
+    assert remote.results[1].value == encode(2)
