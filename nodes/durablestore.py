@@ -6,24 +6,32 @@ order; :mod:`p2pchain.consensus.journal`). A group commit appends one delta row;
 often (when the journal has grown past the snapshot's size plus ``SNAPSHOT_SLACK_BYTES``)
 a snapshot replaces the row and empties the channel's journal in the same transaction, so
 a crash leaves either the old snapshot with its whole journal or the new one alone, never
-a mix. Each write is one SQLite transaction: fsynced when it returns, and atomic (a torn
-row is never read back), so whatever was written before a crash is found after it.
+a mix. Writes are SQLite transactions: fsynced before they are reported done, and atomic
+(a torn row is never read back), so whatever was written before a crash is found after it.
 
-Writes run on the store's one thread (``thread``), so an fsync never stalls the event
-loop; the caller submits them in order and waits for each before sending what depends on
-it.
+Writes run on the store's one writer thread, so an fsync never stalls the event loop; the
+caller submits them in order (:meth:`DurableReplicaStore.submit`) and waits for each before
+sending what depends on it. The writer commits whatever the three channels queued while
+its last fsync ran in one transaction (a group commit across channels): one fsync instead
+of one per channel, and no channel's vote waits behind another channel's fsync.
 """
 
 from __future__ import annotations
 
+import queue
 import sqlite3
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any, Sequence
 
 from p2pchain.consensus.durable import DurableState, decode_durable_state
 from p2pchain.consensus.journal import DurableJournal, replay
 
-__all__ = ["DurableReplicaStore", "ChannelPersister", "SNAPSHOT_SLACK_BYTES"]
+__all__ = ["DurableReplicaStore", "ChannelPersister", "SNAPSHOT_SLACK_BYTES", "Statements", "commit_group"]
+
+Statements = Sequence[tuple[str, tuple[Any, ...]]]
+"""A write: SQL statements with their parameters, run in order inside one transaction."""
 
 SNAPSHOT_SLACK_BYTES = 1 << 20
 """Journal bytes beyond the snapshot's size that trigger a new snapshot: bounds what a
@@ -34,13 +42,15 @@ class DurableReplicaStore:
     """The replicas' durable state of one node: snapshot + journal per channel."""
 
     def __init__(self, path: Path) -> None:
-        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="durable")
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("CREATE TABLE IF NOT EXISTS replica (channel TEXT PRIMARY KEY, state BLOB NOT NULL)")
         self._conn.execute("CREATE TABLE IF NOT EXISTS journal (channel TEXT NOT NULL, n INTEGER NOT NULL, "
                            "delta BLOB NOT NULL, PRIMARY KEY (channel, n))")
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_forever, name="durable", daemon=True)
+        self._writer.start()
 
     def load_parts(self, channel: str) -> tuple[bytes | None, list[bytes]]:
         """The snapshot (``None`` if never written) and the deltas after it, in order."""
@@ -56,25 +66,79 @@ class DurableReplicaStore:
             return None
         return replay(snapshot, deltas) if deltas else decode_durable_state(snapshot)
 
-    def write_snapshot(self, channel: str, data: bytes) -> None:
-        with self._conn:  # one transaction: the snapshot and the emptied journal together
-            self._conn.execute("BEGIN")
-            self._conn.execute("INSERT OR REPLACE INTO replica (channel, state) VALUES (?, ?)", (channel, data))
-            self._conn.execute("DELETE FROM journal WHERE channel = ?", (channel,))
+    @staticmethod
+    def snapshot_statements(channel: str, data: bytes) -> Statements:
+        """A new snapshot and the emptied journal, together (never a mix after a crash)."""
+        return (("INSERT OR REPLACE INTO replica (channel, state) VALUES (?, ?)", (channel, data)),
+                ("DELETE FROM journal WHERE channel = ?", (channel,)))
 
-    def append(self, channel: str, n: int, data: bytes) -> None:
-        self._conn.execute("INSERT INTO journal (channel, n, delta) VALUES (?, ?, ?)", (channel, n, data))
+    @staticmethod
+    def append_statements(channel: str, n: int, data: bytes) -> Statements:
+        return (("INSERT INTO journal (channel, n, delta) VALUES (?, ?, ?)", (channel, n, data)),)
+
+    def submit(self, statements: Statements) -> Future:
+        """Queue a write; the future is done once it is on disk (or failed: then every write
+        committed with it failed too, and none of them is on disk)."""
+        future: Future = Future()
+        self._queue.put((statements, future))
+        return future
+
+    def write(self, statements: Statements) -> None:
+        """Write and wait (for tests and tools)."""
+        self.submit(statements).result()
+
+    def _write_forever(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            group, stop = [first], False
+            while True:  # whatever else was queued meanwhile joins this transaction
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                group.append(item)
+            commit_group(self._conn, group)
+            if stop:
+                return
 
     def close(self) -> None:
-        self.thread.shutdown(wait=True)
+        self._queue.put(None)
+        self._writer.join()
         self._conn.close()
+
+
+def commit_group(conn: sqlite3.Connection, group: list[tuple[Statements, Future]]) -> None:
+    """Run the writes of ``group`` in one transaction, then settle their futures: all done
+    (on disk: ``synchronous=FULL``), or all failed with the error and none written."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statements, _ in group:
+                for sql, params in statements:
+                    conn.execute(sql, params)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    except Exception as exc:  # a disk or database failure: every write of the group failed
+        for _, future in group:
+            future.set_exception(exc)
+        return
+    for _, future in group:
+        future.set_result(None)
 
 
 class ChannelPersister:
     """Decides, for one channel, what a group commit writes: a delta or a snapshot.
 
-    ``prepare(state, changes)`` returns ``(write, size)``: ``write()`` (to run on the store's
-    thread) puts ``state`` on disk. Calls must be written in the order prepared. ``changes``
+    ``prepare(state, changes)`` returns ``(statements, size)``: the statements that put
+    ``state`` on disk, for :meth:`DurableReplicaStore.submit`. Calls must be written in the
+    order prepared. ``changes``
     is the replica's :meth:`~p2pchain.consensus.Replica.durable_changes` taken with ``state``.
     """
 
@@ -94,9 +158,8 @@ class ChannelPersister:
                 or self._journal_bytes > self._snapshot_bytes + SNAPSHOT_SLACK_BYTES):
             data = self.journal.snapshot(state)
             self._n, self._journal_bytes, self._snapshot_bytes = 0, 0, len(data)
-            return (lambda: self.store.write_snapshot(self.channel, data)), len(data)
+            return self.store.snapshot_statements(self.channel, data), len(data)
         data = self.journal.delta(state, changes)
         self._n += 1
         self._journal_bytes += len(data)
-        n = self._n
-        return (lambda: self.store.append(self.channel, n, data)), len(data)
+        return self.store.append_statements(self.channel, self._n, data), len(data)

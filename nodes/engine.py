@@ -238,10 +238,10 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
         self._dirty = False
         # What changed since the last write (a journal delta; now and then a whole snapshot),
         # taken here: later events go into the next write.
-        write, size = self.persister.prepare(self.replica.durable_state(), self.replica.durable_changes())
+        statements, size = self.persister.prepare(self.replica.durable_state(), self.replica.durable_changes())
         self._writing = True
         started = time.perf_counter()
-        future = asyncio.get_running_loop().run_in_executor(self.durable.thread, write)
+        future = asyncio.wrap_future(self.durable.submit(statements))
 
         def written(done: asyncio.Future) -> None:
             self._writing = False

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+from concurrent.futures import Future
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -11,7 +14,7 @@ from p2pchain.sim.faults import Schedule
 from p2pchain.sim.network import NetworkConditions
 from p2pchain.sim.runner import build_simulation, finish
 from nodes import durablestore
-from nodes.durablestore import ChannelPersister, DurableReplicaStore
+from nodes.durablestore import ChannelPersister, DurableReplicaStore, commit_group
 
 
 def _persisted_states(seed: int, limit: int, *, with_changes: bool = False) -> dict[str, list]:
@@ -115,6 +118,39 @@ def test_a_corrupt_journal_row_is_refused_with_a_reason():
         replay(snapshot, [journal.delta(states[1])[:-3]])
 
 
+def test_writes_queued_together_are_committed_together_in_order(tmp_path):
+    # The writer commits what several channels queued meanwhile in one transaction: each
+    # channel's rows in the order submitted, and every future done only once committed.
+    store = DurableReplicaStore(tmp_path / "node.sqlite")
+    futures = []
+    for n in range(1, 41):
+        for channel in ("transaction", "matching", "electricity"):
+            futures.append(store.submit(store.append_statements(channel, n, f"{channel}{n}".encode())))
+    futures.append(store.submit(store.snapshot_statements("matching", b"snap")))
+    for future in futures:
+        future.result(timeout=30)
+    snapshot, deltas = store.load_parts("transaction")
+    assert snapshot is None and deltas == [f"transaction{n}".encode() for n in range(1, 41)]
+    assert store.load_parts("matching") == (b"snap", [])  # the snapshot emptied its journal
+    store.close()
+
+
+def test_a_failed_group_commit_fails_every_write_in_it_and_writes_none(tmp_path):
+    store = DurableReplicaStore(tmp_path / "node.sqlite")
+    store.write(store.append_statements("transaction", 1, b"one"))
+    store.close()
+    conn = sqlite3.connect(tmp_path / "node.sqlite", isolation_level=None)
+    good, duplicate = Future(), Future()
+    commit_group(conn, [(DurableReplicaStore.append_statements("matching", 1, b"m1"), good),
+                        (DurableReplicaStore.append_statements("transaction", 1, b"again"), duplicate)])
+    assert "UNIQUE" in str(duplicate.exception()) and good.exception() is duplicate.exception()
+    conn.close()
+    store = DurableReplicaStore(tmp_path / "node.sqlite")
+    assert store.load_parts("matching") == (None, [])  # committed together, failed together
+    assert store.load_parts("transaction") == (None, [b"one"])
+    store.close()
+
+
 def test_store_reopens_at_the_last_state_written_and_continues_its_journal(tmp_path, monkeypatch):
     monkeypatch.setattr(durablestore, "SNAPSHOT_SLACK_BYTES", 2000)  # snapshot often
     states = _persisted_states(7, 200)["node2"]
@@ -123,8 +159,8 @@ def test_store_reopens_at_the_last_state_written_and_continues_its_journal(tmp_p
     persister = ChannelPersister(store, "transaction", store.load("transaction"))
     half = len(states) // 2
     for state in states[:half]:
-        write, _ = persister.prepare(state)
-        write()
+        statements, _ = persister.prepare(state)
+        store.write(statements)
     store.close()
     store = DurableReplicaStore(path)  # a restart: read back, then go on appending
     assert store.load("transaction") == states[half - 1]
@@ -132,8 +168,8 @@ def test_store_reopens_at_the_last_state_written_and_continues_its_journal(tmp_p
     persister = ChannelPersister(store, "transaction", store.load("transaction"))
     snapshots = 0
     for state in states[half:]:
-        write, _ = persister.prepare(state)
-        write()
+        statements, _ = persister.prepare(state)
+        store.write(statements)
         snapshots += not store.load_parts("transaction")[1]
         assert store.load("transaction") == state
     assert snapshots >= 1  # the size rule took at least one snapshot, and reading went on
