@@ -51,7 +51,7 @@ from scipy.sparse.linalg import spsolve
 from market.b_matching import b_matching_value
 from market.core_hull import core_equalities, independent_rows, matching_equalities
 from market.essential import list_separator, market_components, star_coalitions, star_separator, unfixed_first
-from market.separation import market_separator, seed_coalitions, seed_value
+from market.separation import core_point, market_separator, seed_coalitions, seed_value
 from market.sequential_lp import TOL, NucleolusError, Stages
 
 __all__ = ["nucleolus", "is_nucleolus", "market_nucleolus", "market_game_values", "NucleolusError", "TOL"]
@@ -294,6 +294,10 @@ def _connected_nucleolus(w, bc, sc) -> tuple[np.ndarray, np.ndarray]:
     stages = Stages(N, grand, np.zeros(N), masks, values, separate)
     if hull is not None:
         stages.settle_level_zero(*hull)
+    if not (unit or one_sided):
+        # in-out separation from a core point (level 0) and a cut pool: the LPs
+        # hold only the coalitions that have mattered so far
+        stages.use_pool(core_point(w, bc, sc), 0.0, 4 * N)
     x = stages.solve()
     return x[:m], x[m:]
 

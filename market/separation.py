@@ -10,11 +10,36 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import LinearConstraint, milp
+from scipy.optimize import LinearConstraint, linprog, milp
 
 from market.b_matching import b_matching_value
 
-__all__ = ["market_separator", "seed_coalitions", "seed_value"]
+__all__ = ["core_point", "market_separator", "seed_coalitions", "seed_value"]
+
+
+def core_point(w, bc, sc) -> np.ndarray:
+    """A core point of the trading game from the dual of the grand coalition's b-matching LP.
+
+    The dual min sum_p b_p u_p + sum_e t_e, u_i + u_j + t_ij >= Q_ij (Q > 0), u, t >= 0
+    has value v(N) (total unimodularity); paying x_p = b_p u_p + half of t_e for each
+    pair e at p gives x(N) = v(N) and, for every coalition S, x(S) >= the same dual
+    restricted to S >= v(S) by weak duality (Sotomayor 1992).  Buyers then sellers.
+    """
+    m, n = w.shape
+    N = m + n
+    I, J = np.nonzero(w > 0)
+    E = len(I)
+    e = np.arange(E)
+    cover = sp.csr_matrix((np.ones(3 * E), (np.r_[e, e, e], np.r_[I, m + J, N + e])), shape=(E, N + E))
+    cost = np.r_[np.asarray(bc, dtype=float), np.asarray(sc, dtype=float), np.ones(E)]
+    res = linprog(cost, A_ub=-cover, b_ub=-w[I, J].astype(float), bounds=(0, None), method="highs")
+    if res.status != 0:
+        raise ValueError(f"b-matching dual LP failed: {res.message}")
+    u, t = res.x[:N], res.x[N:]
+    x = cost[:N] * u
+    np.add.at(x, I, t / 2)
+    np.add.at(x, m + J, t / 2)
+    return x
 
 
 def market_separator(w, bc, sc):
@@ -41,7 +66,8 @@ def market_separator(w, bc, sc):
         width = N + E + extra
         res = milp(np.r_[x, -we, np.zeros(extra)], constraints=cons,
                    integrality=np.r_[np.ones(N), np.zeros(E), np.ones(extra)],
-                   bounds=(np.zeros(width), np.ones(width)), options={"mip_rel_gap": 0.0})
+                   bounds=(np.zeros(width), np.ones(width)),
+                   options={"mip_rel_gap": 0.0, "presolve": False})
         if res.status != 0:
             return None, None, None
         z = np.round(res.x[:N]).astype(int)

@@ -67,28 +67,66 @@ class Stages:
         self.eq_rows = [np.ones(n)]
         self.eq_rhs = [self.grand]
         self.basis = np.ones((n, 1)) / np.sqrt(n)
+        self.inner = None      # in-out separation's feasible point (x, eps), scaled
+        self.active = None     # with a cut pool: the free coalitions in the LPs
 
     # -- helpers ------------------------------------------------------------------
-    def _free_arrays(self):
-        """Free coalitions sorted by mask, their incidence rows and values.
+    def _free_arrays(self, only=None):
+        """Free coalitions sorted by mask (those in ``only`` if given), their
+        incidence rows and values.
 
-        Rows come from a cached matrix of every coalition seen so far (rebuilt only
-        when the working set grows), so each LP does not re-expand bitmasks.
+        Rows come from a cached matrix of every coalition seen so far (new rows
+        appended as the working set grows), so each LP does not re-expand bitmasks.
         """
-        if not hasattr(self, "_pos") or any(mk not in self._pos for mk in self.free):
-            allm = sorted(set(getattr(self, "_all", [])) | set(self.free))
-            self._all = allm
-            self._pos = {mk: k for k, mk in enumerate(allm)}
-            self._matrix = rows_matrix(allm, self.n)
-        idx = np.array(sorted(self._pos[mk] for mk in self.free), dtype=np.int64)
-        masks = [self._all[k] for k in idx]
+        if not hasattr(self, "_pos"):
+            self._all, self._pos = [], {}
+            self._matrix = sp.csr_matrix((0, self.n))
+        fresh = [mk for mk in self.free if mk not in self._pos]
+        if fresh:
+            self._pos.update((mk, len(self._all) + k) for k, mk in enumerate(fresh))
+            self._all.extend(fresh)
+            self._matrix = sp.vstack([self._matrix, rows_matrix(fresh, self.n)]).tocsr()
+        masks = sorted(self.free if only is None else (mk for mk in only if mk in self.free))
+        idx = np.array([self._pos[mk] for mk in masks], dtype=np.int64)
         return masks, self._matrix[idx], np.array([self.free[k] for k in masks])
+
+    def _lp_arrays(self, extra=()):
+        """The rows of the stage LPs: every free coalition, or with a cut pool
+        (``self.active`` not None) only the active ones and ``extra``."""
+        if self.active is None:
+            return self._free_arrays()
+        return self._free_arrays(self.active.union(extra))
+
+    def use_pool(self, x_inner, eps_inner, size: int) -> None:
+        """Switch on in-out separation from a known feasible point and a cut pool.
+
+        ``x_inner`` (value units) must satisfy the fixed rows with every free
+        coalition's excess at most ``eps_inner`` -- e.g. a core point and 0.  The
+        LPs then hold only the ``size`` free coalitions of largest excess there plus
+        whatever the pool check and the separator activate later.
+        """
+        x = np.asarray(x_inner, dtype=float) / self.scale
+        self.inner = (x, eps_inner / self.scale)
+        masks, A, vals = self._free_arrays()
+        excess = vals - A @ x
+        top = np.lexsort((np.arange(len(masks)), -excess))[:size]
+        self.active = {masks[k] for k in top.tolist()}
 
     def null_basis(self) -> np.ndarray:
         """Exact integer basis of the null space of the fixed rows (for separators)."""
         return integer_null_basis(self.eq_rows, self.n)
 
     def _add_violations(self, x, level) -> bool:
+        """Activate or add the coalitions with excess above ``level`` at x: pool first."""
+        if self.active is not None:
+            masks, A, vals = self._free_arrays(set(self.free).difference(self.active))
+            if masks:
+                excess = vals - A @ x
+                hit = np.flatnonzero(excess > level + TOL)
+                if len(hit):
+                    top = hit[np.lexsort((hit, -excess[hit]))][:2 * self.n]
+                    self.active.update(masks[k] for k in top.tolist())
+                    return True
         if self.separate is None:
             return False
         new: dict[int, float] = {}
@@ -100,6 +138,8 @@ class Stages:
         if self._in_span(rows_matrix(list(new), self.n)).any():
             raise NucleolusError("separation returned a settled coalition (numerics)")
         self.free.update(new)
+        if self.active is not None:
+            self.active.update(new)
         return True
 
     def _in_span(self, A) -> np.ndarray:
@@ -150,16 +190,60 @@ class Stages:
     # -- one stage ----------------------------------------------------------------
     def _stage_lp(self):
         n = self.n
+        first = True
         while True:
-            masks, A, vals = self._free_arrays()
+            masks, A, vals = self._lp_arrays()
             A_ub = sp.hstack([-A, -np.ones((len(masks), 1))]).tocsr()
             A_eq = np.c_[np.array(self.eq_rows), np.zeros(len(self.eq_rows))]
             bounds = [(lo, None) for lo in self.lower] + [(None, None)]
             c = np.r_[np.zeros(n), 1.0]
             res = _lp(c, A_ub, -vals, A_eq, np.array(self.eq_rhs), bounds)
             x, eps = res.x[:n], res.x[n]
-            if not self._add_violations(x, eps):
+            if self.inner is None:
+                if not self._add_violations(x, eps):
+                    return masks, A, vals, x, eps, -res.ineqlin.marginals
+                continue
+            if self._in_out(x, eps, A, vals, first):
                 return masks, A, vals, x, eps, -res.ineqlin.marginals
+            first = False
+
+    def _in_out(self, x, eps, A, vals, first) -> bool:
+        """One round of in-out separation (Ben-Ameur & Neto 2007); True once the LP
+        level eps is certified by a point that reaches it.
+
+        The feasible point ``self.inner`` (every free excess <= its level) moves to
+        the midpoint towards the LP optimum when nothing is violated there; the
+        level is certified at the optimal face point nearest to it (L1), which is
+        where the stage's remaining cuts are, rather than at an arbitrary vertex.
+        A stage's first round tries that face point alone.
+        """
+        x_in, e_in = self.inner
+        if not first:
+            xa, ea = 0.5 * (x + x_in), 0.5 * (eps + e_in)
+            if self._add_violations(xa, ea):
+                return False
+            self.inner = (xa, ea)
+            if ea - eps <= TOL:
+                return True
+        xf = self._nearest_on_face(self.inner[0], eps, A, vals, x)
+        if self._add_violations(xf, eps):
+            return False
+        self.inner = (xf, eps)
+        return True
+
+    def _nearest_on_face(self, x_in, eps, A, vals, fallback):
+        """argmin ||x - x_in||_1 over the stage LP's optimal face (level eps)."""
+        n = self.n
+        k = A.shape[0]
+        eye = sp.eye(n, format="csr")
+        A_ub = sp.vstack([sp.hstack([-A, sp.csr_matrix((k, n))]),
+                          sp.hstack([eye, -eye]), sp.hstack([-eye, -eye])]).tocsr()
+        b_ub = np.r_[eps - vals, x_in, -x_in]
+        A_eq = np.c_[np.array(self.eq_rows), np.zeros((len(self.eq_rows), n))]
+        bounds = [(lo, None) for lo in self.lower] + [(0, None)] * n
+        res = linprog(np.r_[np.zeros(n), np.ones(n)], A_ub=A_ub, b_ub=b_ub, A_eq=A_eq,
+                      b_eq=np.array(self.eq_rhs), bounds=bounds, method="highs", options=_HIGHS)
+        return res.x[:n] if res.status == 0 else fallback
 
     def _always_tight(self, masks, A, vals, x, eps, duals):
         """Coalitions (indices into masks) and players at their bound tight in every optimum."""
@@ -170,7 +254,7 @@ class Stages:
         unsure = [masks[k] for k in cand.tolist() if duals[k] <= 1e-9]
         at_bound = np.flatnonzero(x - self.lower <= TOL).tolist()
         while unsure or at_bound:
-            masks, A, vals = self._free_arrays()  # may have grown by separation
+            masks, A, vals = self._lp_arrays(unsure)  # may have grown by separation
             where = {mk: k for k, mk in enumerate(masks)}
             nu, nb = len(unsure), len(at_bound)
             S = sp.csr_matrix((np.ones(nu), ([where[mk] for mk in unsure], np.arange(nu))),
