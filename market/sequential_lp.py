@@ -114,7 +114,9 @@ class Stages:
 
     def null_basis(self) -> np.ndarray:
         """Exact integer basis of the null space of the fixed rows (for separators)."""
-        return integer_null_basis(self.eq_rows, self.n)
+        if getattr(self, "_null", (None,))[0] != len(self.eq_rows):
+            self._null = (len(self.eq_rows), integer_null_basis(self.eq_rows, self.n))
+        return self._null[1]
 
     def _add_violations(self, x, level) -> bool:
         """Activate or add the coalitions with excess above ``level`` at x: pool first."""
@@ -171,6 +173,7 @@ class Stages:
         their span is settled too.  The orthonormal basis comes from one QR.
         """
         self.eq_rows = [np.asarray(r, dtype=float) for r in rows]
+        self._null = (None, None)
         self.eq_rhs = [v / self.scale for v in rhs]
         for mask in masks:
             self.free.pop(mask, None)
@@ -190,7 +193,7 @@ class Stages:
     # -- one stage ----------------------------------------------------------------
     def _stage_lp(self):
         n = self.n
-        first = True
+        rounds = 0
         while True:
             masks, A, vals = self._lp_arrays()
             A_ub = sp.hstack([-A, -np.ones((len(masks), 1))]).tocsr()
@@ -203,11 +206,11 @@ class Stages:
                 if not self._add_violations(x, eps):
                     return masks, A, vals, x, eps, -res.ineqlin.marginals
                 continue
-            if self._in_out(x, eps, A, vals, first):
+            if self._in_out(x, eps, A, vals, rounds):
                 return masks, A, vals, x, eps, -res.ineqlin.marginals
-            first = False
+            rounds += 1
 
-    def _in_out(self, x, eps, A, vals, first) -> bool:
+    def _in_out(self, x, eps, A, vals, rounds) -> bool:
         """One round of in-out separation (Ben-Ameur & Neto 2007); True once the LP
         level eps is certified by a point that reaches it.
 
@@ -215,17 +218,19 @@ class Stages:
         the midpoint towards the LP optimum when nothing is violated there; the
         level is certified at the optimal face point nearest to it (L1), which is
         where the stage's remaining cuts are, rather than at an arbitrary vertex.
-        A stage's first round tries that face point alone.
+        A stage's first two rounds try that face point alone (most stages need no
+        more).
         """
         x_in, e_in = self.inner
-        if not first:
-            xa, ea = 0.5 * (x + x_in), 0.5 * (eps + e_in)
+        xf = self._nearest_on_face(x_in, eps, A, vals, x)
+        if rounds >= 2:
+            xa, ea = 0.5 * (xf + x_in), 0.5 * (eps + e_in)
             if self._add_violations(xa, ea):
                 return False
             self.inner = (xa, ea)
             if ea - eps <= TOL:
                 return True
-        xf = self._nearest_on_face(self.inner[0], eps, A, vals, x)
+            xf = self._nearest_on_face(xa, eps, A, vals, xf)
         if self._add_violations(xf, eps):
             return False
         self.inner = (xf, eps)
