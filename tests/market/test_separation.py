@@ -1,0 +1,91 @@
+"""Constraint generation for markets capacitated on both sides (market/separation.py) and
+the cut pool with in-out separation of market/sequential_lp.py, each against enumeration."""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from market.essential import list_separator
+from market.nucleolus import market_game_values, nucleolus
+from market.separation import core_point, market_separator
+from market.sequential_lp import Stages
+from tests.market.conftest import assert_nucleolus_equals_enumeration, markets
+
+
+def _both_sides_capacitated(inst):
+    """The market with its first buyer and first seller given capacity >= 2, so that the
+    general path (neither pairs nor stars) runs."""
+    w, bc, sc = inst
+    bc, sc = bc.copy(), sc.copy()
+    bc[0], sc[0] = max(bc[0], 2), max(sc[0], 2)
+    return w, bc, sc
+
+
+def _members(N):
+    masks = np.arange(1 << N)
+    return ((masks[:, None] >> np.arange(N)[None, :]) & 1).astype(float)
+
+
+@settings(max_examples=25, deadline=None)
+@given(markets(max_buyers=3, max_sellers=4, max_cap=3))
+def test_core_point_pays_every_coalition_its_value(inst):
+    w, bc, sc = inst
+    N = len(bc) + len(sc)
+    table = market_game_values(w, bc, sc)
+    x = core_point(w, bc, sc)
+    assert abs(x.sum() - table[-1]) <= 1e-6
+    assert (x >= -1e-9).all()
+    assert (table - _members(N) @ x <= 1e-6).all()
+
+
+@settings(max_examples=25, deadline=None)
+@given(markets(max_buyers=3, max_sellers=3, max_cap=3), st.integers(0, 2**32 - 1),
+       st.integers(0, 3))
+def test_separation_milp_finds_the_most_violated_coalition_outside_the_span(inst, seed, fixed):
+    w, bc, sc = _both_sides_capacitated(inst)
+    m, N = len(bc), len(bc) + len(sc)
+    table = market_game_values(w, bc, sc)
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, max(1.0, float(table[-1])), N)
+    stages = Stages(N, float(table[-1]), np.zeros(N), [], [])
+    member = _members(N)
+    for mask in rng.integers(1, (1 << N) - 1, size=fixed).tolist():
+        stages._add_equality(member[mask], 0.0)
+    rows = np.array(stages.eq_rows)
+    rank = np.linalg.matrix_rank(rows)
+    outside = [mk for mk in range(1, (1 << N) - 1)
+               if np.linalg.matrix_rank(np.r_[rows, member[mk][None, :]]) > rank]
+    found = market_separator(w, bc, sc)(x, -np.inf, stages)
+    if not outside:
+        assert found == []
+        return
+    best = max(table[mk] - member[mk] @ x for mk in outside)
+    mask, value = found[0]
+    assert mask in outside
+    assert value == table[mask]
+    assert abs((value - member[mask] @ x) - best) <= 1e-6 * max(1.0, abs(best))
+    for mask, value in found:            # the neighbours too: exact values, outside the span
+        assert value == table[mask] and mask in outside
+
+
+@settings(max_examples=20, deadline=None)
+@given(markets(max_buyers=3, max_sellers=3, max_cap=3), st.integers(1, 3), st.integers(1, 4))
+def test_cut_pool_with_in_out_separation_gives_the_enumeration_nucleolus(inst, active, limit):
+    # a tiny starting LP (``active`` rows) and few cuts per round (``limit``) make the
+    # pool check, the in-out midpoints and the face points all do real work
+    w, bc, sc = _both_sides_capacitated(inst)
+    N = len(bc) + len(sc)
+    table = market_game_values(w, bc, sc)
+    every = list(range(1, (1 << N) - 1))
+    separate = list_separator(every, table[1:-1].tolist(), N, limit)
+    stages = Stages(N, float(table[-1]), np.zeros(N), [1 << p for p in range(N)], [0.0] * N,
+                    separate)
+    stages.use_pool(core_point(w, bc, sc), 0.0, active)
+    np.testing.assert_allclose(stages.solve(), nucleolus(N, table), atol=1e-6)
+
+
+@settings(max_examples=12, deadline=None)
+@given(markets(max_buyers=3, max_sellers=3, max_cap=3, low=-10, high=30))
+def test_both_sides_capacitated_market_nucleolus_equals_enumeration(inst):
+    assert_nucleolus_equals_enumeration(*_both_sides_capacitated(inst), kohlberg=True)
