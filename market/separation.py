@@ -100,7 +100,10 @@ def market_separator(w, bc, sc):
         cons = [pad(c) for c in base] + [LinearConstraint(pick, 1 - M, np.inf),
                                          LinearConstraint(one, 1, 1)]
         best, mask, value = solve(x, cons, 2 * d)
-        if best is None or best <= threshold:
+        if best is None:
+            return []
+        if best <= threshold:
+            stages.remember(mask, value)
             return []
         return [(mask, value)] + neighbours(mask, x, threshold, stages)
 
