@@ -2,6 +2,8 @@
 the cut pool with in-out separation of market/sequential_lp.py, each against enumeration."""
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,6 +11,7 @@ from hypothesis import strategies as st
 from market.essential import list_separator
 from market.nucleolus import market_game_values, nucleolus
 from market.separation import core_point, market_separator
+from market import sequential_lp
 from market.sequential_lp import Stages
 from tests.market.conftest import assert_nucleolus_equals_enumeration, markets
 
@@ -69,11 +72,14 @@ def test_separation_milp_finds_the_most_violated_coalition_outside_the_span(inst
         assert value == table[mask] and mask in outside
 
 
-@settings(max_examples=20, deadline=None)
-@given(markets(max_buyers=3, max_sellers=3, max_cap=3), st.integers(1, 3), st.integers(1, 4))
-def test_cut_pool_with_in_out_separation_gives_the_enumeration_nucleolus(inst, active, limit):
-    # a tiny starting LP (``active`` rows) and few cuts per round (``limit``) make the
-    # pool check, the in-out midpoints and the face points all do real work
+@settings(max_examples=30, deadline=None)
+@given(markets(max_buyers=3, max_sellers=3, max_cap=3), st.integers(1, 3), st.integers(1, 4),
+       st.sampled_from([0, 1, sequential_lp.MIDPOINT_AFTER]))
+def test_cut_pool_with_in_out_separation_gives_the_enumeration_nucleolus(inst, active, limit,
+                                                                          midpoint_after):
+    # a tiny starting LP (``active`` rows), few cuts per round (``limit``) and in-out
+    # midpoints from the first rounds on make the pool check, the midpoints and the
+    # face points all do real work
     w, bc, sc = _both_sides_capacitated(inst)
     N = len(bc) + len(sc)
     table = market_game_values(w, bc, sc)
@@ -82,7 +88,9 @@ def test_cut_pool_with_in_out_separation_gives_the_enumeration_nucleolus(inst, a
     stages = Stages(N, float(table[-1]), np.zeros(N), [1 << p for p in range(N)], [0.0] * N,
                     separate)
     stages.use_pool(core_point(w, bc, sc), 0.0, active)
-    np.testing.assert_allclose(stages.solve(), nucleolus(N, table), atol=1e-6)
+    with mock.patch.object(sequential_lp, "MIDPOINT_AFTER", midpoint_after):
+        x = stages.solve()
+    np.testing.assert_allclose(x, nucleolus(N, table), atol=1e-6)
 
 
 @settings(max_examples=12, deadline=None)
