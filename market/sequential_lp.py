@@ -96,7 +96,17 @@ class Stages:
         (``self.active`` not None) only the active ones and ``extra``."""
         if self.active is None:
             return self._free_arrays()
+        if self.active.isdisjoint(self.free):
+            # every active row got settled: without a row the LP is unbounded
+            self._activate_top(self.inner[0], 2 * self.n)
         return self._free_arrays(self.active.union(extra))
+
+    def _activate_top(self, x, size: int) -> None:
+        """Activate the ``size`` free coalitions of largest excess at x (ties by mask)."""
+        masks, A, vals = self._free_arrays()
+        excess = vals - A @ x
+        top = np.lexsort((np.arange(len(masks)), -excess))[:size]
+        self.active.update(masks[k] for k in top.tolist())
 
     def use_pool(self, x_inner, eps_inner, size: int) -> None:
         """Switch on in-out separation from a known feasible point and a cut pool.
@@ -108,10 +118,8 @@ class Stages:
         """
         x = np.asarray(x_inner, dtype=float) / self.scale
         self.inner = (x, eps_inner / self.scale)
-        masks, A, vals = self._free_arrays()
-        excess = vals - A @ x
-        top = np.lexsort((np.arange(len(masks)), -excess))[:size]
-        self.active = {masks[k] for k in top.tolist()}
+        self.active = set()
+        self._activate_top(x, size)
 
     def null_basis(self) -> np.ndarray:
         """Exact integer basis of the null space of the fixed rows (for separators)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from unittest import mock
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from market.essential import list_separator
@@ -75,6 +75,8 @@ def test_separation_milp_finds_the_most_violated_coalition_outside_the_span(inst
 @settings(max_examples=30, deadline=None)
 @given(markets(max_buyers=3, max_sellers=3, max_cap=3), st.integers(1, 3), st.integers(1, 4),
        st.sampled_from([0, 1, sequential_lp.MIDPOINT_AFTER]))
+# every active row settled at once (the LP had no row left and was unbounded)
+@example((np.array([[30, -5, -14]]), np.array([1]), np.array([2, 3, 2])), 2, 1, 0)
 def test_cut_pool_with_in_out_separation_gives_the_enumeration_nucleolus(inst, active, limit,
                                                                           midpoint_after):
     # a tiny starting LP (``active`` rows), few cuts per round (``limit``) and in-out
