@@ -99,3 +99,17 @@ def test_cut_pool_with_in_out_separation_gives_the_enumeration_nucleolus(inst, a
 @given(markets(max_buyers=3, max_sellers=3, max_cap=3, low=-10, high=30))
 def test_both_sides_capacitated_market_nucleolus_equals_enumeration(inst):
     assert_nucleolus_equals_enumeration(*_both_sides_capacitated(inst), kohlberg=True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(2, 30), st.integers(0, 2**32 - 1), st.integers(0, 12))
+def test_integer_null_basis_spans_the_null_space_exactly(n, seed, k):
+    rng = np.random.default_rng(seed)
+    rows = [np.ones(n)] + [(rng.random(n) < 0.5).astype(float) for _ in range(k)]
+    rows += [np.eye(n)[i] for i in rng.integers(0, n, 2)]
+    B = sequential_lp.integer_null_basis(rows, n)
+    rank = np.linalg.matrix_rank(np.array(rows))
+    assert B.shape == (n, n - rank)
+    assert not (np.array(rows).astype(np.int64) @ B).any()        # exactly, in integers
+    if n > rank:
+        assert np.linalg.matrix_rank(B.astype(float)) == n - rank
