@@ -114,9 +114,7 @@ def market_separator(w, bc, sc):
         if d == N - 1:
             # only the grand coalition is fixed: its span holds just {} and N
             size = np.r_[np.ones(N), np.zeros(E)][None, :]
-            best, mask, value = solve(x, base + [LinearConstraint(size, 1, N - 1)], 0)
-            return [] if best is None or best <= threshold else \
-                [(mask, value)] + neighbours(mask, value, x, threshold, stages)
+            return answer(*solve(x, base + [LinearConstraint(size, 1, N - 1)], 0), threshold, stages)
         # S must leave the span of the fixed rows: s * (b_k . z) >= 1 for one chosen
         # (k, s), by binaries t_ks with big-M = sum |b_k| + 1 (b_k integral)
         big = np.abs(null).sum(axis=0) + 1
@@ -129,50 +127,17 @@ def market_separator(w, bc, sc):
                                          c.lb, c.ub)
         cons = [pad(c) for c in base] + [LinearConstraint(pick, 1 - M, np.inf),
                                          LinearConstraint(one, 1, 1)]
-        best, mask, value = solve(x, cons, 2 * d)
+        return answer(*solve(x, cons, 2 * d), threshold, stages)
+
+    def answer(best, mask, value, threshold, stages):
+        """The most violated coalition, or none; a best one that does not beat the
+        threshold stays in the cut pool (it tends to matter at the next stage)."""
         if best is None:
             return []
         if best <= threshold:
             stages.remember(mask, value)
             return []
-        return [(mask, value)] + neighbours(mask, value, x, threshold, stages)
-
-    full = (1 << N) - 1
-
-    # positive weights between every two players (buyer-seller, both ways), and caps
-    pos = np.zeros((N, N))
-    pos[:m, m:] = np.maximum(w, 0)
-    pos[m:, :m] = pos[:m, m:].T
-    caps = np.r_[bc, sc].astype(np.int64)
-
-    def neighbours(mask, value, x, threshold, stages):
-        """Violated coalitions one player away from the MILP's: more cuts per MILP.
-
-        A supplement only (values exact by min-cost flow, span checked); the MILP
-        alone decides that nothing is violated.  A player p joining S can add at most
-        its b_p best pairs into S to v(S), so joiners that cannot beat the threshold
-        even so are skipped without computing their value.
-        """
-        members = (mask >> np.arange(N)) & 1 if N < 63 else \
-            np.array([mask >> q & 1 for q in range(N)], dtype=np.int64)
-        base = value - float(x @ members)
-        out = []
-        for p in range(N):
-            other = mask ^ (1 << p)
-            if other in (0, full) or other in stages.free or other in stages.settled:
-                continue
-            if not members[p]:
-                gains = np.sort(pos[p] * members)[::-1][:caps[p]]
-                if base + float(gains.sum()) - float(x[p]) <= threshold:
-                    continue
-            bits = members.copy()
-            bits[p] ^= 1
-            value_o = float(b_matching_value(w, bc * bits[:m], sc * bits[m:]))
-            excess = value_o - float(x @ bits)
-            if excess > threshold and not stages._in_span(sp.csr_matrix(bits))[0]:
-                out.append((excess, other, value_o))
-        out.sort(key=lambda t: (-t[0], t[1]))
-        return [(mk, val) for _e, mk, val in out]
+        return [(mask, value)]
 
     return separate
 
