@@ -24,7 +24,9 @@ Three front ends share this core:
   (Hallefjord, Helming & Joernsten 1995): a seeded working set of coalitions, and an
   exact separation MILP (``scipy.optimize.milp``) that finds the unsettled coalition
   of largest excess, with v(S) itself a b-matching written inside the MILP and
-  "unsettled" (outside the span of the fixed rows) an exact integer disjunction.
+  "unsettled" (outside the span of the fixed rows) an exact integer disjunction;
+  each stage is certified at the optimal-face point nearest to a feasible one, from
+  a core point on, over a cut pool (:meth:`market.sequential_lp.Stages.use_pool`).
 
 For the trading game the first stage is usually at level 0 (the least core is the
 core) with a huge always-tight set; :mod:`market.core_hull` reads it off the optimal

@@ -4,7 +4,10 @@ Used by :func:`market.nucleolus.market_nucleolus` when neither the pair nor the 
 family holds every essential coalition: a seeded working set
 (:func:`seed_coalitions`, values by :func:`seed_value`) and an exact separation MILP
 (:func:`market_separator`; Hallefjord, Helming & Joernsten, IJGT 24, 1995) that finds
-the unsettled coalition of largest excess.  Details: docs/market.md, "Nucleolus".
+the unsettled coalition of largest excess, and a core point (:func:`core_point`) from
+which :meth:`market.sequential_lp.Stages.use_pool` starts its cut pool and certifies
+each stage at the optimal-face point nearest to a feasible one.  Details:
+docs/market.md, "Nucleolus".
 """
 from __future__ import annotations
 

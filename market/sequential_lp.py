@@ -6,6 +6,14 @@ coalitions, fix the coalitions tight in *every* optimal solution, drop those who
 characteristic vector falls in the span of the fixed ones, until the fixed rows
 have rank n.  Coalitions are bitmask ints (bit p = player p), so no result depends
 on set iteration order.  Numerics: see :mod:`market.nucleolus`.
+
+With a separator, each stage's level is certified by a point that reaches it in the
+full game (the separator finds nothing above it there).  :meth:`Stages.use_pool`
+switches on a cut pool (the LPs hold only the coalitions that have mattered; all
+known ones are checked at every separation point) and separation at the optimal
+face point nearest to a known feasible point, with in-out midpoints (Ben-Ameur &
+Neto 2007) as a safeguard -- used for markets capacitated on both sides, where the
+plain loop (separate at an LP vertex) stalled.
 """
 from __future__ import annotations
 
