@@ -24,7 +24,9 @@ Three front ends share this core:
   (Hallefjord, Helming & Joernsten 1995): a seeded working set of coalitions, and an
   exact separation MILP (``scipy.optimize.milp``) that finds the unsettled coalition
   of largest excess, with v(S) itself a b-matching written inside the MILP and
-  "unsettled" (outside the span of the fixed rows) an exact integer disjunction.
+  "unsettled" (outside the span of the fixed rows) an exact integer disjunction;
+  each stage is certified at the optimal-face point nearest to a feasible one, from
+  a core point on, over a cut pool (:meth:`market.sequential_lp.Stages.use_pool`).
 
 For the trading game the first stage is usually at level 0 (the least core is the
 core) with a huge always-tight set; :mod:`market.core_hull` reads it off the optimal
@@ -51,7 +53,7 @@ from scipy.sparse.linalg import spsolve
 from market.b_matching import b_matching_value
 from market.core_hull import core_equalities, independent_rows, matching_equalities
 from market.essential import list_separator, market_components, star_coalitions, star_separator, unfixed_first
-from market.separation import market_separator, seed_coalitions, seed_value
+from market.separation import core_point, market_separator, seed_coalitions, seed_value
 from market.sequential_lp import TOL, NucleolusError, Stages
 
 __all__ = ["nucleolus", "is_nucleolus", "market_nucleolus", "market_game_values", "NucleolusError", "TOL"]
@@ -294,6 +296,10 @@ def _connected_nucleolus(w, bc, sc) -> tuple[np.ndarray, np.ndarray]:
     stages = Stages(N, grand, np.zeros(N), masks, values, separate)
     if hull is not None:
         stages.settle_level_zero(*hull)
+    if not (unit or one_sided):
+        # in-out separation from a core point (level 0) and a cut pool: the LPs
+        # hold only the coalitions that have mattered so far
+        stages.use_pool(core_point(w, bc, sc), 0.0, 4 * N)
     x = stages.solve()
     return x[:m], x[m:]
 

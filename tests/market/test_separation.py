@@ -1,0 +1,114 @@
+"""Constraint generation for markets capacitated on both sides (market/separation.py) and
+the cut pool with in-out separation of market/sequential_lp.py, each against enumeration."""
+from __future__ import annotations
+
+from unittest import mock
+
+import numpy as np
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from market.essential import list_separator
+from market.nucleolus import market_game_values, nucleolus
+from market.separation import core_point, market_separator
+from market import sequential_lp
+from market.sequential_lp import Stages
+from tests.market.conftest import assert_nucleolus_equals_enumeration, markets
+
+
+def _both_sides_capacitated(inst):
+    """The market with its first buyer and first seller given capacity >= 2, so that the
+    general path (neither pairs nor stars) runs."""
+    w, bc, sc = inst
+    bc, sc = bc.copy(), sc.copy()
+    bc[0], sc[0] = max(bc[0], 2), max(sc[0], 2)
+    return w, bc, sc
+
+
+def _members(N):
+    masks = np.arange(1 << N)
+    return ((masks[:, None] >> np.arange(N)[None, :]) & 1).astype(float)
+
+
+@settings(max_examples=25, deadline=None)
+@given(markets(max_buyers=3, max_sellers=4, max_cap=3))
+def test_core_point_pays_every_coalition_its_value(inst):
+    w, bc, sc = inst
+    N = len(bc) + len(sc)
+    table = market_game_values(w, bc, sc)
+    x = core_point(w, bc, sc)
+    assert abs(x.sum() - table[-1]) <= 1e-6
+    assert (x >= -1e-9).all()
+    assert (table - _members(N) @ x <= 1e-6).all()
+
+
+@settings(max_examples=25, deadline=None)
+@given(markets(max_buyers=3, max_sellers=3, max_cap=3), st.integers(0, 2**32 - 1),
+       st.integers(0, 3))
+def test_separation_milp_finds_the_most_violated_coalition_outside_the_span(inst, seed, fixed):
+    w, bc, sc = _both_sides_capacitated(inst)
+    m, N = len(bc), len(bc) + len(sc)
+    table = market_game_values(w, bc, sc)
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, max(1.0, float(table[-1])), N)
+    stages = Stages(N, float(table[-1]), np.zeros(N), [], [])
+    member = _members(N)
+    for mask in rng.integers(1, (1 << N) - 1, size=fixed).tolist():
+        stages._add_equality(member[mask], 0.0)
+    rows = np.array(stages.eq_rows)
+    rank = np.linalg.matrix_rank(rows)
+    outside = [mk for mk in range(1, (1 << N) - 1)
+               if np.linalg.matrix_rank(np.r_[rows, member[mk][None, :]]) > rank]
+    found = market_separator(w, bc, sc)(x, -np.inf, stages)
+    if not outside:
+        assert found == []
+        return
+    best = max(table[mk] - member[mk] @ x for mk in outside)
+    assert len(found) == 1
+    mask, value = found[0]
+    assert mask in outside
+    assert value == table[mask]
+    assert abs((value - member[mask] @ x) - best) <= 1e-6 * max(1.0, abs(best))
+
+
+@settings(max_examples=30, deadline=None)
+@given(markets(max_buyers=3, max_sellers=3, max_cap=3), st.integers(1, 3), st.integers(1, 4),
+       st.sampled_from([0, 1, sequential_lp.MIDPOINT_AFTER]))
+# every active row settled at once (the LP had no row left and was unbounded)
+@example((np.array([[30, -5, -14]]), np.array([1]), np.array([2, 3, 2])), 2, 1, 0)
+def test_cut_pool_with_in_out_separation_gives_the_enumeration_nucleolus(inst, active, limit,
+                                                                          midpoint_after):
+    # a tiny starting LP (``active`` rows), few cuts per round (``limit``) and in-out
+    # midpoints from the first rounds on make the pool check, the midpoints and the
+    # face points all do real work
+    w, bc, sc = _both_sides_capacitated(inst)
+    N = len(bc) + len(sc)
+    table = market_game_values(w, bc, sc)
+    every = list(range(1, (1 << N) - 1))
+    separate = list_separator(every, table[1:-1].tolist(), N, limit)
+    stages = Stages(N, float(table[-1]), np.zeros(N), [1 << p for p in range(N)], [0.0] * N,
+                    separate)
+    stages.use_pool(core_point(w, bc, sc), 0.0, active)
+    with mock.patch.object(sequential_lp, "MIDPOINT_AFTER", midpoint_after):
+        x = stages.solve()
+    np.testing.assert_allclose(x, nucleolus(N, table), atol=1e-6)
+
+
+@settings(max_examples=12, deadline=None)
+@given(markets(max_buyers=3, max_sellers=3, max_cap=3, low=-10, high=30))
+def test_both_sides_capacitated_market_nucleolus_equals_enumeration(inst):
+    assert_nucleolus_equals_enumeration(*_both_sides_capacitated(inst), kohlberg=True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(2, 30), st.integers(0, 2**32 - 1), st.integers(0, 12))
+def test_integer_null_basis_spans_the_null_space_exactly(n, seed, k):
+    rng = np.random.default_rng(seed)
+    rows = [np.ones(n)] + [(rng.random(n) < 0.5).astype(float) for _ in range(k)]
+    rows += [np.eye(n)[i] for i in rng.integers(0, n, 2)]
+    B = sequential_lp.integer_null_basis(rows, n)
+    rank = np.linalg.matrix_rank(np.array(rows))
+    assert B.shape == (n, n - rank)
+    assert not (np.array(rows).astype(np.int64) @ B).any()        # exactly, in integers
+    if n > rank:
+        assert np.linalg.matrix_rank(B.astype(float)) == n - rank
