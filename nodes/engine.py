@@ -109,13 +109,16 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
         # blocks in between executed (on the execution thread) after the last write, so
         # their BlockExecuted never reached the persisted state. The replica hands those
         # batches out again; the ledger already has them and reports their digests, and the
-        # replica rebuilds its replies and own checkpoints from them.
+        # replica rebuilds its own checkpoints from them.
         executed = None if saved is None else min(ledger.height, saved.last_executed)
         self.replica = Replica(
             channel=channel, name=node, keyring=keyring, nodes=genesis.node_names,
             config=genesis.consensus, verifier=verifier, propose_metadata=hooks.anchors,
             genesis_app_digest=self._genesis_digest(), durable=saved,
             executed_seq=executed, trace=True,
+            # clients are answered from this node's committed blocks (_committed), so the
+            # replica signs no REPLY per request that nobody would receive
+            replies=False,
         )
         self.persister = ChannelPersister(durable, channel, saved)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"exec-{channel}")
@@ -343,7 +346,7 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
                 self._batch_times[action.seq][1] = time.monotonic()
                 self.execution.submit(action)
             elif kind is SendReply:
-                pass  # clients of this node are answered from committed blocks (see _resolve)
+                pass  # none come (replies=False): clients are answered from committed blocks
             elif kind is FetchState:
                 # One transfer at a time per channel; a later request only raises its goal.
                 self._fetch_goal = action

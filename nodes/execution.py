@@ -22,7 +22,7 @@ import logging
 import time
 
 from p2pchain.consensus import BlockExecuted, ExecuteBatch
-from p2pchain.encoding import decode, digest, encode
+from p2pchain.encoding import decode, encode
 from p2pchain.ledger.block import Block, TxResult
 from p2pchain.ledger.transaction import Transaction, TransactionRefused, timestamp_to_datetime
 from p2pchain.runtime.records import BlockContext, Invocation, RuntimeFault
@@ -89,13 +89,10 @@ class ExecutionMixin:
             self.halt(f"cannot commit block {action.seq}: {exc!r}")
             return
         block, state_digest = done.result()
-        results: tuple = ()
         if block is not None:
-            committed = self._committed(block)
-            # One (client, nonce, result digest) per request executed; a replayed nonce has none.
-            results = tuple((tx.creator, tx.nonce, digest(result.to_value())) for _, tx, result in committed
-                            if not (result.status == "refused" and result.reason.startswith("replayed_nonce")))
-        self.feed(BlockExecuted(self.hooks.now_ms(), action.seq, state_digest, results))
+            self._committed(block)
+        # No per-request results: the replica sends no REPLY (replies=False, see the engine).
+        self.feed(BlockExecuted(self.hooks.now_ms(), action.seq, state_digest, ()))
         self._release_batch()
 
     def _run_contracts(self, block: Block, admitted: list[Transaction]):

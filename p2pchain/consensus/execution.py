@@ -63,10 +63,11 @@ class ExecutionMixin:
                                 f"committed {self.last_committed}")
         self.last_executed = ev.seq
         self._dirty = True
-        for client, nonce, result in ev.results:
-            reply = self._sign(Reply(self.ctx.channel, self.view, ev.seq, client, nonce, result, self.name))
-            self.replies[client] = reply
-            self._out.append(SendReply(client, reply))
+        if self.sending_replies:
+            for client, nonce, result in ev.results:
+                reply = self._sign(Reply(self.ctx.channel, self.view, ev.seq, client, nonce, result, self.name))
+                self.replies[client] = reply
+                self._out.append(SendReply(client, reply))
         if ev.seq % self.config.checkpoint_interval == 0:
             clients = self.client_snapshots.pop(ev.seq, ())
             state = CheckpointState(ev.seq, ev.state_digest, clients)

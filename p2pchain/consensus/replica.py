@@ -77,13 +77,19 @@ class Replica(ViewsMixin, RecoveryMixin, RequestsMixin, ExecutionMixin):
         committed batches above it are handed out again on :class:`~.events.Start`.
     trace:
         Emit :class:`~.events.Trace` actions for protocol milestones.
+    replies:
+        Build, sign and send a REPLY to each client per executed request (OSDI'99 §4.1, as
+        the simulator's clients expect). A shell that answers its clients otherwise — the
+        node answers from its committed blocks — turns this off: no Ed25519 signature per
+        request per replica for replies nobody receives, and ``BlockExecuted.results`` may
+        then be empty.
     """
 
     def __init__(self, *, channel: str, name: str, keyring: Keyring, nodes: Sequence[str],
                  config: ConsensusConfig, verifier: RequestVerifier,
                  propose_metadata: Callable[[], bytes] | None = None,
                  genesis_app_digest: bytes = b"", durable: DurableState | None = None,
-                 executed_seq: int | None = None, trace: bool = True) -> None:
+                 executed_seq: int | None = None, trace: bool = True, replies: bool = True) -> None:
         if name not in nodes:
             raise ValueError(f"{name!r} is not one of the channel's nodes {tuple(nodes)}")
         if config.watermark_window % config.checkpoint_interval:
@@ -95,6 +101,7 @@ class Replica(ViewsMixin, RecoveryMixin, RequestsMixin, ExecutionMixin):
         self.verifier = verifier
         self.propose_metadata = propose_metadata or (lambda: b"")
         self.tracing = trace
+        self.sending_replies = replies
         # -- durable protocol state (see durable.py) --
         self.view = 0
         self.active = True  # False between sending VIEW-CHANGE(view) and entering the view

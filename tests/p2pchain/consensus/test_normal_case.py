@@ -21,9 +21,9 @@ def faults(actions):
     return [a.kind for a in actions if type(a) is Fault]
 
 
-def prepared_replica(cluster, name="node1", seq=1):
+def prepared_replica(cluster, name="node1", seq=1, **options):
     """A backup that accepted a pre-prepare and one other backup's prepare (prepared)."""
-    replica = cluster.replica(name)
+    replica = cluster.replica(name, **options)
     pp = cluster.pre_prepare(seq)
     replica.handle(Received(1, pp))
     replica.handle(Received(2, cluster.prepare(pp, "node2")))
@@ -87,6 +87,17 @@ def test_execution_result_goes_back_to_the_client_as_a_signed_reply(cluster):
     actions = replica.handle(BlockExecuted(5, 1, b"state", (("alice", 1, b"result"),)))
     reply = cluster.sign(Reply(CHANNEL, 0, 1, "alice", 1, b"result", "node1"))
     assert actions == [Persist(), SendReply("alice", reply)]
+
+
+def test_a_replica_told_its_shell_answers_clients_itself_signs_and_keeps_no_reply(cluster):
+    replica, pp = prepared_replica(cluster, replies=False)
+    for sender in ("node0", "node2"):
+        replica.handle(Received(3, cluster.commit(pp, sender)))
+    actions = replica.handle(BlockExecuted(5, 1, b"state", (("alice", 1, b"result"),)))
+    assert actions == [Persist()]
+    assert replica.last_executed == 1 and replica.clients == {"alice": 1} and not replica.replies
+    # a retransmission of the executed request is still recognised as a duplicate
+    assert replica.handle(RequestReceived(6, pp.batch.requests[0])) == []
 
 
 def test_a_retransmitted_request_gets_the_cached_reply_not_a_new_execution(cluster):
