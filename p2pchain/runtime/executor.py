@@ -22,6 +22,7 @@ import types
 from collections import OrderedDict
 from typing import Any, Sequence
 
+from ..bounded import BoundedDict
 from .context import BlockInfo, Context, Layer, block_info, canonical
 from .instrument import instrument
 from .lifecycle import (
@@ -132,7 +133,7 @@ class Executor:
         self._block_code: dict[str, types.CodeType] = {}  # name -> code, for the block's later calls
         # Decoded definitions by their record's bytes, across blocks: equal bytes are the same
         # definition, so a block pays one state read per contract, not a decode and its proof.
-        self._parsed: dict[bytes, Definition] = {}
+        self._parsed: BoundedDict[bytes, Definition] = BoundedDict(code_cache)
         self._block_info: BlockInfo | None = None
         # One meter for every transaction, reset before each: its hooks and the parts of the
         # contract's globals bound to them are built once, not per transaction.
@@ -213,9 +214,7 @@ class Executor:
             if definition is None:
                 definition = parse_definition(data)
                 if definition is not None:
-                    if len(self._parsed) >= self._cache_size:
-                        self._parsed.clear()
-                    self._parsed[data] = definition
+                    self._parsed.put(data, definition)
             self._definitions[name] = definition
         if definition is None:
             raise _Failed(f"contract {name!r} is not committed on this channel")
