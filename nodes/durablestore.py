@@ -138,8 +138,8 @@ class ChannelPersister:
 
     ``prepare(state, changes)`` returns ``(statements, size)``: the statements that put
     ``state`` on disk, for :meth:`DurableReplicaStore.submit`. Calls must be written in the
-    order prepared. ``changes``
-    is the replica's :meth:`~p2pchain.consensus.Replica.durable_changes` taken with ``state``.
+    order prepared. ``changes`` is the replica's
+    :meth:`~p2pchain.consensus.Replica.durable_changes` taken with ``state``.
     """
 
     def __init__(self, store: DurableReplicaStore, channel: str, base: DurableState | None) -> None:
