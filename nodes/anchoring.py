@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from p2pchain.consensus.messages import PrePrepare
-from p2pchain.ledger.block import Anchor, Anchors, BlockError, anchored_channels, check_metadata
+from p2pchain.ledger.block import Anchor, Anchors, BlockError, anchored_channels, metadata_anchors
 
 __all__ = ["Verdict", "AnchorGate", "ExecutionQueue", "LedgerReader", "NodeAnchoring", "anchors_of",
            "anchors_reached"]
@@ -74,6 +74,7 @@ class Verdict:
     action: str
     reason: str = ""
     detail: str = ""
+    waits_for: tuple[tuple[str, int], ...] = ()  # hold: (channel, height) not committed here yet
 
 
 DELIVER = Verdict("deliver")
@@ -91,7 +92,8 @@ class AnchorGate:
     def __init__(self, heads: Callable[[str], int], hash_at: Callable[[str, int], bytes],
                  floor: Callable[[str], Anchors | None], window: int) -> None:
         self.heads, self.hash_at, self.floor, self.window = heads, hash_at, floor, window
-        self.held: dict[str, list[PrePrepare]] = {}
+        # channel -> [(PRE-PREPARE, the (channel, height) it waits for)], in arrival order
+        self.held: dict[str, list[tuple[PrePrepare, tuple[tuple[str, int], ...]]]] = {}
         # The highest anchor per (channel, anchored channel) in a PRE-PREPARE this node let
         # through or proposed: a primary never proposes below it (anchors never decrease).
         self.highest: dict[tuple[str, str], Anchor] = {}
@@ -100,10 +102,10 @@ class AnchorGate:
         if type(message) is not PrePrepare:
             return DELIVER
         batch = message.batch
-        problem = check_metadata(channel, batch.metadata, has_requests=bool(batch.requests))
-        if problem is not None:
-            return Verdict("refuse", "malformed_anchors", problem)
-        anchors = anchors_of(channel, batch.metadata)
+        try:
+            anchors = metadata_anchors(channel, batch.metadata, has_requests=bool(batch.requests))
+        except BlockError as exc:
+            return Verdict("refuse", "malformed_anchors", str(exc))
         if anchors is None:
             return DELIVER
         floor = self.floor(channel)
@@ -114,12 +116,13 @@ class AnchorGate:
                                f"{name} anchored at {anchor.height}, below {floor[name].height} "
                                f"of the last committed {channel} block")
             if anchor.height > self.heads(name):
-                missing.append(f"{name} {anchor.height}")
+                missing.append((name, anchor.height))
             elif self.hash_at(name, anchor.height) != anchor.block_hash:
                 return Verdict("refuse", "forged_anchor",
                                f"{name} block {anchor.height} is not the block committed at that height")
         if missing:
-            return Verdict("hold", "anchor_not_committed", "waits for " + ", ".join(missing))
+            return Verdict("hold", "anchor_not_committed",
+                           "waits for " + ", ".join(f"{name} {height}" for name, height in missing), tuple(missing))
         return DELIVER
 
     def admit(self, channel: str, message: Any) -> Verdict:
@@ -130,21 +133,29 @@ class AnchorGate:
             if len(held) >= self.window:
                 return Verdict("refuse", "anchor_hold_full", f"{len(held)} PRE-PREPAREs already wait; "
                                + verdict.detail)
-            held.append(message)
+            held.append((message, verdict.waits_for))
         elif verdict.action == "deliver":
             self.note(channel, message)
         return verdict
 
     def release(self) -> tuple[list[tuple[str, Any]], list[tuple[str, Any, Verdict]]]:
         """Judge the held PRE-PREPAREs again: (channel, message) to deliver now, in arrival
-        order, and (channel, message, verdict) of those that turned out bad."""
+        order, and (channel, message, verdict) of those that turned out bad.
+
+        One still short of a height it waited for keeps waiting unjudged (a loaded node holds
+        dozens and commits a block at a time): what it waits for cannot have changed. It is
+        judged in full, refusals included, once those heights are here."""
         deliver, refused = [], []
+        heads = self.heads
         for channel in sorted(self.held):
             still = []
-            for message in self.held[channel]:
+            for message, waits_for in self.held[channel]:
+                if any(heads(name) < height for name, height in waits_for):
+                    still.append((message, waits_for))
+                    continue
                 verdict = self.judge(channel, message)
                 if verdict.action == "hold":
-                    still.append(message)
+                    still.append((message, verdict.waits_for))
                 elif verdict.action == "refuse":
                     refused.append((channel, message, verdict))
                 else:
@@ -259,7 +270,7 @@ class NodeAnchoring:
         request timer back (an honest primary anchors what it has applied, which a loaded
         backup may take a while to apply). Anchors above this node's committed heights do
         not count: those may be a faulty primary's invention."""
-        for message in self.gate.held.get(channel, ()):
+        for message, _ in self.gate.held.get(channel, ()):
             anchors = anchors_of(channel, message.batch.metadata)
             if anchors is not None and all(anchor.height <= self.engines[name].replica.last_committed
                                            for name, anchor in anchors.by_channel if name in self.engines):

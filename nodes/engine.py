@@ -102,6 +102,7 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
         self.channel, self.node, self.genesis = channel, node, genesis
         self.ledger, self.worker, self.durable = ledger, worker, durable
         self.hooks, self.metrics = hooks, metrics
+        self.channel_metrics = metrics.for_channel(channel)
         self.halted: str | None = None
         self.tamper = tamper
         saved = durable.load(channel)
@@ -251,8 +252,8 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
             if done.cancelled() or done.exception() is not None:
                 self.halt(f"cannot write the replica's durable state: {done.exception() if not done.cancelled() else 'cancelled'}")
                 return
-            self.metrics.persist_seconds.labels(self.channel).observe(time.perf_counter() - started)
-            self.metrics.persist_bytes.labels(self.channel).set(size)
+            self.channel_metrics.persist_seconds.observe(time.perf_counter() - started)
+            self.channel_metrics.persist_bytes.set(size)
             self._send_all(outbox)
             if self._dirty or self._outbox:
                 self._flush()
@@ -268,12 +269,12 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
 
     def _entered_view(self, view: int) -> None:
         self.view = view
-        self.metrics.view.labels(self.channel).set(view)
-        self.metrics.view_changes.labels(self.channel).inc()
+        self.channel_metrics.view.set(view)
+        self.channel_metrics.view_changes.inc()
         log.info("%s: view %d, primary %s", self.channel, view, self.replica.ctx.primary(view))
 
     def receive(self, message) -> None:
-        self.metrics.messages_in.labels(self.channel, message_type(message)).inc()
+        self.channel_metrics.messages_in[message_type(message)].inc()
         seq = getattr(message, "seq", 0)
         if type(seq) is int and seq > self._highest_seen:
             self._highest_seen = seq
@@ -324,13 +325,13 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
             if kind is Persist:
                 self._dirty = True
             elif kind is Send:
-                self.metrics.messages_out.labels(self.channel, message_type(action.message)).inc()
+                self.channel_metrics.messages_out[message_type(action.message)].inc()
                 self._outbox.append((action.to, action.message))
                 self._trace_message(action.to, action.message)
             elif kind is Broadcast:
                 if type(action.message) is PrePrepare:
                     self._batch_seen(action.message.seq)
-                self.metrics.messages_out.labels(self.channel, message_type(action.message)).inc()
+                self.channel_metrics.messages_out[message_type(action.message)].inc()
                 self._outbox.append((None, action.message))
                 self._trace_message(None, action.message)
             elif kind is SetTimer:
@@ -458,6 +459,6 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
             return
         self.halted = reason
         log.error("%s: CHANNEL HALTED on %s: %s", self.channel, self.node, reason)
-        self.metrics.halted.labels(self.channel).set(1)
+        self.channel_metrics.halted.set(1)
         self.hooks.publish({"type": "halted", "channel": self.channel, "node": self.node, "reason": reason})
         self.stop()

@@ -56,7 +56,7 @@ def _ledger_result(result) -> TxResult:
 
 class ExecutionMixin:
     """Needs from the engine: ``executor`` (a one-thread pool), ``ledger``, ``worker``,
-    ``genesis``, ``channel``, ``tamper``, ``metrics``, ``hooks``, ``feed``, ``halt``,
+    ``genesis``, ``channel``, ``tamper``, ``channel_metrics``, ``hooks``, ``feed``, ``halt``,
     ``_release_batch``, ``_digest_at``, ``_arrivals``, ``_batch_times``, ``_waiters``."""
 
     def _execute(self, action: ExecuteBatch) -> None:
@@ -115,22 +115,23 @@ class ExecutionMixin:
     def _committed(self, block: Block) -> list[tuple[int, Transaction, TxResult]]:
         """Account for a committed block: metrics, waiting clients, the node's hook.
         Returns its well-formed transactions, each parsed once for all of these."""
-        self.metrics.height.labels(self.channel).set(block.height)
+        metrics = self.channel_metrics
+        metrics.height.set(block.height)
         now = time.monotonic()
         committed = committed_transactions(block)
         proposed, ordered, started = self._batch_times.pop(block.height, None) or (None, None, None)
+        stages = metrics.stages
         for _, tx, result in committed:
             key = (tx.creator, tx.nonce)
-            self.metrics.transactions.labels(self.channel, result.status).inc()
+            metrics.transactions[result.status].inc()
             arrived = self._arrivals.pop(key, None)
             if arrived is not None:
-                self.metrics.commit_latency.labels(self.channel).observe(now - arrived)
+                metrics.commit_latency.observe(now - arrived)
                 if started is not None and ordered is not None and arrived <= proposed:
-                    stages = self.metrics.latency_stages
-                    stages.labels(self.channel, "propose").observe(proposed - arrived)
-                    stages.labels(self.channel, "agree").observe(ordered - proposed)
-                    stages.labels(self.channel, "wait").observe(started - ordered)
-                    stages.labels(self.channel, "execute").observe(now - started)
+                    stages["propose"].observe(proposed - arrived)
+                    stages["agree"].observe(ordered - proposed)
+                    stages["wait"].observe(started - ordered)
+                    stages["execute"].observe(now - started)
             for future in self._waiters.pop(key, ()):
                 if not future.done():
                     future.set_result((block, tx.tx_id, result))

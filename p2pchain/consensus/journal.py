@@ -23,7 +23,7 @@ A delta names, per part of the state:
 
 The two parts that grow with the number of clients (the client table and a reply per
 client) are not compared whole on every write: the replica keeps them in
-:class:`ChangeTrackingDict`\ s, and :meth:`DurableJournal.delta` takes what changed in them
+:class:`ChangeTrackingDict` objects, and :meth:`DurableJournal.delta` takes what changed in them
 since the last write (:meth:`Replica.durable_changes`), so a delta costs what arrived, not
 what is held. A part the replica replaced wholesale (a restore, a state transfer) is
 compared whole, as every other part is; the bytes are the same either way.

@@ -47,7 +47,7 @@ from .transaction import Transaction, TransactionRefused
 __all__ = [
     "ZERO_HASH", "SIDE_CHANNELS", "BlockError", "Anchor", "Anchors", "Header", "TxResult",
     "BlockOutputs", "Block", "EMPTY_OUTPUTS", "request_id", "genesis_block", "make_header",
-    "check_metadata", "anchored_channels",
+    "check_metadata", "metadata_anchors", "anchored_channels",
 ]
 
 ZERO_HASH = bytes(32)
@@ -348,10 +348,18 @@ def check_metadata(channel: str, metadata: bytes, *, has_requests: bool = True) 
     without requests (a NEW-VIEW's null batch) may carry none (empty metadata). The node
     checks this on every PRE-PREPARE before it prepares (nodes/anchoring.py).
     """
-    if metadata == b"":
-        return "a batch with requests must anchor the other channels" if has_requests else None
     try:
-        Anchors.from_metadata(metadata, channel)
+        metadata_anchors(channel, metadata, has_requests=has_requests)
     except BlockError as exc:
         return str(exc)
     return None
+
+
+def metadata_anchors(channel: str, metadata: bytes, *, has_requests: bool = True) -> Anchors | None:
+    """The anchors a batch of ``channel`` carries, ``None`` for a null batch's empty metadata;
+    :class:`BlockError` saying why if the metadata is not well-formed (see :func:`check_metadata`)."""
+    if metadata == b"":
+        if has_requests:
+            raise BlockError("a batch with requests must anchor the other channels")
+        return None
+    return Anchors.from_metadata(metadata, channel)

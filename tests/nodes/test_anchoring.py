@@ -115,6 +115,25 @@ def test_a_held_anchor_that_turns_out_forged_is_dropped_on_release():
     assert deliver == [] and [(c, m, v.reason) for c, m, v in refused] == [("electricity", message, "forged_anchor")]
 
 
+def test_a_held_pre_prepare_is_judged_again_only_once_its_heights_are_committed():
+    chains = Chains()
+    gate = chains.gate()
+    message = pre_prepare("transaction", anchors("transaction", {"matching": 6, "electricity": 2}).to_metadata())
+    assert gate.admit("transaction", message).action == "hold"
+    judged = []
+    judge = gate.judge
+    gate.judge = lambda channel, msg: judged.append(msg) or judge(channel, msg)
+    # meanwhile the channel committed a block anchoring matching 7: the held one now goes back
+    chains.floors["transaction"] = anchors("transaction", {"matching": 7, "electricity": 2})
+    chains.heads["matching"] = 5
+    assert gate.release() == ([], []) and judged == []  # still short of matching 6: not judged
+    chains.heads["matching"] = 7
+    deliver, refused = gate.release()
+    assert judged == [message] and deliver == []
+    assert [(c, m, v.reason) for c, m, v in refused] == [("transaction", message, "anchor_goes_back")]
+    assert gate.held["transaction"] == []
+
+
 def test_the_hold_is_bounded_per_channel():
     gate = Chains().gate(window=2)
     metadata = anchors("transaction", {"matching": 7, "electricity": 2}).to_metadata()
