@@ -28,13 +28,14 @@ from .faults import BYZANTINE_MODES
 from .metrics import CONTENT_TYPE_LATEST
 from .node import RELAY_MAX_BYTES as BATCH_MAX_BYTES, RELAY_MAX_REQUESTS as BATCH_MAX_TXS, Node, utc_now
 
-__all__ = ["build_app", "jsonable"]
+__all__ = ["NODE", "build_app", "jsonable"]
 
 WAIT_LIMIT_S = 30.0  # default bound of ?wait=commit; a client may ask for up to MAX_WAIT_S
 MAX_WAIT_S = 600.0
 PAGE_LIMIT = 100
 RAW_PAGE_LIMIT = 200
 UI_DIR = Path(__file__).with_name("ui")
+NODE = web.AppKey("node", object)  # the Node this application serves
 # HTTP status for each refusal code of the ledger's validation (TransactionRefused.code).
 REFUSAL_STATUS = {
     "oversized": 413, "malformed": 400, "non_canonical": 400, "wrong_channel": 400,
@@ -67,7 +68,7 @@ class Refusal(Exception):
 
 
 def _node(request: web.Request) -> Node:
-    return request.app["node"]
+    return request.app[NODE]
 
 
 def _channel(request: web.Request) -> str:
@@ -458,7 +459,7 @@ async def ui_index(request: web.Request) -> web.StreamResponse:
 
 def build_app(node: Node) -> web.Application:
     app = web.Application(middlewares=[refusals], client_max_size=4 * MAX_TX_BYTES)
-    app["node"] = node
+    app[NODE] = node
     from p2pchain.net.peers import PEER_PATH
 
     app.router.add_get(PEER_PATH, node.peers.handle)

@@ -7,7 +7,7 @@ import io
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from nodes.api import refusals
+from nodes.api import NODE, refusals
 from nodes.simapi import register
 from p2pchain.sim.faults import Schedule
 from p2pchain.sim.runner import run_schedule
@@ -30,7 +30,7 @@ class _Node:
 
 async def serve(trace_path=None) -> TestClient:
     app = web.Application(middlewares=[refusals])
-    app["node"] = _Node()
+    app[NODE] = _Node()
     register(app, trace_path=trace_path)
     client = TestClient(TestServer(app))
     await client.start_server()
