@@ -251,6 +251,10 @@ class Stages:
         stages end in one or two rounds without it).
         """
         x_in, e_in = self.inner
+        if e_in - eps <= TOL:
+            # the feasible point already reaches the LP level (a level repeated after
+            # the always-tight test left a tight coalition free): certified as it is
+            return True
         xf = self._nearest_on_face(x_in, eps, A, vals, x)
         if rounds >= MIDPOINT_AFTER:
             xa, ea = 0.5 * (xf + x_in), 0.5 * (eps + e_in)
@@ -283,10 +287,19 @@ class Stages:
         """Coalitions (indices into masks) and players at their bound tight in every optimum."""
         n = self.n
         excess = vals - A @ x
+        at_bound = x - self.lower <= TOL
+        if self.inner is not None and self.inner[1] == eps:
+            # the stage's certifying point is another optimum of this LP (the face
+            # point of _in_out): whatever is slack there is not tight in every
+            # optimum, which saves the slack LPs below a round or two
+            excess = np.minimum(excess, vals - A @ self.inner[0])
+            at_bound &= self.inner[0] - self.lower <= TOL
         cand = np.flatnonzero(excess >= eps - TOL)
         sure = [masks[k] for k in cand.tolist() if duals[k] > 1e-9]
         unsure = [masks[k] for k in cand.tolist() if duals[k] <= 1e-9]
-        at_bound = np.flatnonzero(x - self.lower <= TOL).tolist()
+        # a player whose bound row is already fixed stays at it: nothing to test
+        at_bound = [i for i in np.flatnonzero(at_bound).tolist()
+                    if 1.0 - float(self.basis[i] @ self.basis[i]) > 1e-9]
         while unsure or at_bound:
             masks, A, vals = self._lp_arrays(unsure)  # may have grown by separation
             where = {mk: k for k, mk in enumerate(masks)}
