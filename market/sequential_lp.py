@@ -297,9 +297,11 @@ class Stages:
         cand = np.flatnonzero(excess >= eps - TOL)
         sure = [masks[k] for k in cand.tolist() if duals[k] > 1e-9]
         unsure = [masks[k] for k in cand.tolist() if duals[k] <= 1e-9]
-        # a player whose bound row is already fixed stays at it: nothing to test
-        at_bound = [i for i in np.flatnonzero(at_bound).tolist()
-                    if 1.0 - float(self.basis[i] @ self.basis[i]) > 1e-9]
+        at_bound = np.flatnonzero(at_bound).tolist()
+        if self.active is not None:
+            # a player whose bound row is already fixed stays at it: nothing to test
+            # (cut pool only: the pair and star paths stay exactly as they were)
+            at_bound = [i for i in at_bound if 1.0 - float(self.basis[i] @ self.basis[i]) > 1e-9]
         while unsure or at_bound:
             masks, A, vals = self._lp_arrays(unsure)  # may have grown by separation
             where = {mk: k for k, mk in enumerate(masks)}

@@ -71,6 +71,45 @@ def test_separation_milp_finds_the_most_violated_coalition_outside_the_span(inst
     assert abs((value - member[mask] @ x) - best) <= 1e-6 * max(1.0, abs(best))
 
 
+@settings(max_examples=25, deadline=None)
+@given(markets(max_buyers=3, max_sellers=3, max_cap=3), st.integers(0, 2**32 - 1),
+       st.integers(0, 3), st.floats(-3.0, 3.0))
+def test_separation_cut_off_at_the_threshold_keeps_answers_and_pool_values_exact(
+        inst, seed, fixed, offset):
+    # the threshold is HiGHS's objective cut-off: a violated coalition must still be
+    # the most violated one, and a coalition kept in the pool when nothing is violated
+    # must carry its exact value (the point HiGHS returns then need not be optimal)
+    w, bc, sc = _both_sides_capacitated(inst)
+    N = len(bc) + len(sc)
+    table = market_game_values(w, bc, sc)
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, max(1.0, float(table[-1])), N)
+    stages = Stages(N, float(table[-1]), np.zeros(N), [], [])
+    member = _members(N)
+    for mask in rng.integers(1, (1 << N) - 1, size=fixed).tolist():
+        stages._add_equality(member[mask], 0.0)
+    stages.use_pool(x, 0.0, 0)          # an empty cut pool, to see what is kept
+    rows = np.array(stages.eq_rows)
+    rank = np.linalg.matrix_rank(rows)
+    outside = [mk for mk in range(1, (1 << N) - 1)
+               if np.linalg.matrix_rank(np.r_[rows, member[mk][None, :]]) > rank]
+    if not outside:
+        return
+    best = max(table[mk] - member[mk] @ x for mk in outside)
+    threshold = best + offset
+    found = market_separator(w, bc, sc)(x, threshold, stages)
+    if best > threshold + 1e-6:
+        assert len(found) == 1
+        mask, value = found[0]
+        assert mask in outside and value == table[mask]
+        assert abs((value - member[mask] @ x) - best) <= 1e-6 * max(1.0, abs(best))
+    elif best < threshold - 1e-6:
+        assert found == []
+    for mask, value in stages.free.items():
+        assert mask in outside
+        assert abs(value * stages.scale - table[mask]) <= 1e-9 * stages.scale
+
+
 @settings(max_examples=30, deadline=None)
 @given(markets(max_buyers=3, max_sellers=3, max_cap=3), st.integers(1, 3), st.integers(1, 4),
        st.sampled_from([0, 1, sequential_lp.MIDPOINT_AFTER]))
