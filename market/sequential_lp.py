@@ -251,9 +251,7 @@ class Stages:
         stages end in one or two rounds without it).
         """
         x_in, e_in = self.inner
-        if e_in - eps <= TOL:
-            # the feasible point already reaches the LP level (a level repeated after
-            # the always-tight test left a tight coalition free): certified as it is
+        if e_in - eps <= TOL:   # it reaches the LP level already (a repeated level)
             return True
         xf = self._nearest_on_face(x_in, eps, A, vals, x)
         if rounds >= MIDPOINT_AFTER:
@@ -289,9 +287,8 @@ class Stages:
         excess = vals - A @ x
         at_bound = x - self.lower <= TOL
         if self.inner is not None and self.inner[1] == eps:
-            # the stage's certifying point is another optimum of this LP (the face
-            # point of _in_out): whatever is slack there is not tight in every
-            # optimum, which saves the slack LPs below a round or two
+            # the certifying point is another optimum of this LP: what is slack
+            # there is not tight in every optimum (saves slack LPs below)
             excess = np.minimum(excess, vals - A @ self.inner[0])
             at_bound &= self.inner[0] - self.lower <= TOL
         cand = np.flatnonzero(excess >= eps - TOL)
@@ -299,8 +296,7 @@ class Stages:
         unsure = [masks[k] for k in cand.tolist() if duals[k] <= 1e-9]
         at_bound = np.flatnonzero(at_bound).tolist()
         if self.active is not None:
-            # a player whose bound row is already fixed stays at it: nothing to test
-            # (cut pool only: the pair and star paths stay exactly as they were)
+            # a player whose bound is fixed already stays there (cut pool only)
             at_bound = [i for i in at_bound if 1.0 - float(self.basis[i] @ self.basis[i]) > 1e-9]
         while unsure or at_bound:
             masks, A, vals = self._lp_arrays(unsure)  # may have grown by separation
