@@ -151,3 +151,35 @@ def test_integer_null_basis_spans_the_null_space_exactly(n, seed, k):
     assert not (np.array(rows).astype(np.int64) @ B).any()        # exactly, in integers
     if n > rank:
         assert np.linalg.matrix_rank(B.astype(float)) == n - rank
+
+
+def test_a_repeated_level_is_certified_by_its_point_without_separation():
+    # the always-tight test on the pool's rows can leave a tight coalition free, so
+    # the next stage repeats the level; the point that certified it certifies it
+    # again (no separation), and the result is still the enumeration nucleolus
+    repeats = []
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        m, n = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        w, bc, sc = _both_sides_capacitated(
+            (rng.integers(-5, 12, size=(m, n)), rng.integers(1, 4, m), rng.integers(1, 4, n)))
+        N = m + n
+        table = market_game_values(w, bc, sc)
+        listed = list_separator(list(range(1, (1 << N) - 1)), table[1:-1].tolist(), N, 1)
+        calls = []
+        stages = Stages(N, float(table[-1]), np.zeros(N), [1 << p for p in range(N)],
+                        [0.0] * N, lambda x, t, s: calls.append(t) or listed(x, t, s))
+        stages.use_pool(core_point(w, bc, sc), 0.0, 1)
+        in_out = stages._in_out
+
+        def watched(x, eps, A, vals, rounds):
+            repeated, before = stages.inner[1] - eps <= sequential_lp.TOL, len(calls)
+            done = in_out(x, eps, A, vals, rounds)
+            if repeated:
+                repeats.append(seed)
+                assert done and len(calls) == before
+            return done
+
+        stages._in_out = watched
+        np.testing.assert_allclose(stages.solve(), nucleolus(N, table), atol=1e-6)
+    assert repeats        # the case does occur on these markets
