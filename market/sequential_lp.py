@@ -285,14 +285,14 @@ class Stages:
         """Coalitions (indices into masks) and players at their bound tight in every optimum."""
         n = self.n
         excess = vals - A @ x
+        cand = np.flatnonzero(excess >= eps - TOL)
+        sure = [masks[k] for k in cand.tolist() if duals[k] > 1e-9]
         at_bound = x - self.lower <= TOL
         if self.inner is not None and self.inner[1] == eps:
             # the certifying point is another optimum of this LP: what is slack
             # there is not tight in every optimum (saves slack LPs below)
-            excess = np.minimum(excess, vals - A @ self.inner[0])
+            cand = cand[vals[cand] - A[cand] @ self.inner[0] >= eps - TOL]
             at_bound &= self.inner[0] - self.lower <= TOL
-        cand = np.flatnonzero(excess >= eps - TOL)
-        sure = [masks[k] for k in cand.tolist() if duals[k] > 1e-9]
         unsure = [masks[k] for k in cand.tolist() if duals[k] <= 1e-9]
         at_bound = np.flatnonzero(at_bound).tolist()
         if self.active is not None:
