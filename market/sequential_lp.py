@@ -251,6 +251,8 @@ class Stages:
         stages end in one or two rounds without it).
         """
         x_in, e_in = self.inner
+        if e_in - eps <= TOL:   # it reaches the LP level already (a repeated level)
+            return True
         xf = self._nearest_on_face(x_in, eps, A, vals, x)
         if rounds >= MIDPOINT_AFTER:
             xa, ea = 0.5 * (xf + x_in), 0.5 * (eps + e_in)
@@ -285,8 +287,17 @@ class Stages:
         excess = vals - A @ x
         cand = np.flatnonzero(excess >= eps - TOL)
         sure = [masks[k] for k in cand.tolist() if duals[k] > 1e-9]
+        at_bound = x - self.lower <= TOL
+        if self.inner is not None and self.inner[1] == eps:
+            # the certifying point is another optimum of this LP: what is slack
+            # there is not tight in every optimum (saves slack LPs below)
+            cand = cand[vals[cand] - A[cand] @ self.inner[0] >= eps - TOL]
+            at_bound &= self.inner[0] - self.lower <= TOL
         unsure = [masks[k] for k in cand.tolist() if duals[k] <= 1e-9]
-        at_bound = np.flatnonzero(x - self.lower <= TOL).tolist()
+        at_bound = np.flatnonzero(at_bound).tolist()
+        if self.active is not None:
+            # a player whose bound is fixed already stays there (cut pool only)
+            at_bound = [i for i in at_bound if 1.0 - float(self.basis[i] @ self.basis[i]) > 1e-9]
         while unsure or at_bound:
             masks, A, vals = self._lp_arrays(unsure)  # may have grown by separation
             where = {mk: k for k, mk in enumerate(masks)}

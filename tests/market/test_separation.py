@@ -71,6 +71,45 @@ def test_separation_milp_finds_the_most_violated_coalition_outside_the_span(inst
     assert abs((value - member[mask] @ x) - best) <= 1e-6 * max(1.0, abs(best))
 
 
+@settings(max_examples=25, deadline=None)
+@given(markets(max_buyers=3, max_sellers=3, max_cap=3), st.integers(0, 2**32 - 1),
+       st.integers(0, 3), st.floats(-3.0, 3.0))
+def test_separation_cut_off_at_the_threshold_keeps_answers_and_pool_values_exact(
+        inst, seed, fixed, offset):
+    # the threshold is HiGHS's objective cut-off: a violated coalition must still be
+    # the most violated one, and a coalition kept in the pool when nothing is violated
+    # must carry its exact value (the point HiGHS returns then need not be optimal)
+    w, bc, sc = _both_sides_capacitated(inst)
+    N = len(bc) + len(sc)
+    table = market_game_values(w, bc, sc)
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, max(1.0, float(table[-1])), N)
+    stages = Stages(N, float(table[-1]), np.zeros(N), [], [])
+    member = _members(N)
+    for mask in rng.integers(1, (1 << N) - 1, size=fixed).tolist():
+        stages._add_equality(member[mask], 0.0)
+    stages.use_pool(x, 0.0, 0)          # an empty cut pool, to see what is kept
+    rows = np.array(stages.eq_rows)
+    rank = np.linalg.matrix_rank(rows)
+    outside = [mk for mk in range(1, (1 << N) - 1)
+               if np.linalg.matrix_rank(np.r_[rows, member[mk][None, :]]) > rank]
+    if not outside:
+        return
+    best = max(table[mk] - member[mk] @ x for mk in outside)
+    threshold = best + offset
+    found = market_separator(w, bc, sc)(x, threshold, stages)
+    if best > threshold + 1e-6:
+        assert len(found) == 1
+        mask, value = found[0]
+        assert mask in outside and value == table[mask]
+        assert abs((value - member[mask] @ x) - best) <= 1e-6 * max(1.0, abs(best))
+    elif best < threshold - 1e-6:
+        assert found == []
+    for mask, value in stages.free.items():
+        assert mask in outside
+        assert abs(value * stages.scale - table[mask]) <= 1e-9 * stages.scale
+
+
 @settings(max_examples=30, deadline=None)
 @given(markets(max_buyers=3, max_sellers=3, max_cap=3), st.integers(1, 3), st.integers(1, 4),
        st.sampled_from([0, 1, sequential_lp.MIDPOINT_AFTER]))
@@ -112,3 +151,35 @@ def test_integer_null_basis_spans_the_null_space_exactly(n, seed, k):
     assert not (np.array(rows).astype(np.int64) @ B).any()        # exactly, in integers
     if n > rank:
         assert np.linalg.matrix_rank(B.astype(float)) == n - rank
+
+
+def test_a_repeated_level_is_certified_by_its_point_without_separation():
+    # the always-tight test on the pool's rows can leave a tight coalition free, so
+    # the next stage repeats the level; the point that certified it certifies it
+    # again (no separation), and the result is still the enumeration nucleolus
+    repeats = []
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        m, n = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        w, bc, sc = _both_sides_capacitated(
+            (rng.integers(-5, 12, size=(m, n)), rng.integers(1, 4, m), rng.integers(1, 4, n)))
+        N = m + n
+        table = market_game_values(w, bc, sc)
+        listed = list_separator(list(range(1, (1 << N) - 1)), table[1:-1].tolist(), N, 1)
+        calls = []
+        stages = Stages(N, float(table[-1]), np.zeros(N), [1 << p for p in range(N)],
+                        [0.0] * N, lambda x, t, s: calls.append(t) or listed(x, t, s))
+        stages.use_pool(core_point(w, bc, sc), 0.0, 1)
+        in_out = stages._in_out
+
+        def watched(x, eps, A, vals, rounds):
+            repeated, before = stages.inner[1] - eps <= sequential_lp.TOL, len(calls)
+            done = in_out(x, eps, A, vals, rounds)
+            if repeated:
+                repeats.append(seed)
+                assert done and len(calls) == before
+            return done
+
+        stages._in_out = watched
+        np.testing.assert_allclose(stages.solve(), nucleolus(N, table), atol=1e-6)
+    assert repeats        # the case does occur on these markets

@@ -1,0 +1,106 @@
+"""Where the capacitated nucleolus spends its time (issue 6): set-up, separation MILPs, LPs.
+
+Run from the repository root:  python bench/market_nucleolus_split.py [--players 21|40]
+
+The markets are those of bench/market_algorithms.py (same seed and draws): the
+paper-sized round (21 players, capacitated on both sides) or the 40-player market.
+Each part is printed in CPU seconds of this process and as a share of the total of
+the same run.  Parts are measured by wrapping the solver entry points that
+market.separation and market.sequential_lp call (scipy's ``milp`` and ``linprog``)
+and the two LP-building steps of a stage; set-up is everything before the stages
+start (seeds and their values, matchings, the level-0 stage, the core point).
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(__file__))
+
+from market import separation, sequential_lp  # noqa: E402
+from market.nucleolus import market_nucleolus  # noqa: E402
+from market_algorithms import SEED, paper_round, weights  # noqa: E402
+
+
+def markets():
+    """The two capacitated markets of bench/market_algorithms.py, replaying its draws."""
+    rng = np.random.default_rng(SEED + 1)
+    weights(rng, 4, 5, -500, 3_000), rng.integers(1, 4, 4), rng.integers(1, 4, 5)
+    paper = paper_round(rng)
+    weights(rng, 200, 200)
+    weights(rng, 4, 4, -500, 3_000)
+    big = weights(rng, 20, 20, -2_000, 20_000), rng.integers(1, 4, 20), rng.integers(1, 4, 20)
+    return {21: paper, 40: big}
+
+
+def split(w, bc, sc, repeat):
+    """CPU seconds per part (mean over ``repeat`` runs after one warm-up run)."""
+    seconds, calls, where = collections.defaultdict(float), collections.Counter(), ["stage"]
+
+    def timed(key, fn, context=None):
+        def wrapper(*args, **kwargs):
+            before, where[0] = where[0], context or where[0]
+            t0 = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                label = key if key != "LP" else f"LP ({where[0]})"
+                seconds[label] += time.process_time() - t0
+                calls[label] += 1
+                where[0] = before
+        return wrapper
+
+    patches = [(separation, "_milp", timed("separation MILP", separation._milp)),
+               (sequential_lp, "linprog", timed("LP", sequential_lp.linprog)),
+               (sequential_lp.Stages, "_nearest_on_face",
+                timed("face-point steps", sequential_lp.Stages._nearest_on_face, "face point")),
+               (sequential_lp.Stages, "_always_tight",
+                timed("always-tight steps", sequential_lp.Stages._always_tight, "always-tight")),
+               (sequential_lp.Stages, "solve", timed("stages", sequential_lp.Stages.solve))]
+    saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
+    for obj, name, fn in patches:
+        setattr(obj, name, fn)
+    try:
+        market_nucleolus(w, bc, sc)
+        seconds.clear()
+        calls.clear()
+        t0 = time.process_time()
+        for _ in range(repeat):
+            market_nucleolus(w, bc, sc)
+        total = (time.process_time() - t0) / repeat
+    finally:
+        for obj, name, fn in saved:
+            setattr(obj, name, fn)
+    return total, {k: v / repeat for k, v in seconds.items()}, {k: c // repeat for k, c in calls.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--players", type=int, choices=[21, 40], default=21,
+                        help="the paper-sized round (21, default) or the 40-player market")
+    parser.add_argument("--repeat", type=int, default=3, help="runs to average (default 3)")
+    args = parser.parse_args()
+    w, bc, sc = markets()[args.players]
+    total, seconds, calls = split(w, bc, sc, args.repeat)
+    print(f"nucleolus, {args.players} players: {total:.3f} s CPU per run "
+          f"(load average {os.getloadavg()[0]:.1f})")
+    stages = seconds.pop("stages")
+    rows = [("set-up before the stages", total - stages, 1)]
+    solver = {k: v for k, v in seconds.items() if not k.endswith("steps")}
+    rows += sorted(((k, v, calls[k]) for k, v in solver.items()), key=lambda r: -r[1])
+    inner = sum(solver.values())
+    rows.append(("rest of the stages (Python: pool, span, rows)", stages - inner, 1))
+    for label, secs, count in rows:
+        each = f"{count:4d} calls, {1000 * secs / count:6.1f} ms each" if count > 1 else " " * 30
+        print(f"  {label:<46} {secs:7.3f} s  {100 * secs / total:5.1f} %  {each}".rstrip())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
