@@ -46,10 +46,11 @@ __all__ = ["ChannelWorker", "WORKER_HASH_SEED", "MAX_FRAME"]
 WORKER_HASH_SEED = "0"
 CACHE_ENTRIES = 100_000
 # The worker announces a block's last invocation (OP_SOON) when the block's invocations have
-# taken at most this long each, and the node then polls for the result for at most
-# SPIN_LIMIT_S instead of sleeping (see _Announcer). Timing decides only when frames are
-# read, never what a block computes.
+# taken at most SOON_WITHIN_S each and the block so far at most SOON_BLOCK_WITHIN_S; the
+# node then polls for the result for at most SPIN_LIMIT_S instead of sleeping (see
+# _Announcer). Timing decides only when frames are read, never what a block computes.
 SOON_WITHIN_S = 0.0005
+SOON_BLOCK_WITHIN_S = 0.002
 SPIN_LIMIT_S = 0.001
 _log = logging.getLogger("p2pchain.runtime")
 
@@ -345,14 +346,16 @@ class _CpuBudget:
 
 
 class _Announcer:
-    """Sends OP_SOON just before a block's last invocation, when that invocation is likely
-    to end within the node's spin limit: the mean time of the block's earlier invocations
-    (or, for a block of one, of the previous block's) is at most ``SOON_WITHIN_S``.
+    """Sends OP_SOON just before a block's last invocation when the node's wake-up would be
+    a noticeable part of a short block: the mean time of the block's earlier invocations
+    (or, for a block of one, of the previous block's) is at most ``SOON_WITHIN_S``, so the
+    last one likely ends within the node's spin limit, and the block so far took at most
+    ``SOON_BLOCK_WITHIN_S``.
 
     A node blocked on the pipe while its CPU idles pays a slow wake-up for the answer (the
     idle virtual CPU halts: tens of microseconds); warned by OP_SOON it wakes while the last
-    invocation still runs and polls for the answer. A block of long invocations gets no
-    OP_SOON, so the node never polls for long.
+    invocation still runs and polls for the answer. Blocks of long invocations, and the
+    long blocks of a busy node (whose CPUs do not idle), get no OP_SOON: no polling there.
     """
 
     __slots__ = ("_pipe", "_start", "_count", "_mean_s")
@@ -372,9 +375,10 @@ class _Announcer:
             self._mean_s = (time.perf_counter() - self._start) / self._count
 
     def __call__(self) -> None:
+        elapsed_s = time.perf_counter() - self._start
         if self._count > 1:
-            self._mean_s = (time.perf_counter() - self._start) / (self._count - 1)
-        if self._mean_s <= SOON_WITHIN_S:
+            self._mean_s = elapsed_s / (self._count - 1)
+        if self._mean_s <= SOON_WITHIN_S and elapsed_s <= SOON_BLOCK_WITHIN_S:
             self._pipe.send([OP_SOON])
 
 
