@@ -27,7 +27,7 @@ import msgpack
 from ..encoding import EncodingError, decode, encode
 
 __all__ = [
-    "Pipe", "MAX_FRAME",
+    "Pipe", "MAX_FRAME", "current_cpu",
     "OP_READY", "OP_SOON", "OP_BLOCK", "OP_RESULT", "OP_GET", "OP_SCAN", "OP_READ", "OP_VALUE",
     "OP_ITEMS", "OP_ERROR", "OP_STOP",
 ]
@@ -39,7 +39,7 @@ _CHUNK = 1 << 16  # a pipe's capacity on Linux: more is never there to read at o
 
 # What a frame is, its first item. Node to worker:
 OP_BLOCK = 1    # [OP_BLOCK, fresh, channel, height, block_hash, timestamp_ms, anchors,
-                #  [[tx_id, contract, function, args, caller], ...]]
+                #  [[tx_id, contract, function, args, caller], ...], node_cpu]
 OP_VALUE = 3    # [OP_VALUE, value]: the answer to OP_GET or OP_READ
 OP_ITEMS = 4    # [OP_ITEMS, [[key, value], ...]]: the answer to OP_SCAN
 OP_STOP = 5     # [OP_STOP]
@@ -51,6 +51,21 @@ OP_SCAN = 13    # [OP_SCAN, namespace, start, end, limit]
 OP_READ = 14    # [OP_READ, channel, namespace, key]
 OP_ERROR = 15   # [OP_ERROR, kind, detail]
 OP_SOON = 16    # [OP_SOON]: the block's last invocation starts, its result follows shortly
+
+
+def _cpu_reader() -> Any:
+    try:
+        import ctypes
+
+        getcpu = ctypes.CDLL(None, use_errno=True).sched_getcpu
+    except (ImportError, OSError, AttributeError):  # not glibc: the CPU is unknown
+        return lambda: -1
+    getcpu.restype, getcpu.argtypes = ctypes.c_int, ()
+    return getcpu
+
+
+#: The CPU the calling thread runs on (``sched_getcpu``, 0.1 µs), or -1 where unknown.
+current_cpu = _cpu_reader()
 
 
 def _framed(value: Any) -> tuple[bytes, bytes]:

@@ -37,7 +37,7 @@ from .lifecycle import LifecyclePolicy
 from .meter import DEFAULT_DEPTH_LIMIT, DEFAULT_STEP_LIMIT
 from .pipe import (
     MAX_FRAME, OP_BLOCK, OP_ERROR, OP_GET, OP_ITEMS, OP_READ, OP_READY, OP_RESULT, OP_SCAN,
-    OP_SOON, OP_STOP, OP_VALUE, Pipe,
+    OP_SOON, OP_STOP, OP_VALUE, Pipe, current_cpu,
 )
 from .records import AnchoredReader, BlockContext, BlockResult, Invocation, StateView, TxResult, WorkerFailure
 
@@ -210,7 +210,8 @@ class ChannelWorker:
         try:
             message = [OP_BLOCK, fresh, block.channel, block.height, block.block_hash, block.timestamp_ms,
                        dict(block.anchors),
-                       [[i.tx_id, i.contract, i.function, i.args, _identity_value(i.caller)] for i in invocations]]
+                       [[i.tx_id, i.contract, i.function, i.args, _identity_value(i.caller)] for i in invocations],
+                       current_cpu()]
             try:
                 pipe.send(message)
             except BrokenPipeError:
@@ -354,20 +355,24 @@ class _Announcer:
 
     A node blocked on the pipe while its CPU idles pays a slow wake-up for the answer (the
     idle virtual CPU halts: tens of microseconds); warned by OP_SOON it wakes while the last
-    invocation still runs and polls for the answer. Blocks of long invocations, and the
-    long blocks of a busy node (whose CPUs do not idle), get no OP_SOON: no polling there.
+    invocation still runs and polls for the answer. Only when this worker runs on another
+    CPU than the one the node sent the block from: on the same CPU (a busy machine) the
+    node's wake-up is a plain context switch, and its polls would only take turns with the
+    worker. Blocks of long invocations, and the long blocks of a busy node, get no OP_SOON.
     """
 
-    __slots__ = ("_pipe", "_start", "_count", "_mean_s")
+    __slots__ = ("_pipe", "_start", "_count", "_mean_s", "_node_cpu")
 
     def __init__(self, pipe: Pipe) -> None:
         self._pipe = pipe
         self._start = 0.0
         self._count = 0
         self._mean_s = float("inf")
+        self._node_cpu = -1
 
-    def start(self, count: int) -> None:
+    def start(self, count: int, node_cpu: int) -> None:
         self._count = count
+        self._node_cpu = node_cpu
         self._start = time.perf_counter()
 
     def finish(self) -> None:
@@ -378,7 +383,8 @@ class _Announcer:
         elapsed_s = time.perf_counter() - self._start
         if self._count > 1:
             self._mean_s = elapsed_s / (self._count - 1)
-        if self._mean_s <= SOON_WITHIN_S and elapsed_s <= SOON_BLOCK_WITHIN_S:
+        if (self._mean_s <= SOON_WITHIN_S and elapsed_s <= SOON_BLOCK_WITHIN_S
+                and self._node_cpu != current_cpu()):
             self._pipe.send([OP_SOON])
 
 
@@ -409,13 +415,13 @@ def main() -> int:
             return 0
         if message[0] == OP_STOP:
             return 0
-        _, fresh, channel, height, block_hash, timestamp_ms, anchors, calls = message
+        _, fresh, channel, height, block_hash, timestamp_ms, anchors, calls, node_cpu = message
         if fresh:
             state.cache.clear()
         block = BlockContext(channel, height, block_hash, timestamp_ms, anchors)
         invocations = [Invocation(tx_id, contract, function, args, callers(caller))
                        for tx_id, contract, function, args, caller in calls]
-        announce.start(len(invocations))
+        announce.start(len(invocations), node_cpu)
         try:
             result = executor.execute_block(block, invocations, state, state, before_last=announce)
         except (ResourceBreach, MemoryError) as exc:

@@ -199,29 +199,32 @@ class _Sent:
         self.frames.append(value)
 
 
-def test_the_last_invocation_of_a_short_block_is_announced_and_a_long_block_is_not(monkeypatch):
+def test_the_last_invocation_of_a_short_block_on_another_cpu_is_announced_and_no_other(monkeypatch):
     from p2pchain.runtime import worker as worker_module
     from p2pchain.runtime.pipe import OP_SOON
 
+    monkeypatch.setattr(worker_module, "current_cpu", lambda: 1)  # the worker's CPU
     sent = _Sent()
     announce = worker_module._Announcer(sent)
-    announce.start(1)
+    announce.start(1, 0)
     announce()  # a block of one, and no earlier block: nothing to go by
     assert sent.frames == []
     announce.finish()
     monkeypatch.setattr(worker_module, "SOON_WITHIN_S", float("inf"))
     monkeypatch.setattr(worker_module, "SOON_BLOCK_WITHIN_S", float("inf"))
-    announce.start(1)
+    announce.start(1, 0)
     announce()  # a block of one after a block: the previous block's mean
-    announce.start(3)
+    announce.start(3, 0)
     announce()
     assert sent.frames == [[OP_SOON], [OP_SOON]]
+    announce.start(3, 1)  # the node sent the block from the worker's CPU
+    announce()
     monkeypatch.setattr(worker_module, "SOON_BLOCK_WITHIN_S", -1.0)  # the block so far is too long
-    announce.start(3)
+    announce.start(3, 0)
     announce()
     monkeypatch.setattr(worker_module, "SOON_BLOCK_WITHIN_S", float("inf"))
     monkeypatch.setattr(worker_module, "SOON_WITHIN_S", -1.0)  # its invocations are too long
-    announce.start(3)
+    announce.start(3, 0)
     announce()
     assert sent.frames == [[OP_SOON], [OP_SOON]]
 
