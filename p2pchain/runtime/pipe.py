@@ -112,13 +112,14 @@ class Pipe:
         return msgpack.unpackb(self._frame()[1], raw=False, use_list=False, strict_map_key=False)
 
     def spin_until_readable(self, limit_s: float) -> bool:
-        """Poll, yielding the CPU between polls, for at most ``limit_s`` until bytes are there
-        to read; whether they are. For a frame known to follow within microseconds: a reader
-        that blocks instead lets its idle virtual CPU halt, and waking it again costs tens of
-        microseconds (see docs/performance.md, "## contract runtime").
+        """Poll for at most ``limit_s`` until bytes are there to read; whether they are. For a
+        frame known to follow within microseconds: a reader that blocks instead lets its idle
+        virtual CPU halt, and waking it again costs tens of microseconds (see
+        docs/performance.md, "## contract runtime").
 
-        ``sched_yield`` between polls: a task that shares this CPU (the writer, on a busy
-        machine) runs first, so the poll costs the writer nothing but a context switch.
+        A busy poll, not one that yields between polls: under the kernel's EEVDF scheduler
+        each ``sched_yield`` pushes the caller's deadline a slice later, so on a shared CPU a
+        yielding poller waits behind every other task when its frame arrives.
         """
         if len(self._buffer) > self._offset:
             return True
@@ -130,7 +131,6 @@ class Pipe:
         while not poll.poll(0):
             if time.perf_counter() >= deadline:
                 return False
-            os.sched_yield()
         return True
 
     def _read(self, size: int) -> bytes:

@@ -49,9 +49,9 @@ CACHE_ENTRIES = 100_000
 # taken at most SOON_WITHIN_S each and the block so far at most SOON_BLOCK_WITHIN_S; the
 # node then polls for the result for at most SPIN_LIMIT_S instead of sleeping (see
 # _Announcer). Timing decides only when frames are read, never what a block computes.
-SOON_WITHIN_S = 0.0005
+SOON_WITHIN_S = 0.00025
 SOON_BLOCK_WITHIN_S = 0.002
-SPIN_LIMIT_S = 0.001
+SPIN_LIMIT_S = 0.0005
 _log = logging.getLogger("p2pchain.runtime")
 
 
