@@ -50,7 +50,7 @@ OP_GET = 12     # [OP_GET, namespace, key]
 OP_SCAN = 13    # [OP_SCAN, namespace, start, end, limit]
 OP_READ = 14    # [OP_READ, channel, namespace, key]
 OP_ERROR = 15   # [OP_ERROR, kind, detail]
-OP_SOON = 16    # [OP_SOON]: the block's last invocation starts, its result follows shortly
+OP_SOON = 16    # [OP_SOON, worker_cpu]: the block's last invocation starts, its result follows shortly
 
 
 def _cpu_reader() -> Any:

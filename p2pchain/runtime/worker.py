@@ -224,8 +224,11 @@ class ChannelWorker:
                     break
                 if op == OP_SOON:
                     # the worker runs the block's last invocation: poll for the result rather
-                    # than sleep, so the answer need not wake this thread's (idle) CPU
-                    pipe.spin_until_readable(SPIN_LIMIT_S)
+                    # than sleep, so the answer need not wake this thread's (idle) CPU — unless
+                    # this thread was woken on the worker's CPU, where polling would take turns
+                    # with the worker (the kernel puts a woken task there when no CPU idles)
+                    if reply[1] != current_cpu():
+                        pipe.spin_until_readable(SPIN_LIMIT_S)
                 elif op == OP_GET:
                     pipe.send([OP_VALUE, state.get(reply[1], reply[2])])
                 elif op == OP_SCAN:
@@ -383,9 +386,10 @@ class _Announcer:
         elapsed_s = time.perf_counter() - self._start
         if self._count > 1:
             self._mean_s = elapsed_s / (self._count - 1)
-        if (self._mean_s <= SOON_WITHIN_S and elapsed_s <= SOON_BLOCK_WITHIN_S
-                and self._node_cpu != current_cpu()):
-            self._pipe.send([OP_SOON])
+        if self._mean_s <= SOON_WITHIN_S and elapsed_s <= SOON_BLOCK_WITHIN_S:
+            cpu = current_cpu()
+            if cpu != self._node_cpu:
+                self._pipe.send([OP_SOON, cpu])
 
 
 def main() -> int:

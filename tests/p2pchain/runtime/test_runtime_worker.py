@@ -216,7 +216,7 @@ def test_the_last_invocation_of_a_short_block_on_another_cpu_is_announced_and_no
     announce()  # a block of one after a block: the previous block's mean
     announce.start(3, 0)
     announce()
-    assert sent.frames == [[OP_SOON], [OP_SOON]]
+    assert sent.frames == [[OP_SOON, 1], [OP_SOON, 1]]
     announce.start(3, 1)  # the node sent the block from the worker's CPU
     announce()
     monkeypatch.setattr(worker_module, "SOON_BLOCK_WITHIN_S", -1.0)  # the block so far is too long
@@ -226,7 +226,7 @@ def test_the_last_invocation_of_a_short_block_on_another_cpu_is_announced_and_no
     monkeypatch.setattr(worker_module, "SOON_WITHIN_S", -1.0)  # its invocations are too long
     announce.start(3, 0)
     announce()
-    assert sent.frames == [[OP_SOON], [OP_SOON]]
+    assert sent.frames == [[OP_SOON, 1], [OP_SOON, 1]]
 
 
 def test_a_block_of_many_quick_invocations_gives_the_in_process_result_through_the_announcement(worker):
