@@ -9,7 +9,9 @@ after each block) and no new file descriptors (``RLIMIT_NOFILE`` of 3: stdin, st
 stderr only, no files, no sockets).
 
 A block is one frame each way: the block and its invocations in, every transaction's result
-and the block's writes out, each packed and unpacked by one call of the C codec.
+and the block's writes out, each packed and unpacked by one call of the C codec. A short
+block that runs on another CPU than the node's adds an OP_SOON frame before its last
+invocation, after which the node polls for the answer instead of sleeping (see _Announcer).
 
 State stays in the node. The worker keeps a bounded cache of committed values, updated with
 each block's own writes, so a block whose reads hit the cache costs exactly one exchange;
