@@ -164,7 +164,9 @@ class Context:
     __slots__ = ("_layer", "_namespace", "_block_ctx", "_reader", "_meter", "_tx_id", "_rngs",
                  "_events", "caller", "block", "contract")
 
-    def __init__(self, *, layer: Layer, contract: str, caller: Identity, block: BlockContext,
+    # Positional or keyword: the executor makes one per transaction and passes its arguments
+    # by position (binding eight keywords costs more than the eleven stores below).
+    def __init__(self, layer: Layer, contract: str, caller: Identity, block: BlockContext,
                  tx_id: bytes, meter: Meter, reader: AnchoredReader | None, info: BlockInfo | None = None) -> None:
         self._layer = layer
         self._namespace = contract

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import types
 from collections import OrderedDict
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from ..bounded import BoundedDict
 from .context import BlockInfo, Context, Layer, block_info, canonical
@@ -141,8 +141,13 @@ class Executor:
         self._fresh_globals = globals_factory(self._meter)
 
     def execute_block(self, block: BlockContext, invocations: Sequence[Invocation], state: StateView,
-                      reader: AnchoredReader | None = None) -> BlockResult:
-        """Run ``invocations`` in order against ``state``; see :class:`BlockResult`."""
+                      reader: AnchoredReader | None = None, *,
+                      before_last: Callable[[], None] | None = None) -> BlockResult:
+        """Run ``invocations`` in order against ``state``; see :class:`BlockResult`.
+
+        ``before_last`` is called just before the last invocation runs (the worker tells the
+        node its answer is near); it cannot see or change anything the block computes.
+        """
         state = _Guarded(state)
         reader = None if reader is None else _Guarded(reader)
         block_layer = Layer(state)
@@ -150,7 +155,10 @@ class Executor:
         self._definitions: dict[str, Any] = {}  # per block; a lifecycle transaction clears it
         self._block_code = {}
         self._block_info = block_info(block)
-        for invocation in invocations:
+        last = len(invocations) - 1 if before_last is not None else -1
+        for index, invocation in enumerate(invocations):
+            if index == last:
+                before_last()
             tx_layer = Layer(block_layer)
             result = self._execute(block, invocation, tx_layer, reader)
             if result.ok:
@@ -235,12 +243,12 @@ class Executor:
 
     def _run_contract(self, block: BlockContext, invocation: Invocation, layer: Layer,
                       reader: AnchoredReader | None, meter: Meter, events: list[bytes]) -> bytes:
-        code = self._code(layer, invocation.contract)
+        code = self._block_code.get(invocation.contract) or self._code(layer, invocation.contract)
         args = invocation.args
         if not isinstance(args, dict) or (args and not _STR_ONLY.issuperset(map(type, args))):
             raise _Failed("arguments must be a map with str keys")
-        ctx = Context(layer=layer, contract=invocation.contract, caller=invocation.caller, block=block,
-                      tx_id=invocation.tx_id, meter=meter, reader=reader, info=self._block_info)
+        ctx = Context(layer, invocation.contract, invocation.caller, block, invocation.tx_id, meter, reader,
+                      self._block_info)
         namespace = self._fresh_globals()
         try:
             exec(code, namespace)

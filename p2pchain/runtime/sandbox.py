@@ -65,15 +65,18 @@ def globals_factory(meter: Meter) -> Callable[[], dict[str, Any]]:
     """A function that makes a fresh globals dict for each execution of a contract module,
     its hooks bound to ``meter`` (which the caller resets between transactions).
 
-    What is the same for every transaction on this meter is built once: each call copies
-    two dicts and makes a new importer (whose cache of metered members is per transaction),
-    so no object a contract can reach is shared with the next transaction.
+    What is the same for every transaction on this meter is built once, the importer too
+    (its metered members are functions bound to the meter, which a contract can call but
+    not change: it may set attributes only on what it defined itself, and each import
+    hands out a new module proxy). Each call copies two dicts, so no mutable object a
+    contract can reach is shared with the next transaction.
     """
     range_ = metered_range(meter)
     steps = meter.steps_iterator
     builtins_template = dict(_STATIC_BUILTINS)
     builtins_template["range"] = range_
     builtins_template["sum"] = metered_sum(meter)
+    builtins_template["__import__"] = importer(meter)
     template = dict(_STATIC_HOOKS)
     template.update({
         "__range__": range_,
@@ -89,10 +92,8 @@ def globals_factory(meter: Meter) -> Callable[[], dict[str, Any]]:
     })
 
     def fresh() -> dict[str, Any]:
-        restricted = builtins_template.copy()
-        restricted["__import__"] = importer(meter)
         namespace = template.copy()
-        namespace["__builtins__"] = restricted
+        namespace["__builtins__"] = builtins_template.copy()
         return namespace
     return fresh
 

@@ -9,7 +9,9 @@ after each block) and no new file descriptors (``RLIMIT_NOFILE`` of 3: stdin, st
 stderr only, no files, no sockets).
 
 A block is one frame each way: the block and its invocations in, every transaction's result
-and the block's writes out, each packed and unpacked by one call of the C codec.
+and the block's writes out, each packed and unpacked by one call of the C codec. A short
+block that runs on another CPU than the node's adds an OP_SOON frame before its last
+invocation, after which the node polls for the answer instead of sleeping (see _Announcer).
 
 State stays in the node. The worker keeps a bounded cache of committed values, updated with
 each block's own writes, so a block whose reads hit the cache costs exactly one exchange;
@@ -28,6 +30,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -36,7 +39,7 @@ from .lifecycle import LifecyclePolicy
 from .meter import DEFAULT_DEPTH_LIMIT, DEFAULT_STEP_LIMIT
 from .pipe import (
     MAX_FRAME, OP_BLOCK, OP_ERROR, OP_GET, OP_ITEMS, OP_READ, OP_READY, OP_RESULT, OP_SCAN,
-    OP_STOP, OP_VALUE, Pipe,
+    OP_SOON, OP_STOP, OP_VALUE, Pipe, current_cpu,
 )
 from .records import AnchoredReader, BlockContext, BlockResult, Invocation, StateView, TxResult, WorkerFailure
 
@@ -44,6 +47,13 @@ __all__ = ["ChannelWorker", "WORKER_HASH_SEED", "MAX_FRAME"]
 
 WORKER_HASH_SEED = "0"
 CACHE_ENTRIES = 100_000
+# The worker announces a block's last invocation (OP_SOON) when the block's invocations have
+# taken at most SOON_WITHIN_S each and the block so far at most SOON_BLOCK_WITHIN_S; the
+# node then polls for the result for at most SPIN_LIMIT_S instead of sleeping (see
+# _Announcer). Timing decides only when frames are read, never what a block computes.
+SOON_WITHIN_S = 0.00025
+SOON_BLOCK_WITHIN_S = 0.002
+SPIN_LIMIT_S = 0.0005
 _log = logging.getLogger("p2pchain.runtime")
 
 
@@ -202,7 +212,8 @@ class ChannelWorker:
         try:
             message = [OP_BLOCK, fresh, block.channel, block.height, block.block_hash, block.timestamp_ms,
                        dict(block.anchors),
-                       [[i.tx_id, i.contract, i.function, i.args, _identity_value(i.caller)] for i in invocations]]
+                       [[i.tx_id, i.contract, i.function, i.args, _identity_value(i.caller)] for i in invocations],
+                       current_cpu()]
             try:
                 pipe.send(message)
             except BrokenPipeError:
@@ -213,7 +224,14 @@ class ChannelWorker:
                 if op == OP_RESULT:
                     result = _result_from_frame(block, reply)
                     break
-                if op == OP_GET:
+                if op == OP_SOON:
+                    # the worker runs the block's last invocation: poll for the result rather
+                    # than sleep, so the answer need not wake this thread's (idle) CPU — unless
+                    # this thread was woken on the worker's CPU, where polling would take turns
+                    # with the worker (the kernel puts a woken task there when no CPU idles)
+                    if reply[1] != current_cpu():
+                        pipe.spin_until_readable(SPIN_LIMIT_S)
+                elif op == OP_GET:
                     pipe.send([OP_VALUE, state.get(reply[1], reply[2])])
                 elif op == OP_SCAN:
                     items = [[k, v] for k, v in state.scan(*reply[1:5])]
@@ -333,6 +351,49 @@ class _CpuBudget:
             resource.setrlimit(resource.RLIMIT_CPU, (self.limit, resource.RLIM_INFINITY))
 
 
+class _Announcer:
+    """Sends OP_SOON just before a block's last invocation when the node's wake-up would be
+    a noticeable part of a short block: the mean time of the block's earlier invocations
+    (or, for a block of one, of the previous block's) is at most ``SOON_WITHIN_S``, so the
+    last one likely ends within the node's spin limit, and the block so far took at most
+    ``SOON_BLOCK_WITHIN_S``.
+
+    A node blocked on the pipe while its CPU idles pays a slow wake-up for the answer (the
+    idle virtual CPU halts: tens of microseconds); warned by OP_SOON it wakes while the last
+    invocation still runs and polls for the answer. Only when this worker runs on another
+    CPU than the one the node sent the block from: on the same CPU (a busy machine) the
+    node's wake-up is a plain context switch, and its polls would only take turns with the
+    worker. Blocks of long invocations, and the long blocks of a busy node, get no OP_SOON.
+    """
+
+    __slots__ = ("_pipe", "_start", "_count", "_mean_s", "_node_cpu")
+
+    def __init__(self, pipe: Pipe) -> None:
+        self._pipe = pipe
+        self._start = 0.0
+        self._count = 0
+        self._mean_s = float("inf")
+        self._node_cpu = -1
+
+    def start(self, count: int, node_cpu: int) -> None:
+        self._count = count
+        self._node_cpu = node_cpu
+        self._start = time.perf_counter()
+
+    def finish(self) -> None:
+        if self._count:
+            self._mean_s = (time.perf_counter() - self._start) / self._count
+
+    def __call__(self) -> None:
+        elapsed_s = time.perf_counter() - self._start
+        if self._count > 1:
+            self._mean_s = elapsed_s / (self._count - 1)
+        if self._mean_s <= SOON_WITHIN_S and elapsed_s <= SOON_BLOCK_WITHIN_S:
+            cpu = current_cpu()
+            if cpu != self._node_cpu:
+                self._pipe.send([OP_SOON, cpu])
+
+
 def main() -> int:
     from .executor import Executor, ResourceBreach
 
@@ -349,6 +410,7 @@ def main() -> int:
                         step_limit=init["step_limit"], depth_limit=init["depth_limit"])
     state = _RemoteState(pipe)
     callers = _Callers()
+    announce = _Announcer(pipe)
     budget = _CpuBudget(init["cpu_seconds_per_block"])
     budget.before_block()
     pipe.send([OP_READY])
@@ -359,14 +421,15 @@ def main() -> int:
             return 0
         if message[0] == OP_STOP:
             return 0
-        _, fresh, channel, height, block_hash, timestamp_ms, anchors, calls = message
+        _, fresh, channel, height, block_hash, timestamp_ms, anchors, calls, node_cpu = message
         if fresh:
             state.cache.clear()
         block = BlockContext(channel, height, block_hash, timestamp_ms, anchors)
         invocations = [Invocation(tx_id, contract, function, args, callers(caller))
                        for tx_id, contract, function, args, caller in calls]
+        announce.start(len(invocations), node_cpu)
         try:
-            result = executor.execute_block(block, invocations, state, state)
+            result = executor.execute_block(block, invocations, state, state, before_last=announce)
         except (ResourceBreach, MemoryError) as exc:
             pipe.send([OP_ERROR, "breach", str(exc) or "memory exhausted"])
             return 3
@@ -375,6 +438,7 @@ def main() -> int:
             return 4
         pipe.send(_result_value(result))
         # After the answer, not before: the node has its result while this runs.
+        announce.finish()
         for ns, key, value in result.writes:  # they are committed before the next block
             state.cache[(ns, key)] = value
         budget.before_block()

@@ -491,3 +491,48 @@ def test_loops_are_metered_alike_in_functions_generators_closures_and_comprehens
     # three items each; a nested call or a generator adds its one step, an outer loop its one item
     assert extra == {"plain": 3, "nested function": 4, "generator": 4, "comprehension": 3,
                      "comprehension in a loop": 4}
+
+
+def test_the_hook_before_the_last_invocation_runs_once_and_changes_nothing():
+    state = state_with(counter=COUNTER)
+    calls = [invocation("counter", "add", {"by": i}, tx=i) for i in range(4)]
+    seen = []
+    executor = Executor(POLICY)
+    original_execute = executor._execute
+
+    def execute(*args):
+        seen.append("tx")
+        return original_execute(*args)
+
+    executor._execute = execute
+    result = executor.execute_block(block(), calls, state, before_last=lambda: seen.append("last"))
+    assert seen == ["tx", "tx", "tx", "last", "tx"]
+    assert result == Executor(POLICY).execute_block(block(), calls, state)
+    executor.execute_block(block(), [], state, before_last=lambda: seen.append("empty"))
+    assert "empty" not in seen
+
+
+IMPORTED_MEMBERS = '''
+from itertools import count
+import math
+
+def mark(ctx):
+    count.note = 1
+    return 1
+
+def mark_module(ctx):
+    math.note = 1
+    return 1
+
+def seen(ctx):
+    return [hasattr(count, "note"), hasattr(math, "note")]
+'''
+
+
+def test_imported_members_shared_by_the_importer_carry_nothing_to_the_next_transaction():
+    state = state_with(m=IMPORTED_MEMBERS)
+    calls = [invocation("m", "mark", tx=1), invocation("m", "mark_module", tx=2), invocation("m", "seen", tx=3)]
+    mark, mark_module, seen = Executor(POLICY).execute_block(block(), calls, state).results
+    assert not mark.ok and "cannot set attribute 'note'" in mark.reason
+    assert not mark_module.ok and "cannot set attribute 'note'" in mark_module.reason
+    assert seen.ok and decode(seen.value) == [False, False]

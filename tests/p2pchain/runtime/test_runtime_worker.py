@@ -189,3 +189,50 @@ def test_arguments_that_have_no_canonical_form_reach_the_worker_as_given(worker)
     assert remote == Executor(POLICY, step_limit=100_000).execute_block(block(1), invocations, state)
     assert not remote.results[0].ok and "float" in remote.results[0].reason
     assert remote.results[1].value == encode(2)
+
+
+class _Sent:
+    def __init__(self) -> None:
+        self.frames: list = []
+
+    def send(self, value) -> None:
+        self.frames.append(value)
+
+
+def test_the_last_invocation_of_a_short_block_on_another_cpu_is_announced_and_no_other(monkeypatch):
+    from p2pchain.runtime import worker as worker_module
+    from p2pchain.runtime.pipe import OP_SOON
+
+    monkeypatch.setattr(worker_module, "current_cpu", lambda: 1)  # the worker's CPU
+    sent = _Sent()
+    announce = worker_module._Announcer(sent)
+    announce.start(1, 0)
+    announce()  # a block of one, and no earlier block: nothing to go by
+    assert sent.frames == []
+    announce.finish()
+    monkeypatch.setattr(worker_module, "SOON_WITHIN_S", float("inf"))
+    monkeypatch.setattr(worker_module, "SOON_BLOCK_WITHIN_S", float("inf"))
+    announce.start(1, 0)
+    announce()  # a block of one after a block: the previous block's mean
+    announce.start(3, 0)
+    announce()
+    assert sent.frames == [[OP_SOON, 1], [OP_SOON, 1]]
+    announce.start(3, 1)  # the node sent the block from the worker's CPU
+    announce()
+    monkeypatch.setattr(worker_module, "SOON_BLOCK_WITHIN_S", -1.0)  # the block so far is too long
+    announce.start(3, 0)
+    announce()
+    monkeypatch.setattr(worker_module, "SOON_BLOCK_WITHIN_S", float("inf"))
+    monkeypatch.setattr(worker_module, "SOON_WITHIN_S", -1.0)  # its invocations are too long
+    announce.start(3, 0)
+    announce()
+    assert sent.frames == [[OP_SOON, 1], [OP_SOON, 1]]
+
+
+def test_a_block_of_many_quick_invocations_gives_the_in_process_result_through_the_announcement(worker):
+    # quick invocations: the worker announces the last one (OP_SOON) and the node polls for it
+    calls = [invocation("c", "add", {"key": f"k{i % 3}"}, tx=100 + i) for i in range(12)]
+    state = state_with(c=SOURCE)
+    expected = Executor(POLICY, step_limit=100_000).execute_block(block(1), calls, state)
+    for _ in range(3):  # the first block has no earlier mean; the later ones are announced
+        assert worker.execute_block(block(1), calls, state) == expected
