@@ -9,9 +9,12 @@ Authentication binds a link to the genesis (DESIGN.md, decision 3). The dialler 
 is and whom it wants, with a fresh nonce; the listener answers with its own nonce and a
 signature over both nonces, both names and the genesis digest; the dialler checks it against
 the listener's genesis key and answers with its own signature over the same transcript
-(with a different label, so neither signature can be replayed as the other). Only then are
-frames accepted, and every frame is still a signed consensus message checked above this
-layer: the link proves *who is talking*, the message signature proves *who said it*.
+(with a different label, so neither signature can be replayed as the other). The listener
+checks that and says ``welcome``; only then does the dialler count the link as up and send
+frames down it (a dialler that counted it up on sending its signature would pump frames into
+a link the listener is closing, and lose them), and only then are frames accepted. Every
+frame is still a signed consensus message checked above this layer: the link proves *who is
+talking*, the message signature proves *who said it*.
 
 What a peer sends that is malformed or oversized is counted in :attr:`PeerNetwork.refused`
 by reason, and the link is closed; nothing it sends can raise into the node.
@@ -216,6 +219,11 @@ class PeerNetwork:
             raise _HandshakeError(f"{peer} did not prove its genesis key") from None
         signature = self._key.sign(_transcript("dialler", self._genesis.digest, self.me, peer, my_nonce, their_nonce))
         await ws.send_bytes(encode({"type": "auth", "signature": signature}))
+        message = await ws.receive()
+        if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+            raise _HandshakeError(f"{peer} refused the link: {message.extra or 'closed'}")
+        if _decode_handshake(message).get("type") != "welcome":
+            raise _HandshakeError(f"{peer} answered the signature with something else than a welcome")
 
     # -- receiving -------------------------------------------------------------------
 
@@ -280,6 +288,7 @@ class PeerNetwork:
                    auth.get("signature", b"") if auth.get("type") == "auth" else b"")
         except BadSignature:
             raise _HandshakeError(f"dialler did not prove it holds the key of {peer}") from None
+        await ws.send_bytes(encode({"type": "welcome"}))
         return peer
 
 

@@ -99,15 +99,30 @@ async def test_a_node_that_restarts_is_reconnected(consortium):
         await b.stop()
 
 
+class _RecordingSet(set):
+    """A set that remembers every element ever added."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.added: list = []
+
+    def add(self, item) -> None:
+        self.added.append(item)
+        super().add(item)
+
+
 async def test_a_dialler_with_the_wrong_key_is_refused_and_counted(consortium):
     directory, genesis = consortium
     honest = Node(directory, genesis, "node1")
     impostor = Node(directory, genesis, "node0", key=SigningKey.generate())
+    impostor.net.connected_out = counted_up = _RecordingSet()
     await honest.start()
     await impostor.start()
     try:
         await eventually(lambda: honest.net.refused["handshake"] >= 2)
-        assert "node1" not in impostor.net.connected_out
+        # the listener's refusal reaches the dialler: it never counted the link as up, not
+        # even for the moment the listener took to check its signature
+        assert counted_up.added == [] and "node1" not in impostor.net.connected_out
         assert honest.frames == []
     finally:
         await honest.stop()
