@@ -63,6 +63,16 @@ async def _deploy(cluster: Cluster) -> None:
     async with Client(cluster.url("node0")) as client:
         for channel in CHANNELS:
             await deploy_contract(client, cluster.directory, cluster.genesis, channel, "demo", DEMO)
+    # Every node has executed the deployment before a test submits to it: a node still behind
+    # rightly refuses a contract it has not seen committed (404 unknown_contract).
+    clients = _clients(cluster)
+    for client in clients.values():
+        await client.__aenter__()
+    try:
+        await wait_for_agreement(clients, timeout_s=90)
+    finally:
+        for client in clients.values():
+            await client.__aexit__(None, None, None)
 
 
 def _clients(cluster: Cluster, names=None) -> dict[str, Client]:
