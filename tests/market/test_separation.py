@@ -42,12 +42,12 @@ def test_core_point_pays_every_coalition_its_value(inst):
     assert (table - _members(N) @ x <= 1e-6).all()
 
 
-@settings(max_examples=25, deadline=None)
-@given(markets(max_buyers=3, max_sellers=3, max_cap=3), st.integers(0, 2**32 - 1),
-       st.integers(0, 3))
-def test_separation_milp_finds_the_most_violated_coalition_outside_the_span(inst, seed, fixed):
+def _separation_case(inst, seed: int, fixed: int):
+    """A market capacitated on both sides, a random point x, stages with ``fixed`` random
+    coalitions fixed, and the proper coalitions outside the span of the fixed rows:
+    (w, bc, sc, table, x, stages, member, outside)."""
     w, bc, sc = _both_sides_capacitated(inst)
-    m, N = len(bc), len(bc) + len(sc)
+    N = len(bc) + len(sc)
     table = market_game_values(w, bc, sc)
     rng = np.random.default_rng(seed)
     x = rng.uniform(0, max(1.0, float(table[-1])), N)
@@ -59,6 +59,14 @@ def test_separation_milp_finds_the_most_violated_coalition_outside_the_span(inst
     rank = np.linalg.matrix_rank(rows)
     outside = [mk for mk in range(1, (1 << N) - 1)
                if np.linalg.matrix_rank(np.r_[rows, member[mk][None, :]]) > rank]
+    return w, bc, sc, table, x, stages, member, outside
+
+
+@settings(max_examples=25, deadline=None)
+@given(markets(max_buyers=3, max_sellers=3, max_cap=3), st.integers(0, 2**32 - 1),
+       st.integers(0, 3))
+def test_separation_milp_finds_the_most_violated_coalition_outside_the_span(inst, seed, fixed):
+    w, bc, sc, table, x, stages, member, outside = _separation_case(inst, seed, fixed)
     found = market_separator(w, bc, sc)(x, -np.inf, stages)
     if not outside:
         assert found == []
@@ -79,20 +87,8 @@ def test_separation_cut_off_at_the_threshold_keeps_answers_and_pool_values_exact
     # the threshold is HiGHS's objective cut-off: a violated coalition must still be
     # the most violated one, and a coalition kept in the pool when nothing is violated
     # must carry its exact value (the point HiGHS returns then need not be optimal)
-    w, bc, sc = _both_sides_capacitated(inst)
-    N = len(bc) + len(sc)
-    table = market_game_values(w, bc, sc)
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(0, max(1.0, float(table[-1])), N)
-    stages = Stages(N, float(table[-1]), np.zeros(N), [], [])
-    member = _members(N)
-    for mask in rng.integers(1, (1 << N) - 1, size=fixed).tolist():
-        stages._add_equality(member[mask], 0.0)
+    w, bc, sc, table, x, stages, member, outside = _separation_case(inst, seed, fixed)
     stages.use_pool(x, 0.0, 0)          # an empty cut pool, to see what is kept
-    rows = np.array(stages.eq_rows)
-    rank = np.linalg.matrix_rank(rows)
-    outside = [mk for mk in range(1, (1 << N) - 1)
-               if np.linalg.matrix_rank(np.r_[rows, member[mk][None, :]]) > rank]
     if not outside:
         return
     best = max(table[mk] - member[mk] @ x for mk in outside)
