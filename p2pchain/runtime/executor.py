@@ -212,9 +212,8 @@ class Executor:
                         min(meter.used, meter.limit + 1))
 
     def _code(self, layer: Layer, name: str) -> types.CodeType:
-        code = self._block_code.get(name)
-        if code is not None:
-            return code
+        """The code of contract ``name`` on a block's first call of it (the caller looks in
+        ``_block_code`` first, where this leaves it for the block's later calls)."""
         definition = self._definitions.get(name)
         if definition is None:
             data = definition_record(layer, name)
