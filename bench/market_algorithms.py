@@ -98,30 +98,44 @@ def generic_market_nucleolus(w, bc, sc):
     return nucleolus(w.shape[0] + w.shape[1], table), table
 
 
+def nucleolus_markets(rng, unit_size: int) -> dict:
+    """The nucleolus benchmark's markets, drawn from ``rng`` in this order (so
+    bench/market_nucleolus_split.py times the same ones): (w, bc, sc) of a small
+    capacitated market, the paper-sized round, the 40-player market; w of the unit
+    ``unit_size`` x ``unit_size`` market and of a small unit one."""
+    small = weights(rng, 4, 5, -500, 3_000), rng.integers(1, 4, 4), rng.integers(1, 4, 5)
+    paper = paper_round(rng)
+    unit = weights(rng, unit_size, unit_size)
+    unit_small = weights(rng, 4, 4, -500, 3_000)
+    big = weights(rng, 20, 20, -2_000, 20_000), rng.integers(1, 4, 20), rng.integers(1, 4, 20)
+    return {"small": small, "paper": paper, "unit": unit, "unit small": unit_small, "40 players": big}
+
+
 def bench_nucleolus(rng, quick, budget):
+    size = 60 if quick else 200
+    markets = nucleolus_markets(rng, size)
     # small capacitated market: both methods, same answer
-    w, bc, sc = weights(rng, 4, 5, -500, 3_000), rng.integers(1, 4, 4), rng.integers(1, 4, 5)
+    w, bc, sc = markets["small"]
     t_ours, (xb, xs) = timed(market_nucleolus, w, bc, sc)
     t_gen, (xg, table) = timed(generic_market_nucleolus, w, bc, sc)
     same = np.allclose(np.r_[xb, xs], xg, atol=1e-6)
     print(f"nucleolus capacitated 4x5 (9 players): {t_ours:.3f} s vs generic enumeration "
           f"{t_gen:.3f} s (incl. 512 coalition values) -> ratio {t_ours / t_gen:.2f}; "
           f"equal: {same}; Kohlberg: {is_nucleolus(9, table, np.r_[xb, xs])}")
-    w, bc, sc = paper_round(rng)
+    w, bc, sc = markets["paper"]
     t, _ = timed(market_nucleolus, w, bc, sc)
     print(f"nucleolus paper-sized round ({w.shape[0]} buyers x {w.shape[1]} sellers = "
           f"{sum(w.shape)} players, capacitated): {t:.3f} s (target <= 0.2 s; generic "
           f"enumeration of 2^{sum(w.shape)} coalition values not run)")
-    size = 60 if quick else 200
-    w = weights(rng, size, size)
+    w = markets["unit"]
     t, _ = timed(market_nucleolus, w, [1] * size, [1] * size)
     print(f"nucleolus unit {size}x{size}: {t:.3f} s (target <= 30 s at 200x200)")
-    w = weights(rng, 4, 4, -500, 3_000)
+    w = markets["unit small"]
     t_ours, (xb, xs) = timed(market_nucleolus, w, [1] * 4, [1] * 4)
     t_gen, (xg, _) = timed(generic_market_nucleolus, w, np.ones(4, int), np.ones(4, int))
     print(f"nucleolus unit 4x4: {t_ours:.3f} s vs generic enumeration {t_gen:.3f} s -> "
           f"ratio {t_ours / t_gen:.2f}; equal: {np.allclose(np.r_[xb, xs], xg, atol=1e-6)}")
-    w, bc, sc = weights(rng, 20, 20, -2_000, 20_000), rng.integers(1, 4, 20), rng.integers(1, 4, 20)
+    w, bc, sc = markets["40 players"]
     t = within_budget(market_nucleolus, (w, bc, sc), budget)
     shown = f"{t:.3f} s" if t is not None else f"not finished within {budget:.0f} s (wall)"
     print(f"nucleolus capacitated 20x20 (40 players, caps 1-3): {shown} (target <= 10 s; "

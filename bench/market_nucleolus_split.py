@@ -25,18 +25,13 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from market import separation, sequential_lp  # noqa: E402
 from market.nucleolus import market_nucleolus  # noqa: E402
-from market_algorithms import SEED, paper_round, weights  # noqa: E402
+from market_algorithms import SEED, nucleolus_markets  # noqa: E402
 
 
 def markets():
-    """The two capacitated markets of bench/market_algorithms.py, replaying its draws."""
-    rng = np.random.default_rng(SEED + 1)
-    weights(rng, 4, 5, -500, 3_000), rng.integers(1, 4, 4), rng.integers(1, 4, 5)
-    paper = paper_round(rng)
-    weights(rng, 200, 200)
-    weights(rng, 4, 4, -500, 3_000)
-    big = weights(rng, 20, 20, -2_000, 20_000), rng.integers(1, 4, 20), rng.integers(1, 4, 20)
-    return {21: paper, 40: big}
+    """The two capacitated markets of bench/market_algorithms.py (its full run's draws)."""
+    drawn = nucleolus_markets(np.random.default_rng(SEED + 1), 200)
+    return {21: drawn["paper"], 40: drawn["40 players"]}
 
 
 def split(w, bc, sc, repeat):
