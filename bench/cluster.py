@@ -38,6 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import machine  # noqa: E402
 from nodes.deploy import deploy_contract  # noqa: E402
 from nodes.launcher import Cluster  # noqa: E402
+from nodes.metrics import STAGES  # noqa: E402
 from p2pchain.client import ApiError, Client, Signer  # noqa: E402
 from p2pchain.consortium import create_consortium  # noqa: E402
 from p2pchain.genesis import CHANNELS  # noqa: E402
@@ -76,9 +77,6 @@ def cluster_cpu(cluster: Cluster) -> dict[str, float]:
         except (FileNotFoundError, ProcessLookupError):
             pass  # a node killed or restarted during the step (--view-change): its share is lost
     return {"nodes": nodes, "workers": workers, "load": time.process_time()}
-
-
-STAGES = ("propose", "agree", "wait", "execute")
 
 
 async def stage_totals(session: aiohttp.ClientSession, cluster: Cluster) -> dict[str, list[float]]:
