@@ -205,8 +205,54 @@ def _trusted_entries(module: str, names: tuple[str, ...]) -> dict[str, Any]:
     return entries
 
 
+_IMMUTABLE_SCALARS = (str, int, float, bool, bytes, type(None), Fraction)
+
+
+def _immutable(obj: Any) -> bool:
+    """Whether ``obj`` is data no contract can change (so it may be handed out shared)."""
+    if isinstance(obj, (tuple, frozenset)):
+        return all(_immutable(item) for item in obj)
+    return type(obj) in _IMMUTABLE_SCALARS
+
+
+def _fresh(value: Any) -> Callable[[], Any]:
+    """How each import gets its own ``value``: a new proxy of a proxy's names, a copy of data."""
+    if isinstance(value, ModuleProxy):
+        names = dict(vars(value))
+        return lambda: ModuleProxy(**names)
+    return lambda: copy.deepcopy(value)
+
+
+def _entries(name: str, names: tuple[str, ...], metered: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """What ``from name import names`` (or ``import name``) offers, checked; ContractFault if refused."""
+    if name in STDLIB_MODULES:
+        entries = _stdlib_entries(name, metered() if name in ("math", "itertools") else {})
+    elif name in RUNTIME_MODULES:
+        entries = _runtime_entries(name)
+    elif name == "p2pchain.runtime" and names and all(n in ("facade", "units") for n in names):
+        entries = {n: ModuleProxy(**_runtime_entries(f"p2pchain.runtime.{n}")) for n in names}
+    elif names and any(name.startswith(p + ".") for p in TRUSTED_PACKAGES):
+        entries = _trusted_entries(name, names)
+    else:
+        raise ContractFault(f"import of {name!r} is not allowed")
+    for wanted in names:
+        if wanted not in entries:
+            raise ContractFault(f"{name!r} offers no {wanted!r} to contracts")
+    return entries
+
+
 def importer(meter: Meter) -> Callable[..., ModuleProxy]:
+    """The ``__import__`` of one executor's contracts (its metered members bound to ``meter``).
+
+    What an import offers is resolved and checked once per executor and kept: the names are
+    the same for every transaction (reviewed code, fixed for the process), and resolving them
+    was a tenth of a market contract's time. What a transaction receives is still its own: a
+    new proxy per import, and its own deep copy of any mutable data; functions, classes and
+    immutable data are shared, and a contract can set attributes only on what it defined.
+    """
     built: dict[str, Any] = {}
+    # (module, imported names) -> (shared entries, (name, maker of a fresh value) per import)
+    resolved: dict[tuple[str, tuple[str, ...]], tuple[dict[str, Any], tuple[tuple[str, Callable[[], Any]], ...]]] = {}
 
     def metered() -> dict[str, Any]:
         if not built:  # only transactions that import math or itertools pay for these
@@ -216,19 +262,15 @@ def importer(meter: Meter) -> Callable[..., ModuleProxy]:
     def import_(name: str, globals_: Any = None, locals_: Any = None, fromlist: Any = (), level: int = 0) -> ModuleProxy:
         if level:
             raise ContractFault("relative imports are not allowed")
-        names = tuple(fromlist or ())
-        if name in STDLIB_MODULES:
-            entries = _stdlib_entries(name, metered() if name in ("math", "itertools") else {})
-        elif name in RUNTIME_MODULES:
-            entries = _runtime_entries(name)
-        elif name == "p2pchain.runtime" and names and all(n in ("facade", "units") for n in names):
-            entries = {n: ModuleProxy(**_runtime_entries(f"p2pchain.runtime.{n}")) for n in names}
-        elif names and any(name.startswith(p + ".") for p in TRUSTED_PACKAGES):
-            entries = _trusted_entries(name, names)
-        else:
-            raise ContractFault(f"import of {name!r} is not allowed")
-        for wanted in names:
-            if wanted not in entries:
-                raise ContractFault(f"{name!r} offers no {wanted!r} to contracts")
-        return ModuleProxy(**entries)
+        key = (name, tuple(fromlist or ()))
+        plan = resolved.get(key)
+        if plan is None:
+            entries = _entries(name, key[1], metered)
+            shared = {n: v for n, v in entries.items()
+                      if not isinstance(v, ModuleProxy) and (callable(v) or _immutable(v))}
+            plan = resolved[key] = (shared, tuple((n, _fresh(v)) for n, v in entries.items() if n not in shared))
+        shared, fresh = plan
+        if not fresh:
+            return ModuleProxy(**shared)
+        return ModuleProxy(**shared, **{n: make() for n, make in fresh})
     return import_

@@ -536,3 +536,33 @@ def test_imported_members_shared_by_the_importer_carry_nothing_to_the_next_trans
     assert not mark.ok and "cannot set attribute 'note'" in mark.reason
     assert not mark_module.ok and "cannot set attribute 'note'" in mark_module.reason
     assert seen.ok and decode(seen.value) == [False, False]
+
+
+IMPORTED_DATA = '''
+from market.experiment import PAPER
+from market.records import QUOTE_FIELDS
+
+def spoil(ctx):
+    PAPER["success_rate"] = 0
+    PAPER.clear()
+    return len(PAPER)
+
+def look(ctx):
+    return [sorted(PAPER), list(QUOTE_FIELDS)]
+'''
+
+
+def test_imported_mutable_data_is_each_transactions_own_copy():
+    """The importer resolves an import once per executor, but mutable data it offers (a dict
+    here) is copied for every import: what one transaction does to it, the next never sees."""
+    from market.experiment import PAPER
+    from market.records import QUOTE_FIELDS
+
+    state = state_with(d=IMPORTED_DATA)
+    executor = Executor(POLICY)
+    for tx in (1, 3):
+        spoiled, looked = executor.execute_block(
+            block(), [invocation("d", "spoil", tx=tx), invocation("d", "look", tx=tx + 1)], state).results
+        assert spoiled.ok and decode(spoiled.value) == 0
+        assert looked.ok and decode(looked.value) == [sorted(PAPER), list(QUOTE_FIELDS)]
+    assert sorted(PAPER) == ["renewable_consumption_rate", "success_rate"]
