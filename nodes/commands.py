@@ -30,9 +30,11 @@ def _url(genesis: Genesis, name: str | None) -> str:
 
 
 def _run_node(args: argparse.Namespace) -> int:
+    from .memory import cap_arenas
     from .node import configure_logging, run_node
 
     _genesis(args.dir).node(args.name)
+    cap_arenas()  # before the node starts any thread
     configure_logging(Path(args.dir), args.name, args.log_level)
     print(f"node {args.name}: log in {Path(args.dir) / 'logs' / (args.name + '.log')}", flush=True)
     return asyncio.run(run_node(Path(args.dir), args.name, tamper=tuple(args.tamper or ())))

@@ -44,6 +44,7 @@ from p2pchain.runtime.worker import ChannelWorker
 from .anchoring import NodeAnchoring
 from .engine import ChannelEngine, DurableReplicaStore, EngineHooks, committed_transactions
 from .faults import FaultState
+from .memory import trim_forever
 from .metrics import NodeMetrics
 
 __all__ = ["Node", "run_node"]
@@ -417,8 +418,10 @@ async def run_node(directory: Path, name: str, *, tamper: tuple[str, ...] = ()) 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     watcher = loop.create_task(_exit_with_parent(stop))
+    trimmer = loop.create_task(trim_forever())
     await stop.wait()
     watcher.cancel()
+    trimmer.cancel()
     log.info("shutting down on signal")
     await node.stop(runner)
     return 0

@@ -1,0 +1,36 @@
+"""The node's allocator settings (nodes/memory.py): arenas capped, free pages trimmed."""
+
+import asyncio
+import platform
+
+from nodes.memory import cap_arenas, trim_forever
+
+
+def test_the_arena_cap_is_set_exactly_where_the_c_library_is_glibc():
+    assert cap_arenas() == (platform.libc_ver()[0] == "glibc")
+
+
+def test_the_node_trims_its_heap_every_interval_until_cancelled():
+    trims: list[int] = []
+
+    class Libc:
+        @staticmethod
+        def malloc_trim(pad: int) -> int:
+            trims.append(pad)
+            return 1
+
+    async def run() -> int:
+        task = asyncio.create_task(trim_forever(0.01, Libc()))
+        for _ in range(500):
+            if len(trims) >= 3:
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        after_cancel = len(trims)
+        await asyncio.sleep(0.05)
+        return after_cancel
+
+    after_cancel = asyncio.run(run())
+    assert len(trims) >= 3 and set(trims) == {0}  # everything above the heap's top is given back
+    assert len(trims) == after_cancel
