@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from p2pchain.identity import Identity  # noqa: E402
+from p2pchain.encoding import decode, encode  # noqa: E402
 from p2pchain.runtime import (  # noqa: E402
     BlockContext, ChannelWorker, Executor, Invocation, LifecyclePolicy, MemoryState, genesis_writes, make_bundle,
 )
@@ -173,7 +174,6 @@ def bench_market(repeats: int, n: int) -> None:
     executor = Executor(POLICY)
     calls = [Invocation(bytes(32), "market", "match", {"weights": w}, CALLER) for w in matrices]
     expected = [direct(w) for w in matrices]
-    from p2pchain.encoding import decode
     got = [decode(r.value) for r in executor.execute_block(block(1), calls, state).results]
     assert got == expected, "the runtime must compute what the direct call computes"
 
@@ -233,6 +233,99 @@ def bench_market(repeats: int, n: int) -> None:
           f"{worker_ratio}")
 
 
+class _ClosedHours:
+    """The transaction channel's frozen quotations, as the anchored reader gives them: every
+    run of the benchmark reads the same day's hours (``closed/{run}/{hh}`` of ``quotation``)."""
+
+    def __init__(self, hours: dict[int, dict]) -> None:
+        self.values = hours
+        self._encoded = {hour: encode(closed) for hour, closed in hours.items()}
+
+    def read(self, channel, namespace, key):
+        parts = key.split("/")
+        if (channel, namespace, parts[0]) != ("transaction", "quotation", "closed") or len(parts) != 3:
+            return None
+        return self._encoded.get(int(parts[2]))
+
+
+def bench_round(runs: int, seed: int = 7) -> None:
+    """The market's own computation: the ``round`` contract's ``close`` (matching, security
+    check on the 33-bus feeder; no SMES) over the 24 hours of a paper-sized day, through the
+    runtime against calling the same contract function directly. As on a node, the hours
+    run in order, one block each at consecutive heights, each block's writes applied; every
+    path repeats the day as ``runs`` separate runs (``progress/{run}``), best of the runs per hour."""
+    import importlib.util
+
+    from market.records import QUOTE_FIELDS
+    from market.scenario import ScenarioParams
+    from nodes.marketcore import scenario
+
+    day = scenario(ScenarioParams(), seed)
+    hours = {inputs.hour: {"run": 0, "hour": inputs.hour, "with_smes": False, "quotations": [
+        dict({"prosumer": q.prosumer, "kind": q.kind.value, "side": q.side.value},
+             **{k: getattr(q, k) for k in QUOTE_FIELDS}) for q in inputs.quotations]} for inputs in day.hours}
+    closed = _ClosedHours(hours)
+    source = (Path(__file__).resolve().parents[1] / "contracts" / "round.py").read_text()
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader("round_direct", loader=None))
+    exec(compile(source, "contracts/round.py", "exec"), module.__dict__)
+    operator = Identity("mgo", "operator-mgo", "client", "operator", b"\x0c" * 32)
+    direct_state: dict = {}
+
+    class Direct:
+        """What the contract uses of ``ctx``, as plain Python objects."""
+
+        caller = operator
+        block = BlockContext("matching", 1, bytes(32), 0, {"transaction": 1})
+
+        @staticmethod
+        def read(channel, key, contract=None):
+            return hours[int(key.split("/")[2])] if key.startswith("closed/") else None
+
+        get, put = staticmethod(direct_state.get), staticmethod(direct_state.__setitem__)
+
+        @staticmethod
+        def emit(event):
+            pass
+
+    executor = Executor(POLICY, step_limit=5_000_000)
+    bundle = make_bundle("round", 1, source)[0]
+    states = {"runtime": MemoryState(genesis_writes([bundle])), "worker": MemoryState(genesis_writes([bundle]))}
+    heights = {"runtime": itertools.count(1), "worker": itertools.count(1)}
+    best = {name: [float("inf")] * 24 for name in ("direct", "runtime", "worker")}
+    steps = 0
+    with ChannelWorker("matching", POLICY, step_limit=5_000_000) as worker:
+        execute = {"runtime": executor.execute_block, "worker": worker.execute_block}
+
+        def through(name, run, hour):
+            block = BlockContext("matching", next(heights[name]), bytes(32), 0, {"transaction": 1})
+            start = time.perf_counter()
+            result = execute[name](block, [Invocation(bytes(32), "round", "close", {"run": run, "hour": hour},
+                                                      operator)], states[name], closed)
+            elapsed = time.perf_counter() - start
+            states[name].apply(result.write_map())
+            return result.results[0], elapsed
+
+        for run in range(runs + 1):  # run 0 warms every path up and checks they agree
+            for hour in range(24):
+                start = time.perf_counter()
+                expected = module.close(Direct, run, hour)
+                elapsed = {"direct": time.perf_counter() - start}
+                for name in ("runtime", "worker"):
+                    result, elapsed[name] = through(name, run, hour)
+                    assert result.ok, result.reason
+                    if run == 0:
+                        assert decode(result.value) == expected, "the runtime must compute what the direct call computes"
+                        steps += result.steps
+                if run:
+                    for name, seconds in elapsed.items():
+                        best[name][hour] = min(best[name][hour], seconds)
+    d, r, w = (sum(best[name]) for name in ("direct", "runtime", "worker"))
+    quotes = sum(len(h["quotations"]) for h in hours.values())
+    print(f"the market round contract (round.close over 24 hours, {quotes} quotations, {steps:,} steps): "
+          f"direct call (baseline) {1000 * d:.1f} ms a day; full invocation in-process {1000 * r:.1f} ms "
+          f"({r / d:.2f}x); through the worker {1000 * w:.1f} ms ({w / d:.2f}x)")
+
+
 def _without_poll(call):
     """``call()`` with the node's poll after OP_SOON reduced to one look (then it blocks)."""
     from p2pchain.runtime import worker as worker_module
@@ -275,6 +368,7 @@ def main() -> None:
     # that ran while nothing else wanted its core (the worker path needs two at once).
     for n, repeats in ((20, 600), (40, 200)):
         bench_market(repeats=3 if args.quick else repeats, n=n)
+    bench_round(runs=1 if args.quick else 10)
 
 
 if __name__ == "__main__":
