@@ -1,4 +1,4 @@
-"""Keeping a long-running node's C heap from creeping.
+"""A long-running node's memory: the C heap kept from creeping, the garbage collector's work cut.
 
 A node's Python objects and SQLite's caches stay flat after a few minutes (measured: see
 ``docs/performance.md``, "nodes and the cluster"), but glibc's allocator gives each thread
@@ -10,7 +10,16 @@ glibc-only and harmless elsewhere (they report that they did nothing):
 * :func:`cap_arenas` limits the arenas to two, before the node starts any thread;
 * :func:`trim_forever` returns the arenas' free pages to the system once a minute.
 
-Neither changes what a node computes, only how much memory it keeps.
+And one for Python's cyclic garbage collector, :func:`settle_collector`, once the node has
+started: everything alive then (the modules of numpy, scipy, aiohttp and the market, ~50,000
+objects) lives as long as the process, so it is frozen out of the collector's generations,
+and the youngest generation is collected every 7,000 allocations instead of 700. Measured
+on a node at saturation: full collections walked ~95,000 objects (50-70 ms of CPU each,
+in the middle of consensus), and the ~0.6 ms young collections ran ~15 times a second
+while finding ~7 objects of cyclic garbage each (the rest is freed by reference counting).
+
+None of this changes what a node computes, only how much memory it keeps and how often it
+looks for cycles.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import gc
 import logging
 
 log = logging.getLogger(__name__)
@@ -25,6 +35,7 @@ log = logging.getLogger(__name__)
 M_ARENA_MAX = -8  # from glibc's malloc.h
 ARENAS = 2
 TRIM_INTERVAL_S = 60.0
+YOUNG_THRESHOLD = 7_000  # allocations between collections of the youngest generation (CPython's default: 700)
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -57,3 +68,14 @@ async def trim_forever(interval_s: float = TRIM_INTERVAL_S, libc: ctypes.CDLL | 
     while True:
         await asyncio.sleep(interval_s)
         libc.malloc_trim(0)
+
+
+def settle_collector(young_threshold: int = YOUNG_THRESHOLD) -> int:
+    """Freeze every object alive now out of the cyclic collector's reach and collect the
+    youngest generation less often; call once the node has started. Returns how many
+    objects were frozen."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(young_threshold, middle, old)
+    return gc.get_freeze_count()

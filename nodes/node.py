@@ -44,7 +44,7 @@ from p2pchain.runtime.worker import ChannelWorker
 from .anchoring import NodeAnchoring
 from .engine import ChannelEngine, DurableReplicaStore, EngineHooks, committed_transactions
 from .faults import FaultState
-from .memory import trim_forever
+from .memory import settle_collector, trim_forever
 from .metrics import NodeMetrics
 
 __all__ = ["Node", "run_node"]
@@ -413,6 +413,7 @@ async def run_node(directory: Path, name: str, *, tamper: tuple[str, ...] = ()) 
     if tamper:
         log.warning("TAMPERED node: execution on %s is altered for demonstration", ", ".join(tamper))
     runner = await node.start()
+    log.info("garbage collector settled: %d objects alive after start frozen", settle_collector())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

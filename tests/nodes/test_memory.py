@@ -34,3 +34,21 @@ def test_the_node_trims_its_heap_every_interval_until_cancelled():
     after_cancel = asyncio.run(run())
     assert len(trims) >= 3 and set(trims) == {0}  # everything above the heap's top is given back
     assert len(trims) == after_cancel
+
+
+def test_settling_the_collector_freezes_what_is_alive_and_collects_the_young_less_often():
+    import gc
+
+    from nodes.memory import YOUNG_THRESHOLD, settle_collector
+
+    before = gc.get_threshold()
+    alive = [[i] for i in range(1000)]  # containers alive at "start"
+    try:
+        frozen = settle_collector()
+        assert frozen >= len(alive) and gc.get_freeze_count() == frozen
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, *before[1:])
+        collectable = {id(o) for generation in range(3) for o in gc.get_objects(generation=generation)}
+        assert not any(id(x) in collectable for x in alive)  # out of every generation's reach
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
