@@ -20,7 +20,7 @@ from scipy.optimize import LinearConstraint, linprog, milp
 from market.b_matching import b_matching_value
 from market.sequential_lp import NucleolusError
 
-__all__ = ["core_point", "market_separator", "seed_coalitions", "seed_value"]
+__all__ = ["core_point", "degree_rows", "market_separator", "seed_coalitions", "seed_value"]
 
 
 def core_point(w, bc, sc) -> np.ndarray:
@@ -80,6 +80,27 @@ def _milp(c, cons, integrality, width, cutoff):
             _milp_options[0] = _MILP_PLAIN
 
 
+def degree_rows(w, bc, sc):
+    """The b-matching-with-membership rows of the separation MILPs, and the pair weights.
+
+    Columns are z_p (membership, players: buyers then sellers) then y_e (use of each
+    positive pair e, in ``np.nonzero(w > 0)`` order); row p reads
+    sum_{e at p} y_e - b_p z_p <= 0.  That also keeps y_e = 0 when an end is out (no
+    link rows y_e <= z_p, which only slow HiGHS down here), and for fixed z the rest
+    is a bipartite b-matching LP, totally unimodular, so max w.y - x.z over it is
+    exactly max_S v(S) - x(S).  Returns (rows as CSR, weights of the pairs).
+    """
+    m, n = w.shape
+    I, J = np.nonzero(w > 0)
+    we = w[I, J].astype(float)
+    E, N = len(I), m + n
+    e = np.arange(E)
+    deg = sp.csr_matrix((np.r_[np.ones(2 * E), -np.r_[bc, sc].astype(float)],
+                         (np.r_[I, m + J, np.arange(N)], np.r_[N + e, N + e, np.arange(N)])),
+                        shape=(N, N + E))
+    return deg, we
+
+
 def market_separator(w, bc, sc):
     """Exact separation: max over S of v(S) - x(S), v(S) a b-matching inside the MILP.
 
@@ -89,15 +110,8 @@ def market_separator(w, bc, sc):
     reach v(S) exactly; only z is integral.
     """
     m, n = w.shape
-    I, J = np.nonzero(w > 0)
-    we = w[I, J].astype(float)
-    E, N = len(I), m + n
-    e = np.arange(E)
-    # sum_e at p of y_e <= b_p z_p: also keeps y_e = 0 when an end is out (no link
-    # rows y_e <= z_p, which only slow HiGHS down here)
-    deg = sp.csr_matrix((np.r_[np.ones(2 * E), -np.r_[bc, sc].astype(float)],
-                         (np.r_[I, m + J, np.arange(N)], np.r_[N + e, N + e, np.arange(N)])),
-                        shape=(N, N + E))
+    deg, we = degree_rows(w, bc, sc)
+    N, E = m + n, len(we)
     base = [LinearConstraint(deg, -np.inf, 0)]
 
     def solve(x, cons, extra, threshold, stages):
