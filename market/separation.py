@@ -11,13 +11,12 @@ docs/market.md, "Nucleolus".
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import LinearConstraint, linprog, milp
+from scipy.optimize import LinearConstraint, linprog
 
 from market.b_matching import b_matching_value
+from market.highs import milp
 from market.sequential_lp import NucleolusError
 
 __all__ = ["core_point", "degree_rows", "market_separator", "seed_coalitions", "seed_value"]
@@ -52,32 +51,24 @@ def core_point(w, bc, sc) -> np.ndarray:
 # mostly into primal heuristics and reliability branching that these tiny models do not
 # need: switching them off makes each MILP ~2x faster (bench figures in
 # docs/performance.md).  They change the search only, never the optimum (gap 0).
-# scipy passes options it does not know to HiGHS verbatim; if this HiGHS lacks one
-# of them the MILP runs with the two plain settings instead.
-_MILP_PLAIN = {"mip_rel_gap": 0.0, "presolve": False}
-_MILP_FAST = {**_MILP_PLAIN, "mip_heuristic_effort": 0.0, "mip_pscost_minreliable": 0,
-              "mip_heuristic_run_feasibility_jump": False, "mip_heuristic_run_rins": False,
-              "mip_heuristic_run_rens": False, "mip_heuristic_run_root_reduced_cost": False,
-              "mip_heuristic_run_zi_round": False, "mip_heuristic_run_shifting": False}
-_milp_options = [_MILP_FAST]
+_MILP_OPTIONS = {"mip_rel_gap": 0.0, "presolve": "off", "mip_heuristic_effort": 0.0,
+                 "mip_pscost_minreliable": 0, "mip_heuristic_run_feasibility_jump": False,
+                 "mip_heuristic_run_rins": False, "mip_heuristic_run_rens": False,
+                 "mip_heuristic_run_root_reduced_cost": False, "mip_heuristic_run_zi_round": False,
+                 "mip_heuristic_run_shifting": False}
 
 
 def _milp(c, cons, integrality, width, cutoff):
-    """``scipy.optimize.milp`` on [0, 1] bounds with the fast HiGHS settings (plain if
-    this HiGHS rejects them) and ``cutoff`` as HiGHS's objective bound: branches that
-    cannot get below it are pruned (it is the separation threshold, see below)."""
-    while True:
-        options = _milp_options[0]
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)   # "passed to HiGHS verbatim"
-                return milp(c, constraints=cons, integrality=integrality,
-                            bounds=(np.zeros(width), np.ones(width)),
-                            options={**options, "objective_bound": cutoff})
-        except (AttributeError, KeyError, TypeError, ValueError):
-            if options is _MILP_PLAIN:
-                raise
-            _milp_options[0] = _MILP_PLAIN
+    """The MILP min c.x over ``cons`` (``LinearConstraint``s) on [0, 1] bounds with the
+    settings above, through ``highspy`` (:func:`market.highs.milp`), and ``cutoff``
+    as HiGHS's objective bound: branches that cannot get below it are pruned (it is
+    the separation threshold, see below)."""
+    A = sp.vstack([sp.csr_matrix(con.A) for con in cons]).tocsc()
+    lower = np.concatenate([np.broadcast_to(con.lb, (con.A.shape[0],)) for con in cons])
+    upper = np.concatenate([np.broadcast_to(con.ub, (con.A.shape[0],)) for con in cons])
+    if A.shape[1] != width:
+        raise ValueError(f"MILP constraints have {A.shape[1]} columns, expected {width}")
+    return milp(c, A, lower, upper, integrality, _MILP_OPTIONS, cutoff)
 
 
 def degree_rows(w, bc, sc):

@@ -78,6 +78,7 @@ class Stages:
         self.basis = np.ones((n, 1)) / np.sqrt(n)
         self.inner = None      # in-out separation's feasible point (x, eps), scaled
         self.active = None     # with a cut pool: the free coalitions in the LPs
+        self.plp = None        # with a cut pool: the persistent model of its LPs
 
     # -- helpers ------------------------------------------------------------------
     def _free_arrays(self, only=None):
@@ -124,10 +125,13 @@ class Stages:
         LPs then hold only the ``size`` free coalitions of largest excess there plus
         whatever the pool check and the separator activate later.
         """
+        from market.highs import PersistentLP
         x = np.asarray(x_inner, dtype=float) / self.scale
         self.inner = (x, eps_inner / self.scale)
         self.active = set()
         self._activate_top(x, size)
+        # the pool's LPs share one warm-started HiGHS model (market.highs)
+        self.plp = PersistentLP(self.n, self.lower, self.eq_rows, self.eq_rhs)
 
     def null_basis(self) -> np.ndarray:
         """Exact integer basis of the null space of the fixed rows (for separators)."""
@@ -220,18 +224,21 @@ class Stages:
         rounds = 0
         while True:
             masks, A, vals = self._lp_arrays()
-            A_ub = sp.hstack([-A, -np.ones((len(masks), 1))]).tocsr()
-            A_eq = np.c_[np.array(self.eq_rows), np.zeros(len(self.eq_rows))]
-            bounds = [(lo, None) for lo in self.lower] + [(None, None)]
-            c = np.r_[np.zeros(n), 1.0]
-            res = _lp(c, A_ub, -vals, A_eq, np.array(self.eq_rhs), bounds)
-            x, eps = res.x[:n], res.x[n]
+            if self.plp is not None:
+                x, eps, duals = self.plp.stage(masks, A, vals, self.eq_rows, self.eq_rhs)
+            else:
+                A_ub = sp.hstack([-A, -np.ones((len(masks), 1))]).tocsr()
+                A_eq = np.c_[np.array(self.eq_rows), np.zeros(len(self.eq_rows))]
+                bounds = [(lo, None) for lo in self.lower] + [(None, None)]
+                c = np.r_[np.zeros(n), 1.0]
+                res = _lp(c, A_ub, -vals, A_eq, np.array(self.eq_rhs), bounds)
+                x, eps, duals = res.x[:n], res.x[n], -res.ineqlin.marginals
             if self.inner is None:
                 if not self._add_violations(x, eps):
-                    return masks, A, vals, x, eps, -res.ineqlin.marginals
+                    return masks, A, vals, x, eps, duals
                 continue
             if self._in_out(x, eps, A, vals, rounds):
-                return masks, A, vals, x, eps, -res.ineqlin.marginals
+                return masks, A, vals, x, eps, duals
             rounds += 1
 
     def _in_out(self, x, eps, A, vals, rounds) -> bool:
@@ -270,6 +277,9 @@ class Stages:
     def _nearest_on_face(self, x_in, eps, A, vals, fallback):
         """argmin ||x - x_in||_1 over the stage LP's optimal face (level eps)."""
         n = self.n
+        if self.plp is not None:       # over the rows of the stage LP just solved
+            x = self.plp.face(x_in, eps)
+            return fallback if x is None else x
         k = A.shape[0]
         eye = sp.eye(n, format="csr")
         A_ub = sp.vstack([sp.hstack([-A, sp.csr_matrix((k, n))]),
@@ -300,6 +310,14 @@ class Stages:
             at_bound = [i for i in at_bound if 1.0 - float(self.basis[i] @ self.basis[i]) > 1e-9]
         while unsure or at_bound:
             masks, A, vals = self._lp_arrays(unsure)  # may have grown by separation
+            if self.plp is not None:
+                slack = self.plp.slack(masks, A, vals, self.eq_rows, self.eq_rhs, eps, unsure, at_bound)
+                if not (slack > TOL).any():
+                    break
+                nu = len(unsure)
+                unsure = [mk for mk, s in zip(unsure, slack[:nu]) if s <= TOL]
+                at_bound = [i for i, s in zip(at_bound, slack[nu:]) if s <= TOL]
+                continue
             where = {mk: k for k, mk in enumerate(masks)}
             nu, nb = len(unsure), len(at_bound)
             S = sp.csr_matrix((np.ones(nu), ([where[mk] for mk in unsure], np.arange(nu))),
