@@ -195,9 +195,10 @@ class MilpResult:
     x: np.ndarray | None
     fun: float | None
     message: str
+    improving: tuple = ()       # HiGHS's earlier improving points (with ``save``)
 
 
-def milp(c, A, lower, upper, integrality, options, cutoff) -> MilpResult:
+def milp(c, A, lower, upper, integrality, options, cutoff, save=False) -> MilpResult:
     """min c.x s.t. lower <= A x <= upper, 0 <= x <= 1, x_k integral where
     ``integrality[k]``; ``cutoff`` is HiGHS's objective bound (branches that cannot
     get below it are pruned); ``options`` are HiGHS options."""
@@ -206,6 +207,8 @@ def milp(c, A, lower, upper, integrality, options, cutoff) -> MilpResult:
     for key, value in {**options, "output_flag": False, "threads": 1}.items():
         h.setOptionValue(key, value)
     h.setOptionValue("objective_bound", float(cutoff))
+    if save:
+        h.setOptionValue("mip_improving_solution_save", True)
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = A.shape[1], A.shape[0]
     lp.col_cost_ = np.asarray(c, dtype=float)
@@ -227,6 +230,7 @@ def milp(c, A, lower, upper, integrality, options, cutoff) -> MilpResult:
         return MilpResult(2, None, None, message)       # nothing gets below the cut-off
     info = h.getInfo()
     if status == highspy.HighsModelStatus.kOptimal and info.primal_solution_status:
+        improving = tuple(np.array(p.col_value) for p in h.getSavedMipSolutions()) if save else ()
         return MilpResult(0, np.array(h.getSolution().col_value), info.objective_function_value,
-                          message)
+                          message, improving)
     return MilpResult(1, None, None, message)

@@ -72,11 +72,21 @@ def test_separation_milp_finds_the_most_violated_coalition_outside_the_span(inst
         assert found == []
         return
     best = max(table[mk] - member[mk] @ x for mk in outside)
-    assert len(found) == 1
-    mask, value = found[0]
+    mask, value = found[0]              # first the most violated coalition
     assert mask in outside
     assert value == table[mask]
     assert abs((value - member[mask] @ x) - best) <= 1e-6 * max(1.0, abs(best))
+    _assert_more_cuts_exact(found, outside, table, member, x, -np.inf)
+
+
+def _assert_more_cuts_exact(found, outside, table, member, x, threshold):
+    """HiGHS's earlier incumbents, after the optimum: distinct, outside the span,
+    with exact values, and beating the threshold."""
+    masks = [mk for mk, _v in found]
+    assert len(set(masks)) == len(masks)
+    for mask, value in found[1:]:
+        assert mask in outside and value == table[mask]
+        assert value - member[mask] @ x > threshold
 
 
 @settings(max_examples=25, deadline=None)
@@ -95,10 +105,10 @@ def test_separation_cut_off_at_the_threshold_keeps_answers_and_pool_values_exact
     threshold = best + offset
     found = market_separator(w, bc, sc)(x, threshold, stages)
     if best > threshold + 1e-6:
-        assert len(found) == 1
         mask, value = found[0]
         assert mask in outside and value == table[mask]
         assert abs((value - member[mask] @ x) - best) <= 1e-6 * max(1.0, abs(best))
+        _assert_more_cuts_exact(found, outside, table, member, x, threshold)
     elif best < threshold - 1e-6:
         assert found == []
     for mask, value in stages.free.items():
