@@ -48,10 +48,10 @@ from scipy.optimize import LinearConstraint, linprog
 
 from market.b_matching import b_matching_value
 from market.separation import _milp, degree_rows
-from market.sequential_lp import TOL, NucleolusError, integer_null_basis, rows_matrix
+from market.exact_linalg import integer_dual_basis
+from market.sequential_lp import TOL, NucleolusError, rows_matrix
 
-__all__ = ["KohlbergCertificate", "certify_market_nucleolus", "dual_basis_by_null_spaces", "flag_basis",
-           "integer_dual_basis"]
+__all__ = ["KohlbergCertificate", "certify_market_nucleolus", "flag_basis"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +77,8 @@ def flag_basis(masks, excess, n: int, tol: float = 1e-9):
     Ties go to the smaller mask.  Returns (chosen masks, their levels): the rows of
     level >= t span every coalition of ``masks`` with excess >= t (a row is skipped
     only when it lies in the span of rows of at least its excess).  The rank test
-    is a float projection; :func:`integer_dual_basis` then checks the result exactly.
+    is a float projection; :func:`market.exact_linalg.integer_dual_basis` then checks the
+    result exactly.
     """
     order = sorted(range(len(masks)), key=lambda k: (-excess[k], masks[k]))
     chosen, levels = [(1 << n) - 1], [np.inf]
@@ -94,44 +95,6 @@ def flag_basis(masks, excess, n: int, tol: float = 1e-9):
             if len(chosen) == n:
                 break
     return chosen, np.array(levels)
-
-
-def integer_dual_basis(rows) -> np.ndarray:
-    """Integer B with rows @ B diagonal and non-singular, exactly (``rows`` 0/1, square).
-
-    Column k is orthogonal to every row but the k-th.  From the float inverse scaled
-    by the determinant and rounded, kept only if the integer product checks out;
-    otherwise column by column from the exact null space of the other rows
-    (:func:`market.sequential_lp.integer_null_basis`).
-    """
-    R = np.asarray(rows, dtype=np.int64)
-    n = len(R)
-    det = round(float(np.linalg.det(R)))
-    if det != 0 and abs(det) < 2 ** 31:
-        B = np.round(np.linalg.inv(R) * det)
-        if np.abs(B).max() * n >= 2 ** 62:     # the integer check below would overflow
-            return dual_basis_by_null_spaces(R)
-        B = B.astype(np.int64)
-        P = R @ B
-        if (P == np.diag(np.diag(P))).all() and (np.diag(P) != 0).all():
-            g = np.gcd.reduce(np.abs(B), axis=0)
-            return B // np.maximum(g, 1)
-    return dual_basis_by_null_spaces(R)
-
-
-def dual_basis_by_null_spaces(rows) -> np.ndarray:
-    """:func:`integer_dual_basis` the slow exact way: column k spans the null space of
-    the other rows (fraction-free elimination; the fallback when the float inverse
-    does not check out)."""
-    R = np.asarray(rows, dtype=np.int64)
-    n = len(R)
-    cols = []
-    for k in range(n):
-        null = integer_null_basis(np.delete(R, k, axis=0).astype(float), n)
-        if null.shape[1] != 1 or int(R[k] @ null[:, 0]) == 0:
-            raise NucleolusError("flag rows are not independent (numerics)")
-        cols.append(null[:, 0])
-    return np.array(cols).T
 
 
 def _pool_is_balanced(member, excess, lower_hit, levels, t):

@@ -134,7 +134,8 @@ class PersistentLP:
         self.h.run()
         status = self.h.getModelStatus()
         if status != highspy.HighsModelStatus.kOptimal:
-            raise RuntimeError(f"nucleolus LP failed: {self.h.modelStatusToString(status)}")
+            from market.sequential_lp import NucleolusError
+            raise NucleolusError(f"nucleolus LP failed: {self.h.modelStatusToString(status)}")
         return self.h.getSolution()
 
     # -- the three LPs ------------------------------------------------------------

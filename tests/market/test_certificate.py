@@ -6,8 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market.certificate import (certify_market_nucleolus, dual_basis_by_null_spaces, flag_basis,
-                                integer_dual_basis)
+from market.certificate import certify_market_nucleolus, flag_basis
+from market.exact_linalg import dual_basis_by_null_spaces, integer_dual_basis
 from market.nucleolus import is_nucleolus, market_game_values, nucleolus
 from market.sequential_lp import Stages, rows_matrix
 from tests.market.conftest import markets
