@@ -11,7 +11,8 @@ import math
 
 import numpy as np
 
-__all__ = ["dual_basis_by_null_spaces", "integer_dual_basis", "integer_null_basis"]
+__all__ = ["dual_basis_by_null_spaces", "integer_dual_basis", "integer_null_basis",
+           "null_basis_by_elimination"]
 
 
 def integer_null_basis(rows, n) -> np.ndarray:
@@ -25,7 +26,51 @@ def integer_null_basis(rows, n) -> np.ndarray:
     elimination is fraction-free (integer rows, each divided by the gcd of its
     entries), so R[r, fc] = row_r[fc] / row_r[pc]: the same basis as rational
     arithmetic, several times faster than ``fractions.Fraction``.
+
+    The same basis comes first from floats when they can be checked: leftmost pivot
+    columns chosen greedily, b = (-det F_p^-1 F_f ; det I) rounded, kept only if
+    F b = 0 holds in integers (then each column, divided by its gcd with b[fc] > 0,
+    is the primitive vector of the elimination's, which is primitive too); otherwise
+    the elimination runs (:func:`null_basis_by_elimination`).
     """
+    fast = _null_basis_from_floats(rows, n)
+    return fast if fast is not None else null_basis_by_elimination(rows, n)
+
+
+def _null_basis_from_floats(rows, n):
+    F = np.asarray(rows, dtype=float).reshape(-1, n)
+    r = len(F)
+    pivots, q = [], np.zeros((r, 0))
+    for c in range(n):                     # leftmost independent columns, greedily
+        col = F[:, c] - q @ (q.T @ F[:, c])
+        col -= q @ (q.T @ col)
+        norm = np.linalg.norm(col)
+        if norm > 1e-9:
+            pivots.append(c)
+            q = np.c_[q, col / norm]
+            if len(pivots) == r:
+                break
+    if len(pivots) != r:                   # dependent rows: not the Stages' case
+        return None
+    free = [c for c in range(n) if c not in set(pivots)]
+    Fp = F[:, pivots]
+    det = round(float(np.linalg.det(Fp))) if r else 1
+    if det == 0 or abs(det) >= 2 ** 31:
+        return None
+    X = np.round(np.linalg.solve(Fp, F[:, free]) * det) if r else np.zeros((0, len(free)))
+    if r and np.abs(X).max(initial=0) * n >= 2 ** 52:
+        return None
+    B = np.zeros((n, len(free)), dtype=np.int64)
+    B[pivots] = -X.astype(np.int64)
+    B[free, np.arange(len(free))] = det
+    if (np.round(F).astype(np.int64) @ B).any():   # exactly, in integers
+        return None
+    g = np.gcd.reduce(np.abs(B), axis=0)
+    return B // (np.where(B[free, np.arange(len(free))] < 0, -1, 1) * np.maximum(g, 1))
+
+
+def null_basis_by_elimination(rows, n) -> np.ndarray:
+    """:func:`integer_null_basis` by fraction-free Gauss-Jordan elimination (exact)."""
     mat = [[int(round(v)) for v in row] for row in rows]
     pivots, r = [], 0
     for c in range(n):

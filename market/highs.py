@@ -4,6 +4,8 @@
 (~2 ms of each ~15 ms call, docs/performance.md), single-threaded (HiGHS's worker
 threads only add CPU time on models this small).
 
+:class:`BMatchingLP` gives coalition values v(S) from one warm-started b-matching LP.
+
 :class:`PersistentLP` holds the three LPs of a stage (with a cut pool) in one model.
 
 :class:`market.sequential_lp.Stages` with a cut pool solves, per round of a stage, the
@@ -31,7 +33,7 @@ import highspy
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["PersistentLP", "MilpResult", "milp"]
+__all__ = ["BMatchingLP", "PersistentLP", "MilpResult", "milp"]
 
 _INF = highspy.kHighsInf
 _OPTIONS = {"output_flag": False, "threads": 1, "presolve": "off",
@@ -235,3 +237,61 @@ def milp(c, A, lower, upper, integrality, options, cutoff, save=False) -> MilpRe
         return MilpResult(0, np.array(h.getSolution().col_value), info.objective_function_value,
                           message, improving)
     return MilpResult(1, None, None, message)
+
+
+class BMatchingLP:
+    """v(S) of the trading game for many coalitions S from one persistent LP.
+
+    max sum_e w_e y_e, 0 <= y_e <= 1 on the positive pairs, sum_{e at p} y_e <= b_p if
+    p is in S, else 0: the b-matching LP, whose constraint matrix (a bipartite incidence
+    matrix with bounds) is totally unimodular.  Only the row bounds change between
+    coalitions, so the dual simplex restarts from the last basis (~0.1 ms a value
+    against ~0.3 ms for a min-cost flow in pure Python).  Exact: at any basis of a TU
+    matrix with integer data, B^-1 is integral, so the reduced costs are integers and
+    one within HiGHS's tolerance (1e-7) of 0 is >= 0 -- the basis HiGHS calls optimal
+    is optimal -- and the objective is an integer; it is rounded.
+    """
+
+    def __init__(self, w, bc, sc):
+        w = np.asarray(w)
+        m, n = w.shape
+        I, J = np.nonzero(w > 0)
+        E, N = len(I), m + n
+        A = sp.csc_matrix((np.ones(2 * E), (np.r_[I, m + J], np.r_[np.arange(E), np.arange(E)])),
+                          shape=(N, E))
+        self.n = N
+        self.caps = np.r_[bc, sc].astype(float)
+        self.h = None
+        if E == 0:                  # no positive pair: every value is 0 (HiGHS: empty model)
+            return
+        h = highspy.Highs()
+        for key, value in _OPTIONS.items():
+            h.setOptionValue(key, value)
+        lp = highspy.HighsLp()
+        lp.num_col_, lp.num_row_ = E, N
+        lp.col_cost_ = -w[I, J].astype(float)
+        lp.col_lower_ = np.zeros(E)
+        lp.col_upper_ = np.ones(E)
+        lp.row_lower_ = np.full(N, -_INF)
+        lp.row_upper_ = self.caps.copy()
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = A.indptr
+        lp.a_matrix_.index_ = A.indices
+        lp.a_matrix_.value_ = A.data
+        h.passModel(lp)
+        self.h = h
+        self._rows = np.arange(N, dtype=np.int32)
+        self._lower = np.full(N, -_INF)
+
+    def value(self, mask: int) -> int:
+        """v(S) for the coalition with bitmask ``mask`` (bit p = player p)."""
+        if self.h is None:
+            return 0
+        N = self.n
+        bits = (mask >> np.arange(N)) & 1 if N < 63 else np.array([mask >> p & 1 for p in range(N)])
+        self.h.changeRowsBounds(N, self._rows, self._lower, self.caps * bits)
+        self.h.run()
+        if self.h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            from market.sequential_lp import NucleolusError
+            raise NucleolusError("b-matching LP failed")
+        return -round(self.h.getInfo().objective_function_value)

@@ -16,10 +16,11 @@ import scipy.sparse as sp
 from scipy.optimize import LinearConstraint, linprog
 
 from market.b_matching import b_matching_value
-from market.highs import milp
+from market.highs import BMatchingLP, milp
 from market.sequential_lp import NucleolusError
 
-__all__ = ["core_point", "degree_rows", "market_separator", "seed_coalitions", "seed_value"]
+__all__ = ["coalition_values", "core_point", "degree_rows", "market_separator", "seed_coalitions",
+           "seed_value"]
 
 
 def core_point(w, bc, sc) -> np.ndarray:
@@ -104,6 +105,7 @@ def market_separator(w, bc, sc):
     deg, we = degree_rows(w, bc, sc)
     N, E = m + n, len(we)
     base = [LinearConstraint(deg, -np.inf, 0)]
+    value_of = coalition_values(w, bc, sc, m)
 
     def solve(x, cons, extra, threshold, stages):
         """The most violated coalition as [(mask, v(S))], or [] if none beats the threshold.
@@ -128,7 +130,7 @@ def market_separator(w, bc, sc):
         z = np.round(res.x[:N]).astype(int)
         mask = sum(1 << p for p in range(N) if z[p])
         if -res.fun <= threshold:
-            stages.remember(mask, seed_value(w, bc, sc, m, mask))
+            stages.remember(mask, value_of(mask))
             return []
         found = [(mask, float(round(float(we @ res.x[N:N + E]))))]
         # HiGHS's earlier incumbents beat the cut-off too (their y need not be an
@@ -140,7 +142,7 @@ def market_separator(w, bc, sc):
             other = sum(1 << p for p in range(N) if z[p])
             if other not in seen:
                 seen.add(other)
-                value = seed_value(w, bc, sc, m, other)
+                value = value_of(other)
                 if value - float(x @ z) > threshold:
                     found.append((other, value))
         return found
@@ -225,6 +227,20 @@ def seed_coalitions(w, bc, sc, m) -> list[int]:
     if N <= PAIR_COMPLEMENTS_UP_TO:
         seeds.update(full ^ (1 << p) ^ (1 << q) for p in range(N) for q in range(p + 1, N))
     return sorted(mk for mk in seeds if 0 < mk < full and bin(mk).count("1") > 2)
+
+
+def coalition_values(w, bc, sc, m):
+    """v(S) by bitmask for many coalitions of one market: :func:`seed_value`'s closed form
+    for stars of three, else the warm-started b-matching LP (:class:`market.highs.BMatchingLP`,
+    exact by total unimodularity; ~3x faster than a min-cost flow each)."""
+    lp = BMatchingLP(w, bc, sc)
+
+    def value(mask: int) -> float:
+        if bin(mask).count("1") == 3:
+            return seed_value(w, bc, sc, m, mask)
+        return float(lp.value(mask))
+
+    return value
 
 
 def seed_value(w, bc, sc, m, mask) -> float:

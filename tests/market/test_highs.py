@@ -1,6 +1,7 @@
 """The highspy wrappers (market/highs.py) against scipy's HiGHS interface on the same LPs
 and MILPs: the persistent model's stage, face-point and always-tight LPs as their rows,
-bounds and costs change, and the MILP with its objective cut-off."""
+bounds and costs change, and the MILP with its objective cut-off; the b-matching LP's
+coalition values against exact min-cost flows."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +11,11 @@ from hypothesis import strategies as st
 from scipy.optimize import LinearConstraint, linprog
 from scipy.optimize import milp as scipy_milp
 
-from market.highs import PersistentLP, milp
+from market.b_matching import b_matching_value
+from market.highs import BMatchingLP, PersistentLP, milp
+from market.separation import coalition_values
 from market.sequential_lp import rows_matrix
+from tests.market.conftest import markets
 
 
 def _game(seed):
@@ -101,3 +105,20 @@ def test_milp_with_a_cut_off_answers_as_scipy_does(seed, offset):
         assert res.status == 0 and abs(res.fun - ref.fun) <= 1e-9
         for point in res.improving:                        # earlier incumbents: feasible
             assert (A @ point <= hi + 1e-9).all() and c @ point < cutoff + 1e-9
+
+
+@settings(max_examples=25, deadline=None)
+@given(markets(max_buyers=3, max_sellers=4, max_cap=3), st.integers(0, 2**32 - 1))
+def test_b_matching_lp_values_equal_exact_flows_for_every_coalition(inst, seed):
+    # one warm-started model for every coalition, in a random order: each value equals
+    # the integer min-cost flow's (the LP is totally unimodular)
+    w, bc, sc = inst
+    m, n = w.shape
+    lp = BMatchingLP(w, bc, sc)
+    values = coalition_values(w, bc, sc, m)
+    for mask in np.random.default_rng(seed).permutation(1 << (m + n)).tolist():
+        bits = (mask >> np.arange(m + n)) & 1
+        exact = b_matching_value(w, bc * bits[:m], sc * bits[m:])
+        assert lp.value(mask) == exact
+        if mask:
+            assert values(mask) == exact

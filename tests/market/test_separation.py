@@ -9,6 +9,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from market.essential import list_separator
+from market.exact_linalg import integer_null_basis, null_basis_by_elimination
 from market.nucleolus import market_game_values, nucleolus
 from market.separation import core_point, market_separator
 from market import sequential_lp
@@ -152,6 +153,12 @@ def test_integer_null_basis_spans_the_null_space_exactly(n, seed, k):
     rows = [np.ones(n)] + [(rng.random(n) < 0.5).astype(float) for _ in range(k)]
     rows += [np.eye(n)[i] for i in rng.integers(0, n, 2)]
     B = sequential_lp.integer_null_basis(rows, n)
+    independent = []                    # the Stages' rows are independent: the float path
+    for row in rows:
+        if np.linalg.matrix_rank(np.array(independent + [row])) > len(independent):
+            independent.append(row)
+    np.testing.assert_array_equal(integer_null_basis(independent, n),
+                                  null_basis_by_elimination(independent, n))
     rank = np.linalg.matrix_rank(np.array(rows))
     assert B.shape == (n, n - rank)
     assert not (np.array(rows).astype(np.int64) @ B).any()        # exactly, in integers
