@@ -1,29 +1,25 @@
-"""HiGHS through its own binding (``highspy``): the pool's persistent LP, the MILPs.
+"""HiGHS through its own binding (``highspy``): persistent LPs and the MILPs.
 
-:func:`milp` solves the separation and certificate MILPs without scipy's wrapper
-(~2 ms of each ~15 ms call, docs/performance.md), single-threaded (HiGHS's worker
-threads only add CPU time on models this small).
+* :func:`milp` solves the separation and certificate MILPs without scipy's wrapper
+  (~2 ms of each ~15 ms call, docs/performance.md), single-threaded (HiGHS's worker
+  threads only add CPU time on models this small).
+* :class:`BMatchingLP` gives coalition values v(S) from one warm-started b-matching LP.
+* :class:`PersistentLP` holds the three LPs of a stage with a cut pool in one model.
+  :class:`market.sequential_lp.Stages` solves, per round of a stage, the stage LP
+  (min eps), the face-point LP (min ||x - x_in||_1 at level eps) and the always-tight
+  LPs (max sum of slacks at level eps) over nearly the same rows.  Built anew through
+  ``scipy.optimize.linprog``, each costs ~3 ms, most of it the wrapper; here only
+  bounds and costs change between calls, so HiGHS's dual simplex restarts from the
+  last basis (~1 ms with the Python around it).
 
-:class:`BMatchingLP` gives coalition values v(S) from one warm-started b-matching LP.
-
-:class:`PersistentLP` holds the three LPs of a stage (with a cut pool) in one model.
-
-:class:`market.sequential_lp.Stages` with a cut pool solves, per round of a stage, the
-stage LP (min eps), the face-point LP (min ||x - x_in||_1 at level eps) and the
-always-tight LPs (max sum of slacks at level eps) over nearly the same rows.  Built
-anew for every call through ``scipy.optimize.linprog``, each costs ~2.5 ms, ~1.8 ms
-of which is the wrapper (docs/performance.md); here one ``highspy`` model holds them
-all and only bounds and costs change between calls, so HiGHS's dual simplex restarts
-from the last basis.
-
-Columns: x (n), eps, d (n, the face LP's |x - x_in|), one slack per player (the
-always-tight test of a player at its bound) and one slack per coalition row.  Rows:
-x_i - d_i <= x_in_i and x_i + d_i >= x_in_i (free unless in the face LP),
-x_i - s_i >= lower_i (free unless testing player i), the fixed equalities, and
-x(S) + eps - s_S >= v(S) for every coalition ever in an LP (free unless in the
-current one).  Any optimal solution serves the sequential LPs (their certificates
-do not depend on which one HiGHS returns), so a warm start changes no result's
-exactness.
+  Columns: x (n), eps, d (n, the face LP's |x - x_in|), one slack per player (the
+  always-tight test of a player at its bound) and one slack per coalition row.  Rows:
+  x_i - d_i <= x_in_i and x_i + d_i >= x_in_i (free unless in the face LP),
+  x_i - s_i >= lower_i (free unless testing player i), the fixed equalities, and
+  x(S) + eps - s_S >= v(S) for every coalition ever in an LP (free unless in the
+  current one).  Any optimal solution serves the sequential LPs (their certificates
+  do not depend on which one HiGHS returns), so a warm start changes no result's
+  exactness.
 """
 from __future__ import annotations
 
