@@ -5,10 +5,14 @@ Run from the repository root:  python bench/market_nucleolus_split.py [--players
 The markets are those of bench/market_algorithms.py (same seed and draws): the
 paper-sized round (21 players, capacitated on both sides) or the 40-player market.
 Each part is printed in CPU seconds of this process and as a share of the total of
-the same run.  Parts are measured by wrapping the solver entry points that
-market.separation and market.sequential_lp call (scipy's ``milp`` and ``linprog``)
-and the two LP-building steps of a stage; set-up is everything before the stages
-start (seeds and their values, matchings, the level-0 stage, the core point).
+the same run.  Parts are measured by wrapping the solver entry points: the
+separation MILP (``market.separation._milp``), the cut pool's persistent LP model
+(``market.highs.PersistentLP``: stage, face-point and always-tight LPs) and any LP
+still built through scipy's ``linprog`` in market.sequential_lp (so the script also
+times older code, e.g. main unpacked with ``git archive``); set-up is everything
+before the stages start (seeds and their values, matchings, the level-0 stage, the
+core point).  With ``--certify`` the point is then checked by Kohlberg's criterion
+for the whole game (``market.certificate``) from the coalitions the stages used.
 """
 from __future__ import annotations
 
@@ -34,6 +38,16 @@ def markets():
     return {21: drawn["paper"], 40: drawn["40 players"]}
 
 
+KEPT: list = []      # the last Stages built (its coalitions feed --certify)
+
+
+def _keep(init):
+    def wrapper(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        KEPT[:] = [self]
+    return wrapper
+
+
 def split(w, bc, sc, repeat):
     """CPU seconds per part (mean over ``repeat`` runs after one warm-up run)."""
     seconds, calls, where = collections.defaultdict(float), collections.Counter(), ["stage"]
@@ -53,11 +67,20 @@ def split(w, bc, sc, repeat):
 
     patches = [(separation, "_milp", timed("separation MILP", separation._milp)),
                (sequential_lp, "linprog", timed("LP", sequential_lp.linprog)),
+               (sequential_lp.Stages, "__init__", _keep(sequential_lp.Stages.__init__)),
                (sequential_lp.Stages, "_nearest_on_face",
                 timed("face-point steps", sequential_lp.Stages._nearest_on_face, "face point")),
                (sequential_lp.Stages, "_always_tight",
                 timed("always-tight steps", sequential_lp.Stages._always_tight, "always-tight")),
                (sequential_lp.Stages, "solve", timed("stages", sequential_lp.Stages.solve))]
+    try:
+        from market.highs import PersistentLP
+    except ImportError:             # older code: every LP goes through linprog
+        PersistentLP = None
+    if PersistentLP is not None:
+        patches += [(PersistentLP, name, timed("LP", getattr(PersistentLP, name), context))
+                    for name, context in (("stage", "stage"), ("face", "face point"),
+                                          ("slack", "always-tight"))]
     saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
     for obj, name, fn in patches:
         setattr(obj, name, fn)
@@ -67,12 +90,13 @@ def split(w, bc, sc, repeat):
         calls.clear()
         t0 = time.process_time()
         for _ in range(repeat):
-            market_nucleolus(w, bc, sc)
+            x = market_nucleolus(w, bc, sc)
         total = (time.process_time() - t0) / repeat
     finally:
         for obj, name, fn in saved:
             setattr(obj, name, fn)
-    return total, {k: v / repeat for k, v in seconds.items()}, {k: c // repeat for k, c in calls.items()}
+    return (total, {k: v / repeat for k, v in seconds.items()},
+            {k: c // repeat for k, c in calls.items()}, np.r_[x])
 
 
 def main() -> int:
@@ -80,9 +104,11 @@ def main() -> int:
     parser.add_argument("--players", type=int, choices=[21, 40], default=21,
                         help="the paper-sized round (21, default) or the 40-player market")
     parser.add_argument("--repeat", type=int, default=3, help="runs to average (default 3)")
+    parser.add_argument("--certify", action="store_true",
+                        help="then check the point by Kohlberg's criterion for the whole game")
     args = parser.parse_args()
     w, bc, sc = markets()[args.players]
-    total, seconds, calls = split(w, bc, sc, args.repeat)
+    total, seconds, calls, x = split(w, bc, sc, args.repeat)
     print(f"nucleolus, {args.players} players: {total:.3f} s CPU per run "
           f"(load average {os.getloadavg()[0]:.1f})")
     stages = seconds.pop("stages")
@@ -94,6 +120,14 @@ def main() -> int:
     for label, secs, count in rows:
         each = f"{count:4d} calls, {1000 * secs / count:6.1f} ms each" if count > 1 else " " * 30
         print(f"  {label:<46} {secs:7.3f} s  {100 * secs / total:5.1f} %  {each}".rstrip())
+    if args.certify:
+        from market.certificate import certify_market_nucleolus
+        stages = KEPT[0]
+        t0 = time.process_time()
+        cert = certify_market_nucleolus(w, bc, sc, x, set(stages.free) | stages.settled)
+        print(f"Kohlberg certificate of the point from the {len(stages.free) + len(stages.settled)} "
+              f"coalitions the stages used: {cert.certified} ({cert.levels} pool levels, "
+              f"{time.process_time() - t0:.3f} s CPU with their exact values)")
     return 0
 
 

@@ -21,6 +21,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
+from market.exact_linalg import integer_null_basis
+
 __all__ = ["NucleolusError", "TOL", "Stages", "integer_null_basis", "rows_matrix"]
 
 TOL = 1e-7
@@ -78,6 +80,7 @@ class Stages:
         self.basis = np.ones((n, 1)) / np.sqrt(n)
         self.inner = None      # in-out separation's feasible point (x, eps), scaled
         self.active = None     # with a cut pool: the free coalitions in the LPs
+        self.plp = None        # with a cut pool: the persistent model of its LPs
 
     # -- helpers ------------------------------------------------------------------
     def _free_arrays(self, only=None):
@@ -124,10 +127,13 @@ class Stages:
         LPs then hold only the ``size`` free coalitions of largest excess there plus
         whatever the pool check and the separator activate later.
         """
+        from market.highs import PersistentLP
         x = np.asarray(x_inner, dtype=float) / self.scale
         self.inner = (x, eps_inner / self.scale)
         self.active = set()
         self._activate_top(x, size)
+        # the pool's LPs share one warm-started HiGHS model (market.highs)
+        self.plp = PersistentLP(self.n, self.lower, self.eq_rows, self.eq_rhs)
 
     def null_basis(self) -> np.ndarray:
         """Exact integer basis of the null space of the fixed rows (for separators)."""
@@ -220,18 +226,21 @@ class Stages:
         rounds = 0
         while True:
             masks, A, vals = self._lp_arrays()
-            A_ub = sp.hstack([-A, -np.ones((len(masks), 1))]).tocsr()
-            A_eq = np.c_[np.array(self.eq_rows), np.zeros(len(self.eq_rows))]
-            bounds = [(lo, None) for lo in self.lower] + [(None, None)]
-            c = np.r_[np.zeros(n), 1.0]
-            res = _lp(c, A_ub, -vals, A_eq, np.array(self.eq_rhs), bounds)
-            x, eps = res.x[:n], res.x[n]
+            if self.plp is not None:
+                x, eps, duals = self.plp.stage(masks, A, vals, self.eq_rows, self.eq_rhs)
+            else:
+                A_ub = sp.hstack([-A, -np.ones((len(masks), 1))]).tocsr()
+                A_eq = np.c_[np.array(self.eq_rows), np.zeros(len(self.eq_rows))]
+                bounds = [(lo, None) for lo in self.lower] + [(None, None)]
+                c = np.r_[np.zeros(n), 1.0]
+                res = _lp(c, A_ub, -vals, A_eq, np.array(self.eq_rhs), bounds)
+                x, eps, duals = res.x[:n], res.x[n], -res.ineqlin.marginals
             if self.inner is None:
                 if not self._add_violations(x, eps):
-                    return masks, A, vals, x, eps, -res.ineqlin.marginals
+                    return masks, A, vals, x, eps, duals
                 continue
             if self._in_out(x, eps, A, vals, rounds):
-                return masks, A, vals, x, eps, -res.ineqlin.marginals
+                return masks, A, vals, x, eps, duals
             rounds += 1
 
     def _in_out(self, x, eps, A, vals, rounds) -> bool:
@@ -270,6 +279,9 @@ class Stages:
     def _nearest_on_face(self, x_in, eps, A, vals, fallback):
         """argmin ||x - x_in||_1 over the stage LP's optimal face (level eps)."""
         n = self.n
+        if self.plp is not None:       # over the rows of the stage LP just solved
+            x = self.plp.face(x_in, eps)
+            return fallback if x is None else x
         k = A.shape[0]
         eye = sp.eye(n, format="csr")
         A_ub = sp.vstack([sp.hstack([-A, sp.csr_matrix((k, n))]),
@@ -300,31 +312,39 @@ class Stages:
             at_bound = [i for i in at_bound if 1.0 - float(self.basis[i] @ self.basis[i]) > 1e-9]
         while unsure or at_bound:
             masks, A, vals = self._lp_arrays(unsure)  # may have grown by separation
-            where = {mk: k for k, mk in enumerate(masks)}
-            nu, nb = len(unsure), len(at_bound)
-            S = sp.csr_matrix((np.ones(nu), ([where[mk] for mk in unsure], np.arange(nu))),
-                              shape=(len(masks), nu))
-            # v(S) - x(S) + s_S <= eps  for every free S (s only on the unsure ones)
-            A_ub = sp.hstack([-A, S, sp.csr_matrix((len(masks), nb))])
-            b_ub = eps - vals
-            # lower_i + s_i <= x_i  for the players at their bound
-            B = sp.csr_matrix((np.ones(nb), (np.arange(nb), at_bound)), shape=(nb, n))
-            A_ub = sp.vstack([A_ub, sp.hstack([-B, sp.csr_matrix((nb, nu)), sp.eye(nb)])]).tocsr()
-            b_ub = np.r_[b_ub, -self.lower[at_bound]]
-            A_eq = np.c_[np.array(self.eq_rows), np.zeros((len(self.eq_rows), nu + nb))]
-            bounds = [(lo, None) for lo in self.lower] + [(0.0, 1.0)] * (nu + nb)
-            c = np.r_[np.zeros(n), -np.ones(nu + nb)]
-            res = _lp(c, A_ub, b_ub, A_eq, np.array(self.eq_rhs), bounds)
             # No separation here: the working set relaxes the stage's optimal face, so
             # a coalition that cannot be slack here cannot be slack at all (never a
             # wrong fix); one that only looks slackable stays free and is fixed at the
             # next stage, whose optimum is then the same eps with a positive dual.
-            slack = res.x[n:]
+            if self.plp is not None:
+                slack = self.plp.slack(masks, A, vals, self.eq_rows, self.eq_rhs, eps, unsure, at_bound)
+            else:
+                slack = self._slack_lp(masks, A, vals, eps, unsure, at_bound)
             if not (slack > TOL).any():
                 break
+            nu = len(unsure)
             unsure = [mk for mk, s in zip(unsure, slack[:nu]) if s <= TOL]
             at_bound = [i for i, s in zip(at_bound, slack[nu:]) if s <= TOL]
         return sure + unsure, at_bound
+
+    def _slack_lp(self, masks, A, vals, eps, unsure, at_bound):
+        """max the slacks of ``unsure`` coalitions and ``at_bound`` players at level eps
+        (each in [0, 1]), through ``linprog``: the slacks, coalitions first."""
+        n = self.n
+        where = {mk: k for k, mk in enumerate(masks)}
+        nu, nb = len(unsure), len(at_bound)
+        S = sp.csr_matrix((np.ones(nu), ([where[mk] for mk in unsure], np.arange(nu))),
+                          shape=(len(masks), nu))
+        # v(S) - x(S) + s_S <= eps  for every free S (s only on the unsure ones)
+        A_ub = sp.hstack([-A, S, sp.csr_matrix((len(masks), nb))])
+        # lower_i + s_i <= x_i  for the players at their bound
+        B = sp.csr_matrix((np.ones(nb), (np.arange(nb), at_bound)), shape=(nb, n))
+        A_ub = sp.vstack([A_ub, sp.hstack([-B, sp.csr_matrix((nb, nu)), sp.eye(nb)])]).tocsr()
+        b_ub = np.r_[eps - vals, -self.lower[at_bound]]
+        A_eq = np.c_[np.array(self.eq_rows), np.zeros((len(self.eq_rows), nu + nb))]
+        bounds = [(lo, None) for lo in self.lower] + [(0.0, 1.0)] * (nu + nb)
+        c = np.r_[np.zeros(n), -np.ones(nu + nb)]
+        return _lp(c, A_ub, b_ub, A_eq, np.array(self.eq_rhs), bounds).x[n:]
 
     def solve(self) -> np.ndarray:
         n = self.n
@@ -346,55 +366,3 @@ class Stages:
         # the rows are independent and number n: a square, regular system
         x = np.linalg.solve(F, f) if len(F) == n else np.linalg.lstsq(F, f, rcond=None)[0]
         return x * self.scale
-
-
-def integer_null_basis(rows, n) -> np.ndarray:
-    """Integer basis (n x d) of the null space of the fixed 0/1 rows, exactly.
-
-    Rows are 0/1 (coalitions, unit vectors, the grand coalition), so Gauss-Jordan
-    elimination over the rationals gives an exact basis: for each free column fc,
-    b[fc] = 1 and b[pc] = -R[r, fc] at the pivot columns of the reduced row echelon
-    form R, scaled by its denominators' lcm, so that ``b . 1_S`` is an integer and
-    "not in the span" is the linear disjunction |b_k . 1_S| >= 1 for some k.  The
-    elimination is fraction-free (integer rows, each divided by the gcd of its
-    entries), so R[r, fc] = row_r[fc] / row_r[pc]: the same basis as rational
-    arithmetic, several times faster than ``fractions.Fraction``.
-    """
-    import math
-    mat = [[int(round(v)) for v in row] for row in rows]
-    pivots, r = [], 0
-    for c in range(n):
-        piv = next((k for k in range(r, len(mat)) if mat[k][c] != 0), None)
-        if piv is None:
-            continue
-        mat[r], mat[piv] = mat[piv], mat[r]
-        top = mat[r]
-        p = top[c]
-        for k in range(len(mat)):
-            f = mat[k][c]
-            if k != r and f != 0:
-                row = [a * p - f * b for a, b in zip(mat[k], top)]
-                g = 0
-                for v in row:
-                    if v:
-                        g = math.gcd(g, v)
-                mat[k] = [v // g for v in row] if g > 1 else row
-        pivots.append(c)
-        r += 1
-    free_cols = [c for c in range(n) if c not in pivots]
-    basis = np.zeros((n, len(free_cols)), dtype=np.int64)
-    for k, fc in enumerate(free_cols):
-        parts = []              # (pivot column, numerator, positive denominator) of -R[r, fc]
-        for row, pc in zip(mat, pivots):
-            num, den = -row[fc], row[pc]
-            if den < 0:
-                num, den = -num, -den
-            g = math.gcd(num, den)
-            parts.append((pc, num // g, den // g))
-        lcm = 1
-        for _pc, _num, den in parts:
-            lcm = lcm * den // math.gcd(lcm, den)
-        basis[fc, k] = lcm
-        for pc, num, den in parts:
-            basis[pc, k] = num * (lcm // den)
-    return basis

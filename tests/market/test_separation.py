@@ -9,6 +9,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from market.essential import list_separator
+from market.exact_linalg import integer_null_basis, null_basis_by_elimination
 from market.nucleolus import market_game_values, nucleolus
 from market.separation import core_point, market_separator
 from market import sequential_lp
@@ -72,11 +73,21 @@ def test_separation_milp_finds_the_most_violated_coalition_outside_the_span(inst
         assert found == []
         return
     best = max(table[mk] - member[mk] @ x for mk in outside)
-    assert len(found) == 1
-    mask, value = found[0]
+    mask, value = found[0]              # first the most violated coalition
     assert mask in outside
     assert value == table[mask]
     assert abs((value - member[mask] @ x) - best) <= 1e-6 * max(1.0, abs(best))
+    _assert_more_cuts_exact(found, outside, table, member, x, -np.inf)
+
+
+def _assert_more_cuts_exact(found, outside, table, member, x, threshold):
+    """HiGHS's earlier incumbents, after the optimum: distinct, outside the span,
+    with exact values, and beating the threshold."""
+    masks = [mk for mk, _v in found]
+    assert len(set(masks)) == len(masks)
+    for mask, value in found[1:]:
+        assert mask in outside and value == table[mask]
+        assert value - member[mask] @ x > threshold
 
 
 @settings(max_examples=25, deadline=None)
@@ -95,10 +106,10 @@ def test_separation_cut_off_at_the_threshold_keeps_answers_and_pool_values_exact
     threshold = best + offset
     found = market_separator(w, bc, sc)(x, threshold, stages)
     if best > threshold + 1e-6:
-        assert len(found) == 1
         mask, value = found[0]
         assert mask in outside and value == table[mask]
         assert abs((value - member[mask] @ x) - best) <= 1e-6 * max(1.0, abs(best))
+        _assert_more_cuts_exact(found, outside, table, member, x, threshold)
     elif best < threshold - 1e-6:
         assert found == []
     for mask, value in stages.free.items():
@@ -142,6 +153,12 @@ def test_integer_null_basis_spans_the_null_space_exactly(n, seed, k):
     rows = [np.ones(n)] + [(rng.random(n) < 0.5).astype(float) for _ in range(k)]
     rows += [np.eye(n)[i] for i in rng.integers(0, n, 2)]
     B = sequential_lp.integer_null_basis(rows, n)
+    independent = []                    # the Stages' rows are independent: the float path
+    for row in rows:
+        if np.linalg.matrix_rank(np.array(independent + [row])) > len(independent):
+            independent.append(row)
+    np.testing.assert_array_equal(integer_null_basis(independent, n),
+                                  null_basis_by_elimination(independent, n))
     rank = np.linalg.matrix_rank(np.array(rows))
     assert B.shape == (n, n - rank)
     assert not (np.array(rows).astype(np.int64) @ B).any()        # exactly, in integers

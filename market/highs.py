@@ -1,0 +1,293 @@
+"""HiGHS through its own binding (``highspy``): persistent LPs and the MILPs.
+
+* :func:`milp` solves the separation and certificate MILPs without scipy's wrapper
+  (~2 ms of each ~15 ms call, docs/performance.md), single-threaded (HiGHS's worker
+  threads only add CPU time on models this small).
+* :class:`BMatchingLP` gives coalition values v(S) from one warm-started b-matching LP.
+* :class:`PersistentLP` holds the three LPs of a stage with a cut pool in one model.
+  :class:`market.sequential_lp.Stages` solves, per round of a stage, the stage LP
+  (min eps), the face-point LP (min ||x - x_in||_1 at level eps) and the always-tight
+  LPs (max sum of slacks at level eps) over nearly the same rows.  Built anew through
+  ``scipy.optimize.linprog``, each costs ~3 ms, most of it the wrapper; here only
+  bounds and costs change between calls, so HiGHS's dual simplex restarts from the
+  last basis (~1 ms with the Python around it).
+
+  Columns: x (n), eps, d (n, the face LP's |x - x_in|), one slack per player (the
+  always-tight test of a player at its bound) and one slack per coalition row.  Rows:
+  x_i - d_i <= x_in_i and x_i + d_i >= x_in_i (free unless in the face LP),
+  x_i - s_i >= lower_i (free unless testing player i), the fixed equalities, and
+  x(S) + eps - s_S >= v(S) for every coalition ever in an LP (free unless in the
+  current one).  Any optimal solution serves the sequential LPs (their certificates
+  do not depend on which one HiGHS returns), so a warm start changes no result's
+  exactness.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import highspy
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["BMatchingLP", "PersistentLP", "MilpResult", "milp"]
+
+_INF = highspy.kHighsInf
+_OPTIONS = {"output_flag": False, "threads": 1, "presolve": "off",
+            "primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
+
+
+class PersistentLP:
+    """The stage, face-point and always-tight LPs of :class:`Stages` in one model.
+
+    ``lower`` are the players' lower bounds; ``eq_rows``/``eq_rhs`` the fixed rows so
+    far (later ones are appended by :meth:`stage` etc. as the stages fix more).
+    """
+
+    def __init__(self, n, lower, eq_rows, eq_rhs):
+        self.n = n
+        self.lower = np.asarray(lower, dtype=float)
+        h = highspy.Highs()
+        for key, value in _OPTIONS.items():
+            h.setOptionValue(key, value)
+        eye = sp.eye(n, format="csr")
+        zero = sp.csr_matrix((n, 1))
+        # distance rows (2n) and player rows (n) over columns x, eps, d, s_player
+        rows = sp.vstack([sp.hstack([eye, zero, -eye, sp.csr_matrix((n, n))]),
+                          sp.hstack([eye, zero, eye, sp.csr_matrix((n, n))]),
+                          sp.hstack([eye, zero, sp.csr_matrix((n, n)), -eye])]).tocsc()
+        lp = highspy.HighsLp()
+        lp.num_col_, lp.num_row_ = 3 * n + 1, 3 * n
+        lp.col_cost_ = np.r_[np.zeros(n), 1.0, np.zeros(2 * n)]
+        lp.col_lower_ = np.r_[self.lower, -_INF, np.zeros(2 * n)]
+        lp.col_upper_ = np.r_[np.full(2 * n + 1, _INF), np.zeros(n)]
+        lp.row_lower_ = np.full(3 * n, -_INF)
+        lp.row_upper_ = np.full(3 * n, _INF)
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = rows.indptr
+        lp.a_matrix_.index_ = rows.indices
+        lp.a_matrix_.value_ = rows.data
+        h.passModel(lp)
+        self.h = h
+        self.n_rows, self.n_cols = 3 * n, 3 * n + 1
+        self.n_eq = 0
+        self.row_of: dict[int, int] = {}       # coalition mask -> its row (slack column = col_of)
+        self.col_of: dict[int, int] = {}
+        self.active: set[int] = set()
+        self._sync_eq(eq_rows, eq_rhs)
+
+    # -- model upkeep -----------------------------------------------------------
+    def _sync_eq(self, eq_rows, eq_rhs):
+        if len(eq_rows) < self.n_eq:
+            raise ValueError("fixed rows can only be appended to a persistent LP")
+        new = eq_rows[self.n_eq:]
+        if len(new):
+            F = sp.csr_matrix(np.array(new))
+            rhs = np.asarray(eq_rhs[self.n_eq:], dtype=float)
+            self.h.addRows(len(new), rhs, rhs, F.nnz, F.indptr.astype(np.int32),
+                           F.indices.astype(np.int32), F.data)
+            self.n_rows += len(new)
+            self.n_eq = len(eq_rows)
+
+    def _sync(self, masks, A, vals, eq_rows, eq_rhs):
+        """Make the coalition rows in the LP exactly ``masks`` (rows ``A``, values ``vals``)."""
+        self._sync_eq(eq_rows, eq_rhs)
+        fresh = [k for k, mk in enumerate(masks) if mk not in self.row_of]
+        if fresh:
+            B = sp.hstack([A[fresh], np.ones((len(fresh), 1))]).tocsr()
+            lo = np.asarray(vals, dtype=float)[fresh]
+            self.h.addRows(len(fresh), lo, np.full(len(fresh), _INF), B.nnz,
+                           B.indptr.astype(np.int32), B.indices.astype(np.int32), B.data)
+            rows = np.arange(self.n_rows, self.n_rows + len(fresh), dtype=np.int32)
+            self.h.addCols(len(fresh), np.zeros(len(fresh)), np.zeros(len(fresh)),
+                           np.zeros(len(fresh)), len(fresh), np.arange(len(fresh), dtype=np.int32),
+                           rows, -np.ones(len(fresh)))
+            for k, r, c in zip(fresh, rows.tolist(), range(self.n_cols, self.n_cols + len(fresh))):
+                self.row_of[masks[k]] = r
+                self.col_of[masks[k]] = c
+            self.n_rows += len(fresh)
+            self.n_cols += len(fresh)
+            self.active.update(masks[k] for k in fresh)
+        want = set(masks)
+        off = [self.row_of[mk] for mk in self.active - want]
+        on = [k for k, mk in enumerate(masks) if mk not in self.active]
+        if off:
+            self._row_bounds(off, np.full(len(off), -_INF), np.full(len(off), _INF))
+        if on:
+            self._row_bounds([self.row_of[masks[k]] for k in on],
+                             np.asarray(vals, dtype=float)[on], np.full(len(on), _INF))
+        self.active = want
+
+    def _row_bounds(self, rows, lo, hi):
+        self.h.changeRowsBounds(len(rows), np.asarray(rows, dtype=np.int32), np.asarray(lo, float),
+                                np.asarray(hi, float))
+
+    def _col_bounds(self, cols, lo, hi):
+        self.h.changeColsBounds(len(cols), np.asarray(cols, dtype=np.int32), np.asarray(lo, float),
+                                np.asarray(hi, float))
+
+    def _costs(self, cols, costs):
+        self.h.changeColsCost(len(cols), np.asarray(cols, dtype=np.int32), np.asarray(costs, float))
+
+    def _run(self):
+        self.h.run()
+        status = self.h.getModelStatus()
+        if status != highspy.HighsModelStatus.kOptimal:
+            from market.sequential_lp import NucleolusError
+            raise NucleolusError(f"nucleolus LP failed: {self.h.modelStatusToString(status)}")
+        return self.h.getSolution()
+
+    # -- the three LPs ------------------------------------------------------------
+    def stage(self, masks, A, vals, eq_rows, eq_rhs):
+        """min eps over the rows: (x, eps, duals of the coalition rows, >= 0)."""
+        self._sync(masks, A, vals, eq_rows, eq_rhs)
+        sol = self._run()
+        col = np.array(sol.col_value)
+        dual = np.array(sol.row_dual)
+        return col[:self.n], float(col[self.n]), dual[[self.row_of[mk] for mk in masks]]
+
+    def face(self, x_in, eps):
+        """argmin ||x - x_in||_1 at level eps over the current rows (None if infeasible)."""
+        n = self.n
+        self._col_bounds([n], [eps], [eps])
+        self._costs(np.r_[n, np.arange(n + 1, 2 * n + 1)], np.r_[0.0, np.ones(n)])
+        self._row_bounds(np.arange(2 * n), np.r_[np.full(n, -_INF), x_in], np.r_[x_in, np.full(n, _INF)])
+        try:
+            self.h.run()
+            ok = self.h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+            x = np.array(self.h.getSolution().col_value)[:n] if ok else None
+        finally:
+            self._row_bounds(np.arange(2 * n), np.full(2 * n, -_INF), np.full(2 * n, _INF))
+            self._costs(np.r_[n, np.arange(n + 1, 2 * n + 1)], np.r_[1.0, np.zeros(n)])
+            self._col_bounds([n], [-_INF], [_INF])
+        return x
+
+    def slack(self, masks, A, vals, eq_rows, eq_rhs, eps, unsure, at_bound):
+        """max sum of slacks of ``unsure`` coalitions and ``at_bound`` players at level
+        eps: the slacks (coalitions first), each in [0, 1]."""
+        n = self.n
+        self._sync(masks, A, vals, eq_rows, eq_rhs)
+        cols = [self.col_of[mk] for mk in unsure] + [2 * n + 1 + i for i in at_bound]
+        prow = [2 * n + i for i in at_bound]
+        self._col_bounds([n], [eps], [eps])
+        self._costs(np.r_[n, cols], np.r_[0.0, -np.ones(len(cols))])
+        self._col_bounds(cols, np.zeros(len(cols)), np.ones(len(cols)))
+        if prow:
+            self._row_bounds(prow, self.lower[list(at_bound)], np.full(len(prow), _INF))
+        try:
+            sol = self._run()
+            return np.array(sol.col_value)[cols]
+        finally:
+            self._col_bounds(cols, np.zeros(len(cols)), np.zeros(len(cols)))
+            self._costs(np.r_[n, cols], np.r_[1.0, np.zeros(len(cols))])
+            self._col_bounds([n], [-_INF], [_INF])
+            if prow:
+                self._row_bounds(prow, np.full(len(prow), -_INF), np.full(len(prow), _INF))
+
+
+@dataclass(frozen=True, slots=True)
+class MilpResult:
+    """An MILP's outcome in ``scipy.optimize.milp``'s terms: status 0 optimal (or the
+    best point found when nothing beats the cut-off), 2 infeasible below the
+    cut-off, 1 anything else; x and fun None without a point."""
+
+    status: int
+    x: np.ndarray | None
+    fun: float | None
+    message: str
+    improving: tuple = ()       # HiGHS's earlier improving points (with ``save``)
+
+
+def milp(c, A, lower, upper, integrality, options, cutoff, save=False) -> MilpResult:
+    """min c.x s.t. lower <= A x <= upper, 0 <= x <= 1, x_k integral where
+    ``integrality[k]``; ``cutoff`` is HiGHS's objective bound (branches that cannot
+    get below it are pruned); ``options`` are HiGHS options."""
+    A = sp.csc_matrix(A)
+    h = highspy.Highs()
+    for key, value in {**options, "output_flag": False, "threads": 1}.items():
+        h.setOptionValue(key, value)
+    h.setOptionValue("objective_bound", float(cutoff))
+    if save:
+        h.setOptionValue("mip_improving_solution_save", True)
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = A.shape[1], A.shape[0]
+    lp.col_cost_ = np.asarray(c, dtype=float)
+    lp.col_lower_ = np.zeros(A.shape[1])
+    lp.col_upper_ = np.ones(A.shape[1])
+    lp.row_lower_ = np.asarray(lower, dtype=float)
+    lp.row_upper_ = np.asarray(upper, dtype=float)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = A.indptr
+    lp.a_matrix_.index_ = A.indices
+    lp.a_matrix_.value_ = A.data
+    lp.integrality_ = [highspy.HighsVarType.kInteger if k else highspy.HighsVarType.kContinuous
+                       for k in integrality]
+    h.passModel(lp)
+    h.run()
+    status = h.getModelStatus()
+    message = h.modelStatusToString(status)
+    if status in (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kObjectiveBound):
+        return MilpResult(2, None, None, message)       # nothing gets below the cut-off
+    info = h.getInfo()
+    if status == highspy.HighsModelStatus.kOptimal and info.primal_solution_status:
+        improving = tuple(np.array(p.col_value) for p in h.getSavedMipSolutions()) if save else ()
+        return MilpResult(0, np.array(h.getSolution().col_value), info.objective_function_value,
+                          message, improving)
+    return MilpResult(1, None, None, message)
+
+
+class BMatchingLP:
+    """v(S) of the trading game for many coalitions S from one persistent LP.
+
+    max sum_e w_e y_e, 0 <= y_e <= 1 on the positive pairs, sum_{e at p} y_e <= b_p if
+    p is in S, else 0: the b-matching LP, whose constraint matrix (a bipartite incidence
+    matrix with bounds) is totally unimodular.  Only the row bounds change between
+    coalitions, so the dual simplex restarts from the last basis (~0.1 ms a value
+    against ~0.3 ms for a min-cost flow in pure Python).  Exact: at any basis of a TU
+    matrix with integer data, B^-1 is integral, so the reduced costs are integers and
+    one within HiGHS's tolerance (1e-7) of 0 is >= 0 -- the basis HiGHS calls optimal
+    is optimal -- and the objective is an integer; it is rounded.
+    """
+
+    def __init__(self, w, bc, sc):
+        w = np.asarray(w)
+        m, n = w.shape
+        I, J = np.nonzero(w > 0)
+        E, N = len(I), m + n
+        A = sp.csc_matrix((np.ones(2 * E), (np.r_[I, m + J], np.r_[np.arange(E), np.arange(E)])),
+                          shape=(N, E))
+        self.n = N
+        self.caps = np.r_[bc, sc].astype(float)
+        self.h = None
+        if E == 0:                  # no positive pair: every value is 0 (HiGHS: empty model)
+            return
+        h = highspy.Highs()
+        for key, value in _OPTIONS.items():
+            h.setOptionValue(key, value)
+        lp = highspy.HighsLp()
+        lp.num_col_, lp.num_row_ = E, N
+        lp.col_cost_ = -w[I, J].astype(float)
+        lp.col_lower_ = np.zeros(E)
+        lp.col_upper_ = np.ones(E)
+        lp.row_lower_ = np.full(N, -_INF)
+        lp.row_upper_ = self.caps.copy()
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = A.indptr
+        lp.a_matrix_.index_ = A.indices
+        lp.a_matrix_.value_ = A.data
+        h.passModel(lp)
+        self.h = h
+        self._rows = np.arange(N, dtype=np.int32)
+        self._lower = np.full(N, -_INF)
+
+    def value(self, mask: int) -> int:
+        """v(S) for the coalition with bitmask ``mask`` (bit p = player p)."""
+        if self.h is None:
+            return 0
+        N = self.n
+        bits = (mask >> np.arange(N)) & 1 if N < 63 else np.array([mask >> p & 1 for p in range(N)])
+        self.h.changeRowsBounds(N, self._rows, self._lower, self.caps * bits)
+        self.h.run()
+        if self.h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            from market.sequential_lp import NucleolusError
+            raise NucleolusError("b-matching LP failed")
+        return -round(self.h.getInfo().objective_function_value)

@@ -1,0 +1,124 @@
+"""The highspy wrappers (market/highs.py) against scipy's HiGHS interface on the same LPs
+and MILPs: the persistent model's stage, face-point and always-tight LPs as their rows,
+bounds and costs change, and the MILP with its objective cut-off; the b-matching LP's
+coalition values against exact min-cost flows."""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.optimize import LinearConstraint, linprog
+from scipy.optimize import milp as scipy_milp
+
+from market.b_matching import b_matching_value
+from market.highs import BMatchingLP, PersistentLP, milp
+from market.separation import coalition_values
+from market.sequential_lp import rows_matrix
+from tests.market.conftest import markets
+
+
+def _game(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(3, 8))
+    masks = sorted({int(mk) for mk in rng.integers(1, (1 << n) - 1, 6 * n)})
+    A = rows_matrix(masks, n)
+    vals = A @ rng.random(n) * rng.uniform(0.5, 1.2, len(masks))
+    return rng, n, masks, A, vals
+
+
+def _scipy_stage(n, A, vals, eq_rows, eq_rhs):
+    A_ub = sp.hstack([-A, -np.ones((A.shape[0], 1))]).tocsr()
+    A_eq = np.c_[np.array(eq_rows), np.zeros(len(eq_rows))]
+    res = linprog(np.r_[np.zeros(n), 1.0], A_ub=A_ub, b_ub=-vals, A_eq=A_eq, b_eq=eq_rhs,
+                  bounds=[(0, None)] * n + [(None, None)], method="highs")
+    return res.x[n]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_persistent_lps_match_fresh_lps_as_rows_come_and_go(seed):
+    rng, n, masks, A, vals = _game(seed)
+    grand = float(vals.max()) * 2
+    eq_rows, eq_rhs = [np.ones(n)], [grand]
+    plp = PersistentLP(n, np.zeros(n), eq_rows, eq_rhs)
+    for _round in range(4):
+        keep = np.flatnonzero(rng.random(len(masks)) < 0.7)
+        if len(keep) == 0:
+            continue
+        sub = [masks[k] for k in keep]
+        Ak, vk = A[keep], vals[keep]
+        x, eps, duals = plp.stage(sub, Ak, vk, eq_rows, eq_rhs)
+        assert abs(eps - _scipy_stage(n, Ak, vk, eq_rows, eq_rhs)) <= 1e-7
+        slack = Ak @ x + eps - vk
+        assert (slack >= -1e-8).all() and (duals >= -1e-9).all()
+        assert (duals[slack > 1e-7] <= 1e-9).all()          # complementary slackness
+        assert abs(np.array(eq_rows) @ x - eq_rhs).max() <= 1e-8
+        # the face point: on the optimal face, as close to x_in as a fresh LP gets
+        x_in = rng.random(n) * grand / n
+        xf = plp.face(x_in, eps)
+        assert (Ak @ xf + eps - vk >= -1e-8).all()
+        assert abs(np.array(eq_rows) @ xf - eq_rhs).max() <= 1e-8
+        A_ub = sp.vstack([sp.hstack([-Ak, sp.csr_matrix((len(sub), n))]),
+                          sp.hstack([sp.eye(n), -sp.eye(n)]), sp.hstack([-sp.eye(n), -sp.eye(n)])])
+        ref = linprog(np.r_[np.zeros(n), np.ones(n)], A_ub=A_ub, b_ub=np.r_[eps - vk, x_in, -x_in],
+                      A_eq=np.c_[np.array(eq_rows), np.zeros((len(eq_rows), n))], b_eq=eq_rhs,
+                      bounds=[(0, None)] * (2 * n), method="highs")
+        assert abs(np.abs(xf - x_in).sum() - ref.fun) <= 1e-6
+        # the always-tight LP: as much slack as a fresh LP finds
+        tight = [sub[k] for k in np.flatnonzero(slack <= 1e-7)]
+        at_bound = np.flatnonzero(x <= 1e-9).tolist()
+        s = plp.slack(sub, Ak, vk, eq_rows, eq_rhs, eps, tight, at_bound)
+        nu, nb = len(tight), len(at_bound)
+        where = {mk: k for k, mk in enumerate(sub)}
+        S = sp.csr_matrix((np.ones(nu), ([where[mk] for mk in tight], np.arange(nu))),
+                          shape=(len(sub), nu))
+        B = sp.csr_matrix((np.ones(nb), (np.arange(nb), at_bound)), shape=(nb, n))
+        A_ub = sp.vstack([sp.hstack([-Ak, S, sp.csr_matrix((len(sub), nb))]),
+                          sp.hstack([-B, sp.csr_matrix((nb, nu)), sp.eye(nb)])])
+        ref = linprog(np.r_[np.zeros(n), -np.ones(nu + nb)], A_ub=A_ub, b_ub=np.r_[eps - vk, np.zeros(nb)],
+                      A_eq=np.c_[np.array(eq_rows), np.zeros((len(eq_rows), nu + nb))], b_eq=eq_rhs,
+                      bounds=[(0, None)] * n + [(0, 1)] * (nu + nb), method="highs")
+        assert abs(s.sum() + ref.fun) <= 1e-6 and len(s) == nu + nb
+        # an equality fixed at this stage (at its value at x: the system stays feasible)
+        eq_rows = eq_rows + [Ak[0].toarray().ravel()]
+        eq_rhs = eq_rhs + [float((Ak[0] @ x)[0])]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.floats(-2.0, 2.0))
+def test_milp_with_a_cut_off_answers_as_scipy_does(seed, offset):
+    # a random knapsack-like 0/1 model: optimal value as scipy's; with the cut-off
+    # below the optimum nothing beats it, above it the optimum is still returned
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(3, 9))
+    c = -rng.integers(1, 20, k).astype(float)
+    A = rng.integers(0, 5, (2, k)).astype(float)
+    hi = A.sum(axis=1) / 2
+    ref = scipy_milp(c, constraints=LinearConstraint(A, -np.inf, hi), integrality=np.ones(k),
+                     bounds=(0, 1))
+    cutoff = ref.fun + offset
+    res = milp(c, A, np.full(2, -np.inf), hi, np.ones(k), {"mip_rel_gap": 0.0}, cutoff, save=True)
+    if offset < -1e-9:       # nothing beats the cut-off: no point, or one not below it
+        assert (res.status == 2 and res.x is None) or (res.status == 0 and res.fun >= cutoff - 1e-9)
+    elif offset > 1e-9:
+        assert res.status == 0 and abs(res.fun - ref.fun) <= 1e-9
+        for point in res.improving:                        # earlier incumbents: feasible
+            assert (A @ point <= hi + 1e-9).all() and c @ point < cutoff + 1e-9
+
+
+@settings(max_examples=25, deadline=None)
+@given(markets(max_buyers=3, max_sellers=4, max_cap=3), st.integers(0, 2**32 - 1))
+def test_b_matching_lp_values_equal_exact_flows_for_every_coalition(inst, seed):
+    # one warm-started model for every coalition, in a random order: each value equals
+    # the integer min-cost flow's (the LP is totally unimodular)
+    w, bc, sc = inst
+    m, n = w.shape
+    lp = BMatchingLP(w, bc, sc)
+    values = coalition_values(w, bc, sc, m)
+    for mask in np.random.default_rng(seed).permutation(1 << (m + n)).tolist():
+        bits = (mask >> np.arange(m + n)) & 1
+        exact = b_matching_value(w, bc * bits[:m], sc * bits[m:])
+        assert lp.value(mask) == exact
+        if mask:
+            assert values(mask) == exact
