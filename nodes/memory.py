@@ -72,8 +72,11 @@ async def trim_forever(interval_s: float = TRIM_INTERVAL_S, libc: ctypes.CDLL | 
 
 def settle_collector(young_threshold: int = YOUNG_THRESHOLD) -> int:
     """Freeze every object alive now out of the cyclic collector's reach and collect the
-    youngest generation less often; call once the node has started. Returns how many
-    objects were frozen."""
+    youngest generation less often; call once the node has started, and again whenever
+    long-lived parts were dropped or replaced (a crash and restart in the process): what was
+    frozen before is first given back to the collector, so dropped cycles are freed, not
+    kept forever. Returns how many objects are frozen."""
+    gc.unfreeze()
     gc.collect()
     gc.freeze()
     _, middle, old = gc.get_threshold()

@@ -261,6 +261,7 @@ class Node:
             self.crashed = True
             self.close_channels()
             self.peers.blocked = set(self.genesis.node_names) - {self.name}
+            settle_collector()  # the closed channels' objects were frozen at start: free them
             log.warning("fault injection: node crashed (state on disk only)")
 
     def restart(self) -> None:
@@ -268,6 +269,7 @@ class Node:
             self.crashed = False
             self.peers.blocked = set(self.faults.isolated_from)
             self.open_channels()
+            settle_collector()
             log.warning("fault injection: node restarted from disk")
 
     # -- peers ---------------------------------------------------------------------------
