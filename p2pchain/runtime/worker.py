@@ -2,11 +2,14 @@
 
 :class:`ChannelWorker` (node side) starts ``python -m p2pchain.runtime.worker`` with a
 fixed ``PYTHONHASHSEED``, single-threaded BLAS and a minimal environment, and speaks
-length-prefixed msgpack frames (:mod:`.pipe`) over the child's stdin/stdout. The child
+length-prefixed msgpack frames (:mod:`.pipe`) over a Unix socket pair, the child's end as
+its stdin — frames both ways on that one descriptor — while its stdout is the node's stderr:
+what a C library prints (HiGHS prints a banner on its first model) lands in the node's log,
+never inside a frame. The child
 imports everything a contract may reach, then drops its privileges to what it needs: an
 address-space limit (``RLIMIT_AS``), a CPU-time limit per block (``RLIMIT_CPU``, kept ahead
-after each block) and no new file descriptors (``RLIMIT_NOFILE`` of 3: stdin, stdout and
-stderr only, no files, no sockets).
+after each block) and no new file descriptors (``RLIMIT_NOFILE`` of 3: its socket, stdout and stderr only, no
+files, no other sockets).
 
 A block is one frame each way: the block and its invocations in, every transaction's result
 and the block's writes out, each packed and unpacked by one call of the C codec. A short
@@ -28,6 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -118,6 +122,7 @@ class ChannelWorker:
         self._timeout_s = timeout_s
         self._process: subprocess.Popen[bytes] | None = None
         self._pipe: Pipe | None = None
+        self._socket: socket.socket | None = None
         # The state object and height of the last block. The object itself, not its id: an id
         # can be reused by a new object after the old one is freed.
         self._last: tuple[StateView, int] | None = None
@@ -134,11 +139,19 @@ class ChannelWorker:
             "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
             "LANG": "C.UTF-8", "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         }
-        self._process = process = subprocess.Popen(
-            [sys.executable, "-s", "-m", "p2pchain.runtime.worker"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, env=env, close_fds=True, cwd=root, bufsize=0,
-        )
-        self._pipe = Pipe(process.stdout.fileno(), process.stdin.fileno(), self._timeout_s)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-s", "-m", "p2pchain.runtime.worker"], stdin=theirs.fileno(),
+                stdout=2, env=env, close_fds=True, cwd=root, bufsize=0,
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self._socket = ours
+        self._pipe = Pipe(ours.fileno(), ours.fileno(), self._timeout_s)
         self._last = None
         try:
             self._pipe.send(self._init)
@@ -155,14 +168,13 @@ class ChannelWorker:
             return
         try:
             pipe.send([OP_STOP])
-            process.stdin.close()
+            self._socket.shutdown(socket.SHUT_WR)
             process.wait(timeout=5)
         except (OSError, subprocess.TimeoutExpired, ValueError):
             process.kill()
             process.wait()
         finally:
-            if process.stdout:
-                process.stdout.close()
+            self._socket.close()
 
     def __enter__(self) -> ChannelWorker:
         self.start()
@@ -181,7 +193,7 @@ class ChannelWorker:
         status = ""
         if process is not None:
             try:
-                process.stdin.close()  # a worker still waiting for a frame reads the end and exits
+                self._socket.shutdown(socket.SHUT_WR)  # a worker waiting for a frame reads the end and exits
             except OSError:
                 pass
             try:
@@ -193,7 +205,7 @@ class ChannelWorker:
                 status = f" (killed by {signal.Signals(-code).name})"
             elif code:
                 status = f" (exit status {code})"
-            process.stdout.close()
+            self._socket.close()
         self.restarts += 1
         failure = WorkerFailure(f"channel {self.channel}: contract worker failed{status}: {detail}; "
                              "the block result was not computed, the channel halts")
@@ -397,8 +409,8 @@ class _Announcer:
 def main() -> int:
     from .executor import Executor, ResourceBreach
 
-    pipe = Pipe(sys.stdin.fileno(), sys.stdout.fileno())
-    sys.stdout = sys.stderr  # nothing but frames may reach the pipe
+    pipe = Pipe(sys.stdin.fileno(), sys.stdin.fileno())  # the socket: frames both ways
+    sys.stdout = sys.stderr
     init = pipe.recv()
     try:
         _preload()

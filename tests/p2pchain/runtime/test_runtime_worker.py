@@ -236,3 +236,28 @@ def test_a_block_of_many_quick_invocations_gives_the_in_process_result_through_t
     expected = Executor(POLICY, step_limit=100_000).execute_block(block(1), calls, state)
     for _ in range(3):  # the first block has no earlier mean; the later ones are announced
         assert worker.execute_block(block(1), calls, state) == expected
+
+
+CAPACITATED_NUCLEOLUS = '''
+from market.nucleolus import market_nucleolus
+
+def shares(ctx):
+    buyers, sellers = market_nucleolus([[5, 3, 0], [4, 6, 2], [0, 2, 7]], [2, 1, 2], [1, 2, 2])
+    return [[round(float(v) * 1000) for v in buyers], [round(float(v) * 1000) for v in sellers]]
+'''
+
+
+def test_what_a_library_prints_on_the_workers_stdout_never_reaches_its_frames():
+    """The capacitated nucleolus runs HiGHS through ``highspy``, whose first model prints a
+    banner on the process's stdout (file descriptor 1, below Python's ``sys.stdout``). The
+    worker's frames travel on its socket (descriptor 0) and its stdout is the node's stderr,
+    so a fresh worker computes what the node computes in-process instead of halting the
+    channel on a "malformed frame"."""
+    state = state_with(n=CAPACITATED_NUCLEOLUS)
+    with ChannelWorker("matching", POLICY, step_limit=5_000_000) as fresh:
+        remote = fresh.execute_block(block(1, "matching"), [invocation("n", "shares", tx=1)], state)
+        assert fresh.restarts == 0
+    expected = Executor(POLICY, step_limit=5_000_000).execute_block(
+        block(1, "matching"), [invocation("n", "shares", tx=1)], state)
+    assert remote.results[0].ok, remote.results[0].reason
+    assert remote == expected
