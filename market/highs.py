@@ -23,6 +23,8 @@
 """
 from __future__ import annotations
 
+import ctypes
+import os
 from dataclasses import dataclass
 
 import highspy
@@ -36,6 +38,35 @@ _OPTIONS = {"output_flag": False, "threads": 1, "presolve": "off",
             "primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
 
 
+_banner_shown = False
+
+
+def _highs() -> highspy.Highs:
+    """A new HiGHS model. HiGHS prints its banner on the process's stdout (file descriptor
+    1, below ``sys.stdout``) with the first model a process makes, before any option can
+    turn output off; that first model is made with the descriptor pointed at /dev/null, so
+    the market's command-line output stays its own. (Where no descriptor can be opened -- a
+    contract worker at its descriptor limit -- the banner goes to the worker's stdout, which
+    is the node's stderr, never its frames.)"""
+    global _banner_shown
+    if _banner_shown:
+        return highspy.Highs()
+    _banner_shown = True
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return highspy.Highs()
+    saved = os.dup(1)
+    try:
+        os.dup2(devnull, 1)
+        return highspy.Highs()
+    finally:
+        ctypes.CDLL(None).fflush(None)  # what C's stdio buffered goes to /dev/null too
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
 class PersistentLP:
     """The stage, face-point and always-tight LPs of :class:`Stages` in one model.
 
@@ -46,7 +77,7 @@ class PersistentLP:
     def __init__(self, n, lower, eq_rows, eq_rhs):
         self.n = n
         self.lower = np.asarray(lower, dtype=float)
-        h = highspy.Highs()
+        h = _highs()
         for key, value in _OPTIONS.items():
             h.setOptionValue(key, value)
         eye = sp.eye(n, format="csr")
@@ -202,7 +233,7 @@ def milp(c, A, lower, upper, integrality, options, cutoff, save=False) -> MilpRe
     ``integrality[k]``; ``cutoff`` is HiGHS's objective bound (branches that cannot
     get below it are pruned); ``options`` are HiGHS options."""
     A = sp.csc_matrix(A)
-    h = highspy.Highs()
+    h = _highs()
     for key, value in {**options, "output_flag": False, "threads": 1}.items():
         h.setOptionValue(key, value)
     h.setOptionValue("objective_bound", float(cutoff))
@@ -260,7 +291,7 @@ class BMatchingLP:
         self.h = None
         if E == 0:                  # no positive pair: every value is 0 (HiGHS: empty model)
             return
-        h = highspy.Highs()
+        h = _highs()
         for key, value in _OPTIONS.items():
             h.setOptionValue(key, value)
         lp = highspy.HighsLp()

@@ -122,3 +122,15 @@ def test_b_matching_lp_values_equal_exact_flows_for_every_coalition(inst, seed):
         assert lp.value(mask) == exact
         if mask:
             assert values(mask) == exact
+
+
+def test_a_process_using_highs_prints_nothing_of_its_own_on_stdout():
+    """HiGHS prints a banner on file descriptor 1 with a process's first model; the market's
+    command-line output must stay its own (a fresh process: the banner comes once)."""
+    import subprocess
+    import sys
+
+    code = ("from market.nucleolus import market_nucleolus\n"
+            "print(market_nucleolus([[5, 3, 0], [4, 6, 2], [0, 2, 7]], [2, 1, 2], [1, 2, 2]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "(array([2.5, 3. , 3.5]), array([3. , 5.5, 3.5]))"
