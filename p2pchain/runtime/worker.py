@@ -2,14 +2,14 @@
 
 :class:`ChannelWorker` (node side) starts ``python -m p2pchain.runtime.worker`` with a
 fixed ``PYTHONHASHSEED``, single-threaded BLAS and a minimal environment, and speaks
-length-prefixed msgpack frames (:mod:`.pipe`) over a Unix socket pair, the child's end as
-its stdin — frames both ways on that one descriptor — while its stdout is the node's stderr:
+length-prefixed msgpack frames (:mod:`.pipe`) over two pipes: the child reads frames on its
+stdin and writes them on descriptor 3 (``FRAME_FD``), while its stdout is the node's stderr:
 what a C library prints (HiGHS prints a banner on its first model) lands in the node's log,
 never inside a frame. The child
 imports everything a contract may reach, then drops its privileges to what it needs: an
 address-space limit (``RLIMIT_AS``), a CPU-time limit per block (``RLIMIT_CPU``, kept ahead
-after each block) and no new file descriptors (``RLIMIT_NOFILE`` of 3: its socket, stdout and stderr only, no
-files, no other sockets).
+after each block) and no new file descriptors (``RLIMIT_NOFILE`` of 4: its two pipes, stdout and stderr only, no
+files, no sockets).
 
 A block is one frame each way: the block and its invocations in, every transaction's result
 and the block's writes out, each packed and unpacked by one call of the C codec. A short
@@ -31,7 +31,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -58,6 +57,9 @@ CACHE_ENTRIES = 100_000
 SOON_WITHIN_S = 0.00025
 SOON_BLOCK_WITHIN_S = 0.002
 SPIN_LIMIT_S = 0.0005
+# The worker writes its frames on descriptor 3; its stdout (1) is the node's stderr.
+FRAME_FD = 3
+FRAME_FD_ENV = "P2PCHAIN_FRAME_FD"
 _log = logging.getLogger("p2pchain.runtime")
 
 
@@ -122,7 +124,7 @@ class ChannelWorker:
         self._timeout_s = timeout_s
         self._process: subprocess.Popen[bytes] | None = None
         self._pipe: Pipe | None = None
-        self._socket: socket.socket | None = None
+        self._frames_in: int | None = None  # the read end of the pipe the worker writes frames to
         # The state object and height of the last block. The object itself, not its id: an id
         # can be reused by a new object after the old one is freed.
         self._last: tuple[StateView, int] | None = None
@@ -139,19 +141,20 @@ class ChannelWorker:
             "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
             "LANG": "C.UTF-8", "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         }
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        frames_in, frames_out = os.pipe()
+        env[FRAME_FD_ENV] = str(frames_out)
         try:
-            self._process = subprocess.Popen(
-                [sys.executable, "-s", "-m", "p2pchain.runtime.worker"], stdin=theirs.fileno(),
-                stdout=2, env=env, close_fds=True, cwd=root, bufsize=0,
+            self._process = process = subprocess.Popen(
+                [sys.executable, "-s", "-m", "p2pchain.runtime.worker"], stdin=subprocess.PIPE,
+                stdout=2, pass_fds=(frames_out,), env=env, close_fds=True, cwd=root, bufsize=0,
             )
         except BaseException:
-            ours.close()
+            os.close(frames_in)
             raise
         finally:
-            theirs.close()
-        self._socket = ours
-        self._pipe = Pipe(ours.fileno(), ours.fileno(), self._timeout_s)
+            os.close(frames_out)
+        self._frames_in = frames_in
+        self._pipe = Pipe(frames_in, process.stdin.fileno(), self._timeout_s)
         self._last = None
         try:
             self._pipe.send(self._init)
@@ -168,13 +171,13 @@ class ChannelWorker:
             return
         try:
             pipe.send([OP_STOP])
-            self._socket.shutdown(socket.SHUT_WR)
+            process.stdin.close()
             process.wait(timeout=5)
         except (OSError, subprocess.TimeoutExpired, ValueError):
             process.kill()
             process.wait()
         finally:
-            self._socket.close()
+            os.close(self._frames_in)
 
     def __enter__(self) -> ChannelWorker:
         self.start()
@@ -193,7 +196,7 @@ class ChannelWorker:
         status = ""
         if process is not None:
             try:
-                self._socket.shutdown(socket.SHUT_WR)  # a worker waiting for a frame reads the end and exits
+                process.stdin.close()  # a worker still waiting for a frame reads the end and exits
             except OSError:
                 pass
             try:
@@ -205,7 +208,7 @@ class ChannelWorker:
                 status = f" (killed by {signal.Signals(-code).name})"
             elif code:
                 status = f" (exit status {code})"
-            self._socket.close()
+            os.close(self._frames_in)
         self.restarts += 1
         failure = WorkerFailure(f"channel {self.channel}: contract worker failed{status}: {detail}; "
                              "the block result was not computed, the channel halts")
@@ -304,7 +307,7 @@ class _RemoteState:
 
 
 def _preload() -> None:
-    """Import all a contract can reach now: with RLIMIT_NOFILE at 3, no file opens later.
+    """Import all a contract can reach now: with RLIMIT_NOFILE at 4, no file opens later.
 
     Then freeze what is loaded: it lives as long as the process, and the garbage collector's
     full collections would otherwise walk it every time (~77,000 objects with numpy and
@@ -336,7 +339,7 @@ def _limit(init: dict[str, Any]) -> None:
     import resource
 
     resource.setrlimit(resource.RLIMIT_AS, (init["memory_limit_bytes"], init["memory_limit_bytes"]))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (3, 3))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (FRAME_FD + 1, FRAME_FD + 1))
     sys.setrecursionlimit(1000)  # fixed, so RecursionError happens at the same depth everywhere
     sys.set_int_max_str_digits(4300)  # the default, fixed against PYTHONINTMAXSTRDIGITS
 
@@ -409,7 +412,11 @@ class _Announcer:
 def main() -> int:
     from .executor import Executor, ResourceBreach
 
-    pipe = Pipe(sys.stdin.fileno(), sys.stdin.fileno())  # the socket: frames both ways
+    passed = int(os.environ.pop(FRAME_FD_ENV))  # the node's number for the pipe's write end
+    if passed != FRAME_FD:
+        os.dup2(passed, FRAME_FD)
+        os.close(passed)
+    pipe = Pipe(sys.stdin.fileno(), FRAME_FD)
     sys.stdout = sys.stderr
     init = pipe.recv()
     try:

@@ -108,7 +108,7 @@ def test_the_worker_runs_under_address_space_file_and_cpu_limits():
         with open(f"/proc/{worker.pid}/environ", "rb") as env:
             environ = dict(item.split(b"=", 1) for item in env.read().split(b"\0") if item)
     assert limits["Max address space"][:2] == [str(1 << 30), str(1 << 30)]
-    assert limits["Max open files"][:2] == ["3", "3"]
+    assert limits["Max open files"][:2] == ["4", "4"]  # stdin, stdout, stderr, the frame pipe
     # at least 5 s and at most 2 x 5 s ahead of the CPU time the worker had used (a few s to start)
     assert limits["Max cpu time"][0] != "unlimited" and 5 < int(limits["Max cpu time"][0]) <= 20
     assert environ[b"PYTHONHASHSEED"] == b"0" and b"SECRET" not in environ
@@ -250,7 +250,7 @@ def shares(ctx):
 def test_what_a_library_prints_on_the_workers_stdout_never_reaches_its_frames():
     """The capacitated nucleolus runs HiGHS through ``highspy``, whose first model prints a
     banner on the process's stdout (file descriptor 1, below Python's ``sys.stdout``). The
-    worker's frames travel on its socket (descriptor 0) and its stdout is the node's stderr,
+    worker writes its frames on descriptor 3 and its stdout is the node's stderr,
     so a fresh worker computes what the node computes in-process instead of halting the
     channel on a "malformed frame"."""
     state = state_with(n=CAPACITATED_NUCLEOLUS)
