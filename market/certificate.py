@@ -49,7 +49,7 @@ from scipy.optimize import LinearConstraint, linprog
 from market.b_matching import b_matching_value
 from market.separation import _milp, degree_rows
 from market.exact_linalg import integer_dual_basis
-from market.sequential_lp import TOL, NucleolusError, rows_matrix
+from market.sequential_lp import TOL, NucleolusError, mask_bits, rows_matrix
 
 __all__ = ["KohlbergCertificate", "certify_market_nucleolus", "flag_basis"]
 
@@ -160,7 +160,7 @@ def certify_market_nucleolus(weights, buyer_caps, seller_caps, x, coalitions) ->
     pool = sorted({int(c) for c in coalitions if 0 < int(c) < full} | {1 << p for p in range(n)})
     values = []
     for mask in pool:
-        bits = (mask >> np.arange(n)) & 1 if n < 63 else np.array([mask >> p & 1 for p in range(n)])
+        bits = mask_bits(mask, n)
         values.append(float(b_matching_value(w, bc * bits[:m], sc * bits[m:])))
     member = rows_matrix(pool, n)
     excess = np.array(values) - member @ x

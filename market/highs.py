@@ -67,6 +67,32 @@ def _highs() -> highspy.Highs:
         os.close(devnull)
 
 
+def _model(options, cost, col_lower, col_upper, row_lower, row_upper, A, integrality=None) -> highspy.Highs:
+    """A HiGHS model with ``options`` holding the problem: min cost.x, col_lower <= x <=
+    col_upper, row_lower <= A x <= row_upper (``A`` column-wise), x_k integral where
+    ``integrality[k]``."""
+    h = _highs()
+    for key, value in options.items():
+        h.setOptionValue(key, value)
+    A = sp.csc_matrix(A)
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = A.shape[1], A.shape[0]
+    lp.col_cost_ = np.asarray(cost, dtype=float)
+    lp.col_lower_ = np.asarray(col_lower, dtype=float)
+    lp.col_upper_ = np.asarray(col_upper, dtype=float)
+    lp.row_lower_ = np.asarray(row_lower, dtype=float)
+    lp.row_upper_ = np.asarray(row_upper, dtype=float)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = A.indptr
+    lp.a_matrix_.index_ = A.indices
+    lp.a_matrix_.value_ = A.data
+    if integrality is not None:
+        lp.integrality_ = [highspy.HighsVarType.kInteger if k else highspy.HighsVarType.kContinuous
+                           for k in integrality]
+    h.passModel(lp)
+    return h
+
+
 class PersistentLP:
     """The stage, face-point and always-tight LPs of :class:`Stages` in one model.
 
@@ -77,28 +103,15 @@ class PersistentLP:
     def __init__(self, n, lower, eq_rows, eq_rhs):
         self.n = n
         self.lower = np.asarray(lower, dtype=float)
-        h = _highs()
-        for key, value in _OPTIONS.items():
-            h.setOptionValue(key, value)
         eye = sp.eye(n, format="csr")
         zero = sp.csr_matrix((n, 1))
         # distance rows (2n) and player rows (n) over columns x, eps, d, s_player
         rows = sp.vstack([sp.hstack([eye, zero, -eye, sp.csr_matrix((n, n))]),
                           sp.hstack([eye, zero, eye, sp.csr_matrix((n, n))]),
-                          sp.hstack([eye, zero, sp.csr_matrix((n, n)), -eye])]).tocsc()
-        lp = highspy.HighsLp()
-        lp.num_col_, lp.num_row_ = 3 * n + 1, 3 * n
-        lp.col_cost_ = np.r_[np.zeros(n), 1.0, np.zeros(2 * n)]
-        lp.col_lower_ = np.r_[self.lower, -_INF, np.zeros(2 * n)]
-        lp.col_upper_ = np.r_[np.full(2 * n + 1, _INF), np.zeros(n)]
-        lp.row_lower_ = np.full(3 * n, -_INF)
-        lp.row_upper_ = np.full(3 * n, _INF)
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = rows.indptr
-        lp.a_matrix_.index_ = rows.indices
-        lp.a_matrix_.value_ = rows.data
-        h.passModel(lp)
-        self.h = h
+                          sp.hstack([eye, zero, sp.csr_matrix((n, n)), -eye])])
+        self.h = _model(_OPTIONS, np.r_[np.zeros(n), 1.0, np.zeros(2 * n)],
+                        np.r_[self.lower, -_INF, np.zeros(2 * n)], np.r_[np.full(2 * n + 1, _INF), np.zeros(n)],
+                        np.full(3 * n, -_INF), np.full(3 * n, _INF), rows)
         self.n_rows, self.n_cols = 3 * n, 3 * n + 1
         self.n_eq = 0
         self.row_of: dict[int, int] = {}       # coalition mask -> its row (slack column = col_of)
@@ -232,27 +245,11 @@ def milp(c, A, lower, upper, integrality, options, cutoff, save=False) -> MilpRe
     """min c.x s.t. lower <= A x <= upper, 0 <= x <= 1, x_k integral where
     ``integrality[k]``; ``cutoff`` is HiGHS's objective bound (branches that cannot
     get below it are pruned); ``options`` are HiGHS options."""
-    A = sp.csc_matrix(A)
-    h = _highs()
-    for key, value in {**options, "output_flag": False, "threads": 1}.items():
-        h.setOptionValue(key, value)
-    h.setOptionValue("objective_bound", float(cutoff))
+    options = {**options, "output_flag": False, "threads": 1, "objective_bound": float(cutoff)}
     if save:
-        h.setOptionValue("mip_improving_solution_save", True)
-    lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = A.shape[1], A.shape[0]
-    lp.col_cost_ = np.asarray(c, dtype=float)
-    lp.col_lower_ = np.zeros(A.shape[1])
-    lp.col_upper_ = np.ones(A.shape[1])
-    lp.row_lower_ = np.asarray(lower, dtype=float)
-    lp.row_upper_ = np.asarray(upper, dtype=float)
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = A.indptr
-    lp.a_matrix_.index_ = A.indices
-    lp.a_matrix_.value_ = A.data
-    lp.integrality_ = [highspy.HighsVarType.kInteger if k else highspy.HighsVarType.kContinuous
-                       for k in integrality]
-    h.passModel(lp)
+        options["mip_improving_solution_save"] = True
+    width = A.shape[1]
+    h = _model(options, c, np.zeros(width), np.ones(width), lower, upper, A, integrality)
     h.run()
     status = h.getModelStatus()
     message = h.modelStatusToString(status)
@@ -291,22 +288,7 @@ class BMatchingLP:
         self.h = None
         if E == 0:                  # no positive pair: every value is 0 (HiGHS: empty model)
             return
-        h = _highs()
-        for key, value in _OPTIONS.items():
-            h.setOptionValue(key, value)
-        lp = highspy.HighsLp()
-        lp.num_col_, lp.num_row_ = E, N
-        lp.col_cost_ = -w[I, J].astype(float)
-        lp.col_lower_ = np.zeros(E)
-        lp.col_upper_ = np.ones(E)
-        lp.row_lower_ = np.full(N, -_INF)
-        lp.row_upper_ = self.caps.copy()
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = A.indptr
-        lp.a_matrix_.index_ = A.indices
-        lp.a_matrix_.value_ = A.data
-        h.passModel(lp)
-        self.h = h
+        self.h = _model(_OPTIONS, -w[I, J].astype(float), np.zeros(E), np.ones(E), np.full(N, -_INF), self.caps, A)
         self._rows = np.arange(N, dtype=np.int32)
         self._lower = np.full(N, -_INF)
 
@@ -314,9 +296,9 @@ class BMatchingLP:
         """v(S) for the coalition with bitmask ``mask`` (bit p = player p)."""
         if self.h is None:
             return 0
+        from market.sequential_lp import mask_bits
         N = self.n
-        bits = (mask >> np.arange(N)) & 1 if N < 63 else np.array([mask >> p & 1 for p in range(N)])
-        self.h.changeRowsBounds(N, self._rows, self._lower, self.caps * bits)
+        self.h.changeRowsBounds(N, self._rows, self._lower, self.caps * mask_bits(mask, N))
         self.h.run()
         if self.h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             from market.sequential_lp import NucleolusError

@@ -17,7 +17,7 @@ from scipy.optimize import LinearConstraint, linprog
 
 from market.b_matching import b_matching_value
 from market.highs import BMatchingLP, milp
-from market.sequential_lp import NucleolusError
+from market.sequential_lp import NucleolusError, mask_bits
 
 __all__ = ["coalition_values", "core_point", "degree_rows", "market_separator", "seed_coalitions",
            "seed_value"]
@@ -257,6 +257,5 @@ def seed_value(w, bc, sc, m, mask) -> float:
         centre_cap = bc[buyers[0]] if len(buyers) == 1 else sc[sellers[0]] if len(sellers) == 1 else 0
         if centre_cap >= 2:  # a star whose centre can trade with both leaves
             return float(sum(max(int(w[i, j]), 0) for i in buyers for j in sellers))
-    bits = (mask >> np.arange(m + n)) & 1 if m + n < 63 else \
-        np.array([mask >> p & 1 for p in range(m + n)], dtype=np.int64)
+    bits = mask_bits(mask, m + n)
     return float(b_matching_value(w, bc * bits[:m], sc * bits[m:]))

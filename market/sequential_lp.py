@@ -23,7 +23,7 @@ from scipy.optimize import linprog
 
 from market.exact_linalg import integer_null_basis
 
-__all__ = ["NucleolusError", "TOL", "Stages", "integer_null_basis", "rows_matrix"]
+__all__ = ["NucleolusError", "TOL", "Stages", "integer_null_basis", "mask_bits", "rows_matrix"]
 
 TOL = 1e-7
 MIDPOINT_AFTER = 8      # in-out midpoints from this round of a stage on (see Stages._in_out)
@@ -40,6 +40,13 @@ def _lp(c, A_ub, b_ub, A_eq, b_eq, bounds):
     if res.status != 0:
         raise NucleolusError(f"nucleolus LP failed: {res.message}")
     return res
+
+
+def mask_bits(mask: int, n: int) -> np.ndarray:
+    """The 0/1 membership vector of the coalition with bitmask ``mask`` (bit p = player p)."""
+    if n < 63:
+        return (mask >> np.arange(n)) & 1
+    return np.array([mask >> p & 1 for p in range(n)], dtype=np.int64)
 
 
 def rows_matrix(masks: list[int], n: int) -> sp.csr_matrix:
