@@ -238,7 +238,6 @@ class _ClosedHours:
     run of the benchmark reads the same day's hours (``closed/{run}/{hh}`` of ``quotation``)."""
 
     def __init__(self, hours: dict[int, dict]) -> None:
-        self.values = hours
         self._encoded = {hour: encode(closed) for hour, closed in hours.items()}
 
     def read(self, channel, namespace, key):

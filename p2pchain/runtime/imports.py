@@ -183,7 +183,8 @@ def _runtime_entries(module: str) -> dict[str, Any]:
 
 
 def _trusted_entries(module: str, names: tuple[str, ...]) -> dict[str, Any]:
-    """Names from reviewed project code: its own functions and classes, or copies of data."""
+    """Names from reviewed project code: its own functions and classes, and data (which
+    :func:`importer` hands out shared only if immutable, else as each import's own copy)."""
     try:
         real = importlib.import_module(module)
     except ImportError as exc:
@@ -199,9 +200,7 @@ def _trusted_entries(module: str, names: tuple[str, ...]) -> dict[str, Any]:
             origin = getattr(obj, "__module__", "") or ""
             if not any(origin == p or origin.startswith(p + ".") for p in TRUSTED_PACKAGES):
                 raise ContractFault(f"{module}.{name} comes from {origin!r}, not from a trusted package")
-            entries[name] = obj
-        else:
-            entries[name] = copy.deepcopy(obj)  # a contract must not mutate shared data
+        entries[name] = obj
     return entries
 
 

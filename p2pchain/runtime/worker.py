@@ -5,11 +5,10 @@ fixed ``PYTHONHASHSEED``, single-threaded BLAS and a minimal environment, and sp
 length-prefixed msgpack frames (:mod:`.pipe`) over two pipes: the child reads frames on its
 stdin and writes them on descriptor 3 (``FRAME_FD``), while its stdout is the node's stderr:
 what a C library prints (HiGHS prints a banner on its first model) lands in the node's log,
-never inside a frame. The child
-imports everything a contract may reach, then drops its privileges to what it needs: an
-address-space limit (``RLIMIT_AS``), a CPU-time limit per block (``RLIMIT_CPU``, kept ahead
-after each block) and no new file descriptors (``RLIMIT_NOFILE`` of 4: its two pipes, stdout and stderr only, no
-files, no sockets).
+never inside a frame. The child imports everything a contract may reach, then drops its
+privileges to what it needs: an address-space limit (``RLIMIT_AS``), a CPU-time limit per
+block (``RLIMIT_CPU``, kept ahead after each block) and no new file descriptors
+(``RLIMIT_NOFILE`` of 4: its two pipes, stdout and stderr only, no files, no sockets).
 
 A block is one frame each way: the block and its invocations in, every transaction's result
 and the block's writes out, each packed and unpacked by one call of the C codec. A short
@@ -124,7 +123,6 @@ class ChannelWorker:
         self._timeout_s = timeout_s
         self._process: subprocess.Popen[bytes] | None = None
         self._pipe: Pipe | None = None
-        self._frames_in: int | None = None  # the read end of the pipe the worker writes frames to
         # The state object and height of the last block. The object itself, not its id: an id
         # can be reused by a new object after the old one is freed.
         self._last: tuple[StateView, int] | None = None
@@ -153,7 +151,6 @@ class ChannelWorker:
             raise
         finally:
             os.close(frames_out)
-        self._frames_in = frames_in
         self._pipe = Pipe(frames_in, process.stdin.fileno(), self._timeout_s)
         self._last = None
         try:
@@ -177,7 +174,7 @@ class ChannelWorker:
             process.kill()
             process.wait()
         finally:
-            os.close(self._frames_in)
+            os.close(pipe.read_fd)
 
     def __enter__(self) -> ChannelWorker:
         self.start()
@@ -192,7 +189,7 @@ class ChannelWorker:
 
     def _fail(self, detail: str) -> WorkerFailure:
         process, self._process = self._process, None
-        self._pipe = None
+        pipe, self._pipe = self._pipe, None
         status = ""
         if process is not None:
             try:
@@ -208,7 +205,7 @@ class ChannelWorker:
                 status = f" (killed by {signal.Signals(-code).name})"
             elif code:
                 status = f" (exit status {code})"
-            os.close(self._frames_in)
+            os.close(pipe.read_fd)
         self.restarts += 1
         failure = WorkerFailure(f"channel {self.channel}: contract worker failed{status}: {detail}; "
                              "the block result was not computed, the channel halts")
