@@ -8,11 +8,11 @@
    runtime against calling the same function directly (goal: at most 1.3x), at 20x20 and
    40x40: the instrumented function alone, the full invocation in-process, and through the
    worker (blocks of five), with the worker's exchange for an empty block alongside — the
-   part of the worker's cost that a block pays whatever it holds — and the worker path once
-   more with the node sleeping instead of polling after the worker's OP_SOON (an A/B of the
-   poll, which matters only when the worker runs on another, otherwise idle, CPU). Each path is timed in
+   part of the worker's cost that a block pays whatever it holds. Each path is timed in
    wall-clock time and in CPU time (for the worker path: this thread's and the worker
    process's), best of many interleaved repetitions.
+3. The market's own computation: the ``round`` contract's ``close`` over the 24 hours of a
+   paper-sized day, called directly, in-process and through the worker (best of five days).
 
 Run: ``python bench/runtime.py`` (add ``--quick`` for a smoke run). Prints one line per figure.
 """
@@ -178,7 +178,7 @@ def bench_market(repeats: int, n: int) -> None:
     assert got == expected, "the runtime must compute what the direct call computes"
 
     # Interleaved, best of each: the machine is shared, so take each path's quietest run.
-    best = dict.fromkeys(("direct", "instrumented", "runtime", "worker", "exchange", "sleeping"), float("inf"))
+    best = dict.fromkeys(("direct", "instrumented", "runtime", "worker", "exchange"), float("inf"))
     # The worker is given consecutive heights, as the node gives it: the market contract
     # writes nothing, so the state after block h is the state before block h + 1, and the
     # worker keeps its cache of committed values (the lifecycle definition) between blocks.
@@ -192,8 +192,6 @@ def bench_market(repeats: int, n: int) -> None:
             "worker": lambda: worker.execute_block(block(next(heights)), calls, state),
             # the same exchange with no invocation: what a block costs whatever it holds
             "exchange": lambda: worker.execute_block(block(next(heights)), [], state),
-            # the worker path with the node blocking on the pipe after OP_SOON (no poll)
-            "sleeping": lambda: _without_poll(lambda: worker.execute_block(block(next(heights)), calls, state)),
         }
         # Every path is also timed in CPU time, which does not run while another job has the
         # core: a check on the wall-clock ratios when the machine is shared. The worker path's
@@ -202,13 +200,8 @@ def bench_market(repeats: int, n: int) -> None:
         worker_cpu = _process_cpu_ns(worker.pid)
         timed = ("direct", "instrumented", "runtime") + (("worker",) if worker_cpu else ())
         cpu = {name: float("inf") for name in timed}
-        # The two worker paths trade places every other repetition, so that each follows the
-        # in-process path (the worker idle for a millisecond) and the empty exchange alike.
-        order = list(paths)
-        swapped = [{"worker": "sleeping", "sleeping": "worker"}.get(name, name) for name in order]
-        for repetition in range(repeats):
-            for name in (swapped if repetition % 2 else order):
-                path = paths[name]
+        for _ in range(repeats):
+            for name, path in paths.items():
                 before = worker_cpu() if name == "worker" and worker_cpu else 0
                 wall, used = time.perf_counter(), time.thread_time()
                 path()
@@ -224,8 +217,7 @@ def bench_market(repeats: int, n: int) -> None:
           f"({best['instrumented'] / d:.2f}x); full invocation in-process {1000 * best['runtime']:.3f} ms "
           f"({best['runtime'] / d:.2f}x); through the worker {1000 * best['worker']:.3f} ms "
           f"({best['worker'] / d:.2f}x); a block's exchange with the worker alone (no invocation) "
-          f"{1000 * best['exchange'] * len(matrices):.3f} ms per block; through the worker with the node "
-          f"sleeping after OP_SOON instead of polling {1000 * best['sleeping']:.3f} ms ({best['sleeping'] / d:.2f}x)")
+          f"{1000 * best['exchange'] * len(matrices):.3f} ms per block")
     worker_ratio = f"{cpu['worker'] / cpu['direct']:.2f}x" if "worker" in cpu else "n/a (no /proc)"
     print(f"  same in CPU time: direct {1000 * cpu['direct']:.3f} ms; instrumented "
           f"{cpu['instrumented'] / cpu['direct']:.2f}x; full invocation in-process "
@@ -323,18 +315,6 @@ def bench_round(runs: int, seed: int = 7) -> None:
     print(f"the market round contract (round.close over 24 hours, {quotes} quotations, {steps:,} steps): "
           f"direct call (baseline) {1000 * d:.1f} ms a day; full invocation in-process {1000 * r:.1f} ms "
           f"({r / d:.2f}x); through the worker {1000 * w:.1f} ms ({w / d:.2f}x)")
-
-
-def _without_poll(call):
-    """``call()`` with the node's poll after OP_SOON reduced to one look (then it blocks)."""
-    from p2pchain.runtime import worker as worker_module
-
-    limit = worker_module.SPIN_LIMIT_S
-    worker_module.SPIN_LIMIT_S = 0.0
-    try:
-        return call()
-    finally:
-        worker_module.SPIN_LIMIT_S = limit
 
 
 def _process_cpu_ns(pid: int):

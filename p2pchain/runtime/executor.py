@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import types
 from collections import OrderedDict
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from ..bounded import BoundedDict
 from .context import BlockInfo, Context, Layer, block_info, canonical
@@ -141,13 +141,8 @@ class Executor:
         self._fresh_globals = globals_factory(self._meter)
 
     def execute_block(self, block: BlockContext, invocations: Sequence[Invocation], state: StateView,
-                      reader: AnchoredReader | None = None, *,
-                      before_last: Callable[[], None] | None = None) -> BlockResult:
-        """Run ``invocations`` in order against ``state``; see :class:`BlockResult`.
-
-        ``before_last`` is called just before the last invocation runs (the worker tells the
-        node its answer is near); it cannot see or change anything the block computes.
-        """
+                      reader: AnchoredReader | None = None) -> BlockResult:
+        """Run ``invocations`` in order against ``state``; see :class:`BlockResult`."""
         state = _Guarded(state)
         reader = None if reader is None else _Guarded(reader)
         block_layer = Layer(state)
@@ -155,10 +150,7 @@ class Executor:
         self._definitions: dict[str, Any] = {}  # per block; a lifecycle transaction clears it
         self._block_code = {}
         self._block_info = block_info(block)
-        last = len(invocations) - 1 if before_last is not None else -1
-        for index, invocation in enumerate(invocations):
-            if index == last:
-                before_last()
+        for invocation in invocations:
             tx_layer = Layer(block_layer)
             result = self._execute(block, invocation, tx_layer, reader)
             if result.ok:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import select
 import struct
-import time
 from typing import Any
 
 import msgpack
@@ -28,7 +27,7 @@ from ..encoding import EncodingError, decode, encode
 
 __all__ = [
     "Pipe", "MAX_FRAME", "current_cpu",
-    "OP_READY", "OP_SOON", "OP_BLOCK", "OP_RESULT", "OP_GET", "OP_SCAN", "OP_READ", "OP_VALUE",
+    "OP_READY", "OP_BLOCK", "OP_RESULT", "OP_GET", "OP_SCAN", "OP_READ", "OP_VALUE",
     "OP_ITEMS", "OP_ERROR", "OP_STOP",
 ]
 
@@ -39,7 +38,7 @@ _CHUNK = 1 << 16  # a pipe's capacity on Linux: more is never there to read at o
 
 # What a frame is, its first item. Node to worker:
 OP_BLOCK = 1    # [OP_BLOCK, fresh, channel, height, block_hash, timestamp_ms, anchors,
-                #  [[tx_id, contract, function, args, caller], ...], node_cpu]
+                #  [[tx_id, contract, function, args, caller], ...]]
 OP_VALUE = 3    # [OP_VALUE, value]: the answer to OP_GET or OP_READ
 OP_ITEMS = 4    # [OP_ITEMS, [[key, value], ...]]: the answer to OP_SCAN
 OP_STOP = 5     # [OP_STOP]
@@ -50,7 +49,6 @@ OP_GET = 12     # [OP_GET, namespace, key]
 OP_SCAN = 13    # [OP_SCAN, namespace, start, end, limit]
 OP_READ = 14    # [OP_READ, channel, namespace, key]
 OP_ERROR = 15   # [OP_ERROR, kind, detail]
-OP_SOON = 16    # [OP_SOON, worker_cpu]: the block's last invocation starts, its result follows shortly
 
 
 def _cpu_reader() -> Any:
@@ -81,7 +79,7 @@ def _framed(value: Any) -> tuple[bytes, bytes]:
 class Pipe:
     """Whole frames over a read and a write file descriptor (blocking; EOF is ``EOFError``)."""
 
-    __slots__ = ("read_fd", "write_fd", "timeout_s", "_buffer", "_offset", "_poll")
+    __slots__ = ("read_fd", "write_fd", "timeout_s", "_buffer", "_offset")
 
     def __init__(self, read_fd: int, write_fd: int, timeout_s: float | None = None) -> None:
         self.read_fd = read_fd
@@ -89,7 +87,6 @@ class Pipe:
         self.timeout_s = timeout_s
         self._buffer = b""  # bytes read; those before ``_offset`` were returned
         self._offset = 0
-        self._poll: Any = None  # made on first use of :meth:`spin_until_readable`
 
     def send(self, value: Any) -> None:
         """``value`` as one frame, in one write (one system call, one wake-up of the reader)."""
@@ -110,28 +107,6 @@ class Pipe:
     def recv_tuples(self) -> Any:
         """The next frame's value, arrays as tuples (what a result record holds)."""
         return msgpack.unpackb(self._frame()[1], raw=False, use_list=False, strict_map_key=False)
-
-    def spin_until_readable(self, limit_s: float) -> bool:
-        """Poll for at most ``limit_s`` until bytes are there to read; whether they are. For a
-        frame known to follow within microseconds: a reader that blocks instead lets its idle
-        virtual CPU halt, and waking it again costs tens of microseconds (see
-        docs/performance.md, "## contract runtime").
-
-        A busy poll, not one that yields between polls: under the kernel's EEVDF scheduler
-        each ``sched_yield`` pushes the caller's deadline a slice later, so on a shared CPU a
-        yielding poller waits behind every other task when its frame arrives.
-        """
-        if len(self._buffer) > self._offset:
-            return True
-        poll = self._poll
-        if poll is None:
-            poll = self._poll = select.poll()
-            poll.register(self.read_fd, select.POLLIN)
-        deadline = time.perf_counter() + limit_s
-        while not poll.poll(0):
-            if time.perf_counter() >= deadline:
-                return False
-        return True
 
     def _read(self, size: int) -> bytes:
         if self.timeout_s is not None:

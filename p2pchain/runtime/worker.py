@@ -11,9 +11,8 @@ block (``RLIMIT_CPU``, kept ahead after each block) and no new file descriptors
 (``RLIMIT_NOFILE`` of 4: its two pipes, stdout and stderr only, no files, no sockets).
 
 A block is one frame each way: the block and its invocations in, every transaction's result
-and the block's writes out, each packed and unpacked by one call of the C codec. A short
-block that runs on another CPU than the node's adds an OP_SOON frame before its last
-invocation, after which the node polls for the answer instead of sleeping (see _Announcer).
+and the block's writes out, each packed and unpacked by one call of the C codec. For the
+exchange the node's thread and the worker share one CPU (see ChannelWorker._share_cpu).
 
 State stays in the node. The worker keeps a bounded cache of committed values, updated with
 each block's own writes, so a block whose reads hit the cache costs exactly one exchange;
@@ -32,7 +31,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -41,7 +39,7 @@ from .lifecycle import LifecyclePolicy
 from .meter import DEFAULT_DEPTH_LIMIT, DEFAULT_STEP_LIMIT
 from .pipe import (
     MAX_FRAME, OP_BLOCK, OP_ERROR, OP_GET, OP_ITEMS, OP_READ, OP_READY, OP_RESULT, OP_SCAN,
-    OP_SOON, OP_STOP, OP_VALUE, Pipe, current_cpu,
+    OP_STOP, OP_VALUE, Pipe, current_cpu,
 )
 from .records import AnchoredReader, BlockContext, BlockResult, Invocation, StateView, TxResult, WorkerFailure
 
@@ -49,13 +47,6 @@ __all__ = ["ChannelWorker", "WORKER_HASH_SEED", "MAX_FRAME"]
 
 WORKER_HASH_SEED = "0"
 CACHE_ENTRIES = 100_000
-# The worker announces a block's last invocation (OP_SOON) when the block's invocations have
-# taken at most SOON_WITHIN_S each and the block so far at most SOON_BLOCK_WITHIN_S; the
-# node then polls for the result for at most SPIN_LIMIT_S instead of sleeping (see
-# _Announcer). Timing decides only when frames are read, never what a block computes.
-SOON_WITHIN_S = 0.00025
-SOON_BLOCK_WITHIN_S = 0.002
-SPIN_LIMIT_S = 0.0005
 # The worker writes its frames on descriptor 3; its stdout (1) is the node's stderr.
 FRAME_FD = 3
 FRAME_FD_ENV = "P2PCHAIN_FRAME_FD"
@@ -126,6 +117,7 @@ class ChannelWorker:
         # The state object and height of the last block. The object itself, not its id: an id
         # can be reused by a new object after the old one is freed.
         self._last: tuple[StateView, int] | None = None
+        self._worker_cpu = -1  # the CPU the worker is held on (see _share_cpu), -1: none
         self.restarts = 0
 
     # lifecycle of the process
@@ -153,6 +145,7 @@ class ChannelWorker:
             os.close(frames_out)
         self._pipe = Pipe(frames_in, process.stdin.fileno(), self._timeout_s)
         self._last = None
+        self._worker_cpu = -1  # it may run anywhere the node may
         try:
             self._pipe.send(self._init)
             ready = self._pipe.recv_tuples()
@@ -221,11 +214,11 @@ class ChannelWorker:
         pipe = self._pipe
         assert pipe is not None
         fresh = self._last is None or self._last[0] is not state or self._last[1] != block.height - 1
+        allowed = self._share_cpu()
         try:
             message = [OP_BLOCK, fresh, block.channel, block.height, block.block_hash, block.timestamp_ms,
                        dict(block.anchors),
-                       [[i.tx_id, i.contract, i.function, i.args, _identity_value(i.caller)] for i in invocations],
-                       current_cpu()]
+                       [[i.tx_id, i.contract, i.function, i.args, _identity_value(i.caller)] for i in invocations]]
             try:
                 pipe.send(message)
             except BrokenPipeError:
@@ -236,14 +229,7 @@ class ChannelWorker:
                 if op == OP_RESULT:
                     result = _result_from_frame(block, reply)
                     break
-                if op == OP_SOON:
-                    # the worker runs the block's last invocation: poll for the result rather
-                    # than sleep, so the answer need not wake this thread's (idle) CPU — unless
-                    # this thread was woken on the worker's CPU, where polling would take turns
-                    # with the worker (the kernel puts a woken task there when no CPU idles)
-                    if reply[1] != current_cpu():
-                        pipe.spin_until_readable(SPIN_LIMIT_S)
-                elif op == OP_GET:
+                if op == OP_GET:
                     pipe.send([OP_VALUE, state.get(reply[1], reply[2])])
                 elif op == OP_SCAN:
                     items = [[k, v] for k, v in state.scan(*reply[1:5])]
@@ -262,8 +248,34 @@ class ChannelWorker:
         except BaseException:  # interrupted mid-exchange: the pipe is out of step, start over
             self._fail("interrupted")
             raise
+        finally:
+            if allowed is not None:
+                os.sched_setaffinity(0, allowed)
         self._last = (state, block.height)
         return result
+
+    def _share_cpu(self) -> set[int] | None:
+        """Keep this thread and the worker on the CPU this thread runs on for the exchange;
+        the thread's own CPU set, to restore after it (None where CPUs cannot be chosen).
+
+        The exchange is synchronous: node and worker take turns, never run at once. On one
+        CPU each turn is a context switch; spread over two, each waiting side lets its
+        virtual CPU halt, and waking it costs tens of microseconds (docs/performance.md,
+        "## contract runtime"). The worker is moved only when the node's thread comes from
+        another CPU; between blocks only the worker is held there, the node's thread is free.
+        """
+        cpu = current_cpu()
+        if cpu < 0 or self._process is None:
+            return None
+        try:
+            allowed = os.sched_getaffinity(0)
+            if cpu != self._worker_cpu:
+                os.sched_setaffinity(self._process.pid, (cpu,))
+                self._worker_cpu = cpu
+            os.sched_setaffinity(0, (cpu,))
+        except OSError:  # not permitted here (a restricted container): the kernel chooses
+            return None
+        return allowed
 
     def reset(self) -> None:
         """Forget the worker's cache of committed values (after a state transfer, or if the node
@@ -363,49 +375,6 @@ class _CpuBudget:
             resource.setrlimit(resource.RLIMIT_CPU, (self.limit, resource.RLIM_INFINITY))
 
 
-class _Announcer:
-    """Sends OP_SOON just before a block's last invocation when the node's wake-up would be
-    a noticeable part of a short block: the mean time of the block's earlier invocations
-    (or, for a block of one, of the previous block's) is at most ``SOON_WITHIN_S``, so the
-    last one likely ends within the node's spin limit, and the block so far took at most
-    ``SOON_BLOCK_WITHIN_S``.
-
-    A node blocked on the pipe while its CPU idles pays a slow wake-up for the answer (the
-    idle virtual CPU halts: tens of microseconds); warned by OP_SOON it wakes while the last
-    invocation still runs and polls for the answer. Only when this worker runs on another
-    CPU than the one the node sent the block from: on the same CPU (a busy machine) the
-    node's wake-up is a plain context switch, and its polls would only take turns with the
-    worker. Blocks of long invocations, and the long blocks of a busy node, get no OP_SOON.
-    """
-
-    __slots__ = ("_pipe", "_start", "_count", "_mean_s", "_node_cpu")
-
-    def __init__(self, pipe: Pipe) -> None:
-        self._pipe = pipe
-        self._start = 0.0
-        self._count = 0
-        self._mean_s = float("inf")
-        self._node_cpu = -1
-
-    def start(self, count: int, node_cpu: int) -> None:
-        self._count = count
-        self._node_cpu = node_cpu
-        self._start = time.perf_counter()
-
-    def finish(self) -> None:
-        if self._count:
-            self._mean_s = (time.perf_counter() - self._start) / self._count
-
-    def __call__(self) -> None:
-        elapsed_s = time.perf_counter() - self._start
-        if self._count > 1:
-            self._mean_s = elapsed_s / (self._count - 1)
-        if self._mean_s <= SOON_WITHIN_S and elapsed_s <= SOON_BLOCK_WITHIN_S:
-            cpu = current_cpu()
-            if cpu != self._node_cpu:
-                self._pipe.send([OP_SOON, cpu])
-
-
 def main() -> int:
     from .executor import Executor, ResourceBreach
 
@@ -426,7 +395,6 @@ def main() -> int:
                         step_limit=init["step_limit"], depth_limit=init["depth_limit"])
     state = _RemoteState(pipe)
     callers = _Callers()
-    announce = _Announcer(pipe)
     budget = _CpuBudget(init["cpu_seconds_per_block"])
     budget.before_block()
     pipe.send([OP_READY])
@@ -437,15 +405,14 @@ def main() -> int:
             return 0
         if message[0] == OP_STOP:
             return 0
-        _, fresh, channel, height, block_hash, timestamp_ms, anchors, calls, node_cpu = message
+        _, fresh, channel, height, block_hash, timestamp_ms, anchors, calls = message
         if fresh:
             state.cache.clear()
         block = BlockContext(channel, height, block_hash, timestamp_ms, anchors)
         invocations = [Invocation(tx_id, contract, function, args, callers(caller))
                        for tx_id, contract, function, args, caller in calls]
-        announce.start(len(invocations), node_cpu)
         try:
-            result = executor.execute_block(block, invocations, state, state, before_last=announce)
+            result = executor.execute_block(block, invocations, state, state)
         except (ResourceBreach, MemoryError) as exc:
             pipe.send([OP_ERROR, "breach", str(exc) or "memory exhausted"])
             return 3
@@ -454,7 +421,6 @@ def main() -> int:
             return 4
         pipe.send(_result_value(result))
         # After the answer, not before: the node has its result while this runs.
-        announce.finish()
         for ns, key, value in result.writes:  # they are committed before the next block
             state.cache[(ns, key)] = value
         budget.before_block()

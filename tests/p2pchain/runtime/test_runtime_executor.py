@@ -493,25 +493,6 @@ def test_loops_are_metered_alike_in_functions_generators_closures_and_comprehens
                      "comprehension in a loop": 4}
 
 
-def test_the_hook_before_the_last_invocation_runs_once_and_changes_nothing():
-    state = state_with(counter=COUNTER)
-    calls = [invocation("counter", "add", {"by": i}, tx=i) for i in range(4)]
-    seen = []
-    executor = Executor(POLICY)
-    original_execute = executor._execute
-
-    def execute(*args):
-        seen.append("tx")
-        return original_execute(*args)
-
-    executor._execute = execute
-    result = executor.execute_block(block(), calls, state, before_last=lambda: seen.append("last"))
-    assert seen == ["tx", "tx", "tx", "last", "tx"]
-    assert result == Executor(POLICY).execute_block(block(), calls, state)
-    executor.execute_block(block(), [], state, before_last=lambda: seen.append("empty"))
-    assert "empty" not in seen
-
-
 IMPORTED_MEMBERS = '''
 from itertools import count
 import math

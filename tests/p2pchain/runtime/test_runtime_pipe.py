@@ -93,20 +93,3 @@ def test_a_closed_pipe_is_end_of_file(pipe_pair):
     os.close(write_fd)
     with pytest.raises(EOFError):
         pipe.recv()
-
-
-def test_polling_for_a_frame_says_whether_bytes_arrived_within_the_limit(pipe_pair):
-    pipe, _, _ = pipe_pair
-    assert pipe.spin_until_readable(0.0) is False  # nothing written: the limit passes
-    pipe.send([7, "x"])
-    assert pipe.spin_until_readable(10.0) is True  # returns as soon as bytes are there
-    assert pipe.recv() == [7, "x"]
-
-
-def test_polling_finds_a_frame_already_read_into_the_buffer(pipe_pair):
-    pipe, _, _ = pipe_pair
-    pipe.send([1])
-    pipe.send([2])
-    assert pipe.recv() == [1]  # one read took both frames off the pipe
-    assert pipe.spin_until_readable(0.0) is True
-    assert pipe.recv() == [2]

@@ -10,6 +10,7 @@ from runtime_helpers import POLICY, block, identity, invocation, state_with
 
 from p2pchain.encoding import encode
 from p2pchain.runtime import ChannelWorker, Executor, WorkerFailure
+from p2pchain.runtime.pipe import current_cpu
 
 SOURCE = '''
 def add(ctx, key="n", by=1):
@@ -191,51 +192,54 @@ def test_arguments_that_have_no_canonical_form_reach_the_worker_as_given(worker)
     assert remote.results[1].value == encode(2)
 
 
-class _Sent:
-    def __init__(self) -> None:
-        self.frames: list = []
-
-    def send(self, value) -> None:
-        self.frames.append(value)
-
-
-def test_the_last_invocation_of_a_short_block_on_another_cpu_is_announced_and_no_other(monkeypatch):
-    from p2pchain.runtime import worker as worker_module
-    from p2pchain.runtime.pipe import OP_SOON
-
-    monkeypatch.setattr(worker_module, "current_cpu", lambda: 1)  # the worker's CPU
-    sent = _Sent()
-    announce = worker_module._Announcer(sent)
-    announce.start(1, 0)
-    announce()  # a block of one, and no earlier block: nothing to go by
-    assert sent.frames == []
-    announce.finish()
-    monkeypatch.setattr(worker_module, "SOON_WITHIN_S", float("inf"))
-    monkeypatch.setattr(worker_module, "SOON_BLOCK_WITHIN_S", float("inf"))
-    announce.start(1, 0)
-    announce()  # a block of one after a block: the previous block's mean
-    announce.start(3, 0)
-    announce()
-    assert sent.frames == [[OP_SOON, 1], [OP_SOON, 1]]
-    announce.start(3, 1)  # the node sent the block from the worker's CPU
-    announce()
-    monkeypatch.setattr(worker_module, "SOON_BLOCK_WITHIN_S", -1.0)  # the block so far is too long
-    announce.start(3, 0)
-    announce()
-    monkeypatch.setattr(worker_module, "SOON_BLOCK_WITHIN_S", float("inf"))
-    monkeypatch.setattr(worker_module, "SOON_WITHIN_S", -1.0)  # its invocations are too long
-    announce.start(3, 0)
-    announce()
-    assert sent.frames == [[OP_SOON, 1], [OP_SOON, 1]]
-
-
-def test_a_block_of_many_quick_invocations_gives_the_in_process_result_through_the_announcement(worker):
-    # quick invocations: the worker announces the last one (OP_SOON) and the node polls for it
+def test_a_block_of_many_quick_invocations_gives_the_in_process_result(worker):
     calls = [invocation("c", "add", {"key": f"k{i % 3}"}, tx=100 + i) for i in range(12)]
     state = state_with(c=SOURCE)
     expected = Executor(POLICY, step_limit=100_000).execute_block(block(1), calls, state)
-    for _ in range(3):  # the first block has no earlier mean; the later ones are announced
+    for _ in range(3):
         assert worker.execute_block(block(1), calls, state) == expected
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or current_cpu() < 0,
+                    reason="needs Linux CPU affinity and sched_getcpu")
+def test_the_exchange_shares_the_callers_cpu_and_gives_the_thread_its_cpus_back(worker, monkeypatch):
+    from p2pchain.runtime import worker as worker_module
+
+    mine = os.sched_getaffinity(0)
+    state = state_with(c=SOURCE)
+    calls = [invocation("c", "add", {"key": "k"}, tx=1)]
+    expected = Executor(POLICY, step_limit=100_000).execute_block(block(1), calls, state)
+    seen = []
+    original = worker_module.Pipe.recv_tuples
+
+    def recv_tuples(pipe):
+        seen.append(os.sched_getaffinity(0))  # the node's thread while it waits for the worker
+        return original(pipe)
+
+    monkeypatch.setattr(worker_module.Pipe, "recv_tuples", recv_tuples)
+    for cpu in sorted(mine)[::-1]:  # the node's thread "on" each CPU it may use, in turn
+        monkeypatch.setattr(worker_module, "current_cpu", lambda cpu=cpu: cpu)
+        seen.clear()
+        assert worker.execute_block(block(1), calls, state) == expected
+        assert seen and all(cpus == {cpu} for cpus in seen)
+        assert os.sched_getaffinity(worker.pid) == {cpu}
+        assert os.sched_getaffinity(0) == mine
+
+
+def test_where_cpus_cannot_be_chosen_the_block_runs_all_the_same(worker, monkeypatch):
+    from p2pchain.runtime import worker as worker_module
+
+    def refused(*_args):
+        raise PermissionError("not permitted")
+
+    monkeypatch.setattr(worker_module.os, "sched_setaffinity", refused, raising=False)
+    state = state_with(c=SOURCE)
+    calls = [invocation("c", "add", {"key": "k"}, tx=1)]
+    expected = Executor(POLICY, step_limit=100_000).execute_block(block(1), calls, state)
+    assert worker.execute_block(block(1), calls, state) == expected
+    monkeypatch.setattr(worker_module, "current_cpu", lambda: -1)  # sched_getcpu unknown
+    assert worker.execute_block(block(1), calls, state) == expected
+    assert worker.restarts == 0
 
 
 CAPACITATED_NUCLEOLUS = '''
