@@ -239,8 +239,11 @@ def _admit(node: Node, channel: str, data: bytes, *, wait: bool):
         tx = node.validate(channel, data)
     except TransactionRefused as refusal:
         raise Refusal(REFUSAL_STATUS[refusal.code], refusal.code, refusal.detail) from None
-    if tx.contract != LIFECYCLE and committed(node.ledgers[channel].state, tx.contract) is None:
-        raise Refusal(404, "unknown_contract", f"no contract {tx.contract!r} is committed on {channel}")
+    ledger = node.ledgers[channel]
+    if tx.contract != LIFECYCLE and committed(ledger.state, tx.contract) is None:
+        # this node's committed state: a node still catching up may not have the commit yet
+        raise Refusal(404, "unknown_contract", f"no contract {tx.contract!r} is committed on {channel} "
+                                               f"as of this node's height {ledger.height}")
     return tx, node.engines[channel].submit(data, tx.creator, tx.nonce, wait=wait)
 
 
