@@ -250,7 +250,10 @@ class ChannelWorker:
             raise
         finally:
             if allowed is not None:
-                os.sched_setaffinity(0, allowed)
+                try:
+                    os.sched_setaffinity(0, allowed)
+                except OSError as exc:  # the thread stays on one CPU: slower, never wrong
+                    _log.warning("channel %s: cannot give the thread its CPUs back: %s", self.channel, exc)
         self._last = (state, block.height)
         return result
 

@@ -233,13 +233,14 @@ def test_where_cpus_cannot_be_chosen_the_block_runs_all_the_same(worker, monkeyp
         raise PermissionError("not permitted")
 
     monkeypatch.setattr(worker_module.os, "sched_setaffinity", refused, raising=False)
+    restarts = worker.restarts
     state = state_with(c=SOURCE)
     calls = [invocation("c", "add", {"key": "k"}, tx=1)]
     expected = Executor(POLICY, step_limit=100_000).execute_block(block(1), calls, state)
     assert worker.execute_block(block(1), calls, state) == expected
     monkeypatch.setattr(worker_module, "current_cpu", lambda: -1)  # sched_getcpu unknown
     assert worker.execute_block(block(1), calls, state) == expected
-    assert worker.restarts == 0
+    assert worker.restarts == restarts
 
 
 CAPACITATED_NUCLEOLUS = '''
@@ -265,3 +266,30 @@ def test_what_a_library_prints_on_the_workers_stdout_never_reaches_its_frames():
         block(1, "matching"), [invocation("n", "shares", tx=1)], state)
     assert remote.results[0].ok, remote.results[0].reason
     assert remote == expected
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or current_cpu() < 0,
+                    reason="needs Linux CPU affinity and sched_getcpu")
+def test_a_thread_that_cannot_get_its_cpus_back_still_has_its_result_and_a_log_line(worker, monkeypatch, caplog):
+    from p2pchain.runtime import worker as worker_module
+
+    real = os.sched_setaffinity
+    mine = os.sched_getaffinity(0)
+
+    def refuse_the_restore(pid, cpus):
+        if pid == 0 and set(cpus) == mine and len(mine) > 1:
+            raise PermissionError("not permitted")
+        real(pid, cpus)
+
+    monkeypatch.setattr(worker_module.os, "sched_setaffinity", refuse_the_restore)
+    restarts = worker.restarts
+    state = state_with(c=SOURCE)
+    calls = [invocation("c", "add", {"key": "k"}, tx=1)]
+    expected = Executor(POLICY, step_limit=100_000).execute_block(block(1), calls, state)
+    try:
+        assert worker.execute_block(block(1), calls, state) == expected
+    finally:
+        real(0, mine)
+    if len(mine) > 1:
+        assert "cannot give the thread its CPUs back" in caplog.text
+    assert worker.restarts == restarts
