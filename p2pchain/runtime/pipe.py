@@ -26,7 +26,7 @@ import msgpack
 from ..encoding import EncodingError, decode, encode
 
 __all__ = [
-    "Pipe", "MAX_FRAME", "current_cpu",
+    "Pipe", "MAX_FRAME",
     "OP_READY", "OP_BLOCK", "OP_RESULT", "OP_GET", "OP_SCAN", "OP_READ", "OP_VALUE",
     "OP_ITEMS", "OP_ERROR", "OP_STOP",
 ]
@@ -50,20 +50,6 @@ OP_SCAN = 13    # [OP_SCAN, namespace, start, end, limit]
 OP_READ = 14    # [OP_READ, channel, namespace, key]
 OP_ERROR = 15   # [OP_ERROR, kind, detail]
 
-
-def _cpu_reader() -> Any:
-    try:
-        import ctypes
-
-        getcpu = ctypes.CDLL(None, use_errno=True).sched_getcpu
-    except (ImportError, OSError, AttributeError):  # not glibc: the CPU is unknown
-        return lambda: -1
-    getcpu.restype, getcpu.argtypes = ctypes.c_int, ()
-    return getcpu
-
-
-#: The CPU the calling thread runs on (``sched_getcpu``, 0.1 µs), or -1 where unknown.
-current_cpu = _cpu_reader()
 
 
 def _framed(value: Any) -> tuple[bytes, bytes]:

@@ -10,7 +10,7 @@ from runtime_helpers import POLICY, block, identity, invocation, state_with
 
 from p2pchain.encoding import encode
 from p2pchain.runtime import ChannelWorker, Executor, WorkerFailure
-from p2pchain.runtime.pipe import current_cpu
+from p2pchain.runtime.worker import current_cpu
 
 SOURCE = '''
 def add(ctx, key="n", by=1):
