@@ -360,11 +360,12 @@ def _unit_duals(w, rows, cols):
         v = np.where(dist[:n] >= _FAR, 0, dist[:n])
         if not widened:
             # potentials from the best edges only are rarely feasible; before the
-            # full check, widen the arc set once to the edges within twice their
-            # spread of each buyer's own (cheaper than a failing check)
+            # full check, widen the arc set once to the edges within their spread
+            # of each buyer's own (cheaper than a failing check; twice the spread
+            # gives the shortest-path rounds ~2x the arcs at 1000x1000 and is ~20 % slower)
             widened = True
             spread = int(v.max() - v.min())
-            er, ec = _nonzero(w > (own - 2 * spread - 1)[:, None])
+            er, ec = _nonzero(w > (own - spread - 1)[:, None])
             continue
         u = np.zeros(m, dtype=np.int64)
         u[rows] = w[rows, cols] - v[cols]
