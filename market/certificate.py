@@ -48,7 +48,7 @@ from scipy.optimize import LinearConstraint, linprog
 
 from market.b_matching import b_matching_value
 from market.separation import _milp, degree_rows
-from market.exact_linalg import integer_dual_basis
+from market.exact_linalg import extend_basis, integer_dual_basis
 from market.sequential_lp import TOL, NucleolusError, mask_bits, rows_matrix
 
 __all__ = ["KohlbergCertificate", "certify_market_nucleolus", "flag_basis"]
@@ -85,11 +85,9 @@ def flag_basis(masks, excess, n: int, tol: float = 1e-9):
     basis = np.ones((n, 1)) / np.sqrt(n)
     A = rows_matrix([masks[k] for k in order], n).toarray()
     for k, row in zip(order, A):
-        resid = row - basis @ (basis.T @ row)
-        resid -= basis @ (basis.T @ resid)
-        norm = np.linalg.norm(resid)
-        if norm > tol:
-            basis = np.c_[basis, resid / norm]
+        extended = extend_basis(basis, row, tol)
+        if extended is not None:
+            basis = extended
             chosen.append(masks[k])
             levels.append(float(excess[k]))
             if len(chosen) == n:

@@ -11,8 +11,19 @@ import math
 
 import numpy as np
 
-__all__ = ["dual_basis_by_null_spaces", "integer_dual_basis", "integer_null_basis",
+__all__ = ["dual_basis_by_null_spaces", "extend_basis", "integer_dual_basis", "integer_null_basis",
            "null_basis_by_elimination"]
+
+
+def extend_basis(basis, vector, tol=1e-9):
+    """``basis`` (orthonormal columns) with the part of ``vector`` outside its span added
+    as a unit column, or None if that part's norm is at most ``tol`` (``vector`` lies in
+    the span, as far as floats tell). Projected twice: that keeps the columns orthonormal.
+    The float rank test that picks rows and pivots; exact checks come after it."""
+    resid = vector - basis @ (basis.T @ vector)
+    resid -= basis @ (basis.T @ resid)
+    norm = np.linalg.norm(resid)
+    return None if norm <= tol else np.c_[basis, resid / norm]
 
 
 def integer_null_basis(rows, n) -> np.ndarray:
@@ -42,12 +53,10 @@ def _null_basis_from_floats(rows, n):
     r = len(F)
     pivots, q = [], np.zeros((r, 0))
     for c in range(n):                     # leftmost independent columns, greedily
-        col = F[:, c] - q @ (q.T @ F[:, c])
-        col -= q @ (q.T @ col)
-        norm = np.linalg.norm(col)
-        if norm > 1e-9:
+        extended = extend_basis(q, F[:, c])
+        if extended is not None:
             pivots.append(c)
-            q = np.c_[q, col / norm]
+            q = extended
             if len(pivots) == r:
                 break
     if len(pivots) != r:                   # dependent rows: not the Stages' case

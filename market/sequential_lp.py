@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
-from market.exact_linalg import integer_null_basis
+from market.exact_linalg import extend_basis, integer_null_basis
 
 __all__ = ["NucleolusError", "TOL", "Stages", "integer_null_basis", "mask_bits", "rows_matrix"]
 
@@ -187,16 +187,14 @@ class Stages:
         return sizes - (proj ** 2).sum(axis=1) <= 1e-9
 
     def _add_equality(self, row, rhs) -> bool:
-        resid = row - self.basis @ (self.basis.T @ row)
-        resid -= self.basis @ (self.basis.T @ resid)  # twice: keeps the basis orthonormal
-        norm = np.linalg.norm(resid)
-        if norm <= 1e-9:
+        basis = extend_basis(self.basis, row)
+        if basis is None:
             # implied by the rows already fixed (its excess is constant and tight);
             # adding it would only give HiGHS a redundant, float-inconsistent equation
             return False
         self.eq_rows.append(row)
         self.eq_rhs.append(rhs)
-        self.basis = np.c_[self.basis, resid / norm]
+        self.basis = basis
         return True
 
     def settle_level_zero(self, rows, rhs, masks) -> None:
