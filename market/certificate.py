@@ -47,9 +47,9 @@ import scipy.sparse as sp
 from scipy.optimize import LinearConstraint, linprog
 
 from market.b_matching import b_matching_value
-from market.separation import _milp, degree_rows
+from market.separation import _milp, degree_rows, mask_value
 from market.exact_linalg import extend_basis, integer_dual_basis
-from market.sequential_lp import TOL, NucleolusError, mask_bits, rows_matrix
+from market.sequential_lp import TOL, NucleolusError, point_mask, rows_matrix
 
 __all__ = ["KohlbergCertificate", "certify_market_nucleolus", "flag_basis"]
 
@@ -115,8 +115,7 @@ def _pool_is_balanced(member, excess, lower_hit, levels, t):
 
 
 def _coalitions(res, n: int) -> list[int]:
-    z = np.round(res.x[:n]).astype(int)
-    return [sum(1 << p for p in range(n) if z[p])]
+    return [point_mask(res.x, n)]
 
 
 def certify_market_nucleolus(weights, buyer_caps, seller_caps, x, coalitions) -> KohlbergCertificate:
@@ -158,8 +157,7 @@ def certify_market_nucleolus(weights, buyer_caps, seller_caps, x, coalitions) ->
     pool = sorted({int(c) for c in coalitions if 0 < int(c) < full} | {1 << p for p in range(n)})
     values = []
     for mask in pool:
-        bits = mask_bits(mask, n)
-        values.append(float(b_matching_value(w, bc * bits[:m], sc * bits[m:])))
+        values.append(mask_value(w, bc, sc, mask))
     member = rows_matrix(pool, n)
     excess = np.array(values) - member @ x
     chosen, lev = flag_basis(pool, excess, n)

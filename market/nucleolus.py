@@ -53,7 +53,7 @@ from scipy.sparse.linalg import spsolve
 from market.b_matching import b_matching_value
 from market.core_hull import core_equalities, independent_rows, matching_equalities
 from market.essential import list_separator, market_components, star_coalitions, star_separator, unfixed_first
-from market.separation import coalition_values, core_point, market_separator, seed_coalitions
+from market.separation import coalition_values, core_point, mask_value, market_separator, seed_coalitions
 from market.sequential_lp import TOL, NucleolusError, Stages
 
 __all__ = ["nucleolus", "is_nucleolus", "market_nucleolus", "market_game_values", "NucleolusError", "TOL"]
@@ -326,6 +326,5 @@ def market_game_values(weights, buyer_caps, seller_caps) -> np.ndarray:
     m, n = weights.shape
     table = np.zeros(1 << (m + n))
     for mask in range(1, 1 << (m + n)):
-        bits = np.array([mask >> p & 1 for p in range(m + n)], dtype=np.int64)
-        table[mask] = b_matching_value(weights, buyer_caps * bits[:m], seller_caps * bits[m:])
+        table[mask] = mask_value(weights, buyer_caps, seller_caps, mask)
     return table

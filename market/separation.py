@@ -17,10 +17,10 @@ from scipy.optimize import LinearConstraint, linprog
 
 from market.b_matching import b_matching_value
 from market.highs import BMatchingLP, milp
-from market.sequential_lp import NucleolusError, mask_bits
+from market.sequential_lp import NucleolusError, mask_bits, point_mask
 
-__all__ = ["coalition_values", "core_point", "degree_rows", "market_separator", "seed_coalitions",
-           "seed_value"]
+__all__ = ["coalition_values", "core_point", "degree_rows", "market_separator", "mask_value",
+           "seed_coalitions", "seed_value"]
 
 
 def core_point(w, bc, sc) -> np.ndarray:
@@ -127,23 +127,21 @@ def market_separator(w, bc, sc):
             return []
         if res.status != 0:
             raise NucleolusError(f"separation MILP failed: {res.message}")
-        z = np.round(res.x[:N]).astype(int)
-        mask = sum(1 << p for p in range(N) if z[p])
+        mask = point_mask(res.x, N)
         if -res.fun <= threshold:
             stages.remember(mask, value_of(mask))
             return []
         found = [(mask, float(round(float(we @ res.x[N:N + E]))))]
-        # HiGHS's earlier incumbents beat the cut-off too (their y need not be an
+        # HiGHS's earlier incumbents may beat the cut-off too (their y need not be an
         # optimal b-matching, so each value is an exact flow): more cuts per MILP
         # (21 players 28 -> 26 MILPs, 40 players ~95 -> 88)
         seen = {mask}
         for point in res.improving:
-            z = np.round(point[:N]).astype(int)
-            other = sum(1 << p for p in range(N) if z[p])
+            other = point_mask(point, N)
             if other not in seen:
                 seen.add(other)
                 value = value_of(other)
-                if value - float(x @ z) > threshold:
+                if value - float(x @ mask_bits(other, N)) > threshold:
                     found.append((other, value))
         return found
 
@@ -257,5 +255,13 @@ def seed_value(w, bc, sc, m, mask) -> float:
         centre_cap = bc[buyers[0]] if len(buyers) == 1 else sc[sellers[0]] if len(sellers) == 1 else 0
         if centre_cap >= 2:  # a star whose centre can trade with both leaves
             return float(sum(max(int(w[i, j]), 0) for i in buyers for j in sellers))
+    return mask_value(w, bc, sc, mask)
+
+
+def mask_value(w, bc, sc, mask) -> float:
+    """v(S) for the coalition with bitmask ``mask`` (buyers then sellers), exactly: the
+    b-matching with capacity 0 for non-members (:func:`market.b_matching.b_matching_value`,
+    an integer min-cost flow)."""
+    m, n = w.shape
     bits = mask_bits(mask, m + n)
     return float(b_matching_value(w, bc * bits[:m], sc * bits[m:]))

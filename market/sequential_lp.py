@@ -23,7 +23,7 @@ from scipy.optimize import linprog
 
 from market.exact_linalg import extend_basis, integer_null_basis
 
-__all__ = ["NucleolusError", "TOL", "Stages", "integer_null_basis", "mask_bits", "rows_matrix"]
+__all__ = ["NucleolusError", "TOL", "Stages", "integer_null_basis", "mask_bits", "point_mask", "rows_matrix"]
 
 TOL = 1e-7
 MIDPOINT_AFTER = 8      # in-out midpoints from this round of a stage on (see Stages._in_out)
@@ -47,6 +47,13 @@ def mask_bits(mask: int, n: int) -> np.ndarray:
     if n < 63:
         return (mask >> np.arange(n)) & 1
     return np.array([mask >> p & 1 for p in range(n)], dtype=np.int64)
+
+
+def point_mask(point, n: int) -> int:
+    """The bitmask of the coalition whose membership is ``point[:n]`` (an MILP's 0/1 values,
+    rounded): the inverse of :func:`mask_bits`."""
+    z = np.round(point[:n]).astype(int)
+    return sum(1 << p for p in range(n) if z[p])
 
 
 def rows_matrix(masks: list[int], n: int) -> sp.csr_matrix:
