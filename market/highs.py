@@ -31,6 +31,8 @@ import highspy
 import numpy as np
 import scipy.sparse as sp
 
+from market.sequential_lp import NucleolusError, mask_bits
+
 __all__ = ["BMatchingLP", "PersistentLP", "MilpResult", "milp"]
 
 _INF = highspy.kHighsInf
@@ -65,6 +67,15 @@ def _highs() -> highspy.Highs:
         os.dup2(saved, 1)
         os.close(saved)
         os.close(devnull)
+
+
+def _solved(h: highspy.Highs, what: str) -> highspy.Highs:
+    """Run ``h``; :class:`NucleolusError` naming ``what`` unless HiGHS found the optimum."""
+    h.run()
+    status = h.getModelStatus()
+    if status != highspy.HighsModelStatus.kOptimal:
+        raise NucleolusError(f"{what} failed: {h.modelStatusToString(status)}")
+    return h
 
 
 def _model(options, cost, col_lower, col_upper, row_lower, row_upper, A, integrality=None) -> highspy.Highs:
@@ -173,12 +184,7 @@ class PersistentLP:
         self.h.changeColsCost(len(cols), np.asarray(cols, dtype=np.int32), np.asarray(costs, float))
 
     def _run(self):
-        self.h.run()
-        status = self.h.getModelStatus()
-        if status != highspy.HighsModelStatus.kOptimal:
-            from market.sequential_lp import NucleolusError
-            raise NucleolusError(f"nucleolus LP failed: {self.h.modelStatusToString(status)}")
-        return self.h.getSolution()
+        return _solved(self.h, "nucleolus LP").getSolution()
 
     # -- the three LPs ------------------------------------------------------------
     def stage(self, masks, A, vals, eq_rows, eq_rhs):
@@ -296,11 +302,6 @@ class BMatchingLP:
         """v(S) for the coalition with bitmask ``mask`` (bit p = player p)."""
         if self.h is None:
             return 0
-        from market.sequential_lp import mask_bits
         N = self.n
         self.h.changeRowsBounds(N, self._rows, self._lower, self.caps * mask_bits(mask, N))
-        self.h.run()
-        if self.h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-            from market.sequential_lp import NucleolusError
-            raise NucleolusError("b-matching LP failed")
-        return -round(self.h.getInfo().objective_function_value)
+        return -round(_solved(self.h, "b-matching LP").getInfo().objective_function_value)
