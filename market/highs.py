@@ -33,7 +33,7 @@ import scipy.sparse as sp
 
 from market.sequential_lp import NucleolusError, mask_bits
 
-__all__ = ["BMatchingLP", "PersistentLP", "MilpResult", "milp"]
+__all__ = ["BMatchingLP", "FixedChargeLP", "PersistentLP", "MilpResult", "milp"]
 
 _INF = highspy.kHighsInf
 _OPTIONS = {"output_flag": False, "threads": 1, "presolve": "off",
@@ -305,3 +305,70 @@ class BMatchingLP:
         N = self.n
         self.h.changeRowsBounds(N, self._rows, self._lower, self.caps * mask_bits(mask, N))
         return -round(_solved(self.h, "b-matching LP").getInfo().objective_function_value)
+
+
+class FixedChargeLP:
+    """The LP relaxation of max_S v(S) - x(S) with membership costs, for a branch and bound.
+
+    Columns z_p (membership, players: buyers then sellers) then y_e (use of each positive
+    pair e, in ``np.nonzero(w > 0)`` order), all in [0, 1]; min x.z - w.y subject to
+    sum_{e at p} y_e <= b_p z_p and the link rows y_e <= z_i, y_e <= z_j.  The link rows
+    make this relaxation nearly integral (docs/market.md, "The separation"), and for
+    0/1 z the rest is a bipartite b-matching LP, totally unimodular, so the optimum at
+    0/1 z is exactly v(S) - x(S).  Rows on the members' count of a block of players
+    (``lo <= sum_{p in B} z_p <= hi``) are added once per block and left free while
+    unused; the branch and bound changes only costs and bounds, so HiGHS's dual simplex
+    restarts from the last basis.
+    """
+
+    def __init__(self, w, bc, sc):
+        w = np.asarray(w)
+        m, n = w.shape
+        I, J = np.nonzero(w > 0)
+        E, N = len(I), m + n
+        e = np.arange(E)
+        deg = sp.csr_matrix((np.r_[np.ones(2 * E), -np.r_[bc, sc].astype(float)],
+                             (np.r_[I, m + J, np.arange(N)], np.r_[N + e, N + e, np.arange(N)])),
+                            shape=(N, N + E))
+        # y_e <= z_p only where b_p >= 2: with b_p = 1 the degree row says it already
+        ends = np.r_[I, m + J]
+        need = np.r_[bc, sc][ends] >= 2
+        k = int(need.sum())
+        link = sp.csr_matrix((np.r_[np.ones(k), -np.ones(k)],
+                              (np.r_[np.arange(k), np.arange(k)], np.r_[N + np.r_[e, e][need], ends[need]])),
+                             shape=(k, N + E))
+        self.N, self.E = N, E
+        self.w = w[I, J].astype(float)
+        self.h = _model(_OPTIONS, np.r_[np.zeros(N), -self.w], np.zeros(N + E), np.ones(N + E),
+                        np.full(N + k, -_INF), np.zeros(N + k), sp.vstack([deg, link]))
+        self.n_rows = N + k
+        self.block_row: dict[int, int] = {}
+        self._z = np.arange(N, dtype=np.int32)
+
+    def costs(self, x) -> None:
+        """Membership costs x (one per player)."""
+        self.h.changeColsCost(self.N, self._z, np.asarray(x, dtype=float))
+
+    def block(self, mask: int, lo: float, hi: float) -> None:
+        """lo <= number of members among the players of ``mask`` <= hi (-inf, inf: free)."""
+        row = self.block_row.get(mask)
+        if row is None:
+            cols = np.flatnonzero(mask_bits(mask, self.N)).astype(np.int32)
+            self.h.addRow(float(lo), float(hi), len(cols), cols, np.ones(len(cols)))
+            self.block_row[mask] = self.n_rows
+            self.n_rows += 1
+            return
+        self.h.changeRowsBounds(1, np.array([row], dtype=np.int32), np.array([lo], float),
+                                np.array([hi], float))
+
+    def solve(self, z_lower, z_upper):
+        """The relaxation with z between the given bounds: (min x.z - w.y, z), or None
+        when infeasible."""
+        self.h.changeColsBounds(self.N, self._z, np.asarray(z_lower, float), np.asarray(z_upper, float))
+        self.h.run()
+        status = self.h.getModelStatus()
+        if status == highspy.HighsModelStatus.kInfeasible:
+            return None
+        if status != highspy.HighsModelStatus.kOptimal:
+            raise NucleolusError(f"separation LP failed: {self.h.modelStatusToString(status)}")
+        return self.h.getInfo().objective_function_value, np.array(self.h.getSolution().col_value[:self.N])

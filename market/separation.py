@@ -16,11 +16,12 @@ import scipy.sparse as sp
 from scipy.optimize import LinearConstraint, linprog
 
 from market.b_matching import b_matching_value
-from market.highs import BMatchingLP, milp
+from market.exact_linalg import null_basis_by_elimination
+from market.highs import BMatchingLP, FixedChargeLP, milp
 from market.sequential_lp import NucleolusError, mask_bits, point_mask
 
 __all__ = ["coalition_values", "core_point", "degree_rows", "market_separator", "mask_value",
-           "seed_coalitions", "seed_value"]
+           "seed_coalitions", "seed_value", "span_parts", "split_search"]
 
 
 def core_point(w, bc, sc) -> np.ndarray:
@@ -106,6 +107,7 @@ def market_separator(w, bc, sc):
     N, E = m + n, len(we)
     base = [LinearConstraint(deg, -np.inf, 0)]
     value_of = coalition_values(w, bc, sc, m)
+    split = []          # the branch and bound's LP, made at its first use
 
     def solve(x, cons, extra, threshold, stages):
         """The most violated coalition as [(mask, v(S))], or [] if none beats the threshold.
@@ -150,6 +152,11 @@ def market_separator(w, bc, sc):
         d = null.shape[1]
         if d == 0:
             return []
+        parts = span_parts(stages)
+        if parts is not None:
+            if not split:
+                split.append(FixedChargeLP(w, bc, sc))
+            return split_search(split[0], value_of, x, threshold, parts, stages)
         if d == N - 1:
             # only the grand coalition is fixed: its span holds just {} and N
             size = np.r_[np.ones(N), np.zeros(E)][None, :]
@@ -169,6 +176,219 @@ def market_separator(w, bc, sc):
         return solve(x, cons, 2 * d, threshold, stages)
 
     return separate
+
+
+# a part of the span (below) that is not one block has its patterns listed up to this
+# many players (2^k patterns each checked exactly); a larger one falls back to the MILP
+PATTERNS_UP_TO = 10
+
+
+def span_parts(stages) -> list[tuple[int, list[int] | None]] | None:
+    """The fixed rows' span L as a direct sum over disjoint groups of players, and for
+    each group C the memberships of C that leave L, or None where that is not known.
+
+    A coalition S lies in L iff each part S n C lies in L's part on C, so S leaves L iff
+    it leaves one part.  Returns (C as a bitmask, None) for a *block* -- L's part on C is
+    spanned by the indicator of C, so S leaves it iff S splits C (some members in, some
+    out) -- and (C, the bitmasks of the subsets of C outside L) for a group of at most
+    ``PATTERNS_UP_TO`` players, in order of their lowest player; singletons are left out
+    (they cannot be split).  None if a larger group is not a block: the caller solves
+    the MILP instead.
+
+    The groups are the connected pieces of the orthogonal projection onto L (it is
+    block-diagonal over them), found in floats and then checked exactly: the parts'
+    dimensions, |C| - rank of the integer null basis on C, add up to L's.
+    """
+    n = stages.n
+    Q = stages.basis
+    linked = np.abs(Q @ Q.T) > 1e-6
+    null = stages.null_basis()
+    group = [-1] * n
+    parts, dim = [], 0
+    for start in range(n):
+        if group[start] >= 0:
+            continue
+        group[start] = start
+        stack, members = [start], [start]
+        while stack:
+            p = stack.pop()
+            for q in np.flatnonzero(linked[p]).tolist():
+                if group[q] < 0:
+                    group[q] = start
+                    stack.append(q)
+                    members.append(q)
+        members.sort()
+        rows = null[members]                    # integers, |C| x d
+        # dim of L's part on C: the v on C with rows.T v = 0, exactly
+        part_dim = null_basis_by_elimination(rows.T, len(members)).shape[1]
+        dim += part_dim
+        if len(members) == 1:
+            continue
+        mask = sum(1 << p for p in members)
+        if part_dim == 1 and not rows.sum(axis=0).any():
+            parts.append((mask, None))          # a block: its indicator spans the part
+            continue
+        if len(members) > PATTERNS_UP_TO:
+            return None
+        codes = np.arange(1 << len(members))
+        bits = (codes[:, None] >> np.arange(len(members))) & 1
+        outside = np.flatnonzero((bits @ rows != 0).any(axis=1))
+        parts.append((mask, [sum(1 << members[k] for k in np.flatnonzero(bits[c]).tolist())
+                             for c in outside.tolist()]))
+    return parts if dim == Q.shape[1] else None
+
+
+def split_search(lp, value_of, x, threshold, parts, stages):
+    """Exact separation, max v(S) - x(S) over S outside the fixed rows' span L, by a
+    branch and bound over the memberships, given L's parts (:func:`span_parts`).
+
+    S leaves L iff it leaves one part, which splits the search into disjoint cases,
+    each a node with some memberships fixed: for a part listed by its patterns, one
+    case per pattern (C's memberships fixed to it); for a block p_1 < ... < p_s, the
+    split is "p_1 in and a later member out" or "p_1 out and a later member in", each
+    a count row on the later members, refined down the chain (p_2 breaks the run, or
+    joins p_1 and a later one must) when the relaxation is fractional.
+
+    Each node solves :class:`market.highs.FixedChargeLP`; its value bounds every
+    coalition below it, so a node that cannot beat the best excess so far (at first
+    the threshold) is pruned, and a node whose memberships come out 0/1 is a
+    coalition, valued exactly (``value_of``).  The cases go best bound first, each
+    depth first, branching on the most fractional membership (the side it leans to
+    first).  Returns every coalition found with excess above the threshold (the most
+    violated first), as :func:`market_separator` does; when there is none, the best
+    coalition seen stays in the cut pool.
+    """
+    N = stages.n
+    lp.costs(x)
+    # bounds compared with an LP objective: HiGHS's tolerances are 1e-10, so a node
+    # within this much of the best is still searched
+    slack = 1e-9 * max(1.0, float(np.abs(x).sum()))
+    best, found, seen = float(threshold), {}, set()
+    below = None                    # (excess, mask, value) of the best coalition not above it
+    # A node is (lo, hi, case, relaxation): memberships fixed by the bounds, and what is
+    # still to be made sure of for S to leave L, or None once the bounds make sure:
+    # ("run", tail, inside) -- a block's first member is fixed in (inside = 1) or out
+    # and some member of ``tail`` (a bitmask) must break the run, a count row;
+    # ("pattern", members, outside, k, code) -- a listed part whose first k members
+    # are fixed to the bits of ``code``, and its memberships must end outside L
+    # (``outside[c]`` for each code c of the part).
+    def relax(lo, hi, case):
+        if case is None or case[0] == "pattern":
+            return lp.solve(lo, hi)
+        _, tail, inside = case
+        size = bin(tail).count("1")
+        lp.block(tail, *((0, size - 1) if inside else (1, size)))
+        try:
+            return lp.solve(lo, hi)
+        finally:
+            lp.block(tail, -np.inf, np.inf)
+
+    def run(lo, hi, tail, inside):
+        """The case of a run whose breaker is in ``tail``; with one member left, it
+        is fixed to break the run and the case is settled (None)."""
+        if tail & (tail - 1):
+            return "run", tail, inside
+        q = tail.bit_length() - 1
+        lo[q] = hi[q] = 1.0 - inside
+        return None
+
+    def pattern(members, outside, k, code):
+        """The case of a listed part with k members fixed, or None if every way to go
+        on leaves L, or False if none does (the node is dropped)."""
+        left = outside[code::1 << k] if k else outside
+        return None if left.all() else False if not left.any() else ("pattern", members, outside, k, code)
+
+    def children(lo, hi, case, z):
+        """The cases below a node whose relaxation does not settle its case."""
+        if case[0] == "run":
+            # the tail's first member q breaks the run, or joins it and a later one must
+            _, tail, inside = case
+            low = tail & -tail
+            q = low.bit_length() - 1
+            breaks_lo, breaks_hi, joins_lo, joins_hi = lo.copy(), hi.copy(), lo.copy(), hi.copy()
+            breaks_lo[q] = breaks_hi[q] = 1.0 - inside
+            joins_lo[q] = joins_hi[q] = inside
+            joined = run(joins_lo, joins_hi, tail ^ low, inside)
+            return [(joins_lo, joins_hi, joined), (breaks_lo, breaks_hi, None)]
+        _, members, outside, k, code = case
+        q = members[k]
+        out_hi, in_lo = hi.copy(), lo.copy()
+        out_hi[q], in_lo[q] = 0.0, 1.0
+        kids = [(lo, out_hi, pattern(members, outside, k + 1, code)),
+                (in_lo, hi, pattern(members, outside, k + 1, code | 1 << k))]
+        kids = [kid for kid in kids if kid[2] is not False]
+        return kids if z[q] >= 0.5 else kids[::-1]
+
+    def settled(case, z):
+        """Do the memberships z (0/1) leave L as the case asks?"""
+        if case is None or case[0] == "run":
+            return True                 # the bounds or the count row make sure
+        _, members, outside, _k, _code = case
+        return bool(outside[sum(1 << k for k, p in enumerate(members) if z[p] > 0.5)])
+
+    roots = []
+    for part, listed in parts:
+        lo, hi = np.zeros(N), np.ones(N)
+        if listed is not None:
+            members = np.flatnonzero(mask_bits(part, N)).tolist()
+            outside = np.zeros(1 << len(members), dtype=bool)
+            for sub in listed:
+                outside[sum(1 << k for k, p in enumerate(members) if sub >> p & 1)] = True
+            cases = [(lo, hi, pattern(members, outside, 0, 0))]
+        else:
+            first = part & -part
+            p = first.bit_length() - 1
+            cases = []
+            for inside in (1.0, 0.0):
+                lo, hi = np.zeros(N), np.ones(N)
+                lo[p] = hi[p] = inside
+                cases.append((lo, hi, run(lo, hi, part ^ first, inside)))
+        for lo, hi, case in cases:
+            if case is False:
+                continue
+            node = relax(lo, hi, case)
+            if node is not None and -node[0] > best - slack:
+                roots.append((-node[0], len(roots), lo, hi, case, node))
+    roots.sort(key=lambda r: (-r[0], r[1]))
+    for _bound, _k, *root in roots:
+        stack = [tuple(root)]
+        while stack:
+            lo, hi, case, node = stack.pop()
+            if node is None:
+                node = relax(lo, hi, case)
+            if node is None or -node[0] <= best - slack:
+                continue
+            z = node[1]
+            far = np.abs(z - np.round(z))
+            if far.max() <= 1e-9 and settled(case, z):
+                mask = point_mask(z, N)
+                if mask in seen:
+                    continue
+                seen.add(mask)
+                value = value_of(mask)
+                excess = value - float(x @ mask_bits(mask, N))
+                if excess > threshold:
+                    found[mask] = (excess, value)
+                    best = max(best, excess)
+                elif below is None or excess > below[0]:
+                    below = (excess, mask, value)
+                continue
+            if case is not None:
+                stack += [(lo_, hi_, case_, None) for lo_, hi_, case_ in children(lo, hi, case, z)]
+                continue
+            k = int(np.argmax(far))
+            out_hi, in_lo = hi.copy(), lo.copy()
+            out_hi[k], in_lo[k] = 0.0, 1.0
+            if z[k] >= 0.5:             # the side it leans to is searched first (popped last)
+                stack += [(lo, out_hi, None, None), (in_lo, hi, None, None)]
+            else:
+                stack += [(in_lo, hi, None, None), (lo, out_hi, None, None)]
+    if not found:
+        if below is not None:
+            stages.remember(below[1], below[2])
+        return []
+    order = sorted(found, key=lambda mk: (-found[mk][0], mk))
+    return [(mk, found[mk][1]) for mk in order]
 
 
 # complements of two players are seeded up to this many players: each costs a min-cost

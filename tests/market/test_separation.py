@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from market.essential import list_separator
 from market.exact_linalg import integer_null_basis, null_basis_by_elimination
 from market.nucleolus import market_game_values, nucleolus
-from market.separation import core_point, market_separator
+from market.separation import core_point, market_separator, span_parts
 from market import sequential_lp
 from market.sequential_lp import Stages
 from tests.market.conftest import assert_nucleolus_equals_enumeration, markets
@@ -196,3 +196,76 @@ def test_a_repeated_level_is_certified_by_its_point_without_separation():
         stages._in_out = watched
         np.testing.assert_allclose(stages.solve(), nucleolus(N, table), atol=1e-6)
     assert repeats        # the case does occur on these markets
+
+
+def _partition_case(inst, seed: int, extra: int):
+    """As :func:`_separation_case`, with the fixed rows spanned by the blocks of a random
+    partition of the players (the sequential LPs' usual case) and then ``extra`` random
+    coalitions, which can make a part of the span that no partition spans."""
+    w, bc, sc = _both_sides_capacitated(inst)
+    N = len(bc) + len(sc)
+    table = market_game_values(w, bc, sc)
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, max(1.0, float(table[-1])), N)
+    stages = Stages(N, float(table[-1]), np.zeros(N), [], [])
+    member = _members(N)
+    labels = rng.integers(0, int(rng.integers(1, N + 1)), N)
+    for label in sorted(set(labels.tolist()))[:-1]:     # the last block follows from N
+        stages._add_equality(member[int(sum(1 << int(p) for p in np.flatnonzero(labels == label)))], 0.0)
+    for mask in rng.integers(1, (1 << N) - 1, size=extra).tolist():
+        stages._add_equality(member[mask], 0.0)
+    rows = np.array(stages.eq_rows)
+    rank = np.linalg.matrix_rank(rows)
+    outside = [mk for mk in range(1, (1 << N) - 1)
+               if np.linalg.matrix_rank(np.r_[rows, member[mk][None, :]]) > rank]
+    return w, bc, sc, table, x, stages, member, outside
+
+
+@settings(max_examples=60, deadline=None)
+@given(markets(max_buyers=3, max_sellers=4, max_cap=3), st.integers(0, 2**32 - 1),
+       st.integers(0, 2), st.floats(-3.0, 3.0))
+def test_branch_and_bound_over_the_span_parts_finds_what_the_milp_finds(inst, seed, extra, offset):
+    # the separation's branch and bound (split_search, over span_parts) against
+    # enumeration and against the MILP the separator falls back on
+    w, bc, sc, table, x, stages, member, outside = _partition_case(inst, seed, extra)
+    parts = span_parts(stages)
+    assert parts is not None            # small parts are always listed
+    for part, listed in parts:
+        members = [mk for mk in range(1 << len(bc) + len(sc)) if mk & ~part == 0]
+        if listed is None:              # a block: leaving L there means splitting it
+            assert all(mk in outside for mk in members if 0 < mk < part)
+        else:                           # exactly the memberships of the part outside L
+            assert sorted(listed) == [mk for mk in members if mk in outside]
+    if not outside:
+        assert market_separator(w, bc, sc)(x, -np.inf, stages) == []
+        return
+    best = max(table[mk] - member[mk] @ x for mk in outside)
+    for threshold in (-np.inf, best + offset):
+        found = market_separator(w, bc, sc)(x, threshold, stages)
+        with mock.patch("market.separation.span_parts", lambda s: None):
+            by_milp = market_separator(w, bc, sc)(x, threshold, stages)
+        if best > threshold + 1e-6:
+            for answer in (found, by_milp):
+                mask, value = answer[0]
+                assert mask in outside and value == table[mask]
+                assert abs((value - member[mask] @ x) - best) <= 1e-6 * max(1.0, abs(best))
+            _assert_more_cuts_exact(found, outside, table, member, x, threshold)
+        elif best < threshold - 1e-6:
+            assert found == [] and by_milp == []
+
+
+def test_span_parts_finds_blocks_and_lists_the_part_no_partition_spans():
+    # rows {0,1} and {2,3,4} over 6 players: blocks {0,1} and {2,3,4} ({5} is the rest
+    # of the grand coalition, one player, never split)
+    stages = Stages(6, 10.0, np.zeros(6), [], [])
+    for row in ([1, 1, 0, 0, 0, 0], [0, 0, 1, 1, 1, 0]):
+        stages._add_equality(np.array(row, dtype=float), 0.0)
+    assert span_parts(stages) == [(0b000011, None), (0b011100, None)]
+    # rows {0,1} and {1,2} over 5 players: with the grand coalition the span holds
+    # {}, {0,1}, {1,2}, {2,3,4}, {0,3,4} and N, and no partition spans it -- one part of
+    # all five, listed by the other 26 memberships
+    stages = Stages(5, 10.0, np.zeros(5), [], [])
+    for row in ([1, 1, 0, 0, 0], [0, 1, 1, 0, 0]):
+        stages._add_equality(np.array(row, dtype=float), 0.0)
+    inside = {0b00000, 0b00011, 0b00110, 0b11100, 0b11001, 0b11111}
+    assert span_parts(stages) == [(0b11111, [mk for mk in range(32) if mk not in inside])]
