@@ -6,7 +6,8 @@ The markets are those of bench/market_algorithms.py (same seed and draws): the
 paper-sized round (21 players, capacitated on both sides) or the 40-player market.
 Each part is printed in CPU seconds of this process and as a share of the total of
 the same run.  Parts are measured by wrapping the solver entry points: the
-separation MILP (``market.separation._milp``), the cut pool's persistent LP model
+separation MILP (``market.separation._milp``) and branch and bound
+(``market.separation.split_search``, where the code has it), the cut pool's persistent LP model
 (``market.highs.PersistentLP``: stage, face-point and always-tight LPs) and any LP
 still built through scipy's ``linprog`` in market.sequential_lp (so the script also
 times older code, e.g. main unpacked with ``git archive``); set-up is everything
@@ -66,6 +67,9 @@ def split(w, bc, sc, repeat):
         return wrapper
 
     patches = [(separation, "_milp", timed("separation MILP", separation._milp)),
+               *([(separation, "split_search",
+                   timed("separation branch and bound", separation.split_search))]
+                 if hasattr(separation, "split_search") else []),
                (sequential_lp, "linprog", timed("LP", sequential_lp.linprog)),
                (sequential_lp.Stages, "__init__", _keep(sequential_lp.Stages.__init__)),
                (sequential_lp.Stages, "_nearest_on_face",

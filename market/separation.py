@@ -108,6 +108,7 @@ def market_separator(w, bc, sc):
     base = [LinearConstraint(deg, -np.inf, 0)]
     value_of = coalition_values(w, bc, sc, m)
     split = []          # the branch and bound's LP, made at its first use
+    cached = [None, None, None]     # (stages, its number of fixed rows, span_parts)
 
     def solve(x, cons, extra, threshold, stages):
         """The most violated coalition as [(mask, v(S))], or [] if none beats the threshold.
@@ -152,7 +153,10 @@ def market_separator(w, bc, sc):
         d = null.shape[1]
         if d == 0:
             return []
-        parts = span_parts(stages)
+        if cached[0] is not stages or cached[1] != len(stages.eq_rows):
+            # the parts change only when rows are fixed (appended, one stage at a time)
+            cached[:] = [stages, len(stages.eq_rows), span_parts(stages)]
+        parts = cached[2]
         if parts is not None:
             if not split:
                 split.append(FixedChargeLP(w, bc, sc))
