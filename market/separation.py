@@ -257,8 +257,8 @@ def split_search(lp, value_of, x, threshold, parts, stages):
     coalition below it, so a node that cannot beat the best excess so far (at first
     the threshold) is pruned, and a node whose memberships come out 0/1 is a
     coalition, valued exactly (``value_of``).  The cases go best bound first, each
-    depth first, branching on the most fractional membership (the side it leans to
-    first).  Returns every coalition found with excess above the threshold (the most
+    depth first, branching on the membership of largest x_p times its distance to
+    0/1 (fewer nodes than the most fractional one here), the side it leans to first.  Returns every coalition found with excess above the threshold (the most
     violated first), as :func:`market_separator` does; when there is none, the best
     coalition seen stays in the cut pool.
     """
@@ -380,7 +380,8 @@ def split_search(lp, value_of, x, threshold, parts, stages):
             if case is not None:
                 stack += [(lo_, hi_, case_, None) for lo_, hi_, case_ in children(lo, hi, case, z)]
                 continue
-            k = int(np.argmax(far))
+            # the costliest fractional membership (fractional even where x_p <= 0)
+            k = int(np.argmax(np.where(far > 1e-9, far * (np.maximum(x, 0.0) + 1.0), -1.0)))
             out_hi, in_lo = hi.copy(), lo.copy()
             out_hi[k], in_lo[k] = 0.0, 1.0
             if z[k] >= 0.5:             # the side it leans to is searched first (popped last)
