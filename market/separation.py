@@ -396,21 +396,16 @@ def split_search(lp, value_of, x, threshold, parts, stages):
     return [(mk, found[mk][1]) for mk in order]
 
 
-# complements of two players are seeded up to this many players: each costs a min-cost
-# flow, and beyond a few dozen players the cut loop finds the few that matter for less
-# (40 players: 13.5 -> 11.7 s; 21 players: a few more MILPs without them)
-PAIR_COMPLEMENTS_UP_TO = 24
-
-
 def seed_coalitions(w, bc, sc, m) -> list[int]:
     """Likely-essential coalitions of a capacitated market, to start the working set.
 
     Constraint generation adds whatever else is needed, so the seeds only save
-    separation rounds (each an MILP); the LPs take thousands of rows easily.
-    Seeds: every player with cap >= 2 and two partners of positive weight (stars of
-    three), the connected components of the optimal matching, and the complements
-    of every single player, of every component and (up to
-    ``PAIR_COMPLEMENTS_UP_TO`` players) of every two players.
+    separation rounds; the LPs take thousands of rows easily.  Seeds: every player
+    with cap >= 2 and two partners of positive weight (stars of three), the connected
+    components of the optimal matching, and the complements of every single player
+    and of every component.  (Complements of two players saved a few rounds when a
+    round was an MILP; with the branch and bound their 210 values at 21 players cost
+    more than the rounds they save.)
     """
     from market.matching import match
     n = w.shape[1]
@@ -447,8 +442,6 @@ def seed_coalitions(w, bc, sc, m) -> list[int]:
                     stack.append(q)
         seeds.update((comp, full ^ comp))
     seeds.update(full ^ (1 << p) for p in range(N))
-    if N <= PAIR_COMPLEMENTS_UP_TO:
-        seeds.update(full ^ (1 << p) ^ (1 << q) for p in range(N) for q in range(p + 1, N))
     return sorted(mk for mk in seeds if 0 < mk < full and bin(mk).count("1") > 2)
 
 
