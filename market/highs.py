@@ -148,7 +148,7 @@ class PersistentLP:
         self._sync_eq(eq_rows, eq_rhs)
         fresh = [k for k, mk in enumerate(masks) if mk not in self.row_of]
         if fresh:
-            B = sp.hstack([A[fresh], np.ones((len(fresh), 1))]).tocsr()
+            B = sp.hstack([sp.csr_matrix(A[fresh]), np.ones((len(fresh), 1))]).tocsr()
             lo = np.asarray(vals, dtype=float)[fresh]
             self.h.addRows(len(fresh), lo, np.full(len(fresh), _INF), B.nnz,
                            B.indptr.astype(np.int32), B.indices.astype(np.int32), B.data)

@@ -26,6 +26,7 @@ from market.exact_linalg import extend_basis, integer_null_basis
 __all__ = ["NucleolusError", "TOL", "Stages", "integer_null_basis", "mask_bits", "point_mask", "rows_matrix"]
 
 TOL = 1e-7
+DENSE_UP_TO = 62        # players up to which the coalition rows are kept dense (Stages._free_arrays)
 MIDPOINT_AFTER = 8      # in-out midpoints from this round of a stage on (see Stages._in_out)
 _HIGHS = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
 
@@ -102,16 +103,21 @@ class Stages:
         incidence rows and values.
 
         Rows come from a cached matrix of every coalition seen so far (new rows
-        appended as the working set grows), so each LP does not re-expand bitmasks.
+        appended as the working set grows), so each LP does not re-expand bitmasks:
+        dense below ``DENSE_UP_TO`` players (a row is a few hundred bytes, and taking
+        rows of a dense array is ~10x cheaper than of a sparse one), else sparse.
         """
         if not hasattr(self, "_pos"):
             self._all, self._pos = [], {}
-            self._matrix = sp.csr_matrix((0, self.n))
+            self._matrix = np.zeros((0, self.n)) if self.n <= DENSE_UP_TO else sp.csr_matrix((0, self.n))
         fresh = [mk for mk in self.free if mk not in self._pos]
         if fresh:
             self._pos.update((mk, len(self._all) + k) for k, mk in enumerate(fresh))
             self._all.extend(fresh)
-            self._matrix = sp.vstack([self._matrix, rows_matrix(fresh, self.n)]).tocsr()
+            if self.n <= DENSE_UP_TO:
+                self._matrix = np.r_[self._matrix, mask_bits(np.array(fresh)[:, None], self.n).astype(float)]
+            else:
+                self._matrix = sp.vstack([self._matrix, rows_matrix(fresh, self.n)]).tocsr()
         masks = sorted(self.free if only is None else (mk for mk in only if mk in self.free))
         idx = np.array([self._pos[mk] for mk in masks], dtype=np.int64)
         return masks, self._matrix[idx], np.array([self.free[k] for k in masks])
@@ -241,7 +247,7 @@ class Stages:
             if self.plp is not None:
                 x, eps, duals = self.plp.stage(masks, A, vals, self.eq_rows, self.eq_rhs)
             else:
-                A_ub = sp.hstack([-A, -np.ones((len(masks), 1))]).tocsr()
+                A_ub = sp.hstack([sp.csr_matrix(-A), -np.ones((len(masks), 1))]).tocsr()
                 A_eq = np.c_[np.array(self.eq_rows), np.zeros(len(self.eq_rows))]
                 bounds = [(lo, None) for lo in self.lower] + [(None, None)]
                 c = np.r_[np.zeros(n), 1.0]
@@ -296,7 +302,7 @@ class Stages:
             return fallback if x is None else x
         k = A.shape[0]
         eye = sp.eye(n, format="csr")
-        A_ub = sp.vstack([sp.hstack([-A, sp.csr_matrix((k, n))]),
+        A_ub = sp.vstack([sp.hstack([sp.csr_matrix(-A), sp.csr_matrix((k, n))]),
                           sp.hstack([eye, -eye]), sp.hstack([-eye, -eye])]).tocsr()
         b_ub = np.r_[eps - vals, x_in, -x_in]
         A_eq = np.c_[np.array(self.eq_rows), np.zeros((len(self.eq_rows), n))]
@@ -348,7 +354,7 @@ class Stages:
         S = sp.csr_matrix((np.ones(nu), ([where[mk] for mk in unsure], np.arange(nu))),
                           shape=(len(masks), nu))
         # v(S) - x(S) + s_S <= eps  for every free S (s only on the unsure ones)
-        A_ub = sp.hstack([-A, S, sp.csr_matrix((len(masks), nb))])
+        A_ub = sp.hstack([sp.csr_matrix(-A), S, sp.csr_matrix((len(masks), nb))])
         # lower_i + s_i <= x_i  for the players at their bound
         B = sp.csr_matrix((np.ones(nb), (np.arange(nb), at_bound)), shape=(nb, n))
         A_ub = sp.vstack([A_ub, sp.hstack([-B, sp.csr_matrix((nb, nu)), sp.eye(nb)])]).tocsr()
