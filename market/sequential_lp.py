@@ -26,7 +26,7 @@ from market.exact_linalg import extend_basis, integer_null_basis
 __all__ = ["NucleolusError", "TOL", "Stages", "integer_null_basis", "mask_bits", "point_mask", "rows_matrix"]
 
 TOL = 1e-7
-DENSE_UP_TO = 62        # players up to which the coalition rows are kept dense (Stages._free_arrays)
+DENSE_UP_TO = 24        # players up to which the coalition rows are kept dense (Stages._free_arrays)
 MIDPOINT_AFTER = 8      # in-out midpoints from this round of a stage on (see Stages._in_out)
 _HIGHS = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
 
