@@ -362,8 +362,10 @@ class FixedChargeLP:
                                 np.array([hi], float))
 
     def solve(self, z_lower, z_upper):
-        """The relaxation with z between the given bounds: (min x.z - w.y, z), or None
-        when infeasible."""
+        """The relaxation with z between the given bounds: (min x.z - w.y, z, w.y), or
+        None when infeasible.  Where z comes out 0/1, y is an optimal b-matching of the
+        coalition z (else the value would improve), so w.y rounds to v(S) exactly (total
+        unimodularity, integer weights)."""
         self.h.changeColsBounds(self.N, self._z, np.asarray(z_lower, float), np.asarray(z_upper, float))
         self.h.run()
         status = self.h.getModelStatus()
@@ -371,4 +373,5 @@ class FixedChargeLP:
             return None
         if status != highspy.HighsModelStatus.kOptimal:
             raise NucleolusError(f"separation LP failed: {self.h.modelStatusToString(status)}")
-        return self.h.getInfo().objective_function_value, np.array(self.h.getSolution().col_value[:self.N])
+        col = np.array(self.h.getSolution().col_value)
+        return self.h.getInfo().objective_function_value, col[:self.N], float(self.w @ col[self.N:])

@@ -160,7 +160,7 @@ def market_separator(w, bc, sc):
         if parts is not None:
             if not split:
                 split.append(FixedChargeLP(w, bc, sc))
-            return split_search(split[0], value_of, x, threshold, parts, stages)
+            return split_search(split[0], x, threshold, parts, stages)
         if d == N - 1:
             # only the grand coalition is fixed: its span holds just {} and N
             size = np.r_[np.ones(N), np.zeros(E)][None, :]
@@ -242,7 +242,7 @@ def span_parts(stages) -> list[tuple[int, list[int] | None]] | None:
     return parts if dim == Q.shape[1] else None
 
 
-def split_search(lp, value_of, x, threshold, parts, stages):
+def split_search(lp, x, threshold, parts, stages):
     """Exact separation, max v(S) - x(S) over S outside the fixed rows' span L, by a
     branch and bound over the memberships, given L's parts (:func:`span_parts`).
 
@@ -255,8 +255,8 @@ def split_search(lp, value_of, x, threshold, parts, stages):
 
     Each node solves :class:`market.highs.FixedChargeLP`; its value bounds every
     coalition below it, so a node that cannot beat the threshold is pruned, and a
-    node whose memberships come out 0/1 is the best coalition below it, valued
-    exactly (``value_of``).  The cases go best bound first, each depth first,
+    node whose memberships come out 0/1 is the best coalition below it, its value
+    v(S) read off the relaxation exactly (:meth:`market.highs.FixedChargeLP.solve`).  The cases go best bound first, each depth first,
     branching on the membership of largest x_p times its distance to 0/1 (fewer
     nodes than the most fractional one here), the side it leans to first.  Pruning
     at the threshold rather than at the best excess found so far finds more
@@ -374,7 +374,7 @@ def split_search(lp, value_of, x, threshold, parts, stages):
                 if mask in seen:
                     continue
                 seen.add(mask)
-                value = value_of(mask)
+                value = float(round(node[2]))   # v(S): see FixedChargeLP.solve
                 excess = value - float(x @ mask_bits(mask, N))
                 if excess > threshold:
                     found[mask] = (excess, value)
