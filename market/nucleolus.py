@@ -246,11 +246,11 @@ def _connected_nucleolus(w, bc, sc) -> tuple[np.ndarray, np.ndarray]:
     full = (1 << N) - 1
     unit = (bc <= 1).all() and (sc <= 1).all()
     one_sided = not unit and ((bc <= 1).all() or (sc <= 1).all())
-    matched = match(w, bc, sc) if N > 64 or unit or one_sided else None
-    grand = float(b_matching_value(w, bc, sc) if N <= 64 else matched.total_weight)
+    matched = match(w, bc, sc)         # the core's equalities and the seeds use it too
+    grand = float(matched.total_weight)
     hull = core_equalities(w, bc, sc) if unit or one_sided else None
     if hull is None:
-        hull = matching_equalities(w, bc, sc, (matched if matched is not None else match(w, bc, sc)).pairs)
+        hull = matching_equalities(w, bc, sc, matched.pairs)
     if hull is not None and _proper(hull, full):
         # the first stage's level is 0 (a proper coalition is tight in the whole
         # core) and its always-tight set is read off the optimal matchings
@@ -291,7 +291,7 @@ def _connected_nucleolus(w, bc, sc) -> tuple[np.ndarray, np.ndarray]:
     else:
         separate = market_separator(w, bc, sc)
         value_of = coalition_values(w, bc, sc, m)
-        for mask in seed_coalitions(w, bc, sc, m):
+        for mask in seed_coalitions(w, bc, sc, m, matched):
             masks.append(mask)
             values.append(value_of(mask))
     stages = Stages(N, grand, np.zeros(N), masks, values, separate)

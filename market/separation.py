@@ -400,18 +400,21 @@ def split_search(lp, x, threshold, parts, stages):
     return [(mk, found[mk][1]) for mk in order]
 
 
-def seed_coalitions(w, bc, sc, m) -> list[int]:
+def seed_coalitions(w, bc, sc, m, matched=None) -> list[int]:
     """Likely-essential coalitions of a capacitated market, to start the working set.
 
     Constraint generation adds whatever else is needed, so the seeds only save
     separation rounds; the LPs take thousands of rows easily.  Seeds: every player
     with cap >= 2 and two partners of positive weight (stars of three), the connected
     components of the optimal matching, and the complements of every single player
-    and of every component.  (Complements of two players saved a few rounds when a
+    and of every component.  ``matched``: the market's optimal matching
+    (:func:`market.matching.match`), if the caller has it.  (Complements of two players saved a few rounds when a
     round was an MILP; with the branch and bound their 210 values at 21 players cost
     more than the rounds they save.)
     """
     from market.matching import match
+    if matched is None:
+        matched = match(w, bc, sc)
     n = w.shape[1]
     N = m + n
     full = (1 << N) - 1
@@ -428,7 +431,7 @@ def seed_coalitions(w, bc, sc, m) -> list[int]:
             seeds.update((1 << (m + j)) | (1 << a) | (1 << b)
                          for k, a in enumerate(is_) for b in is_[k + 1:])
     partners: dict[int, list[int]] = {}
-    for i, j in match(w, bc, sc).pairs:
+    for i, j in matched.pairs:
         partners.setdefault(i, []).append(m + j)
         partners.setdefault(m + j, []).append(i)
     seen: set[int] = set()
