@@ -199,13 +199,18 @@ def span_parts(stages) -> list[tuple[int, list[int] | None]] | None:
     (they cannot be split).  None if a larger group is not a block: the caller solves
     the MILP instead.
 
-    The groups are the connected pieces of the orthogonal projection onto L (it is
-    block-diagonal over them), found in floats and then checked exactly: the parts'
-    dimensions, |C| - rank of the integer null basis on C, add up to L's.
+    The groups are the connected pieces of the orthogonal projection P onto L (it is
+    block-diagonal over them), found in floats and then checked exactly: each part's
+    dimension is at least that of the vectors it is known to hold -- 1 for a block,
+    whose indicator is checked against the integer null basis (P is 1/|C| all over a
+    block), and for any other group |C| minus the rank of the null basis on C, by
+    exact elimination -- and these add up to L's; as the parts' dimensions can add up
+    to at most L's, each is then exact and L is their direct sum.
     """
     n = stages.n
     Q = stages.basis
-    linked = np.abs(Q @ Q.T) > 1e-6
+    P = Q @ Q.T
+    linked = np.abs(P) > 1e-6
     null = stages.null_basis()
     group = [-1] * n
     parts, dim = [], 0
@@ -223,15 +228,16 @@ def span_parts(stages) -> list[tuple[int, list[int] | None]] | None:
                     members.append(q)
         members.sort()
         rows = null[members]                    # integers, |C| x d
-        # dim of L's part on C: the v on C with rows.T v = 0, exactly
-        part_dim = null_basis_by_elimination(rows.T, len(members)).shape[1]
-        dim += part_dim
-        if len(members) == 1:
-            continue
         mask = sum(1 << p for p in members)
-        if part_dim == 1 and not rows.sum(axis=0).any():
-            parts.append((mask, None))          # a block: its indicator spans the part
+        if np.allclose(P[np.ix_(members, members)], 1.0 / len(members), rtol=0, atol=1e-6):
+            if rows.sum(axis=0).any():          # the indicator is not in L after all
+                return None
+            dim += 1
+            if len(members) > 1:
+                parts.append((mask, None))      # a block: S leaves it iff S splits it
             continue
+        # dim of L's part on C: the v on C with rows.T v = 0, exactly
+        dim += null_basis_by_elimination(rows.T, len(members)).shape[1]
         if len(members) > PATTERNS_UP_TO:
             return None
         codes = np.arange(1 << len(members))
