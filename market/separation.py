@@ -478,9 +478,12 @@ def seed_value(w, bc, sc, m, mask) -> float:
     Non-members get capacity 0, so the value is that of S alone
     (:func:`market.b_matching.b_matching_value`, integer min-cost flow).
     """
-    n = w.shape[1]
     if bin(mask).count("1") == 3:
-        members = [p for p in range(m + n) if mask >> p & 1]
+        members, rest = [], mask
+        while rest:
+            low = rest & -rest
+            members.append(low.bit_length() - 1)
+            rest ^= low
         buyers = [p for p in members if p < m]
         sellers = [p - m for p in members if p >= m]
         centre_cap = bc[buyers[0]] if len(buyers) == 1 else sc[sellers[0]] if len(sellers) == 1 else 0
