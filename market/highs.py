@@ -369,6 +369,12 @@ class FixedChargeLP:
         self.h.changeColsBounds(self.N, self._z, np.asarray(z_lower, float), np.asarray(z_upper, float))
         self.h.run()
         status = self.h.getModelStatus()
+        if status not in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kInfeasible):
+            # the warm start went wrong (HiGHS ended "unknown" once on the benchmark
+            # markets, with in-out midpoints from a stage's first round): from scratch
+            self.h.clearSolver()
+            self.h.run()
+            status = self.h.getModelStatus()
         if status == highspy.HighsModelStatus.kInfeasible:
             return None
         if status != highspy.HighsModelStatus.kOptimal:

@@ -4,7 +4,9 @@ bounds and costs change, and the MILP with its objective cut-off; the b-matching
 coalition values against exact min-cost flows."""
 from __future__ import annotations
 
+import highspy
 import numpy as np
+import pytest
 import scipy.sparse as sp
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -12,7 +14,7 @@ from scipy.optimize import LinearConstraint, linprog
 from scipy.optimize import milp as scipy_milp
 
 from market.b_matching import b_matching_value
-from market.highs import BMatchingLP, PersistentLP, milp
+from market.highs import BMatchingLP, FixedChargeLP, PersistentLP, milp
 from market.separation import coalition_values
 from market.sequential_lp import rows_matrix
 from tests.market.conftest import markets
@@ -139,3 +141,56 @@ def test_a_process_using_highs_prints_nothing_of_its_own_on_stdout():
             "print(market_nucleolus([[5, 3, 0], [4, 6, 2], [0, 2, 7]], [2, 1, 2], [1, 2, 2]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "(array([2.5, 3. , 3.5]), array([3. , 5.5, 3.5]))"
+
+
+@settings(max_examples=30, deadline=None)
+@given(markets(max_buyers=3, max_sellers=4, max_cap=3), st.integers(0, 2**32 - 1))
+def test_fixed_charge_lp_at_0_1_memberships_is_the_excess_and_bounds_it_elsewhere(inst, seed):
+    # with every membership fixed the relaxation is v(S) - x(S) exactly (and w.y = v(S));
+    # with some fixed it bounds the excess of every coalition agreeing with them
+    w, bc, sc = inst
+    N = len(bc) + len(sc)
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, max(1.0, float(w.clip(0).sum())), N)
+    lp = FixedChargeLP(w, bc, sc)
+    lp.costs(x)
+    value = coalition_values(w, bc, sc, len(bc))
+    excess = {mk: float(value(mk)) - float(x @ ((mk >> np.arange(N)) & 1)) for mk in range(1 << N)}
+    for mk in rng.integers(0, 1 << N, 8).tolist():
+        z = ((mk >> np.arange(N)) & 1).astype(float)
+        obj, zs, wy = lp.solve(z, z)
+        assert abs(-obj - excess[mk]) <= 1e-6 * max(1.0, abs(excess[mk]))
+        assert round(wy) == value(mk)
+        fixed = rng.random(N) < 0.5
+        lo, hi = np.where(fixed, z, 0.0), np.where(fixed, z, 1.0)
+        bound = -lp.solve(lo, hi)[0]
+        agreeing = [e for m, e in excess.items() if all((m >> p & 1) == z[p] for p in np.flatnonzero(fixed))]
+        assert max(agreeing) <= bound + 1e-6 * max(1.0, abs(bound))
+
+
+class _UnknownOnce:
+    """A highspy model that reports its next solve as ended "unknown" (as HiGHS's warm
+    start now and then does) and is otherwise itself."""
+
+    def __init__(self, h):
+        self.h, self.left = h, 1
+
+    def __getattr__(self, name):
+        return getattr(self.h, name)
+
+    def getModelStatus(self):
+        if self.left:
+            self.left -= 1
+            return highspy.HighsModelStatus.kUnknown
+        return self.h.getModelStatus()
+
+
+def test_fixed_charge_lp_solves_again_from_scratch_when_the_warm_start_ends_unknown():
+    w, bc, sc = np.array([[5, 3], [4, 6]]), np.array([2, 1]), np.array([1, 2])
+    lp = FixedChargeLP(w, bc, sc)
+    lp.costs(np.array([1.0, 2.0, 1.5, 2.5]))
+    want = lp.solve(np.zeros(4), np.ones(4))
+    lp.h = _UnknownOnce(lp.h)
+    again = lp.solve(np.zeros(4), np.ones(4))
+    assert lp.h.left == 0
+    assert again[0] == pytest.approx(want[0]) and np.allclose(again[1], want[1])
