@@ -304,7 +304,7 @@ class BMatchingLP:
             return 0
         N = self.n
         self.h.changeRowsBounds(N, self._rows, self._lower, self.caps * mask_bits(mask, N))
-        return -round(_solved(self.h, "b-matching LP").getInfo().objective_function_value)
+        return -round(_solved(self.h, "b-matching LP").getObjectiveValue())
 
 
 class FixedChargeLP:
@@ -380,4 +380,4 @@ class FixedChargeLP:
         if status != highspy.HighsModelStatus.kOptimal:
             raise NucleolusError(f"separation LP failed: {self.h.modelStatusToString(status)}")
         col = np.array(self.h.getSolution().col_value)
-        return self.h.getInfo().objective_function_value, col[:self.N], float(self.w @ col[self.N:])
+        return self.h.getObjectiveValue(), col[:self.N], float(self.w @ col[self.N:])
