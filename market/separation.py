@@ -252,25 +252,25 @@ def split_search(lp, x, threshold, parts, stages):
     """Exact separation, max v(S) - x(S) over S outside the fixed rows' span L, by a
     branch and bound over the memberships, given L's parts (:func:`span_parts`).
 
-    S leaves L iff it leaves one part, which splits the search into disjoint cases,
-    each a node with some memberships fixed: for a part listed by its patterns, one
-    case per pattern (C's memberships fixed to it); for a block p_1 < ... < p_s, the
-    split is "p_1 in and a later member out" or "p_1 out and a later member in", each
-    a count row on the later members, refined down the chain (p_2 breaks the run, or
-    joins p_1 and a later one must) when the relaxation is fractional.
+    S leaves L iff it leaves one part, which splits the search into cases.  For a
+    block p_1 < ... < p_s, S splits it iff p_1 is in and a later member out (a row:
+    at most s - 2 of the later members in) or p_1 is out and a later member in (at
+    least one of them): two disjoint cases, each row kept for its whole subtree.  For
+    a part listed by its memberships outside L, the case branches on the part's
+    members in order until what is left of them leaves L whichever way it goes.
 
     Each node solves :class:`market.highs.FixedChargeLP`; its value bounds every
     coalition below it, so a node that cannot beat the threshold is pruned, and a
-    node whose memberships come out 0/1 is the best coalition below it, its value
-    v(S) read off the relaxation exactly (:meth:`market.highs.FixedChargeLP.solve`).  The cases go best bound first, each depth first,
-    branching on the membership of largest x_p times its distance to 0/1 (fewer
-    nodes than the most fractional one here), the side it leans to first.  Pruning
-    at the threshold rather than at the best excess found so far finds more
-    violated coalitions per call (40 players: 45 calls instead of 71, 1.8 instead of
-    2.4 s), and still the most violated one: it is the best of its case's subtree.
-    Returns every coalition found with excess above the threshold, the most violated
-    first, as :func:`market_separator` does; when there is none, the best coalition
-    seen stays in the cut pool.
+    node whose memberships come out 0/1 (and leave L) is the best coalition below
+    it, its value v(S) read off the relaxation exactly
+    (:meth:`market.highs.FixedChargeLP.solve`).  The cases go best bound first, each
+    depth first, branching on the membership of largest x_p times its distance to
+    0/1, the side it leans to first (the fewest nodes of the rules tried, docs/
+    performance.md).  Pruning at the threshold rather than at the best excess found
+    so far finds more violated coalitions per call, and still the most violated
+    one: it is the best of its case's subtree.  Returns every coalition found with
+    excess above the threshold, the most violated first, as :func:`market_separator`
+    does; when there is none, the best coalition seen stays in the cut pool.
     """
     N = stages.n
     lp.costs(x)
@@ -280,32 +280,20 @@ def split_search(lp, x, threshold, parts, stages):
     floor = float(threshold) - slack
     found, seen = {}, set()
     below = None                    # (excess, mask, value) of the best coalition not above it
-    # A node is (lo, hi, case, relaxation): memberships fixed by the bounds, and what is
-    # still to be made sure of for S to leave L, or None once the bounds make sure:
-    # ("run", tail, inside) -- a block's first member is fixed in (inside = 1) or out
-    # and some member of ``tail`` (a bitmask) must break the run, a count row;
-    # ("pattern", members, outside, k, code) -- a listed part whose first k members
-    # are fixed to the bits of ``code``, and its memberships must end outside L
-    # (``outside[c]`` for each code c of the part).
+    # A node is (lo, hi, case, relaxation): memberships fixed by the bounds, and what
+    # else S must do to leave L, or None once the bounds make sure of it:
+    # ("row", tail, lo, hi) -- lo <= the number of members of ``tail`` (a bitmask) in S
+    # <= hi, a count row; ("pattern", members, outside, k, code) -- a listed part whose
+    # first k members are fixed to the bits of ``code``, and whose memberships must
+    # end outside L (``outside[c]`` for each code c of the part).
     def relax(lo, hi, case):
         if case is None or case[0] == "pattern":
             return lp.solve(lo, hi)
-        _, tail, inside = case
-        size = bin(tail).count("1")
-        lp.block(tail, *((0, size - 1) if inside else (1, size)))
+        lp.block(*case[1:])
         try:
             return lp.solve(lo, hi)
         finally:
-            lp.block(tail, -np.inf, np.inf)
-
-    def run(lo, hi, tail, inside):
-        """The case of a run whose breaker is in ``tail``; with one member left, it
-        is fixed to break the run and the case is settled (None)."""
-        if tail & (tail - 1):
-            return "run", tail, inside
-        q = tail.bit_length() - 1
-        lo[q] = hi[q] = 1.0 - inside
-        return None
+            lp.block(case[1], -np.inf, np.inf)
 
     def pattern(members, outside, k, code):
         """The case of a listed part with k members fixed, or None if every way to go
@@ -313,51 +301,35 @@ def split_search(lp, x, threshold, parts, stages):
         left = outside[code::1 << k] if k else outside
         return None if left.all() else False if not left.any() else ("pattern", members, outside, k, code)
 
-    def children(lo, hi, case, z):
-        """The cases below a node whose relaxation does not settle its case."""
-        if case[0] == "run":
-            # the tail's first member q breaks the run, or joins it and a later one must
-            _, tail, inside = case
-            low = tail & -tail
-            q = low.bit_length() - 1
-            breaks_lo, breaks_hi, joins_lo, joins_hi = lo.copy(), hi.copy(), lo.copy(), hi.copy()
-            breaks_lo[q] = breaks_hi[q] = 1.0 - inside
-            joins_lo[q] = joins_hi[q] = inside
-            joined = run(joins_lo, joins_hi, tail ^ low, inside)
-            return [(joins_lo, joins_hi, joined), (breaks_lo, breaks_hi, None)]
-        _, members, outside, k, code = case
-        q = members[k]
-        out_hi, in_lo = hi.copy(), lo.copy()
-        out_hi[q], in_lo[q] = 0.0, 1.0
-        kids = [(lo, out_hi, pattern(members, outside, k + 1, code)),
-                (in_lo, hi, pattern(members, outside, k + 1, code | 1 << k))]
-        kids = [kid for kid in kids if kid[2] is not False]
-        return kids if z[q] >= 0.5 else kids[::-1]
-
     def settled(case, z):
         """Do the memberships z (0/1) leave L as the case asks?"""
-        if case is None or case[0] == "run":
+        if case is None or case[0] == "row":
             return True                 # the bounds or the count row make sure
         _, members, outside, _k, _code = case
         return bool(outside[sum(1 << k for k, p in enumerate(members) if z[p] > 0.5)])
 
     roots = []
     for part, listed in parts:
-        lo, hi = np.zeros(N), np.ones(N)
         if listed is not None:
             members = np.flatnonzero(mask_bits(part, N)).tolist()
             outside = np.zeros(1 << len(members), dtype=bool)
             for sub in listed:
                 outside[sum(1 << k for k, p in enumerate(members) if sub >> p & 1)] = True
-            cases = [(lo, hi, pattern(members, outside, 0, 0))]
+            cases = [(np.zeros(N), np.ones(N), pattern(members, outside, 0, 0))]
         else:
             first = part & -part
-            p = first.bit_length() - 1
+            p, tail = first.bit_length() - 1, part ^ first
+            size = bin(tail).count("1")
             cases = []
             for inside in (1.0, 0.0):
                 lo, hi = np.zeros(N), np.ones(N)
                 lo[p] = hi[p] = inside
-                cases.append((lo, hi, run(lo, hi, part ^ first, inside)))
+                if size == 1:           # a pair: the other member is the other way
+                    q = tail.bit_length() - 1
+                    lo[q] = hi[q] = 1.0 - inside
+                    cases.append((lo, hi, None))
+                else:
+                    cases.append((lo, hi, ("row", tail, 0, size - 1) if inside else ("row", tail, 1, size)))
         for lo, hi, case in cases:
             if case is False:
                 continue
@@ -375,7 +347,20 @@ def split_search(lp, x, threshold, parts, stages):
                 continue
             z = node[1]
             far = np.abs(z - np.round(z))
-            if far.max() <= 1e-9 and settled(case, z):
+            if far.max() <= 1e-9:
+                if not settled(case, z):
+                    # a pattern case whose best is inside L: fix its next member either
+                    # way (the way the bounds allow, if they fix it already)
+                    _, members, outside, k, code = case
+                    q = members[k]
+                    for value in (0.0, 1.0):
+                        if lo[q] <= value <= hi[q]:
+                            kid = pattern(members, outside, k + 1, code | int(value) << k)
+                            if kid is not False:
+                                lo_, hi_ = lo.copy(), hi.copy()
+                                lo_[q] = hi_[q] = value
+                                stack.append((lo_, hi_, kid, None))
+                    continue
                 mask = point_mask(z, N)
                 if mask in seen:
                     continue
@@ -387,17 +372,29 @@ def split_search(lp, x, threshold, parts, stages):
                 elif below is None or excess > below[0]:
                     below = (excess, mask, value)
                 continue
-            if case is not None:
-                stack += [(lo_, hi_, case_, None) for lo_, hi_, case_ in children(lo, hi, case, z)]
+            if case is not None and case[0] == "pattern":
+                # a pattern case goes on along its members: the next one, the way
+                # it leans first (popped last)
+                _, members, outside, kc, code = case
+                q = members[kc]
+                kids = []
+                for value in ((1.0, 0.0) if z[q] >= 0.5 else (0.0, 1.0)):
+                    if lo[q] <= value <= hi[q]:
+                        kid = pattern(members, outside, kc + 1, code | int(value) << kc)
+                        if kid is not False:
+                            lo_, hi_ = lo.copy(), hi.copy()
+                            lo_[q] = hi_[q] = value
+                            kids.append((lo_, hi_, kid, None))
+                stack += kids[::-1]
                 continue
             # the costliest fractional membership (fractional even where x_p <= 0)
             k = int(np.argmax(np.where(far > 1e-9, far * (np.maximum(x, 0.0) + 1.0), -1.0)))
             out_hi, in_lo = hi.copy(), lo.copy()
             out_hi[k], in_lo[k] = 0.0, 1.0
             if z[k] >= 0.5:             # the side it leans to is searched first (popped last)
-                stack += [(lo, out_hi, None, None), (in_lo, hi, None, None)]
+                stack += [(lo, out_hi, case, None), (in_lo, hi, case, None)]
             else:
-                stack += [(in_lo, hi, None, None), (lo, out_hi, None, None)]
+                stack += [(in_lo, hi, case, None), (lo, out_hi, case, None)]
     if not found:
         if below is not None:
             stages.remember(below[1], below[2])
