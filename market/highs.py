@@ -316,9 +316,9 @@ class FixedChargeLP:
     make this relaxation nearly integral (docs/market.md, "The separation"), and for
     0/1 z the rest is a bipartite b-matching LP, totally unimodular, so the optimum at
     0/1 z is exactly v(S) - x(S).  Rows on the members' count of a block of players
-    (``lo <= sum_{p in B} z_p <= hi``) are added once per block and left free while
-    unused; the branch and bound changes only costs and bounds, so HiGHS's dual simplex
-    restarts from the last basis.
+    (``lo <= sum_{p in B} z_p <= hi``) and no-good rows (:meth:`no_goods`) are added
+    once and left free while unused; the branch and bound changes only costs and
+    bounds, so HiGHS's dual simplex restarts from the last basis.
     """
 
     def __init__(self, w, bc, sc):
@@ -343,6 +343,7 @@ class FixedChargeLP:
                         np.full(N + k, -_INF), np.zeros(N + k), sp.vstack([deg, link]))
         self.n_rows = N + k
         self.block_row: dict[int, int] = {}
+        self.no_good_rows: dict = {}
         self._z = np.arange(N, dtype=np.int32)
 
     def costs(self, x) -> None:
@@ -360,6 +361,29 @@ class FixedChargeLP:
             return
         self.h.changeRowsBounds(1, np.array([row], dtype=np.int32), np.array([lo], float),
                                 np.array([hi], float))
+
+    def no_goods(self, members, patterns) -> None:
+        """Rows that cut off the memberships ``patterns`` (bitmasks of players, each
+        a subset of ``members``) and no other 0/1 point: sum_{p not in q} z_p -
+        sum_{p in q} z_p >= 1 - |q| over the members p.  Added once per (members,
+        patterns), free until :meth:`use_no_goods` turns them on."""
+        key = (tuple(members), tuple(patterns))
+        if key in self.no_good_rows:
+            return
+        cols = np.asarray(members, dtype=np.int32)
+        first = self.n_rows
+        for q in patterns:
+            signs = np.array([-1.0 if q >> p & 1 else 1.0 for p in members])
+            self.h.addRow(-_INF, _INF, len(cols), cols, signs)
+        self.n_rows += len(patterns)
+        self.no_good_rows[key] = (np.arange(first, self.n_rows, dtype=np.int32),
+                                  np.array([1.0 - bin(q).count("1") for q in patterns]))
+
+    def use_no_goods(self, members, patterns, on: bool) -> None:
+        """Turn the rows of :meth:`no_goods` for (members, patterns) on or off."""
+        rows, lower = self.no_good_rows[(tuple(members), tuple(patterns))]
+        self.h.changeRowsBounds(len(rows), rows, lower if on else np.full(len(rows), -_INF),
+                                np.full(len(rows), _INF))
 
     def solve(self, z_lower, z_upper):
         """The relaxation with z between the given bounds: (min x.z - w.y, z, w.y), or

@@ -182,22 +182,26 @@ def market_separator(w, bc, sc):
     return separate
 
 
-# a part of the span (below) that is not one block has its patterns listed up to this
-# many players (2^k patterns each checked exactly); a larger one falls back to the MILP
-PATTERNS_UP_TO = 10
+# a part of the span (below) that is not one block is described by its memberships
+# inside L, found by meeting in the middle (2^(k/2) partial sums each side), for up to
+# this many players and this many memberships (each a no-good row in the separation's
+# relaxation); a part beyond either falls back to the MILP
+PARTS_UP_TO = 24
+NO_GOODS_UP_TO = 64
 
 
 def span_parts(stages) -> list[tuple[int, list[int] | None]] | None:
     """The fixed rows' span L as a direct sum over disjoint groups of players, and for
-    each group C the memberships of C that leave L, or None where that is not known.
+    each group C that is not a block the memberships of C that lie in L.
 
     A coalition S lies in L iff each part S n C lies in L's part on C, so S leaves L iff
     it leaves one part.  Returns (C as a bitmask, None) for a *block* -- L's part on C is
     spanned by the indicator of C, so S leaves it iff S splits C (some members in, some
-    out) -- and (C, the bitmasks of the subsets of C outside L) for a group of at most
-    ``PATTERNS_UP_TO`` players, in order of their lowest player; singletons are left out
-    (they cannot be split).  None if a larger group is not a block: the caller solves
-    the MILP instead.
+    out) -- and (C, the bitmasks of the subsets of C inside L, the empty one included)
+    for another group of at most ``PARTS_UP_TO`` players with at most
+    ``NO_GOODS_UP_TO`` such subsets; in order of their lowest player; singletons are
+    left out (they cannot be split).  None if another group is larger: the caller
+    solves the MILP instead.
 
     The groups are the connected pieces of the orthogonal projection P onto L (it is
     block-diagonal over them), found in floats and then checked exactly: each part's
@@ -238,39 +242,64 @@ def span_parts(stages) -> list[tuple[int, list[int] | None]] | None:
             continue
         # dim of L's part on C: the v on C with rows.T v = 0, exactly
         dim += null_basis_by_elimination(rows.T, len(members)).shape[1]
-        if len(members) > PATTERNS_UP_TO:
+        if len(members) > PARTS_UP_TO:
             return None
-        codes = np.arange(1 << len(members))
-        bits = (codes[:, None] >> np.arange(len(members))) & 1
-        outside = np.flatnonzero((bits @ rows != 0).any(axis=1))
-        parts.append((mask, [sum(1 << members[k] for k in np.flatnonzero(bits[c]).tolist())
-                             for c in outside.tolist()]))
+        inside = _zero_sums(rows)
+        if len(inside) > NO_GOODS_UP_TO:
+            return None
+        parts.append((mask, [sum(1 << members[k] for k in range(len(members)) if code >> k & 1)
+                             for code in inside]))
     return parts if dim == Q.shape[1] else None
+
+
+def _zero_sums(rows) -> list[int]:
+    """The 0/1 vectors v (as codes: bit k = v_k) with rows.T v = 0, exactly (integer
+    rows, k x d): the partial sums of the first half's 2^(k/2) choices are matched
+    against the negated sums of the second half's, in sorted order."""
+    k = len(rows)
+    half = k // 2
+
+    def sums(part):
+        codes = np.arange(1 << len(part), dtype=np.int64)
+        bits = (codes[:, None] >> np.arange(len(part))) & 1
+        return codes, bits @ np.asarray(part, dtype=np.int64)
+
+    low_codes, low = sums(rows[:half])
+    high_codes, high = sums(rows[half:])
+    by_sum: dict[bytes, list[int]] = {}
+    for code, total in zip(low_codes.tolist(), low):
+        by_sum.setdefault(total.tobytes(), []).append(code)
+    found = []
+    for code, total in zip(high_codes.tolist(), -high):
+        for low_code in by_sum.get(total.tobytes(), ()):
+            found.append(low_code | code << half)
+    return sorted(found)
 
 
 def split_search(lp, x, threshold, parts, stages):
     """Exact separation, max v(S) - x(S) over S outside the fixed rows' span L, by a
     branch and bound over the memberships, given L's parts (:func:`span_parts`).
 
-    S leaves L iff it leaves one part, which splits the search into cases.  For a
-    block p_1 < ... < p_s, S splits it iff p_1 is in and a later member out (a row:
-    at most s - 2 of the later members in) or p_1 is out and a later member in (at
-    least one of them): two disjoint cases, each row kept for its whole subtree.  For
-    a part listed by its memberships outside L, the case branches on the part's
-    members in order until what is left of them leaves L whichever way it goes.
+    S leaves L iff it leaves one part, which splits the search into cases, each a
+    constraint kept for its whole subtree.  For a block p_1 < ... < p_s, S splits it
+    iff p_1 is in and a later member out (a row: at most s - 2 of the later members
+    in) or p_1 is out and a later member in (at least one of them): two disjoint
+    cases (for a pair, two fixings).  For another part, one case: no-good rows that
+    cut off each of its memberships inside L.
 
     Each node solves :class:`market.highs.FixedChargeLP`; its value bounds every
     coalition below it, so a node that cannot beat the threshold is pruned, and a
-    node whose memberships come out 0/1 (and leave L) is the best coalition below
-    it, its value v(S) read off the relaxation exactly
+    node whose memberships come out 0/1 is the best coalition below it (outside L by
+    its case), its value v(S) read off the relaxation exactly
     (:meth:`market.highs.FixedChargeLP.solve`).  The cases go best bound first, each
     depth first, branching on the membership of largest x_p times its distance to
-    0/1, the side it leans to first (the fewest nodes of the rules tried, docs/
-    performance.md).  Pruning at the threshold rather than at the best excess found
-    so far finds more violated coalitions per call, and still the most violated
-    one: it is the best of its case's subtree.  Returns every coalition found with
-    excess above the threshold, the most violated first, as :func:`market_separator`
-    does; when there is none, the best coalition seen stays in the cut pool.
+    0/1, the side it leans to first (the fewest nodes of the rules tried,
+    docs/performance.md).  Pruning at the threshold rather than at the best excess
+    found so far finds more violated coalitions per call, and still the most
+    violated one: it is the best of its case's subtree.  Returns every coalition
+    found with excess above the threshold, the most violated first, as
+    :func:`market_separator` does; when there is none, the best coalition seen stays
+    in the cut pool.
     """
     N = stages.n
     lp.costs(x)
@@ -280,59 +309,45 @@ def split_search(lp, x, threshold, parts, stages):
     floor = float(threshold) - slack
     found, seen = {}, set()
     below = None                    # (excess, mask, value) of the best coalition not above it
-    # A node is (lo, hi, case, relaxation): memberships fixed by the bounds, and what
-    # else S must do to leave L, or None once the bounds make sure of it:
-    # ("row", tail, lo, hi) -- lo <= the number of members of ``tail`` (a bitmask) in S
-    # <= hi, a count row; ("pattern", members, outside, k, code) -- a listed part whose
-    # first k members are fixed to the bits of ``code``, and whose memberships must
-    # end outside L (``outside[c]`` for each code c of the part).
+
+    # a case: None (the bounds alone), ("count", mask, lo, hi) -- lo <= the number of
+    # members of ``mask`` in S <= hi -- or ("no goods", members, inside)
     def relax(lo, hi, case):
-        if case is None or case[0] == "pattern":
+        if case is None:
             return lp.solve(lo, hi)
-        lp.block(*case[1:])
+        if case[0] == "count":
+            lp.block(*case[1:])
+        else:
+            lp.use_no_goods(case[1], case[2], True)
         try:
             return lp.solve(lo, hi)
         finally:
-            lp.block(case[1], -np.inf, np.inf)
-
-    def pattern(members, outside, k, code):
-        """The case of a listed part with k members fixed, or None if every way to go
-        on leaves L, or False if none does (the node is dropped)."""
-        left = outside[code::1 << k] if k else outside
-        return None if left.all() else False if not left.any() else ("pattern", members, outside, k, code)
-
-    def settled(case, z):
-        """Do the memberships z (0/1) leave L as the case asks?"""
-        if case is None or case[0] == "row":
-            return True                 # the bounds or the count row make sure
-        _, members, outside, _k, _code = case
-        return bool(outside[sum(1 << k for k, p in enumerate(members) if z[p] > 0.5)])
+            if case[0] == "count":
+                lp.block(case[1], -np.inf, np.inf)
+            else:
+                lp.use_no_goods(case[1], case[2], False)
 
     roots = []
-    for part, listed in parts:
-        if listed is not None:
+    for part, inside in parts:
+        if inside is not None:
             members = np.flatnonzero(mask_bits(part, N)).tolist()
-            outside = np.zeros(1 << len(members), dtype=bool)
-            for sub in listed:
-                outside[sum(1 << k for k, p in enumerate(members) if sub >> p & 1)] = True
-            cases = [(np.zeros(N), np.ones(N), pattern(members, outside, 0, 0))]
+            lp.no_goods(members, inside)
+            cases = [(np.zeros(N), np.ones(N), ("no goods", members, inside))]
         else:
             first = part & -part
             p, tail = first.bit_length() - 1, part ^ first
             size = bin(tail).count("1")
             cases = []
-            for inside in (1.0, 0.0):
+            for into in (1.0, 0.0):
                 lo, hi = np.zeros(N), np.ones(N)
-                lo[p] = hi[p] = inside
-                if size == 1:           # a pair: the other member is the other way
+                lo[p] = hi[p] = into
+                if size == 1:           # a pair: the other member goes the other way
                     q = tail.bit_length() - 1
-                    lo[q] = hi[q] = 1.0 - inside
+                    lo[q] = hi[q] = 1.0 - into
                     cases.append((lo, hi, None))
                 else:
-                    cases.append((lo, hi, ("row", tail, 0, size - 1) if inside else ("row", tail, 1, size)))
+                    cases.append((lo, hi, ("count", tail, 0, size - 1) if into else ("count", tail, 1, size)))
         for lo, hi, case in cases:
-            if case is False:
-                continue
             node = relax(lo, hi, case)
             if node is not None and -node[0] > floor:
                 roots.append((-node[0], len(roots), lo, hi, case, node))
@@ -348,19 +363,6 @@ def split_search(lp, x, threshold, parts, stages):
             z = node[1]
             far = np.abs(z - np.round(z))
             if far.max() <= 1e-9:
-                if not settled(case, z):
-                    # a pattern case whose best is inside L: fix its next member either
-                    # way (the way the bounds allow, if they fix it already)
-                    _, members, outside, k, code = case
-                    q = members[k]
-                    for value in (0.0, 1.0):
-                        if lo[q] <= value <= hi[q]:
-                            kid = pattern(members, outside, k + 1, code | int(value) << k)
-                            if kid is not False:
-                                lo_, hi_ = lo.copy(), hi.copy()
-                                lo_[q] = hi_[q] = value
-                                stack.append((lo_, hi_, kid, None))
-                    continue
                 mask = point_mask(z, N)
                 if mask in seen:
                     continue
@@ -371,21 +373,6 @@ def split_search(lp, x, threshold, parts, stages):
                     found[mask] = (excess, value)
                 elif below is None or excess > below[0]:
                     below = (excess, mask, value)
-                continue
-            if case is not None and case[0] == "pattern":
-                # a pattern case goes on along its members: the next one, the way
-                # it leans first (popped last)
-                _, members, outside, kc, code = case
-                q = members[kc]
-                kids = []
-                for value in ((1.0, 0.0) if z[q] >= 0.5 else (0.0, 1.0)):
-                    if lo[q] <= value <= hi[q]:
-                        kid = pattern(members, outside, kc + 1, code | int(value) << kc)
-                        if kid is not False:
-                            lo_, hi_ = lo.copy(), hi.copy()
-                            lo_[q] = hi_[q] = value
-                            kids.append((lo_, hi_, kid, None))
-                stack += kids[::-1]
                 continue
             # the costliest fractional membership (fractional even where x_p <= 0)
             k = int(np.argmax(np.where(far > 1e-9, far * (np.maximum(x, 0.0) + 1.0), -1.0)))

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from market.essential import list_separator
 from market.exact_linalg import integer_null_basis, null_basis_by_elimination
 from market.nucleolus import market_game_values, nucleolus
-from market.separation import core_point, market_separator, span_parts
+from market.separation import _zero_sums, core_point, market_separator, span_parts
 from market import sequential_lp
 from market.sequential_lp import Stages
 from tests.market.conftest import assert_nucleolus_equals_enumeration, markets
@@ -234,8 +234,8 @@ def test_branch_and_bound_over_the_span_parts_finds_what_the_milp_finds(inst, se
         members = [mk for mk in range(1 << len(bc) + len(sc)) if mk & ~part == 0]
         if listed is None:              # a block: leaving L there means splitting it
             assert all(mk in outside for mk in members if 0 < mk < part)
-        else:                           # exactly the memberships of the part outside L
-            assert sorted(listed) == [mk for mk in members if mk in outside]
+        else:                           # exactly the memberships of the part inside L
+            assert listed == [mk for mk in members if mk not in outside]
     if not outside:
         assert market_separator(w, bc, sc)(x, -np.inf, stages) == []
         return
@@ -263,9 +263,44 @@ def test_span_parts_finds_blocks_and_lists_the_part_no_partition_spans():
     assert span_parts(stages) == [(0b000011, None), (0b011100, None)]
     # rows {0,1} and {1,2} over 5 players: with the grand coalition the span holds
     # {}, {0,1}, {1,2}, {2,3,4}, {0,3,4} and N, and no partition spans it -- one part of
-    # all five, listed by the other 26 memberships
+    # all five, listed by those six memberships
     stages = Stages(5, 10.0, np.zeros(5), [], [])
     for row in ([1, 1, 0, 0, 0], [0, 1, 1, 0, 0]):
         stages._add_equality(np.array(row, dtype=float), 0.0)
-    inside = {0b00000, 0b00011, 0b00110, 0b11100, 0b11001, 0b11111}
-    assert span_parts(stages) == [(0b11111, [mk for mk in range(32) if mk not in inside])]
+    assert span_parts(stages) == [(0b11111, [0b00000, 0b00011, 0b00110, 0b11001, 0b11100, 0b11111])]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 4), st.integers(0, 2**32 - 1))
+def test_zero_sums_finds_every_0_1_vector_the_rows_annihilate(k, d, seed):
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(-2, 3, (k, d))
+    rows[rng.random(k) < 0.3] = 0                       # some members free
+    codes = np.arange(1 << k)
+    bits = (codes[:, None] >> np.arange(k)) & 1
+    assert _zero_sums(rows) == np.flatnonzero(~(bits @ rows).any(axis=1)).tolist()
+
+
+def test_a_large_part_no_partition_spans_is_listed_exactly_not_left_to_the_milp():
+    # 14 players, rows on the overlapping triples {0,1,2}, {2,3,4}, ..., {10,11,12} (and
+    # the grand coalition): one part of all 14 that no partition spans, larger than
+    # the 10 players whose 2^k memberships were listed before; 42 of them lie in L
+    n = 14
+    stages = Stages(n, 10.0, np.zeros(n), [], [])
+    for p in range(0, 11, 2):
+        stages._add_equality(np.isin(np.arange(n), [p, p + 1, p + 2]).astype(float), 0.0)
+    parts = span_parts(stages)
+    assert parts is not None and len(parts) == 1
+    part, inside = parts[0]
+    rows = np.array(stages.eq_rows)
+    rank = np.linalg.matrix_rank(rows)
+    member = _members(n)
+    want = [mk for mk in range(1 << n) if mk & ~part == 0
+            and np.linalg.matrix_rank(np.r_[rows, member[mk][None, :]]) == rank]
+    assert part == (1 << n) - 1 and inside == want and len(inside) == 42
+    # chaining pairs {0,1}, {1,2}, ..., {11,12} instead: 3,432 memberships in L, too
+    # many no-good rows -- the separator falls back to the MILP
+    stages = Stages(n, 10.0, np.zeros(n), [], [])
+    for p in range(12):
+        stages._add_equality(np.eye(n)[p] + np.eye(n)[p + 1], 0.0)
+    assert span_parts(stages) is None
