@@ -315,10 +315,10 @@ class FixedChargeLP:
     sum_{e at p} y_e <= b_p z_p and the link rows y_e <= z_i, y_e <= z_j.  The link rows
     make this relaxation nearly integral (docs/market.md, "The separation"), and for
     0/1 z the rest is a bipartite b-matching LP, totally unimodular, so the optimum at
-    0/1 z is exactly v(S) - x(S).  Rows on the members' count of a block of players
-    (``lo <= sum_{p in B} z_p <= hi``) and no-good rows (:meth:`no_goods`) are added
-    once and left free while unused; the branch and bound changes only costs and
-    bounds, so HiGHS's dual simplex restarts from the last basis.
+    0/1 z is exactly v(S) - x(S).  Further rows on the memberships (:meth:`rows`: the
+    separation's cases) are added once and left free while unused; the branch and
+    bound changes only costs and bounds, so HiGHS's dual simplex restarts from the
+    last basis.
     """
 
     def __init__(self, w, bc, sc):
@@ -342,48 +342,33 @@ class FixedChargeLP:
         self.h = _model(_OPTIONS, np.r_[np.zeros(N), -self.w], np.zeros(N + E), np.ones(N + E),
                         np.full(N + k, -_INF), np.zeros(N + k), sp.vstack([deg, link]))
         self.n_rows = N + k
-        self.block_row: dict[int, int] = {}
-        self.no_good_rows: dict = {}
+        self.row_of: dict = {}          # (cols, vals) -> row, for :meth:`rows`
         self._z = np.arange(N, dtype=np.int32)
 
     def costs(self, x) -> None:
         """Membership costs x (one per player)."""
         self.h.changeColsCost(self.N, self._z, np.asarray(x, dtype=float))
 
-    def block(self, mask: int, lo: float, hi: float) -> None:
-        """lo <= number of members among the players of ``mask`` <= hi (-inf, inf: free)."""
-        row = self.block_row.get(mask)
-        if row is None:
-            cols = np.flatnonzero(mask_bits(mask, self.N)).astype(np.int32)
-            self.h.addRow(float(lo), float(hi), len(cols), cols, np.ones(len(cols)))
-            self.block_row[mask] = self.n_rows
-            self.n_rows += 1
-            return
-        self.h.changeRowsBounds(1, np.array([row], dtype=np.int32), np.array([lo], float),
-                                np.array([hi], float))
+    def rows(self, rows) -> np.ndarray:
+        """Indices of the rows sum_k vals_k z_{cols_k} for each (cols, vals) of
+        ``rows`` (integer coefficients on memberships), each added once and left free
+        (no bounds) until :meth:`bound_rows` gives it bounds."""
+        index = []
+        for cols, vals in rows:
+            key = (tuple(int(c) for c in cols), tuple(int(v) for v in vals))
+            row = self.row_of.get(key)
+            if row is None:
+                self.h.addRow(-_INF, _INF, len(cols), np.asarray(cols, dtype=np.int32),
+                              np.asarray(vals, dtype=float))
+                row = self.row_of[key] = self.n_rows
+                self.n_rows += 1
+            index.append(row)
+        return np.array(index, dtype=np.int32)
 
-    def no_goods(self, members, patterns) -> None:
-        """Rows that cut off the memberships ``patterns`` (bitmasks of players, each
-        a subset of ``members``) and no other 0/1 point: sum_{p not in q} z_p -
-        sum_{p in q} z_p >= 1 - |q| over the members p.  Added once per (members,
-        patterns), free until :meth:`use_no_goods` turns them on."""
-        key = (tuple(members), tuple(patterns))
-        if key in self.no_good_rows:
-            return
-        cols = np.asarray(members, dtype=np.int32)
-        first = self.n_rows
-        for q in patterns:
-            signs = np.array([-1.0 if q >> p & 1 else 1.0 for p in members])
-            self.h.addRow(-_INF, _INF, len(cols), cols, signs)
-        self.n_rows += len(patterns)
-        self.no_good_rows[key] = (np.arange(first, self.n_rows, dtype=np.int32),
-                                  np.array([1.0 - bin(q).count("1") for q in patterns]))
-
-    def use_no_goods(self, members, patterns, on: bool) -> None:
-        """Turn the rows of :meth:`no_goods` for (members, patterns) on or off."""
-        rows, lower = self.no_good_rows[(tuple(members), tuple(patterns))]
-        self.h.changeRowsBounds(len(rows), rows, lower if on else np.full(len(rows), -_INF),
-                                np.full(len(rows), _INF))
+    def bound_rows(self, index, lower, upper) -> None:
+        """lower <= row <= upper for the rows ``index`` of :meth:`rows` (-inf, inf: free)."""
+        self.h.changeRowsBounds(len(index), index, np.asarray(lower, dtype=float),
+                                np.asarray(upper, dtype=float))
 
     def solve(self, z_lower, z_upper):
         """The relaxation with z between the given bounds: (min x.z - w.y, z, w.y), or

@@ -185,23 +185,29 @@ def market_separator(w, bc, sc):
 # a part of the span (below) that is not one block is described by its memberships
 # inside L, found by meeting in the middle (2^(k/2) partial sums each side), for up to
 # this many players and this many memberships (each a no-good row in the separation's
-# relaxation); a part beyond either falls back to the MILP
+# relaxation); a part beyond either by its null basis
 PARTS_UP_TO = 24
 NO_GOODS_UP_TO = 64
 
 
-def span_parts(stages) -> list[tuple[int, list[int] | None]] | None:
-    """The fixed rows' span L as a direct sum over disjoint groups of players, and for
-    each group C that is not a block the memberships of C that lie in L.
+def span_parts(stages) -> list[tuple[int, str, list | None]] | None:
+    """The fixed rows' span L as a direct sum over disjoint groups of players, each
+    group C with what it takes for a coalition to leave L's part on C.
 
     A coalition S lies in L iff each part S n C lies in L's part on C, so S leaves L iff
-    it leaves one part.  Returns (C as a bitmask, None) for a *block* -- L's part on C is
-    spanned by the indicator of C, so S leaves it iff S splits C (some members in, some
-    out) -- and (C, the bitmasks of the subsets of C inside L, the empty one included)
-    for another group of at most ``PARTS_UP_TO`` players with at most
-    ``NO_GOODS_UP_TO`` such subsets; in order of their lowest player; singletons are
-    left out (they cannot be split).  None if another group is larger: the caller
-    solves the MILP instead.
+    it leaves one part.  Returns, in order of the groups' lowest player and without
+    singletons (they cannot be split), (C as a bitmask, kind, data):
+
+    * ("block", None) -- L's part on C is spanned by the indicator of C, so S leaves
+      it iff S splits C (some members in, some out);
+    * ("inside", the subsets of C inside L as bitmasks, the empty one included) --
+      for a group of at most ``PARTS_UP_TO`` players with at most
+      ``NO_GOODS_UP_TO`` such subsets;
+    * ("null", integer vectors b over C's members, in member order) -- any other
+      group: S leaves the part iff b . 1_(S n C) != 0 for one of them (they are the
+      integer null basis on C).
+
+    None only if the exact checks below fail (numerics): the caller solves the MILP.
 
     The groups are the connected pieces of the orthogonal projection P onto L (it is
     block-diagonal over them), found in floats and then checked exactly: each part's
@@ -238,17 +244,17 @@ def span_parts(stages) -> list[tuple[int, list[int] | None]] | None:
                 return None
             dim += 1
             if len(members) > 1:
-                parts.append((mask, None))      # a block: S leaves it iff S splits it
+                parts.append((mask, "block", None))     # S leaves it iff S splits it
             continue
         # dim of L's part on C: the v on C with rows.T v = 0, exactly
         dim += null_basis_by_elimination(rows.T, len(members)).shape[1]
-        if len(members) > PARTS_UP_TO:
-            return None
-        inside = _zero_sums(rows)
-        if len(inside) > NO_GOODS_UP_TO:
-            return None
-        parts.append((mask, [sum(1 << members[k] for k in range(len(members)) if code >> k & 1)
-                             for code in inside]))
+        inside = _zero_sums(rows) if len(members) <= PARTS_UP_TO else None
+        if inside is not None and len(inside) <= NO_GOODS_UP_TO:
+            parts.append((mask, "inside", [sum(1 << members[k] for k in range(len(members)) if code >> k & 1)
+                                           for code in inside]))
+        else:   # the null basis on C, each distinct nonzero column once
+            columns = {tuple(col) for col in rows.T.tolist() if any(col)}
+            parts.append((mask, "null", sorted(columns)))
     return parts if dim == Q.shape[1] else None
 
 
@@ -284,8 +290,10 @@ def split_search(lp, x, threshold, parts, stages):
     constraint kept for its whole subtree.  For a block p_1 < ... < p_s, S splits it
     iff p_1 is in and a later member out (a row: at most s - 2 of the later members
     in) or p_1 is out and a later member in (at least one of them): two disjoint
-    cases (for a pair, two fixings).  For another part, one case: no-good rows that
-    cut off each of its memberships inside L.
+    cases (for a pair, two fixings).  For a part listed by its memberships inside L,
+    one case: no-good rows that cut off each of them.  For a part given by its null
+    basis b_1..b_d, 2d disjoint cases: b_i . z = 0 for i < j and b_j . z >= 1 (or
+    <= -1).
 
     Each node solves :class:`market.highs.FixedChargeLP`; its value bounds every
     coalition below it, so a node that cannot beat the threshold is pruned, and a
@@ -310,43 +318,50 @@ def split_search(lp, x, threshold, parts, stages):
     found, seen = {}, set()
     below = None                    # (excess, mask, value) of the best coalition not above it
 
-    # a case: None (the bounds alone), ("count", mask, lo, hi) -- lo <= the number of
-    # members of ``mask`` in S <= hi -- or ("no goods", members, inside)
+    # a case: None (the bounds alone) or rows of the relaxation with their bounds,
+    # (index, lower, upper) -- kept on for the case's whole subtree
     def relax(lo, hi, case):
         if case is None:
             return lp.solve(lo, hi)
-        if case[0] == "count":
-            lp.block(*case[1:])
-        else:
-            lp.use_no_goods(case[1], case[2], True)
+        index, lower, upper = case
+        lp.bound_rows(index, lower, upper)
         try:
             return lp.solve(lo, hi)
         finally:
-            if case[0] == "count":
-                lp.block(case[1], -np.inf, np.inf)
-            else:
-                lp.use_no_goods(case[1], case[2], False)
+            lp.bound_rows(index, np.full(len(index), -np.inf), np.full(len(index), np.inf))
 
     roots = []
-    for part, inside in parts:
-        if inside is not None:
-            members = np.flatnonzero(mask_bits(part, N)).tolist()
-            lp.no_goods(members, inside)
-            cases = [(np.zeros(N), np.ones(N), ("no goods", members, inside))]
-        else:
-            first = part & -part
-            p, tail = first.bit_length() - 1, part ^ first
-            size = bin(tail).count("1")
-            cases = []
+    for part, kind, data in parts:
+        members = np.flatnonzero(mask_bits(part, N))
+        cases = []
+        if kind == "block":
+            # p_1 in and a later member out, or p_1 out and a later member in
+            p, tail = members[0], members[1:]
             for into in (1.0, 0.0):
                 lo, hi = np.zeros(N), np.ones(N)
                 lo[p] = hi[p] = into
-                if size == 1:           # a pair: the other member goes the other way
-                    q = tail.bit_length() - 1
-                    lo[q] = hi[q] = 1.0 - into
+                if len(tail) == 1:      # a pair: the other member goes the other way
+                    lo[tail[0]] = hi[tail[0]] = 1.0 - into
                     cases.append((lo, hi, None))
                 else:
-                    cases.append((lo, hi, ("count", tail, 0, size - 1) if into else ("count", tail, 1, size)))
+                    row = lp.rows([(tail, np.ones(len(tail)))])
+                    bounds = ([-np.inf], [len(tail) - 1]) if into else ([1.0], [np.inf])
+                    cases.append((lo, hi, (row, *bounds)))
+        elif kind == "inside":
+            # no-good rows: sum_{p not in q} z_p - sum_{p in q} z_p >= 1 - |q| cuts off
+            # exactly the membership q of C
+            index = lp.rows([(members, [-1 if q >> p & 1 else 1 for p in members]) for q in data])
+            lower = np.array([1.0 - bin(q).count("1") for q in data])
+            cases.append((np.zeros(N), np.ones(N), (index, lower, np.full(len(data), np.inf))))
+        else:
+            # b_1 . z = ... = b_(j-1) . z = 0 and b_j . z >= 1 (or <= -1), for each j:
+            # disjoint cases, as the first b that does not vanish on 1_(S n C) is one of them
+            index = lp.rows([(members, b) for b in data])
+            for j in range(len(data)):
+                for sign in (1.0, -1.0):
+                    lower, upper = np.zeros(j + 1), np.zeros(j + 1)
+                    lower[j], upper[j] = (1.0, np.inf) if sign > 0 else (-np.inf, -1.0)
+                    cases.append((np.zeros(N), np.ones(N), (index[:j + 1], lower, upper)))
         for lo, hi, case in cases:
             node = relax(lo, hi, case)
             if node is not None and -node[0] > floor:

@@ -12,7 +12,7 @@ from market.essential import list_separator
 from market.exact_linalg import integer_null_basis, null_basis_by_elimination
 from market.nucleolus import market_game_values, nucleolus
 from market.separation import _zero_sums, core_point, market_separator, span_parts
-from market import sequential_lp
+from market import separation, sequential_lp
 from market.sequential_lp import Stages
 from tests.market.conftest import assert_nucleolus_equals_enumeration, markets
 
@@ -221,21 +221,34 @@ def _partition_case(inst, seed: int, extra: int):
     return w, bc, sc, table, x, stages, member, outside
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(markets(max_buyers=3, max_sellers=4, max_cap=3), st.integers(0, 2**32 - 1),
-       st.integers(0, 2), st.floats(-3.0, 3.0))
-def test_branch_and_bound_over_the_span_parts_finds_what_the_milp_finds(inst, seed, extra, offset):
+       st.integers(0, 2), st.floats(-3.0, 3.0), st.booleans())
+def test_branch_and_bound_over_the_span_parts_finds_what_the_milp_finds(inst, seed, extra, offset,
+                                                                       by_null_basis):
     # the separation's branch and bound (split_search, over span_parts) against
-    # enumeration and against the MILP the separator falls back on
+    # enumeration and against the MILP the separator falls back on; with
+    # ``by_null_basis`` every part that is not a block is given by its null basis
     w, bc, sc, table, x, stages, member, outside = _partition_case(inst, seed, extra)
+    with mock.patch.object(separation, "NO_GOODS_UP_TO", 0 if by_null_basis else 64):
+        _check_split_search(w, bc, sc, table, x, stages, member, outside, offset)
+
+
+def _check_split_search(w, bc, sc, table, x, stages, member, outside, offset):
     parts = span_parts(stages)
-    assert parts is not None            # small parts are always listed
-    for part, listed in parts:
-        members = [mk for mk in range(1 << len(bc) + len(sc)) if mk & ~part == 0]
-        if listed is None:              # a block: leaving L there means splitting it
+    assert parts is not None
+    n = len(bc) + len(sc)
+    for part, kind, data in parts:
+        members = [mk for mk in range(1 << n) if mk & ~part == 0]
+        if kind == "block":             # leaving L there means splitting it
             assert all(mk in outside for mk in members if 0 < mk < part)
-        else:                           # exactly the memberships of the part inside L
-            assert listed == [mk for mk in members if mk not in outside]
+        elif kind == "inside":          # exactly the memberships of the part inside L
+            assert data == [mk for mk in members if mk not in outside]
+        else:                           # a membership leaves L iff some b is not 0 on it
+            cols = np.flatnonzero(member[part])
+            for mk in members:
+                if 0 < mk < (1 << n) - 1:
+                    assert (mk in outside) == any(np.dot(b, member[mk][cols]) != 0 for b in data)
     if not outside:
         assert market_separator(w, bc, sc)(x, -np.inf, stages) == []
         return
@@ -260,14 +273,14 @@ def test_span_parts_finds_blocks_and_lists_the_part_no_partition_spans():
     stages = Stages(6, 10.0, np.zeros(6), [], [])
     for row in ([1, 1, 0, 0, 0, 0], [0, 0, 1, 1, 1, 0]):
         stages._add_equality(np.array(row, dtype=float), 0.0)
-    assert span_parts(stages) == [(0b000011, None), (0b011100, None)]
+    assert span_parts(stages) == [(0b000011, "block", None), (0b011100, "block", None)]
     # rows {0,1} and {1,2} over 5 players: with the grand coalition the span holds
     # {}, {0,1}, {1,2}, {2,3,4}, {0,3,4} and N, and no partition spans it -- one part of
     # all five, listed by those six memberships
     stages = Stages(5, 10.0, np.zeros(5), [], [])
     for row in ([1, 1, 0, 0, 0], [0, 1, 1, 0, 0]):
         stages._add_equality(np.array(row, dtype=float), 0.0)
-    assert span_parts(stages) == [(0b11111, [0b00000, 0b00011, 0b00110, 0b11001, 0b11100, 0b11111])]
+    assert span_parts(stages) == [(0b11111, "inside", [0b00000, 0b00011, 0b00110, 0b11001, 0b11100, 0b11111])]
 
 
 @settings(max_examples=40, deadline=None)
@@ -281,7 +294,7 @@ def test_zero_sums_finds_every_0_1_vector_the_rows_annihilate(k, d, seed):
     assert _zero_sums(rows) == np.flatnonzero(~(bits @ rows).any(axis=1)).tolist()
 
 
-def test_a_large_part_no_partition_spans_is_listed_exactly_not_left_to_the_milp():
+def test_a_large_part_no_partition_spans_is_described_exactly_not_left_to_the_milp():
     # 14 players, rows on the overlapping triples {0,1,2}, {2,3,4}, ..., {10,11,12} (and
     # the grand coalition): one part of all 14 that no partition spans, larger than
     # the 10 players whose 2^k memberships were listed before; 42 of them lie in L
@@ -291,7 +304,8 @@ def test_a_large_part_no_partition_spans_is_listed_exactly_not_left_to_the_milp(
         stages._add_equality(np.isin(np.arange(n), [p, p + 1, p + 2]).astype(float), 0.0)
     parts = span_parts(stages)
     assert parts is not None and len(parts) == 1
-    part, inside = parts[0]
+    part, kind, inside = parts[0]
+    assert kind == "inside"
     rows = np.array(stages.eq_rows)
     rank = np.linalg.matrix_rank(rows)
     member = _members(n)
@@ -299,8 +313,14 @@ def test_a_large_part_no_partition_spans_is_listed_exactly_not_left_to_the_milp(
             and np.linalg.matrix_rank(np.r_[rows, member[mk][None, :]]) == rank]
     assert part == (1 << n) - 1 and inside == want and len(inside) == 42
     # chaining pairs {0,1}, {1,2}, ..., {11,12} instead: 3,432 memberships in L, too
-    # many no-good rows -- the separator falls back to the MILP
+    # many no-good rows -- the part is given by its null basis, which tells exactly
     stages = Stages(n, 10.0, np.zeros(n), [], [])
     for p in range(12):
         stages._add_equality(np.eye(n)[p] + np.eye(n)[p + 1], 0.0)
-    assert span_parts(stages) is None
+    (part, kind, null), = span_parts(stages)
+    assert part == (1 << n) - 1 and kind == "null"
+    rows = np.array(stages.eq_rows)
+    rank = np.linalg.matrix_rank(rows)
+    for mk in np.random.default_rng(0).integers(1, (1 << n) - 1, 300).tolist():
+        inside_l = np.linalg.matrix_rank(np.r_[rows, member[mk][None, :]]) == rank
+        assert inside_l == (not any(np.dot(b, member[mk]) for b in null))
