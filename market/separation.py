@@ -317,6 +317,7 @@ def split_search(lp, x, threshold, parts, stages):
     floor = float(threshold) - slack
     found, seen = {}, set()
     below = None                    # (excess, mask, value) of the best coalition not above it
+    cost = np.maximum(x, 0.0) + 1.0   # branching weights
 
     # a case: None (the bounds alone) or rows of the relaxation with their bounds,
     # (index, lower, upper) -- kept on for the case's whole subtree
@@ -328,7 +329,9 @@ def split_search(lp, x, threshold, parts, stages):
         try:
             return lp.solve(lo, hi)
         finally:
-            lp.bound_rows(index, np.full(len(index), -np.inf), np.full(len(index), np.inf))
+            lp.bound_rows(index, free_lower[:len(index)], free_upper[:len(index)])
+    # bounds that free a case's rows: a case has at most max(NO_GOODS_UP_TO, N) of them
+    free_lower, free_upper = np.full(NO_GOODS_UP_TO + N, -np.inf), np.full(NO_GOODS_UP_TO + N, np.inf)
 
     roots = []
     for part, kind, data in parts:
@@ -390,7 +393,7 @@ def split_search(lp, x, threshold, parts, stages):
                     below = (excess, mask, value)
                 continue
             # the costliest fractional membership (fractional even where x_p <= 0)
-            k = int(np.argmax(np.where(far > 1e-9, far * (np.maximum(x, 0.0) + 1.0), -1.0)))
+            k = int(np.argmax(np.where(far > 1e-9, far * cost, -1.0)))
             out_hi, in_lo = hi.copy(), lo.copy()
             out_hi[k], in_lo[k] = 0.0, 1.0
             if z[k] >= 0.5:             # the side it leans to is searched first (popped last)
