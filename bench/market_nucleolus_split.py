@@ -1,6 +1,7 @@
 """Where the capacitated nucleolus spends its time (issue 6): set-up, separation MILPs, LPs.
 
 Run from the repository root:  python bench/market_nucleolus_split.py [--players 21|40]
+                               python bench/market_nucleolus_split.py --random 8
 
 The markets are those of bench/market_algorithms.py (same seed and draws): the
 paper-sized round (21 players, capacitated on both sides) or the 40-player market.
@@ -103,6 +104,25 @@ def split(w, bc, sc, repeat):
             {k: c // repeat for k, c in calls.items()}, np.r_[x])
 
 
+def random_rounds(k: int, seed: int) -> int:
+    """One CPU time per paper-sized round for ``k`` rounds drawn like the benchmark's
+    (bench/market_algorithms.py ``paper_round``): the one market the goal is stated on
+    is one draw among many, and the nucleolus's time varies with the game."""
+    from market_algorithms import paper_round
+    rng = np.random.default_rng(seed)
+    times = []
+    for _ in range(k):
+        w, bc, sc = paper_round(rng)
+        t0 = time.process_time()
+        market_nucleolus(w, bc, sc)
+        times.append(time.process_time() - t0)
+    print(f"nucleolus of {k} paper-sized rounds (seed {seed}), CPU s each: "
+          + " ".join(f"{t:.3f}" for t in times))
+    print(f"  median {np.median(times):.3f} s, mean {np.mean(times):.3f} s, max {max(times):.3f} s; "
+          f"{sum(t <= 0.2 for t in times)} of {k} within 0.2 s (load average {os.getloadavg()[0]:.1f})")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--players", type=int, choices=[21, 40], default=21,
@@ -110,7 +130,13 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs to average (default 3)")
     parser.add_argument("--certify", action="store_true",
                         help="then check the point by Kohlberg's criterion for the whole game")
+    parser.add_argument("--random", type=int, default=0, metavar="K",
+                        help="instead: CPU time of K more paper-sized rounds drawn as the "
+                             "benchmark's is (seed --seed), one run each")
+    parser.add_argument("--seed", type=int, default=99, help="seed of the --random rounds (default 99)")
     args = parser.parse_args()
+    if args.random:
+        return random_rounds(args.random, args.seed)
     w, bc, sc = markets()[args.players]
     total, seconds, calls, x = split(w, bc, sc, args.repeat)
     print(f"nucleolus, {args.players} players: {total:.3f} s CPU per run "

@@ -187,7 +187,7 @@ def market_separator(w, bc, sc):
 # this many players and this many memberships (each a no-good row in the separation's
 # relaxation); a part beyond either by its null basis
 PARTS_UP_TO = 24
-NO_GOODS_UP_TO = 64
+NO_GOODS_UP_TO = 16
 
 
 def span_parts(stages) -> list[tuple[int, str, list | None]] | None:

@@ -230,7 +230,7 @@ def test_branch_and_bound_over_the_span_parts_finds_what_the_milp_finds(inst, se
     # enumeration and against the MILP the separator falls back on; with
     # ``by_null_basis`` every part that is not a block is given by its null basis
     w, bc, sc, table, x, stages, member, outside = _partition_case(inst, seed, extra)
-    with mock.patch.object(separation, "NO_GOODS_UP_TO", 0 if by_null_basis else 64):
+    with mock.patch.object(separation, "NO_GOODS_UP_TO", 0 if by_null_basis else 16):
         _check_split_search(w, bc, sc, table, x, stages, member, outside, offset)
 
 
@@ -302,10 +302,12 @@ def test_a_large_part_no_partition_spans_is_described_exactly_not_left_to_the_mi
     stages = Stages(n, 10.0, np.zeros(n), [], [])
     for p in range(0, 11, 2):
         stages._add_equality(np.isin(np.arange(n), [p, p + 1, p + 2]).astype(float), 0.0)
-    parts = span_parts(stages)
+    with mock.patch.object(separation, "NO_GOODS_UP_TO", 64):
+        parts = span_parts(stages)
     assert parts is not None and len(parts) == 1
     part, kind, inside = parts[0]
     assert kind == "inside"
+    assert span_parts(stages)[0][1] == "null"      # 42 no-good rows are more than allowed
     rows = np.array(stages.eq_rows)
     rank = np.linalg.matrix_rank(rows)
     member = _members(n)
