@@ -332,23 +332,42 @@ class FixedChargeLP:
         m, n = w.shape
         I, J = np.nonzero(w > 0)
         E, N = len(I), m + n
-        e = np.arange(E)
-        deg = sp.csr_matrix((np.r_[np.ones(2 * E), -np.r_[bc, sc].astype(float)],
-                             (np.r_[I, m + J, np.arange(N)], np.r_[N + e, N + e, np.arange(N)])),
-                            shape=(N, N + E))
+        caps = np.r_[bc, sc].astype(float)
         self.N, self.E = N, E
         self.w = w[I, J].astype(float)
-        self.h = _model(_OPTIONS, np.r_[np.zeros(N), -self.w], np.zeros(N + E), np.ones(N + E),
-                        np.full(N, -_INF), np.zeros(N), deg)
-        self.n_rows = N
-        # the link rows y_e <= z_p, by the column of y_e and of z_p, and which are in
-        ends = np.r_[I, m + J]
-        need = np.r_[bc, sc][ends] >= 2
-        self._link_y = N + np.r_[e, e][need]
-        self._link_z = ends[need]
-        self._linked = np.zeros(int(need.sum()), dtype=bool)
+        self._ends = np.c_[I, m + J]                    # each pair's two players
+        # the model starts with the memberships, the degree rows and the pairs each
+        # player would use first (its b_p + 1 heaviest); the rest join when priced in
+        self.h = _model(_OPTIONS, np.zeros(N), np.zeros(N), np.ones(N), np.full(N, -_INF), np.zeros(N),
+                        sp.csc_matrix(-np.diag(caps)))
+        self.n_rows, self.n_cols = N, N
+        self._col = np.full(E, -1)                      # pair -> its y column, -1 while out
+        self._pair_of_col: list[int] = []
+        # the link rows y_e <= z_p (b_p >= 2), by pair and player, and which are in
+        self._link_pair = np.r_[np.arange(E), np.arange(E)]
+        self._link_z = np.r_[I, m + J]
+        keep = caps[self._link_z] >= 2
+        self._link_pair, self._link_z = self._link_pair[keep], self._link_z[keep]
+        self._linked = np.zeros(len(self._link_pair), dtype=bool)
+        first = set()
+        for p in range(N):
+            at = np.flatnonzero((self._ends == p).any(axis=1))
+            first.update(at[np.argsort(-self.w[at], kind="stable")[:int(caps[p]) + 1]].tolist())
+        self._add_pairs(np.array(sorted(first), dtype=np.int64))
         self.row_of: dict = {}          # (cols, vals) -> row, for :meth:`rows`
         self._z = np.arange(N, dtype=np.int32)
+
+    def _add_pairs(self, pairs) -> None:
+        """Columns y_e for ``pairs`` (cost -w_e, in [0, 1], in their two degree rows)."""
+        if not len(pairs):
+            return
+        k = len(pairs)
+        starts = np.arange(0, 2 * k + 1, 2, dtype=np.int32)
+        self.h.addCols(k, -self.w[pairs], np.zeros(k), np.ones(k), 2 * k, starts,
+                       self._ends[pairs].ravel().astype(np.int32), np.ones(2 * k))
+        self._col[pairs] = np.arange(self.n_cols, self.n_cols + k)
+        self._pair_of_col.extend(pairs.tolist())
+        self.n_cols += k
 
     def costs(self, x) -> None:
         """Membership costs x (one per player)."""
@@ -376,22 +395,32 @@ class FixedChargeLP:
                                 np.asarray(upper, dtype=float))
 
     def _run_linked(self):
-        """Run; while the solution breaks link rows not in the model, add them and run
-        again.  Returns HiGHS's model status."""
+        """Run; while the solution breaks link rows not in the model, or a pair not in
+        it would improve it (its reduced cost -w_e - dual_i - dual_j is negative), add
+        them and run again.  Returns HiGHS's model status.  The last solution is then
+        optimal for the whole LP: optimal for a relaxation of it with every pair's
+        column in (those out have reduced cost >= 0 at y_e = 0), and feasible."""
         while True:
             self.h.run()
             status = self.h.getModelStatus()
             if status != highspy.HighsModelStatus.kOptimal:
                 return status
-            col = np.array(self.h.getSolution().col_value)
-            broken = np.flatnonzero(~self._linked & (col[self._link_y] > col[self._link_z] + 1e-9))
-            if not len(broken):
+            sol = self.h.getSolution()
+            col = np.array(sol.col_value)
+            ycol = self._col[self._link_pair]
+            broken = np.flatnonzero(~self._linked & (ycol >= 0)
+                                    & (col[np.maximum(ycol, 0)] > col[self._link_z] + 1e-9))
+            dual = np.array(sol.row_dual[:self.N])
+            out = np.flatnonzero(self._col < 0)
+            priced = out[-self.w[out] - dual[self._ends[out, 0]] - dual[self._ends[out, 1]] < -1e-9]
+            if not len(broken) and not len(priced):
                 return status
             for k in broken.tolist():
-                self.h.addRow(-_INF, 0.0, 2, np.array([self._link_y[k], self._link_z[k]], dtype=np.int32),
+                self.h.addRow(-_INF, 0.0, 2, np.array([ycol[k], self._link_z[k]], dtype=np.int32),
                               np.array([1.0, -1.0]))
             self.n_rows += len(broken)
             self._linked[broken] = True
+            self._add_pairs(priced)
 
     def solve(self, z_lower, z_upper):
         """The relaxation with z between the given bounds: (min x.z - w.y, z, w.y), or
@@ -410,4 +439,5 @@ class FixedChargeLP:
         if status != highspy.HighsModelStatus.kOptimal:
             raise NucleolusError(f"separation LP failed: {self.h.modelStatusToString(status)}")
         col = np.array(self.h.getSolution().col_value)
-        return self.h.getObjectiveValue(), col[:self.N], float(self.w @ col[self.N:])
+        return (self.h.getObjectiveValue(), col[:self.N],
+                float(self.w[self._pair_of_col] @ col[self.N:self.n_cols]))
