@@ -343,7 +343,7 @@ class FixedChargeLP:
                         sp.csc_matrix(-np.diag(caps)))
         self.n_rows, self.n_cols = N, N
         self._col = np.full(E, -1)                      # pair -> its y column, -1 while out
-        self._pair_of_col: list[int] = []
+        self._w_in = np.zeros(0)
         # the link rows y_e <= z_p (b_p >= 2), by pair and player, and which are in
         self._link_pair = np.r_[np.arange(E), np.arange(E)]
         self._link_z = np.r_[I, m + J]
@@ -360,15 +360,22 @@ class FixedChargeLP:
 
     def _add_pairs(self, pairs) -> None:
         """Columns y_e for ``pairs`` (cost -w_e, in [0, 1], in their two degree rows)."""
-        if not len(pairs):
-            return
         k = len(pairs)
         starts = np.arange(0, 2 * k + 1, 2, dtype=np.int32)
         self.h.addCols(k, -self.w[pairs], np.zeros(k), np.ones(k), 2 * k, starts,
                        self._ends[pairs].ravel().astype(np.int32), np.ones(2 * k))
         self._col[pairs] = np.arange(self.n_cols, self.n_cols + k)
-        self._pair_of_col.extend(pairs.tolist())
+        self._w_in = np.r_[self._w_in, self.w[pairs]]           # w of the y columns, in order
         self.n_cols += k
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """What :meth:`_run_linked` checks, after pairs or link rows joined."""
+        self._out = np.flatnonzero(self._col < 0)               # pairs still out
+        self._out_ends = self._ends[self._out]
+        # each link row's y column, -1 once the row is in or while its pair is out
+        self._link_col = np.where(self._linked, -1, self._col[self._link_pair])
+        self._check = np.flatnonzero(self._link_col >= 0)
 
     def costs(self, x) -> None:
         """Membership costs x (one per player)."""
@@ -398,30 +405,36 @@ class FixedChargeLP:
     def _run_linked(self):
         """Run; while the solution breaks link rows not in the model, or a pair not in
         it would improve it (its reduced cost -w_e - dual_i - dual_j is negative), add
-        them and run again.  Returns HiGHS's model status.  The last solution is then
+        them and run again.  Returns HiGHS's model status and, when optimal, the
+        column values.  The last solution is then
         optimal for the whole LP: optimal for a relaxation of it with every pair's
         column in (those out have reduced cost >= 0 at y_e = 0), and feasible."""
         while True:
             self.h.run()
             status = self.h.getModelStatus()
             if status != highspy.HighsModelStatus.kOptimal:
-                return status
+                return status, None
             sol = self.h.getSolution()
             col = np.array(sol.col_value)
-            ycol = self._col[self._link_pair]
-            broken = np.flatnonzero(~self._linked & (ycol >= 0)
-                                    & (col[np.maximum(ycol, 0)] > col[self._link_z] + 1e-9))
-            dual = np.array(sol.row_dual[:self.N])
-            out = np.flatnonzero(self._col < 0)
-            priced = out[-self.w[out] - dual[self._ends[out, 0]] - dual[self._ends[out, 1]] < -1e-9]
+            check = self._check
+            broken = check[col[self._link_col[check]] > col[self._link_z[check]] + 1e-9]
+            if len(self._out):
+                dual = np.array(sol.row_dual[:self.N])
+                ends = self._out_ends
+                priced = self._out[-self.w[self._out] - dual[ends[:, 0]] - dual[ends[:, 1]] < -1e-9]
+            else:
+                priced = self._out
             if not len(broken) and not len(priced):
-                return status
+                return status, col
             for k in broken.tolist():
-                self.h.addRow(-_INF, 0.0, 2, np.array([ycol[k], self._link_z[k]], dtype=np.int32),
+                self.h.addRow(-_INF, 0.0, 2, np.array([self._link_col[k], self._link_z[k]], dtype=np.int32),
                               np.array([1.0, -1.0]))
             self.n_rows += len(broken)
             self._linked[broken] = True
-            self._add_pairs(priced)
+            if len(priced):
+                self._add_pairs(priced)
+            else:
+                self._refresh()
 
     def solve(self, z_lower, z_upper):
         """The relaxation with z between the given bounds: (min x.z - w.y, z, w.y), or
@@ -429,16 +442,14 @@ class FixedChargeLP:
         coalition z (else the value would improve), so w.y rounds to v(S) exactly (total
         unimodularity, integer weights)."""
         self.h.changeColsBounds(self.N, self._z, np.asarray(z_lower, float), np.asarray(z_upper, float))
-        status = self._run_linked()
+        status, col = self._run_linked()
         if status not in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kInfeasible):
             # the warm start went wrong (HiGHS ended "unknown" once on the benchmark
             # markets, with in-out midpoints from a stage's first round): from scratch
             self.h.clearSolver()
-            status = self._run_linked()
+            status, col = self._run_linked()
         if status == highspy.HighsModelStatus.kInfeasible:
             return None
         if status != highspy.HighsModelStatus.kOptimal:
             raise NucleolusError(f"separation LP failed: {self.h.modelStatusToString(status)}")
-        col = np.array(self.h.getSolution().col_value)
-        return (self.h.getObjectiveValue(), col[:self.N],
-                float(self.w[self._pair_of_col] @ col[self.N:self.n_cols]))
+        return self.h.getObjectiveValue(), col[:self.N], float(self._w_in @ col[self.N:self.n_cols])
