@@ -50,7 +50,6 @@ import scipy.sparse as sp
 from scipy.optimize import linprog
 from scipy.sparse.linalg import spsolve
 
-from market.b_matching import b_matching_value
 from market.core_hull import core_equalities, independent_rows, matching_equalities
 from market.essential import list_separator, market_components, star_coalitions, star_separator, unfixed_first
 from market.separation import coalition_values, core_point, mask_value, market_separator, seed_coalitions
