@@ -416,9 +416,9 @@ def seed_coalitions(w, bc, sc, m, matched=None) -> list[int]:
     with cap >= 2 and two partners of positive weight (stars of three), the connected
     components of the optimal matching, and the complements of every single player
     and of every component.  ``matched``: the market's optimal matching
-    (:func:`market.matching.match`), if the caller has it.  (Complements of two players saved a few rounds when a
-    round was an MILP; with the branch and bound their 210 values at 21 players cost
-    more than the rounds they save.)
+    (:func:`market.matching.match`), if the caller has it.  (Complements of two
+    players saved a few rounds when a round was an MILP; with the branch and bound
+    their 210 values at 21 players cost more than the rounds they save.)
     """
     from market.matching import match
     if matched is None:
