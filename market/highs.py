@@ -406,9 +406,9 @@ class FixedChargeLP:
         """Run; while the solution breaks link rows not in the model, or a pair not in
         it would improve it (its reduced cost -w_e - dual_i - dual_j is negative), add
         them and run again.  Returns HiGHS's model status and, when optimal, the
-        column values.  The last solution is then
-        optimal for the whole LP: optimal for a relaxation of it with every pair's
-        column in (those out have reduced cost >= 0 at y_e = 0), and feasible."""
+        column values.  The last solution is then optimal for the whole LP: optimal
+        for a relaxation of it with every pair's column in (those out have reduced
+        cost >= 0 at y_e = 0), and feasible."""
         while True:
             self.h.run()
             status = self.h.getModelStatus()
