@@ -146,6 +146,16 @@ def test_both_sides_capacitated_market_nucleolus_equals_enumeration(inst):
     assert_nucleolus_equals_enumeration(*_both_sides_capacitated(inst), kohlberg=True)
 
 
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_nine_player_capacitated_markets_give_the_enumeration_nucleolus(seed):
+    # 4 x 5 with every pair positive and capacities 1-3: richer spans (larger blocks,
+    # parts no partition spans) for the separation's branch and bound
+    rng = np.random.default_rng(seed)
+    w, bc, sc = rng.integers(1, 40, (4, 5)), rng.integers(1, 4, 4), rng.integers(1, 4, 5)
+    assert_nucleolus_equals_enumeration(*_both_sides_capacitated((w, bc, sc)), kohlberg=True)
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.integers(2, 30), st.integers(0, 2**32 - 1), st.integers(0, 12))
 def test_integer_null_basis_spans_the_null_space_exactly(n, seed, k):
