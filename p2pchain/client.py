@@ -8,6 +8,7 @@ per channel; :class:`Client` talks to one node. Transactions travel as canonical
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ from .ledger.transaction import Transaction
 __all__ = ["ApiError", "Client", "Signer", "transaction_to_json", "transaction_from_json"]
 
 MSGPACK = "application/msgpack"
+SUBMIT_ATTEMPTS = 4     # tries of one submission whose connection drops before the answer
+RETRY_BACKOFF_S = 0.1   # before the second try; doubled before each later one
 
 
 class ApiError(Exception):
@@ -110,15 +113,49 @@ class Client:
 
     async def submit(self, tx: Transaction, *, wait: bool = False, as_json: bool = False) -> dict[str, Any]:
         """Send ``tx``; with ``wait``, return only once it is committed (height and result); the
-        node waits as long as this client does (``timeout_s``, at most 600 s)."""
+        node waits as long as this client does (``timeout_s``, at most 600 s).
+
+        A connection that drops before the answer (the node restarting, a proxy closing it)
+        is tried again, ``SUBMIT_ATTEMPTS`` times in all with a short backoff: sending the
+        same signed transaction twice is safe, as a node keeps one request per creator and
+        nonce. If the first copy got committed meanwhile, the node refuses the second as
+        ``replayed_nonce``; the client then looks the transaction up by its id and answers
+        with its commit, as if the first answer had arrived.
+        """
         url = f"{self.base_url}/v1/channels/{tx.channel}/transactions"
         params = {"wait": "commit", "timeout": str(int(self._timeout.total))} if wait else {}
         if as_json:
             kwargs = {"data": json.dumps(transaction_to_json(tx)), "headers": {"Content-Type": "application/json"}}
         else:
             kwargs = {"data": tx.to_bytes(), "headers": {"Content-Type": MSGPACK}}
-        async with self._session.post(url, params=params, **kwargs) as response:
-            return await self._answer(response)
+        for attempt in range(SUBMIT_ATTEMPTS):
+            try:
+                async with self._session.post(url, params=params, **kwargs) as response:
+                    return await self._answer(response)
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+                if attempt == SUBMIT_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(RETRY_BACKOFF_S * 2 ** attempt)
+            except ApiError as error:
+                if attempt == 0 or error.code != "replayed_nonce":
+                    raise
+                committed = await self._committed(tx)
+                if committed is None:
+                    raise
+                return committed if wait else {"tx_id": committed["tx_id"]}
+        raise AssertionError("unreachable")
+
+    async def _committed(self, tx: Transaction) -> dict[str, Any] | None:
+        """``tx``'s commit as ``submit(wait=True)`` answers it, or None if this node has no
+        committed transaction with its id (another one took its nonce)."""
+        try:
+            found = await self.transaction(tx.channel, tx.tx_id)
+        except ApiError as error:
+            if error.code == "unknown_transaction":
+                return None
+            raise
+        return {"tx_id": found["tx_id"], "height": found["height"], "block": found["block"],
+                "result": found.get("result")}
 
     async def submit_batch(self, channel: str, txs: list[Transaction], *, wait: bool = False) -> list[dict[str, Any]]:
         """Send several transactions of ``channel`` in one request (at most 512, 2 MiB); return
