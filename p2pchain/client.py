@@ -34,6 +34,7 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, detail: Any) -> None:
         super().__init__(f"{status} {code}: {detail}")
         self.status, self.code, self.detail = status, code, detail
+        self.after_retry = False    # the answer to a submission sent again after a drop
 
 
 def transaction_to_json(tx: Transaction) -> dict[str, Any]:
@@ -128,21 +129,31 @@ class Client:
             kwargs = {"data": json.dumps(transaction_to_json(tx)), "headers": {"Content-Type": "application/json"}}
         else:
             kwargs = {"data": tx.to_bytes(), "headers": {"Content-Type": MSGPACK}}
+        try:
+            return (await self._post(url, params, **kwargs))[0]
+        except ApiError as error:
+            if not error.after_retry or error.code != "replayed_nonce":
+                raise
+            committed = await self._committed(tx)
+            if committed is None:
+                raise
+            return committed if wait else {"tx_id": committed["tx_id"]}
+
+    async def _post(self, url: str, params: dict[str, str], **kwargs: Any) -> tuple[Any, bool]:
+        """POST and read the answer, sending again when the connection drops before it
+        (``SUBMIT_ATTEMPTS`` tries in all, backoff from ``RETRY_BACKOFF_S``): (answer, whether
+        it came after a retry). An :class:`ApiError` carries the same as ``after_retry``."""
         for attempt in range(SUBMIT_ATTEMPTS):
             try:
                 async with self._session.post(url, params=params, **kwargs) as response:
-                    return await self._answer(response)
+                    return await self._answer(response), attempt > 0
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
                 if attempt == SUBMIT_ATTEMPTS - 1:
                     raise
                 await asyncio.sleep(RETRY_BACKOFF_S * 2 ** attempt)
             except ApiError as error:
-                if attempt == 0 or error.code != "replayed_nonce":
-                    raise
-                committed = await self._committed(tx)
-                if committed is None:
-                    raise
-                return committed if wait else {"tx_id": committed["tx_id"]}
+                error.after_retry = attempt > 0
+                raise
         raise AssertionError("unreachable")
 
     async def _committed(self, tx: Transaction) -> dict[str, Any] | None:
@@ -160,12 +171,20 @@ class Client:
     async def submit_batch(self, channel: str, txs: list[Transaction], *, wait: bool = False) -> list[dict[str, Any]]:
         """Send several transactions of ``channel`` in one request (at most 512, 2 MiB); return
         each one's outcome in order: its commit (with ``wait``) or ``{"tx_id"}``, or
-        ``{"error", "detail"}`` if the node refused it (the others go on regardless)."""
+        ``{"error", "detail"}`` if the node refused it (the others go on regardless). A dropped
+        connection is handled as by :meth:`submit`."""
         url = f"{self.base_url}/v1/channels/{channel}/batch"
         params = {"wait": "commit", "timeout": str(int(self._timeout.total))} if wait else {}
         body = encode([tx.to_bytes() for tx in txs])
-        async with self._session.post(url, params=params, data=body, headers={"Content-Type": MSGPACK}) as response:
-            return (await self._answer(response))["results"]
+        answer, after_retry = await self._post(url, params, data=body, headers={"Content-Type": MSGPACK})
+        results = answer["results"]
+        if after_retry:     # as submit does: a copy committed before the drop is no refusal
+            for k, (tx, result) in enumerate(zip(txs, results)):
+                if result.get("error") == "replayed_nonce":
+                    committed = await self._committed(tx)
+                    if committed is not None:
+                        results[k] = committed if wait else {"tx_id": committed["tx_id"]}
+        return results
 
     async def block(self, channel: str, height: int) -> dict[str, Any]:
         return await self.get(f"/v1/channels/{channel}/blocks/{height}")

@@ -1,6 +1,7 @@
-"""The client's submission when the connection drops before the answer: it sends the same
-signed transaction again, and a copy the node already committed is answered from the
-node's record of it (p2pchain/client.py). Against a small fake node on loopback."""
+"""The client's submissions, single and batch, when the connection drops before the answer:
+it sends the same signed transactions again, and a copy the node already committed is
+answered from the node's record of it (p2pchain/client.py). Against a small fake node on
+loopback."""
 from __future__ import annotations
 
 import pytest
@@ -110,5 +111,45 @@ async def test_a_connection_that_keeps_dropping_ends_in_the_error_after_the_last
         with pytest.raises(aiohttp.ClientConnectionError):
             await _submit(server, wait=True)
         assert server.calls["n"] == client_module.SUBMIT_ATTEMPTS
+    finally:
+        await server.close()
+
+
+async def test_a_dropped_batch_is_sent_again_and_its_copies_committed_meanwhile_are_answered():
+    # the first try drops; the second answers one transaction committed by the first try
+    # (replayed_nonce, found by id), one refused for its own reason, one committed now
+    other = Transaction.create(SigningKey.from_seed(bytes(32)), channel="transaction", contract="demo",
+                               function="record", args={"topic": "u"}, creator="ev01", nonce=8)
+    looked_up: list[str] = []
+    calls = {"n": 0}
+
+    async def batch(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        calls["n"] += 1
+        if calls["n"] == 1:
+            request.transport.close()
+            return web.Response()
+        return web.json_response({"results": [
+            {"error": "replayed_nonce", "detail": "nonce 7 is not above 7"},
+            {"error": "bad_signature", "detail": "no"},
+            {**COMMIT, "tx_id": other.tx_id.hex()}]})
+
+    async def transaction(request: web.Request) -> web.Response:
+        looked_up.append(request.match_info["tx_id"])
+        return web.json_response({"channel": "transaction", "height": 12, "position": 0, "block": "ab" * 32,
+                                  "tx_id": TX.tx_id.hex(), "result": COMMIT["result"]})
+
+    app = web.Application()
+    app.router.add_post("/v1/channels/{channel}/batch", batch)
+    app.router.add_get("/v1/channels/{channel}/transactions/{tx_id}", transaction)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        async with Client(str(server.make_url("/")), timeout_s=10) as client:
+            results = await client.submit_batch("transaction", [TX, TX, other], wait=True)
+        assert calls["n"] == 2 and looked_up == [TX.tx_id.hex()]
+        assert results[0] == COMMIT
+        assert results[1] == {"error": "bad_signature", "detail": "no"}
+        assert results[2]["tx_id"] == other.tx_id.hex()
     finally:
         await server.close()
