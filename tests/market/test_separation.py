@@ -43,10 +43,12 @@ def test_core_point_pays_every_coalition_its_value(inst):
     assert (table - _members(N) @ x <= 1e-6).all()
 
 
-def _separation_case(inst, seed: int, fixed: int):
+def _separation_case(inst, seed: int, fixed: int, *, partition: bool = False):
     """A market capacitated on both sides, a random point x, stages with ``fixed`` random
-    coalitions fixed, and the proper coalitions outside the span of the fixed rows:
-    (w, bc, sc, table, x, stages, member, outside)."""
+    coalitions fixed -- after, with ``partition``, the blocks of a random partition of the
+    players (the sequential LPs' usual case; the random coalitions can then make a part of
+    the span that no partition spans) -- and the proper coalitions outside the span of
+    the fixed rows: (w, bc, sc, table, x, stages, member, outside)."""
     w, bc, sc = _both_sides_capacitated(inst)
     N = len(bc) + len(sc)
     table = market_game_values(w, bc, sc)
@@ -54,6 +56,10 @@ def _separation_case(inst, seed: int, fixed: int):
     x = rng.uniform(0, max(1.0, float(table[-1])), N)
     stages = Stages(N, float(table[-1]), np.zeros(N), [], [])
     member = _members(N)
+    if partition:
+        labels = rng.integers(0, int(rng.integers(1, N + 1)), N)
+        for label in sorted(set(labels.tolist()))[:-1]:     # the last block follows from N
+            stages._add_equality(member[int(sum(1 << int(p) for p in np.flatnonzero(labels == label)))], 0.0)
     for mask in rng.integers(1, (1 << N) - 1, size=fixed).tolist():
         stages._add_equality(member[mask], 0.0)
     rows = np.array(stages.eq_rows)
@@ -208,29 +214,6 @@ def test_a_repeated_level_is_certified_by_its_point_without_separation():
     assert repeats        # the case does occur on these markets
 
 
-def _partition_case(inst, seed: int, extra: int):
-    """As :func:`_separation_case`, with the fixed rows spanned by the blocks of a random
-    partition of the players (the sequential LPs' usual case) and then ``extra`` random
-    coalitions, which can make a part of the span that no partition spans."""
-    w, bc, sc = _both_sides_capacitated(inst)
-    N = len(bc) + len(sc)
-    table = market_game_values(w, bc, sc)
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(0, max(1.0, float(table[-1])), N)
-    stages = Stages(N, float(table[-1]), np.zeros(N), [], [])
-    member = _members(N)
-    labels = rng.integers(0, int(rng.integers(1, N + 1)), N)
-    for label in sorted(set(labels.tolist()))[:-1]:     # the last block follows from N
-        stages._add_equality(member[int(sum(1 << int(p) for p in np.flatnonzero(labels == label)))], 0.0)
-    for mask in rng.integers(1, (1 << N) - 1, size=extra).tolist():
-        stages._add_equality(member[mask], 0.0)
-    rows = np.array(stages.eq_rows)
-    rank = np.linalg.matrix_rank(rows)
-    outside = [mk for mk in range(1, (1 << N) - 1)
-               if np.linalg.matrix_rank(np.r_[rows, member[mk][None, :]]) > rank]
-    return w, bc, sc, table, x, stages, member, outside
-
-
 @settings(max_examples=80, deadline=None)
 @given(markets(max_buyers=3, max_sellers=4, max_cap=3), st.integers(0, 2**32 - 1),
        st.integers(0, 2), st.floats(-3.0, 3.0), st.booleans())
@@ -239,7 +222,7 @@ def test_branch_and_bound_over_the_span_parts_finds_what_the_milp_finds(inst, se
     # the separation's branch and bound (split_search, over span_parts) against
     # enumeration and against the MILP the separator falls back on; with
     # ``by_null_basis`` every part that is not a block is given by its null basis
-    w, bc, sc, table, x, stages, member, outside = _partition_case(inst, seed, extra)
+    w, bc, sc, table, x, stages, member, outside = _separation_case(inst, seed, extra, partition=True)
     with mock.patch.object(separation, "NO_GOODS_UP_TO", 0 if by_null_basis else 16):
         _check_split_search(w, bc, sc, table, x, stages, member, outside, offset)
 
