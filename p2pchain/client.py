@@ -134,10 +134,10 @@ class Client:
         except ApiError as error:
             if not error.after_retry or error.code != "replayed_nonce":
                 raise
-            committed = await self._committed(tx)
+            committed = await self._committed(tx, wait)
             if committed is None:
                 raise
-            return committed if wait else {"tx_id": committed["tx_id"]}
+            return committed
 
     async def _post(self, url: str, params: dict[str, str], **kwargs: Any) -> tuple[Any, bool]:
         """POST and read the answer, sending again when the connection drops before it
@@ -156,15 +156,18 @@ class Client:
                 raise
         raise AssertionError("unreachable")
 
-    async def _committed(self, tx: Transaction) -> dict[str, Any] | None:
-        """``tx``'s commit as ``submit(wait=True)`` answers it, or None if this node has no
-        committed transaction with its id (another one took its nonce)."""
+    async def _committed(self, tx: Transaction, wait: bool) -> dict[str, Any] | None:
+        """``tx`` as ``submit`` answers it once committed -- its commit with ``wait``, else
+        ``{"tx_id"}`` -- or None if this node has no committed transaction with its id
+        (another one took its nonce)."""
         try:
             found = await self.transaction(tx.channel, tx.tx_id)
         except ApiError as error:
             if error.code == "unknown_transaction":
                 return None
             raise
+        if not wait:
+            return {"tx_id": found["tx_id"]}
         return {"tx_id": found["tx_id"], "height": found["height"], "block": found["block"],
                 "result": found.get("result")}
 
@@ -181,9 +184,9 @@ class Client:
         if after_retry:     # as submit does: a copy committed before the drop is no refusal
             for k, (tx, result) in enumerate(zip(txs, results)):
                 if result.get("error") == "replayed_nonce":
-                    committed = await self._committed(tx)
+                    committed = await self._committed(tx, wait)
                     if committed is not None:
-                        results[k] = committed if wait else {"tx_id": committed["tx_id"]}
+                        results[k] = committed
         return results
 
     async def block(self, channel: str, height: int) -> dict[str, Any]:
