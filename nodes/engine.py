@@ -61,12 +61,17 @@ __all__ = ["ChannelEngine", "DurableReplicaStore", "app_digest", "committed_tran
 log = logging.getLogger("p2pchain.node")
 LAZY_WRITE_S = 0.05
 """How long a changed durable state with nothing to send may wait for its write."""
-PIPELINE_BATCHES = 2
+PIPELINE_BATCHES = 1
 """Primary: a partial batch waits (past batch_timeout_ms) while this many of its batches
 are in flight, so requests that arrive meanwhile join it. Every block costs each node the
 same fixed work (votes, signatures, an fsync'd append, a worker round trip); small blocks
 at moderate load spent the cores on that instead of on transactions. A full batch
-(batch_max) is never held; a timer delivered late is within the replica's contract."""
+(batch_max) is never held; a timer delivered late is within the replica's contract.
+One rather than two (docs/performance.md, ninth session): at 300 tx/s the cluster's cores
+are ~90 % busy, and a second batch in flight per channel only made the blocks smaller and
+each one's agreement wait behind the other's -- p50 at 300 tx/s 92, 95, 94 and 95 ms
+against 150, 145, 142 and 142; at 100 tx/s 35 and 41 against 50 and 53; the same at 30
+tx/s; at saturation 934 and 922 committed tx/s against 888 and 913."""
 MAX_BATCH_HOLD_S = 0.05
 """The longest a batch timer is held beyond batch_timeout_ms."""
 LOOP_LAG_S = 0.25
