@@ -15,7 +15,16 @@ from ..ordering import Batch
 from .events import TIMER_BATCH, TIMER_REQUEST, Broadcast, FaultKind, SendReply
 from .messages import PrePrepare
 
-__all__ = ["RequestsMixin"]
+__all__ = ["BATCH_MAX_BYTES", "RequestsMixin"]
+
+BATCH_MAX_BYTES = 64 * 1024
+"""A batch's requests hold at most this many bytes, unless it is a single request. The
+peer links refuse frames above 4 MiB, and a PRE-PREPARE carries its whole batch: with only
+``batch_max`` (100) as the bound, 65 transactions of the ledger's largest size (64 KiB)
+made a PRE-PREPARE no backup could receive, so the channel stopped at every primary in
+turn. With this bound a PRE-PREPARE stays near 64 KiB, and a VIEW-CHANGE, which carries a
+prepared batch for each sequence number of the watermark window (40), near 2.6 MB. The
+bench's transactions (~400 bytes) still fill ``batch_max``."""
 
 
 class RequestsMixin:
@@ -116,13 +125,18 @@ class RequestsMixin:
             self._cancel_timer(TIMER_BATCH)
 
     def _take_requests(self, limit: int) -> list[bytes]:
-        """Up to ``limit`` queued requests in arrival order, each client's in nonce order."""
+        """Up to ``limit`` queued requests in arrival order, each client's in nonce order,
+        of at most BATCH_MAX_BYTES together (or the first alone)."""
         chosen: list[str] = []
         by_client: dict[str, list[tuple[int, bytes]]] = {}
+        size = 0
         for request, (client, nonce) in list(self.queue.items()):
             if nonce <= self._known_nonce(client):
                 del self.queue[request]  # committed or proposed already
                 continue
+            size += len(request)
+            if chosen and size > BATCH_MAX_BYTES:
+                break
             by_client.setdefault(client, []).append((nonce, request))
             chosen.append(client)
             if len(chosen) == limit:

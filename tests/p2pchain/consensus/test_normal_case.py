@@ -8,6 +8,7 @@ from p2pchain.consensus import (BlockExecuted, Broadcast, CancelTimer, ExecuteBa
                                 FaultKind, Persist, Received, RequestReceived, SendReply,
                                 SetTimer, TimerFired)
 from p2pchain.consensus.messages import Commit, PrePrepare, Prepare, Reply
+from p2pchain.consensus.requests import BATCH_MAX_BYTES
 from p2pchain.ordering import CommitCertificate
 
 from .conftest import CHANNEL, CONFIG, PUBLIC
@@ -247,6 +248,34 @@ def test_primary_cuts_a_partial_batch_when_the_batch_timer_fires(cluster):
     [broadcast] = [a for a in actions if type(a) is Broadcast]
     assert broadcast.message.batch.requests == (cluster.request("alice"),)
     assert broadcast.message.batch.timestamp_ms == 6
+
+
+def test_primary_cuts_batches_at_batch_max_bytes_as_well_as_at_batch_max(cluster):
+    # A PRE-PREPARE carries its batch: 100 transactions of the ledger's largest size would
+    # make a frame no backup accepts. Five 30 KiB requests go out two, two and one.
+    primary = cluster.replica("node0", config=replace(CONFIG, batch_max=100, watermark_window=10))
+    big = [cluster.request(client, nonce, b"x" * 30_000) for nonce in (1, 2, 3) for client in ("alice", "bob")][:5]
+    for k, request in enumerate(big):
+        primary.handle(RequestReceived(k + 1, request))
+    batches = []
+    for now in (10, 20, 30, 40):
+        batches += [a.message.batch.requests for a in primary.handle(TimerFired(now, "batch"))
+                    if type(a) is Broadcast]
+    assert [len(b) for b in batches] == [2, 2, 1]
+    assert all(sum(map(len, b)) <= BATCH_MAX_BYTES for b in batches)
+    assert sorted(r for b in batches for r in b) == sorted(big)
+
+
+def test_a_request_of_the_largest_size_fills_a_batch_alone(cluster):
+    primary = cluster.replica("node0", config=replace(CONFIG, batch_max=100))
+    huge = cluster.request("alice", 1, b"x" * (BATCH_MAX_BYTES - 200))  # the verifier's limit is 64 KiB
+    small = cluster.request("bob", 1, b"y" * 300)
+    assert len(huge) <= BATCH_MAX_BYTES < len(huge) + len(small)
+    primary.handle(RequestReceived(1, huge))
+    primary.handle(RequestReceived(2, small))
+    batches = [[a.message.batch.requests for a in primary.handle(TimerFired(now, "batch"))
+                if type(a) is Broadcast] for now in (10, 20)]
+    assert batches == [[(huge,)], [(small,)]]
 
 
 def test_primary_orders_one_clients_requests_by_nonce_whatever_their_arrival(cluster):
