@@ -85,6 +85,11 @@ def _serial(public_key: bytes) -> int:
     return int.from_bytes(digest(public_key)[:16], "big") >> 1 or 1
 
 
+CONSENSUS_DEFAULTS = {"batch_max": 100, "batch_timeout_ms": 5, "checkpoint_interval": 10,
+                      "watermark_window": 40, "view_change_timeout_ms": 2000}
+"""The consensus settings a new consortium's genesis gets (besides n and f)."""
+
+
 def create_consortium(
     directory: Path,
     *,
@@ -168,10 +173,7 @@ def create_consortium(
             for channel in CHANNELS
         ],
         "revoked": [],
-        "consensus": {
-            "n": nodes, "f": (nodes - 1) // 3, "batch_max": 100, "batch_timeout_ms": 5,
-            "checkpoint_interval": 10, "watermark_window": 40, "view_change_timeout_ms": 2000,
-        },
+        "consensus": {"n": nodes, "f": (nodes - 1) // 3, **CONSENSUS_DEFAULTS},
     }
     genesis = Genesis.from_document(document)
     genesis.save(directory / "genesis.json")
