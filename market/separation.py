@@ -18,7 +18,7 @@ from scipy.optimize import LinearConstraint, linprog
 from market.b_matching import b_matching_value
 from market.exact_linalg import null_basis_by_elimination
 from market.highs import BMatchingLP, FixedChargeLP, milp
-from market.sequential_lp import NucleolusError, mask_bits, point_mask
+from market.sequential_lp import NucleolusError, mask_bits, mask_members, point_mask
 
 __all__ = ["coalition_values", "core_point", "degree_rows", "market_separator", "mask_value",
            "seed_coalitions", "seed_value", "span_parts", "split_search"]
@@ -481,11 +481,7 @@ def seed_value(w, bc, sc, m, mask) -> float:
     (:func:`market.b_matching.b_matching_value`, integer min-cost flow).
     """
     if bin(mask).count("1") == 3:
-        members, rest = [], mask
-        while rest:
-            low = rest & -rest
-            members.append(low.bit_length() - 1)
-            rest ^= low
+        members = list(mask_members(mask))
         buyers = [p for p in members if p < m]
         sellers = [p - m for p in members if p >= m]
         centre_cap = bc[buyers[0]] if len(buyers) == 1 else sc[sellers[0]] if len(sellers) == 1 else 0

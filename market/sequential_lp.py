@@ -23,7 +23,8 @@ from scipy.optimize import linprog
 
 from market.exact_linalg import extend_basis, integer_null_basis
 
-__all__ = ["NucleolusError", "TOL", "Stages", "integer_null_basis", "mask_bits", "point_mask", "rows_matrix"]
+__all__ = ["NucleolusError", "TOL", "Stages", "integer_null_basis", "mask_bits", "mask_members", "point_mask",
+           "rows_matrix"]
 
 TOL = 1e-7
 DENSE_UP_TO = 24        # players up to which the coalition rows are kept dense (Stages._free_arrays)
@@ -50,6 +51,15 @@ def mask_bits(mask: int, n: int) -> np.ndarray:
     return np.array([mask >> p & 1 for p in range(n)], dtype=np.int64)
 
 
+def mask_members(mask: int):
+    """The players of the coalition with bitmask ``mask``, lowest first (one step per
+    member, whatever the number of players)."""
+    while mask:
+        low = mask & -mask
+        yield low.bit_length() - 1
+        mask ^= low
+
+
 def point_mask(point, n: int) -> int:
     """The bitmask of the coalition whose membership is ``point[:n]`` (an MILP's 0/1 values,
     rounded): the inverse of :func:`mask_bits`."""
@@ -60,11 +70,9 @@ def point_mask(point, n: int) -> int:
 def rows_matrix(masks: list[int], n: int) -> sp.csr_matrix:
     rows, cols = [], []
     for r, mask in enumerate(masks):
-        while mask:
-            low = mask & -mask
+        for p in mask_members(mask):
             rows.append(r)
-            cols.append(low.bit_length() - 1)
-            mask ^= low
+            cols.append(p)
     return sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(masks), n))
 
 

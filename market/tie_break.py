@@ -15,6 +15,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
+from market.sequential_lp import mask_members
+
 __all__ = ["canonicalise", "changeable_edges"]
 
 
@@ -71,13 +73,6 @@ def canonicalise(w, bc, sc, I, J, x, u, v, z, change, rb, rs):
             layers = None
     cur = np.array(face.cur, dtype=np.int64)
     return (np.r_[fI, cI], np.r_[fJ, cJ], np.r_[np.ones(len(fI), dtype=np.int64), cur])
-
-
-def _bits(mask: int):
-    while mask:
-        low = mask & -mask
-        yield low.bit_length() - 1
-        mask ^= low
 
 
 class _Face:
@@ -141,9 +136,9 @@ class _Face:
         fb, fs, fr = seen_b, 0, False
         while fb or fs or fr:
             nb, ns, nr = 0, 0, False
-            for a in _bits(fb):
+            for a in mask_members(fb):
                 ns |= self.used_in[a]
-            for b in _bits(fs):
+            for b in mask_members(fs):
                 nb |= self.unused_in[b]
             nb &= self.pending
             if fr:
