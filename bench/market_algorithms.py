@@ -67,6 +67,11 @@ def bench_capacitated(rng, size, repeat):
           f"{len(result.pairs)} trades, total {result.total_weight} milli")
 
 
+def paper_round_times(rng, k: int) -> list[float]:
+    """CPU seconds of the nucleolus of ``k`` paper-sized rounds drawn from ``rng``."""
+    return [timed(market_nucleolus, *paper_round(rng))[0] for _ in range(k)]
+
+
 def paper_round(rng):
     """21 prosumers quoting in one hour: 10 EV buyers, 6 EV sellers, 4 PV, 1 SMES."""
     params = MarketParams(1_200, 400, 100, 50)
@@ -141,8 +146,7 @@ def bench_nucleolus(rng, quick, budget):
     print(f"nucleolus capacitated 20x20 (40 players, caps 1-3): {shown} (target <= 10 s; "
           "2^40 coalitions: enumeration impossible)")
     # the paper-sized round above is one draw; how the time varies over others
-    draws = np.random.default_rng(SEED + 2)
-    times = [timed(market_nucleolus, *paper_round(draws))[0] for _ in range(4 if quick else 16)]
+    times = paper_round_times(np.random.default_rng(SEED + 2), 4 if quick else 16)
     print(f"nucleolus paper-sized rounds, {len(times)} more draws: median {np.median(times):.3f} s, "
           f"max {max(times):.3f} s, {sum(t <= 0.2 for t in times)} of {len(times)} within 0.2 s")
 

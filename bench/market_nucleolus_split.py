@@ -108,14 +108,8 @@ def random_rounds(k: int, seed: int) -> int:
     """One CPU time per paper-sized round for ``k`` rounds drawn like the benchmark's
     (bench/market_algorithms.py ``paper_round``): the one market the goal is stated on
     is one draw among many, and the nucleolus's time varies with the game."""
-    from market_algorithms import paper_round
-    rng = np.random.default_rng(seed)
-    times = []
-    for _ in range(k):
-        w, bc, sc = paper_round(rng)
-        t0 = time.process_time()
-        market_nucleolus(w, bc, sc)
-        times.append(time.process_time() - t0)
+    from market_algorithms import paper_round_times
+    times = paper_round_times(np.random.default_rng(seed), k)
     print(f"nucleolus of {k} paper-sized rounds (seed {seed}), CPU s each: "
           + " ".join(f"{t:.3f}" for t in times))
     print(f"  median {np.median(times):.3f} s, mean {np.mean(times):.3f} s, max {max(times):.3f} s; "
