@@ -22,7 +22,7 @@ a ``type`` tag, batches included); decoding checks every field's type and raises
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Union
 
 from ..encoding import EncodingError, decode, digest, encode
@@ -64,13 +64,18 @@ def null_batch(proposer: str) -> Batch:
 
 @dataclass(frozen=True, slots=True)
 class PrePrepare:
-    """<PRE-PREPARE, v, n, d>_p with the batch m piggybacked (OSDI'99 §4.2)."""
+    """<PRE-PREPARE, v, n, d>_p with the batch m piggybacked (OSDI'99 §4.2).
+
+    ``batch`` is ``None`` only in the prepared certificates of the view changes a NEW-VIEW
+    carries: there the digest binds the batch, and O carries the batches the new view
+    needs (see :class:`NewView`).
+    """
 
     channel: str
     view: int
     seq: int
     digest: bytes
-    batch: Batch
+    batch: Batch | None
     sender: str
     signature: bytes = b""
 
@@ -85,7 +90,12 @@ class PrePrepare:
         return {**self.header(), "signature": self.signature}
 
     def to_value(self) -> dict[str, Any]:
+        if self.batch is None:
+            return self.signed_header()
         return {**self.signed_header(), "batch": self.batch.to_value()}
+
+    def without_batch(self) -> PrePrepare:
+        return replace(self, batch=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,10 +249,25 @@ class ViewChange:
     def to_value(self) -> dict[str, Any]:
         return {**self.signed_header(), "prepared": [p.to_value() for p in self.prepared]}
 
+    def without_batches(self) -> ViewChange:
+        """The same signed view change, its certificates' batches left out (their digests
+        stay, and the signatures cover only those)."""
+        prepared = tuple(PreparedCertificate(c.pre_prepare.without_batch(), c.prepares)
+                         for c in self.prepared)
+        return replace(self, prepared=prepared)
+
 
 @dataclass(frozen=True, slots=True)
 class NewView:
-    """<NEW-VIEW, v+1, V, O>_p (OSDI'99 §4.4): 2f+1 view-changes and the re-issued pre-prepares."""
+    """<NEW-VIEW, v+1, V, O>_p (OSDI'99 §4.4): 2f+1 view-changes and the re-issued pre-prepares.
+
+    The view changes in V travel without their certificates' batches
+    (:meth:`ViewChange.without_batches`), as in the paper, where V holds digests only: a
+    backup checks V's certificates by their signed digests and O's batches against the
+    digests V implies. With the batches, 2f+1 view changes of a full window each would
+    outgrow a peer frame (3 x 40 batches of up to 64 KiB); without them a NEW-VIEW is about
+    one window of batches. (A NEW-VIEW that does carry them still decodes.)
+    """
 
     channel: str
     view: int
@@ -401,10 +426,11 @@ def _vote(cls: type) -> Callable[[Mapping[str, Any]], Any]:
     return build
 
 
-def _pre_prepare(v: Mapping[str, Any]) -> PrePrepare:
+def _pre_prepare(v: Mapping[str, Any], *, batch_optional: bool = False) -> PrePrepare:
+    batch = None if batch_optional and "batch" not in v else _batch(_get(v, "batch", dict))
     return PrePrepare(_get(v, "channel", str), _get(v, "view", int), _get(v, "seq", int),
-                      _get(v, "digest", bytes), _batch(_get(v, "batch", dict)),
-                      _get(v, "sender", str), _get(v, "signature", bytes))
+                      _get(v, "digest", bytes), batch, _get(v, "sender", str),
+                      _get(v, "signature", bytes))
 
 
 def _checkpoint(v: Mapping[str, Any]) -> Checkpoint:
@@ -412,23 +438,25 @@ def _checkpoint(v: Mapping[str, Any]) -> Checkpoint:
                       _get(v, "sender", str), _get(v, "signature", bytes))
 
 
-def _certificate(v: Mapping[str, Any]) -> PreparedCertificate:
-    return PreparedCertificate(_pre_prepare(_get(v, "pre_prepare", dict)),
+def _certificate(v: Mapping[str, Any], batch_optional: bool = False) -> PreparedCertificate:
+    return PreparedCertificate(_pre_prepare(_get(v, "pre_prepare", dict), batch_optional=batch_optional),
                                tuple(_vote(Prepare)(p) for p in _get(v, "prepares", list)))
 
 
-def _view_change(v: Mapping[str, Any]) -> ViewChange:
+def _view_change(v: Mapping[str, Any], *, in_new_view: bool = False) -> ViewChange:
+    """A VIEW-CHANGE on its own carries its certificates' batches (the next primary
+    re-issues them); inside a NEW-VIEW they may be left out."""
     return ViewChange(
         _get(v, "channel", str), _get(v, "view", int), _get(v, "stable_seq", int),
         _state(_get(v, "stable_state", dict)),
         tuple(_checkpoint(c) for c in _get(v, "checkpoint_proof", list)),
-        tuple(_certificate(p) for p in _get(v, "prepared", list)),
+        tuple(_certificate(p, in_new_view) for p in _get(v, "prepared", list)),
         _get(v, "sender", str), _get(v, "signature", bytes))
 
 
 def _new_view(v: Mapping[str, Any]) -> NewView:
     return NewView(_get(v, "channel", str), _get(v, "view", int),
-                   tuple(_view_change(x) for x in _get(v, "view_changes", list)),
+                   tuple(_view_change(x, in_new_view=True) for x in _get(v, "view_changes", list)),
                    tuple(_pre_prepare(x) for x in _get(v, "pre_prepares", list)),
                    _get(v, "sender", str), _get(v, "signature", bytes))
 

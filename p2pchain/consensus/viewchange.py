@@ -29,14 +29,15 @@ __all__ = ["check_prepared_certificate", "check_view_change", "NewViewPlan",
 
 def check_prepared_certificate(cert: PreparedCertificate, ctx: Context) -> str | None:
     """``None`` if ``cert`` is a pre-prepare by the primary of its view with 2f matching
-    prepares from distinct backups, all validly signed."""
+    prepares from distinct backups, all validly signed (and its batch, where it carries
+    one, matches the digest they sign)."""
     pp = cert.pre_prepare
     if pp.channel != ctx.channel:
         return "prepared certificate for another channel"
     primary = ctx.primary(pp.view)
     if pp.sender != primary:
         return f"pre-prepare of view {pp.view} not sent by its primary {primary}"
-    if ctx.batch_digest(pp.batch) != pp.digest:
+    if pp.batch is not None and ctx.batch_digest(pp.batch) != pp.digest:
         return f"batch digest mismatch in the certificate for seq {pp.seq}"
     senders = set()
     for p in cert.prepares:
@@ -54,8 +55,11 @@ def check_prepared_certificate(cert: PreparedCertificate, ctx: Context) -> str |
     return None
 
 
-def check_view_change(vc: ViewChange, ctx: Context) -> str | None:
-    """``None`` if ``vc`` is well-formed, validly signed, and its C and P sets check out."""
+def check_view_change(vc: ViewChange, ctx: Context, *, in_new_view: bool = False) -> str | None:
+    """``None`` if ``vc`` is well-formed, validly signed, and its C and P sets check out.
+
+    On its own a VIEW-CHANGE must carry its certificates' batches (the next primary
+    re-issues them); inside a NEW-VIEW (``in_new_view``) their digests stand for them."""
     if vc.channel != ctx.channel:
         return "view change for another channel"
     if vc.view < 1:
@@ -73,6 +77,8 @@ def check_view_change(vc: ViewChange, ctx: Context) -> str | None:
         return problem
     seqs = set()
     for cert in vc.prepared:
+        if cert.pre_prepare.batch is None and not in_new_view:
+            return f"prepared certificate for seq {cert.seq} without its batch"
         if not vc.stable_seq < cert.seq <= vc.stable_seq + L:
             return f"prepared seq {cert.seq} outside ({vc.stable_seq}, {vc.stable_seq + L}]"
         if cert.view >= vc.view:
@@ -88,11 +94,15 @@ def check_view_change(vc: ViewChange, ctx: Context) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class NewViewPlan:
-    """What V implies: the checkpoint to start from and the batches O re-issues."""
+    """What V implies: the checkpoint to start from and the batches O re-issues.
+
+    A batch is ``None`` where V names it by its digest only (a NEW-VIEW's V); the primary,
+    which computes O from the VIEW-CHANGEs themselves, always has them.
+    """
 
     stable_state: CheckpointState
     checkpoint_proof: tuple[Checkpoint, ...]
-    batches: tuple[tuple[int, Batch, bytes], ...]  # (seq, batch, digest), seq ascending
+    batches: tuple[tuple[int, Batch | None, bytes], ...]  # (seq, batch, digest), seq ascending
 
     @property
     def max_seq(self) -> int:
@@ -121,8 +131,11 @@ def compute_new_view(view_changes: tuple[ViewChange, ...], view: int, ctx: Conte
     batches = []
     for seq in range(min_s + 1, max_s + 1):
         cert = best.get(seq)
-        batch = null_batch(primary) if cert is None else cert.pre_prepare.batch
-        batches.append((seq, batch, ctx.batch_digest(batch)))
+        if cert is None:
+            batch = null_batch(primary)
+            batches.append((seq, batch, ctx.batch_digest(batch)))
+        else:
+            batches.append((seq, cert.pre_prepare.batch, cert.pre_prepare.digest))
     return NewViewPlan(base.stable_state, base.checkpoint_proof, tuple(batches))
 
 
@@ -142,7 +155,7 @@ def check_new_view(nv: NewView, ctx: Context) -> tuple[str | None, NewViewPlan |
             return f"view change for view {vc.view} inside new view {nv.view}", None
         if vc.sender in senders:
             return f"two view changes from {vc.sender}", None
-        problem = check_view_change(vc, ctx)
+        problem = check_view_change(vc, ctx, in_new_view=True)
         if problem:
             return f"view change from {vc.sender}: {problem}", None
         senders.add(vc.sender)

@@ -140,7 +140,9 @@ class ViewsMixin:
         pre_prepares = tuple(
             self._sign(PrePrepare(self.ctx.channel, self.view, seq, d, batch, self.name))
             for seq, batch, d in plan.batches)
-        nv = self._sign(NewView(self.ctx.channel, self.view, chosen, pre_prepares, self.name))
+        # V by digests (NewView): O carries the batches
+        nv = self._sign(NewView(self.ctx.channel, self.view, tuple(vc.without_batches() for vc in chosen),
+                                pre_prepares, self.name))
         self.new_view_sent = self.view
         self._out.append(Broadcast(nv))
         self._enter_view(nv, plan)

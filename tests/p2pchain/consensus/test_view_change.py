@@ -160,3 +160,85 @@ def test_prepared_certificates_survive_view_changes_until_garbage_collected(clus
     for vc in (first, second):
         [cert] = vc.prepared
         assert (cert.view, cert.seq, cert.pre_prepare.digest) == (0, 1, pp.digest)
+
+
+def full_window_view_changes(cluster, view=1):
+    """2f+1 VIEW-CHANGEs to ``view``, each holding the consortium's window (40) of prepared
+    batches at BATCH_MAX_BYTES: the largest a NEW-VIEW can be asked to carry."""
+    from p2pchain.consensus.requests import BATCH_MAX_BYTES
+    from p2pchain.consortium import CONSENSUS_DEFAULTS
+    window = CONSENSUS_DEFAULTS["watermark_window"]
+    certs = []
+    for seq in range(1, window + 1):
+        requests = [cluster.request("alice", 100 * seq + k, b"x" * 7_000) for k in range(9)]
+        assert sum(map(len, requests)) <= BATCH_MAX_BYTES
+        certs.append(certificate(cluster, seq, 0, cluster.batch(*requests, proposer="node0")))
+    return tuple(view_change(cluster, n, view, certs) for n in ("node0", "node2", "node3"))
+
+
+def test_a_new_view_after_full_windows_of_the_largest_batches_fits_a_peer_frame_and_checks(cluster):
+    # V travels by digests, O with the batches: one window of batches, not 2f+1 of them
+    # (with V's batches this NEW-VIEW encoded to ~10 MB; the peer links refuse frames
+    # above 4 MiB, so no backup could enter the view and every later primary failed alike)
+    from p2pchain.consensus.messages import decode_message, encode_message
+    from p2pchain.net.peers import LinkSettings
+    vcs = full_window_view_changes(cluster)
+    primary = cluster.replica("node1", config=replace(CONFIG, watermark_window=40))  # primary of view 1
+    out = [a for t, vc in enumerate(vcs) for a in primary.handle(Received(t, vc))]
+    assert not [a for a in out if type(a) is Fault]
+    [nv] = [a.message for a in out if type(a) is Broadcast and type(a.message) is NewView]
+    assert len(nv.pre_prepares) == 40 and all(pp.batch is not None for pp in nv.pre_prepares)
+    assert all(c.pre_prepare.batch is None for vc in nv.view_changes for c in vc.prepared)
+    data = encode_message(nv)
+    assert len(data) < LinkSettings().max_frame_bytes
+    assert len(data) < 1.1 * sum(len(encode_message(pp)) for pp in nv.pre_prepares)
+    received = decode_message(data)
+    assert received == nv
+    backup = cluster.replica("node3", config=replace(CONFIG, watermark_window=40))
+    actions = backup.handle(Received(1, received))
+    assert not [a for a in actions if type(a) is Fault]
+    assert (backup.view, backup.active) == (1, True)
+    assert [p.seq for p in sent(actions, Prepare)] == list(range(1, 41))
+    assert [p.digest for p in sent(actions, Prepare)] == [c.pre_prepare.digest for c in vcs[0].prepared]
+
+
+def test_a_view_change_on_its_own_must_carry_its_certificates_batches(cluster):
+    # the next primary re-issues them from the VIEW-CHANGEs: a digest alone is no batch
+    a = cluster.batch(cluster.request("alice", 1), proposer="node0")
+    vc = view_change(cluster, "node2", 1, [certificate(cluster, 1, 0, a)])
+    bare = vc.without_batches()
+    assert bare.signature == vc.signature and bare.signing_bytes() == vc.signing_bytes()
+    replica = cluster.replica("node1")
+    assert [a.kind for a in replica.handle(Received(1, bare)) if type(a) is Fault] == [FaultKind.BAD_VIEW_CHANGE]
+    from p2pchain.consensus.messages import MalformedMessage, decode_message, encode_message
+    try:
+        decode_message(encode_message(bare))
+    except MalformedMessage:
+        pass
+    else:
+        raise AssertionError("a VIEW-CHANGE without its batches decoded")
+
+
+def test_a_new_view_whose_O_batch_differs_from_the_digest_in_V_is_refused(cluster):
+    a = cluster.batch(cluster.request("alice", 1), proposer="node0")
+    other = cluster.batch(cluster.request("bob", 1), proposer="node0")
+    vcs = tuple(view_change(cluster, n, 1, [certificate(cluster, 1, 0, a)]).without_batches()
+                for n in ("node1", "node2", "node3"))
+    swapped = cluster.sign(PrePrepare(CHANNEL, 1, 1, a.digest(), other, "node1"))
+    nv = cluster.sign(NewView(CHANNEL, 1, vcs, (swapped,), "node1"))
+    assert check_new_view(nv, cluster.replica("node2").ctx)[0] == "batch of seq 1 in O does not match its digest"
+    relabelled = cluster.sign(PrePrepare(CHANNEL, 1, 1, other.digest(), other, "node1"))
+    nv = cluster.sign(NewView(CHANNEL, 1, vcs, (relabelled,), "node1"))
+    assert check_new_view(nv, cluster.replica("node2").ctx)[0] == \
+        "pre-prepare for seq 1 in O differs from the one V implies"
+
+
+def test_a_new_view_that_carries_V_with_its_batches_still_decodes_and_checks(cluster):
+    # as the code before V went by digests sent and stored them
+    from p2pchain.consensus.messages import decode_message, encode_message
+    a = cluster.batch(cluster.request("alice", 1), proposer="node0")
+    vcs = tuple(view_change(cluster, n, 1, [certificate(cluster, 1, 0, a)]) for n in ("node1", "node2", "node3"))
+    pp = cluster.sign(PrePrepare(CHANNEL, 1, 1, a.digest(), a, "node1"))
+    nv = cluster.sign(NewView(CHANNEL, 1, vcs, (pp,), "node1"))
+    assert decode_message(encode_message(nv)) == nv
+    assert check_new_view(nv, cluster.replica("node2").ctx)[0] is None
