@@ -5,10 +5,11 @@ why in :mod:`.durable`).
 A replica fetches when 2f+1 checkpoints (or a NEW-VIEW) name a sequence number it has not
 reached, and once after every (re)start. It broadcasts FETCH-REQUEST(have_seq); any peer
 answers with its stable checkpoint and proof, its committed batches above ``have_seq`` with
-their commit certificates, and its NEW-VIEW. The replica adopts a proven checkpoint above
-its own (the shell installs the application snapshot: ``FetchState`` then
-``StateTransferred``), then executes the certified batches in order. It asks again every
-timeout until it has reached its goal.
+their commit certificates (up to ``FETCH_REPLY_BYTES`` of them), and its NEW-VIEW. The
+replica adopts a proven checkpoint above its own (the shell installs the application
+snapshot: ``FetchState`` then ``StateTransferred``), then executes the certified batches in
+order. It asks again at once while replies bring batches and it is short of its goal, and
+every timeout until it has reached it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from .log import Slot
 from .messages import CheckpointState, Checkpoint, FetchReply, FetchRequest
 from .statetransfer import check_committed_entry
 
-__all__ = ["RecoveryMixin"]
+__all__ = ["RecoveryMixin", "FETCH_REPLY_BYTES"]
+
+FETCH_REPLY_BYTES = 1024 * 1024
+"""A FETCH-REPLY's committed batches hold at most this many request bytes (and at least
+one batch); the peer asks again for the rest. With the NEW-VIEW it also carries (O: up to
+a window of batches, ~2.6 MB at ``BATCH_MAX_BYTES``) a reply stays below the peer links'
+4 MiB frames; a window of entries beside it would not."""
 
 
 class RecoveryMixin:
@@ -100,8 +107,15 @@ class RecoveryMixin:
         if problem or req.sender == self.name:
             self._fault(FaultKind.BAD_SIGNATURE, req.sender, problem or "fetch request from myself")
             return
-        window = self.config.watermark_window
-        entries = tuple(self.committed[s] for s in sorted(self.committed) if s > req.have_seq)[:window]
+        entries, size = [], 0
+        for seq in sorted(self.committed):
+            if seq <= req.have_seq:
+                continue
+            size += sum(map(len, self.committed[seq].batch.requests))
+            if len(entries) == self.config.watermark_window or (entries and size > FETCH_REPLY_BYTES):
+                break
+            entries.append(self.committed[seq])
+        entries = tuple(entries)
         new_view = self.new_view if self.active else None
         if not entries and self.low <= req.have_seq and new_view is None:
             return  # nothing the peer lacks
@@ -127,6 +141,7 @@ class RecoveryMixin:
                 return
             self._adopt_checkpoint(state, reply.checkpoint_proof)
         limit = self.low + 2 * self.config.watermark_window
+        added = False
         for entry in reply.entries:
             if entry.seq <= max(self.last_committed, self.low) or entry.seq in self.committed or entry.seq > limit:
                 continue
@@ -136,7 +151,10 @@ class RecoveryMixin:
                 return
             self.committed[entry.seq] = entry
             self._dirty = True
+            added = True
         self._deliver()
+        if added and self.fetching and self.transfer is None and self.last_committed < self.fetch_goal:
+            self._send_fetch_request()  # the reply was cut (FETCH_REPLY_BYTES): the rest at once
 
     # -- start and restart ---------------------------------------------------------------
 

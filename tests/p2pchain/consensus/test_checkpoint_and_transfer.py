@@ -137,3 +137,35 @@ def test_a_replica_catching_up_does_not_blame_the_primary_for_its_own_delay(clus
     actions = replica.handle(TimerFired(200, TIMER_REQUEST))
     assert replica.active and replica.view == 0
     assert any(type(a) is SetTimer and a.timer == TIMER_REQUEST for a in actions)
+
+
+def test_a_fetch_reply_holds_batches_up_to_its_byte_budget_and_the_peer_asks_again(cluster, monkeypatch):
+    from p2pchain.consensus import recovery
+    replica = committed_replica(cluster, (1, 2, 3, 4), name="node2")
+    size = sum(map(len, replica.committed[1].batch.requests))
+    monkeypatch.setattr(recovery, "FETCH_REPLY_BYTES", 2 * size)
+    [send] = replica.handle(Received(1, cluster.sign(FetchRequest(CHANNEL, 0, "node3"))))
+    assert [e.seq for e in send.message.entries] == [1, 2]
+    [send] = replica.handle(Received(2, cluster.sign(FetchRequest(CHANNEL, 2, "node3"))))
+    assert [e.seq for e in send.message.entries] == [3, 4]
+    monkeypatch.setattr(recovery, "FETCH_REPLY_BYTES", 1)  # one batch goes whatever its size
+    [send] = replica.handle(Received(3, cluster.sign(FetchRequest(CHANNEL, 0, "node3"))))
+    assert [e.seq for e in send.message.entries] == [1]
+
+
+def test_a_replica_short_of_its_goal_asks_again_at_once_after_a_reply_brought_batches(cluster):
+    replica = cluster.replica("node1")
+    replica.handle(CatchUp(1, 4))
+    reply = cluster.sign(FetchReply(CHANNEL, replica.stable_state, (), (entry(cluster, 1), entry(cluster, 2)),
+                                    None, "node2"))
+    actions = replica.handle(Received(2, reply))
+    assert replica.last_committed == 2
+    assert [a.message for a in actions if type(a) is Broadcast] == [cluster.sign(FetchRequest(CHANNEL, 2, "node1"))]
+    # the same batches again (another peer's answer) bring nothing: no new request
+    actions = replica.handle(Received(3, cluster.sign(replace(reply, sender="node3"))))
+    assert [a for a in actions if type(a) is Broadcast] == []
+    reply = cluster.sign(FetchReply(CHANNEL, replica.stable_state, (), (entry(cluster, 3), entry(cluster, 4)),
+                                    None, "node2"))
+    actions = replica.handle(Received(4, reply))
+    assert replica.last_committed == 4 and not replica.fetching
+    assert [a for a in actions if type(a) is Broadcast] == []
