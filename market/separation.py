@@ -11,6 +11,8 @@ docs/market.md, "Nucleolus".
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import LinearConstraint, linprog
@@ -321,15 +323,17 @@ def split_search(lp, x, threshold, parts, stages):
 
     # a case: None (the bounds alone) or rows of the relaxation with their bounds,
     # (index, lower, upper) -- kept on for the case's whole subtree
-    def relax(lo, hi, case):
+    @contextmanager
+    def bounded(case):
         if case is None:
-            return lp.solve(lo, hi)
-        index, lower, upper = case
-        lp.bound_rows(index, lower, upper)
+            yield
+            return
+        lp.bound_rows(*case)
         try:
-            return lp.solve(lo, hi)
+            yield
         finally:
-            lp.bound_rows(index, free_lower[:len(index)], free_upper[:len(index)])
+            k = len(case[0])
+            lp.bound_rows(case[0], free_lower[:k], free_upper[:k])
     # bounds that free a case's rows: a case has at most max(NO_GOODS_UP_TO, N) of them
     free_lower, free_upper = np.full(NO_GOODS_UP_TO + N, -np.inf), np.full(NO_GOODS_UP_TO + N, np.inf)
 
@@ -366,16 +370,19 @@ def split_search(lp, x, threshold, parts, stages):
                     lower[j], upper[j] = (1.0, np.inf) if sign > 0 else (-np.inf, -1.0)
                     cases.append((np.zeros(N), np.ones(N), (index[:j + 1], lower, upper)))
         for lo, hi, case in cases:
-            node = relax(lo, hi, case)
+            with bounded(case):
+                node = lp.solve(lo, hi)
             if node is not None and -node[0] > floor:
                 roots.append((-node[0], len(roots), lo, hi, case, node))
-    roots.sort(key=lambda r: (-r[0], r[1]))
-    for _bound, _k, *root in roots:
-        stack = [tuple(root)]
+
+    def search(lo, hi, node):
+        """Depth first below a root (its case's rows bounded by the caller)."""
+        nonlocal below
+        stack = [(lo, hi, node)]
         while stack:
-            lo, hi, case, node = stack.pop()
+            lo, hi, node = stack.pop()
             if node is None:
-                node = relax(lo, hi, case)
+                node = lp.solve(lo, hi)
             if node is None or -node[0] <= floor:
                 continue
             z = node[1]
@@ -397,9 +404,14 @@ def split_search(lp, x, threshold, parts, stages):
             out_hi, in_lo = hi.copy(), lo.copy()
             out_hi[k], in_lo[k] = 0.0, 1.0
             if z[k] >= 0.5:             # the side it leans to is searched first (popped last)
-                stack += [(lo, out_hi, case, None), (in_lo, hi, case, None)]
+                stack += [(lo, out_hi, None), (in_lo, hi, None)]
             else:
-                stack += [(in_lo, hi, case, None), (lo, out_hi, case, None)]
+                stack += [(in_lo, hi, None), (lo, out_hi, None)]
+
+    roots.sort(key=lambda r: (-r[0], r[1]))
+    for _bound, _k, lo, hi, case, node in roots:
+        with bounded(case):
+            search(lo, hi, node)
     if not found:
         if below is not None:
             stages.remember(below[1], below[2])
