@@ -20,6 +20,11 @@
   current one).  Any optimal solution serves the sequential LPs (their certificates
   do not depend on which one HiGHS returns), so a warm start changes no result's
   exactness.
+
+Why highspy 1.15 (setup.cfg: ``>=1.15,<1.16``): HiGHS 1.16 reads the processor topology
+from ``/sys`` on every ``run`` (five files per call, whatever ``threads`` says), which
+doubles the fixed cost of a warm re-solve (~15 -> ~32 µs on a trivial LP); the branch and
+bound re-solves ~1,000 times per paper-sized round (docs/performance.md).
 """
 from __future__ import annotations
 
