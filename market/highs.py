@@ -377,10 +377,12 @@ class FixedChargeLP:
     def _refresh(self) -> None:
         """What :meth:`_run_linked` checks, after pairs or link rows joined."""
         self._out = np.flatnonzero(self._col < 0)               # pairs still out
-        self._out_ends = self._ends[self._out]
+        ends = self._ends[self._out]
+        self._out_a, self._out_b, self._out_w = ends[:, 0], ends[:, 1], -self.w[self._out]
         # each link row's y column, -1 once the row is in or while its pair is out
         self._link_col = np.where(self._linked, -1, self._col[self._link_pair])
         self._check = np.flatnonzero(self._link_col >= 0)
+        self._check_y, self._check_z = self._link_col[self._check], self._link_z[self._check]
 
     def costs(self, x) -> None:
         """Membership costs x (one per player)."""
@@ -421,12 +423,10 @@ class FixedChargeLP:
                 return status, None
             sol = self.h.getSolution()
             col = np.array(sol.col_value)
-            check = self._check
-            broken = check[col[self._link_col[check]] > col[self._link_z[check]] + 1e-9]
+            broken = self._check[col[self._check_y] > col[self._check_z] + 1e-9]
             if len(self._out):
                 dual = np.array(sol.row_dual[:self.N])
-                ends = self._out_ends
-                priced = self._out[-self.w[self._out] - dual[ends[:, 0]] - dual[ends[:, 1]] < -1e-9]
+                priced = self._out[self._out_w - dual[self._out_a] - dual[self._out_b] < -1e-9]
             else:
                 priced = self._out
             if not len(broken) and not len(priced):
