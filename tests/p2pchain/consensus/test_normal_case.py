@@ -362,23 +362,3 @@ def test_the_signature_cache_is_bounded_oldest_out_and_never_accepts_a_forgery(m
     assert ring.check("node2", payloads[0], signatures[0]) is None  # evicted: verified again
     assert ring.check("node2", payloads[1], signatures[0]) is not None  # a mismatch is refused
     assert ring.check("node3", payloads[-1], signatures[-1]) is not None  # cached for node2, not for node3
-
-
-def test_a_view_change_with_a_full_window_of_the_largest_batches_fits_a_peer_frame(cluster):
-    # What BATCH_MAX_BYTES is for: the consortium's window (40) of prepared batches, each
-    # at the bound, in one VIEW-CHANGE, still decodes and passes the peer links' limit.
-    from p2pchain.consensus.messages import (CheckpointState, PreparedCertificate, ViewChange,
-                                             decode_message, encode_message)
-    from p2pchain.consortium import CONSENSUS_DEFAULTS
-    from p2pchain.net.peers import LinkSettings
-    window = CONSENSUS_DEFAULTS["watermark_window"]
-    prepared = []
-    for seq in range(1, window + 1):
-        requests = [cluster.request("alice", 100 * seq + k, b"x" * 7_000) for k in range(9)]
-        assert sum(map(len, requests)) <= BATCH_MAX_BYTES < sum(map(len, requests)) + len(requests[0])
-        pp = cluster.pre_prepare(seq, batch=cluster.batch(*requests))
-        prepared.append(PreparedCertificate(pp, (cluster.prepare(pp, "node1"), cluster.prepare(pp, "node2"))))
-    vc = cluster.sign(ViewChange(CHANNEL, 1, 0, CheckpointState(0, b"g", ()), (), tuple(prepared), "node1"))
-    data = encode_message(vc)
-    assert len(data) < LinkSettings().max_frame_bytes
-    assert decode_message(data) == vc

@@ -167,16 +167,29 @@ def test_prepared_certificates_survive_view_changes_until_garbage_collected(clus
 
 def full_window_view_changes(cluster, view=1):
     """2f+1 VIEW-CHANGEs to ``view``, each holding the consortium's window (40) of prepared
-    batches at BATCH_MAX_BYTES: the largest a NEW-VIEW can be asked to carry."""
+    batches at BATCH_MAX_BYTES: the largest a VIEW-CHANGE can be, and the most a NEW-VIEW
+    can be asked to carry."""
     from p2pchain.consensus.requests import BATCH_MAX_BYTES
     from p2pchain.consortium import CONSENSUS_DEFAULTS
     window = CONSENSUS_DEFAULTS["watermark_window"]
     certs = []
     for seq in range(1, window + 1):
         requests = [cluster.request("alice", 100 * seq + k, b"x" * 7_000) for k in range(9)]
-        assert sum(map(len, requests)) <= BATCH_MAX_BYTES
+        assert sum(map(len, requests)) <= BATCH_MAX_BYTES < sum(map(len, requests)) + len(requests[0])
         certs.append(certificate(cluster, seq, 0, cluster.batch(*requests, proposer="node0")))
     return tuple(view_change(cluster, n, view, certs) for n in ("node0", "node2", "node3"))
+
+
+def test_a_view_change_with_a_full_window_of_the_largest_batches_fits_a_peer_frame(cluster):
+    # What BATCH_MAX_BYTES is for: the consortium's window (40) of prepared batches, each
+    # at the bound, in one VIEW-CHANGE, still decodes and passes the peer links' limit.
+    from p2pchain.consensus.messages import decode_message, encode_message
+    from p2pchain.net.peers import LinkSettings
+    vc = full_window_view_changes(cluster)[0]
+    assert len(vc.prepared) == 40
+    data = encode_message(vc)
+    assert len(data) < LinkSettings().max_frame_bytes
+    assert decode_message(data) == vc
 
 
 def test_a_new_view_after_full_windows_of_the_largest_batches_fits_a_peer_frame_and_checks(cluster):
