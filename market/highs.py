@@ -430,6 +430,7 @@ class FixedChargeLP:
             else:
                 priced = self._out
             if not len(broken) and not len(priced):
+                self._dual_z = np.array(sol.col_dual[:self.N])
                 return status, col
             for k in broken.tolist():
                 self.h.addRow(-_INF, 0.0, 2, np.array([self._link_col[k], self._link_z[k]], dtype=np.int32),
@@ -442,10 +443,16 @@ class FixedChargeLP:
                 self._refresh()
 
     def solve(self, z_lower, z_upper):
-        """The relaxation with z between the given bounds: (min x.z - w.y, z, w.y), or
-        None when infeasible.  Where z comes out 0/1, y is an optimal b-matching of the
-        coalition z (else the value would improve), so w.y rounds to v(S) exactly (total
-        unimodularity, integer weights)."""
+        """The relaxation with z between the given bounds: (min x.z - w.y, z, w.y, the
+        reduced costs of z), or None when infeasible.  Where z comes out 0/1, y is an
+        optimal b-matching of the coalition z (else the value would improve), so w.y
+        rounds to v(S) exactly (total unimodularity, integer weights).
+
+        The reduced costs d bound the relaxation at other membership costs x' without
+        solving it: the optimal duals stay feasible (only the costs of z change, and z
+        is boxed), so with h(d) = min(d * lower, d * upper) per player the minimum at
+        x' is at least the minimum at x plus sum_p h(d_p + x'_p - x_p) - h(d_p)
+        (Lagrangian duality; :func:`market.separation.split_search`)."""
         self.h.changeColsBounds(self.N, self._z, np.asarray(z_lower, float), np.asarray(z_upper, float))
         status, col = self._run_linked()
         if status not in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kInfeasible):
@@ -457,4 +464,5 @@ class FixedChargeLP:
             return None
         if status != highspy.HighsModelStatus.kOptimal:
             raise NucleolusError(f"separation LP failed: {self.h.modelStatusToString(status)}")
-        return self.h.getObjectiveValue(), col[:self.N], float(self._w_in @ col[self.N:self.n_cols])
+        return (self.h.getObjectiveValue(), col[:self.N], float(self._w_in @ col[self.N:self.n_cols]),
+                self._dual_z)

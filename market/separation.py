@@ -111,6 +111,7 @@ def market_separator(w, bc, sc):
     value_of = coalition_values(w, bc, sc, m)
     split = []          # the branch and bound's LP, made at its first use
     cached = [None, None, None]     # (stages, its number of fixed rows, span_parts)
+    memo = {}                       # the last branch and bound's leaves (split_search)
 
     def solve(x, cons, extra, threshold, stages):
         """The most violated coalition as [(mask, v(S))], or [] if none beats the threshold.
@@ -162,7 +163,7 @@ def market_separator(w, bc, sc):
         if parts is not None:
             if not split:
                 split.append(FixedChargeLP(w, bc, sc))
-            return split_search(split[0], x, threshold, parts, stages)
+            return split_search(split[0], x, threshold, parts, stages, memo)
         if d == N - 1:
             # only the grand coalition is fixed: its span holds just {} and N
             size = np.r_[np.ones(N), np.zeros(E)][None, :]
@@ -284,7 +285,7 @@ def _zero_sums(rows) -> list[int]:
     return sorted(found)
 
 
-def split_search(lp, x, threshold, parts, stages):
+def split_search(lp, x, threshold, parts, stages, memo=None):
     """Exact separation, max v(S) - x(S) over S outside the fixed rows' span L, by a
     branch and bound over the memberships, given L's parts (:func:`span_parts`).
 
@@ -321,62 +322,29 @@ def split_search(lp, x, threshold, parts, stages):
     below = None                    # (excess, mask, value) of the best coalition not above it
     cost = np.maximum(x, 0.0) + 1.0   # branching weights
 
-    # a case: None (the bounds alone) or rows of the relaxation with their bounds,
-    # (index, lower, upper) -- kept on for the case's whole subtree
-    @contextmanager
-    def bounded(case):
-        if case is None:
-            yield
-            return
-        lp.bound_rows(*case)
-        try:
-            yield
-        finally:
-            k = len(case[0])
-            lp.bound_rows(case[0], free_lower[:k], free_upper[:k])
-    # bounds that free a case's rows: a case has at most max(NO_GOODS_UP_TO, N) of them
-    free_lower, free_upper = np.full(NO_GOODS_UP_TO + N, -np.inf), np.full(NO_GOODS_UP_TO + N, np.inf)
-
-    roots = []
-    for part, kind, data in parts:
-        members = np.flatnonzero(mask_bits(part, N))
-        cases = []
-        if kind == "block":
-            # p_1 in and a later member out, or p_1 out and a later member in
-            p, tail = members[0], members[1:]
-            for into in (1.0, 0.0):
-                lo, hi = np.zeros(N), np.ones(N)
-                lo[p] = hi[p] = into
-                if len(tail) == 1:      # a pair: the other member goes the other way
-                    lo[tail[0]] = hi[tail[0]] = 1.0 - into
-                    cases.append((lo, hi, None))
-                else:
-                    row = lp.rows([(tail, np.ones(len(tail)))])
-                    bounds = ([-np.inf], [len(tail) - 1]) if into else ([1.0], [np.inf])
-                    cases.append((lo, hi, (row, *bounds)))
-        elif kind == "inside":
-            # no-good rows: sum_{p not in q} z_p - sum_{p in q} z_p >= 1 - |q| cuts off
-            # exactly the membership q of C
-            index = lp.rows([(members, [-1 if q >> p & 1 else 1 for p in members]) for q in data])
-            lower = np.array([1.0 - bin(q).count("1") for q in data])
-            cases.append((np.zeros(N), np.ones(N), (index, lower, np.full(len(data), np.inf))))
+    # the cases, each started from the last call's leaves where that call had the
+    # same case (:func:`_last_leaves`), else from its root
+    starts, leaves, fresh = [], [], []
+    last = memo.get("leaves", {}) if memo and memo["stages"] is stages else {}
+    dx = x - memo["x"] if last else None
+    for key, lo, hi, case in _cases(lp, parts, N):
+        if key in last:
+            above, kept = _last_leaves(last[key], dx, floor)
+            starts += [(lo, hi, key, case, None) for lo, hi in above]
+            leaves += [(key, case, leaf) for leaf in kept]
+            continue
+        with _bounded(lp, case):
+            node = lp.solve(lo, hi)
+        if node is not None and -node[0] > floor:
+            fresh.append((lo, hi, key, case, node))
         else:
-            # b_1 . z = ... = b_(j-1) . z = 0 and b_j . z >= 1 (or <= -1), for each j:
-            # disjoint cases, as the first b that does not vanish on 1_(S n C) is one of them
-            index = lp.rows([(members, b) for b in data])
-            for j in range(len(data)):
-                for sign in (1.0, -1.0):
-                    lower, upper = np.zeros(j + 1), np.zeros(j + 1)
-                    lower[j], upper[j] = (1.0, np.inf) if sign > 0 else (-np.inf, -1.0)
-                    cases.append((np.zeros(N), np.ones(N), (index[:j + 1], lower, upper)))
-        for lo, hi, case in cases:
-            with bounded(case):
-                node = lp.solve(lo, hi)
-            if node is not None and -node[0] > floor:
-                roots.append((-node[0], len(roots), lo, hi, case, node))
+            leaves.append((key, case, _leaf(node, lo, hi)))
+    # fresh roots best bound first (the order changes which nodes are searched only
+    # through ties: every node above the threshold is searched)
+    starts += sorted(fresh, key=lambda r: r[4][0])
 
-    def search(lo, hi, node):
-        """Depth first below a root (its case's rows bounded by the caller)."""
+    def search(lo, hi, key, case, node):
+        """Depth first below a start (its case's rows bounded by the caller)."""
         nonlocal below
         stack = [(lo, hi, node)]
         while stack:
@@ -384,10 +352,12 @@ def split_search(lp, x, threshold, parts, stages):
             if node is None:
                 node = lp.solve(lo, hi)
             if node is None or -node[0] <= floor:
+                leaves.append((key, case, _leaf(node, lo, hi)))
                 continue
             z = node[1]
             far = np.abs(z - np.round(z))
             if far.max() <= 1e-9:
+                leaves.append((key, case, _leaf(node, lo, hi)))
                 mask = point_mask(z, N)
                 if mask in seen:
                     continue
@@ -408,10 +378,18 @@ def split_search(lp, x, threshold, parts, stages):
             else:
                 stack += [(in_lo, hi, None), (lo, out_hi, None)]
 
-    roots.sort(key=lambda r: (-r[0], r[1]))
-    for _bound, _k, lo, hi, case, node in roots:
-        with bounded(case):
-            search(lo, hi, node)
+    k = 0
+    while k < len(starts):
+        key, case = starts[k][2:4]
+        with _bounded(lp, case):    # the starts of one case follow each other
+            while k < len(starts) and starts[k][2] == key:
+                search(*starts[k])
+                k += 1
+    if memo is not None:
+        by_case = {}
+        for key, _case, leaf in leaves:
+            by_case.setdefault(key, []).append(leaf)
+        memo.update(stages=stages, x=np.array(x, dtype=float), leaves=by_case)
     if not found:
         if below is not None:
             stages.remember(below[1], below[2])
@@ -419,6 +397,90 @@ def split_search(lp, x, threshold, parts, stages):
     order = sorted(found, key=lambda mk: (-found[mk][0], mk))
     return [(mk, found[mk][1]) for mk in order]
 
+
+def _leaf(node, lo, hi):
+    """A leaf of the branch and bound, kept for the next call: (a bound on the best
+    excess in its box, the reduced costs of z at its LP's optimum or None, lo, hi);
+    ``node`` None: an infeasible box."""
+    if node is None:
+        return -np.inf, None, lo, hi
+    return -node[0], node[3], lo, hi
+
+
+def _last_leaves(leaves, dx, floor):
+    """A case's leaves from the last call, re-bounded after x moved by ``dx``: the boxes
+    (lo, hi) whose bound may now beat ``floor``, and the other leaves, re-bounded.
+
+    The leaves' boxes cover the case's coalitions.  A leaf's bound follows x by
+    Lagrangian duality: its LP's optimal duals stay feasible when only the costs of z
+    change (:meth:`market.highs.FixedChargeLP.solve`), so with its reduced costs d and
+    h(d) = sum_p min(d_p lo_p, d_p hi_p) the bound falls by h(d + dx) - h(d).
+    """
+    above, kept = [], []
+    for bound, d, lo, hi in leaves:
+        if d is not None:
+            moved = d + dx
+            bound -= float(np.minimum(moved * lo, moved * hi).sum() - np.minimum(d * lo, d * hi).sum())
+            d = moved
+        if bound > floor:
+            above.append((lo, hi))
+        else:
+            kept.append((bound, d, lo, hi))
+    return above, kept
+
+
+@contextmanager
+def _bounded(lp, case):
+    """A case's rows of ``lp`` bounded inside the block (a case: None, the bounds alone,
+    or (rows, their lower, upper bounds)), free again after it."""
+    if case is None:
+        yield
+        return
+    lp.bound_rows(*case)
+    try:
+        yield
+    finally:
+        k = len(case[0])
+        lp.bound_rows(case[0], np.full(k, -np.inf), np.full(k, np.inf))
+
+
+def _cases(lp, parts, N):
+    """The disjoint cases of S leaving the span (see :func:`split_search`), as (a key
+    naming the case by its part, z lower bounds, z upper bounds, None or (rows of
+    ``lp``, their lower, upper bounds)).  Equal keys in two calls mean the same case,
+    whatever else the span gained in between."""
+    for part, kind, data in parts:
+        members = np.flatnonzero(mask_bits(part, N))
+        if kind == "block":
+            # p_1 in and a later member out, or p_1 out and a later member in
+            p, tail = members[0], members[1:]
+            for into in (1.0, 0.0):
+                lo, hi = np.zeros(N), np.ones(N)
+                lo[p] = hi[p] = into
+                key = (part, kind, into)
+                if len(tail) == 1:      # a pair: the other member goes the other way
+                    lo[tail[0]] = hi[tail[0]] = 1.0 - into
+                    yield key, lo, hi, None
+                else:
+                    row = lp.rows([(tail, np.ones(len(tail)))])
+                    bounds = ([-np.inf], [len(tail) - 1]) if into else ([1.0], [np.inf])
+                    yield key, lo, hi, (row, *bounds)
+        elif kind == "inside":
+            # no-good rows: sum_{p not in q} z_p - sum_{p in q} z_p >= 1 - |q| cuts off
+            # exactly the membership q of C
+            index = lp.rows([(members, [-1 if q >> p & 1 else 1 for p in members]) for q in data])
+            lower = np.array([1.0 - bin(q).count("1") for q in data])
+            yield (part, kind, tuple(data)), np.zeros(N), np.ones(N), (index, lower, np.full(len(data), np.inf))
+        else:
+            # b_1 . z = ... = b_(j-1) . z = 0 and b_j . z >= 1 (or <= -1), for each j:
+            # disjoint cases, as the first b that does not vanish on 1_(S n C) is one of them
+            index = lp.rows([(members, b) for b in data])
+            for j in range(len(data)):
+                for sign in (1.0, -1.0):
+                    lower, upper = np.zeros(j + 1), np.zeros(j + 1)
+                    lower[j], upper[j] = (1.0, np.inf) if sign > 0 else (-np.inf, -1.0)
+                    key = (part, kind, tuple(map(tuple, data[:j + 1])), sign)
+                    yield key, np.zeros(N), np.ones(N), (index[:j + 1], lower, upper)
 
 def seed_coalitions(w, bc, sc, m, matched=None) -> list[int]:
     """Likely-essential coalitions of a capacitated market, to start the working set.

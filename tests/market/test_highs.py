@@ -161,7 +161,7 @@ def test_fixed_charge_lp_at_0_1_memberships_is_the_excess_and_bounds_it_elsewher
     excess = {mk: float(value(mk)) - float(x @ ((mk >> np.arange(N)) & 1)) for mk in range(1 << N)}
     for mk in rng.integers(0, 1 << N, 8).tolist():
         z = ((mk >> np.arange(N)) & 1).astype(float)
-        obj, zs, wy = lp.solve(z, z)
+        obj, zs, wy, _d = lp.solve(z, z)
         assert abs(-obj - excess[mk]) <= 1e-6 * max(1.0, abs(excess[mk]))
         assert round(wy) == value(mk)
         fixed = rng.random(N) < 0.5
@@ -169,6 +169,35 @@ def test_fixed_charge_lp_at_0_1_memberships_is_the_excess_and_bounds_it_elsewher
         bound = -lp.solve(lo, hi)[0]
         agreeing = [e for m, e in excess.items() if all((m >> p & 1) == z[p] for p in np.flatnonzero(fixed))]
         assert max(agreeing) <= bound + 1e-6 * max(1.0, abs(bound))
+
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.one_of(markets(max_buyers=3, max_sellers=4, max_cap=3),
+                 markets(max_buyers=5, max_sellers=5, max_cap=2, low=-5)),
+       st.integers(0, 2**32 - 1))
+def test_fixed_charge_lp_reduced_costs_bound_it_at_other_costs(inst, seed):
+    # the bound a branch and bound leaf carries to the next separation call
+    # (separation._last_leaves): from the reduced costs d at x, the relaxation's value
+    # at x' is at most its value at x minus h(d + x' - x) - h(d), h(d) = sum min(d lo, d hi)
+    w, bc, sc = inst
+    N = len(bc) + len(sc)
+    rng = np.random.default_rng(seed)
+    top = max(1.0, float(w.clip(0).sum()))
+    lp = FixedChargeLP(w, bc, sc)
+    h = lambda d, lo, hi: float(np.minimum(d * lo, d * hi).sum())
+    for _ in range(6):
+        x = rng.uniform(0, top, N)
+        fixed = rng.random(N) < 0.4
+        z = (rng.random(N) < 0.5).astype(float)
+        lo, hi = np.where(fixed, z, 0.0), np.where(fixed, z, 1.0)
+        lp.costs(x)
+        obj, _z, _wy, d = lp.solve(lo, hi)
+        x2 = np.where(rng.random(N) < 0.5, x, rng.uniform(0, top, N))
+        lp.costs(x2)
+        real = -lp.solve(lo, hi)[0]
+        estimate = -obj - (h(d + x2 - x, lo, hi) - h(d, lo, hi))
+        assert real <= estimate + 1e-7 * top
 
 
 class _UnknownOnce:

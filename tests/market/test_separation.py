@@ -227,6 +227,39 @@ def test_branch_and_bound_over_the_span_parts_finds_what_the_milp_finds(inst, se
         _check_split_search(w, bc, sc, table, x, stages, member, outside, offset)
 
 
+
+@settings(max_examples=60, deadline=None)
+@given(markets(max_buyers=3, max_sellers=4, max_cap=3), st.integers(0, 2**32 - 1),
+       st.integers(0, 2))
+def test_branch_and_bound_started_from_the_last_calls_leaves_stays_exact(inst, seed, extra):
+    # one separator called again and again, as a stage's rounds and the next stage call
+    # it: each call starts from the last one's leaves, re-bounded at the new point
+    # (split_search, _last_leaves), and a row fixed between calls keeps the cases its
+    # parts did not change.  Every answer against enumeration at that call's point.
+    w, bc, sc, table, x, stages, member, outside = _separation_case(inst, seed, extra, partition=True)
+    n = len(bc) + len(sc)
+    rng = np.random.default_rng(seed)
+    separate = market_separator(w, bc, sc)
+    for call in range(6):
+        if call == 3 and len(outside) > 2:      # a stage fixes one more coalition
+            stages._add_equality(member[outside[int(rng.integers(len(outside)))]], 0.0)
+            rows = np.array(stages.eq_rows)
+            rank = np.linalg.matrix_rank(rows)
+            outside = [mk for mk in outside if np.linalg.matrix_rank(np.r_[rows, member[mk][None, :]]) > rank]
+        if not outside or span_parts(stages) is None:
+            return
+        x = np.clip(x + rng.normal(0, 0.1 * max(1.0, float(table[-1])), n) * (rng.random(n) < 0.5), 0, None)
+        best = max(table[mk] - member[mk] @ x for mk in outside)
+        threshold = best + float(rng.choice([-2.0, -0.5, 0.5]))
+        found = separate(x, threshold, stages)
+        if best > threshold + 1e-6:
+            mask, value = found[0]
+            assert mask in outside and value == table[mask]
+            assert abs((value - member[mask] @ x) - best) <= 1e-6 * max(1.0, abs(best))
+            _assert_more_cuts_exact(found, outside, table, member, x, threshold)
+        else:
+            assert found == []
+
 def _check_split_search(w, bc, sc, table, x, stages, member, outside, offset):
     parts = span_parts(stages)
     assert parts is not None
