@@ -291,9 +291,11 @@ def split_search(lp, x, threshold, parts, stages, memo=None):
 
     S leaves L iff it leaves one part, which splits the search into cases, each a
     constraint kept for its whole subtree.  For a block p_1 < ... < p_s, S splits it
-    iff p_1 is in and a later member out (a row: at most s - 2 of the later members
-    in) or p_1 is out and a later member in (at least one of them): two disjoint
-    cases (for a pair, two fixings).  For a part listed by its memberships inside L,
+    iff the first member that differs from p_1 is some p_j: 2(s - 1) disjoint cases,
+    each fixings only (p_1..p_(j-1) in and p_j out, or p_1..p_(j-1) out and p_j in),
+    which the LP bounds more tightly than a count row over p_2..p_s (and with the
+    last call's leaves reused, the extra roots cost less than they save:
+    docs/performance.md).  For a part listed by its memberships inside L,
     one case: no-good rows that cut off each of them.  For a part given by its null
     basis b_1..b_d, 2d disjoint cases: b_i . z = 0 for i < j and b_j . z >= 1 (or
     <= -1).
@@ -452,19 +454,13 @@ def _cases(lp, parts, N):
     for part, kind, data in parts:
         members = np.flatnonzero(mask_bits(part, N))
         if kind == "block":
-            # p_1 in and a later member out, or p_1 out and a later member in
-            p, tail = members[0], members[1:]
+            # p_1..p_j the same way (in, or out) and p_(j+1) the other: S splits the block
             for into in (1.0, 0.0):
-                lo, hi = np.zeros(N), np.ones(N)
-                lo[p] = hi[p] = into
-                key = (part, kind, into)
-                if len(tail) == 1:      # a pair: the other member goes the other way
-                    lo[tail[0]] = hi[tail[0]] = 1.0 - into
-                    yield key, lo, hi, None
-                else:
-                    row = lp.rows([(tail, np.ones(len(tail)))])
-                    bounds = ([-np.inf], [len(tail) - 1]) if into else ([1.0], [np.inf])
-                    yield key, lo, hi, (row, *bounds)
+                for j in range(1, len(members)):
+                    lo, hi = np.zeros(N), np.ones(N)
+                    lo[members[:j]] = hi[members[:j]] = into
+                    lo[members[j]] = hi[members[j]] = 1.0 - into
+                    yield (part, "chain", into, j), lo, hi, None
         elif kind == "inside":
             # no-good rows: sum_{p not in q} z_p - sum_{p in q} z_p >= 1 - |q| cuts off
             # exactly the membership q of C
