@@ -187,10 +187,10 @@ def market_separator(w, bc, sc):
 
 # a part of the span (below) that is not one block is described by its memberships
 # inside L, found by meeting in the middle (2^(k/2) partial sums each side), for up to
-# this many players and this many memberships (each a no-good row in the separation's
-# relaxation); a part beyond either by its null basis
+# this many players and this many memberships (the separation's cases are then the
+# subcubes around them, ~2-4 per membership); a part beyond either by its null basis
 PARTS_UP_TO = 24
-NO_GOODS_UP_TO = 16
+INSIDE_UP_TO = 16
 
 
 def span_parts(stages) -> list[tuple[int, str, list | None]] | None:
@@ -205,7 +205,7 @@ def span_parts(stages) -> list[tuple[int, str, list | None]] | None:
       it iff S splits C (some members in, some out);
     * ("inside", the subsets of C inside L as bitmasks, the empty one included) --
       for a group of at most ``PARTS_UP_TO`` players with at most
-      ``NO_GOODS_UP_TO`` such subsets;
+      ``INSIDE_UP_TO`` such subsets;
     * ("null", integer vectors b over C's members, in member order) -- any other
       group: S leaves the part iff b . 1_(S n C) != 0 for one of them (they are the
       integer null basis on C).
@@ -252,7 +252,7 @@ def span_parts(stages) -> list[tuple[int, str, list | None]] | None:
         # dim of L's part on C: the v on C with rows.T v = 0, exactly
         dim += null_basis_by_elimination(rows.T, len(members)).shape[1]
         inside = _zero_sums(rows) if len(members) <= PARTS_UP_TO else None
-        if inside is not None and len(inside) <= NO_GOODS_UP_TO:
+        if inside is not None and len(inside) <= INSIDE_UP_TO:
             parts.append((mask, "inside", [sum(1 << members[k] for k in range(len(members)) if code >> k & 1)
                                            for code in inside]))
         else:   # the null basis on C, each distinct nonzero column once
@@ -295,8 +295,10 @@ def split_search(lp, x, threshold, parts, stages, memo=None):
     each fixings only (p_1..p_(j-1) in and p_j out, or p_1..p_(j-1) out and p_j in),
     which the LP bounds more tightly than a count row over p_2..p_s (and with the
     last call's leaves reused, the extra roots cost less than they save:
-    docs/performance.md).  For a part listed by its memberships inside L,
-    one case: no-good rows that cut off each of them.  For a part given by its null
+    docs/performance.md).  For a part listed by its memberships inside L, the
+    disjoint subcubes (fixings only) that cover every other membership of the part
+    (:func:`_subcubes`; before, one case of no-good rows, which the LP bounds more
+    loosely).  For a part given by its null
     basis b_1..b_d, 2d disjoint cases: b_i . z = 0 for i < j and b_j . z >= 1 (or
     <= -1).
 
@@ -446,6 +448,24 @@ def _bounded(lp, case):
         lp.bound_rows(case[0], np.full(k, -np.inf), np.full(k, np.inf))
 
 
+def _subcubes(members, inside):
+    """Disjoint subcubes covering the memberships of ``members`` (players) that are
+    not in ``inside`` (bitmasks), each as (players fixed in, players fixed out): a
+    decision tree that splits on the member where ``inside`` is most one-sided, so
+    that a side without any of them closes early as one large subcube."""
+    if not inside:
+        return [([], [])]
+    if not members:
+        return []
+    counts = [sum(q >> p & 1 for q in inside) for p in members]
+    k = max(range(len(members)), key=lambda i: (abs(2 * counts[i] - len(inside)), -i))
+    p, rest = members[k], members[:k] + members[k + 1:]
+    cubes = []
+    for side in (0, 1):
+        for ins, outs in _subcubes(rest, [q for q in inside if (q >> p & 1) == side]):
+            cubes.append(((ins + [p], outs) if side else (ins, outs + [p])))
+    return cubes
+
 def _cases(lp, parts, N):
     """The disjoint cases of S leaving the span (see :func:`split_search`), as (a key
     naming the case by its part, z lower bounds, z upper bounds, None or (rows of
@@ -462,11 +482,11 @@ def _cases(lp, parts, N):
                     lo[members[j]] = hi[members[j]] = 1.0 - into
                     yield (part, "chain", into, j), lo, hi, None
         elif kind == "inside":
-            # no-good rows: sum_{p not in q} z_p - sum_{p in q} z_p >= 1 - |q| cuts off
-            # exactly the membership q of C
-            index = lp.rows([(members, [-1 if q >> p & 1 else 1 for p in members]) for q in data])
-            lower = np.array([1.0 - bin(q).count("1") for q in data])
-            yield (part, kind, tuple(data)), np.zeros(N), np.ones(N), (index, lower, np.full(len(data), np.inf))
+            for j, (ins, outs) in enumerate(_subcubes(members.tolist(), data)):
+                lo, hi = np.zeros(N), np.ones(N)
+                lo[ins] = 1.0
+                hi[outs] = 0.0
+                yield (part, kind, tuple(data), j), lo, hi, None
         else:
             # b_1 . z = ... = b_(j-1) . z = 0 and b_j . z >= 1 (or <= -1), for each j:
             # disjoint cases, as the first b that does not vanish on 1_(S n C) is one of them

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from market.essential import list_separator
 from market.exact_linalg import integer_null_basis, null_basis_by_elimination
 from market.nucleolus import market_game_values, nucleolus
-from market.separation import _zero_sums, core_point, market_separator, span_parts
+from market.separation import _subcubes, _zero_sums, core_point, market_separator, span_parts
 from market import separation, sequential_lp
 from market.sequential_lp import Stages
 from tests.market.conftest import assert_nucleolus_equals_enumeration, markets
@@ -223,7 +223,7 @@ def test_branch_and_bound_over_the_span_parts_finds_what_the_milp_finds(inst, se
     # enumeration and against the MILP the separator falls back on; with
     # ``by_null_basis`` every part that is not a block is given by its null basis
     w, bc, sc, table, x, stages, member, outside = _separation_case(inst, seed, extra, partition=True)
-    with mock.patch.object(separation, "NO_GOODS_UP_TO", 0 if by_null_basis else 16):
+    with mock.patch.object(separation, "INSIDE_UP_TO", 0 if by_null_basis else 16):
         _check_split_search(w, bc, sc, table, x, stages, member, outside, offset)
 
 
@@ -320,6 +320,26 @@ def test_zero_sums_finds_every_0_1_vector_the_rows_annihilate(k, d, seed):
     assert _zero_sums(rows) == np.flatnonzero(~(bits @ rows).any(axis=1)).tolist()
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 9), st.integers(0, 2**32 - 1), st.integers(0, 20))
+def test_subcubes_cover_exactly_the_memberships_not_listed_each_once(k, seed, count):
+    # the cases of a part listed by its memberships inside L: every other membership
+    # of the part in exactly one subcube, no listed one in any
+    rng = np.random.default_rng(seed)
+    members = sorted(rng.choice(12, k, replace=False).tolist())
+    codes = rng.integers(0, 1 << k, count).tolist()
+    inside = sorted({sum(1 << members[b] for b in range(k) if c >> b & 1) for c in codes})
+    covered = {}
+    for ins, outs in _subcubes(members, inside):
+        assert sorted(ins + outs) == sorted(set(ins + outs)) and set(ins + outs) <= set(members)
+        free = [p for p in members if p not in ins and p not in outs]
+        for c in range(1 << len(free)):
+            mk = sum(1 << p for p in ins) | sum(1 << free[b] for b in range(len(free)) if c >> b & 1)
+            covered[mk] = covered.get(mk, 0) + 1
+    every = {sum(1 << members[b] for b in range(k) if c >> b & 1) for c in range(1 << k)}
+    assert set(covered) == every - set(inside)
+    assert all(n == 1 for n in covered.values())
+
 def test_a_large_part_no_partition_spans_is_described_exactly_not_left_to_the_milp():
     # 14 players, rows on the overlapping triples {0,1,2}, {2,3,4}, ..., {10,11,12} (and
     # the grand coalition): one part of all 14 that no partition spans, larger than
@@ -328,12 +348,12 @@ def test_a_large_part_no_partition_spans_is_described_exactly_not_left_to_the_mi
     stages = Stages(n, 10.0, np.zeros(n), [], [])
     for p in range(0, 11, 2):
         stages._add_equality(np.isin(np.arange(n), [p, p + 1, p + 2]).astype(float), 0.0)
-    with mock.patch.object(separation, "NO_GOODS_UP_TO", 64):
+    with mock.patch.object(separation, "INSIDE_UP_TO", 64):
         parts = span_parts(stages)
     assert parts is not None and len(parts) == 1
     part, kind, inside = parts[0]
     assert kind == "inside"
-    assert span_parts(stages)[0][1] == "null"      # 42 no-good rows are more than allowed
+    assert span_parts(stages)[0][1] == "null"      # 42 listed memberships are more than allowed
     rows = np.array(stages.eq_rows)
     rank = np.linalg.matrix_rank(rows)
     member = _members(n)
@@ -341,7 +361,7 @@ def test_a_large_part_no_partition_spans_is_described_exactly_not_left_to_the_mi
             and np.linalg.matrix_rank(np.r_[rows, member[mk][None, :]]) == rank]
     assert part == (1 << n) - 1 and inside == want and len(inside) == 42
     # chaining pairs {0,1}, {1,2}, ..., {11,12} instead: 3,432 memberships in L, too
-    # many no-good rows -- the part is given by its null basis, which tells exactly
+    # many to list -- the part is given by its null basis, which tells exactly
     stages = Stages(n, 10.0, np.zeros(n), [], [])
     for p in range(12):
         stages._add_equality(np.eye(n)[p] + np.eye(n)[p + 1], 0.0)
