@@ -43,6 +43,13 @@ __all__ = ["BMatchingLP", "FixedChargeLP", "PersistentLP", "MilpResult", "milp"]
 _INF = highspy.kHighsInf
 _OPTIONS = {"output_flag": False, "threads": 1, "presolve": "off",
             "primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
+# The branch and bound's node LPs are re-solved ~10,000 times per 16 paper-sized rounds, a
+# few pivots each.  At the start of each re-solve HiGHS tests its updated factorization
+# against a solve (``rebuild_refactor_solution_error_tolerance``, 1e-8) before deciding
+# not to refactor; skipping the test (a tolerance <= 0) and refactoring instead after at
+# most 30 updates (``simplex_update_limit``, default 5000) keeps the factors fresh and
+# costs ~8-10 % less per re-solve (docs/performance.md, eleventh session).
+_NODE_OPTIONS = {**_OPTIONS, "rebuild_refactor_solution_error_tolerance": -1.0, "simplex_update_limit": 30}
 
 
 _banner_shown = False
@@ -356,7 +363,7 @@ class FixedChargeLP:
         self._ends = np.c_[I, m + J]                    # each pair's two players
         # the model starts with the memberships, the degree rows and the pairs each
         # player would use first (its b_p + 1 heaviest); the rest join when priced in
-        self.h = _model(_OPTIONS, np.zeros(N), np.zeros(N), np.ones(N), np.full(N, -_INF), np.zeros(N),
+        self.h = _model(_NODE_OPTIONS, np.zeros(N), np.zeros(N), np.ones(N), np.full(N, -_INF), np.zeros(N),
                         sp.csc_matrix(-np.diag(caps)))
         self.n_rows, self.n_cols = N, N
         self._col = np.full(E, -1)                      # pair -> its y column, -1 while out
