@@ -23,7 +23,7 @@ def extend_basis(basis, vector, tol=1e-9):
     resid = vector - basis @ (basis.T @ vector)
     resid -= basis @ (basis.T @ resid)
     norm = np.linalg.norm(resid)
-    return None if norm <= tol else np.c_[basis, resid / norm]
+    return None if norm <= tol else np.concatenate((basis, (resid / norm)[:, None]), axis=1)
 
 
 def integer_null_basis(rows, n) -> np.ndarray:

@@ -148,10 +148,8 @@ class PersistentLP:
             raise ValueError("fixed rows can only be appended to a persistent LP")
         new = eq_rows[self.n_eq:]
         if len(new):
-            F = sp.csr_matrix(np.array(new))
             rhs = np.asarray(eq_rhs[self.n_eq:], dtype=float)
-            self.h.addRows(len(new), rhs, rhs, F.nnz, F.indptr.astype(np.int32),
-                           F.indices.astype(np.int32), F.data)
+            self.h.addRows(len(new), rhs, rhs, *_row_arrays(np.array(new)))
             self.n_rows += len(new)
             self.n_eq = len(eq_rows)
 
@@ -160,9 +158,8 @@ class PersistentLP:
         self._sync_eq(eq_rows, eq_rhs)
         fresh = [k for k, mk in enumerate(masks) if mk not in self.row_of]
         if fresh:
-            nnz, start, index, value = _rows_with_eps(A[fresh])
             lo = np.asarray(vals, dtype=float)[fresh]
-            self.h.addRows(len(fresh), lo, np.full(len(fresh), _INF), nnz, start, index, value)
+            self.h.addRows(len(fresh), lo, np.full(len(fresh), _INF), *_row_arrays(A[fresh], eps=True))
             rows = np.arange(self.n_rows, self.n_rows + len(fresh), dtype=np.int32)
             self.h.addCols(len(fresh), np.zeros(len(fresh)), np.zeros(len(fresh)),
                            np.zeros(len(fresh)), len(fresh), np.arange(len(fresh), dtype=np.int32),
@@ -209,16 +206,19 @@ class PersistentLP:
     def face(self, x_in, eps):
         """argmin ||x - x_in||_1 at level eps over the current rows (None if infeasible)."""
         n = self.n
+        eps_and_d = np.arange(n, 2 * n + 1, dtype=np.int32)    # the level's column, then d
+        distance = np.arange(2 * n, dtype=np.int32)             # the distance rows
+        free = np.full(n, _INF)
         self._col_bounds([n], [eps], [eps])
-        self._costs(np.r_[n, np.arange(n + 1, 2 * n + 1)], np.r_[0.0, np.ones(n)])
-        self._row_bounds(np.arange(2 * n), np.r_[np.full(n, -_INF), x_in], np.r_[x_in, np.full(n, _INF)])
+        self._costs(eps_and_d, np.concatenate(([0.0], np.ones(n))))
+        self._row_bounds(distance, np.concatenate((-free, x_in)), np.concatenate((x_in, free)))
         try:
             self.h.run()
             ok = self.h.getModelStatus() == highspy.HighsModelStatus.kOptimal
             x = np.array(self.h.getSolution().col_value)[:n] if ok else None
         finally:
-            self._row_bounds(np.arange(2 * n), np.full(2 * n, -_INF), np.full(2 * n, _INF))
-            self._costs(np.r_[n, np.arange(n + 1, 2 * n + 1)], np.r_[1.0, np.zeros(n)])
+            self._row_bounds(distance, np.full(2 * n, -_INF), np.full(2 * n, _INF))
+            self._costs(eps_and_d, np.concatenate(([1.0], np.zeros(n))))
             self._col_bounds([n], [-_INF], [_INF])
         return x
 
@@ -230,7 +230,7 @@ class PersistentLP:
         cols = [self.col_of[mk] for mk in unsure] + [2 * n + 1 + i for i in at_bound]
         prow = [2 * n + i for i in at_bound]
         self._col_bounds([n], [eps], [eps])
-        self._costs(np.r_[n, cols], np.r_[0.0, -np.ones(len(cols))])
+        self._costs([n] + cols, np.concatenate(([0.0], -np.ones(len(cols)))))
         self._col_bounds(cols, np.zeros(len(cols)), np.ones(len(cols)))
         if prow:
             self._row_bounds(prow, self.lower[list(at_bound)], np.full(len(prow), _INF))
@@ -239,23 +239,23 @@ class PersistentLP:
             return np.array(sol.col_value)[cols]
         finally:
             self._col_bounds(cols, np.zeros(len(cols)), np.zeros(len(cols)))
-            self._costs(np.r_[n, cols], np.r_[1.0, np.zeros(len(cols))])
+            self._costs([n] + cols, np.concatenate(([1.0], np.zeros(len(cols)))))
             self._col_bounds([n], [-_INF], [_INF])
             if prow:
                 self._row_bounds(prow, np.full(len(prow), -_INF), np.full(len(prow), _INF))
 
 
-def _rows_with_eps(A):
-    """Coalition rows ``A`` (dense or sparse) with a 1 in the level's column after them,
+def _row_arrays(A, eps=False):
+    """Rows ``A`` (dense or sparse), with ``eps`` a 1 in the level's column after them,
     as HiGHS's row-wise arrays (nnz, starts, indices, values).  Dense rows (up to
     ``sequential_lp.DENSE_UP_TO`` players) skip scipy.sparse, whose construction costs
     ~15x more than the numpy here on these few-row blocks."""
     if sp.issparse(A):
-        B = sp.hstack([sp.csr_matrix(A), np.ones((A.shape[0], 1))]).tocsr()
+        B = sp.hstack([sp.csr_matrix(A), np.ones((A.shape[0], 1))]).tocsr() if eps else sp.csr_matrix(A)
         return B.nnz, B.indptr.astype(np.int32), B.indices.astype(np.int32), B.data
-    M = np.c_[A, np.ones(len(A))]
+    M = np.concatenate((A, np.ones((len(A), 1))), axis=1) if eps else np.asarray(A, dtype=float)
     r, c = np.nonzero(M)
-    start = np.r_[0, np.cumsum(np.count_nonzero(M, axis=1))].astype(np.int32)
+    start = np.concatenate(([0], np.cumsum(np.count_nonzero(M, axis=1)))).astype(np.int32)
     return len(c), start, c.astype(np.int32), M[r, c]
 
 @dataclass(frozen=True, slots=True)

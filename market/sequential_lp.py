@@ -67,6 +67,14 @@ def point_mask(point, n: int) -> int:
     return sum(1 << p for p in range(n) if z[p])
 
 
+def dense_rows(masks: list[int], n: int) -> np.ndarray:
+    """The 0/1 rows of ``masks`` as a dense float array (few rows, few players: the
+    sparse :func:`rows_matrix` costs more to build than it saves)."""
+    if n < 63 and masks:
+        return mask_bits(np.array(masks, dtype=np.int64)[:, None], n).astype(float)
+    return rows_matrix(masks, n).toarray()
+
+
 def rows_matrix(masks: list[int], n: int) -> sp.csr_matrix:
     rows, cols = [], []
     for r, mask in enumerate(masks):
@@ -75,6 +83,46 @@ def rows_matrix(masks: list[int], n: int) -> sp.csr_matrix:
             cols.append(p)
     return sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(masks), n))
 
+
+class _Coalitions(dict):
+    """Coalition (bitmask) -> value, counting its changes in ``version`` so that arrays
+    built from it (:meth:`Stages._free_arrays`) are rebuilt only after one."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.version = 0
+
+    def __setitem__(self, key, value):
+        self.version += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key):
+        self.version += 1
+        super().__delitem__(key)
+
+    def pop(self, *args):
+        self.version += 1
+        return super().pop(*args)
+
+    def popitem(self):
+        self.version += 1
+        return super().popitem()
+
+    def setdefault(self, key, default=None):
+        self.version += 1
+        return super().setdefault(key, default)
+
+    def update(self, *args, **kwargs):
+        self.version += 1
+        super().update(*args, **kwargs)
+
+    def clear(self):
+        self.version += 1
+        super().clear()
+
+    def __ior__(self, other):
+        self.update(other)
+        return self
 
 class Stages:
     """Sequential LPs over an explicit, growable set of coalitions (bitmask ints).
@@ -94,8 +142,7 @@ class Stages:
         self.grand = grand / self.scale
         self.lower = np.asarray(lower, dtype=float) / self.scale
         full = (1 << n) - 1
-        self.free: dict[int, float] = {mk: vl / self.scale for mk, vl in zip(masks, values)
-                                       if 0 < mk < full}
+        self.free = _Coalitions((mk, vl / self.scale) for mk, vl in zip(masks, values) if 0 < mk < full)
         self.separate = separate
         self.settled: set[int] = set()
         self.eq_rows = [np.ones(n)]
@@ -106,29 +153,50 @@ class Stages:
         self.plp = None        # with a cut pool: the persistent model of its LPs
 
     # -- helpers ------------------------------------------------------------------
-    def _free_arrays(self, only=None):
-        """Free coalitions sorted by mask (those in ``only`` if given), their
-        incidence rows and values.
+    def _free_arrays(self, only=None, without=None):
+        """Free coalitions sorted by mask (those in ``only``, or not in ``without``, if
+        given), their incidence rows and values (read-only arrays).
 
         Rows come from a cached matrix of every coalition seen so far (new rows
         appended as the working set grows), so each LP does not re-expand bitmasks:
         dense below ``DENSE_UP_TO`` players (a row is a few hundred bytes, and taking
-        rows of a dense array is ~10x cheaper than of a sparse one), else sparse.
+        rows of a dense array is ~10x cheaper than of a sparse one), else sparse.  The
+        arrays of all free coalitions are kept until ``self.free`` changes.
         """
+        if getattr(self, "_cached", (None,))[0] != self.free.version:
+            self._cached = (self.free.version, *self._rows_of(sorted(self.free)))
+        masks, A, vals = self._cached[1:]
+        if only is not None:
+            return self._rows_of(sorted(self.free.keys() & only))
+        if without is not None:
+            keep = np.fromiter((mk not in without for mk in masks), dtype=bool, count=len(masks))
+            return [mk for mk, kept in zip(masks, keep) if kept], A[keep], vals[keep]
+        return masks, A, vals
+
+    def _rows_of(self, masks):
+        """(masks, their rows, their values) for free coalitions ``masks``."""
         if not hasattr(self, "_pos"):
-            self._all, self._pos = [], {}
-            self._matrix = np.zeros((0, self.n)) if self.n <= DENSE_UP_TO else sp.csr_matrix((0, self.n))
-        fresh = [mk for mk in self.free if mk not in self._pos]
+            self._pos = {}
+            # dense: a buffer that doubles when full (rows past len(self._pos) unused)
+            self._matrix = np.zeros((64, self.n)) if self.n <= DENSE_UP_TO else sp.csr_matrix((0, self.n))
+        fresh = [mk for mk in masks if mk not in self._pos]
         if fresh:
-            self._pos.update((mk, len(self._all) + k) for k, mk in enumerate(fresh))
-            self._all.extend(fresh)
+            start = len(self._pos)
+            self._pos.update((mk, start + k) for k, mk in enumerate(fresh))
             if self.n <= DENSE_UP_TO:
-                self._matrix = np.r_[self._matrix, mask_bits(np.array(fresh)[:, None], self.n).astype(float)]
+                if len(self._pos) > len(self._matrix):
+                    grown = np.zeros((max(2 * len(self._matrix), len(self._pos)), self.n))
+                    grown[:start] = self._matrix[:start]
+                    self._matrix = grown
+                self._matrix[start:len(self._pos)] = dense_rows(fresh, self.n)
             else:
                 self._matrix = sp.vstack([self._matrix, rows_matrix(fresh, self.n)]).tocsr()
-        masks = sorted(self.free if only is None else (mk for mk in only if mk in self.free))
-        idx = np.array([self._pos[mk] for mk in masks], dtype=np.int64)
-        return masks, self._matrix[idx], np.array([self.free[k] for k in masks])
+        idx = np.array(list(map(self._pos.__getitem__, masks)), dtype=np.int64)
+        A, vals = self._matrix[idx], np.array(list(map(self.free.__getitem__, masks)), dtype=float)
+        if not sp.issparse(A):
+            A.flags.writeable = False
+        vals.flags.writeable = False
+        return masks, A, vals
 
     def _lp_arrays(self, extra=()):
         """The rows of the stage LPs: every free coalition, or with a cut pool
@@ -172,7 +240,7 @@ class Stages:
     def _add_violations(self, x, level) -> bool:
         """Activate or add the coalitions with excess above ``level`` at x: pool first."""
         if self.active is not None:
-            masks, A, vals = self._free_arrays(set(self.free).difference(self.active))
+            masks, A, vals = self._free_arrays(without=self.active)
             if masks:
                 excess = vals - A @ x
                 hit = np.flatnonzero(excess > level + TOL)
@@ -188,7 +256,7 @@ class Stages:
                 new[mask] = value / self.scale
         if not new:
             return False
-        if self._in_span(rows_matrix(list(new), self.n)).any():
+        if self._in_span(dense_rows(list(new), self.n)).any():
             raise NucleolusError("separation returned a settled coalition (numerics)")
         self.free.update(new)
         if self.active is not None:
@@ -378,7 +446,7 @@ class Stages:
             masks, A, vals, x, eps, duals = self._stage_lp()
             tight, at_bound = self._always_tight(masks, A, vals, x, eps, duals)
             rank = self.basis.shape[1]
-            rows = rows_matrix(tight, n).toarray() if tight else ()
+            rows = dense_rows(tight, n) if tight else ()
             for mask, row in zip(tight, rows):
                 value = self.free.pop(mask)
                 self.settled.add(mask)
