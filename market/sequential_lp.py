@@ -84,46 +84,6 @@ def rows_matrix(masks: list[int], n: int) -> sp.csr_matrix:
     return sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(masks), n))
 
 
-class _Coalitions(dict):
-    """Coalition (bitmask) -> value, counting its changes in ``version`` so that arrays
-    built from it (:meth:`Stages._free_arrays`) are rebuilt only after one."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.version = 0
-
-    def __setitem__(self, key, value):
-        self.version += 1
-        super().__setitem__(key, value)
-
-    def __delitem__(self, key):
-        self.version += 1
-        super().__delitem__(key)
-
-    def pop(self, *args):
-        self.version += 1
-        return super().pop(*args)
-
-    def popitem(self):
-        self.version += 1
-        return super().popitem()
-
-    def setdefault(self, key, default=None):
-        self.version += 1
-        return super().setdefault(key, default)
-
-    def update(self, *args, **kwargs):
-        self.version += 1
-        super().update(*args, **kwargs)
-
-    def clear(self):
-        self.version += 1
-        super().clear()
-
-    def __ior__(self, other):
-        self.update(other)
-        return self
-
 class Stages:
     """Sequential LPs over an explicit, growable set of coalitions (bitmask ints).
 
@@ -142,7 +102,8 @@ class Stages:
         self.grand = grand / self.scale
         self.lower = np.asarray(lower, dtype=float) / self.scale
         full = (1 << n) - 1
-        self.free = _Coalitions((mk, vl / self.scale) for mk, vl in zip(masks, values) if 0 < mk < full)
+        self.free: dict[int, float] = {mk: vl / self.scale for mk, vl in zip(masks, values)
+                                       if 0 < mk < full}
         self.separate = separate
         self.settled: set[int] = set()
         self.eq_rows = [np.ones(n)]
@@ -155,26 +116,21 @@ class Stages:
     # -- helpers ------------------------------------------------------------------
     def _free_arrays(self, only=None, without=None):
         """Free coalitions sorted by mask (those in ``only``, or not in ``without``, if
-        given), their incidence rows and values (read-only arrays).
+        given), their incidence rows and values (:meth:`_rows_of`)."""
+        if only is not None:
+            return self._rows_of(sorted(self.free.keys() & only))
+        if without is not None:
+            return self._rows_of(sorted(set(self.free).difference(without)))
+        return self._rows_of(sorted(self.free))
+
+    def _rows_of(self, masks):
+        """(masks, their rows, their values) for free coalitions ``masks``.
 
         Rows come from a cached matrix of every coalition seen so far (new rows
         appended as the working set grows), so each LP does not re-expand bitmasks:
         dense below ``DENSE_UP_TO`` players (a row is a few hundred bytes, and taking
-        rows of a dense array is ~10x cheaper than of a sparse one), else sparse.  The
-        arrays of all free coalitions are kept until ``self.free`` changes.
+        rows of a dense array is ~10x cheaper than of a sparse one), else sparse.
         """
-        if getattr(self, "_cached", (None,))[0] != self.free.version:
-            self._cached = (self.free.version, *self._rows_of(sorted(self.free)))
-        masks, A, vals = self._cached[1:]
-        if only is not None:
-            return self._rows_of(sorted(self.free.keys() & only))
-        if without is not None:
-            keep = np.fromiter((mk not in without for mk in masks), dtype=bool, count=len(masks))
-            return [mk for mk, kept in zip(masks, keep) if kept], A[keep], vals[keep]
-        return masks, A, vals
-
-    def _rows_of(self, masks):
-        """(masks, their rows, their values) for free coalitions ``masks``."""
         if not hasattr(self, "_pos"):
             self._pos = {}
             # dense: a buffer that doubles when full (rows past len(self._pos) unused)
@@ -192,11 +148,7 @@ class Stages:
             else:
                 self._matrix = sp.vstack([self._matrix, rows_matrix(fresh, self.n)]).tocsr()
         idx = np.array(list(map(self._pos.__getitem__, masks)), dtype=np.int64)
-        A, vals = self._matrix[idx], np.array(list(map(self.free.__getitem__, masks)), dtype=float)
-        if not sp.issparse(A):
-            A.flags.writeable = False
-        vals.flags.writeable = False
-        return masks, A, vals
+        return masks, self._matrix[idx], np.array(list(map(self.free.__getitem__, masks)), dtype=float)
 
     def _lp_arrays(self, extra=()):
         """The rows of the stage LPs: every free coalition, or with a cut pool
