@@ -242,7 +242,8 @@ def span_parts(stages) -> list[tuple[int, str, list | None]] | None:
         members.sort()
         rows = null[members]                    # integers, |C| x d
         mask = sum(1 << p for p in members)
-        if np.allclose(P[np.ix_(members, members)], 1.0 / len(members), rtol=0, atol=1e-6):
+        block = P[members[0], members[0]] if len(members) == 1 else P[np.ix_(members, members)]
+        if (np.abs(block - 1.0 / len(members)) <= 1e-6).all():
             if rows.sum(axis=0).any():          # the indicator is not in L after all
                 return None
             dim += 1
@@ -331,7 +332,11 @@ def split_search(lp, x, threshold, parts, stages, memo=None):
     starts, leaves, fresh = [], [], []
     last = memo.get("leaves", {}) if memo and memo["stages"] is stages else {}
     dx = x - memo["x"] if last else None
-    for key, lo, hi, case in _cases(lp, parts, N):
+    if memo is not None and memo.get("parts") is parts:
+        cases = memo["cases"]       # a stage's cases, made at its first call
+    else:
+        cases = list(_cases(lp, parts, N))
+    for key, lo, hi, case in cases:
         if key in last:
             above, kept = _last_leaves(last[key], dx, floor)
             starts += [(lo, hi, key, case, None) for lo, hi in above]
@@ -393,7 +398,7 @@ def split_search(lp, x, threshold, parts, stages, memo=None):
         by_case = {}
         for key, _case, leaf in leaves:
             by_case.setdefault(key, []).append(leaf)
-        memo.update(stages=stages, x=np.array(x, dtype=float), leaves=by_case)
+        memo.update(stages=stages, x=np.array(x, dtype=float), leaves=by_case, parts=parts, cases=cases)
     if not found:
         if below is not None:
             stages.remember(below[1], below[2])
