@@ -290,32 +290,36 @@ def split_search(lp, x, threshold, parts, stages, memo=None):
     """Exact separation, max v(S) - x(S) over S outside the fixed rows' span L, by a
     branch and bound over the memberships, given L's parts (:func:`span_parts`).
 
-    S leaves L iff it leaves one part, which splits the search into cases, each a
-    constraint kept for its whole subtree.  For a block p_1 < ... < p_s, S splits it
-    iff the first member that differs from p_1 is some p_j: 2(s - 1) disjoint cases,
-    each fixings only (p_1..p_(j-1) in and p_j out, or p_1..p_(j-1) out and p_j in),
-    which the LP bounds more tightly than a count row over p_2..p_s (and with the
-    last call's leaves reused, the extra roots cost less than they save:
-    docs/performance.md).  For a part listed by its memberships inside L, the
-    disjoint subcubes (fixings only) that cover every other membership of the part
-    (:func:`_subcubes`; before, one case of no-good rows, which the LP bounds more
-    loosely).  For a part given by its null
-    basis b_1..b_d, 2d disjoint cases: b_i . z = 0 for i < j and b_j . z >= 1 (or
-    <= -1).
+    S leaves L iff it leaves one part, which splits the search into disjoint cases
+    per part (:func:`_cases`), each kept for its whole subtree:
+
+    * a block p_1 < ... < p_s: S splits it iff the first member that differs from p_1
+      is some p_j, so 2(s - 1) cases of fixings only (p_1..p_(j-1) in and p_j out, or
+      the reverse), which the LP bounds more tightly than one count row would;
+    * a part listed by its memberships inside L: the subcubes of fixings that cover
+      every other membership of the part (:func:`_subcubes`);
+    * a part given by its null basis b_1..b_d: 2d cases, rows b_i . z = 0 for i < j
+      and b_j . z >= 1 (or <= -1).
 
     Each node solves :class:`market.highs.FixedChargeLP`; its value bounds every
     coalition below it, so a node that cannot beat the threshold is pruned, and a
     node whose memberships come out 0/1 is the best coalition below it (outside L by
     its case), its value v(S) read off the relaxation exactly
-    (:meth:`market.highs.FixedChargeLP.solve`).  The cases go best bound first, each
-    depth first, branching on the membership of largest x_p times its distance to
-    0/1, the side it leans to first (the fewest nodes of the rules tried,
-    docs/performance.md).  Pruning at the threshold rather than at the best excess
-    found so far finds more violated coalitions per call, and still the most
-    violated one: it is the best of its case's subtree.  Returns every coalition
-    found with excess above the threshold, the most violated first, as
-    :func:`market_separator` does; when there is none, the best coalition seen stays
-    in the cut pool.
+    (:meth:`market.highs.FixedChargeLP.solve`).  Depth first, branching on the
+    membership of largest x_p times its distance to 0/1, the side it leans to first
+    (the fewest nodes of the rules tried, docs/performance.md).  Pruning at the
+    threshold rather than at the best excess found so far finds more violated
+    coalitions per call, and still the most violated one: it is the best of its
+    case's subtree.  Returns every coalition found with excess above the threshold,
+    the most violated first, as :func:`market_separator` does; when there is none,
+    the best coalition seen stays in the cut pool.
+
+    ``memo`` (a dict the caller keeps between calls on one :class:`Stages`) holds
+    each case's leaves from the last call that had the case: such a case starts from
+    them, not its root (the leaves' boxes cover it), and a leaf is solved only if
+    its bound, moved to this x by its LP's reduced costs (:func:`_last_leaves`), may
+    still beat the threshold.  A new case starts from its root; new roots go best
+    bound first.
     """
     N = stages.n
     lp.costs(x)
