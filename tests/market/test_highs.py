@@ -143,19 +143,26 @@ def test_a_process_using_highs_prints_nothing_of_its_own_on_stdout():
     assert out.strip() == "(array([2.5, 3. , 3.5]), array([3. , 5.5, 3.5]))"
 
 
+# markets for the branch and bound's LP (on the 5 x 5 ones most pairs start outside the
+# model and are priced in)
+_FIXED_CHARGE_MARKETS = st.one_of(markets(max_buyers=3, max_sellers=4, max_cap=3),
+                                  markets(max_buyers=5, max_sellers=5, max_cap=2, low=-5))
+
+
+def _fixed_charge_case(inst, seed):
+    """(players, a generator, the largest sensible membership cost, the market's LP)."""
+    w, bc, sc = inst
+    return len(bc) + len(sc), np.random.default_rng(seed), max(1.0, float(w.clip(0).sum())), FixedChargeLP(w, bc, sc)
+
+
 @settings(max_examples=40, deadline=None)
-@given(st.one_of(markets(max_buyers=3, max_sellers=4, max_cap=3),
-                 markets(max_buyers=5, max_sellers=5, max_cap=2, low=-5)),
-       st.integers(0, 2**32 - 1))
+@given(_FIXED_CHARGE_MARKETS, st.integers(0, 2**32 - 1))
 def test_fixed_charge_lp_at_0_1_memberships_is_the_excess_and_bounds_it_elsewhere(inst, seed):
-    # (on the 5 x 5 markets most pairs start outside the model and are priced in)
     # with every membership fixed the relaxation is v(S) - x(S) exactly (and w.y = v(S));
     # with some fixed it bounds the excess of every coalition agreeing with them
     w, bc, sc = inst
-    N = len(bc) + len(sc)
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(0, max(1.0, float(w.clip(0).sum())), N)
-    lp = FixedChargeLP(w, bc, sc)
+    N, rng, top, lp = _fixed_charge_case(inst, seed)
+    x = rng.uniform(0, top, N)
     lp.costs(x)
     value = coalition_values(w, bc, sc, len(bc))
     excess = {mk: float(value(mk)) - float(x @ ((mk >> np.arange(N)) & 1)) for mk in range(1 << N)}
@@ -171,20 +178,13 @@ def test_fixed_charge_lp_at_0_1_memberships_is_the_excess_and_bounds_it_elsewher
         assert max(agreeing) <= bound + 1e-6 * max(1.0, abs(bound))
 
 
-
 @settings(max_examples=40, deadline=None)
-@given(st.one_of(markets(max_buyers=3, max_sellers=4, max_cap=3),
-                 markets(max_buyers=5, max_sellers=5, max_cap=2, low=-5)),
-       st.integers(0, 2**32 - 1))
+@given(_FIXED_CHARGE_MARKETS, st.integers(0, 2**32 - 1))
 def test_fixed_charge_lp_reduced_costs_bound_it_at_other_costs(inst, seed):
     # the bound a branch and bound leaf carries to the next separation call
     # (separation._last_leaves): from the reduced costs d at x, the relaxation's value
     # at x' is at most its value at x minus h(d + x' - x) - h(d), h(d) = sum min(d lo, d hi)
-    w, bc, sc = inst
-    N = len(bc) + len(sc)
-    rng = np.random.default_rng(seed)
-    top = max(1.0, float(w.clip(0).sum()))
-    lp = FixedChargeLP(w, bc, sc)
+    N, rng, top, lp = _fixed_charge_case(inst, seed)
     h = lambda d, lo, hi: float(np.minimum(d * lo, d * hi).sum())
     for _ in range(6):
         x = rng.uniform(0, top, N)
