@@ -146,8 +146,7 @@ def test_four_hosts_commit_and_survive_a_partitioned_host(hosts, tmp_path):
         asyncio.run(deploy())
         everyone = list(genesis.node_names)
         # every node has executed the deployment before the test submits to it: a node
-        # still behind rightly refuses a contract it has not seen (404 unknown_contract),
-        # which failed this test once under load
+        # still behind rightly refuses a contract it has not seen (404 unknown_contract)
         asyncio.run(_run(cluster, everyone, None, 0))
         signer = Signer.load(tmp_path, "ev01")
         asyncio.run(_run(cluster, everyone, signer, 5))
