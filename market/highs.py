@@ -247,9 +247,9 @@ class PersistentLP:
 
 def _row_arrays(A, eps=False):
     """Rows ``A`` (dense or sparse), with ``eps`` a 1 in the level's column after them,
-    as HiGHS's row-wise arrays (nnz, starts, indices, values).  Dense rows (up to
-    ``sequential_lp.DENSE_UP_TO`` players) skip scipy.sparse, whose construction costs
-    ~15x more than the numpy here on these few-row blocks."""
+    as HiGHS's row-wise arrays (nnz, starts, indices, values).  Dense rows skip
+    scipy.sparse, whose construction costs ~15x more than the numpy here on these
+    few-row blocks."""
     if sp.issparse(A):
         B = sp.hstack([sp.csr_matrix(A), np.ones((A.shape[0], 1))]).tocsr() if eps else sp.csr_matrix(A)
         return B.nnz, B.indptr.astype(np.int32), B.indices.astype(np.int32), B.data
@@ -257,6 +257,7 @@ def _row_arrays(A, eps=False):
     r, c = np.nonzero(M)
     start = np.concatenate(([0], np.cumsum(np.count_nonzero(M, axis=1)))).astype(np.int32)
     return len(c), start, c.astype(np.int32), M[r, c]
+
 
 @dataclass(frozen=True, slots=True)
 class MilpResult:
@@ -432,14 +433,14 @@ class FixedChargeLP:
         """Run; while the solution breaks link rows not in the model, or a pair not in
         it would improve it (its reduced cost -w_e - dual_i - dual_j is negative), add
         them and run again.  Returns HiGHS's model status and, when optimal, the
-        column values.  The last solution is then optimal for the whole LP: optimal
+        column values and the reduced costs of z (else None, None).  The last solution is then optimal for the whole LP: optimal
         for a relaxation of it with every pair's column in (those out have reduced
         cost >= 0 at y_e = 0), and feasible."""
         while True:
             self.h.run()
             status = self.h.getModelStatus()
             if status != highspy.HighsModelStatus.kOptimal:
-                return status, None
+                return status, None, None
             sol = self.h.getSolution()
             col = np.array(sol.col_value)
             broken = self._check[col[self._check_y] > col[self._check_z] + 1e-9]
@@ -449,8 +450,7 @@ class FixedChargeLP:
             else:
                 priced = self._out
             if not len(broken) and not len(priced):
-                self._dual_z = np.array(sol.col_dual[:self.N])
-                return status, col
+                return status, col, np.array(sol.col_dual[:self.N])
             for k in broken.tolist():
                 self.h.addRow(-_INF, 0.0, 2, np.array([self._link_col[k], self._link_z[k]], dtype=np.int32),
                               np.array([1.0, -1.0]))
@@ -473,15 +473,14 @@ class FixedChargeLP:
         x' is at least the minimum at x plus sum_p h(d_p + x'_p - x_p) - h(d_p)
         (Lagrangian duality; :func:`market.separation.split_search`)."""
         self.h.changeColsBounds(self.N, self._z, np.asarray(z_lower, float), np.asarray(z_upper, float))
-        status, col = self._run_linked()
+        status, col, dual_z = self._run_linked()
         if status not in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kInfeasible):
             # the warm start went wrong (HiGHS ended "unknown" once on the benchmark
             # markets, with in-out midpoints from a stage's first round): from scratch
             self.h.clearSolver()
-            status, col = self._run_linked()
+            status, col, dual_z = self._run_linked()
         if status == highspy.HighsModelStatus.kInfeasible:
             return None
         if status != highspy.HighsModelStatus.kOptimal:
             raise NucleolusError(f"separation LP failed: {self.h.modelStatusToString(status)}")
-        return (self.h.getObjectiveValue(), col[:self.N], float(self._w_in @ col[self.N:self.n_cols]),
-                self._dual_z)
+        return self.h.getObjectiveValue(), col[:self.N], float(self._w_in @ col[self.N:self.n_cols]), dual_z

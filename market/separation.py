@@ -413,11 +413,12 @@ def split_search(lp, x, threshold, parts, stages, memo=None):
 
 def _leaf(node, lo, hi):
     """A leaf of the branch and bound, kept for the next call: (a bound on the best
-    excess in its box, the reduced costs of z at its LP's optimum or None, lo, hi);
-    ``node`` None: an infeasible box."""
+    excess in its box, the reduced costs d of z at its LP's optimum or None, h(d) over
+    the box (:func:`_last_leaves`), lo, hi); ``node`` None: an infeasible box."""
     if node is None:
-        return -np.inf, None, lo, hi
-    return -node[0], node[3], lo, hi
+        return -np.inf, None, 0.0, lo, hi
+    d = node[3]
+    return -node[0], d, float(np.minimum(d * lo, d * hi).sum()), lo, hi
 
 
 def _last_leaves(leaves, dx, floor):
@@ -430,15 +431,16 @@ def _last_leaves(leaves, dx, floor):
     h(d) = sum_p min(d_p lo_p, d_p hi_p) the bound falls by h(d + dx) - h(d).
     """
     above, kept = [], []
-    for bound, d, lo, hi in leaves:
+    for bound, d, h, lo, hi in leaves:
         if d is not None:
-            moved = d + dx
-            bound -= float(np.minimum(moved * lo, moved * hi).sum() - np.minimum(d * lo, d * hi).sum())
-            d = moved
+            d = d + dx
+            moved = float(np.minimum(d * lo, d * hi).sum())
+            bound -= moved - h
+            h = moved
         if bound > floor:
             above.append((lo, hi))
         else:
-            kept.append((bound, d, lo, hi))
+            kept.append((bound, d, h, lo, hi))
     return above, kept
 
 
@@ -475,6 +477,7 @@ def _subcubes(members, inside):
             cubes.append(((ins + [p], outs) if side else (ins, outs + [p])))
     return cubes
 
+
 def _cases(lp, parts, N):
     """The disjoint cases of S leaving the span (see :func:`split_search`), as (a key
     naming the case by its part, z lower bounds, z upper bounds, None or (rows of
@@ -506,6 +509,7 @@ def _cases(lp, parts, N):
                     lower[j], upper[j] = (1.0, np.inf) if sign > 0 else (-np.inf, -1.0)
                     key = (part, kind, tuple(map(tuple, data[:j + 1])), sign)
                     yield key, np.zeros(N), np.ones(N), (index[:j + 1], lower, upper)
+
 
 def seed_coalitions(w, bc, sc, m, matched=None) -> list[int]:
     """Likely-essential coalitions of a capacitated market, to start the working set.
