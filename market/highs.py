@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import highspy
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg.lapack import dgesv
 
 from market.sequential_lp import NucleolusError, mask_bits
 
@@ -367,6 +368,16 @@ class FixedChargeLP:
         self.h = _model(_NODE_OPTIONS, np.zeros(N), np.zeros(N), np.ones(N), np.full(N, -_INF), np.zeros(N),
                         sp.csc_matrix(-np.diag(caps)))
         self.n_rows, self.n_cols = N, N
+        # the model's rows, dense over z and every pair's y (in the model or not), with
+        # their bounds, and each model column's place there: for :meth:`bound_from`
+        self._dense = np.zeros((4 * N, N + E))
+        self._dense[np.arange(N), np.arange(N)] = -caps
+        self._dense[I, N + np.arange(E)] = 1.0
+        self._dense[m + J, N + np.arange(E)] = 1.0
+        self._row_lower = np.full(4 * N, -_INF)
+        self._row_upper = np.zeros(4 * N)
+        self._place = np.arange(N)
+        self._c = np.concatenate((np.zeros(N), -self.w))
         self._col = np.full(E, -1)                      # pair -> its y column, -1 while out
         self._w_in = np.zeros(0)
         # the link rows y_e <= z_p (b_p >= 2), by pair and player, and which are in
@@ -390,6 +401,7 @@ class FixedChargeLP:
         self.h.addCols(k, -self.w[pairs], np.zeros(k), np.ones(k), 2 * k, starts,
                        self._ends[pairs].ravel().astype(np.int32), np.ones(2 * k))
         self._col[pairs] = np.arange(self.n_cols, self.n_cols + k)
+        self._place = np.r_[self._place, self.N + pairs]
         self._w_in = np.r_[self._w_in, self.w[pairs]]           # w of the y columns, in order
         self.n_cols += k
         self._refresh()
@@ -406,7 +418,32 @@ class FixedChargeLP:
 
     def costs(self, x) -> None:
         """Membership costs x (one per player)."""
-        self.h.changeColsCost(self.N, self._z, np.asarray(x, dtype=float))
+        x = np.array(x, dtype=float)
+        self._c = np.concatenate((x, -self.w))          # every column's cost, for bound_from
+        self.h.changeColsCost(self.N, self._z, x)
+
+    def row_bounds(self, case=None):
+        """Every row's (lower, upper) bounds with ``case``'s rows bounded (a case as for
+        :func:`market.separation._bounded`), for :meth:`bound_from`."""
+        lower, upper = self._row_lower[:self.n_rows].copy(), self._row_upper[:self.n_rows].copy()
+        if case is not None:
+            lower[case[0]], upper[case[0]] = case[1], case[2]
+        return lower, upper
+
+    def _join_rows(self, dense, upper) -> None:
+        """Record rows joining the model (after those in it): their coefficients over z
+        and every y, lower bound -inf, upper bound ``upper``."""
+        k = len(dense)
+        if self.n_rows + k > len(self._dense):
+            size = max(2 * len(self._dense), self.n_rows + k)
+            for name, fill in (("_dense", 0.0), ("_row_lower", -_INF), ("_row_upper", 0.0)):
+                old = getattr(self, name)
+                new = np.full((size,) + old.shape[1:], fill)
+                new[:self.n_rows] = old[:self.n_rows]
+                setattr(self, name, new)
+        self._dense[self.n_rows:self.n_rows + k] = dense
+        self._row_lower[self.n_rows:self.n_rows + k] = -_INF
+        self._row_upper[self.n_rows:self.n_rows + k] = upper
 
     def rows(self, rows) -> np.ndarray:
         """Indices of the rows sum_k vals_k z_{cols_k} for each (cols, vals) of
@@ -419,6 +456,9 @@ class FixedChargeLP:
             if row is None:
                 self.h.addRow(-_INF, _INF, len(cols), np.asarray(cols, dtype=np.int32),
                               np.asarray(vals, dtype=float))
+                dense = np.zeros((1, self.N + self.E))
+                dense[0, np.asarray(cols, dtype=np.int64)] = vals
+                self._join_rows(dense, _INF)
                 row = self.row_of[key] = self.n_rows
                 self.n_rows += 1
             index.append(row)
@@ -428,6 +468,8 @@ class FixedChargeLP:
         """lower <= row <= upper for the rows ``index`` of :meth:`rows` (-inf, inf: free)."""
         self.h.changeRowsBounds(len(index), index, np.asarray(lower, dtype=float),
                                 np.asarray(upper, dtype=float))
+        self._row_lower[index] = lower
+        self._row_upper[index] = upper
 
     def _run_linked(self):
         """Run; while the solution breaks link rows not in the model, or a pair not in
@@ -454,6 +496,10 @@ class FixedChargeLP:
             for k in broken.tolist():
                 self.h.addRow(-_INF, 0.0, 2, np.array([self._link_col[k], self._link_z[k]], dtype=np.int32),
                               np.array([1.0, -1.0]))
+            dense = np.zeros((len(broken), self.N + self.E))
+            dense[np.arange(len(broken)), self.N + self._link_pair[broken]] = 1.0
+            dense[np.arange(len(broken)), self._link_z[broken]] = -1.0
+            self._join_rows(dense, 0.0)
             self.n_rows += len(broken)
             self._linked[broken] = True
             if len(priced):
@@ -463,7 +509,8 @@ class FixedChargeLP:
 
     def solve(self, z_lower, z_upper):
         """The relaxation with z between the given bounds: (min x.z - w.y, z, w.y, the
-        reduced costs of z), or None when infeasible.  Where z comes out 0/1, y is an
+        reduced costs of z, its optimal basis for :meth:`bound_from`), or None when
+        infeasible.  Where z comes out 0/1, y is an
         optimal b-matching of the coalition z (else the value would improve), so w.y
         rounds to v(S) exactly (total unimodularity, integer weights).
 
@@ -483,4 +530,43 @@ class FixedChargeLP:
             return None
         if status != highspy.HighsModelStatus.kOptimal:
             raise NucleolusError(f"separation LP failed: {self.h.modelStatusToString(status)}")
-        return self.h.getObjectiveValue(), col[:self.N], float(self._w_in @ col[self.N:self.n_cols]), dual_z
+        return (self.h.getObjectiveValue(), col[:self.N], float(self._w_in @ col[self.N:self.n_cols]), dual_z,
+                (self.h.getBasicVariables()[1], self.n_rows))
+
+    def bound_from(self, basis, z_lower, z_upper, row_bounds):
+        """A lower bound on the relaxation with z between the given bounds at the
+        current costs, from the duals of ``basis`` (:meth:`solve`'s, at other costs),
+        without solving it; and the reduced costs of z at those duals.
+
+        The duals pi make every basic column's reduced cost 0 at the current costs
+        (pi = 0 on a row whose slack is basic; a row that joined since is left out,
+        which only relaxes the LP).  For any pi, the Lagrangian
+        min over the box of (c - A^T pi).v + sum_i min over the row's bounds of pi_i r_i
+        is at most the LP's minimum (weak duality), once pi_i is 0 where its row's
+        bound on that side is infinite; every column is boxed, so it is finite.  If
+        the basis is still optimal at these costs, the bound is the minimum itself.
+        ``row_bounds``: every row's (lower, upper) bounds for this box
+        (:meth:`row_bounds`).  None if the basis gives no duals (singular in floats)."""
+        basic, rows = basis
+        logical = basic < 0
+        J = self._place[basic[~logical]]
+        out = np.ones(rows, dtype=bool)             # the rows whose slack is nonbasic
+        out[~basic[logical]] = False                # (row i's slack is -1 - i = ~i)
+        A = self._dense[:rows][out]
+        if len(A) != len(J):
+            return None
+        if len(J):
+            _lu, _piv, pi, info = dgesv(A[:, J].T, self._c[J])
+            if info != 0:
+                return None
+        else:
+            pi = np.zeros(0)
+        # each row's term min pi_i r_i is pi_i times its lower or upper bound; where
+        # that bound is infinite, pi_i = 0 (still a valid Lagrangian)
+        bound = np.where(pi > 0, row_bounds[0][:rows][out], row_bounds[1][:rows][out])
+        infinite = np.abs(bound) == _INF
+        pi[infinite] = 0.0
+        bound[infinite] = 0.0
+        d = self._c - pi @ A
+        dz, dy = d[:self.N], d[self.N:]
+        return float(np.minimum(dz * z_lower, dz * z_upper).sum() + dy[dy < 0].sum() + pi @ bound), dz

@@ -168,7 +168,7 @@ def test_fixed_charge_lp_at_0_1_memberships_is_the_excess_and_bounds_it_elsewher
     excess = {mk: float(value(mk)) - float(x @ ((mk >> np.arange(N)) & 1)) for mk in range(1 << N)}
     for mk in rng.integers(0, 1 << N, 8).tolist():
         z = ((mk >> np.arange(N)) & 1).astype(float)
-        obj, zs, wy, _d = lp.solve(z, z)
+        obj, zs, wy, _d, _basis = lp.solve(z, z)
         assert abs(-obj - excess[mk]) <= 1e-6 * max(1.0, abs(excess[mk]))
         assert round(wy) == value(mk)
         fixed = rng.random(N) < 0.5
@@ -192,12 +192,47 @@ def test_fixed_charge_lp_reduced_costs_bound_it_at_other_costs(inst, seed):
         z = (rng.random(N) < 0.5).astype(float)
         lo, hi = np.where(fixed, z, 0.0), np.where(fixed, z, 1.0)
         lp.costs(x)
-        obj, _z, _wy, d = lp.solve(lo, hi)
+        obj, _z, _wy, d, _basis = lp.solve(lo, hi)
         x2 = np.where(rng.random(N) < 0.5, x, rng.uniform(0, top, N))
         lp.costs(x2)
         real = -lp.solve(lo, hi)[0]
         estimate = -obj - (h(d + x2 - x, lo, hi) - h(d, lo, hi))
         assert real <= estimate + 1e-7 * top
+
+
+@settings(max_examples=40, deadline=None)
+@given(_FIXED_CHARGE_MARKETS, st.integers(0, 2**32 - 1))
+def test_fixed_charge_lp_bound_from_an_old_basis_is_exact_there_and_a_bound_elsewhere(inst, seed):
+    # separation.split_search bounds a leaf again from its LP's basis at the new costs
+    # before solving it: the duals that basis gives are exact at the costs it was
+    # optimal for, and a bound (never below the relaxation) at any others -- also with
+    # a case's rows bounded, and after rows and pairs joined the model
+    w, bc, sc = inst
+    N, rng, top, lp = _fixed_charge_case(inst, seed)
+    members = np.arange(N)
+    case = (lp.rows([(members, np.ones(N, dtype=int))]), np.array([2.0]), np.array([np.inf]))
+    for k in range(6):
+        cased = k % 2 == 1
+        if cased:
+            lp.bound_rows(*case)
+        x = rng.uniform(0, top, N)
+        fixed = rng.random(N) < 0.4
+        z = (rng.random(N) < 0.5).astype(float)
+        lo, hi = np.where(fixed, z, 0.0), np.where(fixed, z, 1.0)
+        lp.costs(x)
+        node = lp.solve(lo, hi)
+        if node is not None:
+            here, dz = lp.bound_from(node[4], lo, hi, lp.row_bounds(case if cased else None))
+            assert here == pytest.approx(node[0], rel=1e-9, abs=1e-7 * top)
+            assert np.allclose(dz, node[3], atol=1e-7 * top)
+            for _ in range(3):
+                lp.costs(np.where(rng.random(N) < 0.5, x, rng.uniform(0, top, N)))
+                moved = lp.bound_from(node[4], lo, hi, lp.row_bounds(case if cased else None))
+                real = lp.solve(lo, hi)
+                if real is not None and moved is not None:
+                    assert moved[0] <= real[0] + 1e-7 * top
+        if cased:
+            lp.bound_rows(case[0], np.array([-np.inf]), np.array([np.inf]))
 
 
 class _UnknownOnce:
