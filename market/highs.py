@@ -39,7 +39,7 @@ from scipy.linalg.lapack import dgesv
 
 from market.sequential_lp import NucleolusError, mask_bits
 
-__all__ = ["BMatchingLP", "FixedChargeLP", "PersistentLP", "MilpResult", "milp"]
+__all__ = ["BMatchingLP", "FixedChargeLP", "PersistentLP", "MilpResult", "lp_solution", "milp"]
 
 _INF = highspy.kHighsInf
 _OPTIONS = {"output_flag": False, "threads": 1, "presolve": "off",
@@ -115,6 +115,15 @@ def _model(options, cost, col_lower, col_upper, row_lower, row_upper, A, integra
                            for k in integrality]
     h.passModel(lp)
     return h
+
+
+def lp_solution(cost, col_lower, col_upper, row_lower, row_upper, A, what: str) -> np.ndarray:
+    """An optimal x of min cost.x, col_lower <= x <= col_upper, row_lower <= A x <=
+    row_upper, solved once (without ``scipy.optimize.linprog``'s wrapper, which costs
+    more than the solve on small LPs); :class:`NucleolusError` naming ``what``
+    unless HiGHS found the optimum."""
+    h = _model(_OPTIONS, cost, col_lower, col_upper, row_lower, row_upper, A)
+    return np.array(_solved(h, what).getSolution().col_value)
 
 
 class PersistentLP:

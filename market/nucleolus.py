@@ -52,7 +52,7 @@ from scipy.sparse.linalg import spsolve
 
 from market.core_hull import core_equalities, independent_rows, matching_equalities
 from market.essential import list_separator, market_components, star_coalitions, star_separator, unfixed_first
-from market.separation import coalition_values, core_point, mask_value, market_separator, seed_coalitions
+from market.separation import core_point, mask_value, market_separator, seed_coalitions
 from market.sequential_lp import TOL, NucleolusError, Stages
 
 __all__ = ["nucleolus", "is_nucleolus", "market_nucleolus", "market_game_values", "NucleolusError", "TOL"]
@@ -289,10 +289,9 @@ def _connected_nucleolus(w, bc, sc) -> tuple[np.ndarray, np.ndarray]:
         separate = star_separator(w, bc, sc, 2 * N)
     else:
         separate = market_separator(w, bc, sc)
-        value_of = coalition_values(w, bc, sc, m)
-        for mask in seed_coalitions(w, bc, sc, m, matched):
-            masks.append(mask)
-            values.append(value_of(mask))
+        seeds, seed_values = seed_coalitions(w, bc, sc, m, matched)
+        masks += seeds
+        values += seed_values
     stages = Stages(N, grand, np.zeros(N), masks, values, separate)
     if hull is not None:
         stages.settle_level_zero(*hull)

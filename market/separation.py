@@ -15,11 +15,11 @@ from contextlib import contextmanager
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import LinearConstraint, linprog
+from scipy.optimize import LinearConstraint
 
 from market.b_matching import b_matching_value
 from market.exact_linalg import null_basis_by_elimination
-from market.highs import BMatchingLP, FixedChargeLP, milp
+from market.highs import BMatchingLP, FixedChargeLP, lp_solution, milp
 from market.sequential_lp import NucleolusError, mask_bits, mask_members, point_mask
 
 __all__ = ["coalition_values", "core_point", "degree_rows", "market_separator", "mask_value",
@@ -41,10 +41,9 @@ def core_point(w, bc, sc) -> np.ndarray:
     e = np.arange(E)
     cover = sp.csr_matrix((np.ones(3 * E), (np.r_[e, e, e], np.r_[I, m + J, N + e])), shape=(E, N + E))
     cost = np.r_[np.asarray(bc, dtype=float), np.asarray(sc, dtype=float), np.ones(E)]
-    res = linprog(cost, A_ub=-cover, b_ub=-w[I, J].astype(float), bounds=(0, None), method="highs")
-    if res.status != 0:
-        raise ValueError(f"b-matching dual LP failed: {res.message}")
-    u, t = res.x[:N], res.x[N:]
+    sol = lp_solution(cost, np.zeros(N + E), np.full(N + E, np.inf), w[I, J].astype(float),
+                      np.full(E, np.inf), cover, "b-matching dual LP")
+    u, t = sol[:N], sol[N:]
     x = cost[:N] * u
     np.add.at(x, I, t / 2)
     np.add.at(x, m + J, t / 2)
@@ -526,41 +525,49 @@ def _cases(lp, parts, N):
                     yield key, np.zeros(N), np.ones(N), (index[:j + 1], lower, upper)
 
 
-def seed_coalitions(w, bc, sc, m, matched=None) -> list[int]:
-    """Likely-essential coalitions of a capacitated market, to start the working set.
+def seed_coalitions(w, bc, sc, m, matched=None, value_of=None) -> tuple[list[int], list[float]]:
+    """Likely-essential coalitions of a capacitated market, to start the working set,
+    and their values: (masks, v of each).
 
     Constraint generation adds whatever else is needed, so the seeds only save
     separation rounds; the LPs take thousands of rows easily.  Seeds: every player
-    with cap >= 2 and two partners of positive weight (stars of three), the connected
-    components of the optimal matching, and the complements of every single player
-    and of every component.  ``matched``: the market's optimal matching
-    (:func:`market.matching.match`), if the caller has it.  (Complements of two
-    players saved a few rounds when a round was an MILP; with the branch and bound
-    their 210 values at 21 players cost more than the rounds they save.)
+    with cap >= 2 and two partners of positive weight (stars of three, valued in
+    closed form: the centre trades with both leaves), the connected components of the
+    optimal matching, and the complements of every single player and of every
+    component (valued by ``value_of``, default :func:`coalition_values`).
+    ``matched``: the market's optimal matching (:func:`market.matching.match`), if the
+    caller has it.  (Complements of two players saved a few rounds when a round was
+    an MILP; with the branch and bound their 210 values at 21 players cost more than
+    the rounds they save.)
     """
     from market.matching import match
     if matched is None:
         matched = match(w, bc, sc)
+    if value_of is None:
+        value_of = coalition_values(w, bc, sc, m)
     n = w.shape[1]
     N = m + n
     full = (1 << N) - 1
     pos = w > 0
-    seeds = set()
+    stars: dict[int, float] = {}
     for i in range(m):
         if bc[i] >= 2:
             js = np.flatnonzero(pos[i]).tolist()
-            seeds.update((1 << i) | (1 << (m + a)) | (1 << (m + b))
+            gain = w[i].tolist()
+            stars.update(((1 << i) | (1 << (m + a)) | (1 << (m + b)), float(gain[a] + gain[b]))
                          for k, a in enumerate(js) for b in js[k + 1:])
     for j in range(n):
         if sc[j] >= 2:
             is_ = np.flatnonzero(pos[:, j]).tolist()
-            seeds.update((1 << (m + j)) | (1 << a) | (1 << b)
+            gain = w[:, j].tolist()
+            stars.update(((1 << (m + j)) | (1 << a) | (1 << b), float(gain[a] + gain[b]))
                          for k, a in enumerate(is_) for b in is_[k + 1:])
     partners: dict[int, list[int]] = {}
     for i, j in matched.pairs:
         partners.setdefault(i, []).append(m + j)
         partners.setdefault(m + j, []).append(i)
     seen: set[int] = set()
+    others = set()
     for start in sorted(partners):
         if start in seen:
             continue
@@ -573,9 +580,10 @@ def seed_coalitions(w, bc, sc, m, matched=None) -> list[int]:
                 if q not in seen:
                     seen.add(q)
                     stack.append(q)
-        seeds.update((comp, full ^ comp))
-    seeds.update(full ^ (1 << p) for p in range(N))
-    return sorted(mk for mk in seeds if 0 < mk < full and bin(mk).count("1") > 2)
+        others.update((comp, full ^ comp))
+    others.update(full ^ (1 << p) for p in range(N))
+    masks = sorted(mk for mk in stars.keys() | others if 0 < mk < full and bin(mk).count("1") > 2)
+    return masks, [stars[mk] if mk in stars else value_of(mk) for mk in masks]
 
 
 def coalition_values(w, bc, sc, m):
