@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import highspy
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg.lapack import dgesv
+from scipy.linalg.lapack import dgetrf, dgetrs
 
 from market.sequential_lp import NucleolusError, mask_bits
 
@@ -560,7 +560,22 @@ class FixedChargeLP:
         if status != highspy.HighsModelStatus.kOptimal:
             raise NucleolusError(f"separation LP failed: {self.h.modelStatusToString(status)}")
         return (self.h.getObjectiveValue(), col[:self.N], float(self._w_in @ col[self.N:self.n_cols]), dual_z,
-                (self.h.getBasicVariables()[1], self.n_rows))
+                [self.h.getBasicVariables()[1], self.n_rows, None])
+
+    def _factor(self, basic, rows):
+        """(rows whose slack is nonbasic, basic columns' places, the LU factors of those
+        rows on those columns, transposed) for :meth:`bound_from`; False if singular."""
+        logical = basic < 0
+        J = self._place[basic[~logical]]
+        out = np.ones(rows, dtype=bool)
+        out[~basic[logical]] = False                # (row i's slack is -1 - i = ~i)
+        R = np.flatnonzero(out)
+        if len(R) != len(J):
+            return False
+        if not len(J):
+            return R, J, None, None
+        lu, piv, info = dgetrf(self._dense[R][:, J].T)
+        return False if info != 0 else (R, J, lu, piv)
 
     def bound_from(self, basis, z_lower, z_upper, row_bounds):
         """A lower bound on the relaxation with z between the given bounds at the
@@ -576,26 +591,26 @@ class FixedChargeLP:
         the basis is still optimal at these costs, the bound is the minimum itself.
         ``row_bounds``: every row's (lower, upper) bounds for this box
         (:meth:`row_bounds`).  None if the basis gives no duals (singular in floats)."""
-        basic, rows = basis
-        logical = basic < 0
-        J = self._place[basic[~logical]]
-        out = np.ones(rows, dtype=bool)             # the rows whose slack is nonbasic
-        out[~basic[logical]] = False                # (row i's slack is -1 - i = ~i)
-        A = self._dense[:rows][out]
-        if len(A) != len(J):
+        basic, rows, factored = basis
+        if factored is None:        # the first bound from this basis: factor its rows once
+            factored = basis[2] = self._factor(basic, rows)
+        if factored is False:
             return None
+        R, J, lu, piv = factored
         if len(J):
-            _lu, _piv, pi, info = dgesv(A[:, J].T, self._c[J])
+            pi, info = dgetrs(lu, piv, self._c[J])
             if info != 0:
                 return None
         else:
             pi = np.zeros(0)
         # each row's term min pi_i r_i is pi_i times its lower or upper bound; where
         # that bound is infinite, pi_i = 0 (still a valid Lagrangian)
-        bound = np.where(pi > 0, row_bounds[0][:rows][out], row_bounds[1][:rows][out])
+        bound = np.where(pi > 0, row_bounds[0][R], row_bounds[1][R])
         infinite = np.abs(bound) == _INF
         pi[infinite] = 0.0
         bound[infinite] = 0.0
-        d = self._c - pi @ A
+        duals = np.zeros(rows)
+        duals[R] = pi
+        d = self._c - duals @ self._dense[:rows]
         dz, dy = d[:self.N], d[self.N:]
         return float(np.minimum(dz * z_lower, dz * z_upper).sum() + dy[dy < 0].sum() + pi @ bound), dz

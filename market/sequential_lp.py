@@ -135,20 +135,25 @@ class Stages:
             self._pos = {}
             # dense: a buffer that doubles when full (rows past len(self._pos) unused)
             self._matrix = np.zeros((64, self.n)) if self.n <= DENSE_UP_TO else sp.csr_matrix((0, self.n))
+            self._values = np.zeros(64)     # each coalition's value (fixed), by row
         fresh = [mk for mk in masks if mk not in self._pos]
         if fresh:
             start = len(self._pos)
             self._pos.update((mk, start + k) for k, mk in enumerate(fresh))
-            if self.n <= DENSE_UP_TO:
-                if len(self._pos) > len(self._matrix):
-                    grown = np.zeros((max(2 * len(self._matrix), len(self._pos)), self.n))
+            if len(self._pos) > len(self._values):
+                size = max(2 * len(self._values), len(self._pos))
+                self._values = np.concatenate((self._values[:start], np.zeros(size - start)))
+                if self.n <= DENSE_UP_TO:
+                    grown = np.zeros((size, self.n))
                     grown[:start] = self._matrix[:start]
                     self._matrix = grown
+            self._values[start:len(self._pos)] = [self.free[mk] for mk in fresh]
+            if self.n <= DENSE_UP_TO:
                 self._matrix[start:len(self._pos)] = dense_rows(fresh, self.n)
             else:
                 self._matrix = sp.vstack([self._matrix, rows_matrix(fresh, self.n)]).tocsr()
-        idx = np.array(list(map(self._pos.__getitem__, masks)), dtype=np.int64)
-        return masks, self._matrix[idx], np.array(list(map(self.free.__getitem__, masks)), dtype=float)
+        idx = np.fromiter(map(self._pos.__getitem__, masks), dtype=np.int64, count=len(masks))
+        return masks, self._matrix[idx], self._values[idx]
 
     def _lp_arrays(self, extra=()):
         """The rows of the stage LPs: every free coalition, or with a cut pool
