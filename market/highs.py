@@ -23,7 +23,6 @@
 * :class:`FixedChargeLP` is the separation's branch and bound's node LP, re-solved
   from the last basis with only bounds and costs changed, and able to bound a node
   from an old basis's duals without solving it (:meth:`FixedChargeLP.bound_from`).
-* :func:`lp_solution` solves a one-off LP.
 
 Why highspy 1.15 (setup.cfg: ``>=1.15,<1.16``): HiGHS 1.16 reads the processor topology
 from ``/sys`` on every ``run`` (five files per call, whatever ``threads`` says), which
@@ -43,7 +42,7 @@ from scipy.linalg.lapack import dgetrf, dgetrs
 
 from market.sequential_lp import NucleolusError, mask_bits
 
-__all__ = ["BMatchingLP", "FixedChargeLP", "PersistentLP", "MilpResult", "lp_solution", "milp"]
+__all__ = ["BMatchingLP", "FixedChargeLP", "PersistentLP", "MilpResult", "milp"]
 
 _INF = highspy.kHighsInf
 _OPTIONS = {"output_flag": False, "threads": 1, "presolve": "off",
@@ -119,15 +118,6 @@ def _model(options, cost, col_lower, col_upper, row_lower, row_upper, A, integra
                            for k in integrality]
     h.passModel(lp)
     return h
-
-
-def lp_solution(cost, col_lower, col_upper, row_lower, row_upper, A, what: str) -> np.ndarray:
-    """An optimal x of min cost.x, col_lower <= x <= col_upper, row_lower <= A x <=
-    row_upper, solved once (without ``scipy.optimize.linprog``'s wrapper, which costs
-    more than the solve on small LPs); :class:`NucleolusError` naming ``what``
-    unless HiGHS found the optimum."""
-    h = _model(_OPTIONS, cost, col_lower, col_upper, row_lower, row_upper, A)
-    return np.array(_solved(h, what).getSolution().col_value)
 
 
 class PersistentLP:

@@ -15,11 +15,11 @@ from contextlib import contextmanager
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import LinearConstraint
+from scipy.optimize import LinearConstraint, linprog
 
 from market.b_matching import b_matching_value
 from market.exact_linalg import null_basis_by_elimination
-from market.highs import BMatchingLP, FixedChargeLP, lp_solution, milp
+from market.highs import BMatchingLP, FixedChargeLP, milp
 from market.sequential_lp import NucleolusError, mask_bits, mask_members, point_mask
 
 __all__ = ["coalition_values", "core_point", "degree_rows", "market_separator", "mask_value",
@@ -41,9 +41,10 @@ def core_point(w, bc, sc) -> np.ndarray:
     e = np.arange(E)
     cover = sp.csr_matrix((np.ones(3 * E), (np.r_[e, e, e], np.r_[I, m + J, N + e])), shape=(E, N + E))
     cost = np.r_[np.asarray(bc, dtype=float), np.asarray(sc, dtype=float), np.ones(E)]
-    sol = lp_solution(cost, np.zeros(N + E), np.full(N + E, np.inf), w[I, J].astype(float),
-                      np.full(E, np.inf), cover, "b-matching dual LP")
-    u, t = sol[:N], sol[N:]
+    res = linprog(cost, A_ub=-cover, b_ub=-w[I, J].astype(float), bounds=(0, None), method="highs")
+    if res.status != 0:
+        raise ValueError(f"b-matching dual LP failed: {res.message}")
+    u, t = res.x[:N], res.x[N:]
     x = cost[:N] * u
     np.add.at(x, I, t / 2)
     np.add.at(x, m + J, t / 2)
