@@ -141,8 +141,8 @@ class PersistentLP:
                         np.full(3 * n, -_INF), np.full(3 * n, _INF), rows)
         self.n_rows, self.n_cols = 3 * n, 3 * n + 1
         self.n_eq = 0
-        self.row_of: dict[int, int] = {}       # coalition mask -> its row
-        self.col_of: dict[int, int] = {}       # coalition mask -> its slack column, once it has one
+        self.row_of: dict[int, int] = {}       # coalition mask -> its row (slack column = col_of)
+        self.col_of: dict[int, int] = {}
         self.active: set[int] = set()
         self._sync_eq(eq_rows, eq_rhs)
 
@@ -158,50 +158,31 @@ class PersistentLP:
             self.n_eq = len(eq_rows)
 
     def _sync(self, masks, A, vals, eq_rows, eq_rhs):
-        """Make the coalition rows in the LP exactly ``masks`` (rows ``A``, values ``vals``).
-
-        A coalition an LP no longer holds has been settled (the working set only
-        grows otherwise), so its row leaves the model, with its slack column: the
-        model stays the size of the current LPs, not of every coalition seen."""
+        """Make the coalition rows in the LP exactly ``masks`` (rows ``A``, values ``vals``)."""
         self._sync_eq(eq_rows, eq_rhs)
-        want = set(masks)
-        gone = self.active - want
-        if gone:
-            self._delete(gone)
         fresh = [k for k, mk in enumerate(masks) if mk not in self.row_of]
         if fresh:
             lo = np.asarray(vals, dtype=float)[fresh]
             self.h.addRows(len(fresh), lo, np.full(len(fresh), _INF), *_row_arrays(A[fresh], eps=True))
-            for k, r in zip(fresh, range(self.n_rows, self.n_rows + len(fresh))):
+            rows = np.arange(self.n_rows, self.n_rows + len(fresh), dtype=np.int32)
+            self.h.addCols(len(fresh), np.zeros(len(fresh)), np.zeros(len(fresh)),
+                           np.zeros(len(fresh)), len(fresh), np.arange(len(fresh), dtype=np.int32),
+                           rows, -np.ones(len(fresh)))
+            for k, r, c in zip(fresh, rows.tolist(), range(self.n_cols, self.n_cols + len(fresh))):
                 self.row_of[masks[k]] = r
+                self.col_of[masks[k]] = c
             self.n_rows += len(fresh)
+            self.n_cols += len(fresh)
+            self.active.update(masks[k] for k in fresh)
+        want = set(masks)
+        off = [self.row_of[mk] for mk in self.active - want]
+        on = [k for k, mk in enumerate(masks) if mk not in self.active]
+        if off:
+            self._row_bounds(off, np.full(len(off), -_INF), np.full(len(off), _INF))
+        if on:
+            self._row_bounds([self.row_of[masks[k]] for k in on],
+                             np.asarray(vals, dtype=float)[on], np.full(len(on), _INF))
         self.active = want
-
-    def _delete(self, masks) -> None:
-        """Take the rows of ``masks`` and their slack columns out of the model."""
-        rows = np.sort(np.array([self.row_of.pop(mk) for mk in masks], dtype=np.int32))
-        cols = np.sort(np.array([self.col_of.pop(mk) for mk in masks if mk in self.col_of], dtype=np.int32))
-        self.h.deleteRows(len(rows), rows)
-        self.n_rows -= len(rows)
-        for mk, r in self.row_of.items():
-            self.row_of[mk] = r - int(np.searchsorted(rows, r))
-        if len(cols):
-            self.h.deleteCols(len(cols), cols)
-            self.n_cols -= len(cols)
-            for mk, c in self.col_of.items():
-                self.col_of[mk] = c - int(np.searchsorted(cols, c))
-
-    def _slack_columns(self, masks) -> None:
-        """A slack column s_S in [0, 0] (free only in :meth:`slack`) in the row of each
-        coalition of ``masks`` that has none yet: only the coalitions whose tightness
-        an always-tight LP tests ever get one."""
-        fresh = [mk for mk in masks if mk not in self.col_of]
-        if fresh:
-            k = len(fresh)
-            self.h.addCols(k, np.zeros(k), np.zeros(k), np.zeros(k), k, np.arange(k, dtype=np.int32),
-                           np.array([self.row_of[mk] for mk in fresh], dtype=np.int32), -np.ones(k))
-            self.col_of.update(zip(fresh, range(self.n_cols, self.n_cols + k)))
-            self.n_cols += k
 
     def _row_bounds(self, rows, lo, hi):
         self.h.changeRowsBounds(len(rows), np.asarray(rows, dtype=np.int32), np.asarray(lo, float),
@@ -250,7 +231,6 @@ class PersistentLP:
         eps: the slacks (coalitions first), each in [0, 1]."""
         n = self.n
         self._sync(masks, A, vals, eq_rows, eq_rhs)
-        self._slack_columns(unsure)
         cols = [self.col_of[mk] for mk in unsure] + [2 * n + 1 + i for i in at_bound]
         prow = [2 * n + i for i in at_bound]
         self._col_bounds([n], [eps], [eps])
