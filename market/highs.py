@@ -13,13 +13,13 @@
   last basis (~1 ms with the Python around it).
 
   Columns: x (n), eps, d (n, the face LP's |x - x_in|), one slack per player (the
-  always-tight test of a player at its bound) and a slack s_S for each coalition an
-  always-tight LP tests.  Rows: x_i - d_i <= x_in_i and x_i + d_i >= x_in_i (free
-  unless in the face LP), x_i - s_i >= lower_i (free unless testing player i), the
-  fixed equalities, and x(S) + eps (- s_S) >= v(S) for every coalition in the
-  current LPs (a coalition they no longer hold is settled, and its row leaves the
-  model).  Any optimal solution serves the sequential LPs (their certificates do not
-  depend on which one HiGHS returns), so a warm start changes no result's exactness.
+  always-tight test of a player at its bound) and one slack per coalition row.  Rows:
+  x_i - d_i <= x_in_i and x_i + d_i >= x_in_i (free unless in the face LP),
+  x_i - s_i >= lower_i (free unless testing player i), the fixed equalities, and
+  x(S) + eps - s_S >= v(S) for every coalition ever in an LP (free unless in the
+  current one).  Any optimal solution serves the sequential LPs (their certificates
+  do not depend on which one HiGHS returns), so a warm start changes no result's
+  exactness.
 * :class:`FixedChargeLP` is the separation's branch and bound's node LP, re-solved
   from the last basis with only bounds and costs changed, and able to bound a node
   from an old basis's duals without solving it (:meth:`FixedChargeLP.bound_from`).

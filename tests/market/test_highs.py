@@ -51,9 +51,6 @@ def test_persistent_lps_match_fresh_lps_as_rows_come_and_go(seed):
         sub = [masks[k] for k in keep]
         Ak, vk = A[keep], vals[keep]
         x, eps, duals = plp.stage(sub, Ak, vk, eq_rows, eq_rhs)
-        # the model holds the current rows only (the player and distance rows, the
-        # fixed equalities, these coalitions): rows dropped since left it
-        assert plp.h.getNumRow() == plp.n_rows == 3 * n + len(eq_rows) + len(sub)
         assert abs(eps - _scipy_stage(n, Ak, vk, eq_rows, eq_rhs)) <= 1e-7
         slack = Ak @ x + eps - vk
         assert (slack >= -1e-8).all() and (duals >= -1e-9).all()
