@@ -513,9 +513,9 @@ class FixedChargeLP:
     def solve(self, z_lower, z_upper):
         """The relaxation with z between the given bounds: (min x.z - w.y, z, w.y, the
         reduced costs of z, its optimal basis for :meth:`bound_from`), or None when
-        infeasible.  Where z comes out 0/1, y is an
-        optimal b-matching of the coalition z (else the value would improve), so w.y
-        rounds to v(S) exactly (total unimodularity, integer weights).
+        infeasible.  Where z comes out 0/1, y is an optimal b-matching of the coalition
+        z (else the value would improve), so w.y rounds to v(S) exactly (total
+        unimodularity, integer weights).
 
         The reduced costs d bound the relaxation at other membership costs x' without
         solving it: the optimal duals stay feasible (only the costs of z change, and z
