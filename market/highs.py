@@ -54,6 +54,9 @@ _OPTIONS = {"output_flag": False, "threads": 1, "presolve": "off",
 # most 30 updates (``simplex_update_limit``, default 5000) keeps the factors fresh and
 # costs ~8-10 % less per re-solve (docs/performance.md, eleventh session).
 _NODE_OPTIONS = {**_OPTIONS, "rebuild_refactor_solution_error_tolerance": -1.0, "simplex_update_limit": 30}
+# FixedChargeLP.bound_from keeps a dense copy of the node LP's rows over every player and
+# pair: up to this many columns (a paper-sized round has ~130, the 40-player market ~410)
+DENSE_COLUMNS = 4_000
 
 
 _banner_shown = False
@@ -373,10 +376,12 @@ class FixedChargeLP:
         self.n_rows, self.n_cols = N, N
         # the model's rows, dense over z and every pair's y (in the model or not), with
         # their bounds, and each model column's place there: for :meth:`bound_from`
-        self._dense = np.zeros((4 * N, N + E))
-        self._dense[np.arange(N), np.arange(N)] = -caps
-        self._dense[I, N + np.arange(E)] = 1.0
-        self._dense[m + J, N + np.arange(E)] = 1.0
+        # (not kept for markets with more than DENSE_COLUMNS players and pairs)
+        self._dense = np.zeros((4 * N, N + E)) if N + E <= DENSE_COLUMNS else None
+        if self._dense is not None:
+            self._dense[np.arange(N), np.arange(N)] = -caps
+            self._dense[I, N + np.arange(E)] = 1.0
+            self._dense[m + J, N + np.arange(E)] = 1.0
         self._row_lower = np.full(4 * N, -_INF)
         self._row_upper = np.zeros(4 * N)
         self._place = np.arange(N)
@@ -437,14 +442,16 @@ class FixedChargeLP:
         """Record rows joining the model (after those in it): their coefficients over z
         and every y, lower bound -inf, upper bound ``upper``."""
         k = len(dense)
-        if self.n_rows + k > len(self._dense):
-            size = max(2 * len(self._dense), self.n_rows + k)
+        if self.n_rows + k > len(self._row_lower):
+            size = max(2 * len(self._row_lower), self.n_rows + k)
             for name, fill in (("_dense", 0.0), ("_row_lower", -_INF), ("_row_upper", 0.0)):
                 old = getattr(self, name)
-                new = np.full((size,) + old.shape[1:], fill)
-                new[:self.n_rows] = old[:self.n_rows]
-                setattr(self, name, new)
-        self._dense[self.n_rows:self.n_rows + k] = dense
+                if old is not None:
+                    new = np.full((size,) + old.shape[1:], fill)
+                    new[:self.n_rows] = old[:self.n_rows]
+                    setattr(self, name, new)
+        if self._dense is not None:
+            self._dense[self.n_rows:self.n_rows + k] = dense
         self._row_lower[self.n_rows:self.n_rows + k] = -_INF
         self._row_upper[self.n_rows:self.n_rows + k] = upper
 
@@ -565,6 +572,8 @@ class FixedChargeLP:
         the basis is still optimal at these costs, the bound is the minimum itself.
         ``row_bounds``: every row's (lower, upper) bounds for this box
         (:meth:`row_bounds`).  None if the basis gives no duals (singular in floats)."""
+        if self._dense is None:
+            return None
         basic, rows, factored = basis
         if factored is None:        # the first bound from this basis: factor its rows once
             factored = basis[2] = self._factor(basic, rows)

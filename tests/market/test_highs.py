@@ -235,6 +235,21 @@ def test_fixed_charge_lp_bound_from_an_old_basis_is_exact_there_and_a_bound_else
             lp.bound_rows(case[0], np.array([-np.inf]), np.array([np.inf]))
 
 
+def test_without_the_dense_rows_bound_from_declines_and_the_nucleolus_is_the_same(monkeypatch):
+    # past DENSE_COLUMNS players and pairs the node LP keeps no dense copy of its rows:
+    # bound_from then gives no bound (every leaf is solved) and nothing else changes
+    from market.nucleolus import market_nucleolus
+    w = np.array([[5, 3, 0, 4], [4, 6, 2, 0], [0, 2, 7, 3], [3, 0, 4, 6]])
+    bc, sc = np.array([2, 1, 2, 2]), np.array([1, 2, 2, 2])
+    kept = np.concatenate(market_nucleolus(w, bc, sc))
+    monkeypatch.setattr("market.highs.DENSE_COLUMNS", 0)
+    lp = FixedChargeLP(w, bc, sc)
+    lp.costs(np.ones(8))
+    node = lp.solve(np.zeros(8), np.ones(8))
+    assert lp.bound_from(node[4], np.zeros(8), np.ones(8), lp.row_bounds()) is None
+    assert np.allclose(np.concatenate(market_nucleolus(w, bc, sc)), kept, atol=1e-7)
+
+
 class _UnknownOnce:
     """A highspy model that reports its next solve as ended "unknown" (as HiGHS's warm
     start now and then does) and is otherwise itself."""
