@@ -206,9 +206,9 @@ def span_parts(stages) -> list[tuple[int, str, list | None]] | None:
     * ("inside", the subsets of C inside L as bitmasks, the empty one included) --
       for a group of at most ``PARTS_UP_TO`` players with at most
       ``INSIDE_UP_TO`` such subsets;
-    * ("null", integer vectors b over C's members, in member order) -- any other
-      group: S leaves the part iff b . 1_(S n C) != 0 for one of them (they are the
-      integer null basis on C).
+    * ("null", integer vectors b over C's members, in member order, the sparsest
+      first) -- any other group: S leaves the part iff b . 1_(S n C) != 0 for one of
+      them (they are the integer null basis on C).
 
     None only if the exact checks below fail (numerics): the caller solves the MILP.
 
@@ -258,7 +258,11 @@ def span_parts(stages) -> list[tuple[int, str, list | None]] | None:
                                            for code in inside]))
         else:   # the null basis on C, each distinct nonzero column once
             columns = {tuple(col) for col in rows.T.tolist() if any(col)}
-            parts.append((mask, "null", sorted(columns)))
+            # sparsest first: the first cases then say b . z != 0 for b like e_p - e_q,
+            # which the LP holds as tightly as fixings, and the dense vectors come last,
+            # under those as equalities (the quick benchmark's 40-player market: 21,664
+            # -> 15,858 node LPs)
+            parts.append((mask, "null", sorted(columns, key=lambda col: (sum(map(abs, col)), col))))
     return parts if dim == Q.shape[1] else None
 
 
