@@ -11,6 +11,7 @@ docs/market.md, "Nucleolus".
 """
 from __future__ import annotations
 
+import heapq
 from contextlib import contextmanager
 
 import numpy as np
@@ -191,6 +192,9 @@ def market_separator(w, bc, sc):
 # subcubes around them, ~2-4 per membership); a part beyond either by its null basis
 PARTS_UP_TO = 24
 INSIDE_UP_TO = 16
+# a separation call stops collecting violated coalitions beyond this many per player
+# (split_search): the most violated come back, not thousands of them
+MOST_FOUND_PER_PLAYER = 1
 
 
 def span_parts(stages) -> list[tuple[int, str, list | None]] | None:
@@ -314,9 +318,13 @@ def split_search(lp, x, threshold, parts, stages, memo=None):
     (the fewest nodes of the rules tried, docs/performance.md).  Pruning at the
     threshold rather than at the best excess found so far finds more violated
     coalitions per call, and still the most violated one: it is the best of its
-    case's subtree.  Returns every coalition found with excess above the threshold,
-    the most violated first, as :func:`market_separator` does; when there is none,
-    the best coalition seen stays in the cut pool.
+    case's subtree.  Once ``MOST_FOUND_PER_PLAYER`` per player are found, it prunes
+    at the excess of the that-many-th best found instead: far below a stage's level
+    (its first rounds on some 40-player markets) thousands of coalitions beat the
+    threshold, and listing them all cost tens of thousands of node LPs per call.
+    Returns every coalition found with excess above the threshold, the most violated
+    first, as :func:`market_separator` does; when there is none, the best coalition
+    seen stays in the cut pool.
 
     ``memo`` (a dict the caller keeps between calls on one :class:`Stages`) holds
     each case's leaves from the last call that had the case: such a case starts from
@@ -334,6 +342,12 @@ def split_search(lp, x, threshold, parts, stages, memo=None):
     slack = 1e-9 * max(1.0, float(np.abs(x).sum()))
     floor = float(threshold) - slack
     found, seen = {}, set()
+    # once a call has found `most` violated coalitions, it prunes at the most-th best
+    # excess found: the call returns the most violated ones, not every one (far below
+    # the level, early in a stage, there can be thousands)
+    most = MOST_FOUND_PER_PLAYER * N
+    best = []                       # a min-heap of the `most` best excesses found
+    cut = floor
     below = None                    # (excess, mask, value) of the best coalition not above it
     cost = np.maximum(x, 0.0) + 1.0   # branching weights
 
@@ -371,13 +385,13 @@ def split_search(lp, x, threshold, parts, stages, memo=None):
 
     def search(lo, hi, key, case, node):
         """Depth first below a start (its case's rows bounded by the caller)."""
-        nonlocal below
+        nonlocal below, cut
         stack = [(lo, hi, node)]
         while stack:
             lo, hi, node = stack.pop()
             if node is None:
                 node = lp.solve(lo, hi)
-            if node is None or -node[0] <= floor:
+            if node is None or -node[0] <= cut:
                 leaves.append((key, case, _leaf(node, lo, hi)))
                 continue
             z = node[1]
@@ -392,6 +406,11 @@ def split_search(lp, x, threshold, parts, stages, memo=None):
                 excess = value - float(x @ mask_bits(mask, N))
                 if excess > threshold:
                     found[mask] = (excess, value)
+                    heapq.heappush(best, excess)
+                    if len(best) > most:
+                        heapq.heappop(best)
+                    if len(best) == most:
+                        cut = max(cut, best[0])
                 elif below is None or excess > below[0]:
                     below = (excess, mask, value)
                 continue

@@ -293,6 +293,27 @@ def _check_split_search(w, bc, sc, table, x, stages, member, outside, offset):
             assert found == [] and by_milp == []
 
 
+@settings(max_examples=40, deadline=None)
+@given(markets(max_buyers=3, max_sellers=4, max_cap=3), st.integers(0, 2**32 - 1), st.integers(0, 2))
+def test_a_call_that_stops_collecting_at_its_cap_still_returns_the_most_violated_first(inst, seed, extra):
+    # far below the level many coalitions beat the threshold; once a call has found
+    # MOST_FOUND_PER_PLAYER per player it prunes at the worst of the best it kept: the
+    # answer may be shorter, but it starts with the same most violated coalition
+    w, bc, sc, table, x, stages, member, outside = _separation_case(inst, seed, extra, partition=True)
+    if not outside or span_parts(stages) is None:
+        return
+    answers = {}
+    for most in (1, 10_000):
+        with mock.patch.object(separation, "MOST_FOUND_PER_PLAYER", most):
+            answers[most] = market_separator(w, bc, sc)(x, -np.inf, stages)
+    capped, full = answers[1], answers[10_000]
+    best = max(table[mk] - member[mk] @ x for mk in outside)
+    assert capped and full
+    for mask, value in (capped[0], full[0]):
+        assert abs((value - member[mask] @ x) - best) <= 1e-6 * max(1.0, abs(best))
+    _assert_more_cuts_exact(capped, outside, table, member, x, -np.inf)
+
+
 def test_span_parts_finds_blocks_and_lists_the_part_no_partition_spans():
     # rows {0,1} and {2,3,4} over 6 players: blocks {0,1} and {2,3,4} ({5} is the rest
     # of the grand coalition, one player, never split)
