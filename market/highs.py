@@ -40,7 +40,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg.lapack import dgetrf, dgetrs
 
-from market.sequential_lp import NucleolusError, mask_bits
+from market.sequential_lp import NucleolusError, mask_bits, room
 
 __all__ = ["BMatchingLP", "FixedChargeLP", "PersistentLP", "MilpResult", "milp"]
 
@@ -438,22 +438,18 @@ class FixedChargeLP:
             lower[case[0]], upper[case[0]] = case[1], case[2]
         return lower, upper
 
-    def _join_rows(self, dense, upper) -> None:
-        """Record rows joining the model (after those in it): their coefficients over z
-        and every y, lower bound -inf, upper bound ``upper``."""
-        k = len(dense)
-        if self.n_rows + k > len(self._row_lower):
-            size = max(2 * len(self._row_lower), self.n_rows + k)
-            for name, fill in (("_dense", 0.0), ("_row_lower", -_INF), ("_row_upper", 0.0)):
-                old = getattr(self, name)
-                if old is not None:
-                    new = np.full((size,) + old.shape[1:], fill)
-                    new[:self.n_rows] = old[:self.n_rows]
-                    setattr(self, name, new)
+    def _join_rows(self, k, at, places, values, upper) -> None:
+        """Record ``k`` rows joining the model (after those in it): coefficients
+        ``values`` at (row ``at`` among them, place ``places`` over z and every y),
+        lower bound -inf, upper bound ``upper``."""
+        need = self.n_rows + k
+        self._row_lower = room(self._row_lower, self.n_rows, need, -_INF)
+        self._row_upper = room(self._row_upper, self.n_rows, need)
+        self._row_lower[self.n_rows:need] = -_INF
+        self._row_upper[self.n_rows:need] = upper
         if self._dense is not None:
-            self._dense[self.n_rows:self.n_rows + k] = dense
-        self._row_lower[self.n_rows:self.n_rows + k] = -_INF
-        self._row_upper[self.n_rows:self.n_rows + k] = upper
+            self._dense = room(self._dense, self.n_rows, need)
+            self._dense[self.n_rows + np.asarray(at), places] = values
 
     def rows(self, rows) -> np.ndarray:
         """Indices of the rows sum_k vals_k z_{cols_k} for each (cols, vals) of
@@ -466,9 +462,7 @@ class FixedChargeLP:
             if row is None:
                 self.h.addRow(-_INF, _INF, len(cols), np.asarray(cols, dtype=np.int32),
                               np.asarray(vals, dtype=float))
-                dense = np.zeros((1, self.N + self.E))
-                dense[0, np.asarray(cols, dtype=np.int64)] = vals
-                self._join_rows(dense, _INF)
+                self._join_rows(1, 0, np.asarray(cols, dtype=np.int64), vals, _INF)
                 row = self.row_of[key] = self.n_rows
                 self.n_rows += 1
             index.append(row)
@@ -485,9 +479,9 @@ class FixedChargeLP:
         """Run; while the solution breaks link rows not in the model, or a pair not in
         it would improve it (its reduced cost -w_e - dual_i - dual_j is negative), add
         them and run again.  Returns HiGHS's model status and, when optimal, the
-        column values and the reduced costs of z (else None, None).  The last solution is then optimal for the whole LP: optimal
-        for a relaxation of it with every pair's column in (those out have reduced
-        cost >= 0 at y_e = 0), and feasible."""
+        column values and the reduced costs of z (else None, None).  The last solution
+        is then optimal for the whole LP: optimal for a relaxation of it with every
+        pair's column in (those out have reduced cost >= 0 at y_e = 0), and feasible."""
         while True:
             self.h.run()
             status = self.h.getModelStatus()
@@ -506,10 +500,10 @@ class FixedChargeLP:
             for k in broken.tolist():
                 self.h.addRow(-_INF, 0.0, 2, np.array([self._link_col[k], self._link_z[k]], dtype=np.int32),
                               np.array([1.0, -1.0]))
-            dense = np.zeros((len(broken), self.N + self.E))
-            dense[np.arange(len(broken)), self.N + self._link_pair[broken]] = 1.0
-            dense[np.arange(len(broken)), self._link_z[broken]] = -1.0
-            self._join_rows(dense, 0.0)
+            k = len(broken)
+            self._join_rows(k, np.r_[np.arange(k), np.arange(k)],
+                            np.r_[self.N + self._link_pair[broken], self._link_z[broken]],
+                            np.r_[np.ones(k), -np.ones(k)], 0.0)
             self.n_rows += len(broken)
             self._linked[broken] = True
             if len(priced):

@@ -366,7 +366,7 @@ def split_search(lp, x, threshold, parts, stages, memo=None):
             row_bounds = lp.row_bounds(case) if above else None
             for lo, hi, basis in above:
                 # bounded again by its basis's duals at this x, before any LP
-                again = lp.bound_from(basis, lo, hi, row_bounds) if basis is not None else None
+                again = lp.bound_from(basis, lo, hi, row_bounds)
                 if again is not None and -again[0] <= floor:
                     kept.append(_leaf_of(-again[0], again[1], lo, hi, basis))
                 else:
@@ -549,7 +549,7 @@ def _cases(lp, parts, N):
                     yield key, np.zeros(N), np.ones(N), (index[:j + 1], lower, upper)
 
 
-def seed_coalitions(w, bc, sc, m, matched=None, value_of=None) -> tuple[list[int], list[float]]:
+def seed_coalitions(w, bc, sc, m, matched=None) -> tuple[list[int], list[float]]:
     """Likely-essential coalitions of a capacitated market, to start the working set,
     and their values: (masks, v of each).
 
@@ -558,7 +558,7 @@ def seed_coalitions(w, bc, sc, m, matched=None, value_of=None) -> tuple[list[int
     with cap >= 2 and two partners of positive weight (stars of three, valued in
     closed form: the centre trades with both leaves), the connected components of the
     optimal matching, and the complements of every single player and of every
-    component (valued by ``value_of``, default :func:`coalition_values`).
+    component (valued by :func:`coalition_values`).
     ``matched``: the market's optimal matching (:func:`market.matching.match`), if the
     caller has it.  (Complements of two players saved a few rounds when a round was
     an MILP; with the branch and bound their 210 values at 21 players cost more than
@@ -567,8 +567,7 @@ def seed_coalitions(w, bc, sc, m, matched=None, value_of=None) -> tuple[list[int
     from market.matching import match
     if matched is None:
         matched = match(w, bc, sc)
-    if value_of is None:
-        value_of = coalition_values(w, bc, sc, m)
+    value_of = coalition_values(w, bc, sc, m)
     n = w.shape[1]
     N = m + n
     full = (1 << N) - 1

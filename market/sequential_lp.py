@@ -24,7 +24,7 @@ from scipy.optimize import linprog
 from market.exact_linalg import extend_basis, integer_null_basis
 
 __all__ = ["NucleolusError", "TOL", "Stages", "integer_null_basis", "mask_bits", "mask_members", "point_mask",
-           "rows_matrix"]
+           "room", "rows_matrix"]
 
 TOL = 1e-7
 DENSE_UP_TO = 24        # players up to which the coalition rows are kept dense (Stages._free_arrays)
@@ -73,6 +73,17 @@ def dense_rows(masks: list[int], n: int) -> np.ndarray:
     if n < 63 and masks:
         return mask_bits(np.array(masks, dtype=np.int64)[:, None], n).astype(float)
     return rows_matrix(masks, n).toarray()
+
+
+def room(buffer: np.ndarray, used: int, need: int, fill: float = 0.0) -> np.ndarray:
+    """``buffer`` (one row per entry along its first axis) with room for ``need`` rows:
+    itself if it has them, else a buffer twice as long (or ``need``) holding its first
+    ``used`` rows, the rest ``fill``."""
+    if need <= len(buffer):
+        return buffer
+    grown = np.full((max(2 * len(buffer), need),) + buffer.shape[1:], fill, dtype=buffer.dtype)
+    grown[:used] = buffer[:used]
+    return grown
 
 
 def rows_matrix(masks: list[int], n: int) -> sp.csr_matrix:
@@ -140,15 +151,10 @@ class Stages:
         if fresh:
             start = len(self._pos)
             self._pos.update((mk, start + k) for k, mk in enumerate(fresh))
-            if len(self._pos) > len(self._values):
-                size = max(2 * len(self._values), len(self._pos))
-                self._values = np.concatenate((self._values[:start], np.zeros(size - start)))
-                if self.n <= DENSE_UP_TO:
-                    grown = np.zeros((size, self.n))
-                    grown[:start] = self._matrix[:start]
-                    self._matrix = grown
+            self._values = room(self._values, start, len(self._pos))
             self._values[start:len(self._pos)] = [self.free[mk] for mk in fresh]
             if self.n <= DENSE_UP_TO:
+                self._matrix = room(self._matrix, start, len(self._pos))
                 self._matrix[start:len(self._pos)] = dense_rows(fresh, self.n)
             else:
                 self._matrix = sp.vstack([self._matrix, rows_matrix(fresh, self.n)]).tocsr()
