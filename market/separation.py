@@ -11,7 +11,6 @@ docs/market.md, "Nucleolus".
 """
 from __future__ import annotations
 
-import heapq
 from contextlib import contextmanager
 
 import numpy as np
@@ -192,9 +191,11 @@ def market_separator(w, bc, sc):
 # subcubes around them, ~2-4 per membership); a part beyond either by its null basis
 PARTS_UP_TO = 24
 INSIDE_UP_TO = 16
-# a separation call stops collecting violated coalitions beyond this many per player
-# (split_search): the most violated come back, not thousands of them
-MOST_FOUND_PER_PLAYER = 1
+# a separation call stops once it has found this many violated coalitions per player
+# (split_search): a few cuts per round, not thousands of them, far below a stage's
+# level (the seed-11 40-player draw 22,296 -> 13,126 node LPs, the quick benchmark's
+# 40-player market 10,613 -> 5,905; 0.1 and 0.5 per player did about as well)
+MOST_FOUND_PER_PLAYER = 0.25
 
 
 def span_parts(stages) -> list[tuple[int, str, list | None]] | None:
@@ -313,18 +314,19 @@ def split_search(lp, x, threshold, parts, stages, memo=None):
     coalition below it, so a node that cannot beat the threshold is pruned, and a
     node whose memberships come out 0/1 is the best coalition below it (outside L by
     its case), its value v(S) read off the relaxation exactly
-    (:meth:`market.highs.FixedChargeLP.solve`).  Depth first, branching on the
-    membership of largest x_p times its distance to 0/1, the side it leans to first
-    (the fewest nodes of the rules tried, docs/performance.md).  Pruning at the
-    threshold rather than at the best excess found so far finds more violated
-    coalitions per call, and still the most violated one: it is the best of its
-    case's subtree.  Once ``MOST_FOUND_PER_PLAYER`` per player are found, it prunes
-    at the excess of the that-many-th best found instead: far below a stage's level
-    (its first rounds on some 40-player markets) thousands of coalitions beat the
-    threshold, and listing them all cost tens of thousands of node LPs per call.
-    Returns every coalition found with excess above the threshold, the most violated
-    first, as :func:`market_separator` does; when there is none, the best coalition
-    seen stays in the cut pool.
+    (:meth:`market.highs.FixedChargeLP.solve`).  The cases go one after another,
+    the one with the best start first; each depth first from its starts, branching on
+    the membership of largest x_p times its distance to 0/1, the side it leans to
+    first (the fewest nodes of the rules tried, docs/performance.md).  Nodes are
+    pruned at the threshold, so a call that finds nothing has proved that nothing
+    beats it.  A call stops once it has found ``MOST_FOUND_PER_PLAYER`` violated
+    coalitions per player: far below a stage's level (its first rounds on some
+    40-player markets) thousands beat the threshold, and the sequential LPs need
+    only some of them per round -- not the most violated -- to move on.  Every box
+    still open then stays a leaf for the next call, bounded by its parent's LP
+    (:func:`_open`).  Returns the coalitions found, the most violated first, as
+    :func:`market_separator` does; when there is none, the best coalition seen
+    stays in the cut pool.
 
     ``memo`` (a dict the caller keeps between calls on one :class:`Stages`) holds
     each case's leaves from the last call that had the case: such a case starts from
@@ -342,18 +344,13 @@ def split_search(lp, x, threshold, parts, stages, memo=None):
     slack = 1e-9 * max(1.0, float(np.abs(x).sum()))
     floor = float(threshold) - slack
     found, seen = {}, set()
-    # once a call has found `most` violated coalitions, it prunes at the most-th best
-    # excess found: the call returns the most violated ones, not every one (far below
-    # the level, early in a stage, there can be thousands)
-    most = MOST_FOUND_PER_PLAYER * N
-    best = []                       # a min-heap of the `most` best excesses found
-    cut = floor
+    found_count, most = 0, MOST_FOUND_PER_PLAYER * N    # the call stops at `most` found
     below = None                    # (excess, mask, value) of the best coalition not above it
     cost = np.maximum(x, 0.0) + 1.0   # branching weights
 
     # the cases, each started from the last call's leaves where that call had the
     # same case (:func:`_last_leaves`), else from its root
-    starts, leaves, fresh = [], [], []
+    starts, leaves = [], []
     last = memo.get("leaves", {}) if memo and memo["stages"] is stages else {}
     dx = x - memo["x"] if last else None
     if memo is not None and memo.get("parts") is parts:
@@ -364,72 +361,70 @@ def split_search(lp, x, threshold, parts, stages, memo=None):
         if key in last:
             above, kept = _last_leaves(last[key], dx, floor)
             row_bounds = lp.row_bounds(case) if above else None
-            for lo, hi, basis in above:
+            for leaf in above:
                 # bounded again by its basis's duals at this x, before any LP
-                again = lp.bound_from(basis, lo, hi, row_bounds)
-                if again is not None and -again[0] <= floor:
-                    kept.append(_leaf_of(-again[0], again[1], lo, hi, basis))
+                again = lp.bound_from(leaf[5], leaf[3], leaf[4], row_bounds)
+                if again is not None and -again[0] < leaf[0]:
+                    leaf = _leaf_of(-again[0], again[1], *leaf[3:])
+                if leaf[0] <= floor:
+                    kept.append(leaf)
                 else:
-                    starts.append((lo, hi, key, case, None))
+                    starts.append((leaf[0], leaf[3], leaf[4], key, case, None, leaf))
             leaves += [(key, case, leaf) for leaf in kept]
             continue
         with _bounded(lp, case):
             node = lp.solve(lo, hi)
         if node is not None and -node[0] > floor:
-            fresh.append((lo, hi, key, case, node))
+            starts.append((-node[0], lo, hi, key, case, node, None))
         else:
             leaves.append((key, case, _leaf(node, lo, hi)))
-    # fresh roots best bound first (the order changes which nodes are searched only
-    # through ties: every node above the threshold is searched)
-    starts += sorted(fresh, key=lambda r: r[4][0])
 
-    def search(lo, hi, key, case, node):
-        """Depth first below a start (its case's rows bounded by the caller)."""
-        nonlocal below, cut
-        stack = [(lo, hi, node)]
-        while stack:
-            lo, hi, node = stack.pop()
-            if node is None:
-                node = lp.solve(lo, hi)
-            if node is None or -node[0] <= cut:
-                leaves.append((key, case, _leaf(node, lo, hi)))
-                continue
-            z = node[1]
-            far = np.abs(z - np.round(z))
-            if far.max() <= 1e-9:
-                leaves.append((key, case, _leaf(node, lo, hi)))
-                mask = point_mask(z, N)
-                if mask in seen:
+    # the cases one after another, the one with the best start first, each depth
+    # first from its starts (best first); once `most` are found the call stops, and
+    # every open box stays a leaf, bounded by its own LP or its parent's (:func:`_open`)
+    groups: dict = {}
+    for bound, lo, hi, key, case, node, leaf in starts:
+        groups.setdefault(key, (case, []))[1].append((bound, lo, hi, node, leaf))
+    for key, (case, stack) in sorted(groups.items(), key=lambda kv: -max(box[0] for box in kv[1][1])):
+        if found_count >= most:
+            leaves += [(key, case, _open(*box[1:])) for box in stack]
+            continue
+        stack.sort(key=lambda box: box[0])      # the best start is popped first
+        with _bounded(lp, case):
+            while stack:
+                if found_count >= most:
+                    leaves += [(key, case, _open(*box[1:])) for box in stack]
+                    break
+                _, lo, hi, node, parent = stack.pop()
+                if node is None:
+                    node = lp.solve(lo, hi)
+                if node is None or -node[0] <= floor:
+                    leaves.append((key, case, _leaf(node, lo, hi)))
                     continue
-                seen.add(mask)
-                value = float(round(node[2]))   # v(S): see FixedChargeLP.solve
-                excess = value - float(x @ mask_bits(mask, N))
-                if excess > threshold:
-                    found[mask] = (excess, value)
-                    heapq.heappush(best, excess)
-                    if len(best) > most:
-                        heapq.heappop(best)
-                    if len(best) == most:
-                        cut = max(cut, best[0])
-                elif below is None or excess > below[0]:
-                    below = (excess, mask, value)
-                continue
-            # the costliest fractional membership (fractional even where x_p <= 0)
-            k = int(np.argmax(np.where(far > 1e-9, far * cost, -1.0)))
-            out_hi, in_lo = hi.copy(), lo.copy()
-            out_hi[k], in_lo[k] = 0.0, 1.0
-            if z[k] >= 0.5:             # the side it leans to is searched first (popped last)
-                stack += [(lo, out_hi, None), (in_lo, hi, None)]
-            else:
-                stack += [(in_lo, hi, None), (lo, out_hi, None)]
-
-    k = 0
-    while k < len(starts):
-        key, case = starts[k][2:4]
-        with _bounded(lp, case):    # the starts of one case follow each other
-            while k < len(starts) and starts[k][2] == key:
-                search(*starts[k])
-                k += 1
+                z = node[1]
+                far = np.abs(z - np.round(z))
+                if far.max() <= 1e-9:
+                    leaves.append((key, case, _leaf(node, lo, hi)))
+                    mask = point_mask(z, N)
+                    if mask in seen:
+                        continue
+                    seen.add(mask)
+                    value = float(round(node[2]))   # v(S): see FixedChargeLP.solve
+                    excess = value - float(x @ mask_bits(mask, N))
+                    if excess > threshold:
+                        found[mask] = (excess, value)
+                        found_count += 1
+                    elif below is None or excess > below[0]:
+                        below = (excess, mask, value)
+                    continue
+                # the costliest fractional membership (fractional even where x_p <= 0)
+                k = int(np.argmax(np.where(far > 1e-9, far * cost, -1.0)))
+                out_hi, in_lo = hi.copy(), lo.copy()
+                out_hi[k], in_lo[k] = 0.0, 1.0
+                parent = _leaf(node, lo, hi)
+                inside, outside = (-node[0], in_lo, hi, None, parent), (-node[0], lo, out_hi, None, parent)
+                # the side it leans to is searched first (popped last)
+                stack += [outside, inside] if z[k] >= 0.5 else [inside, outside]
     if memo is not None:
         by_case = {}
         for key, _case, leaf in leaves:
@@ -455,13 +450,26 @@ def _leaf(node, lo, hi):
 
 def _leaf_of(bound, d, lo, hi, basis):
     """The leaf with this bound, reduced costs d of z and basis (:func:`_leaf`)."""
-    return bound, d, float(np.minimum(d * lo, d * hi).sum()), lo, hi, basis
+    return bound, d, _h(d, lo, hi), lo, hi, basis
+
+
+def _open(lo, hi, node, parent):
+    """An open box of the branch and bound kept as a leaf: its own LP's if solved, else
+    its parent's bound over it (the parent's duals bound any box inside its own)."""
+    if node is not None:
+        return _leaf(node, lo, hi)
+    bound, d, h, _, _, basis = parent
+    return _leaf_of(bound + h - _h(d, lo, hi), d, lo, hi, basis)
+
+
+def _h(d, lo, hi) -> float:
+    """h(d) = sum_p min(d_p lo_p, d_p hi_p): the reduced costs' least value over the box."""
+    return float(np.minimum(d * lo, d * hi).sum())
 
 
 def _last_leaves(leaves, dx, floor):
-    """A case's leaves from the last call, re-bounded after x moved by ``dx``: the boxes
-    whose bound may now beat ``floor`` as (lo, hi, their LP's basis), and the other
-    leaves, re-bounded.
+    """A case's leaves from the last call, re-bounded after x moved by ``dx``: those
+    whose bound may now beat ``floor``, and the others.
 
     The leaves' boxes cover the case's coalitions.  A leaf's bound follows x by
     Lagrangian duality: its LP's optimal duals stay feasible when only the costs of z
@@ -472,13 +480,10 @@ def _last_leaves(leaves, dx, floor):
     for bound, d, h, lo, hi, basis in leaves:
         if d is not None:
             d = d + dx
-            moved = float(np.minimum(d * lo, d * hi).sum())
+            moved = _h(d, lo, hi)
             bound -= moved - h
             h = moved
-        if bound > floor:
-            above.append((lo, hi, basis))
-        else:
-            kept.append((bound, d, h, lo, hi, basis))
+        (above if bound > floor else kept).append((bound, d, h, lo, hi, basis))
     return above, kept
 
 
