@@ -217,7 +217,7 @@ class ChannelLedger:
             block = genesis_block(self.channel, self.genesis.digest)
             self._insert(block, None)
             self.state.apply_block(0, {})
-        first = self.block(0).block.header
+        first = self.header(0)
         if first.channel != self.channel or first.genesis_digest != self.genesis.digest:
             raise LedgerError(f"{self.channel}: this database belongs to another channel or consortium")
         head = self._conn.execute("SELECT MAX(height) FROM blocks").fetchone()[0]
@@ -289,6 +289,20 @@ class ChannelLedger:
         if block.hash != row[0]:
             raise StoreCorrupt(f"{self.channel}: block {height}'s stored hash is not its header's hash")
         return StoredBlock(block, certificate)
+
+    def header(self, height: int) -> Header:
+        """The header of block ``height`` alone: what :meth:`block` checks, without reading
+        and decoding the requests and outputs (anchoring reads the head's at every height)."""
+        row = self._conn.execute("SELECT hash, header FROM blocks WHERE height = ?", (height,)).fetchone()
+        if row is None:
+            raise LedgerError(f"{self.channel}: no block {height}")
+        try:
+            header = Header.from_bytes(row[1])
+        except (BlockError, ValueError, KeyError, TypeError) as exc:
+            raise StoreCorrupt(f"{self.channel}: block {height} cannot be read: {exc}") from None
+        if header.hash != row[0]:
+            raise StoreCorrupt(f"{self.channel}: block {height}'s stored hash is not its header's hash")
+        return header
 
     def certified_batch(self, height: int) -> tuple[Batch, int, CommitCertificate]:
         """What a peer serves a lagging node: the batch, view and certificate of block ``height``.

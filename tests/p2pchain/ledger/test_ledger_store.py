@@ -123,6 +123,21 @@ def test_tail_that_does_not_link_is_reported_as_corrupt(chain, open_ledger, node
         open_ledger()
 
 
+def test_header_is_the_stored_blocks_header_and_checked_like_it(chain, open_ledger, node_dir):
+    ledger = open_ledger()
+    chain.commit(ledger, [chain.tx("ev01", 1)])
+    chain.commit(ledger, [chain.tx("ev01", 2)])
+    assert [ledger.header(height) for height in range(3)] == [ledger.block(height).block.header for height in range(3)]
+    with pytest.raises(LedgerError, match="no block 3"):
+        ledger.header(3)
+    conn = sqlite3.connect(ledger_path(node_dir, "transaction"))
+    conn.execute("UPDATE blocks SET hash = ? WHERE height = 1", (bytes(32),))
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreCorrupt, match="stored hash"):
+        ledger.header(1)
+
+
 def test_anchor_names_the_head(chain, open_ledger):
     ledger = open_ledger("matching")
     chain.commit(ledger, [])
