@@ -203,9 +203,7 @@ class WorldState:
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany("DELETE FROM state WHERE path = ?", gone)
-            # An upsert leaves the (ns, key) index alone where REPLACE would delete and re-insert it.
-            conn.executemany("INSERT INTO state (path, ns, key, value) VALUES (?, ?, ?, ?) "
-                             "ON CONFLICT (path) DO UPDATE SET value = excluded.value", rows)
+            conn.executemany("INSERT OR REPLACE INTO state (path, ns, key, value) VALUES (?, ?, ?, ?)", rows)
             conn.executemany("INSERT INTO history (ns, key, height, value) VALUES (?, ?, ?, ?)",
                              [(ns, key, height, value) for (ns, key), value in writes.items()])
             root = self._tree.update(changes)
