@@ -36,7 +36,6 @@ from __future__ import annotations
 import bisect
 import sqlite3
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Iterable
 
 from ..encoding import digest_bytes, encode
@@ -65,7 +64,8 @@ def _inner(left: bytes, right: bytes) -> bytes:
     return digest_bytes(_NODE + left + right)
 
 
-_path_of = itemgetter(0)  # of a change (path as int, leaf hash or None): the key the walk bisects on
+def _path_of(change: tuple[int, bytes | None]) -> int:
+    return change[0]
 
 
 def _first_right(items: list, right_index: int, depth: int) -> int:
@@ -138,14 +138,12 @@ class SparseMerkleTree:
             row = self._conn.execute("SELECT hash, leaf FROM smt WHERE pos = ?",
                                      (_position(depth, index - (1 << depth)),)).fetchone()
             node = None if row is None else (row[0], None if row[1] is None else int.from_bytes(row[1], "big"))
-        self._remember({index: node})
+        self._remember(index, node)
         return node
 
-    def _remember(self, nodes: dict[int, Node | None]) -> None:
-        """Put ``nodes`` in the newer generation (a block's written nodes all at once: the
-        generation may outgrow its bound by one block's nodes before it turns older)."""
+    def _remember(self, index: int, node: Node | None) -> None:
         young = self._young
-        young.update(nodes)
+        young[index] = node
         if len(young) > self._generation:
             self._old, self._young = young, {}
 
@@ -170,7 +168,8 @@ class SparseMerkleTree:
                 "ON CONFLICT (pos) DO UPDATE SET hash = excluded.hash, leaf = excluded.leaf", rows)
             self._conn.executemany("DELETE FROM smt WHERE pos = ?", gone)
             self._pending = {}
-            self._remember(pending)
+            for index, node in pending.items():
+                self._remember(index, node)
         return self.root
 
     def _update(self, index: int, depth: int, node: Node | None, changes: list) -> Node | None:
