@@ -66,41 +66,34 @@ class ChangeTrackingDict(dict):
 
     Every way of changing a dict in place goes through one of the methods below, so the
     record cannot miss a change; replacing the dict itself is seen by the reader (a new
-    object), which then compares the part whole. The same methods drop the items kept in
-    key order (:meth:`items_in_order`).
+    object), which then compares the part whole.
     """
 
-    __slots__ = ("_changed", "_in_order")
+    __slots__ = ("_changed",)
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._changed: set = set()
-        self._in_order: tuple | None = None
 
     def __setitem__(self, key, value) -> None:
         self._changed.add(key)
-        self._in_order = None
         super().__setitem__(key, value)
 
     def __delitem__(self, key) -> None:
         self._changed.add(key)
-        self._in_order = None
         super().__delitem__(key)
 
     def pop(self, key, *default):
         self._changed.add(key)
-        self._in_order = None
         return super().pop(key, *default)
 
     def popitem(self):
         key, value = super().popitem()
         self._changed.add(key)
-        self._in_order = None
         return key, value
 
     def setdefault(self, key, default=None):
         self._changed.add(key)
-        self._in_order = None
         return super().setdefault(key, default)
 
     def update(self, *args, **kwargs) -> None:
@@ -113,15 +106,7 @@ class ChangeTrackingDict(dict):
 
     def clear(self) -> None:
         self._changed.update(self)
-        self._in_order = None
         super().clear()
-
-    def items_in_order(self) -> tuple:
-        """``tuple(sorted(self.items()))``, sorted again only after a change: the replica
-        writes its durable state many times between two changes of its client table."""
-        if self._in_order is None:
-            self._in_order = tuple(sorted(self.items()))
-        return self._in_order
 
     def take_changes(self) -> dict:
         """The keys changed since the last call, each with its value now (or ``_GONE``)."""

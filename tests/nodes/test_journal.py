@@ -95,21 +95,6 @@ def test_a_change_tracking_dict_records_every_key_set_or_deleted():
     assert not tracked
 
 
-def test_a_change_tracking_dict_in_key_order_follows_every_change():
-    tracked = ChangeTrackingDict({"b": 2, "a": 1})
-    changes = [
-        lambda d: d.__setitem__("c", 0), lambda d: d.__delitem__("a"), lambda d: d.pop("b"),
-        lambda d: d.setdefault("a", 9), lambda d: d.update({"e": 5}, d=6), lambda d: d.__ior__({"0": 7}),
-        lambda d: d.popitem(), lambda d: d.clear(),
-    ]
-    assert tracked.items_in_order() == (("a", 1), ("b", 2))
-    for change in changes:
-        kept = tracked.items_in_order()
-        assert tracked.items_in_order() is kept  # no change, no new sort
-        change(tracked)
-        assert tracked.items_in_order() == tuple(sorted(tracked.items()))
-
-
 def test_deltas_carry_what_arrived_not_what_is_held():
     states = _persisted_states(5, 400)["node1"]
     journal = DurableJournal()
