@@ -256,7 +256,7 @@ class NodeAnchoring:
         ledger = self.ledgers[channel]
         cached = self._floors.get(channel)
         if cached is None or cached[0] != ledger.height:
-            floor = anchors_of(channel, ledger.block(ledger.height).block.header.metadata) if ledger.height else None
+            floor = anchors_of(channel, ledger.header(ledger.height).metadata) if ledger.height else None
             cached = self._floors[channel] = (ledger.height, floor)
         return cached[1]
 

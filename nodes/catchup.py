@@ -118,7 +118,7 @@ class CatchUpMixin:
         a block is the next block's ``state_root``."""
         if seq >= self.ledger.height:
             return app_digest(self.ledger)
-        return digest([self.ledger.block_hash(seq), self.ledger.block(seq + 1).block.header.state_root])
+        return digest([self.ledger.block_hash(seq), self.ledger.header(seq + 1).state_root])
 
     def _check_fetched(self, block: Block, certificate) -> str | None:
         if certificate is None:

@@ -25,6 +25,7 @@ which is code-point order: the order of the canonical encoding.
 from __future__ import annotations
 
 import sqlite3
+import sys
 from typing import Iterable, Iterator, Mapping
 
 from ..encoding import EncodingError, decode, encode
@@ -33,6 +34,22 @@ from .smt import EMPTY, MerkleProof, SparseMerkleTree, key_path, leaf_hash, root
 __all__ = ["StateError", "WorldState", "HistoricalView", "SCAN_PAGE"]
 
 SCAN_PAGE = 256  # rows fetched per query while scanning; a scan holds no cursor across writes
+
+
+def _unchanged(value: None) -> None:
+    return value
+
+
+if sys.version_info < (3, 12):
+    # Before Python 3.12, sqlite3 binds a bytes or None parameter only after looking for an
+    # adapter: it fails to find ``__adapt__`` on its PrepareProtocol type, and that failed
+    # look-up formats an AttributeError message for every such parameter (a block's apply
+    # binds thousands: tree nodes' hashes and NULL leaves, keys, values). An adapter
+    # registered for the exact type is found first and hands the value back unchanged, so
+    # SQLite binds the same BLOB or NULL. The registry is the process's: every connection
+    # of a node (ledgers, durable replica state, index) binds this way.
+    sqlite3.register_adapter(bytes, bytes)
+    sqlite3.register_adapter(type(None), _unchanged)
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS state (path BLOB PRIMARY KEY, ns TEXT NOT NULL, key TEXT NOT NULL, "

@@ -22,7 +22,8 @@ Crash points and what recovery on open does with each:
 Recovery also checks the tail (the head's stored hash is its header's hash and links to
 its predecessor) and, while re-applying, each recomputed root against the next header.
 Nothing held in memory grows with the chain: the head's height, hash and outputs digest,
-and the tree's bounded node cache.
+the tree's bounded node cache, and the last nonce of each creator (at most one entry per
+identity of the genesis: only those can have a transaction admitted).
 """
 
 from __future__ import annotations
@@ -172,6 +173,10 @@ class ChannelLedger:
         self._signature_known = signature_known
         conn.execute(BLOCKS_SCHEMA)
         self.state = WorldState(conn, cache_nodes=cache_nodes)
+        # The state's $nonce namespace, mirrored: every request a node validates looks its
+        # creator's nonce up, and a dict lookup costs a fraction of an SQLite query. Loaded
+        # here, kept right by _apply (the only path by which blocks change the state).
+        self._nonces: dict[str, int] = {creator: read_nonce(value) for creator, value in self.state.scan(NONCE_NAMESPACE)}
         self._head: tuple[int, bytes, bytes] | None = None  # height, hash, outputs digest
         # What readers see: the last block whose writes are applied, its hash and the state root
         # after it, replaced as one tuple once a block is applied. A node executes blocks on
@@ -212,7 +217,7 @@ class ChannelLedger:
             block = genesis_block(self.channel, self.genesis.digest)
             self._insert(block, None)
             self.state.apply_block(0, {})
-        first = self.block(0).block.header
+        first = self.header(0)
         if first.channel != self.channel or first.genesis_digest != self.genesis.digest:
             raise LedgerError(f"{self.channel}: this database belongs to another channel or consortium")
         head = self._conn.execute("SELECT MAX(height) FROM blocks").fetchone()[0]
@@ -228,7 +233,15 @@ class ChannelLedger:
         self._publish(head, tail.hash, self.state.root)
 
     def _apply(self, block: Block) -> bytes:
-        root = self.state.apply_block(block.height, block.outputs.write_map())
+        writes = block.outputs.write_map()
+        root = self.state.apply_block(block.height, writes)
+        nonces = self._nonces
+        for (namespace, creator), value in writes.items():
+            if namespace == NONCE_NAMESPACE:
+                if value is None:
+                    nonces.pop(creator, None)
+                else:
+                    nonces[creator] = read_nonce(value)
         following = self._conn.execute("SELECT header FROM blocks WHERE height = ?", (block.height + 1,)).fetchone()
         if following is not None and Header.from_bytes(following[0]).state_root != root:
             raise StoreCorrupt(f"{self.channel}: state root after block {block.height} differs from block {block.height + 1}'s")
@@ -277,6 +290,20 @@ class ChannelLedger:
             raise StoreCorrupt(f"{self.channel}: block {height}'s stored hash is not its header's hash")
         return StoredBlock(block, certificate)
 
+    def header(self, height: int) -> Header:
+        """The header of block ``height`` alone: what :meth:`block` checks, without reading
+        and decoding the requests and outputs (anchoring reads the head's at every height)."""
+        row = self._conn.execute("SELECT hash, header FROM blocks WHERE height = ?", (height,)).fetchone()
+        if row is None:
+            raise LedgerError(f"{self.channel}: no block {height}")
+        try:
+            header = Header.from_bytes(row[1])
+        except (BlockError, ValueError, KeyError, TypeError) as exc:
+            raise StoreCorrupt(f"{self.channel}: block {height} cannot be read: {exc}") from None
+        if header.hash != row[0]:
+            raise StoreCorrupt(f"{self.channel}: block {height}'s stored hash is not its header's hash")
+        return header
+
     def certified_batch(self, height: int) -> tuple[Batch, int, CommitCertificate]:
         """What a peer serves a lagging node: the batch, view and certificate of block ``height``.
 
@@ -299,8 +326,9 @@ class ChannelLedger:
         return row[0]
 
     def last_nonce(self, creator: str) -> int | None:
-        """The last nonce ``creator`` used on this channel (the ``nonce_lookup`` of validation)."""
-        return read_nonce(self.state.get(NONCE_NAMESPACE, creator))
+        """The last nonce ``creator`` used on this channel (the ``nonce_lookup`` of validation):
+        its record in the state as of the last applied block."""
+        return self._nonces.get(creator)
 
     # -- writing ------------------------------------------------------------------------
 

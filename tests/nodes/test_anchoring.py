@@ -253,7 +253,7 @@ class FakeLedger:
     def anchor(self) -> Anchor:
         return Anchor(self.height, h(self.channel, self.height))
 
-    def block(self, height: int):
+    def header(self, height: int):
         raise AssertionError("only asked for the floor at height > 0")
 
 

@@ -135,6 +135,18 @@ def test_get_put_delete():
     assert state.get("kv", "a") is None and state.root == EMPTY and state.applied_height == 1
 
 
+def test_bytes_and_none_are_stored_as_blobs_and_nulls():
+    """What the node's sqlite3 adapters for bytes and None must keep: the column types."""
+    state = fresh_state()
+    state.apply_block(0, {("kv", "a"): encode(1), ("kv", "b"): encode(2)})
+    conn = state._conn
+    assert conn.execute("SELECT DISTINCT typeof(path), typeof(value) FROM state").fetchall() == [("blob", "blob")]
+    assert sorted(conn.execute("SELECT DISTINCT typeof(hash), typeof(leaf) FROM smt").fetchall()) == [
+        ("blob", "blob"), ("blob", "null")]  # the leaves and the root above them
+    state.apply_block(1, {("kv", "a"): None})
+    assert conn.execute("SELECT typeof(value) FROM history WHERE height = 1").fetchall() == [("null",)]
+
+
 @settings(max_examples=30, deadline=None)
 @given(blocks, keys)
 def test_merkle_proofs_prove_presence_and_absence(sequence, probe):

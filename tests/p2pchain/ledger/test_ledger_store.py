@@ -10,7 +10,9 @@ import pytest
 from p2pchain.ledger.block import Block, TxResult, genesis_block
 from p2pchain.ledger.devchain import kv_executor
 from p2pchain.ledger.store import ChannelLedger, LedgerError, StoreCorrupt, assemble_outputs, ledger_path
-from p2pchain.ledger.transaction import Transaction
+from p2pchain.ledger.transaction import (
+    NONCE_NAMESPACE, Transaction, TransactionRefused, read_nonce, timestamp_to_datetime, validate_transaction,
+)
 from p2pchain.ordering import Batch
 
 from conftest import T0_MS
@@ -121,6 +123,21 @@ def test_tail_that_does_not_link_is_reported_as_corrupt(chain, open_ledger, node
         open_ledger()
 
 
+def test_header_is_the_stored_blocks_header_and_checked_like_it(chain, open_ledger, node_dir):
+    ledger = open_ledger()
+    chain.commit(ledger, [chain.tx("ev01", 1)])
+    chain.commit(ledger, [chain.tx("ev01", 2)])
+    assert [ledger.header(height) for height in range(3)] == [ledger.block(height).block.header for height in range(3)]
+    with pytest.raises(LedgerError, match="no block 3"):
+        ledger.header(3)
+    conn = sqlite3.connect(ledger_path(node_dir, "transaction"))
+    conn.execute("UPDATE blocks SET hash = ? WHERE height = 1", (bytes(32),))
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreCorrupt, match="stored hash"):
+        ledger.header(1)
+
+
 def test_anchor_names_the_head(chain, open_ledger):
     ledger = open_ledger("matching")
     chain.commit(ledger, [])
@@ -161,6 +178,55 @@ def test_a_lagging_node_replaying_certified_batches_reaches_the_same_chain(chain
     assert (behind.height, behind.head_hash, behind.state.root) == (ahead.height, ahead.head_hash, ahead.state.root)
     with pytest.raises(LedgerError, match="genesis block"):
         ahead.certified_batch(0)
+    ahead.close()
+    behind.close()
+
+
+CREATORS = ("ev01", "ev02", "ev03", "nobody")
+
+
+def _recorded_nonces(ledger: ChannelLedger) -> dict:
+    """Each creator's last nonce as the world state records it (the ledger's answers must match)."""
+    return {creator: read_nonce(ledger.state.get(NONCE_NAMESPACE, creator)) for creator in CREATORS}
+
+
+def _replay_refused(chain, ledger: ChannelLedger, creator: str, nonce: int) -> bool:
+    try:
+        validate_transaction(chain.tx(creator, nonce, key="again"), chain.genesis, timestamp_to_datetime(T0_MS),
+                             ledger.last_nonce, channel=ledger.channel)
+    except TransactionRefused as refusal:
+        return refusal.code == "replayed_nonce"
+    return False
+
+
+def test_last_nonce_answers_as_the_state_records_after_every_block_and_reopening(chain, open_ledger):
+    ledger = open_ledger()
+    blocks = [
+        [chain.tx("ev01", 1), chain.tx("ev02", 5)],
+        [chain.tx("ev01", 1, key="replayed"), chain.tx("ev01", 3), chain.tx("ev01", 2)],  # 1 and 2 refused
+        [],
+        [chain.tx("ev03", 7), chain.tx("ev02", 6)],
+    ]
+    for requests in blocks:
+        chain.commit(ledger, requests)
+        assert {creator: ledger.last_nonce(creator) for creator in CREATORS} == _recorded_nonces(ledger)
+    assert _recorded_nonces(ledger) == {"ev01": 3, "ev02": 6, "ev03": 7, "nobody": None}
+    ledger.close()
+    reopened = open_ledger()
+    assert {creator: reopened.last_nonce(creator) for creator in CREATORS} == _recorded_nonces(reopened)
+    assert _replay_refused(chain, reopened, "ev01", 3) and not _replay_refused(chain, reopened, "ev01", 4)
+
+
+def test_a_replay_is_refused_after_state_transfer(chain, tmp_path):
+    """A node that caught up by re-executing certified batches refuses the same replays."""
+    ahead = ChannelLedger.open(ledger_path(tmp_path / "a", "transaction"), "transaction", chain.genesis)
+    behind = ChannelLedger.open(ledger_path(tmp_path / "b", "transaction"), "transaction", chain.genesis)
+    for nonce in range(1, 4):
+        chain.commit(ahead, [chain.tx("ev01", nonce, key="k", value=nonce)])
+    for height in range(1, ahead.height + 1):
+        behind.commit_batch(*ahead.certified_batch(height), kv_executor)
+    assert behind.last_nonce("ev01") == 3 == ahead.last_nonce("ev01")
+    assert _replay_refused(chain, behind, "ev01", 3) and not _replay_refused(chain, behind, "ev01", 4)
     ahead.close()
     behind.close()
 
