@@ -388,9 +388,6 @@ def split_search(lp, x, threshold, parts, stages, memo=None):
     for bound, lo, hi, key, case, node, leaf in starts:
         groups.setdefault(key, (case, []))[1].append((bound, lo, hi, node, leaf))
     for key, (case, stack) in sorted(groups.items(), key=lambda kv: -max(box[0] for box in kv[1][1])):
-        if found_count >= most:
-            leaves += [(key, case, _open(*box[1:])) for box in stack]
-            continue
         stack.sort(key=lambda box: box[0])      # the best start is popped first
         weight = cost if key[1] != "null" else cost / (1.0 + np.abs(_spread(key[0], key[2][-1], N)))
         with _bounded(lp, case):
