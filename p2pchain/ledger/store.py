@@ -277,32 +277,30 @@ class ChannelLedger:
         return Anchor(self.height, self.head_hash)
 
     def block(self, height: int) -> StoredBlock:
-        row = self._conn.execute(
-            "SELECT hash, header, body, certificate FROM blocks WHERE height = ?", (height,)).fetchone()
-        if row is None:
-            raise LedgerError(f"{self.channel}: no block {height}")
-        try:
-            block = Block.from_stored(row[1], row[2])
-            certificate = None if row[3] is None else CommitCertificate.from_value(decode(row[3]))
-        except (BlockError, ValueError, KeyError, TypeError) as exc:
-            raise StoreCorrupt(f"{self.channel}: block {height} cannot be read: {exc}") from None
-        if block.hash != row[0]:
-            raise StoreCorrupt(f"{self.channel}: block {height}'s stored hash is not its header's hash")
-        return StoredBlock(block, certificate)
+        def parse(header: bytes, body: bytes, certificate: bytes | None) -> tuple:
+            return (Block.from_stored(header, body),
+                    None if certificate is None else CommitCertificate.from_value(decode(certificate)))
+        return StoredBlock(*self._stored(height, "header, body, certificate", parse))
 
     def header(self, height: int) -> Header:
         """The header of block ``height`` alone: what :meth:`block` checks, without reading
         and decoding the requests and outputs (anchoring reads the head's at every height)."""
-        row = self._conn.execute("SELECT hash, header FROM blocks WHERE height = ?", (height,)).fetchone()
+        return self._stored(height, "header", lambda header: (Header.from_bytes(header),))[0]
+
+    def _stored(self, height: int, columns: str, parse) -> tuple:
+        """Block ``height``'s stored ``columns``, parsed by ``parse`` into a tuple whose first
+        item (the block or its header) must hash to the stored hash; a missing block is a
+        :class:`LedgerError`, an unreadable or mismatched one :class:`StoreCorrupt`."""
+        row = self._conn.execute(f"SELECT hash, {columns} FROM blocks WHERE height = ?", (height,)).fetchone()
         if row is None:
             raise LedgerError(f"{self.channel}: no block {height}")
         try:
-            header = Header.from_bytes(row[1])
+            parsed = parse(*row[1:])
         except (BlockError, ValueError, KeyError, TypeError) as exc:
             raise StoreCorrupt(f"{self.channel}: block {height} cannot be read: {exc}") from None
-        if header.hash != row[0]:
+        if parsed[0].hash != row[0]:
             raise StoreCorrupt(f"{self.channel}: block {height}'s stored hash is not its header's hash")
-        return header
+        return parsed
 
     def certified_batch(self, height: int) -> tuple[Batch, int, CommitCertificate]:
         """What a peer serves a lagging node: the batch, view and certificate of block ``height``.
