@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
+from market.highs import FixedChargeLP
 from market.nucleolus import is_nucleolus, market_game_values, market_nucleolus, nucleolus
 
 
@@ -18,6 +19,21 @@ def markets(draw, max_buyers=4, max_sellers=4, max_cap=3, low=-20, high=40):
     bc = rng.integers(1, max_cap + 1, size=m)
     sc = rng.integers(1, max_cap + 1, size=n)
     return w, bc, sc
+
+
+def fixed_charge_case(inst, seed):
+    """(players, a generator, the largest sensible membership cost, the market's
+    branch-and-bound LP)."""
+    w, bc, sc = inst
+    return len(bc) + len(sc), np.random.default_rng(seed), max(1.0, float(w.clip(0).sum())), FixedChargeLP(w, bc, sc)
+
+
+def random_box(rng, n: int, fixed_share: float):
+    """A box of memberships for that LP: each player fixed (with probability
+    ``fixed_share``) to a random 0 or 1, else free; (which are fixed, lower, upper)."""
+    fixed = rng.random(n) < fixed_share
+    z = (rng.random(n) < 0.5).astype(float)
+    return fixed, np.where(fixed, z, 0.0), np.where(fixed, z, 1.0)
 
 
 def assert_nucleolus_equals_enumeration(w, bc, sc, *, kohlberg: bool = False) -> None:

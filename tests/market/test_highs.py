@@ -17,7 +17,7 @@ from market.b_matching import b_matching_value
 from market.highs import BMatchingLP, FixedChargeLP, PersistentLP, milp
 from market.separation import coalition_values
 from market.sequential_lp import rows_matrix
-from tests.market.conftest import markets
+from tests.market.conftest import fixed_charge_case, markets, random_box
 
 
 def _game(seed):
@@ -149,19 +149,13 @@ _FIXED_CHARGE_MARKETS = st.one_of(markets(max_buyers=3, max_sellers=4, max_cap=3
                                   markets(max_buyers=5, max_sellers=5, max_cap=2, low=-5))
 
 
-def _fixed_charge_case(inst, seed):
-    """(players, a generator, the largest sensible membership cost, the market's LP)."""
-    w, bc, sc = inst
-    return len(bc) + len(sc), np.random.default_rng(seed), max(1.0, float(w.clip(0).sum())), FixedChargeLP(w, bc, sc)
-
-
 @settings(max_examples=40, deadline=None)
 @given(_FIXED_CHARGE_MARKETS, st.integers(0, 2**32 - 1))
 def test_fixed_charge_lp_at_0_1_memberships_is_the_excess_and_bounds_it_elsewhere(inst, seed):
     # with every membership fixed the relaxation is v(S) - x(S) exactly (and w.y = v(S));
     # with some fixed it bounds the excess of every coalition agreeing with them
     w, bc, sc = inst
-    N, rng, top, lp = _fixed_charge_case(inst, seed)
+    N, rng, top, lp = fixed_charge_case(inst, seed)
     x = rng.uniform(0, top, N)
     lp.costs(x)
     value = coalition_values(w, bc, sc, len(bc))
@@ -184,13 +178,11 @@ def test_fixed_charge_lp_reduced_costs_bound_it_at_other_costs(inst, seed):
     # the bound a branch and bound leaf carries to the next separation call
     # (separation._last_leaves): from the reduced costs d at x, the relaxation's value
     # at x' is at most its value at x minus h(d + x' - x) - h(d), h(d) = sum min(d lo, d hi)
-    N, rng, top, lp = _fixed_charge_case(inst, seed)
+    N, rng, top, lp = fixed_charge_case(inst, seed)
     h = lambda d, lo, hi: float(np.minimum(d * lo, d * hi).sum())
     for _ in range(6):
         x = rng.uniform(0, top, N)
-        fixed = rng.random(N) < 0.4
-        z = (rng.random(N) < 0.5).astype(float)
-        lo, hi = np.where(fixed, z, 0.0), np.where(fixed, z, 1.0)
+        _fixed, lo, hi = random_box(rng, N, 0.4)
         lp.costs(x)
         obj, _z, _wy, d, _basis = lp.solve(lo, hi)
         x2 = np.where(rng.random(N) < 0.5, x, rng.uniform(0, top, N))
@@ -208,7 +200,7 @@ def test_fixed_charge_lp_bound_from_an_old_basis_is_exact_there_and_a_bound_else
     # optimal for, and a bound (never below the relaxation) at any others -- also with
     # a case's rows bounded, and after rows and pairs joined the model
     w, bc, sc = inst
-    N, rng, top, lp = _fixed_charge_case(inst, seed)
+    N, rng, top, lp = fixed_charge_case(inst, seed)
     members = np.arange(N)
     case = (lp.rows([(members, np.ones(N, dtype=int))]), np.array([2.0]), np.array([np.inf]))
     for k in range(6):
@@ -216,9 +208,7 @@ def test_fixed_charge_lp_bound_from_an_old_basis_is_exact_there_and_a_bound_else
         if cased:
             lp.bound_rows(*case)
         x = rng.uniform(0, top, N)
-        fixed = rng.random(N) < 0.4
-        z = (rng.random(N) < 0.5).astype(float)
-        lo, hi = np.where(fixed, z, 0.0), np.where(fixed, z, 1.0)
+        _fixed, lo, hi = random_box(rng, N, 0.4)
         lp.costs(x)
         node = lp.solve(lo, hi)
         if node is not None:

@@ -13,9 +13,8 @@ from market.exact_linalg import integer_null_basis, null_basis_by_elimination
 from market.nucleolus import market_game_values, nucleolus
 from market.separation import _subcubes, _zero_sums, core_point, market_separator, span_parts
 from market import separation, sequential_lp
-from market.highs import FixedChargeLP
 from market.sequential_lp import Stages
-from tests.market.conftest import assert_nucleolus_equals_enumeration, markets
+from tests.market.conftest import assert_nucleolus_equals_enumeration, fixed_charge_case, markets, random_box
 
 
 def _both_sides_capacitated(inst):
@@ -343,15 +342,9 @@ def test_a_box_kept_before_its_lp_is_solved_is_bounded_by_its_parents_lp_at_any_
     # when a call stops, a child box not solved yet is kept as a leaf bounded by its
     # parent's LP over the child's box (separation._open); the next call moves that
     # bound to its own point (_last_leaves): it must stay at least the child's LP there
-    w, bc, sc = _both_sides_capacitated(inst)
-    n = len(bc) + len(sc)
-    rng = np.random.default_rng(seed)
-    top = max(1.0, float(w.clip(0).sum()))
-    lp = FixedChargeLP(w, bc, sc)
+    n, rng, top, lp = fixed_charge_case(_both_sides_capacitated(inst), seed)
     x = rng.uniform(0, top, n)
-    fixed = rng.random(n) < 0.3
-    z = (rng.random(n) < 0.5).astype(float)
-    lo, hi = np.where(fixed, z, 0.0), np.where(fixed, z, 1.0)
+    fixed, lo, hi = random_box(rng, n, 0.3)
     lp.costs(x)
     parent = lp.solve(lo, hi)
     if parent is None or fixed.all():
