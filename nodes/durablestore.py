@@ -139,7 +139,8 @@ class ChannelPersister:
     ``prepare(state, changes)`` returns ``(statements, size)``: the statements that put
     ``state`` on disk, for :meth:`DurableReplicaStore.submit`. Calls must be written in the
     order prepared. ``changes`` is the replica's
-    :meth:`~p2pchain.consensus.Replica.durable_changes` taken with ``state``.
+    :meth:`~p2pchain.consensus.Replica.durable_changes` taken with ``state``;
+    ``prepare_replica(replica)`` takes both itself.
     """
 
     def __init__(self, store: DurableReplicaStore, channel: str, base: DurableState | None) -> None:
@@ -153,9 +154,14 @@ class ChannelPersister:
             self._snapshot_bytes = len(snapshot or b"")
             self._journal_bytes = sum(len(d) for d in deltas)
 
+    @property
+    def snapshot_due(self) -> bool:
+        """Whether the next write is a snapshot: the first, or once the journal has grown
+        past the snapshot's size plus ``SNAPSHOT_SLACK_BYTES``."""
+        return not self.journal.has_base or self._journal_bytes > self._snapshot_bytes + SNAPSHOT_SLACK_BYTES
+
     def prepare(self, state: DurableState, changes: dict | None = None):
-        if (not self.journal.has_base
-                or self._journal_bytes > self._snapshot_bytes + SNAPSHOT_SLACK_BYTES):
+        if self.snapshot_due:
             data = self.journal.snapshot(state)
             self._n, self._journal_bytes, self._snapshot_bytes = 0, 0, len(data)
             return self.store.snapshot_statements(self.channel, data), len(data)
@@ -163,3 +169,16 @@ class ChannelPersister:
         self._n += 1
         self._journal_bytes += len(data)
         return self.store.append_statements(self.channel, self._n, data), len(data)
+
+    def prepare_replica(self, replica):
+        """:meth:`prepare` for ``replica``'s durable state now. A delta is told the changes
+        of the tracked parts (the client table, the replies: they grow with the number of
+        clients), so the state built for it leaves out every part whose changes are known;
+        only a snapshot builds them whole. A write then costs what arrived, not what is
+        held (with 400 clients a third of a write's CPU went into sorting the client
+        table, docs/performance.md)."""
+        changes = replica.durable_changes()
+        if self.snapshot_due:
+            return self.prepare(replica.durable_state())
+        known = [name for name, change in changes.items() if change is not None]
+        return self.prepare(replica.durable_state(leave_out=known), changes)

@@ -252,7 +252,7 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
         self._dirty = False
         # What changed since the last write (a journal delta; now and then a whole snapshot),
         # taken here: later events go into the next write.
-        statements, size = self.persister.prepare(self.replica.durable_state(), self.replica.durable_changes())
+        statements, size = self.persister.prepare_replica(self.replica)
         self._writing = True
         started = time.perf_counter()
         future = asyncio.wrap_future(self.durable.submit(statements))

@@ -161,27 +161,9 @@ def _slot_from(v: dict[str, Any]) -> DurableSlot:
                        v["sent_commit"], v["committed"])
 
 
-def _index(state: DurableState, prev: DurableState | None = None, old: dict[str, dict] | None = None,
-           changes: dict[str, dict] | None = None) -> dict[str, dict]:
-    """Each keyed part of ``state`` by key; a part equal to ``prev``'s reuses ``old``'s index
-    (tuple equality runs in C and stops at identical items: most writes change few parts),
-    and a part with its ``changes`` known is ``old``'s index with those changes applied."""
-    index = {}
-    for name, (key, _, _) in _KEYED.items():
-        part = getattr(state, name)
-        change = None if changes is None else changes.get(name)
-        if old is not None and change is not None:
-            index[name] = updated = dict(old[name])
-            item_of = TRACKED_PARTS[name]
-            for k, value in change.items():
-                if value is _GONE:
-                    updated.pop(k, None)
-                else:
-                    updated[k] = item_of(k, value)
-        elif old is not None and part == getattr(prev, name):
-            index[name] = old[name]
-        else:
-            index[name] = {key(item): item for item in part}
+def _index(state: DurableState) -> dict[str, dict]:
+    """Each keyed part of ``state`` by key, and its slots by sequence number."""
+    index = {name: {key(item): item for item in getattr(state, name)} for name, (key, _, _) in _KEYED.items()}
     index["slots"] = {s.seq: s for s in state.slots}
     return index
 
@@ -216,12 +198,17 @@ class DurableJournal:
         ``changes`` (:meth:`Replica.durable_changes`, taken with ``state``) names, for a
         tracked part, every key that may differ from the last written state, with its
         value in ``state``; a part it gives as ``None`` or leaves out is compared whole.
+        A tracked part whose changes are given may be left out of ``state`` (``None``:
+        ``Replica.durable_state(leave_out=...)``), so that a write costs what arrived,
+        not what is held: the journal keeps its own index of every part.
         """
-        prev, old = self._prev, self._index
-        if prev is None or old is None:
+        prev, index = self._prev, self._index
+        if prev is None or index is None:
             raise ValueError("a delta needs a base: write a snapshot first")
         known = {name: change for name, change in (changes or {}).items() if change is not None}
-        new = _index(state, prev, old, known)
+        for name in _KEYED:
+            if getattr(state, name) is None and name not in known:
+                raise ValueError(f"the durable state leaves out {name!r} without its changes")
         record: dict[str, Any] = {"format": FORMAT, "scalars": {n: getattr(state, n) for n in _SCALARS}}
         objects = {}
         for name, (encode_item, _) in _OBJECTS.items():
@@ -230,25 +217,33 @@ class DurableJournal:
                 objects[name] = encode_item(value)
         record["objects"] = objects
         keyed = {}
-        for name, (_, encode_item, _) in _KEYED.items():
-            before, after = old[name], new[name]
-            if before is after:
-                continue
-            change = known.get(name)
+        for name, (key, encode_item, _) in _KEYED.items():
+            before, part, change = index[name], getattr(state, name), known.get(name)
+            put, gone = [], []
             if change is not None:  # only these keys may differ: what arrived, not what is held
-                put = [[key, encode_item(after[key])] for key in sorted(change)
-                       if key in after and (key not in before or not _same(before[key], after[key]))]
-                gone = sorted(key for key in change if key in before and key not in after)
-            else:
-                put = [[key, encode_item(item)] for key, item in after.items()
-                       if key not in before or not _same(before[key], item)]
-                gone = sorted(key for key in before if key not in after)
+                item_of = TRACKED_PARTS[name]
+                for k in sorted(change):
+                    value = change[k]
+                    if value is _GONE:
+                        if k in before:
+                            gone.append(k)
+                            del before[k]
+                    else:
+                        item = item_of(k, value)
+                        if k not in before or not _same(before[k], item):
+                            put.append([k, encode_item(item)])
+                            before[k] = item
+            elif part != getattr(prev, name):  # tuple equality runs in C, stops at identical items
+                after = index[name] = {key(item): item for item in part}
+                put = [[k, encode_item(item)] for k, item in after.items()
+                       if k not in before or not _same(before[k], item)]
+                gone = sorted(k for k in before if k not in after)
             if put or gone:
                 keyed[name] = {"put": put, "del": gone}
         record["keyed"] = keyed
         put, add = [], []
-        before = old["slots"]
-        for seq, s in new["slots"].items():
+        before, slots = index["slots"], {s.seq: s for s in state.slots}
+        for seq, s in slots.items():
             p = before.get(seq)
             if p is s:
                 continue
@@ -260,8 +255,9 @@ class DurableJournal:
                   or s.sent_commit != p.sent_commit or s.committed != p.committed):
                 add.append([seq, [x.to_value() for x in s.prepares[np_:]],
                             [x.to_value() for x in s.commits[nc:]], s.sent_commit, s.committed])
-        record["slots"] = {"put": put, "add": add, "del": [seq for seq in before if seq not in new["slots"]]}
-        self._prev, self._index = state, new
+        record["slots"] = {"put": put, "add": add, "del": [seq for seq in before if seq not in slots]}
+        index["slots"] = slots
+        self._prev = state
         # Plain msgpack, not the canonical encoding: a delta is never hashed or signed, only
         # read back by replay(), and the canonical form's checks cost more than the write.
         return msgpack.packb(record, use_bin_type=True)

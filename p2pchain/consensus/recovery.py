@@ -14,6 +14,8 @@ every timeout until it has reached it.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from .checkpoint import check_checkpoint_proof
 from .durable import DurableSlot, DurableState
 from .journal import TRACKED_PARTS, ChangeTrackingDict
@@ -168,8 +170,15 @@ class RecoveryMixin:
         self._send_fetch_request()
         self._deliver()
 
-    def durable_state(self) -> DurableState:
-        """The state to persist on ``Persist`` (see :mod:`.durable` for why each part)."""
+    def durable_state(self, leave_out: Collection[str] = ()) -> DurableState:
+        """The state to persist on ``Persist`` (see :mod:`.durable` for why each part).
+
+        ``leave_out``: tracked parts (:data:`~.journal.TRACKED_PARTS`) to give as ``None``
+        rather than build, for a journal delta told their changes
+        (:meth:`~.journal.DurableJournal.delta`): they grow with the number of clients,
+        and sorting them at every write cost more than the rest of the state."""
+        if not set(leave_out) <= TRACKED_PARTS.keys():
+            raise ValueError(f"only tracked parts can be left out, not {sorted(set(leave_out) - TRACKED_PARTS.keys())}")
         return DurableState(
             view=self.view, active=self.active, stable_state=self.stable_state,
             stable_proof=self.stable_proof,
@@ -179,10 +188,10 @@ class RecoveryMixin:
             prepared=tuple(c for _, c in sorted(self.prepared.items())),
             committed=tuple(e for _, e in sorted(self.committed.items())),
             last_committed=self.last_committed, last_executed=self.last_executed,
-            clients=tuple(sorted(self.clients.items())),
+            clients=None if "clients" in leave_out else tuple(sorted(self.clients.items())),
             client_snapshots=tuple(sorted(self.client_snapshots.items())),
             own_states=tuple(st for _, st in sorted(self.own_states.items())),
-            replies=tuple(r for _, r in sorted(self.replies.items())),
+            replies=None if "replies" in leave_out else tuple(r for _, r in sorted(self.replies.items())),
             my_view_change=self.my_view_change,
             recent_view_changes=tuple(vc for _, vc in sorted(self.my_view_changes.items())),
             new_view=self.new_view,

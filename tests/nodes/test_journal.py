@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from concurrent.futures import Future
 
@@ -75,6 +76,59 @@ def test_deltas_told_what_changed_are_the_bytes_of_deltas_that_compare_everythin
             deltas.append(data)
             assert replay(snapshot, deltas) == state, (name, i)
     assert told_any  # the runs did change clients and replies between writes
+
+
+@settings(max_examples=4, deadline=None)
+@given(seed=st.integers(0, 1000), slack=st.sampled_from([500, 3000, 1 << 20]))
+def test_a_persister_writing_a_replica_without_its_client_parts_reads_back_every_state(seed, slack, tmp_path_factory):
+    # The node's path: each write's state leaves out the client table and the replies
+    # (their changes go with the delta), only a snapshot builds them. Whatever the store
+    # reads back after each write is the replica's whole durable state at that write,
+    # through a crash and restart, view changes and state transfer, whether snapshots are
+    # frequent (a small slack) or rare.
+    schedule = Schedule(seed=seed, crashes=(("node0", 40, 900),), heal_ms=900,
+                        conditions=NetworkConditions(drop=0.1))
+    sim = build_simulation(schedule)
+    store = DurableReplicaStore(tmp_path_factory.mktemp("durable") / "node.sqlite")
+    persisters, left_out, original = {}, [0], sim._perform
+
+    def perform(host, action):
+        if type(action).__name__ == "Persist" and len(persisters.get(host.replica.name, ((), []))[1]) < 120:
+            name = host.replica.name
+            # a restarted replica is a new object: its parts are new dicts (compared whole once)
+            persister, seen = persisters.setdefault(name, (ChannelPersister(store, name, None), []))
+            due = persister.snapshot_due
+            statements, _ = persister.prepare_replica(host.replica)
+            left_out[0] += not due
+            store.write(statements)
+            whole = host.replica.durable_state()
+            assert store.load(name) == whole, (name, len(seen))
+            seen.append(whole)
+        return original(host, action)
+
+    sim._perform = perform
+    assert finish(sim, schedule).ok
+    store.close()
+    assert left_out[0] > 0 and all(len(seen) > 20 for _, seen in persisters.values())
+
+
+def test_a_delta_refuses_a_state_that_leaves_out_a_part_it_is_not_told():
+    sim_states = _persisted_states(3, 2, with_changes=True)["node1"]
+    (base, _), (state, _) = sim_states
+    journal = DurableJournal()
+    journal.snapshot(base)
+    lean = dataclasses.replace(state, clients=None)
+    with pytest.raises(ValueError, match="leaves out 'clients'"):
+        journal.delta(lean, {"clients": None, "replies": {}})
+    assert journal.delta(state) == DurableJournal(base).delta(state)  # the failed call changed nothing
+
+
+def test_only_the_tracked_parts_can_be_left_out_of_a_durable_state():
+    sim = build_simulation(Schedule(seed=1))
+    replica = next(iter(sim.hosts.values())).replica
+    assert replica.durable_state(leave_out=("clients", "replies")).clients is None
+    with pytest.raises(ValueError, match="only tracked parts"):
+        replica.durable_state(leave_out=("slots",))
 
 
 def test_a_change_tracking_dict_records_every_key_set_or_deleted():
