@@ -9,6 +9,8 @@ helpers are in :mod:`.checkpoint`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from .events import TIMER_REQUEST, BlockExecuted, ReplicaMisuse, Broadcast, ExecuteBatch, FaultKind, SendReply
 from .messages import Checkpoint, CheckpointState, Reply
 
@@ -19,6 +21,7 @@ class ExecutionMixin:
     def _deliver(self) -> None:
         """Hand committed batches to the shell strictly in sequence order."""
         delivered = False
+        advanced: dict[str, None] = {}  # clients whose committed nonce moved, in order
         while self.transfer is None:
             entry = self.committed.get(self.last_committed + 1)
             if entry is None:
@@ -28,6 +31,7 @@ class ExecutionMixin:
                 info = self._info(request)
                 if info is not None and info[1] > self.clients.get(info[0], 0):
                     self.clients[info[0]] = info[1]
+                    advanced[info[0]] = None
                 self.request_info.pop(request, None)  # the cache must not grow with the chain
             if seq % self.config.checkpoint_interval == 0:
                 self.client_snapshots.setdefault(seq, tuple(sorted(self.clients.items())))
@@ -39,16 +43,28 @@ class ExecutionMixin:
             if entry.batch.requests:
                 self.view_change_timeout_ms = self.config.view_change_timeout_ms
         if delivered:
-            self._forget_committed_requests()
+            self._forget_committed_requests(advanced)
             if self.fetching and self.last_committed >= self.fetch_goal:
                 self._stop_fetching()
 
-    def _forget_committed_requests(self) -> None:
-        for request, (client, nonce) in list(self.pending.items()):
-            if nonce <= self.clients.get(client, 0):
+    def _forget_committed_requests(self, clients: Iterable[str] | None = None) -> None:
+        """Drop the pending requests whose nonce the client table has reached: those of
+        ``clients`` (the clients whose nonce a delivery moved), or of every client (after a
+        state transfer replaced the table). A delivery then costs its batch, not every
+        request waiting (up to one per client lane at saturation)."""
+        pending_of = self.pending_of
+        for client in list(pending_of) if clients is None else clients:
+            waiting = pending_of.get(client)
+            if waiting is None:
+                continue
+            done = self.clients.get(client, 0)
+            for request in [r for r, nonce in waiting.items() if nonce <= done]:
+                del waiting[request]
                 del self.pending[request]
                 self.queue.pop(request, None)
                 self.request_info.pop(request, None)
+            if not waiting:
+                del pending_of[client]
         # PBFT §4.5.2: stop the timer on progress; restart it if requests still wait.
         if self.pending and self.active:
             self._set_timer(TIMER_REQUEST, self.view_change_timeout_ms)

@@ -126,6 +126,7 @@ class Replica(ViewsMixin, RecoveryMixin, RequestsMixin, ExecutionMixin):
         self.view_change_timeout_ms = config.view_change_timeout_ms
         # -- volatile state --
         self.pending: dict[bytes, tuple[str, int]] = {}  # received, not yet committed
+        self.pending_of: dict[str, dict[bytes, int]] = {}  # the same by client: request -> nonce
         self.queue: dict[bytes, tuple[str, int]] = {}  # primary: pending, not yet proposed
         self.request_info: dict[bytes, tuple[str, int]] = {}
         self.ordered: dict[str, dict[int, tuple[int, int]]] = {}  # client -> seq -> (lo, hi)

@@ -57,6 +57,7 @@ class RequestsMixin:
         if request in self.pending:
             return
         self.pending[request] = info
+        self.pending_of.setdefault(client, {})[request] = nonce
         if self.active and TIMER_REQUEST not in self.timers:
             self._set_timer(TIMER_REQUEST, self.view_change_timeout_ms)
         if self.active and self.is_primary() and nonce > self._known_nonce(client):

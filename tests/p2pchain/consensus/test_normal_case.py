@@ -286,6 +286,23 @@ def test_primary_orders_one_clients_requests_by_nonce_whatever_their_arrival(clu
     assert broadcast.message.batch.requests == (cluster.request("alice", 1), cluster.request("alice", 2))
 
 
+def test_a_commit_drops_the_waiting_requests_its_nonces_reached_and_keeps_the_rest(cluster):
+    replica = cluster.replica("node1")
+    superseded = cluster.request("alice", 1, op=b"first")  # the batch commits another nonce 1 of alice's
+    later, other = cluster.request("alice", 2), cluster.request("bob", 1)
+    for t, request in enumerate((superseded, later, other)):
+        replica.handle(RequestReceived(t, request))
+    assert replica.pending_of == {"alice": {superseded: 1, later: 2}, "bob": {other: 1}}
+    pp = cluster.pre_prepare(1, batch=cluster.batch(cluster.request("alice", 1, op=b"second")))
+    replica.handle(Received(4, pp))
+    replica.handle(Received(5, cluster.prepare(pp, "node2")))
+    for sender in ("node0", "node2"):
+        replica.handle(Received(6, cluster.commit(pp, sender)))
+    assert replica.last_committed == 1
+    assert list(replica.pending) == [later, other]
+    assert replica.pending_of == {"alice": {later: 2}, "bob": {other: 1}}
+
+
 def test_waiting_request_timeout_starts_a_view_change(cluster):
     replica = cluster.replica("node1")
     replica.handle(RequestReceived(1, cluster.request()))

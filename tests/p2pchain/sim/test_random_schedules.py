@@ -54,3 +54,29 @@ def test_seven_replicas_survive_random_schedules_with_two_faulty(seed):
 @given(seed=st.integers(0, 2**32 - 1), fault_kinds=kinds)
 def test_many_more_random_schedules(seed, fault_kinds):
     judge(seed, fault_kinds)
+
+
+@settings(max_examples=15, **SETTINGS)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_a_replica_waits_on_exactly_the_requests_its_clients_have_not_committed(seed):
+    # After every event a replica handles, through crashes, view changes and state
+    # transfer: its pending requests, indexed by client too (a delivery looks only at the
+    # clients it moved), are the same requests, and none of them is at or below its
+    # client's committed nonce (a committed or superseded request is never waited on).
+    from p2pchain.consensus import Replica
+    original, checked = Replica.handle, [0]
+
+    def handle(self, event):
+        actions = original(self, event)
+        by_client = {r: (c, n) for c, waiting in self.pending_of.items() for r, n in waiting.items()}
+        assert by_client == self.pending and all(self.pending_of.values()), (seed, self.name)
+        assert all(n > self.clients.get(c, 0) for c, n in self.pending.values()), (seed, self.name)
+        checked[0] += bool(self.pending)
+        return actions
+
+    Replica.handle = handle
+    try:
+        judge(seed, FAULT_KINDS)
+    finally:
+        Replica.handle = original
+    assert checked[0] > 0
