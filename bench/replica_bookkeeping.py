@@ -1,20 +1,29 @@
-"""Benchmark: a replica's durable-state write, by the size of its client table.
+"""Benchmark: a replica's bookkeeping that must cost what arrived, not what it holds.
 
-    python bench/durable_write.py [--clients 100,400,2000] [--writes 3000]
+    python bench/replica_bookkeeping.py [--clients 100,400,2000] [--writes 3000]
+                                        [--waiting 300,1200,4800]
 
-A node writes its replica's durable state (a journal delta) before every PREPARE and
-COMMIT it sends: about two writes per block per channel. This takes one replica from a short
-simulated run, puts C clients in its client table, and then, for each write, moves the
-nonces of 8 clients on (a block's requests) and prepares the write two ways in the same run:
+**The durable-state write.** A node writes its replica's durable state (a journal delta)
+before every PREPARE and COMMIT it sends: about two writes per block per channel. This takes
+one replica from a short simulated run, puts C clients in its client table, and then, for
+each write, moves the nonces of 8 clients on (a block's requests) and prepares the write two
+ways in the same run:
 
 * **whole**: ``Replica.durable_state()`` built whole (the client table sorted into a tuple),
   then the delta told the changes -- what the node did before the fourteenth session;
 * **lean**: ``ChannelPersister.prepare_replica`` -- the state leaves out the parts whose
   changes the delta is told (the client table, the replies), so nothing of size C is built.
 
-Both give the same bytes (tests/nodes/test_journal.py). Times are CPU microseconds per write
-of this process (``time.process_time``), the median of five runs; nothing is written to
-disk (the fsync is the store's writer thread's, off the event loop).
+Both give the same bytes (tests/nodes/test_journal.py). Nothing is written to disk (the
+fsync is the store's writer thread's, off the event loop).
+
+**A delivery's pending requests.** With W requests waiting (one per client lane at
+saturation) a committed batch of 80 drops its clients' requests, two ways in the same run:
+looking at every client that has a request waiting (what the replica did before the
+fourteenth session, and still does after a state transfer replaced its client table), or
+only at the clients the batch moved (``Replica._forget_committed_requests(advanced)``).
+
+Times are CPU microseconds (``time.process_time``), the median of five runs.
 """
 
 from __future__ import annotations
@@ -58,10 +67,30 @@ def per_write_us(replica, persister, clients: list[str], writes: int, lean: bool
     return (time.process_time() - start) / writes * 1e6
 
 
+def delivery_us(waiting: int, batch: int, every_client: bool) -> float:
+    """CPU µs to drop the requests of a delivered batch of ``batch`` clients with ``waiting``
+    requests waiting, one per client."""
+    replica = build_simulation(Schedule(seed=3)).hosts["node1"].replica
+    names = [f"load{i:05d}" for i in range(waiting)]
+    for i, name in enumerate(names):
+        request = b"request %d" % i
+        replica.pending[request] = (name, 1)
+        replica.pending_of[name] = {request: 1}
+    advanced = dict.fromkeys(names[:batch])
+    for name in advanced:
+        replica.clients[name] = 1
+    start = time.process_time()
+    replica._forget_committed_requests(None if every_client else advanced)
+    spent = time.process_time() - start
+    assert len(replica.pending) == waiting - batch
+    return spent * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", default="100,400,2000", help="client table sizes")
     parser.add_argument("--writes", type=int, default=3000, help="writes per timed run")
+    parser.add_argument("--waiting", default="300,1200,4800", help="requests waiting at a delivery")
     args = parser.parse_args()
     print(f"machine: {machine()}; {CHANGED_PER_WRITE} clients changed per write")
     print(" clients | whole µs/write | lean µs/write | lean/whole")
@@ -81,6 +110,15 @@ def main() -> None:
             whole, lean = (sorted(runs[k])[2] for k in (False, True))
             print(f" {size:7,} | {whole:14.1f} | {lean:13.1f} | {lean / whole:10.2f}")
         store.close()
+    print()
+    print(" waiting | every client µs | its clients µs | its/every   (a delivered batch of 80)")
+    for waiting in (int(w) for w in args.waiting.split(",")):
+        runs = {True: [], False: []}
+        for _ in range(5):
+            for every in (True, False):
+                runs[every].append(delivery_us(waiting, 80, every))
+        every, its = (sorted(runs[k])[2] for k in (True, False))
+        print(f" {waiting:7,} | {every:15.1f} | {its:14.1f} | {its / every:9.2f}")
 
 
 if __name__ == "__main__":
