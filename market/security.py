@@ -214,8 +214,12 @@ def _flow(feeder: Feeder, hour: HourState, envelope: Envelope,
 
 
 def _violation(kind: str, element: str, limit: float, value: float, unit: str) -> Violation:
+    """The breach in integer units: the limit rounded, the value rounded but at least one
+    unit past it -- a breach smaller than a unit (a tiny trade past a limit, within the
+    tolerance's reach) still reads as past its limit, by one."""
     lim, val = round(limit), round(value)
-    return Violation(kind, element, lim, val, max(abs(val - lim), 1), unit)
+    val = min(val, lim - 1) if kind == "undervoltage" else max(val, lim + 1)
+    return Violation(kind, element, lim, val, abs(val - lim), unit)
 
 
 def admission_order(trades: Iterable[TradeLike]) -> list:

@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from market.grid import load_feeder, solve_power_flow
 from market.matching import Trade
-from market.security import (HourState, SecurityLimits, hour_envelope, injection_kw,
+from market.security import (HourState, SecurityLimits, _violation, hour_envelope, injection_kw,
                              security_check)
 
 FEEDER = load_feeder()
@@ -64,6 +64,18 @@ def test_refusal_reasons_name_a_real_limit(trades):
             bound = env.vmin_pu[k] if v.kind == "undervoltage" else env.vmax_pu[k]
             assert v.unit == "micro_pu" and v.limit == round(bound * 1e6)
             assert (v.value < v.limit) if v.kind == "undervoltage" else (v.value > v.limit)
+
+
+@pytest.mark.parametrize("kind, limit, value, reported", [
+    ("undervoltage", 950_000.3, 950_000.1, 949_999),      # 0.2 micro-pu below its limit
+    ("overvoltage", 1_050_000.0, 1_050_000.4, 1_050_001),
+    ("line_current", 200_000.4, 200_000.45, 200_001),     # 0.05 mA over: rounds onto the limit
+    ("undervoltage", 950_000.0, 949_990.2, 949_990),      # a breach of whole units stays as it is
+])
+def test_a_breach_smaller_than_a_unit_is_reported_one_unit_past_its_limit(kind, limit, value, reported):
+    v = _violation(kind, "x", limit, value, "unit")
+    assert (v.limit, v.value, v.excess) == (round(limit), reported, abs(reported - round(limit)))
+    assert (v.value < v.limit) if kind == "undervoltage" else (v.value > v.limit)
 
 
 def test_trades_are_admitted_by_weight_until_a_line_binds():
