@@ -161,10 +161,20 @@ def _slot_from(v: dict[str, Any]) -> DurableSlot:
                        v["sent_commit"], v["committed"])
 
 
+def _by_key(name: str, part) -> dict:
+    """The keyed part ``name`` (a tuple of items) by each item's key."""
+    key = _KEYED[name][0]
+    return {key(item): item for item in part}
+
+
+def _slots_by_seq(state: DurableState) -> dict[int, DurableSlot]:
+    return {s.seq: s for s in state.slots}
+
+
 def _index(state: DurableState) -> dict[str, dict]:
     """Each keyed part of ``state`` by key, and its slots by sequence number."""
-    index = {name: {key(item): item for item in getattr(state, name)} for name, (key, _, _) in _KEYED.items()}
-    index["slots"] = {s.seq: s for s in state.slots}
+    index = {name: _by_key(name, getattr(state, name)) for name in _KEYED}
+    index["slots"] = _slots_by_seq(state)
     return index
 
 
@@ -217,7 +227,7 @@ class DurableJournal:
                 objects[name] = encode_item(value)
         record["objects"] = objects
         keyed = {}
-        for name, (key, encode_item, _) in _KEYED.items():
+        for name, (_, encode_item, _) in _KEYED.items():
             before, part, change = index[name], getattr(state, name), known.get(name)
             put, gone = [], []
             if change is not None:  # only these keys may differ: what arrived, not what is held
@@ -234,7 +244,7 @@ class DurableJournal:
                             put.append([k, encode_item(item)])
                             before[k] = item
             elif part != getattr(prev, name):  # tuple equality runs in C, stops at identical items
-                after = index[name] = {key(item): item for item in part}
+                after = index[name] = _by_key(name, part)
                 put = [[k, encode_item(item)] for k, item in after.items()
                        if k not in before or not _same(before[k], item)]
                 gone = sorted(k for k in before if k not in after)
@@ -242,7 +252,7 @@ class DurableJournal:
                 keyed[name] = {"put": put, "del": gone}
         record["keyed"] = keyed
         put, add = [], []
-        before, slots = index["slots"], {s.seq: s for s in state.slots}
+        before, slots = index["slots"], _slots_by_seq(state)
         for seq, s in slots.items():
             p = before.get(seq)
             if p is s:
