@@ -86,6 +86,16 @@ def delivery_us(waiting: int, batch: int, every_client: bool) -> float:
     return spent * 1e6
 
 
+def medians_of_five(measure) -> tuple[float, float]:
+    """The medians of five runs each of ``measure(False)`` and ``measure(True)``, the two
+    interleaved (the old way and the new way in the same minutes)."""
+    runs = {False: [], True: []}
+    for _ in range(5):
+        for new in (False, True):
+            runs[new].append(measure(new))
+    return sorted(runs[False])[2], sorted(runs[True])[2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", default="100,400,2000", help="client table sizes")
@@ -101,23 +111,19 @@ def main() -> None:
             names = [f"load{i:05d}" for i in range(size)]
             for name in names:
                 replica.clients[name] = 1
-            runs = {True: [], False: []}
-            for _ in range(5):
-                for lean in (False, True):
-                    persister = ChannelPersister(store, "transaction", None)
-                    persister.prepare_replica(replica)      # the first write is a snapshot
-                    runs[lean].append(per_write_us(replica, persister, names, args.writes, lean))
-            whole, lean = (sorted(runs[k])[2] for k in (False, True))
+
+            def write(lean: bool) -> float:
+                persister = ChannelPersister(store, "transaction", None)
+                persister.prepare_replica(replica)      # the first write is a snapshot
+                return per_write_us(replica, persister, names, args.writes, lean)
+
+            whole, lean = medians_of_five(write)
             print(f" {size:7,} | {whole:14.1f} | {lean:13.1f} | {lean / whole:10.2f}")
         store.close()
     print()
     print(" waiting | every client µs | its clients µs | its/every   (a delivered batch of 80)")
     for waiting in (int(w) for w in args.waiting.split(",")):
-        runs = {True: [], False: []}
-        for _ in range(5):
-            for every in (True, False):
-                runs[every].append(delivery_us(waiting, 80, every))
-        every, its = (sorted(runs[k])[2] for k in (True, False))
+        every, its = medians_of_five(lambda its_clients: delivery_us(waiting, 80, not its_clients))
         print(f" {waiting:7,} | {every:15.1f} | {its:14.1f} | {its / every:9.2f}")
 
 
