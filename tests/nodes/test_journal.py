@@ -109,7 +109,9 @@ def test_a_persister_writing_a_replica_without_its_client_parts_reads_back_every
     sim._perform = perform
     assert finish(sim, schedule).ok
     store.close()
-    assert left_out[0] > 0 and all(len(seen) > 20 for _, seen in persisters.values())
+    # not vacuous: many writes left parts out, and every replica wrote (a replica that lags
+    # and catches up by state transfer may write only a dozen times: seed 527)
+    assert left_out[0] > 100 and all(len(seen) >= 5 for _, seen in persisters.values())
 
 
 def test_a_delta_refuses_a_state_that_leaves_out_a_part_it_is_not_told():
