@@ -54,24 +54,19 @@ class LinkSettings:
 
 class _Outbox:
     """One peer's frames waiting to leave: urgent ones (consensus) before bulk ones (relayed
-    requests), each kind in order; at most ``limit`` frames in all.
-
-    The link's pump sleeps on :meth:`wait` while nothing waits; a put (or :meth:`wake`)
-    wakes it. One plain future per sleep: at low load every frame finds the pump asleep,
-    and a task and an ``asyncio.wait`` per frame cost more than sending it.
-    """
+    requests), each kind in order; at most ``limit`` frames in all."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.urgent: deque[bytes] = deque()
         self.bulk: deque[bytes] = deque()
-        self._waiter: asyncio.Future | None = None
+        self.ready = asyncio.Event()  # set while a frame waits
 
     def put(self, frame: bytes, bulk: bool = False) -> bool:
         if len(self.urgent) + len(self.bulk) >= self.limit:
             return False
         (self.bulk if bulk else self.urgent).append(frame)
-        self.wake()
+        self.ready.set()
         return True
 
     def take(self) -> bytes | None:
@@ -79,17 +74,8 @@ class _Outbox:
             return self.urgent.popleft()
         if self.bulk:
             return self.bulk.popleft()
+        self.ready.clear()
         return None
-
-    def wait(self) -> asyncio.Future:
-        """A future done at the next put or :meth:`wake`."""
-        self._waiter = asyncio.get_running_loop().create_future()
-        return self._waiter
-
-    def wake(self) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
 
 def _transcript(label: str, genesis: bytes, dialler: str, listener: str, n1: bytes, n2: bytes) -> bytes:
@@ -201,12 +187,15 @@ class PeerNetwork:
     async def _pump(self, ws: aiohttp.ClientWebSocketResponse, peer: str) -> None:
         queue = self._queues[peer]
         closed = asyncio.create_task(ws.receive())  # completes when the peer closes the link
-        closed.add_done_callback(lambda _: queue.wake())
         try:
-            while not ws.closed and not closed.done():
+            while not ws.closed:
                 frame = queue.take()
                 if frame is None:  # nothing waits: sleep until something does, or the link closes
-                    await queue.wait()
+                    waiter = asyncio.create_task(queue.ready.wait())
+                    done, _ = await asyncio.wait({waiter, closed}, return_when=asyncio.FIRST_COMPLETED)
+                    if closed in done:
+                        waiter.cancel()
+                        return
                     continue
                 if peer in self.blocked:
                     continue

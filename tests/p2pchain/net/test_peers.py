@@ -206,18 +206,6 @@ def test_consensus_frames_leave_before_relayed_requests_each_kind_in_order():
     outbox = _Outbox(10)
     for frame, bulk in ((b"req1", True), (b"req2", True), (b"vote1", False), (b"req3", True), (b"vote2", False)):
         assert outbox.put(frame, bulk)
+    assert outbox.ready.is_set()
     assert [outbox.take() for _ in range(6)] == [b"vote1", b"vote2", b"req1", b"req2", b"req3", None]
-
-
-async def test_a_sleeping_pump_wakes_at_the_next_frame_or_when_the_link_closes():
-    outbox = _Outbox(1)
-    waiter = outbox.wait()
-    assert not waiter.done()
-    assert outbox.put(b"vote")
-    assert waiter.done() and outbox.take() == b"vote"
-    waiter = outbox.wait()
-    outbox.wake()  # what the link's closing does
-    assert waiter.done() and outbox.take() is None
-    waiter = outbox.wait()
-    assert outbox.put(b"a") and not outbox.put(b"b")  # full: refused, the pump already woken
-    assert waiter.done() and outbox.take() == b"a" and outbox.take() is None
+    assert not outbox.ready.is_set()  # empty: the link's pump sleeps until the next put
