@@ -56,6 +56,12 @@ class MarketDayError(RuntimeError):
     """The chain's day differs from the pure experiment, or a transaction failed."""
 
 
+def _mean_price(milli_per_kwh: int) -> str:
+    """The round's energy-weighted mean price, or that no trade was delivered (the
+    statistics hold 0 then)."""
+    return f"mean price {milli_per_kwh / 1000:.3f}/kWh" if milli_per_kwh else "no trade delivered"
+
+
 def _rate(ppm) -> str:
     return "n/a" if ppm is None else f"{ppm / 10_000:.1f} %"
 
@@ -211,7 +217,7 @@ async def run_market_day(directory: Path, genesis: Genesis, urls: dict[str, str]
                 s = view["stats"]
                 say(f"hour {hour:2d}: {len(view['quotations']):2d} quotations, {s['matched_trades']:2d} matched, "
                     f"{len(view['refused']):2d} refused by the security check, {len(view['smes_legs']):2d} served by "
-                    f"the SMES, mean price {s['mean_price_milli_per_kwh'] / 1000:.3f}/kWh; "
+                    f"the SMES, {_mean_price(s['mean_price_milli_per_kwh'])}; "
                     f"{time.monotonic() - started:.2f} s; all {len(clients)} nodes agree")
                 records.append(view)
             day = (await entry.state("transaction", "statistics", f"run/{run}"))["value"]

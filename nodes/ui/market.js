@@ -81,7 +81,7 @@ export class MarketView {
       this.section("SMES state of charge", "mk-smes", round && (round.with_smes ? this.soc(smes, round) : el("p", { class: "muted" }, "this run has no SMES"))),
       this.section("Nucleolus shares and prices", "mk-prices", prices && this.pricing(prices), true),
       this.section("This hour", "mk-stats", stats && this.table([{ matched: stats.matched_trades, delivered_sides: stats.delivered_sides,
-        success: fmtPct(stats.success_rate_ppm), renewable: fmtPct(stats.renewable_rate_ppm), "mean /kWh": perKwh(stats.mean_price_milli_per_kwh) }],
+        success: fmtPct(stats.success_rate_ppm), renewable: fmtPct(stats.renewable_rate_ppm), "mean /kWh": stats.mean_price_milli_per_kwh ? perKwh(stats.mean_price_milli_per_kwh) : "—" }],
       ["matched", "delivered_sides", "success", "renewable", "mean /kWh"])),
       this.section("The day, with and without the SMES", "mk-day", this.bars(day))));
   }

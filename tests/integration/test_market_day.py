@@ -79,4 +79,9 @@ def test_a_short_market_day_on_four_nodes_equals_the_pure_experiment(tmp_path):
     assert sum(r["stats"]["matched_trades"] for r in records) > 0
     assert sum(len(r["refused"]) for r in records) > 0
     assert all(agreement[channel][0] >= HOURS for channel in ("transaction", "matching", "electricity"))
-    assert sum(1 for line in lines if line.startswith("hour ")) == HOURS
+    hour_lines = [line for line in lines if line.startswith("hour ")]
+    assert len(hour_lines) == HOURS
+    # an hour without a delivered trade says so instead of a mean price of 0
+    assert [("no trade delivered" in line) for line in hour_lines] == \
+        [r["stats"]["mean_price_milli_per_kwh"] == 0 for r in records]
+    assert any("mean price" in line for line in hour_lines)
