@@ -139,6 +139,7 @@ class Replica(ViewsMixin, RecoveryMixin, RequestsMixin, ExecutionMixin):
         self.my_view_changes: dict[int, ViewChange] = {}  # recent own (durable), for late peers
         self.fetch_goal = 0
         self.fetching = False
+        self._fetch_mark = -1  # last_committed when a request timeout last waited for a fetch
         self.transfer: CheckpointState | None = None
         self.restored = durable is not None
         self._out: list[Action] = []
@@ -229,14 +230,28 @@ class Replica(ViewsMixin, RecoveryMixin, RequestsMixin, ExecutionMixin):
         return (self.last_executed < self.last_committed
                 or self.last_committed >= self.low + self.config.watermark_window)
 
+    def _request_wait_is_ours(self) -> bool:
+        """Is the wait of the pending requests this replica's own doing, not the primary's
+        fault: executing what it committed (:meth:`_ordering_waits_on_execution`),
+        installing a proven checkpoint, or fetching what it lacks -- the last only while
+        the fetch moves. A fetch goal may be out of every peer's reach: a height only a
+        faulty node claimed (the node's catch-up hint takes any message's), or a commit
+        every replica lost in a crash of them all. Postponing for it without end let one
+        faulty primary stop the channel for good."""
+        if self.transfer is not None or self._ordering_waits_on_execution():
+            return True
+        if not self.fetching:
+            return False
+        moved = self.last_committed > self._fetch_mark
+        self._fetch_mark = self.last_committed
+        return moved
+
     def _on_timer(self, name: str) -> None:
         self.timers.discard(name)
         if name == TIMER_BATCH:
             self._cut_batches(force=True)
         elif name == TIMER_REQUEST:
-            if self.pending and (self.fetching or self.transfer is not None or self._ordering_waits_on_execution()):
-                # Behind and catching up, or executing what is committed: the wait is ours,
-                # not the primary's fault.
+            if self.pending and self._request_wait_is_ours():
                 self._set_timer(TIMER_REQUEST, self.view_change_timeout_ms)
             elif self.active and self.pending:
                 self._trace("request-timeout", view=self.view, pending=len(self.pending))

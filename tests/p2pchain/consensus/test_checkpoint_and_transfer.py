@@ -9,7 +9,7 @@ from p2pchain.consensus import (BlockExecuted, Broadcast, CatchUp, ExecuteBatch,
                                 StateTransferred, TimerFired)
 from p2pchain.consensus.events import TIMER_REQUEST
 from p2pchain.consensus.messages import (CheckpointState, Commit, CommittedEntry, FetchReply,
-                                         FetchRequest)
+                                         FetchRequest, ViewChange)
 from p2pchain.ordering import CommitCertificate
 
 from .conftest import CHANNEL
@@ -135,6 +135,35 @@ def test_a_replica_catching_up_does_not_blame_the_primary_for_its_own_delay(clus
     replica.handle(RequestReceived(1, cluster.request(nonce=1)))
     replica.handle(CatchUp(2, 9))
     actions = replica.handle(TimerFired(200, TIMER_REQUEST))
+    assert replica.active and replica.view == 0
+    assert any(type(a) is SetTimer and a.timer == TIMER_REQUEST for a in actions)
+
+
+def test_a_fetch_goal_no_peer_serves_holds_the_view_change_back_only_once(cluster):
+    # a faulty primary orders nothing and names a height nobody has (the node's catch-up
+    # hint takes any message's seq); or every replica lost the same commit in a crash
+    replica = cluster.replica("node1")
+    replica.handle(RequestReceived(1, cluster.request(nonce=1)))
+    replica.handle(CatchUp(2, 10**9))
+    replica.handle(TimerFired(200, TIMER_REQUEST))
+    assert replica.active and replica.view == 0 and replica.fetching
+    actions = replica.handle(TimerFired(400, TIMER_REQUEST))      # the fetch brought nothing
+    assert not replica.active and replica.view == 1
+    assert [a.message.view for a in actions if type(a) is Broadcast and type(a.message) is ViewChange] == [1]
+
+
+def test_a_fetch_that_moves_keeps_the_view_change_back(cluster):
+    replica = cluster.replica("node1")
+    replica.handle(RequestReceived(1, cluster.request(nonce=5)))
+    replica.handle(CatchUp(2, 3))
+    for now, seq in ((200, 1), (400, 2)):
+        replica.handle(TimerFired(now, TIMER_REQUEST))
+        assert replica.active and replica.view == 0
+        replica.handle(Received(now + 1, cluster.sign(FetchReply(CHANNEL, replica.stable_state, (),
+                                                                 (entry(cluster, seq),), None, "node2"))))
+        replica.handle(BlockExecuted(now + 2, seq, b"s%d" % seq))
+        assert replica.last_committed == replica.last_executed == seq    # not executing: fetching
+    actions = replica.handle(TimerFired(600, TIMER_REQUEST))
     assert replica.active and replica.view == 0
     assert any(type(a) is SetTimer and a.timer == TIMER_REQUEST for a in actions)
 
