@@ -31,7 +31,7 @@ import logging
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from p2pchain.bounded import BoundedDict
@@ -42,7 +42,8 @@ from p2pchain.consensus import (
 )
 from p2pchain.consensus.events import TIMER_BATCH, TIMER_REQUEST
 from p2pchain.consensus.events import Action
-from p2pchain.consensus.messages import PrePrepare
+from p2pchain.consensus.durable import DurableState
+from p2pchain.consensus.messages import CommittedEntry, PrePrepare
 from p2pchain.encoding import digest
 from p2pchain.genesis import Genesis
 from p2pchain.ledger.block import Block
@@ -105,6 +106,30 @@ class EngineHooks:
     now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000
 
 
+def with_ledger_commits(saved: DurableState, ledger: ChannelLedger) -> DurableState:
+    """``saved`` with the blocks ``ledger`` holds beyond its last execution that it lacks, as
+    committed entries.
+
+    A batch is executed, and its block stored with the commit certificate, as soon as it
+    commits, while the replica's own record of that commit may still wait for a lazy
+    write (``LAZY_WRITE_S``: nothing sent depended on it). After a crash the ledger can
+    therefore be ahead of the persisted commits; if every node lost the same commit (all
+    of them killed together), no peer could hand it back, and the channel waited for it
+    for good. The certified blocks are a durable record of those commits: the replica
+    gets them as committed entries and hands them out again on ``Start``, and the ledger,
+    which has them, reports their digests (``ExecutionMixin._execute_here``).
+    """
+    have = {entry.seq for entry in saved.committed}
+    found = [CommittedEntry(height, batch, certificate)
+             for height in range(saved.last_executed + 1, ledger.height + 1) if height not in have
+             for batch, _view, certificate in (ledger.certified_batch(height),)]
+    if not found:
+        return saved
+    log.info("%s: %d committed block(s) the replica's persisted state lacks (it executed up to %d) "
+             "taken from the ledger", ledger.channel, len(found), saved.last_executed)
+    return replace(saved, committed=tuple(sorted((*saved.committed, *found), key=lambda entry: entry.seq)))
+
+
 class ChannelEngine(ExecutionMixin, CatchUpMixin):
     def __init__(self, *, channel: str, node: str, genesis: Genesis, keyring: Keyring,
                  ledger: ChannelLedger, worker: ChannelWorker, durable: DurableReplicaStore,
@@ -125,13 +150,14 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
         self.replica = Replica(
             channel=channel, name=node, keyring=keyring, nodes=genesis.node_names,
             config=genesis.consensus, verifier=verifier, propose_metadata=hooks.anchors,
-            genesis_app_digest=self._genesis_digest(), durable=saved,
+            genesis_app_digest=self._genesis_digest(),
+            durable=None if saved is None else with_ledger_commits(saved, ledger),
             executed_seq=executed, trace=True,
             # clients are answered from this node's committed blocks (_committed), so the
             # replica signs no REPLY per request that nobody would receive
             replies=False,
         )
-        self.persister = ChannelPersister(durable, channel, saved)
+        self.persister = ChannelPersister(durable, channel, saved)  # what is on disk: the journal's base
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"exec-{channel}")
         self._events: deque = deque()
         # Committed blocks wait for their anchored heights (nodes/anchoring.py); none runs once halted.
@@ -169,7 +195,9 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
         self.feed(Start(self.hooks.now_ms()))
         self._arm_watchdog()
 
-    def stop(self) -> None:
+    def stop(self, *, flush: bool) -> None:
+        """Stop timers, waiters and the execution thread; with ``flush`` (a clean shutdown,
+        not an emulated crash) also write what the replica changed since its last write."""
         if self._watchdog is not None:
             self._watchdog.cancel()
         if self._lazy is not None:
@@ -187,6 +215,23 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
         # The block being executed finishes (its ledger and worker are closed after this);
         # batches not started are dropped: the replica hands them out again after a restart.
         self.executor.shutdown(wait=True, cancel_futures=True)
+        if flush:
+            self._write_last()
+
+    def _write_last(self) -> None:
+        """Write the replica's changes not on disk yet (a lazy write still due, or what came
+        after the write in flight) and wait for it. A crash loses them -- votes received,
+        and commits whose blocks the ledger already holds (:func:`with_ledger_commits`
+        gives those back) -- a clean stop need not: a cluster stopped and started again
+        then resumes where it was."""
+        if not self._dirty or self.halted:
+            return
+        self._dirty = False
+        statements, _size = self.persister.prepare_replica(self.replica)
+        try:
+            self.durable.submit(statements).result(timeout=30)
+        except Exception as exc:  # noqa: BLE001 -- stopping anyway; a restart recovers without it
+            log.warning("%s: the last write of the replica's durable state failed: %s", self.channel, exc)
 
     def feed(self, event) -> None:
         """Queue ``event`` and handle every queued event, one at a time, in order."""
@@ -471,4 +516,4 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
         log.error("%s: CHANNEL HALTED on %s: %s", self.channel, self.node, reason)
         self.channel_metrics.halted.set(1)
         self.hooks.publish({"type": "halted", "channel": self.channel, "node": self.node, "reason": reason})
-        self.stop()
+        self.stop(flush=False)

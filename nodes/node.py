@@ -236,11 +236,13 @@ class Node:
         for engine in self.engines.values():
             engine.start()
 
-    def close_channels(self) -> None:
+    def close_channels(self, *, flush: bool) -> None:
+        """Close every channel; ``flush`` (a clean stop) writes the replicas' last changes
+        first, an emulated crash (``flush=False``) leaves the disk as a real one would."""
         if self.anchoring is not None:
             self.anchoring.stop()
         for engine in self.engines.values():
-            engine.stop()
+            engine.stop(flush=flush)
         for worker in self.workers.values():
             worker.close()
         for ledger in self.ledgers.values():
@@ -266,7 +268,7 @@ class Node:
         if self._poller is not None:
             self._poller.cancel()
         await self.peers.stop()
-        self.close_channels()
+        self.close_channels(flush=True)
         await runner.cleanup()
         if self._session is not None:
             await self._session.close()
@@ -277,7 +279,7 @@ class Node:
     def crash(self) -> None:
         if not self.crashed:
             self.crashed = True
-            self.close_channels()
+            self.close_channels(flush=False)
             self.peers.blocked = set(self.genesis.node_names) - {self.name}
             settle_collector()  # the closed channels' objects were frozen at start: free them
             log.warning("fault injection: node crashed (state on disk only)")
