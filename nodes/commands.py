@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+import aiohttp
+
 from p2pchain.client import ApiError, Client, Signer
 from p2pchain.genesis import CHANNELS, Genesis, GenesisError
 
@@ -69,6 +71,23 @@ def _status(args: argparse.Namespace) -> int:
     return _call(go())
 
 
+async def _on_a_node(genesis: Genesis, name: str | None, act):
+    """``await act(client)`` on node ``name``; without a name on the first node, in
+    genesis order, that takes it: a node that cannot be reached or answers 503 (crashed
+    by fault injection, stopping) is skipped with a note on stderr. Both mean it took
+    nothing, so asking the next one cannot apply anything twice."""
+    names = [name] if name else list(genesis.node_names)
+    for k, node in enumerate(names):
+        try:
+            async with Client(_url(genesis, node)) as client:
+                return await act(client)
+        except (ApiError, aiohttp.ClientConnectorError) as exc:
+            if k + 1 == len(names) or (isinstance(exc, ApiError) and exc.status != 503):
+                raise
+            reason = f"{exc.code}: {exc.detail}" if isinstance(exc, ApiError) else f"cannot connect: {exc}"
+            print(f"p2pchain: {node} did not take it ({reason}); trying {names[k + 1]}", file=sys.stderr)
+
+
 def _submit(args: argparse.Namespace) -> int:
     genesis = _genesis(args.dir)
     try:
@@ -77,24 +96,23 @@ def _submit(args: argparse.Namespace) -> int:
         print(f"p2pchain submit: --args is not JSON: {exc}", file=sys.stderr)
         return 2
 
-    async def go():
-        signer = Signer.load(Path(args.dir), args.as_)
-        async with Client(_url(genesis, args.node)) as client:
-            await signer.resume(client, args.channel)
-            tx = signer.transaction(args.channel, args.contract, args.function, call_args)
-            return await client.submit(tx, wait=args.wait)
-    return _call(go())
+    signer = Signer.load(Path(args.dir), args.as_)
+
+    async def act(client):
+        await signer.resume(client, args.channel)
+        tx = signer.transaction(args.channel, args.contract, args.function, call_args)
+        return await client.submit(tx, wait=args.wait)
+    return _call(_on_a_node(genesis, args.node, act))
 
 
 def _blocks(args: argparse.Namespace) -> int:
     genesis = _genesis(args.dir)
 
-    async def go():
-        async with Client(_url(genesis, args.node)) as client:
-            if args.height is not None:
-                return await client.block(args.channel, args.height)
-            return await client.blocks(args.channel, args.start, args.end)
-    return _call(go())
+    async def act(client):
+        if args.height is not None:
+            return await client.block(args.channel, args.height)
+        return await client.blocks(args.channel, args.start, args.end)
+    return _call(_on_a_node(genesis, args.node, act))
 
 
 def _fault(args: argparse.Namespace) -> int:
@@ -140,7 +158,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     submit.add_argument("--contract", required=True)
     submit.add_argument("--function", required=True)
     submit.add_argument("--args", default="{}", help="the arguments as a JSON object (default {})")
-    submit.add_argument("--node", help="the node to submit to (default node0)")
+    submit.add_argument("--node", help="the node to submit to (default: the first node, in genesis order, that takes it)")
     submit.add_argument("--wait", action="store_true", help="wait until the transaction is committed")
     submit.set_defaults(func=_submit)
 
@@ -151,7 +169,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     blocks.add_argument("--height", type=int, help="show this block")
     blocks.add_argument("--from", dest="start", type=int, help="first height of the range")
     blocks.add_argument("--to", dest="end", type=int, help="last height of the range")
-    blocks.add_argument("--node", help="the node to ask (default node0)")
+    blocks.add_argument("--node", help="the node to ask (default: the first node, in genesis order, that answers)")
     blocks.set_defaults(func=_blocks)
 
     fault = subparsers.add_parser("fault", help="inject a fault into a running node (admin)", description=(
