@@ -24,6 +24,7 @@ from p2pchain.runtime.lifecycle import LIFECYCLE, committed
 
 from .admin import AdminRefused, check_token
 from .anchoring import anchors_of
+from .execution import NonceTaken
 from .faults import BYZANTINE_MODES
 from .metrics import CONTENT_TYPE_LATEST
 from .node import RELAY_MAX_BYTES as BATCH_MAX_BYTES, RELAY_MAX_REQUESTS as BATCH_MAX_TXS, Node, utc_now
@@ -244,7 +245,7 @@ def _admit(node: Node, channel: str, data: bytes, *, wait: bool):
         # this node's committed state: a node still catching up may not have the commit yet
         raise Refusal(404, "unknown_contract", f"no contract {tx.contract!r} is committed on {channel} "
                                                f"as of this node's height {ledger.height}")
-    return tx, node.engines[channel].submit(data, tx.creator, tx.nonce, wait=wait)
+    return tx, node.engines[channel].submit(data, tx.creator, tx.nonce, wait=tx.tx_id if wait else None)
 
 
 def _open_channel(request: web.Request):
@@ -305,11 +306,18 @@ async def submit(request: web.Request) -> web.Response:
         return web.json_response({"tx_id": tx.tx_id.hex()}, status=202)
     try:
         block, tx_id, result = await asyncio.wait_for(future, wait_s)
+    except NonceTaken as taken:
+        raise _nonce_taken(taken) from None
     except asyncio.TimeoutError:
         raise _not_committed(wait_s) from None
     except asyncio.CancelledError:
         raise _not_committed(None) from None
     return web.json_response(_committed_json(block, tx_id, result))
+
+
+def _nonce_taken(taken: NonceTaken) -> Refusal:
+    """The refusal of a ``?wait=commit`` whose nonce another transaction of the client took."""
+    return Refusal(409, "replayed_nonce", str(taken))
 
 
 def _not_committed(wait_s: float | None) -> Refusal:
@@ -374,6 +382,8 @@ def _batch_answer(node: Node, answer: Any, wait_s: float) -> dict[str, Any]:
         return _not_committed(wait_s).answer(node)
     if answer.cancelled():
         return _not_committed(None).answer(node)
+    if isinstance(answer.exception(), NonceTaken):
+        return _nonce_taken(answer.exception()).answer(node)
     return _committed_json(*answer.result())
 
 

@@ -176,7 +176,7 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
         self._watchdog: asyncio.TimerHandle | None = None
         self._fetcher: asyncio.Task | None = None
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._waiters: dict[tuple[str, int], list[asyncio.Future]] = {}  # (client, nonce)
+        self._waiters: dict[tuple[str, int], list[tuple[bytes, asyncio.Future]]] = {}  # (client, nonce) -> (tx id, future)
         self._arrivals: dict[tuple[str, int], float] = {}
         # seq -> [proposed (its PRE-PREPARE sent or accepted here), committed by consensus,
         # handed to the execution thread] (monotonic seconds), for the latency stages of the
@@ -208,8 +208,8 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
         self._timers.clear()
         for task in self._tasks:
             task.cancel()
-        for futures in self._waiters.values():
-            for future in futures:
+        for waiting in self._waiters.values():
+            for _tx_id, future in waiting:
                 if not future.done():
                     future.cancel()
         # The block being executed finishes (its ledger and worker are closed after this);
@@ -342,13 +342,17 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
         if seq not in self._batch_times:
             self._batch_times.put(seq, [time.monotonic(), None, None])
 
-    def submit(self, request: bytes, client: str, nonce: int, *, wait: bool) -> asyncio.Future | None:
-        """Hand a validated client request to the replica; with ``wait``, a future for its result."""
+    def submit(self, request: bytes, client: str, nonce: int, *, wait: bytes | None = None) -> asyncio.Future | None:
+        """Hand a validated client request to the replica; with ``wait`` (the request's
+        transaction id), a future for its result. The future fails with
+        :class:`~.execution.NonceTaken`
+        if another transaction of the client commits with this nonce instead (both were
+        signed, e.g. by a client that restarted and resumed from a node still behind)."""
         key = (client, nonce)
         future = None
-        if wait:
+        if wait is not None:
             future = asyncio.get_running_loop().create_future()
-            self._waiters.setdefault(key, []).append(future)
+            self._waiters.setdefault(key, []).append((wait, future))
             future.add_done_callback(lambda done: self._forget_waiter(key, done))
         if nonce <= self.replica.clients.get(client, 0):
             # Committed already, not yet executed (execution runs behind commit on its own
@@ -365,10 +369,10 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
         a request that never commits would otherwise keep it, and its arrival time, for good."""
         if not future.cancelled():
             return
-        futures = self._waiters.get(key)
-        if futures is not None and future in futures:
-            futures.remove(future)
-            if not futures:
+        waiting = self._waiters.get(key)
+        if waiting is not None:
+            waiting[:] = [(tx_id, other) for tx_id, other in waiting if other is not future]
+            if not waiting:
                 del self._waiters[key]
                 self._arrivals.pop(key, None)
 

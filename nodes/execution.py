@@ -30,9 +30,17 @@ from p2pchain.runtime.records import BlockContext, Invocation, RuntimeFault
 from .anchoring import anchors_of
 from .catchup import app_digest
 
-__all__ = ["ExecutionMixin", "committed_transactions"]
+__all__ = ["ExecutionMixin", "NonceTaken", "committed_transactions"]
 
 log = logging.getLogger("p2pchain.node")
+
+
+class NonceTaken(Exception):
+    """A waited-for transaction cannot commit: another one of its client committed with its nonce."""
+
+    def __init__(self, client: str, nonce: int, tx_id: bytes, height: int) -> None:
+        super().__init__(f"nonce {nonce} of {client} was taken by transaction {tx_id.hex()} at height {height}; "
+                         "this one will not commit (sign it again with a fresh nonce)")
 
 
 def committed_transactions(block: Block) -> list[tuple[int, Transaction, TxResult]]:
@@ -132,9 +140,18 @@ class ExecutionMixin:
                     stages["agree"].observe(ordered - proposed)
                     stages["wait"].observe(started - ordered)
                     stages["execute"].observe(now - started)
-            for future in self._waiters.pop(key, ()):
-                if not future.done():
-                    future.set_result((block, tx.tx_id, result))
+            self._answer_waiters(key, block, tx, result)
         self.hooks.on_commit(self.channel, block, committed)
         return committed
+
+    def _answer_waiters(self, key: tuple[str, int], block: Block, tx: Transaction, result: TxResult) -> None:
+        """``tx`` committed with ``key``'s (client, nonce): its waiters get the commit; a
+        waiter for another transaction with that nonce, :class:`NonceTaken`."""
+        for tx_id, future in self._waiters.pop(key, ()):
+            if future.done():
+                continue
+            if tx_id == tx.tx_id:
+                future.set_result((block, tx.tx_id, result))
+            else:
+                future.set_exception(NonceTaken(tx.creator, tx.nonce, tx.tx_id, block.height))
 

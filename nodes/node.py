@@ -342,7 +342,7 @@ class Node:
             except TransactionRefused as refusal:
                 self.metrics.refused.labels("relay", refusal.code).inc()
                 continue  # late (already committed) or a peer relaying junk: refused, counted
-            engine.submit(request, tx.creator, tx.nonce, wait=False)
+            engine.submit(request, tx.creator, tx.nonce)
         return None
 
     def relay(self, channel: str, requests: list[bytes]) -> None:
