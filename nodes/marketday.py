@@ -25,10 +25,11 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from market.scenario import ScenarioParams
-from p2pchain.client import Client, Signer
+from p2pchain.client import ApiError, Client, Signer
 from p2pchain.genesis import Genesis
 
 from .agreement import wait_for_agreement
@@ -50,6 +51,8 @@ ANCHOR_POLL_S = 0.005  # how often the primary's status is asked while a stage w
 ANCHOR_WAIT_S = 30.0
 STAGE_ATTEMPTS = 20  # a stage refused as "not anchored yet" is retried at most this often
 NOT_ANCHORED = "not anchored yet"
+NONCE_ATTEMPTS = 10  # a call whose nonce another transaction took is signed again at most this often
+NONCE_BACKOFF_S = 0.2
 
 
 class MarketDayError(RuntimeError):
@@ -66,18 +69,50 @@ def _rate(ppm) -> str:
     return "n/a" if ppm is None else f"{ppm / 10_000:.1f} %"
 
 
-async def _commit(client: Client, tx, what: str):
+@dataclass(frozen=True)
+class _Call:
+    """A contract call one identity signs: a new transaction (the signer's next nonce) each
+    time it is sent."""
+
+    signer: Signer
+    channel: str
+    contract: str
+    function: str
+    args: dict
+
+    def tx(self):
+        return self.signer.transaction(self.channel, self.contract, self.function, self.args)
+
+
+async def _committed(client: Client, call: _Call) -> dict:
+    """Sign ``call``, submit it and wait for its commit; the node's answer.
+
+    Signed again with a fresh nonce while the nonce is refused as taken: a driver killed
+    in the middle of a day leaves transactions its nodes had prepared, which commit after
+    the restart, possibly after this run resumed its nonces from a node not yet past them."""
+    for attempt in range(NONCE_ATTEMPTS):
+        try:
+            return await client.submit(call.tx(), wait=True)
+        except ApiError as exc:
+            if exc.code != "replayed_nonce" or attempt == NONCE_ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(NONCE_BACKOFF_S * (attempt + 1))
+            await call.signer.resume(client, call.channel)
+    raise AssertionError("unreachable")
+
+
+async def _commit(client: Client, call: _Call, what: str):
     """Submit and wait for the commit; (the contract's return value, the block height), or
     MarketDayError with its reason."""
-    answer = await client.submit(tx, wait=True)
+    answer = await _committed(client, call)
     if answer["result"]["status"] != "ok":
         raise MarketDayError(f"{what} failed: {answer['result']['reason']}")
     return answer["result"]["value"], answer["height"]
 
 
-async def _submit(client: Client, tx, what: str):
+async def _submit(client: Client, call: _Call, what: str):
     """Submit and wait for the commit; the contract's return value, or MarketDayError with its reason."""
-    return (await _commit(client, tx, what))[0]
+    return (await _commit(client, call, what))[0]
 
 
 async def wait_anchored(clients: dict[str, Client], channel: str, needs: dict[str, int],
@@ -106,13 +141,13 @@ async def wait_anchored(clients: dict[str, Client], channel: str, needs: dict[st
         await asyncio.sleep(ANCHOR_POLL_S)
 
 
-async def _stage(clients: dict[str, Client], make_tx, channel: str, needs: dict[str, int], what: str):
+async def _stage(clients: dict[str, Client], call: _Call, channel: str, needs: dict[str, int], what: str):
     """A stage that reads another channel: wait for its anchors, submit, and submit again
     (a new transaction) while it is refused as not anchored yet; (value, height)."""
     entry = next(iter(clients.values()))
     for attempt in range(STAGE_ATTEMPTS):
         await wait_anchored(clients, channel, needs)
-        answer = await entry.submit(make_tx(), wait=True)
+        answer = await _committed(entry, call)
         result = answer["result"]
         if result["status"] == "ok":
             return result["value"], answer["height"]
@@ -128,35 +163,35 @@ async def _hour_stages(clients: dict[str, Client], signers: dict[str, Signer], r
     and the electricity height at which the SMES's actions of the hour were committed."""
     entry = next(iter(clients.values()))
     mgo, dno, reg = signers[OPERATOR], signers[DNO], signers[REGULATOR]
-    closed, closed_at = await _commit(entry, mgo.transaction("transaction", "quotation", "close", {"hour": hour}),
+    closed, closed_at = await _commit(entry, _Call(mgo, "transaction", "quotation", "close", {"hour": hour}),
                                       f"close of hour {hour}")
     # The round reads the close (transaction) and the SMES state after the previous hour (electricity).
     needs = {"transaction": closed_at} | ({} if smes_height is None else {"electricity": smes_height})
-    record, round_at = await _stage(clients, lambda: mgo.transaction("matching", "round", "close", {
+    record, round_at = await _stage(clients, _Call(mgo, "matching", "round", "close", {
         "run": run, "hour": hour}), "matching", needs, f"round of hour {hour}")
 
     async def electricity():
         after, at = None, None
         if record["with_smes"]:
             # smes.apply checks its actions against the round, read at its anchors
-            after, at = await _stage(clients, lambda: dno.transaction("electricity", "smes", "apply",
-                                                                      smes_apply_args(record)),
+            after, at = await _stage(clients, _Call(dno, "electricity", "smes", "apply",
+                                                    smes_apply_args(record)),
                                      "electricity", {"matching": round_at}, f"SMES actions of hour {hour}")
         # one dno transaction at a time: PBFT orders a client's requests by nonce
-        await _submit(entry, dno.transaction("electricity", "metering", "record", {
+        await _submit(entry, _Call(dno, "electricity", "metering", "record", {
             "run": run, "hour": hour, "readings": metered_readings(record)}), f"metering of hour {hour}")
         return after, at
 
     (smes_after, smes_at), (priced, _) = await asyncio.gather(electricity(), _stage(
-        clients, lambda: mgo.transaction("transaction", "pricing", "price", {"run": run, "hour": hour}),
+        clients, _Call(mgo, "transaction", "pricing", "price", {"run": run, "hour": hour}),
         "transaction", {"matching": round_at}, f"pricing of hour {hour}"))
     args = {"run": run, "hour": hour, "priced": priced}
     needs = {"matching": round_at} | ({} if smes_at is None else {"electricity": smes_at})
     # Settlement reads the round and the SMES's actions; wait for both before either goes in.
     (settled, _), (stats, _) = await asyncio.gather(
-        _stage(clients, lambda: mgo.transaction("transaction", "settlement", "settle", args), "transaction", needs,
+        _stage(clients, _Call(mgo, "transaction", "settlement", "settle", args), "transaction", needs,
                f"settlement of hour {hour}"),
-        _stage(clients, lambda: reg.transaction("transaction", "statistics", "record", args), "transaction", needs,
+        _stage(clients, _Call(reg, "transaction", "statistics", "record", args), "transaction", needs,
                f"statistics of hour {hour}"))
     return closed, record, smes_after, smes_at, priced, settled, stats
 
@@ -188,12 +223,12 @@ async def run_market_day(directory: Path, genesis: Genesis, urls: dict[str, str]
             run = first_run + k
             label = "with the SMES" if with_smes else "without the SMES"
             say(f"market day, seed {seed}, {label} (run {run}): {len(names)} prosumers, {hours} hourly rounds")
-            await _submit(entry, signers[OPERATOR].transaction("transaction", "quotation", "open_day",
+            await _submit(entry, _Call(signers[OPERATOR], "transaction", "quotation", "open_day",
                                                               {"run": run, "with_smes": with_smes}), "open_day")
             smes_height = None
             if with_smes:
-                _, smes_height = await _commit(entry, signers[DNO].transaction("electricity", "smes", "open_day",
-                                                                               {"run": run}), "the SMES's open_day")
+                _, smes_height = await _commit(entry, _Call(signers[DNO], "electricity", "smes", "open_day",
+                                                            {"run": run}), "the SMES's open_day")
             expected = expected_day(params, sc, with_smes=with_smes, hours=hours)
             records = []
             for hour in range(hours):
@@ -201,7 +236,7 @@ async def run_market_day(directory: Path, genesis: Genesis, urls: dict[str, str]
                 quotes = sc.hours[hour].quotations
                 await asyncio.gather(*(
                     _submit(clients[node_names[i % len(node_names)]],
-                            signers[q.prosumer].transaction("transaction", "quotation", "quote", quote_args(q)),
+                            _Call(signers[q.prosumer], "transaction", "quotation", "quote", quote_args(q)),
                             f"quotation of {q.prosumer} for hour {hour}")
                     for i, q in enumerate(quotes)))
                 closed_at = time.monotonic()
