@@ -135,7 +135,7 @@ def _index_connection(path: Path) -> sqlite3.Connection:
 
 
 class TxIndex:
-    """tx id -> (height, position) per channel, in ``node.sqlite``; rebuilt from blocks on start."""
+    """tx id -> (height, position) per channel, in ``index.sqlite``; rebuilt from blocks on start."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn

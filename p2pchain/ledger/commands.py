@@ -47,7 +47,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         description="Check every stored block of each channel of a node: hash links, "
         "transaction signatures and policies, commit certificates (2f+1 node signatures), "
         "state roots re-computed from the stored write sets, the node's state tables, and "
-        "the transaction channel's anchors to the side chains. Prints per channel the "
+        "each block's anchors to the other two channels. Prints per channel the "
         "height verified, or the first bad block and what is wrong with it. Exit status 0 "
         "if all is well, 1 on any fault, 2 if DIR or the genesis cannot be read.",
     )
