@@ -31,8 +31,9 @@ from p2pchain.genesis import Genesis, GenesisError
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Start a p2pchain consortium on this machine and run a day through it.")
     parser.add_argument("--dir", default="./cluster", help="consortium directory (default ./cluster)")
-    parser.add_argument("--nodes", type=int, default=4, help="number of nodes, 3f+1 (default 4)")
-    parser.add_argument("--base-port", type=int, default=7050, help="node i listens on base-port + i (default 7050)")
+    parser.add_argument("--nodes", type=int, help="number of nodes, 3f+1 (default 4; for a new consortium only)")
+    parser.add_argument("--base-port", type=int, help="node i listens on base-port + i (default 7050; for a new "
+                        "consortium only: an existing one keeps the addresses in its genesis)")
     parser.add_argument("--no-day", action="store_true", help="start the cluster but run no workload")
     parser.add_argument("--once", action="store_true", help="stop the cluster after the day instead of waiting for Ctrl-C")
     parser.add_argument("--seed", type=int, default=7, help="seed of the day's workload (default 7)")
@@ -55,8 +56,14 @@ def load_or_create(args: argparse.Namespace) -> Genesis:
     if (directory / "genesis.json").exists():
         genesis = Genesis.load(directory)
         say(f"using the consortium in {directory} (genesis {genesis.digest.hex()[:16]}…)")
+        first_port = genesis.nodes[0].port
+        if args.nodes is not None and args.nodes != len(genesis.nodes) or \
+                args.base_port is not None and args.base_port != first_port:
+            say(f"note: {directory} holds a consortium of {len(genesis.nodes)} nodes on ports {first_port}–"
+                f"{genesis.nodes[-1].port}; --nodes and --base-port only shape a new one (use another --dir)")
         return genesis
-    genesis = create_consortium(directory, nodes=args.nodes, base_port=args.base_port,
+    genesis = create_consortium(directory, nodes=4 if args.nodes is None else args.nodes,
+                                base_port=7050 if args.base_port is None else args.base_port,
                                 now=dt.datetime.now(dt.timezone.utc))
     say(f"created a consortium in {directory}: orgs mgo, dno, reg; {len(genesis.nodes)} nodes; "
         f"15 EV, 5 PV, 1 SMES clients (genesis {genesis.digest.hex()[:16]}…)")

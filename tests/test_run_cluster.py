@@ -1,0 +1,32 @@
+"""run_cluster.py's consortium directory: created with the options, or reused as it is."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import run_cluster  # noqa: E402
+
+
+def test_a_new_directory_gets_the_options_and_an_existing_one_keeps_its_genesis(tmp_path, capsys):
+    directory = tmp_path / "c"
+    created = run_cluster.load_or_create(run_cluster.parse_args(["--dir", str(directory), "--base-port", "7300"]))
+    assert len(created.nodes) == 4 and [n.port for n in created.nodes] == [7300, 7301, 7302, 7303]
+    assert "created a consortium" in capsys.readouterr().out
+
+    same = run_cluster.load_or_create(run_cluster.parse_args(["--dir", str(directory)]))
+    assert same.digest == created.digest
+    assert "note:" not in capsys.readouterr().out
+
+    again = run_cluster.load_or_create(run_cluster.parse_args(["--dir", str(directory), "--nodes", "7"]))
+    assert again.digest == created.digest
+    assert "holds a consortium of 4 nodes on ports 7300–7303; --nodes and --base-port only shape a new one" \
+        in capsys.readouterr().out
+
+
+def test_a_node_count_that_is_not_3f_plus_1_is_refused_with_the_reason(tmp_path):
+    with pytest.raises(Exception, match=r"PBFT needs n = 3f \+ 1 nodes"):
+        run_cluster.load_or_create(run_cluster.parse_args(["--dir", str(tmp_path / "c"), "--nodes", "0"]))
