@@ -22,8 +22,11 @@ import sys
 import time
 from pathlib import Path
 
+import aiohttp
+
 from nodes.admin import token_for
 from nodes.launcher import Cluster
+from p2pchain.client import ApiError
 from p2pchain.consortium import ConsortiumError, create_consortium
 from p2pchain.genesis import Genesis, GenesisError
 
@@ -109,11 +112,17 @@ async def run(args: argparse.Namespace, cluster: Cluster) -> int:
         try:
             result = await run_market_day(cluster.directory, genesis, urls, hours=args.hours, seed=args.seed,
                                           smes_modes=modes, say=say)
-        except MarketDayError as exc:
-            print(f"run_cluster: {exc}", file=sys.stderr)
-            return 1
-        for channel, (height, head, root) in result["agreement"].items():
-            say(f"{channel:12} height {height:4d}  head {head[:16]}…  state root {root[:16]}…  (same on every node)")
+        except (MarketDayError, ApiError, TimeoutError, AssertionError, aiohttp.ClientError) as exc:
+            print(f"run_cluster: the market day stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
+            if args.once:
+                return 1
+            say("the cluster keeps running (see its logs); press Ctrl-C to stop it")
+            return await keep_running(cluster, genesis)
+        agreement = result["agreement"]
+        on = (f"same on {len(urls) - len(agreement.behind)} of {len(urls)} nodes; "
+              f"{', '.join(agreement.behind)} not with them") if agreement.behind else "same on every node"
+        for channel, (height, head, root) in agreement.items():
+            say(f"{channel:12} height {height:4d}  head {head[:16]}…  state root {root[:16]}…  ({on})")
         say(f"round latency close -> settled: p50 {result['latency_p50_s']:.3f} s")
     elif not args.no_day:
         from nodes.demo import run_demo
@@ -129,6 +138,11 @@ async def run(args: argparse.Namespace, cluster: Cluster) -> int:
     if args.once:
         return 0
     say("the cluster keeps running; press Ctrl-C to stop it")
+    return await keep_running(cluster, genesis)
+
+
+async def keep_running(cluster: Cluster, genesis: Genesis) -> int:
+    """Until Ctrl-C (the caller stops the nodes), or until a node process exits."""
     while True:
         await asyncio.sleep(1)
         for name in genesis.node_names:

@@ -23,10 +23,13 @@ pure experiment's round for the same seed.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import aiohttp
 
 from market.scenario import ScenarioParams
 from p2pchain.client import ApiError, Client, Signer
@@ -53,6 +56,10 @@ STAGE_ATTEMPTS = 20  # a stage refused as "not anchored yet" is retried at most 
 NOT_ANCHORED = "not anchored yet"
 NONCE_ATTEMPTS = 10  # a call whose nonce another transaction took is signed again at most this often
 NONCE_BACKOFF_S = 0.2
+FAILOVER_WAIT_S = 20.0  # a node that has not committed a submission in this long: the next node gets it
+SUSPECT_S = 60.0  # a node that failed a call, or lagged at an agreement check, is asked last for this long
+AGREEMENT_GRACE_S = 5.0  # after an hour, how long every node is waited for before 2f+1 agreeing do
+AGREEMENT_RECHECK_S = 0.5  # the same for an hour after one that left a node behind
 
 
 class MarketDayError(RuntimeError):
@@ -63,6 +70,14 @@ def _mean_price(milli_per_kwh: int) -> str:
     """The round's energy-weighted mean price, or that no trade was delivered (the
     statistics hold 0 then)."""
     return f"mean price {milli_per_kwh / 1000:.3f}/kWh" if milli_per_kwh else "no trade delivered"
+
+
+def _agreeing(agreement, clients) -> str:
+    """'all 4 nodes agree', or how many do and which are left out (crashed, isolated, ...)."""
+    if not agreement.behind:
+        return f"all {len(clients)} nodes agree"
+    return (f"{len(clients) - len(agreement.behind)} of {len(clients)} nodes agree "
+            f"({', '.join(agreement.behind)} not with them)")
 
 
 def _rate(ppm) -> str:
@@ -84,7 +99,98 @@ class _Call:
         return self.signer.transaction(self.channel, self.contract, self.function, self.args)
 
 
-async def _committed(client: Client, call: _Call) -> dict:
+class _Nodes:
+    """The cluster as the day's driver sees it: a client per node, in order.
+
+    A node may be crashed, stopped, isolated or slowed down while the day runs (the
+    dashboard invites it). A question goes to the first node that answers, skipping one
+    that cannot be reached or answers 503; a submission that a node does not commit
+    within ``FAILOVER_WAIT_S`` goes, the same signed transaction, to the next node (a
+    node keeps one request per creator and nonce, so this is safe), until
+    ``STAGE_TIMEOUT_S``. A node that failed so, or that the last agreement check left
+    behind, is asked last for ``SUSPECT_S``.
+    """
+
+    def __init__(self, clients: dict[str, Client], say=lambda message: None) -> None:
+        self.clients = clients
+        self.names = list(clients)
+        self.say = say
+        self._suspect: dict[str, float] = {}  # node -> until when it is asked last
+
+    def suspect(self, names) -> None:
+        until = time.monotonic() + SUSPECT_S
+        for name in names:
+            self._suspect[name] = until
+
+    def is_suspect(self, name: str) -> bool:
+        return self._suspect.get(name, 0.0) > time.monotonic()
+
+    def _from(self, prefer: str | None) -> list[str]:
+        k = self.names.index(prefer) if prefer in self.clients else 0
+        order = self.names[k:] + self.names[:k]
+        return sorted(order, key=self.is_suspect)   # stable: healthy first
+
+    async def ask(self, act, prefer: str | None = None):
+        """``await act(client)`` on the first node, from ``prefer`` on, that answers."""
+        error: Exception | None = None
+        for name in self._from(prefer):
+            try:
+                return await act(self.clients[name])
+            except ApiError as exc:
+                if exc.status != 503:
+                    raise
+                error = exc
+            except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+                error = exc
+            self.suspect([name])
+        raise MarketDayError(f"no node answers: {error!r}")
+
+    async def status(self, prefer: str | None = None) -> dict:
+        """The status of the first node, from ``prefer`` on, that runs its channels."""
+        async def running(client: Client) -> dict:
+            status = await client.status()
+            if status.get("crashed"):
+                raise ApiError(503, "node_crashed", f"{status.get('node')} is crashed")
+            return status
+        return await self.ask(running, prefer)
+
+    async def submit(self, tx, prefer: str | None = None) -> dict:
+        """``tx`` submitted and waited for, from node ``prefer`` on; the commit's answer."""
+        deadline = time.monotonic() + STAGE_TIMEOUT_S
+        names = self._from(prefer)
+        for attempt in itertools.count():
+            name = names[attempt % len(names)]
+            client = self.clients[name]
+            try:
+                return await client.submit(tx, wait=True)
+            except ApiError as exc:
+                if exc.code == "replayed_nonce":
+                    # this very transaction, committed meanwhile through another node?
+                    found = await client.find_committed(tx, True)
+                    if found is None:
+                        raise
+                    return found
+                if exc.status not in (503, 504):
+                    raise
+                error: Exception = exc
+            except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+                error = exc
+            self.suspect([name])
+            self.say(f"{name} did not commit {tx.contract}.{tx.function} of {tx.creator} "
+                     f"({_reason(error)}); it goes to {names[(attempt + 1) % len(names)]}")
+            if time.monotonic() > deadline:
+                raise MarketDayError(f"not committed within {STAGE_TIMEOUT_S:g} s on any node: {error!r}")
+            if attempt % len(names) == len(names) - 1:
+                await asyncio.sleep(1.0)        # every node tried: give a view change time
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, ApiError):
+        return f"{error.status} {error.code}"
+    return f"no answer within {FAILOVER_WAIT_S:g} s" if isinstance(error, asyncio.TimeoutError) else type(error).__name__
+
+
+async def _committed(nodes: _Nodes, call: _Call, prefer: str | None = None) -> dict:
     """Sign ``call``, submit it and wait for its commit; the node's answer.
 
     Signed again with a fresh nonce while the nonce is refused as taken: a driver killed
@@ -92,46 +198,48 @@ async def _committed(client: Client, call: _Call) -> dict:
     the restart, possibly after this run resumed its nonces from a node not yet past them."""
     for attempt in range(NONCE_ATTEMPTS):
         try:
-            return await client.submit(call.tx(), wait=True)
+            return await nodes.submit(call.tx(), prefer)
         except ApiError as exc:
             if exc.code != "replayed_nonce" or attempt == NONCE_ATTEMPTS - 1:
                 raise
             await asyncio.sleep(NONCE_BACKOFF_S * (attempt + 1))
-            await call.signer.resume(client, call.channel)
+            await nodes.ask(lambda client: call.signer.resume(client, call.channel), prefer)
     raise AssertionError("unreachable")
 
 
-async def _commit(client: Client, call: _Call, what: str):
+async def _commit(nodes: _Nodes, call: _Call, what: str, prefer: str | None = None):
     """Submit and wait for the commit; (the contract's return value, the block height), or
     MarketDayError with its reason."""
-    answer = await _committed(client, call)
+    answer = await _committed(nodes, call, prefer)
     if answer["result"]["status"] != "ok":
         raise MarketDayError(f"{what} failed: {answer['result']['reason']}")
     return answer["result"]["value"], answer["height"]
 
 
-async def _submit(client: Client, call: _Call, what: str):
+async def _submit(nodes: _Nodes, call: _Call, what: str, prefer: str | None = None):
     """Submit and wait for the commit; the contract's return value, or MarketDayError with its reason."""
-    return (await _commit(client, call, what))[0]
+    return (await _commit(nodes, call, what, prefer))[0]
 
 
-async def wait_anchored(clients: dict[str, Client], channel: str, needs: dict[str, int],
+async def wait_anchored(nodes: _Nodes, channel: str, needs: dict[str, int],
                         timeout_s: float = ANCHOR_WAIT_S) -> bool:
     """Wait until the primary of ``channel`` has committed ``needs`` (channel -> height), so the
     next block it proposes anchors them; whether it did within ``timeout_s``. The primary is
-    asked through ``clients`` (by node name); one that cannot be asked is waited for through
-    the first client instead, and the stage's "not anchored yet" refusal covers the rest."""
+    asked directly; one that cannot be asked, is crashed or was left behind lately (isolated,
+    say: its own heights would keep the stage waiting) is waited for through the first node
+    that answers instead, and the stage's "not anchored yet" refusal covers the rest."""
     if not needs:
         return True
-    entry = next(iter(clients.values()))
     deadline = time.monotonic() + timeout_s
     while True:
-        status = await entry.status()
+        status = await nodes.status()
         primary = status["channels"][channel]["primary"]
-        if primary in clients and primary != status["node"]:
+        if primary in nodes.clients and primary != status["node"] and not nodes.is_suspect(primary):
             try:
-                status = await clients[primary].status()
-            except Exception:  # noqa: BLE001 - a primary that does not answer: ask the entry node only
+                other = await nodes.clients[primary].status()
+                if not other.get("crashed"):
+                    status = other
+            except Exception:  # noqa: BLE001 - a primary that does not answer: the first node's view
                 pass
         heights = status["channels"]
         if all(heights[c]["height"] >= h for c, h in needs.items()):
@@ -141,13 +249,12 @@ async def wait_anchored(clients: dict[str, Client], channel: str, needs: dict[st
         await asyncio.sleep(ANCHOR_POLL_S)
 
 
-async def _stage(clients: dict[str, Client], call: _Call, channel: str, needs: dict[str, int], what: str):
+async def _stage(nodes: _Nodes, call: _Call, channel: str, needs: dict[str, int], what: str):
     """A stage that reads another channel: wait for its anchors, submit, and submit again
     (a new transaction) while it is refused as not anchored yet; (value, height)."""
-    entry = next(iter(clients.values()))
     for attempt in range(STAGE_ATTEMPTS):
-        await wait_anchored(clients, channel, needs)
-        answer = await _committed(entry, call)
+        await wait_anchored(nodes, channel, needs)
+        answer = await _committed(nodes, call)
         result = answer["result"]
         if result["status"] == "ok":
             return result["value"], answer["height"]
@@ -157,41 +264,40 @@ async def _stage(clients: dict[str, Client], call: _Call, channel: str, needs: d
     raise AssertionError("unreachable")
 
 
-async def _hour_stages(clients: dict[str, Client], signers: dict[str, Signer], run: int, hour: int,
+async def _hour_stages(nodes: _Nodes, signers: dict[str, Signer], run: int, hour: int,
                        smes_height: int | None):
     """Close ``hour`` and run every stage after it (the module's table); each stage's record,
     and the electricity height at which the SMES's actions of the hour were committed."""
-    entry = next(iter(clients.values()))
     mgo, dno, reg = signers[OPERATOR], signers[DNO], signers[REGULATOR]
-    closed, closed_at = await _commit(entry, _Call(mgo, "transaction", "quotation", "close", {"hour": hour}),
+    closed, closed_at = await _commit(nodes, _Call(mgo, "transaction", "quotation", "close", {"hour": hour}),
                                       f"close of hour {hour}")
     # The round reads the close (transaction) and the SMES state after the previous hour (electricity).
     needs = {"transaction": closed_at} | ({} if smes_height is None else {"electricity": smes_height})
-    record, round_at = await _stage(clients, _Call(mgo, "matching", "round", "close", {
+    record, round_at = await _stage(nodes, _Call(mgo, "matching", "round", "close", {
         "run": run, "hour": hour}), "matching", needs, f"round of hour {hour}")
 
     async def electricity():
         after, at = None, None
         if record["with_smes"]:
             # smes.apply checks its actions against the round, read at its anchors
-            after, at = await _stage(clients, _Call(dno, "electricity", "smes", "apply",
+            after, at = await _stage(nodes, _Call(dno, "electricity", "smes", "apply",
                                                     smes_apply_args(record)),
                                      "electricity", {"matching": round_at}, f"SMES actions of hour {hour}")
         # one dno transaction at a time: PBFT orders a client's requests by nonce
-        await _submit(entry, _Call(dno, "electricity", "metering", "record", {
+        await _submit(nodes, _Call(dno, "electricity", "metering", "record", {
             "run": run, "hour": hour, "readings": metered_readings(record)}), f"metering of hour {hour}")
         return after, at
 
     (smes_after, smes_at), (priced, _) = await asyncio.gather(electricity(), _stage(
-        clients, _Call(mgo, "transaction", "pricing", "price", {"run": run, "hour": hour}),
+        nodes, _Call(mgo, "transaction", "pricing", "price", {"run": run, "hour": hour}),
         "transaction", {"matching": round_at}, f"pricing of hour {hour}"))
     args = {"run": run, "hour": hour, "priced": priced}
     needs = {"matching": round_at} | ({} if smes_at is None else {"electricity": smes_at})
     # Settlement reads the round and the SMES's actions; wait for both before either goes in.
     (settled, _), (stats, _) = await asyncio.gather(
-        _stage(clients, _Call(mgo, "transaction", "settlement", "settle", args), "transaction", needs,
+        _stage(nodes, _Call(mgo, "transaction", "settlement", "settle", args), "transaction", needs,
                f"settlement of hour {hour}"),
-        _stage(clients, _Call(reg, "transaction", "statistics", "record", args), "transaction", needs,
+        _stage(nodes, _Call(reg, "transaction", "statistics", "record", args), "transaction", needs,
                f"statistics of hour {hour}"))
     return closed, record, smes_after, smes_at, priced, settled, stats
 
@@ -201,20 +307,23 @@ async def run_market_day(directory: Path, genesis: Genesis, urls: dict[str, str]
                          params: ScenarioParams | None = None, say=print, first_run: int | None = None) -> dict:
     """Run one day per SMES mode; return the records, rates, latencies and the agreement."""
     params = params or ScenarioParams()
-    clients = {name: Client(url, timeout_s=STAGE_TIMEOUT_S) for name, url in urls.items()}
+    clients = {name: Client(url, timeout_s=FAILOVER_WAIT_S) for name, url in urls.items()}
+    nodes = _Nodes(clients, say)
+    quorum = 2 * genesis.consensus.f + 1
     for client in clients.values():
         await client.__aenter__()
     try:
-        entry = next(iter(clients.values()))  # the first node given
         for channel, name, path in CONTRACTS:
-            if await deploy_contract(entry, directory, genesis, channel, name, path.read_text()):
+            deployed = await nodes.ask(lambda client: deploy_contract(client, directory, genesis, channel, name,
+                                                                      path.read_text()))
+            if deployed:
                 say(f"deployed contract '{name}' on {channel} (install, approvals of a majority of orgs, commit)")
         sc = scenario(params, seed)
         names = sorted({q.prosumer for h in sc.hours for q in h.quotations})
         signers = {n: Signer.load(directory, n) for n in names + [OPERATOR, DNO, REGULATOR]}
         for signer in signers.values():
             for channel in ("transaction", "matching", "electricity"):
-                await signer.resume(entry, channel)
+                await nodes.ask(lambda client: signer.resume(client, channel))
         node_names = list(clients)
         if first_run is None:
             first_run = int(time.time())   # a fresh run id per invocation on a reused cluster
@@ -223,39 +332,42 @@ async def run_market_day(directory: Path, genesis: Genesis, urls: dict[str, str]
             run = first_run + k
             label = "with the SMES" if with_smes else "without the SMES"
             say(f"market day, seed {seed}, {label} (run {run}): {len(names)} prosumers, {hours} hourly rounds")
-            await _submit(entry, _Call(signers[OPERATOR], "transaction", "quotation", "open_day",
+            await _submit(nodes, _Call(signers[OPERATOR], "transaction", "quotation", "open_day",
                                                               {"run": run, "with_smes": with_smes}), "open_day")
             smes_height = None
             if with_smes:
-                _, smes_height = await _commit(entry, _Call(signers[DNO], "electricity", "smes", "open_day",
+                _, smes_height = await _commit(nodes, _Call(signers[DNO], "electricity", "smes", "open_day",
                                                             {"run": run}), "the SMES's open_day")
             expected = expected_day(params, sc, with_smes=with_smes, hours=hours)
-            records = []
+            records, behind = [], ()
             for hour in range(hours):
                 started = time.monotonic()
                 quotes = sc.hours[hour].quotations
                 await asyncio.gather(*(
-                    _submit(clients[node_names[i % len(node_names)]],
-                            _Call(signers[q.prosumer], "transaction", "quotation", "quote", quote_args(q)),
-                            f"quotation of {q.prosumer} for hour {hour}")
+                    _submit(nodes, _Call(signers[q.prosumer], "transaction", "quotation", "quote", quote_args(q)),
+                            f"quotation of {q.prosumer} for hour {hour}", prefer=node_names[i % len(node_names)])
                     for i, q in enumerate(quotes)))
                 closed_at = time.monotonic()
                 closed, record, smes_after, smes_at, priced, settled, stats = await _hour_stages(
-                    clients, signers, run, hour, smes_height)
+                    nodes, signers, run, hour, smes_height)
                 latencies.append(time.monotonic() - closed_at)
                 smes_height = smes_at
                 view = hour_view(record, priced, settled, stats)
                 diffs = compare_hour(view, expected_hour(expected, hour))
                 if diffs:
                     raise MarketDayError(f"hour {hour}: the chain differs from the pure experiment: " + "; ".join(diffs))
-                await wait_for_agreement(clients)
+                # a node left behind at the last check is waited for only briefly
+                agreed = await wait_for_agreement(clients, quorum=quorum,
+                                                  grace_s=AGREEMENT_GRACE_S if not behind else AGREEMENT_RECHECK_S)
+                behind = agreed.behind
+                nodes.suspect(behind)
                 s = view["stats"]
                 say(f"hour {hour:2d}: {len(view['quotations']):2d} quotations, {s['matched_trades']:2d} matched, "
                     f"{len(view['refused']):2d} refused by the security check, {len(view['smes_legs']):2d} served by "
                     f"the SMES, {_mean_price(s['mean_price_milli_per_kwh'])}; "
-                    f"{time.monotonic() - started:.2f} s; all {len(clients)} nodes agree")
+                    f"{time.monotonic() - started:.2f} s; {_agreeing(agreed, clients)}")
                 records.append(view)
-            day = (await entry.state("transaction", "statistics", f"run/{run}"))["value"]
+            day = (await nodes.ask(lambda client: client.state("transaction", "statistics", f"run/{run}")))["value"]
             pure_success, pure_renewable = expected.success_rate(), expected.renewable_consumption_rate()
             for ppm, pure, what in ((day["success_rate_ppm"], pure_success, "success"),
                                     (day["renewable_rate_ppm"], pure_renewable, "renewable consumption")):
@@ -264,7 +376,7 @@ async def run_market_day(directory: Path, genesis: Genesis, urls: dict[str, str]
             say(f"day {label}: transaction success rate {_rate(day['success_rate_ppm'])}, renewable consumption "
                 f"rate {_rate(day['renewable_rate_ppm'])}; every hour equals the pure experiment (seed {seed})")
             runs.append({"run": run, "with_smes": with_smes, "records": records, "day": day})
-        agreement = await wait_for_agreement(clients)
+        agreement = await wait_for_agreement(clients, quorum=quorum, grace_s=AGREEMENT_GRACE_S)
         return {"runs": runs, "agreement": agreement, "latencies_s": latencies,
                 "latency_p50_s": statistics.median(latencies) if latencies else None}
     finally:

@@ -134,7 +134,7 @@ class Client:
         except ApiError as error:
             if not error.after_retry or error.code != "replayed_nonce":
                 raise
-            committed = await self._committed(tx, wait)
+            committed = await self.find_committed(tx, wait)
             if committed is None:
                 raise
             return committed
@@ -156,7 +156,7 @@ class Client:
                 raise
         raise AssertionError("unreachable")
 
-    async def _committed(self, tx: Transaction, wait: bool) -> dict[str, Any] | None:
+    async def find_committed(self, tx: Transaction, wait: bool) -> dict[str, Any] | None:
         """``tx`` as ``submit`` answers it once committed -- its commit with ``wait``, else
         ``{"tx_id"}`` -- or None if this node has no committed transaction with its id
         (another one took its nonce)."""
@@ -184,7 +184,7 @@ class Client:
         if after_retry:     # as submit does: a copy committed before the drop is no refusal
             for k, (tx, result) in enumerate(zip(txs, results)):
                 if result.get("error") == "replayed_nonce":
-                    committed = await self._committed(tx, wait)
+                    committed = await self.find_committed(tx, wait)
                     if committed is not None:
                         results[k] = committed
         return results
