@@ -345,9 +345,9 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
     def submit(self, request: bytes, client: str, nonce: int, *, wait: bytes | None = None) -> asyncio.Future | None:
         """Hand a validated client request to the replica; with ``wait`` (the request's
         transaction id), a future for its result. The future fails with
-        :class:`~.execution.NonceTaken`
-        if another transaction of the client commits with this nonce instead (both were
-        signed, e.g. by a client that restarted and resumed from a node still behind)."""
+        :class:`~.execution.NonceTaken` if another transaction of the client commits with
+        this nonce instead (both were signed, e.g. by a client that restarted and resumed
+        from a node still behind)."""
         key = (client, nonce)
         future = None
         if wait is not None:
