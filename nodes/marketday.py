@@ -56,7 +56,8 @@ STAGE_ATTEMPTS = 20  # a stage refused as "not anchored yet" is retried at most 
 NOT_ANCHORED = "not anchored yet"
 NONCE_ATTEMPTS = 10  # a call whose nonce another transaction took is signed again at most this often
 NONCE_BACKOFF_S = 0.2
-FAILOVER_WAIT_S = 20.0  # a node that has not committed a submission in this long: the next node gets it
+FAILOVER_WAIT_S = 8.0  # a node that has not committed a submission in this long: the next node gets it
+# (a view change takes 2-4 s; sending the same transaction to another node too is harmless)
 SUSPECT_S = 60.0  # a node that failed a call, or lagged at an agreement check, is asked last for this long
 AGREEMENT_GRACE_S = 5.0  # after an hour, how long every node is waited for before 2f+1 agreeing do
 AGREEMENT_RECHECK_S = 0.5  # the same for an hour after one that left a node behind
