@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -270,10 +271,12 @@ async def _body(request: web.Request, limit: int) -> bytes:
 def _wait_params(request: web.Request) -> tuple[bool, float]:
     wait = request.query.get("wait") == "commit"
     try:
-        wait_s = min(float(request.query.get("timeout", WAIT_LIMIT_S)), MAX_WAIT_S)
+        wait_s = float(request.query.get("timeout", WAIT_LIMIT_S))
     except ValueError:
-        raise Refusal(400, "bad_parameter", "timeout must be a number of seconds") from None
-    return wait, wait_s
+        wait_s = math.nan
+    if not wait_s >= 0:     # refuses NaN too; +inf is capped below
+        raise Refusal(400, "bad_parameter", f"timeout must be a number of seconds >= 0, got {request.query['timeout']!r}")
+    return wait, min(wait_s, MAX_WAIT_S)
 
 
 def _committed_json(block, tx_id: bytes, result) -> dict[str, Any]:

@@ -342,6 +342,11 @@ def test_each_kind_of_bad_input_is_refused_with_its_reason_and_changes_nothing(c
                 async with session.post(url, data=body, headers={"Content-Type": media}) as response:
                     answer = await response.json()
                     results.append((label, status, code, response.status, answer))
+            good = _signed(cluster, "ev04").to_bytes()    # refused for its wait, never admitted
+            for timeout in ("-5", "nan", "soon"):
+                url = f"{cluster.url('node1')}/v1/channels/transaction/transactions?wait=commit&timeout={timeout}"
+                async with session.post(url, data=good, headers={"Content-Type": "application/msgpack"}) as response:
+                    results.append((f"timeout={timeout}", 400, "bad_parameter", response.status, await response.json()))
         return results
 
     for label, status, code, got_status, answer in asyncio.run(post_all()):
