@@ -16,9 +16,13 @@ import asyncio
 import dataclasses
 import datetime as dt
 import json
+import os
+import random
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -35,7 +39,8 @@ from p2pchain.ledger.transaction import Transaction
 from ..ports import free_port_block
 
 pytestmark = pytest.mark.integration
-DEMO = (Path(__file__).resolve().parents[2] / "contracts" / "demo.py").read_text()
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = (ROOT / "contracts" / "demo.py").read_text()
 CHANNEL = "transaction"
 
 
@@ -187,3 +192,49 @@ def test_the_cli_submits_through_the_next_node_when_the_first_is_down(cluster):
     finally:
         assert _cli(cluster, "fault", "restart", "node0").returncode == 0
     asyncio.run(_agree(cluster))
+
+
+def _kill_nodes_of(directory: Path) -> int:
+    """SIGKILL every node process running on ``directory``; how many there were."""
+    killed = 0
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"nodes.cli" in argv and b"node" in argv and str(directory).encode() in argv:
+            try:
+                os.kill(int(proc.name), signal.SIGKILL)
+                killed += 1
+            except (ProcessLookupError, ValueError):
+                pass
+    return killed
+
+
+@pytest.mark.slow
+def test_run_cluster_killed_whole_at_random_instants_of_its_day_goes_on_each_time(tmp_path):
+    """The README's main command, its driver and all four nodes SIGKILLed together in the
+    middle of the market day, three times; each time it is started again it goes on, and at
+    the end a whole day runs through and every node's chain verifies, all alike."""
+    rng = random.Random(16)
+    directory, port = tmp_path / "cluster", free_port_block(4)
+    command = [sys.executable, str(ROOT / "run_cluster.py"), "--dir", str(directory), "--base-port", str(port)]
+    for _ in range(3):
+        with open(tmp_path / "run.log", "ab") as log:
+            run = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        time.sleep(rng.uniform(12.0, 28.0))
+        assert run.poll() is None, (tmp_path / "run.log").read_text()[-2000:]
+        run.kill()
+        run.wait()
+        assert _kill_nodes_of(directory) == 4
+        time.sleep(0.5)
+    once = subprocess.run([*command, "--once"], capture_output=True, text=True, timeout=400)
+    assert once.returncode == 0, once.stdout[-3000:] + once.stderr[-3000:]
+    assert "every hour equals the pure experiment" in once.stdout
+    roots = set()
+    for name in ("node0", "node1", "node2", "node3"):
+        verified = subprocess.run([sys.executable, "-m", "nodes.cli", "verify", str(directory / "nodes" / name)],
+                                  capture_output=True, text=True, timeout=300)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        roots.add(tuple(line.split("state root ")[1] for line in verified.stdout.splitlines() if "state root" in line))
+    assert len(roots) == 1
