@@ -71,18 +71,24 @@ def _status(args: argparse.Namespace) -> int:
     return _call(go())
 
 
+# 503 refusals that mean the node took nothing (not node_stopping: that one may have
+# admitted the transaction, which may still commit)
+_TOOK_NOTHING = ("node_crashed", "channel_halted")
+
+
 async def _on_a_node(genesis: Genesis, name: str | None, act):
     """``await act(client)`` on node ``name``; without a name on the first node, in
-    genesis order, that takes it: a node that cannot be reached or answers 503 (crashed
-    by fault injection, stopping) is skipped with a note on stderr. Both mean it took
-    nothing, so asking the next one cannot apply anything twice."""
+    genesis order, that takes it: a node that cannot be connected to, or refuses as
+    crashed (fault injection) or with the channel halted, is skipped with a note on
+    stderr. Each means it took nothing, so asking the next one cannot apply anything
+    twice."""
     names = [name] if name else list(genesis.node_names)
     for k, node in enumerate(names):
         try:
             async with Client(_url(genesis, node)) as client:
                 return await act(client)
         except (ApiError, aiohttp.ClientConnectorError) as exc:
-            if k + 1 == len(names) or (isinstance(exc, ApiError) and exc.status != 503):
+            if k + 1 == len(names) or (isinstance(exc, ApiError) and exc.code not in _TOOK_NOTHING):
                 raise
             reason = f"{exc.code}: {exc.detail}" if isinstance(exc, ApiError) else f"cannot connect: {exc}"
             print(f"p2pchain: {node} did not take it ({reason}); trying {names[k + 1]}", file=sys.stderr)
