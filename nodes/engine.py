@@ -227,8 +227,8 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
         if not self._dirty or self.halted:
             return
         self._dirty = False
-        statements, _size = self.persister.prepare_replica(self.replica)
         try:
+            statements, _size = self.persister.prepare_replica(self.replica)
             self.durable.submit(statements).result(timeout=30)
         except Exception as exc:  # noqa: BLE001 -- stopping anyway; a restart recovers without it
             log.warning("%s: the last write of the replica's durable state failed: %s", self.channel, exc)
