@@ -12,15 +12,12 @@ import datetime as dt
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from nodes.admin import token_for
-from nodes.agreement import wait_for_agreement
-from nodes.deploy import deploy_contract
 from nodes.launcher import Cluster
 from p2pchain.client import ApiError, Client, Signer, transaction_to_json
 from p2pchain.consortium import create_consortium
@@ -31,9 +28,9 @@ from p2pchain.identity import serial_hex
 from p2pchain.ledger.transaction import Transaction
 
 from ..ports import free_port_block
+from .clusters import agree as _agree, clients as _clients, deploy_demo, running
 
 pytestmark = pytest.mark.integration
-DEMO = (Path(__file__).resolve().parents[2] / "contracts" / "demo.py").read_text()
 PROSUMERS = [f"ev{i:02d}" for i in range(1, 15)] + [f"pv{i}" for i in range(1, 6)] + ["smes"]
 REVOKED = "ev15"
 
@@ -46,37 +43,15 @@ def cluster(tmp_path_factory):
     document["revoked"] = [{"org": "mgo", "serial": serial_hex(genesis.certificate(REVOKED))}]
     Genesis.from_document(document).save(directory / "genesis.json")
     cluster = Cluster(directory, Genesis.load(directory))
-    cluster.start_all()
     try:
-        asyncio.run(cluster.wait_healthy(timeout_s=90))
-        asyncio.run(_deploy(cluster))
-        yield cluster
+        with running(cluster):
+            asyncio.run(deploy_demo(cluster, CHANNELS, timeout_s=90))
+            yield cluster
     finally:
-        cluster.stop_all()
         for name in cluster.genesis.node_names:
             print(f"--- tail of {name}.log ---")
             log = directory / "logs" / f"{name}.log"
             print("\n".join(log.read_text().splitlines()[-15:]) if log.exists() else "(none)")
-
-
-async def _deploy(cluster: Cluster) -> None:
-    async with Client(cluster.url("node0")) as client:
-        for channel in CHANNELS:
-            await deploy_contract(client, cluster.directory, cluster.genesis, channel, "demo", DEMO)
-    # Every node has executed the deployment before a test submits to it: a node still behind
-    # rightly refuses a contract it has not seen committed (404 unknown_contract).
-    clients = _clients(cluster)
-    for client in clients.values():
-        await client.__aenter__()
-    try:
-        await wait_for_agreement(clients, timeout_s=90)
-    finally:
-        for client in clients.values():
-            await client.__aexit__(None, None, None)
-
-
-def _clients(cluster: Cluster, names=None) -> dict[str, Client]:
-    return {name: Client(cluster.url(name), timeout_s=60) for name in (names or cluster.genesis.node_names)}
 
 
 class Load:
@@ -115,17 +90,6 @@ class Load:
 @pytest.fixture(scope="module")
 def load(cluster):
     return Load(cluster)
-
-
-async def _agree(cluster: Cluster, names=None, timeout_s: float = 60.0):
-    clients = _clients(cluster, names)
-    for client in clients.values():
-        await client.__aenter__()
-    try:
-        return await wait_for_agreement(clients, timeout_s=timeout_s)
-    finally:
-        for client in clients.values():
-            await client.__aexit__(None, None, None)
 
 
 async def _status(cluster: Cluster, name: str) -> dict:

@@ -27,8 +27,6 @@ from pathlib import Path
 
 import pytest
 
-from nodes.agreement import wait_for_agreement
-from nodes.deploy import deploy_contract
 from nodes.durablestore import DurableReplicaStore
 from nodes.launcher import Cluster
 from p2pchain.client import Client, Signer
@@ -37,10 +35,10 @@ from p2pchain.consortium import create_consortium
 from p2pchain.ledger.transaction import Transaction
 
 from ..ports import free_port_block
+from .clusters import agree as _agree, deploy_demo, running
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-DEMO = (ROOT / "contracts" / "demo.py").read_text()
 CHANNEL = "transaction"
 
 
@@ -48,31 +46,9 @@ CHANNEL = "transaction"
 def cluster(tmp_path_factory):
     directory = tmp_path_factory.mktemp("restart")
     genesis = create_consortium(directory, now=dt.datetime.now(dt.timezone.utc), base_port=free_port_block(4))
-    cluster = Cluster(directory, genesis)
-    cluster.start_all()
-    try:
-        asyncio.run(cluster.wait_healthy(timeout_s=90))
-        asyncio.run(_deploy(cluster))
+    with running(Cluster(directory, genesis)) as cluster:
+        asyncio.run(deploy_demo(cluster, [CHANNEL], timeout_s=60))
         yield cluster
-    finally:
-        cluster.stop_all()
-
-
-async def _deploy(cluster: Cluster) -> None:
-    async with Client(cluster.url("node0")) as client:
-        await deploy_contract(client, cluster.directory, cluster.genesis, CHANNEL, "demo", DEMO)
-    await _agree(cluster)
-
-
-async def _agree(cluster: Cluster):
-    clients = {name: Client(cluster.url(name), timeout_s=60) for name in cluster.genesis.node_names}
-    for client in clients.values():
-        await client.__aenter__()
-    try:
-        return await wait_for_agreement(clients, timeout_s=60)
-    finally:
-        for client in clients.values():
-            await client.__aexit__(None, None, None)
 
 
 async def _record(cluster: Cluster, node: str, count: int) -> list[int]:

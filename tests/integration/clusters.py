@@ -1,0 +1,52 @@
+"""What the integration tests share about a real cluster: running it, deploying the demo
+contract, and waiting until its nodes agree."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import contextmanager
+from pathlib import Path
+
+from nodes.agreement import wait_for_agreement
+from nodes.deploy import deploy_contract
+from nodes.launcher import Cluster
+from p2pchain.client import Client
+
+DEMO = (Path(__file__).resolve().parents[2] / "contracts" / "demo.py").read_text()
+
+
+@contextmanager
+def running(cluster: Cluster):
+    """Every node of ``cluster`` started and healthy; all stopped again on the way out."""
+    cluster.start_all()
+    try:
+        asyncio.run(cluster.wait_healthy(timeout_s=90))
+        yield cluster
+    finally:
+        cluster.stop_all()
+
+
+def clients(cluster: Cluster, names=None) -> dict[str, Client]:
+    return {name: Client(cluster.url(name), timeout_s=60) for name in (names or cluster.genesis.node_names)}
+
+
+async def agree(cluster: Cluster, names=None, timeout_s: float = 60.0):
+    """Wait until the nodes ``names`` (default all) report the same heads and roots."""
+    opened = clients(cluster, names)
+    for client in opened.values():
+        await client.__aenter__()
+    try:
+        return await wait_for_agreement(opened, timeout_s=timeout_s)
+    finally:
+        for client in opened.values():
+            await client.__aexit__(None, None, None)
+
+
+async def deploy_demo(cluster: Cluster, channels, timeout_s: float) -> None:
+    """Deploy ``contracts/demo.py`` on ``channels`` through node0, then wait until every node
+    has executed it: a node still behind rightly refuses a contract it has not seen
+    committed (404 unknown_contract)."""
+    async with Client(cluster.url("node0")) as client:
+        for channel in channels:
+            await deploy_contract(client, cluster.directory, cluster.genesis, channel, "demo", DEMO)
+    await agree(cluster, timeout_s=timeout_s)
