@@ -132,9 +132,7 @@ def _fault(args: argparse.Namespace) -> int:
 
     async def go():
         async with Client(_url(genesis, args.node)) as client:
-            async with client._session.post(client.base_url + "/v1/admin/fault", json=order,
-                                            headers={"Authorization": f"Bearer {token}"}) as response:
-                return await client._answer(response)
+            return await client.fault(order, token)
     return _call(go())
 
 

@@ -112,6 +112,13 @@ class Client:
     async def status(self) -> dict[str, Any]:
         return await self.get("/v1/status")
 
+    async def fault(self, order: dict[str, Any], token: str) -> dict[str, Any]:
+        """Inject a fault through the node's admin API (``{"action": ...}``, docs/teaching.md),
+        authorised by an admin ``token``; the node's answer."""
+        async with self._session.post(self.base_url + "/v1/admin/fault", json=order,
+                                      headers={"Authorization": f"Bearer {token}"}) as response:
+            return await self._answer(response)
+
     async def submit(self, tx: Transaction, *, wait: bool = False, as_json: bool = False) -> dict[str, Any]:
         """Send ``tx``; with ``wait``, return only once it is committed (height and result); the
         node waits as long as this client does (``timeout_s``, at most 600 s).

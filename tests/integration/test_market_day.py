@@ -15,6 +15,7 @@ import datetime as dt
 import pytest
 
 from market.scenario import ScenarioParams
+from nodes.admin import token_for
 from nodes.agreement import wait_for_agreement
 from nodes.launcher import Cluster
 from nodes.marketcore import compare_hour, expected_day, expected_hour, hour_view, scenario
@@ -23,6 +24,7 @@ from p2pchain.client import Client
 from p2pchain.consortium import create_consortium
 
 from ..ports import free_port_block
+from .clusters import running
 
 pytestmark = pytest.mark.integration
 PARAMS = ScenarioParams(n_ev=4, n_pv=2)
@@ -91,30 +93,22 @@ def test_the_day_goes_on_when_the_primary_crashes_in_the_middle_of_it(tmp_path):
     # what docs/teaching.md invites while run_cluster.py's day runs: crash node0, the primary
     # of every channel and the first node the driver talks to
     genesis = create_consortium(tmp_path, now=dt.datetime.now(dt.timezone.utc), base_port=free_port_block(4))
-    cluster = Cluster(tmp_path, genesis)
-    cluster.start_all()
     lines: list[str] = []
     crashed: list[asyncio.Task] = []
 
     async def crash_node0():
-        from nodes.admin import token_for
         async with Client(cluster.url("node0")) as client:
-            async with client._session.post(client.base_url + "/v1/admin/fault", json={"action": "crash"},
-                                            headers={"Authorization": f"Bearer {token_for(tmp_path, genesis)}"}) as r:
-                assert r.status == 200
+            assert (await client.fault({"action": "crash"}, token_for(tmp_path, genesis)))["crashed"]
 
     def say(line: str) -> None:
         lines.append(line)
         if line.startswith("hour  2") and not crashed:
             crashed.append(asyncio.get_running_loop().create_task(crash_node0()))
-    try:
-        asyncio.run(cluster.wait_healthy(timeout_s=90))
+    hours = 6
+    with running(Cluster(tmp_path, genesis)) as cluster:
         urls = {n.name: cluster.url(n.name) for n in genesis.nodes}
-        hours = 6
         result = asyncio.run(run_market_day(tmp_path, genesis, urls, hours=hours, seed=SEED, params=PARAMS,
                                             smes_modes=(True,), say=say, first_run=0))
-    finally:
-        cluster.stop_all()
     hour_lines = [line for line in lines if line.startswith("hour ")]
     assert len(hour_lines) == hours and len(crashed) == 1
     # every hour was compared with the pure experiment inside run_market_day; after the
