@@ -16,7 +16,6 @@ class Agreement(dict):
     names the nodes left out (crashed, unreachable, or -- with a quorum -- lagging)."""
 
     behind: tuple[str, ...] = ()
-    nodes: frozenset = frozenset()  # with a quorum: the nodes that agree on every channel
 
 
 async def _statuses(clients: dict[str, Client]) -> dict[str, dict]:
@@ -66,19 +65,19 @@ async def wait_for_agreement(clients: dict[str, Client], *, timeout_s: float = 3
             agreement.behind = tuple(n for n in clients if n not in statuses)
             return agreement
         if quorum and time.monotonic() - started >= grace_s:
-            agreement = _quorum_agreement(statuses, quorum, at_least or {})
+            agreement = _quorum_agreement(statuses, list(clients), quorum, at_least or {})
             if agreement is not None:
-                agreement.behind = tuple(n for n in clients if n not in agreement.nodes)
                 return agreement
         if time.monotonic() > deadline:
             raise TimeoutError(f"nodes did not reach the same heights within {timeout_s:.0f} s")
         await asyncio.sleep(0.05)
 
 
-def _quorum_agreement(statuses: dict[str, dict], quorum: int, at_least: dict[str, int]) -> Agreement | None:
+def _quorum_agreement(statuses: dict[str, dict], names: list[str], quorum: int,
+                      at_least: dict[str, int]) -> Agreement | None:
     """The agreement of ``quorum`` or more nodes on every channel, at the highest height
-    that many share (the nodes in it as ``nodes``), or None. A divergence is left to the
-    full comparison, which names it."""
+    that many share (``behind``: those of ``names`` outside it on some channel, or not
+    answering), or None. A divergence is left to the full comparison, which names it."""
     agreement, nodes = Agreement(), set(statuses)
     for channel in CHANNELS:
         groups: dict[tuple, set[str]] = {}
@@ -91,5 +90,5 @@ def _quorum_agreement(statuses: dict[str, dict], quorum: int, at_least: dict[str
             return None
         agreement[channel] = best
         nodes &= groups[best]
-    agreement.nodes = frozenset(nodes)
+    agreement.behind = tuple(n for n in names if n not in nodes)
     return agreement
