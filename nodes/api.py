@@ -87,17 +87,17 @@ def _ledger(request: web.Request, channel: str):
     return node.ledgers[channel]
 
 
+def _height(name: str, raw: str) -> int:
+    """A height or bound given in a URL: ASCII decimal digits only (``int`` would also take
+    signs, underscores, spaces and other scripts' digits)."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise Refusal(400, "bad_parameter", f"{name} must be an integer >= 0, got {raw[:40]!r}")
+    return int(raw)
+
+
 def _int_param(request: web.Request, name: str, default: int | None) -> int | None:
     raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise Refusal(400, "bad_parameter", f"{name} must be an integer, got {raw!r}") from None
-    if value < 0:
-        raise Refusal(400, "bad_parameter", f"{name} must be >= 0")
-    return value
+    return default if raw is None else _height(name, raw)
 
 
 @web.middleware
@@ -164,10 +164,10 @@ def block_json(node: Node, channel: str, stored) -> dict[str, Any]:
 async def block(request: web.Request) -> web.Response:
     channel = _channel(request)
     ledger = _ledger(request, channel)
+    height = _height("height", request.match_info["height"])
     try:
-        height = int(request.match_info["height"])
         stored = ledger.block(height)
-    except (ValueError, LedgerError):
+    except LedgerError:
         raise Refusal(404, "unknown_block", f"no block {request.match_info['height']} on {channel} (height {ledger.height})") from None
     return web.json_response(block_json(_node(request), channel, stored))
 

@@ -9,9 +9,11 @@ engine that talks to peers outside consensus messages.
   certified checkpoint's before telling the replica ``StateTransferred``. One transfer runs
   at a time per channel; a later request only raises its goal.
 * The watchdog: a replica that missed the last messages of an idle cluster, or sits alone in
-  a view change, does not know it is behind. Peers' progress (the heights in their messages
-  and in their ``/v1/status``) is a hint; when it is ahead of what this replica executed and
-  nothing moved for a while, the replica is told ``CatchUp`` and asks its peers (FETCH-REQUEST).
+  a view change, does not know it is behind. Peers' progress (the sequence numbers in their
+  messages and the heights in their ``/v1/status``, by authenticated peer) is a hint; when
+  f + 1 peers are ahead of what this replica executed (so at least one honest node is) and
+  nothing moved for a while, the replica is told ``CatchUp`` and asks its peers
+  (FETCH-REQUEST). One Byzantine peer claiming a height far ahead moves nothing.
 """
 
 from __future__ import annotations
@@ -53,15 +55,25 @@ class CatchUpMixin:
         now = time.monotonic()
         if self.replica.last_executed != executed:
             self._progress = (self.replica.last_executed, now)
-        elif self._highest_seen > executed and now - since > CATCH_UP_CHECK_S:
-            self.feed(CatchUp(self.hooks.now_ms(), self._highest_seen))
-            self._progress = (executed, now)
+        elif now - since > CATCH_UP_CHECK_S:
+            vouched = self.vouched_height()
+            if vouched > executed:
+                self.feed(CatchUp(self.hooks.now_ms(), vouched))
+                self._progress = (executed, now)
         self._arm_watchdog()
 
-    def note_peer_height(self, height: int) -> None:
-        """A peer says it has executed up to ``height`` (its status; used only as a hint)."""
-        if height > self._highest_seen:
-            self._highest_seen = height
+    def note_peer_height(self, peer: str, height: int) -> None:
+        """``peer`` (an authenticated consortium node) showed progress up to ``height``: a
+        sequence number in one of its messages, or the height in its status. A hint only."""
+        if height > self._peer_heights.get(peer, 0):
+            self._peer_heights[peer] = height
+
+    def vouched_height(self) -> int:
+        """The highest height that f + 1 peers have each reached or passed: at least one of
+        them is honest, so a faulty node cannot make this replica chase a height on its own."""
+        f = self.genesis.consensus.f
+        heights = sorted(self._peer_heights.values(), reverse=True)
+        return heights[f] if len(heights) > f else 0
 
     async def _fetch_until_goal(self) -> None:
         while self._fetch_goal is not None and not self.halted:

@@ -171,7 +171,7 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
         self._batch_held = False  # the batch timer fired while PIPELINE_BATCHES were in flight
         self._late_rearms = 0  # request timeouts postponed in a row because they fired late
         self._fetch_goal: FetchState | None = None
-        self._highest_seen = 0  # the highest sequence number in any peer's message
+        self._peer_heights: dict[str, int] = {}  # peer -> the highest seq it showed (catchup.py)
         self._progress = (0, 0.0)  # (last executed, when it last moved)
         self._watchdog: asyncio.TimerHandle | None = None
         self._fetcher: asyncio.Task | None = None
@@ -330,9 +330,6 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
 
     def receive(self, message) -> None:
         self.channel_metrics.messages_in[message_type(message)].inc()
-        seq = getattr(message, "seq", 0)
-        if type(seq) is int and seq > self._highest_seen:
-            self._highest_seen = seq
         if type(message) is PrePrepare:
             self._batch_seen(message.seq)
         self.feed(Received(self.hooks.now_ms(), message))

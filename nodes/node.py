@@ -314,6 +314,9 @@ class Node:
         if engine is None:
             self.metrics.refused.labels("peer", "unknown_channel").inc()
             return "unknown_channel"
+        seq = getattr(message, "seq", None)
+        if type(seq) is int:
+            engine.note_peer_height(peer, seq)
         return self.anchoring.receive(engine, message)  # PRE-PREPAREs wait for, or fail on, their anchors
 
     def _on_relayed_request(self, peer: str, body: bytes) -> str | None:
@@ -404,7 +407,7 @@ class Node:
                 for channel, engine in self.engines.items():
                     height = channels.get(channel, {}).get("height")
                     if type(height) is int:
-                        engine.note_peer_height(height)
+                        engine.note_peer_height(peer, height)
 
     async def _fetch_blocks(self, peer: str, channel: str, start: int, end: int):
         """Certified blocks ``start..end`` from ``peer``'s API, for state transfer."""

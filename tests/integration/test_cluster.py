@@ -471,3 +471,17 @@ def test_client_reads_of_blocks_transactions_and_state(cluster, load):
     assert [b["height"] for b in page["blocks"]] == [1, 2, 3]
     assert state["value"] >= 1
     assert (missing.status, missing.code) == (404, "unknown_block")
+
+
+def test_a_height_that_is_not_a_decimal_number_is_a_bad_parameter(cluster):
+    async def get_all():
+        answers = []
+        async with aiohttp.ClientSession() as session:
+            for path in ("blocks/abc", "blocks/-1", "blocks/+1", "blocks/1_0", "blocks/%EF%BC%91",
+                         "blocks/" + "9" * 30, "blocks?from=x", "blocks?to=-2", "raw-blocks?from=1.5"):
+                async with session.get(f"{cluster.url('node1')}/v1/channels/transaction/{path}") as response:
+                    answers.append((path, response.status, await response.json()))
+        return answers
+    for path, status, answer in asyncio.run(get_all()):
+        assert (status, answer["error"]) == (400, "bad_parameter"), path
+        assert "integer >= 0" in answer["detail"], path
