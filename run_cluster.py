@@ -26,7 +26,7 @@ import aiohttp
 
 from nodes.admin import token_for
 from nodes.launcher import Cluster
-from p2pchain.client import ApiError
+from p2pchain.client import ApiError, ClusterError
 from p2pchain.consortium import ConsortiumError, create_consortium
 from p2pchain.genesis import Genesis, GenesisError
 
@@ -112,7 +112,7 @@ async def run(args: argparse.Namespace, cluster: Cluster) -> int:
         try:
             result = await run_market_day(cluster.directory, genesis, urls, hours=args.hours, seed=args.seed,
                                           smes_modes=modes, say=say)
-        except (MarketDayError, ApiError, TimeoutError, AssertionError, aiohttp.ClientError) as exc:
+        except (MarketDayError, ClusterError, ApiError, TimeoutError, AssertionError, aiohttp.ClientError) as exc:
             print(f"run_cluster: the market day stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
             if args.once:
                 return 1

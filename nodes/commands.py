@@ -8,9 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-import aiohttp
-
-from p2pchain.client import ApiError, Client, Signer
+from p2pchain.client import ApiError, Client, ClusterClient, ClusterError, Signer
 from p2pchain.genesis import CHANNELS, Genesis, GenesisError
 
 from .admin import token_for
@@ -48,6 +46,9 @@ def _call(coroutine) -> int:
     except ApiError as exc:
         print(f"p2pchain: {exc.status} {exc.code}: {exc.detail}", file=sys.stderr)
         return 1
+    except ClusterError as exc:
+        print(f"p2pchain: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"p2pchain: cannot reach the node: {exc}", file=sys.stderr)
         return 1
@@ -71,27 +72,17 @@ def _status(args: argparse.Namespace) -> int:
     return _call(go())
 
 
-# 503 refusals that mean the node took nothing (not node_stopping: that one may have
-# admitted the transaction, which may still commit)
-_TOOK_NOTHING = ("node_crashed", "channel_halted")
+FAILOVER_GIVE_UP_S = 60.0  # p2pchain submit: how long the nodes are tried in turn before giving up
 
 
-async def _on_a_node(genesis: Genesis, name: str | None, act):
-    """``await act(client)`` on node ``name``; without a name on the first node, in
-    genesis order, that takes it: a node that cannot be connected to, or refuses as
-    crashed (fault injection) or with the channel halted, is skipped with a note on
-    stderr. Each means it took nothing, so asking the next one cannot apply anything
-    twice."""
+def _nodes(genesis: Genesis, name: str | None) -> ClusterClient:
+    """The node ``name``, or without a name every node in genesis order: a node that cannot
+    be reached or answers 503 (crashed, stopping, channel halted) is passed over with a note
+    on stderr (:class:`p2pchain.client.ClusterClient`)."""
     names = [name] if name else list(genesis.node_names)
-    for k, node in enumerate(names):
-        try:
-            async with Client(_url(genesis, node)) as client:
-                return await act(client)
-        except (ApiError, aiohttp.ClientConnectorError) as exc:
-            if k + 1 == len(names) or (isinstance(exc, ApiError) and exc.code not in _TOOK_NOTHING):
-                raise
-            reason = f"{exc.code}: {exc.detail}" if isinstance(exc, ApiError) else f"cannot connect: {exc}"
-            print(f"p2pchain: {node} did not take it ({reason}); trying {names[k + 1]}", file=sys.stderr)
+    return ClusterClient({node: Client(_url(genesis, node)) for node in names},
+                         say=lambda line: print(f"p2pchain: {line}", file=sys.stderr),
+                         give_up_s=0.0 if name else FAILOVER_GIVE_UP_S)
 
 
 def _submit(args: argparse.Namespace) -> int:
@@ -104,11 +95,14 @@ def _submit(args: argparse.Namespace) -> int:
 
     signer = Signer.load(Path(args.dir), args.as_)
 
-    async def act(client):
-        await signer.resume(client, args.channel)
-        tx = signer.transaction(args.channel, args.contract, args.function, call_args)
-        return await client.submit(tx, wait=args.wait)
-    return _call(_on_a_node(genesis, args.node, act))
+    async def go():
+        async with _nodes(genesis, args.node) as nodes:
+            await nodes.ask(lambda client: signer.resume(client, args.channel))
+            # one signed transaction, the same on every node tried: a node keeps one request
+            # per creator and nonce, so it cannot be applied twice
+            tx = signer.transaction(args.channel, args.contract, args.function, call_args)
+            return await nodes.submit(tx, wait=args.wait)
+    return _call(go())
 
 
 def _blocks(args: argparse.Namespace) -> int:
@@ -118,7 +112,11 @@ def _blocks(args: argparse.Namespace) -> int:
         if args.height is not None:
             return await client.block(args.channel, args.height)
         return await client.blocks(args.channel, args.start, args.end)
-    return _call(_on_a_node(genesis, args.node, act))
+
+    async def go():
+        async with _nodes(genesis, args.node) as nodes:
+            return await nodes.ask(act)
+    return _call(go())
 
 
 def _fault(args: argparse.Namespace) -> int:

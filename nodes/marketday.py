@@ -23,16 +23,14 @@ pure experiment's round for the same seed.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
 
 from market.scenario import ScenarioParams
-from p2pchain.client import ApiError, Client, Signer
+from p2pchain.client import ApiError, Client, ClusterClient, Signer
 from p2pchain.genesis import Genesis
 
 from .agreement import wait_for_agreement
@@ -100,98 +98,7 @@ class _Call:
         return self.signer.transaction(self.channel, self.contract, self.function, self.args)
 
 
-class _Nodes:
-    """The cluster as the day's driver sees it: a client per node, in order.
-
-    A node may be crashed, stopped, isolated or slowed down while the day runs (the
-    dashboard invites it). A question goes to the first node that answers, skipping one
-    that cannot be reached or answers 503; a submission that a node does not commit
-    within ``FAILOVER_WAIT_S`` goes, the same signed transaction, to the next node (a
-    node keeps one request per creator and nonce, so this is safe), until
-    ``STAGE_TIMEOUT_S``. A node that failed so, or that the last agreement check left
-    behind, is asked last for ``SUSPECT_S``.
-    """
-
-    def __init__(self, clients: dict[str, Client], say=lambda message: None) -> None:
-        self.clients = clients
-        self.names = list(clients)
-        self.say = say
-        self._suspect: dict[str, float] = {}  # node -> until when it is asked last
-
-    def suspect(self, names) -> None:
-        until = time.monotonic() + SUSPECT_S
-        for name in names:
-            self._suspect[name] = until
-
-    def is_suspect(self, name: str) -> bool:
-        return self._suspect.get(name, 0.0) > time.monotonic()
-
-    def _from(self, prefer: str | None) -> list[str]:
-        k = self.names.index(prefer) if prefer in self.clients else 0
-        order = self.names[k:] + self.names[:k]
-        return sorted(order, key=self.is_suspect)   # stable: healthy first
-
-    async def ask(self, act, prefer: str | None = None):
-        """``await act(client)`` on the first node, from ``prefer`` on, that answers."""
-        error: Exception | None = None
-        for name in self._from(prefer):
-            try:
-                return await act(self.clients[name])
-            except ApiError as exc:
-                if exc.status != 503:
-                    raise
-                error = exc
-            except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
-                error = exc
-            self.suspect([name])
-        raise MarketDayError(f"no node answers: {error!r}")
-
-    async def status(self, prefer: str | None = None) -> dict:
-        """The status of the first node, from ``prefer`` on, that runs its channels."""
-        async def running(client: Client) -> dict:
-            status = await client.status()
-            if status.get("crashed"):
-                raise ApiError(503, "node_crashed", f"{status.get('node')} is crashed")
-            return status
-        return await self.ask(running, prefer)
-
-    async def submit(self, tx, prefer: str | None = None) -> dict:
-        """``tx`` submitted and waited for, from node ``prefer`` on; the commit's answer."""
-        deadline = time.monotonic() + STAGE_TIMEOUT_S
-        names = self._from(prefer)
-        for attempt in itertools.count():
-            name = names[attempt % len(names)]
-            client = self.clients[name]
-            try:
-                return await client.submit(tx, wait=True)
-            except ApiError as exc:
-                if exc.code == "replayed_nonce":
-                    # this very transaction, committed meanwhile through another node?
-                    found = await client.find_committed(tx, True)
-                    if found is None:
-                        raise
-                    return found
-                if exc.status not in (503, 504):
-                    raise
-                error: Exception = exc
-            except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
-                error = exc
-            self.suspect([name])
-            self.say(f"{name} did not commit {tx.contract}.{tx.function} of {tx.creator} "
-                     f"({_reason(error)}); it goes to {names[(attempt + 1) % len(names)]}")
-            if time.monotonic() > deadline:
-                raise MarketDayError(f"not committed within {STAGE_TIMEOUT_S:g} s on any node: {error!r}")
-            if attempt % len(names) == len(names) - 1:
-                await asyncio.sleep(1.0)        # every node tried: give a view change time
-
-
-def _reason(error: Exception) -> str:
-    if isinstance(error, ApiError):
-        return f"{error.status} {error.code}"
-    return f"no answer within {FAILOVER_WAIT_S:g} s" if isinstance(error, asyncio.TimeoutError) else type(error).__name__
-
-
-async def _committed(nodes: _Nodes, call: _Call, prefer: str | None = None) -> dict:
+async def _committed(nodes: ClusterClient, call: _Call, prefer: str | None = None) -> dict:
     """Sign ``call``, submit it and wait for its commit; the node's answer.
 
     Signed again with a fresh nonce while the nonce is refused as taken: a driver killed
@@ -199,7 +106,7 @@ async def _committed(nodes: _Nodes, call: _Call, prefer: str | None = None) -> d
     the restart, possibly after this run resumed its nonces from a node not yet past them."""
     for attempt in range(NONCE_ATTEMPTS):
         try:
-            return await nodes.submit(call.tx(), prefer)
+            return await nodes.submit(call.tx(), wait=True, prefer=prefer)
         except ApiError as exc:
             if exc.code != "replayed_nonce" or attempt == NONCE_ATTEMPTS - 1:
                 raise
@@ -208,7 +115,7 @@ async def _committed(nodes: _Nodes, call: _Call, prefer: str | None = None) -> d
     raise AssertionError("unreachable")
 
 
-async def _commit(nodes: _Nodes, call: _Call, what: str, prefer: str | None = None):
+async def _commit(nodes: ClusterClient, call: _Call, what: str, prefer: str | None = None):
     """Submit and wait for the commit; (the contract's return value, the block height), or
     MarketDayError with its reason."""
     answer = await _committed(nodes, call, prefer)
@@ -217,12 +124,12 @@ async def _commit(nodes: _Nodes, call: _Call, what: str, prefer: str | None = No
     return answer["result"]["value"], answer["height"]
 
 
-async def _submit(nodes: _Nodes, call: _Call, what: str, prefer: str | None = None):
+async def _submit(nodes: ClusterClient, call: _Call, what: str, prefer: str | None = None):
     """Submit and wait for the commit; the contract's return value, or MarketDayError with its reason."""
     return (await _commit(nodes, call, what, prefer))[0]
 
 
-async def wait_anchored(nodes: _Nodes, channel: str, needs: dict[str, int],
+async def wait_anchored(nodes: ClusterClient, channel: str, needs: dict[str, int],
                         timeout_s: float = ANCHOR_WAIT_S) -> bool:
     """Wait until the primary of ``channel`` has committed ``needs`` (channel -> height), so the
     next block it proposes anchors them; whether it did within ``timeout_s``. The primary is
@@ -250,7 +157,7 @@ async def wait_anchored(nodes: _Nodes, channel: str, needs: dict[str, int],
         await asyncio.sleep(ANCHOR_POLL_S)
 
 
-async def _stage(nodes: _Nodes, call: _Call, channel: str, needs: dict[str, int], what: str):
+async def _stage(nodes: ClusterClient, call: _Call, channel: str, needs: dict[str, int], what: str):
     """A stage that reads another channel: wait for its anchors, submit, and submit again
     (a new transaction) while it is refused as not anchored yet; (value, height)."""
     for attempt in range(STAGE_ATTEMPTS):
@@ -265,7 +172,7 @@ async def _stage(nodes: _Nodes, call: _Call, channel: str, needs: dict[str, int]
     raise AssertionError("unreachable")
 
 
-async def _hour_stages(nodes: _Nodes, signers: dict[str, Signer], run: int, hour: int,
+async def _hour_stages(nodes: ClusterClient, signers: dict[str, Signer], run: int, hour: int,
                        smes_height: int | None):
     """Close ``hour`` and run every stage after it (the module's table); each stage's record,
     and the electricity height at which the SMES's actions of the hour were committed."""
@@ -309,10 +216,9 @@ async def run_market_day(directory: Path, genesis: Genesis, urls: dict[str, str]
     """Run one day per SMES mode; return the records, rates, latencies and the agreement."""
     params = params or ScenarioParams()
     clients = {name: Client(url, timeout_s=FAILOVER_WAIT_S) for name, url in urls.items()}
-    nodes = _Nodes(clients, say)
+    nodes = ClusterClient(clients, say=say, suspect_s=SUSPECT_S, give_up_s=STAGE_TIMEOUT_S)
     quorum = 2 * genesis.consensus.f + 1
-    for client in clients.values():
-        await client.__aenter__()
+    await nodes.__aenter__()
     try:
         for channel, name, path in CONTRACTS:
             deployed = await nodes.ask(lambda client: deploy_contract(client, directory, genesis, channel, name,
@@ -381,5 +287,4 @@ async def run_market_day(directory: Path, genesis: Genesis, urls: dict[str, str]
         return {"runs": runs, "agreement": agreement, "latencies_s": latencies,
                 "latency_p50_s": statistics.median(latencies) if latencies else None}
     finally:
-        for client in clients.values():
-            await client.__aexit__(None, None, None)
+        await nodes.__aexit__(None, None, None)

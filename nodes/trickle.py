@@ -17,7 +17,7 @@ import random
 import sys
 from pathlib import Path
 
-from p2pchain.client import ApiError, Client
+from p2pchain.client import ApiError, Client, ClusterClient, ClusterError
 from p2pchain.genesis import Genesis
 
 from .demo import demo_writers, prepare_demo
@@ -32,8 +32,8 @@ async def trickle(directory: Path, genesis: Genesis, urls: dict[str, str], *, in
     rng = random.Random(seed)
     stop = stop or asyncio.Event()
     clients = {name: Client(url, timeout_s=5) for name, url in urls.items()}
-    for client in clients.values():
-        await client.__aenter__()
+    cluster = ClusterClient(clients, give_up_s=0.0)    # one round over the nodes per transaction
+    await cluster.__aenter__()
     try:
         entry = clients[genesis.node_names[0]]
         signers = await prepare_demo(entry, directory, genesis, say)
@@ -49,21 +49,18 @@ async def trickle(directory: Path, genesis: Genesis, urls: dict[str, str], *, in
             name = next(turn) if channel == "transaction" else writers[channel][0]
             tx = signers[name].transaction(channel, "demo", "record",
                                            {"topic": f"t{tick}", "value": {"energy_wh": rng.randrange(500, 8000)}})
-            for _ in range(len(clients)):  # the next node that takes it
-                try:
-                    await clients[next(nodes)].submit(tx)
-                    accepted += 1
-                    break
-                except (ApiError, OSError, asyncio.TimeoutError):
-                    continue
+            try:
+                await cluster.submit(tx, wait=False, prefer=next(nodes))  # or the next node that takes it
+                accepted += 1
+            except (ApiError, ClusterError):
+                pass
             try:
                 await asyncio.wait_for(stop.wait(), interval_s)
             except asyncio.TimeoutError:
                 pass
         return accepted
     finally:
-        for client in clients.values():
-            await client.__aexit__(None, None, None)
+        await cluster.__aexit__(None, None, None)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -1,7 +1,8 @@
 """A client of a node's HTTP API (issue 8's client API), asynchronous, over aiohttp.
 
 A :class:`Signer` holds one client identity's key and hands out strictly increasing nonces
-per channel; :class:`Client` talks to one node. Transactions travel as canonical msgpack
+per channel; :class:`Client` talks to one node; :class:`ClusterClient` to all of them, going around
+a node that is down. Transactions travel as canonical msgpack
 (``application/msgpack``, the fast path) or as JSON with binary fields in hex
 (``application/json``, for people and curl): see :func:`transaction_to_json`.
 """
@@ -9,7 +10,10 @@ per channel; :class:`Client` talks to one node. Transactions travel as canonical
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +25,7 @@ from .crypto import SigningKey
 from .encoding import encode
 from .ledger.transaction import Transaction
 
-__all__ = ["ApiError", "Client", "Signer", "transaction_to_json", "transaction_from_json"]
+__all__ = ["ApiError", "Client", "ClusterClient", "ClusterError", "Signer", "transaction_to_json", "transaction_from_json"]
 
 MSGPACK = "application/msgpack"
 SUBMIT_ATTEMPTS = 4     # tries of one submission whose connection drops before the answer
@@ -212,3 +216,132 @@ class Client:
 
     async def state(self, channel: str, namespace: str, key: str) -> dict[str, Any]:
         return await self.get(f"/v1/channels/{channel}/state/{namespace}/{key}")
+
+
+class ClusterError(Exception):
+    """No node of the cluster answered a question, or none committed a transaction in time."""
+
+
+def why_not(error: Exception) -> str:
+    """A node's failure in a few words, for a note that the call goes to the next node."""
+    if isinstance(error, ApiError):
+        return f"{error.status} {error.code}" + (f": {error.detail}" if error.detail else "")
+    if isinstance(error, asyncio.TimeoutError):
+        return "no answer in time"
+    return f"cannot connect: {error}" if isinstance(error, aiohttp.ClientConnectorError) else type(error).__name__
+
+
+class ClusterClient:
+    """Every node of a consortium as one client, going around nodes that are down.
+
+    A node may be crashed, stopped, isolated or slowed down (fault injection invites it).
+    :meth:`ask` puts a question to the first node, from a preferred one on, that answers,
+    skipping one that cannot be reached or answers 503 (crashed, stopping, channel halted).
+    :meth:`submit` sends *one signed transaction* to node after node until one takes it (with
+    ``wait``: commits it), also past a 504 (not committed within the client's timeout).
+    That is safe because a node keeps one request per creator and nonce: a copy that
+    finds its nonce taken is looked up by its id, and answered with its commit if it is
+    the one that committed. A node that failed is asked last for ``suspect_s``; a caller
+    that knows better (a node left behind) may :meth:`suspect` it too.
+
+    ``clients``: one :class:`Client` per node name, in the order to ask them; their timeout
+    is how long a node gets before the next is tried. ``say`` hears a line for each node
+    passed over.
+    """
+
+    def __init__(self, clients: Mapping[str, Client], *, say: Callable[[str], None] = lambda line: None,
+                 suspect_s: float = 60.0, give_up_s: float = 600.0, round_pause_s: float = 1.0) -> None:
+        if not clients:
+            raise ValueError("a cluster needs at least one node")
+        self.clients = dict(clients)
+        self.names = list(self.clients)
+        self.say = say
+        self.suspect_s, self.give_up_s, self.round_pause_s = suspect_s, give_up_s, round_pause_s
+        self._suspect: dict[str, float] = {}  # node -> until when it is asked last
+
+    async def __aenter__(self) -> ClusterClient:
+        for client in self.clients.values():
+            await client.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for client in self.clients.values():
+            await client.__aexit__(*exc)
+
+    def suspect(self, names) -> None:
+        until = time.monotonic() + self.suspect_s
+        for name in names:
+            self._suspect[name] = until
+
+    def is_suspect(self, name: str) -> bool:
+        return self._suspect.get(name, 0.0) > time.monotonic()
+
+    def order(self, prefer: str | None = None) -> list[str]:
+        """The nodes in the order to ask them: from ``prefer`` on, those that failed lately last."""
+        k = self.names.index(prefer) if prefer in self.clients else 0
+        return sorted(self.names[k:] + self.names[:k], key=self.is_suspect)   # stable: healthy first
+
+    async def ask(self, act, prefer: str | None = None):
+        """``await act(client)`` on the first node, from ``prefer`` on, that answers."""
+        error: Exception | None = None
+        names = self.order(prefer)
+        for k, name in enumerate(names):
+            try:
+                return await act(self.clients[name])
+            except ApiError as exc:
+                if exc.status != 503:
+                    raise
+                error = exc
+            except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+                error = exc
+            self.suspect([name])
+            if k + 1 < len(names):
+                self.say(f"{name} did not answer ({why_not(error)}); asking {names[k + 1]}")
+        raise ClusterError(f"no node answers ({names[-1]}: {why_not(error)})" if len(names) > 1
+                           else f"{names[0]} does not answer: {why_not(error)}")
+
+    async def status(self, prefer: str | None = None) -> dict[str, Any]:
+        """The status of the first node, from ``prefer`` on, that runs its channels."""
+        async def running(client: Client) -> dict[str, Any]:
+            status = await client.status()
+            if status.get("crashed"):
+                raise ApiError(503, "node_crashed", f"{status.get('node')} is crashed")
+            return status
+        return await self.ask(running, prefer)
+
+    async def submit(self, tx: Transaction, *, wait: bool = True, prefer: str | None = None) -> dict[str, Any]:
+        """``tx`` submitted (and with ``wait`` committed), from node ``prefer`` on; the
+        node's answer. Every node is tried in turn, in rounds with a pause between them (a
+        view change may be under way), until a round ends past ``give_up_s`` (with 0: one
+        round)."""
+        deadline = time.monotonic() + self.give_up_s
+        names = self.order(prefer)
+        for attempt in itertools.count():
+            name = names[attempt % len(names)]
+            client = self.clients[name]
+            try:
+                return await client.submit(tx, wait=wait)
+            except ApiError as exc:
+                if exc.code == "replayed_nonce":
+                    # this very transaction, taken or committed meanwhile through another node?
+                    found = await client.find_committed(tx, wait)
+                    if found is None:
+                        raise
+                    return found
+                if exc.status not in (503, 504):
+                    raise
+                error: Exception = exc
+            except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+                error = exc
+            self.suspect([name])
+            round_done = attempt % len(names) == len(names) - 1
+            if round_done and time.monotonic() >= deadline:
+                if len(names) == 1:
+                    raise ClusterError(f"{name} did not {'commit' if wait else 'take'} it: {why_not(error)}")
+                raise ClusterError(f"not {'committed' if wait else 'taken'} by any node in {attempt + 1} tries "
+                                   f"(the last, {name}: {why_not(error)})")
+            self.say(f"{name} did not {'commit' if wait else 'take'} {tx.contract}.{tx.function} of {tx.creator} "
+                     f"({why_not(error)}); it goes to {names[(attempt + 1) % len(names)]}")
+            if round_done:
+                await asyncio.sleep(self.round_pause_s)        # every node tried: give a view change time
+        raise AssertionError("unreachable")

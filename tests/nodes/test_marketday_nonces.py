@@ -8,8 +8,8 @@ import asyncio
 
 import pytest
 
-from nodes.marketday import NONCE_ATTEMPTS, _Call, _committed, _Nodes
-from p2pchain.client import ApiError, Signer
+from nodes.marketday import NONCE_ATTEMPTS, _Call, _committed
+from p2pchain.client import ApiError, ClusterClient, Signer
 from p2pchain.crypto import SigningKey
 
 
@@ -37,7 +37,7 @@ def test_a_call_whose_nonce_was_taken_is_signed_again_after_the_taken_ones(monke
     monkeypatch.setattr("nodes.marketday.NONCE_BACKOFF_S", 0.0)
     signer = Signer("operator-mgo", SigningKey.generate(), next_nonce={"transaction": 391})
     node = _Node(taken=3, ledger_nonce=390)       # 391-393 were left by a killed run
-    answer = asyncio.run(_committed(_Nodes({"node0": node}), _Call(signer, "transaction", "quotation", "open_day", {"run": 1})))
+    answer = asyncio.run(_committed(ClusterClient({"node0": node}), _Call(signer, "transaction", "quotation", "open_day", {"run": 1})))
     assert node.sent == [391, 394] and answer["result"]["value"] == 394
 
 
@@ -50,7 +50,7 @@ def test_other_refusals_and_a_nonce_taken_for_good_are_raised(monkeypatch):
             raise ApiError(403, "not_permitted", "no")
     node = Refusing(taken=0, ledger_nonce=0)
     with pytest.raises(ApiError, match="not_permitted"):
-        asyncio.run(_committed(_Nodes({"node0": node}), _Call(Signer("ev01", SigningKey.generate()), "transaction", "q", "f", {})))
+        asyncio.run(_committed(ClusterClient({"node0": node}), _Call(Signer("ev01", SigningKey.generate()), "transaction", "q", "f", {})))
     assert node.sent == [1]
 
     class Stale(_Node):       # its nonce view never moves: give up after NONCE_ATTEMPTS
@@ -58,5 +58,5 @@ def test_other_refusals_and_a_nonce_taken_for_good_are_raised(monkeypatch):
             return {"nonce": 0}
     node = Stale(taken=10**6, ledger_nonce=0)
     with pytest.raises(ApiError, match="replayed_nonce"):
-        asyncio.run(_committed(_Nodes({"node0": node}), _Call(Signer("ev01", SigningKey.generate()), "transaction", "q", "f", {})))
+        asyncio.run(_committed(ClusterClient({"node0": node}), _Call(Signer("ev01", SigningKey.generate()), "transaction", "q", "f", {})))
     assert node.sent == list(range(1, NONCE_ATTEMPTS + 1))
