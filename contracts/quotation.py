@@ -3,9 +3,15 @@
 The first stage of the market round (DESIGN.md, "The market round", step 1-2). A run is
 one simulated day, opened by the microgrid operator; each EV or PV prosumer submits its
 own signed quotation for an hour of the open run (a later one before the close replaces
-it: one key per prosumer and hour); the operator's ``close(hour)`` freezes the hour's
+it: one key per prosumer and hour); the operator's ``close(run, hour)`` freezes the hour's
 quotations -- any quotation for it afterwards is refused -- and records them, sorted by
-prosumer, under ``closed/{run}/{hh}``. That frozen list is what the ``round`` contract on
+prosumer, under ``closed/{run}/{hh}``.
+
+Both name their run, and a call for a run other than the open one is refused: a quotation
+or close that a stopped driver had signed for its day, committed after the next day was
+opened, must not land in that day's book; and a day's transactions then differ from the
+same prosumer's equal quotation on another day (a transaction is known by its id, so two
+byte-identical ones of two days would be taken for one). That frozen list is what the ``round`` contract on
 the matching channel reads (``ctx.read`` at the transaction height its block anchors).
 
 Who may call what (identities from the genesis):
@@ -34,10 +40,12 @@ def _need_operator(ctx, what):
         raise QuotationRefused(ctx.caller.name + " may not " + what + "; only " + OPERATOR + " may")
 
 
-def _current(ctx):
+def _current(ctx, run):
     config = ctx.get("config")
     if config is None:
         raise QuotationRefused("no market day is open; " + OPERATOR + " opens one with open_day")
+    if run != config["run"]:
+        raise QuotationRefused("run " + str(run) + " is not the open one; run " + str(config["run"]) + " is")
     return config
 
 
@@ -54,19 +62,20 @@ def open_day(ctx, run, with_smes):
     return run
 
 
-def quote(ctx, hour, side, **fields):
-    """The caller's quotation for ``hour`` of the open run; a later one before close replaces it."""
+def quote(ctx, run, hour, side, **fields):
+    """The caller's quotation for ``hour`` of run ``run``, the open one; a later one before
+    close replaces it."""
     kind = ctx.caller.kind
     if kind not in ("ev", "pv"):
         raise QuotationRefused(ctx.caller.name + " (kind " + str(kind) + ") may not quote; only EV and PV prosumers may")
     who = fields.pop("prosumer", ctx.caller.name)
     if who != ctx.caller.name:
         raise QuotationRefused(ctx.caller.name + " may not quote for " + str(who))
-    config = _current(ctx)
+    config = _current(ctx, run)
     if not isinstance(hour, int) or isinstance(hour, bool) or hour < 0 or hour > 23:
         raise QuotationRefused("hour must be 0..23")
     if hour < config["next_hour"]:
-        raise QuotationRefused("hour " + str(hour) + " of run " + str(config["run"]) + " is closed")
+        raise QuotationRefused("hour " + str(hour) + " of run " + str(run) + " is closed")
     if side not in ("buy", "sell") or (kind == "pv" and side != "sell"):
         raise QuotationRefused("side must be buy or sell (a PV only sells)")
     unknown = [k for k in sorted(fields) if k not in QUOTE_FIELDS]
@@ -84,18 +93,18 @@ def quote(ctx, hour, side, **fields):
     for k in QUOTE_FIELDS:
         if k in fields:
             record[k] = fields[k]
-    key = "quote/" + str(config["run"]) + "/" + _hh(hour) + "/" + ctx.caller.name
+    key = "quote/" + str(run) + "/" + _hh(hour) + "/" + ctx.caller.name
     replaced = ctx.get(key) is not None
     ctx.put(key, record)
-    ctx.emit({"kind": "quote", "run": config["run"], "hour": hour, "by": ctx.caller.name, "replaced": replaced})
+    ctx.emit({"kind": "quote", "run": run, "hour": hour, "by": ctx.caller.name, "replaced": replaced})
     return replaced
 
 
-def close(ctx, hour):
-    """Close ``hour`` of the open run: freeze its quotations and return them (sorted by prosumer)."""
+def close(ctx, run, hour):
+    """Close ``hour`` of run ``run``, the open one: freeze its quotations and return them
+    (sorted by prosumer)."""
     _need_operator(ctx, "close a round")
-    config = _current(ctx)
-    run = config["run"]
+    config = _current(ctx, run)
     if hour != config["next_hour"]:
         raise QuotationRefused("hour " + str(hour) + " cannot close; the next hour of run " + str(run)
                                + " is " + str(config["next_hour"]))

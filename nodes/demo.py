@@ -36,8 +36,9 @@ async def prepare_demo(entry: Client, directory: Path, genesis: Genesis, say=pri
     writers' keys, each resuming after the last nonce it used on each channel."""
     source = DEMO_SOURCE.read_text()
     for channel in genesis.channels:
-        if await deploy_contract(entry, directory, genesis, channel, "demo", source):
-            say(f"deployed contract 'demo' on {channel} (install, approvals of a majority of orgs, commit)")
+        version = await deploy_contract(entry, directory, genesis, channel, "demo", source)
+        if version:
+            say(f"deployed contract 'demo' v{version} on {channel} (install, approvals of a majority of orgs, commit)")
     signers = {}
     for names in demo_writers(genesis).values():
         for name in names:

@@ -21,9 +21,9 @@ __all__ = ["quote_args", "scenario", "expected_day", "expected_hour", "compare_h
 
 
 
-def quote_args(q: Quotation) -> dict:
-    """Arguments of ``quotation.quote`` for ``q`` (its prosumer signs the transaction)."""
-    args = {"hour": q.hour, "side": q.side.value}
+def quote_args(q: Quotation, run: int) -> dict:
+    """Arguments of ``quotation.quote`` for ``q`` in run ``run`` (its prosumer signs the transaction)."""
+    args = {"run": run, "hour": q.hour, "side": q.side.value}
     args.update({k: getattr(q, k) for k in QUOTE_FIELDS})
     return args
 

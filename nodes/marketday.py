@@ -177,7 +177,7 @@ async def _hour_stages(nodes: ClusterClient, signers: dict[str, Signer], run: in
     """Close ``hour`` and run every stage after it (the module's table); each stage's record,
     and the electricity height at which the SMES's actions of the hour were committed."""
     mgo, dno, reg = signers[OPERATOR], signers[DNO], signers[REGULATOR]
-    closed, closed_at = await _commit(nodes, _Call(mgo, "transaction", "quotation", "close", {"hour": hour}),
+    closed, closed_at = await _commit(nodes, _Call(mgo, "transaction", "quotation", "close", {"run": run, "hour": hour}),
                                       f"close of hour {hour}")
     # The round reads the close (transaction) and the SMES state after the previous hour (electricity).
     needs = {"transaction": closed_at} | ({} if smes_height is None else {"electricity": smes_height})
@@ -224,7 +224,7 @@ async def run_market_day(directory: Path, genesis: Genesis, urls: dict[str, str]
             deployed = await nodes.ask(lambda client: deploy_contract(client, directory, genesis, channel, name,
                                                                       path.read_text()))
             if deployed:
-                say(f"deployed contract '{name}' on {channel} (install, approvals of a majority of orgs, commit)")
+                say(f"deployed contract '{name}' v{deployed} on {channel} (install, approvals of a majority of orgs, commit)")
         sc = scenario(params, seed)
         names = sorted({q.prosumer for h in sc.hours for q in h.quotations})
         signers = {n: Signer.load(directory, n) for n in names + [OPERATOR, DNO, REGULATOR]}
@@ -251,7 +251,7 @@ async def run_market_day(directory: Path, genesis: Genesis, urls: dict[str, str]
                 started = time.monotonic()
                 quotes = sc.hours[hour].quotations
                 await asyncio.gather(*(
-                    _submit(nodes, _Call(signers[q.prosumer], "transaction", "quotation", "quote", quote_args(q)),
+                    _submit(nodes, _Call(signers[q.prosumer], "transaction", "quotation", "quote", quote_args(q, run)),
                             f"quotation of {q.prosumer} for hour {hour}", prefer=node_names[i % len(node_names)])
                     for i, q in enumerate(quotes)))
                 closed_at = time.monotonic()

@@ -18,6 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from nodes.admin import token_for
+from nodes.deploy import committed_version, deploy_contract
 from nodes.launcher import Cluster
 from p2pchain.client import ApiError, Client, Signer, transaction_to_json
 from p2pchain.consortium import create_consortium
@@ -485,3 +486,20 @@ def test_a_height_that_is_not_a_decimal_number_is_a_bad_parameter(cluster):
     for path, status, answer in asyncio.run(get_all()):
         assert (status, answer["error"]) == (400, "bad_parameter"), path
         assert "integer >= 0" in answer["detail"], path
+
+
+def test_deploying_a_changed_source_upgrades_the_contract_and_the_same_source_is_a_no_op(cluster):
+    first = 'def answer(ctx):\n    """The first version."""\n    return 1\n'
+    second = 'def answer(ctx):\n    """The second version."""\n    return 2\n'
+    signer = Signer.load(cluster.directory, "ev05")
+
+    async def run():
+        async with Client(cluster.url("node0")) as client:
+            deployed = [await deploy_contract(client, cluster.directory, cluster.genesis, "transaction", "answer", source)
+                        for source in (first, first, second, second)]
+            await signer.resume(client, "transaction")
+            called = await client.submit(signer.transaction("transaction", "answer", "answer", {}), wait=True)
+            return deployed, called["result"], await committed_version(client, "transaction", "answer")
+    deployed, result, version = asyncio.run(run())
+    assert deployed == [1, None, 2, None]
+    assert (result["status"], result["value"], version) == ("ok", 2, 2)

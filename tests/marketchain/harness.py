@@ -102,7 +102,7 @@ class Market:
 
     def close(self, run: int, hour: int) -> dict:
         """Close ``hour`` and run every stage after it; the records of each stage."""
-        closed = self.tx.value("operator-mgo", "quotation", "close", {"hour": hour})
+        closed = self.tx.value("operator-mgo", "quotation", "close", {"run": run, "hour": hour})
         record = self.matching.value("operator-mgo", "round", "close", {"run": run, "hour": hour})
         calls = [("operator-dno", "metering", "record", {"run": run, "hour": hour, "readings": metered_readings(record)})]
         if record["with_smes"]:

@@ -23,9 +23,9 @@ from p2pchain.encoding import decode
 from .harness import ROOT, Chain, Market, run_job
 
 PARAMS = ScenarioParams(n_ev=4, n_pv=2)
-QUOTE = {"hour": 0, "side": "buy", "energy_wh": 3000, "limit_price_milli_per_kwh": 900, "bus": 12,
+QUOTE = {"run": 0, "hour": 0, "side": "buy", "energy_wh": 3000, "limit_price_milli_per_kwh": 900, "bus": 12,
          "distance_m": 500, "consumption_wh_per_km": 150}
-SELL = {"hour": 0, "side": "sell", "energy_wh": 4000, "limit_price_milli_per_kwh": 400, "bus": 18}
+SELL = {"run": 0, "hour": 0, "side": "sell", "energy_wh": 4000, "limit_price_milli_per_kwh": 400, "bus": 18}
 
 
 def opened(with_smes: bool = True) -> Market:
@@ -51,7 +51,7 @@ def test_an_ev_cannot_quote_for_another_prosumer():
 
 def test_an_ev_cannot_close_a_round_or_open_a_day():
     tx = opened().tx
-    assert refused(tx, "ev01", "quotation", "close", {"hour": 0}) == \
+    assert refused(tx, "ev01", "quotation", "close", {"run": 0, "hour": 0}) == \
         "QuotationRefused: ev01 may not close a round; only operator-mgo may"
     assert "ev01 may not open a market day" in refused(tx, "ev01", "quotation", "open_day", {"run": 1, "with_smes": False})
 
@@ -64,15 +64,27 @@ def test_operators_and_the_smes_cannot_quote():
 
 def test_a_quotation_after_close_is_refused():
     tx = opened().tx
-    assert tx.call("operator-mgo", "quotation", "close", {"hour": 0}).ok
+    assert tx.call("operator-mgo", "quotation", "close", {"run": 0, "hour": 0}).ok
     assert refused(tx, "ev01", "quotation", "quote", QUOTE) == "QuotationRefused: hour 0 of run 0 is closed"
 
 
 def test_hours_close_once_and_in_order():
     tx = opened().tx
-    assert "the next hour of run 0 is 0" in refused(tx, "operator-mgo", "quotation", "close", {"hour": 1})
-    assert tx.call("operator-mgo", "quotation", "close", {"hour": 0}).ok
-    assert "the next hour of run 0 is 1" in refused(tx, "operator-mgo", "quotation", "close", {"hour": 0})
+    assert "the next hour of run 0 is 0" in refused(tx, "operator-mgo", "quotation", "close", {"run": 0, "hour": 1})
+    assert tx.call("operator-mgo", "quotation", "close", {"run": 0, "hour": 0}).ok
+    assert "the next hour of run 0 is 1" in refused(tx, "operator-mgo", "quotation", "close", {"run": 0, "hour": 0})
+
+
+def test_a_quotation_or_close_for_a_run_that_is_not_open_is_refused():
+    market = opened()
+    market.tx.value("operator-mgo", "quotation", "open_day", {"run": 1, "with_smes": False})
+    # a stopped driver's transactions for run 0, committed after run 1 opened
+    assert refused(market.tx, "ev01", "quotation", "quote", QUOTE) == \
+        "QuotationRefused: run 0 is not the open one; run 1 is"
+    assert refused(market.tx, "operator-mgo", "quotation", "close", {"run": 0, "hour": 0}) == \
+        "QuotationRefused: run 0 is not the open one; run 1 is"
+    assert market.tx.call("ev01", "quotation", "quote", dict(QUOTE, run=1)).ok
+    assert market.tx.get("quotation", "quote/1/00/ev01")["energy_wh"] == QUOTE["energy_wh"]
 
 
 def test_a_quotation_before_close_replaces_the_earlier_one():
@@ -80,7 +92,7 @@ def test_a_quotation_before_close_replaces_the_earlier_one():
     assert tx.call("ev01", "quotation", "quote", QUOTE).ok
     assert tx.call("ev01", "quotation", "quote", dict(QUOTE, energy_wh=1234)).ok
     assert tx.get("quotation", "quote/0/00/ev01")["energy_wh"] == 1234
-    closed = tx.value("operator-mgo", "quotation", "close", {"hour": 0})
+    closed = tx.value("operator-mgo", "quotation", "close", {"run": 0, "hour": 0})
     assert [(q["prosumer"], q["energy_wh"]) for q in closed["quotations"]] == [("ev01", 1234)]
 
 
@@ -88,7 +100,7 @@ def test_a_quotation_before_close_replaces_the_earlier_one():
 
 def closed_hour(market: Market) -> tuple[dict, dict]:
     market.tx.block([("ev01", "quotation", "quote", QUOTE), ("pv1", "quotation", "quote", SELL)])
-    closed = market.tx.value("operator-mgo", "quotation", "close", {"hour": 0})
+    closed = market.tx.value("operator-mgo", "quotation", "close", {"run": 0, "hour": 0})
     return closed, {"run": 0, "hour": 0}
 
 
@@ -215,10 +227,10 @@ def _priced_hour_8():
     market.open(0, False)
     sc = scenario(PARAMS, 3)
     for h in range(9):
-        market.tx.block([(q.prosumer, "quotation", "quote", quote_args(q)) for q in sc.hours[h].quotations])
+        market.tx.block([(q.prosumer, "quotation", "quote", quote_args(q, 0)) for q in sc.hours[h].quotations])
         if h < 8:
             market.close(0, h)
-    market.tx.value("operator-mgo", "quotation", "close", {"hour": 8})
+    market.tx.value("operator-mgo", "quotation", "close", {"run": 0, "hour": 8})
     market.matching.value("operator-mgo", "round", "close", {"run": 0, "hour": 8})
     return market, market.tx.value("operator-mgo", "pricing", "price", {"run": 0, "hour": 8})
 
@@ -264,7 +276,7 @@ def test_a_short_day_equals_the_pure_experiment_and_conserves_money():
         expected = expected_day(PARAMS, sc, with_smes=with_smes, hours=hours)
         matched = priced = 0
         for h in range(hours):
-            market.tx.block([(q.prosumer, "quotation", "quote", quote_args(q)) for q in sc.hours[h].quotations])
+            market.tx.block([(q.prosumer, "quotation", "quote", quote_args(q, 0)) for q in sc.hours[h].quotations])
             smes_before = market.smes
             out = market.close(0, h)
             # the round read exactly what the close froze and the SMES held (ctx.read at the anchors)
