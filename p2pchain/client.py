@@ -1,10 +1,10 @@
 """A client of a node's HTTP API (issue 8's client API), asynchronous, over aiohttp.
 
 A :class:`Signer` holds one client identity's key and hands out strictly increasing nonces
-per channel; :class:`Client` talks to one node; :class:`ClusterClient` to all of them, going around
-a node that is down. Transactions travel as canonical msgpack
-(``application/msgpack``, the fast path) or as JSON with binary fields in hex
-(``application/json``, for people and curl): see :func:`transaction_to_json`.
+per channel; :class:`Client` talks to one node; :class:`ClusterClient` to all of them, going
+around a node that is down. Transactions travel as canonical msgpack (``application/msgpack``,
+the fast path) or as JSON with binary fields in hex (``application/json``, for people and
+curl): see :func:`transaction_to_json`.
 """
 
 from __future__ import annotations
