@@ -112,12 +112,8 @@ async def run(args: argparse.Namespace, cluster: Cluster) -> int:
         try:
             result = await run_market_day(cluster.directory, genesis, urls, hours=args.hours, seed=args.seed,
                                           smes_modes=modes, say=say)
-        except (MarketDayError, ClusterError, ApiError, TimeoutError, AssertionError, aiohttp.ClientError) as exc:
-            print(f"run_cluster: the market day stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
-            if args.once:
-                return 1
-            say("the cluster keeps running (see its logs); press Ctrl-C to stop it")
-            return await keep_running(cluster, genesis)
+        except (MarketDayError, *WORKLOAD_ERRORS) as exc:
+            return await day_failed(args, cluster, genesis, "the market day", exc)
         agreement = result["agreement"]
         on = (f"same on {len(urls) - len(agreement.behind)} of {len(urls)} nodes; "
               f"{', '.join(agreement.behind)} not with them") if agreement.behind else "same on every node"
@@ -129,7 +125,11 @@ async def run(args: argparse.Namespace, cluster: Cluster) -> int:
 
         urls = workload_urls(args, cluster)
         say(f"running the demonstration day: {args.hours} hours of signed transactions on all three channels")
-        result = await run_demo(cluster.directory, genesis, urls, hours=min(args.hours, 6), seed=args.seed, say=say)
+        try:
+            result = await run_demo(cluster.directory, genesis, urls, hours=min(args.hours, 6), seed=args.seed,
+                                    say=say)
+        except WORKLOAD_ERRORS as exc:
+            return await day_failed(args, cluster, genesis, "the demonstration day", exc)
         for channel, (height, head, root) in result["agreement"].items():
             say(f"{channel:12} height {height:4d}  head {head[:16]}…  state root {root[:16]}…  (same on every node)")
         say(f"day done: {result['transactions']} transactions committed")
@@ -138,6 +138,19 @@ async def run(args: argparse.Namespace, cluster: Cluster) -> int:
     if args.once:
         return 0
     say("the cluster keeps running; press Ctrl-C to stop it")
+    return await keep_running(cluster, genesis)
+
+
+# what a day driven through the nodes' APIs may end with, short of a bug in this program
+WORKLOAD_ERRORS = (ClusterError, ApiError, TimeoutError, AssertionError, aiohttp.ClientError)
+
+
+async def day_failed(args: argparse.Namespace, cluster: Cluster, genesis: Genesis, what: str, exc: Exception) -> int:
+    """Say in one line why the day stopped; exit 1 with --once, else keep the cluster running."""
+    print(f"run_cluster: {what} stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
+    if args.once:
+        return 1
+    say("the cluster keeps running (see its logs); press Ctrl-C to stop it")
     return await keep_running(cluster, genesis)
 
 

@@ -13,7 +13,7 @@ import random
 import time
 from pathlib import Path
 
-from p2pchain.client import Client, Signer
+from p2pchain.client import Client, ClusterClient, Signer
 from p2pchain.genesis import Genesis
 
 from .agreement import wait_for_agreement
@@ -52,11 +52,10 @@ async def run_demo(directory: Path, genesis: Genesis, urls: dict[str, str], *, h
                    seed: int = 7, say=print) -> dict:
     rng = random.Random(seed)
     clients = {name: Client(url) for name, url in urls.items()}
-    for client in clients.values():
-        await client.__aenter__()
+    nodes = ClusterClient(clients, say=say, give_up_s=60.0)    # a node that is down is gone around
+    await nodes.__aenter__()
     try:
-        entry = next(iter(clients.values()))  # the first node given
-        signers = await prepare_demo(entry, directory, genesis, say)
+        signers = await nodes.ask(lambda client: prepare_demo(client, directory, genesis, say))
         prosumers = demo_writers(genesis)["transaction"]
         node_names = list(clients)
         total = 0
@@ -66,10 +65,10 @@ async def run_demo(directory: Path, genesis: Genesis, urls: dict[str, str], *, h
             for i, name in enumerate(prosumers):
                 value = {"hour": hour, "energy_wh": rng.randrange(500, 8000)}
                 tx = signers[name].transaction("transaction", "demo", "record", {"topic": f"h{hour}", "value": value})
-                jobs.append(clients[node_names[i % len(node_names)]].submit(tx, wait=True))
-            jobs.append(entry.submit(signers["operator-mgo"].transaction(
+                jobs.append(nodes.submit(tx, wait=True, prefer=node_names[i % len(node_names)]))
+            jobs.append(nodes.submit(signers["operator-mgo"].transaction(
                 "matching", "demo", "record", {"topic": f"h{hour}", "value": {"hour": hour, "closed": True}}), wait=True))
-            jobs.append(entry.submit(signers["operator-dno"].transaction(
+            jobs.append(nodes.submit(signers["operator-dno"].transaction(
                 "electricity", "demo", "record", {"topic": f"h{hour}", "value": {"hour": hour, "metered": True}}), wait=True))
             answers = await asyncio.gather(*jobs)
             failed = [a for a in answers if a["result"]["status"] != "ok"]
@@ -81,5 +80,4 @@ async def run_demo(directory: Path, genesis: Genesis, urls: dict[str, str], *, h
         agreement = await wait_for_agreement(clients)
         return {"transactions": total, "agreement": agreement}
     finally:
-        for client in clients.values():
-            await client.__aexit__(None, None, None)
+        await nodes.__aexit__(None, None, None)

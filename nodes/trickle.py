@@ -35,8 +35,7 @@ async def trickle(directory: Path, genesis: Genesis, urls: dict[str, str], *, in
     cluster = ClusterClient(clients, give_up_s=0.0)    # one round over the nodes per transaction
     await cluster.__aenter__()
     try:
-        entry = clients[genesis.node_names[0]]
-        signers = await prepare_demo(entry, directory, genesis, say)
+        signers = await cluster.ask(lambda client: prepare_demo(client, directory, genesis, say))
         writers = demo_writers(genesis)
         prosumers = writers["transaction"]
         turn = itertools.cycle(prosumers)

@@ -1,11 +1,15 @@
-"""run_cluster.py's consortium directory: created with the options, or reused as it is."""
+"""run_cluster.py: its consortium directory, created with the options or reused as it is; the
+demonstration day end to end."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from .ports import free_port_block
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import run_cluster  # noqa: E402
@@ -30,3 +34,15 @@ def test_a_new_directory_gets_the_options_and_an_existing_one_keeps_its_genesis(
 def test_a_node_count_that_is_not_3f_plus_1_is_refused_with_the_reason(tmp_path):
     with pytest.raises(Exception, match=r"PBFT needs n = 3f \+ 1 nodes"):
         run_cluster.load_or_create(run_cluster.parse_args(["--dir", str(tmp_path / "c"), "--nodes", "0"]))
+
+
+def test_the_demonstration_day_runs_through_a_real_cluster_and_exits_with_once(tmp_path):
+    base = free_port_block(4)
+    done = subprocess.run([sys.executable, str(Path(run_cluster.__file__)), "--dir", str(tmp_path / "c"),
+                           "--base-port", str(base), "--demo", "--hours", "1", "--once"],
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "deployed contract 'demo' v1 on transaction" in done.stdout
+    # one hour: a record from each prosumer and one on each side chain, all committed
+    assert "hour  0:" in done.stdout and ", 0 failed;" in done.stdout and "all 4 nodes agree" in done.stdout
+    assert "day done:" in done.stdout and "transactions committed" in done.stdout
