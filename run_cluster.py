@@ -25,7 +25,7 @@ from pathlib import Path
 import aiohttp
 
 from nodes.admin import token_for
-from nodes.launcher import Cluster
+from nodes.launcher import Cluster, NodeWatch
 from p2pchain.client import ApiError, ClusterError
 from p2pchain.consortium import ConsortiumError, create_consortium
 from p2pchain.genesis import Genesis, GenesisError
@@ -95,6 +95,16 @@ async def run(args: argparse.Namespace, cluster: Cluster) -> int:
     say(f"starting {len(genesis.nodes)} node processes (logs in {cluster.directory / 'logs'})")
     cluster.start_all()
     await cluster.wait_healthy(timeout_s=60)
+    watch = asyncio.create_task(NodeWatch(cluster, say).run())   # a node process that exits is started again
+    try:
+        return await _run_day(args, cluster)
+    finally:
+        watch.cancel()
+
+
+async def _run_day(args: argparse.Namespace, cluster: Cluster) -> int:
+    """The nodes are up: print their addresses, run the day, keep the cluster running."""
+    genesis = cluster.genesis
     token = token_for(cluster.directory, genesis)
     say("all nodes are up:")
     for node in genesis.nodes:
@@ -155,13 +165,10 @@ async def day_failed(args: argparse.Namespace, cluster: Cluster, genesis: Genesi
 
 
 async def keep_running(cluster: Cluster, genesis: Genesis) -> int:
-    """Until Ctrl-C (the caller stops the nodes), or until a node process exits."""
-    while True:
-        await asyncio.sleep(1)
-        for name in genesis.node_names:
-            if not cluster.alive(name):
-                say(f"{name} has exited (status {cluster.processes[name].returncode}); see {cluster.directory}/logs/{name}.out")
-                return 1
+    """Until Ctrl-C (the caller stops the nodes); a node process that exits meanwhile is
+    started again by the watch that ``run`` keeps (:class:`nodes.launcher.NodeWatch`)."""
+    await asyncio.Event().wait()
+    return 0
 
 
 def _interrupt(signum, frame) -> None:

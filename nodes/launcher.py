@@ -20,7 +20,7 @@ import aiohttp
 
 from p2pchain.genesis import Genesis
 
-__all__ = ["Cluster", "api_url"]
+__all__ = ["Cluster", "NodeWatch", "api_url", "describe_exit"]
 
 
 def api_url(node) -> str:
@@ -129,3 +129,60 @@ class Cluster:
                         raise TimeoutError(f"nodes not healthy after {timeout_s:.0f} s: {', '.join(missing)}")
                     await asyncio.sleep(0.1)
         return statuses
+
+
+def describe_exit(returncode: int | None) -> str:
+    """How a process ended, in words: ``killed by SIGKILL`` or ``status 1``."""
+    if returncode is not None and returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"status {returncode}"
+
+
+class NodeWatch:
+    """Notices a node process that has exited -- a crash, ``kill -9``, the OOM killer -- and
+    starts it again: the node restores its chain from disk and catches up, while the others
+    go on without it (PBFT tolerates f nodes down). A node that exits again within
+    ``QUICK_EXIT_S`` of its start ``MAX_QUICK_EXITS`` times in a row is left down: something
+    in its directory or its environment needs a person.
+
+    ``say`` hears one line per event. (The dashboard's crash button is not such an exit: it
+    crashes the node inside its process, and its restart button brings it back.)
+    """
+
+    QUICK_EXIT_S = 30.0
+    MAX_QUICK_EXITS = 3
+
+    def __init__(self, cluster: Cluster, say, clock=time.monotonic) -> None:
+        self.cluster, self.say, self.clock = cluster, say, clock
+        now = clock()
+        self.started = {name: now for name in cluster.genesis.node_names}
+        self.quick_exits = {name: 0 for name in cluster.genesis.node_names}
+        self.left_down: set[str] = set()
+
+    def check(self) -> None:
+        """Start again every node process that has exited since the last check."""
+        for name in self.cluster.genesis.node_names:
+            if name in self.left_down or self.cluster.alive(name):
+                continue
+            now = self.clock()
+            how = describe_exit(self.cluster.processes[name].returncode)
+            log = self.cluster.directory / "logs" / f"{name}.out"
+            quick = now - self.started[name] < self.QUICK_EXIT_S
+            self.quick_exits[name] = self.quick_exits[name] + 1 if quick else 0
+            if self.quick_exits[name] >= self.MAX_QUICK_EXITS:
+                self.left_down.add(name)
+                self.say(f"{name}'s process exited ({how}) {self.MAX_QUICK_EXITS} times in a row within "
+                         f"{self.QUICK_EXIT_S:g} s of its start; it is left down (see {log})")
+                continue
+            self.say(f"{name}'s process exited ({how}); starting it again: it restores its chain from disk "
+                     f"and catches up (see {log})")
+            self.cluster.start(name)
+            self.started[name] = now
+
+    async def run(self, interval_s: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            self.check()
