@@ -56,6 +56,9 @@ async def run_demo(directory: Path, genesis: Genesis, urls: dict[str, str], *, h
     await nodes.__aenter__()
     try:
         signers = await nodes.ask(lambda client: prepare_demo(client, directory, genesis, say))
+        # every node has executed the deployment before any is asked to run the contract: one
+        # still behind rightly refuses a contract it has not seen committed (404 unknown_contract)
+        await wait_for_agreement(clients)
         prosumers = demo_writers(genesis)["transaction"]
         node_names = list(clients)
         total = 0
