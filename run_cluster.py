@@ -93,13 +93,14 @@ async def report_tampered(cluster: Cluster, name: str) -> None:
 async def run(args: argparse.Namespace, cluster: Cluster) -> int:
     genesis = cluster.genesis
     say(f"starting {len(genesis.nodes)} node processes (logs in {cluster.directory / 'logs'})")
+    watch = NodeWatch(cluster, say)     # a node process that exits is started again, from now on
     cluster.start_all()
-    await cluster.wait_healthy(timeout_s=60)
-    watch = asyncio.create_task(NodeWatch(cluster, say).run())   # a node process that exits is started again
+    await cluster.wait_healthy(timeout_s=60, watch=watch)
+    watching = asyncio.create_task(watch.run())
     try:
         return await _run_day(args, cluster)
     finally:
-        watch.cancel()
+        watching.cancel()
 
 
 async def _run_day(args: argparse.Namespace, cluster: Cluster) -> int:

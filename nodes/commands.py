@@ -9,7 +9,10 @@ import sys
 from pathlib import Path
 
 from p2pchain.client import ApiError, Client, ClusterClient, ClusterError, Signer
+from p2pchain.consortium import ConsortiumError
+from p2pchain.crypto import KeyFileError
 from p2pchain.genesis import CHANNELS, Genesis, GenesisError
+from p2pchain.ledger.store import LedgerError
 
 from .admin import token_for
 from .faults import BYZANTINE_MODES
@@ -29,6 +32,10 @@ def _url(genesis: Genesis, name: str | None) -> str:
     return api_url(genesis.node(name) if name else genesis.nodes[0])
 
 
+# a node's key, genesis or stores unreadable, its port taken
+NODE_START_ERRORS = (KeyFileError, GenesisError, ConsortiumError, LedgerError, OSError)
+
+
 def _run_node(args: argparse.Namespace) -> int:
     from .memory import cap_arenas
     from .node import configure_logging, run_node
@@ -37,7 +44,12 @@ def _run_node(args: argparse.Namespace) -> int:
     cap_arenas()  # before the node starts any thread
     configure_logging(Path(args.dir), args.name, args.log_level)
     print(f"node {args.name}: log in {Path(args.dir) / 'logs' / (args.name + '.log')}", flush=True)
-    return asyncio.run(run_node(Path(args.dir), args.name, tamper=tuple(args.tamper or ())))
+    try:
+        return asyncio.run(run_node(Path(args.dir), args.name, tamper=tuple(args.tamper or ())))
+    except NODE_START_ERRORS as exc:
+        # what a person must mend in the directory or the machine: one line, not a traceback
+        print(f"node {args.name}: cannot run: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return 2
 
 
 def _call(coroutine) -> int:

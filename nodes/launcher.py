@@ -97,8 +97,11 @@ class Cluster:
         process = self.processes.get(name)
         return process is not None and process.poll() is None
 
-    async def wait_healthy(self, names: list[str] | None = None, timeout_s: float = 60.0) -> dict[str, dict]:
-        """Poll ``/v1/status`` until every node in ``names`` answers; return their statuses."""
+    async def wait_healthy(self, names: list[str] | None = None, timeout_s: float = 60.0,
+                           watch: NodeWatch | None = None) -> dict[str, dict]:
+        """Poll ``/v1/status`` until every node in ``names`` answers; return their statuses.
+        A node process that exits meanwhile ends the wait with its log, unless ``watch``
+        starts it again."""
         names = list(names or self.genesis.node_names)
         statuses: dict[str, dict] = {}
         deadline = time.monotonic() + timeout_s
@@ -109,8 +112,12 @@ class Cluster:
                         continue
                     process = self.processes.get(name)
                     if process is not None and process.poll() is not None:
-                        log = (self.directory / "logs" / f"{name}.out").read_text()[-2000:]
-                        raise RuntimeError(f"{name} exited with status {process.returncode}:\n{log}")
+                        if watch is not None:
+                            watch.check()
+                        if not self.alive(name):
+                            log = (self.directory / "logs" / f"{name}.out").read_text()[-2000:]
+                            raise RuntimeError(f"{name} exited ({describe_exit(process.returncode)}):\n{log}")
+                        continue
                     try:
                         async with session.get(self.url(name) + "/v1/status") as response:
                             if response.status == 200:
@@ -144,9 +151,10 @@ def describe_exit(returncode: int | None) -> str:
 class NodeWatch:
     """Notices a node process that has exited -- a crash, ``kill -9``, the OOM killer -- and
     starts it again: the node restores its chain from disk and catches up, while the others
-    go on without it (PBFT tolerates f nodes down). A node that exits again within
-    ``QUICK_EXIT_S`` of its start ``MAX_QUICK_EXITS`` times in a row is left down: something
-    in its directory or its environment needs a person.
+    go on without it (PBFT tolerates f nodes down). A process killed by a signal is always
+    started again; one that ends by itself within ``QUICK_EXIT_S`` of its start
+    ``MAX_QUICK_EXITS`` times in a row is left down: something in its directory or its
+    environment needs a person.
 
     ``say`` hears one line per event. (The dashboard's crash button is not such an exit: it
     crashes the node inside its process, and its restart button brings it back.)
@@ -168,14 +176,16 @@ class NodeWatch:
             if name in self.left_down or self.cluster.alive(name):
                 continue
             now = self.clock()
-            how = describe_exit(self.cluster.processes[name].returncode)
+            returncode = self.cluster.processes[name].returncode
+            how = describe_exit(returncode)
             log = self.cluster.directory / "logs" / f"{name}.out"
-            quick = now - self.started[name] < self.QUICK_EXIT_S
+            by_itself = returncode is not None and returncode >= 0
+            quick = by_itself and now - self.started[name] < self.QUICK_EXIT_S
             self.quick_exits[name] = self.quick_exits[name] + 1 if quick else 0
             if self.quick_exits[name] >= self.MAX_QUICK_EXITS:
                 self.left_down.add(name)
-                self.say(f"{name}'s process exited ({how}) {self.MAX_QUICK_EXITS} times in a row within "
-                         f"{self.QUICK_EXIT_S:g} s of its start; it is left down (see {log})")
+                self.say(f"{name}'s process ended by itself ({how}) {self.MAX_QUICK_EXITS} times in a row "
+                         f"within {self.QUICK_EXIT_S:g} s of its start; it is left down (see {log})")
                 continue
             self.say(f"{name}'s process exited ({how}); starting it again: it restores its chain from disk "
                      f"and catches up (see {log})")

@@ -44,6 +44,15 @@ def test_a_killed_node_is_started_again_and_the_others_are_left_alone():
     assert cluster.starts == ["node1"]
 
 
+def test_a_node_killed_again_and_again_is_always_started_again():
+    watch, cluster, said, now = _watch()
+    for _ in range(NodeWatch.MAX_QUICK_EXITS + 2):
+        now[0] += 1.0
+        cluster.processes["node3"].returncode = -signal.SIGKILL
+        watch.check()
+    assert cluster.starts == ["node3"] * (NodeWatch.MAX_QUICK_EXITS + 2) and not watch.left_down
+
+
 def test_a_node_that_keeps_exiting_right_after_its_start_is_left_down():
     watch, cluster, said, now = _watch()
     for k in range(NodeWatch.MAX_QUICK_EXITS + 2):
@@ -51,14 +60,14 @@ def test_a_node_that_keeps_exiting_right_after_its_start_is_left_down():
         cluster.processes["node2"].returncode = 1
         watch.check()
     assert cluster.starts == ["node2"] * (NodeWatch.MAX_QUICK_EXITS - 1)
-    assert "node2" in watch.left_down and "it is left down" in said[-1] and "status 1" in said[-1]
+    assert "node2" in watch.left_down and "it is left down" in said[-1] and "ended by itself (status 1)" in said[-1]
 
 
 def test_an_exit_long_after_the_start_counts_as_a_first_one_again():
     watch, cluster, said, now = _watch()
     for _ in range(5):
         now[0] += NodeWatch.QUICK_EXIT_S + 1.0
-        cluster.processes["node0"].returncode = -signal.SIGTERM
+        cluster.processes["node0"].returncode = 1
         watch.check()
     assert cluster.starts == ["node0"] * 5 and not watch.left_down
 

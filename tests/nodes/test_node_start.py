@@ -1,0 +1,38 @@
+"""A node that cannot run says why in one line and exits 2 (nodes/commands.py): a key file
+that is not a key, its port taken by another program."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import subprocess
+import sys
+
+from p2pchain.consortium import create_consortium
+
+from ..ports import free_port_block
+
+
+def _node(directory, name) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nodes.cli", "node", "--dir", str(directory), "--name", name],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_a_node_whose_key_file_is_not_a_key_says_so_and_exits_2(tmp_path):
+    create_consortium(tmp_path, nodes=4, base_port=free_port_block(4), now=dt.datetime.now(dt.timezone.utc))
+    (tmp_path / "identities" / "node3" / "key.pem").write_text("garbage\n")
+    done = _node(tmp_path, "node3")
+    assert done.returncode == 2
+    assert "node node3: cannot run: KeyFileError:" in done.stderr and "key.pem" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_node_whose_port_is_taken_says_so_and_exits_2(tmp_path):
+    base = free_port_block(4)
+    genesis = create_consortium(tmp_path, nodes=4, base_port=base, now=dt.datetime.now(dt.timezone.utc))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", genesis.node("node1").port))
+        taken.listen()
+        done = _node(tmp_path, "node1")
+    assert done.returncode == 2
+    assert "node node1: cannot run: OSError:" in done.stderr and "Traceback" not in done.stderr
