@@ -32,6 +32,8 @@ from nodes.launcher import Cluster
 from p2pchain.client import Client, Signer
 from p2pchain.consensus.durable import encode_durable_state
 from p2pchain.consortium import create_consortium
+from p2pchain.genesis import CHANNELS, Genesis
+from p2pchain.ledger.store import ChannelLedger, ledger_path
 from p2pchain.ledger.transaction import Transaction
 
 from ..ports import free_port_block
@@ -170,15 +172,17 @@ def test_the_cli_submits_through_the_next_node_when_the_first_is_down(cluster):
     asyncio.run(_agree(cluster))
 
 
-def _kill_nodes_of(directory: Path) -> int:
-    """SIGKILL every node process running on ``directory``; how many there were."""
+def _kill_nodes_of(directory: Path, name: str | None = None) -> int:
+    """SIGKILL every node process running on ``directory`` (only node ``name``'s, if given);
+    how many there were."""
     killed = 0
     for proc in Path("/proc").iterdir():
         try:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"nodes.cli" in argv and b"node" in argv and str(directory).encode() in argv:
+        if b"nodes.cli" in argv and b"node" in argv and str(directory).encode() in argv and \
+                (name is None or name.encode() in argv):
             try:
                 os.kill(int(proc.name), signal.SIGKILL)
                 killed += 1
@@ -214,3 +218,49 @@ def test_run_cluster_killed_whole_at_random_instants_of_its_day_goes_on_each_tim
         assert verified.returncode == 0, verified.stdout + verified.stderr
         roots.add(tuple(line.split("state root ")[1] for line in verified.stdout.splitlines() if "state root" in line))
     assert len(roots) == 1
+
+
+@pytest.mark.slow
+def test_run_cluster_restarts_node_processes_killed_one_at_a_time_during_its_day(tmp_path):
+    """kill -9 of one node process after another while the README's main command runs its
+    day: each is started again (NodeWatch) and catches up, the day equals the pure
+    experiment, and every node's chain verifies, all alike."""
+    rng = random.Random(17)
+    directory, port = tmp_path / "cluster", free_port_block(4)
+    command = [sys.executable, str(ROOT / "run_cluster.py"), "--dir", str(directory), "--base-port", str(port), "--once"]
+    with open(tmp_path / "run.log", "wb") as log:
+        run = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    killed = []
+    try:
+        time.sleep(8.0)
+        for _ in range(4):
+            name = rng.choice(["node0", "node1", "node2", "node3"])
+            if run.poll() is not None:
+                break
+            killed += [name] * _kill_nodes_of(directory, name)
+            time.sleep(rng.uniform(5.0, 9.0))
+        assert run.wait(timeout=400) == 0, (tmp_path / "run.log").read_text()[-3000:]
+    finally:
+        if run.poll() is None:
+            run.kill()
+    out = (tmp_path / "run.log").read_text()
+    assert killed, "the day ended before any node was killed: nothing was tested"
+    assert out.count("starting it again") >= len(killed) - 1, out[-3000:]   # the last kill may meet the day's end
+    assert out.count("every hour equals the pure experiment") == 2
+    for name in ("node0", "node1", "node2", "node3"):
+        verified = subprocess.run([sys.executable, "-m", "nodes.cli", "verify", str(directory / "nodes" / name)],
+                                  capture_output=True, text=True, timeout=300)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+    # a node killed near the end may not have caught up when the day stopped the cluster: the
+    # chains must be one chain, each a prefix of the longest (hash-linked, so equal heads at
+    # the lowest height say it)
+    genesis = Genesis.load(directory)
+    for channel in CHANNELS:
+        ledgers = [ChannelLedger.open(ledger_path(directory / "nodes" / name, channel), channel, genesis)
+                   for name in genesis.node_names]
+        try:
+            common = min(ledger.height for ledger in ledgers)
+            assert common > 0 and len({ledger.block_hash(common) for ledger in ledgers}) == 1, channel
+        finally:
+            for ledger in ledgers:
+                ledger.close()
