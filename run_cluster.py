@@ -124,7 +124,7 @@ async def _run_day(args: argparse.Namespace, cluster: Cluster) -> int:
             result = await run_market_day(cluster.directory, genesis, urls, hours=args.hours, seed=args.seed,
                                           smes_modes=modes, say=say)
         except (MarketDayError, *WORKLOAD_ERRORS) as exc:
-            return await day_failed(args, cluster, genesis, "the market day", exc)
+            return await day_failed(args, "the market day", exc)
         agreement = result["agreement"]
         on = (f"same on {len(urls) - len(agreement.behind)} of {len(urls)} nodes; "
               f"{', '.join(agreement.behind)} not with them") if agreement.behind else "same on every node"
@@ -140,7 +140,7 @@ async def _run_day(args: argparse.Namespace, cluster: Cluster) -> int:
             result = await run_demo(cluster.directory, genesis, urls, hours=min(args.hours, 6), seed=args.seed,
                                     say=say)
         except WORKLOAD_ERRORS as exc:
-            return await day_failed(args, cluster, genesis, "the demonstration day", exc)
+            return await day_failed(args, "the demonstration day", exc)
         for channel, (height, head, root) in result["agreement"].items():
             say(f"{channel:12} height {height:4d}  head {head[:16]}…  state root {root[:16]}…  (same on every node)")
         say(f"day done: {result['transactions']} transactions committed")
@@ -149,23 +149,23 @@ async def _run_day(args: argparse.Namespace, cluster: Cluster) -> int:
     if args.once:
         return 0
     say("the cluster keeps running; press Ctrl-C to stop it")
-    return await keep_running(cluster, genesis)
+    return await keep_running()
 
 
 # what a day driven through the nodes' APIs may end with, short of a bug in this program
 WORKLOAD_ERRORS = (ClusterError, ApiError, TimeoutError, AssertionError, aiohttp.ClientError)
 
 
-async def day_failed(args: argparse.Namespace, cluster: Cluster, genesis: Genesis, what: str, exc: Exception) -> int:
+async def day_failed(args: argparse.Namespace, what: str, exc: Exception) -> int:
     """Say in one line why the day stopped; exit 1 with --once, else keep the cluster running."""
     print(f"run_cluster: {what} stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
     if args.once:
         return 1
     say("the cluster keeps running (see its logs); press Ctrl-C to stop it")
-    return await keep_running(cluster, genesis)
+    return await keep_running()
 
 
-async def keep_running(cluster: Cluster, genesis: Genesis) -> int:
+async def keep_running() -> int:
     """Until Ctrl-C (the caller stops the nodes); a node process that exits meanwhile is
     started again by the watch that ``run`` keeps (:class:`nodes.launcher.NodeWatch`)."""
     await asyncio.Event().wait()
