@@ -84,6 +84,9 @@ LOOP_LAG_S = 0.25
 """A request timer that fires this much late says the node's own event loop was behind."""
 MAX_LATE_REARMS = 2
 """Request timeouts in a row that a late firing may postpone (see _request_wait_is_ours)."""
+CUT_OFF_S = 1.5
+"""A node that has heard from no peer for this long -- no frame, and no answer to the status
+it asks every peer for each PEER_POLL_S (nodes/node.py) -- is cut off from them."""
 
 
 def message_type(message) -> str:
@@ -104,6 +107,7 @@ class EngineHooks:
     reader: Callable[[dict], Any] = lambda heights: None  # other channels' state as of anchored heights
     on_commit: Callable[[str, Block, list], None] = lambda channel, block, committed: None
     now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000
+    silence_s: Callable[[], float] = lambda: 0.0  # how long since any peer was last heard from
 
 
 def with_ledger_commits(saved: DurableState, ledger: ChannelLedger) -> DurableState:
@@ -170,6 +174,7 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
         self._lazy: asyncio.TimerHandle | None = None  # a deferred write (nothing to send yet)
         self._batch_held = False  # the batch timer fired while PIPELINE_BATCHES were in flight
         self._late_rearms = 0  # request timeouts postponed in a row because they fired late
+        self._cut_off = False  # a request timeout is waiting because no peer is heard from
         self._fetch_goal: FetchState | None = None
         self._peer_heights: dict[str, int] = {}  # peer -> the highest seq it showed (catchup.py)
         self._progress = (0, 0.0)  # (last executed, when it last moved)
@@ -465,9 +470,26 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
           that would have restarted the timer may be waiting, unread, in its sockets. At most
           MAX_LATE_REARMS times in a row, so a node kept busy on purpose still suspects a
           primary that orders nothing, only later.
+        * No peer has been heard from for CUT_OFF_S: this node is cut off (a partition, the
+          isolate fault), and cannot tell that from a faulty primary. A view change could
+          not complete, and would leave it a view ahead of the others once it hears them
+          again, out of the ordering until their next view change (PBFT gives no way back
+          down to the old view). It waits until it hears a peer; a primary that is really
+          faulty is suspected then, and the others' VIEW-CHANGEs, once heard, pull it along
+          anyway (f+1).
         """
         if self.hooks.held_for_execution():
             return True
+        silence = self.hooks.silence_s()
+        if silence > CUT_OFF_S:
+            if not self._cut_off:
+                self._cut_off = True
+                log.warning("%s: no peer heard from for %.1f s: not suspecting the primary while cut off "
+                            "(waiting to hear a peer)", self.channel, silence)
+            return True
+        if self._cut_off:
+            self._cut_off = False
+            log.info("%s: peers heard again", self.channel)
         if late_s > LOOP_LAG_S and self._late_rearms < MAX_LATE_REARMS:
             self._late_rearms += 1
             log.info("%s: request timer fired %.2f s late (this node was busy): waiting once more "

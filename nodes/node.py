@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import sqlite3
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -51,7 +52,7 @@ __all__ = ["Node", "run_node"]
 
 log = logging.getLogger("p2pchain.node")
 FRAME_CONSENSUS = b"C"
-PEER_POLL_S = 2.0
+PEER_POLL_S = 1.0
 FRAME_REQUEST = b"R"
 RELAY_MAX_REQUESTS = 512
 RELAY_MAX_BYTES = 2 * 1024 * 1024
@@ -196,6 +197,7 @@ class Node:
         self.workers: dict[str, ChannelWorker] = {}
         self.peers = PeerNetwork(name, self.key, self.genesis, self._on_frame)
         self.crashed = False
+        self._heard_at = time.monotonic()  # when a peer was last heard from (a frame, or its status)
         self.tamper = tamper  # channels whose execution is tampered with (demonstration)
         self._store: DurableReplicaStore | None = None
         self._index: TxIndex | None = None
@@ -225,6 +227,7 @@ class Node:
                 anchors=functools.partial(self.anchoring.propose, channel), reader=self.anchoring.reader,
                 reached=functools.partial(self.anchoring.reached, channel),
                 held_for_execution=functools.partial(self.anchoring.held_for_execution, channel),
+                silence_s=lambda: time.monotonic() - self._heard_at,
             )
             self.engines[channel] = ChannelEngine(
                 channel=channel, node=self.name, genesis=self.genesis, keyring=keyring, ledger=ledger,
@@ -298,6 +301,7 @@ class Node:
         """A frame from a peer: ``C`` + a consensus message, or ``R`` + channel + a client request."""
         if self.crashed or self.faults.byzantine == "silent":
             return None
+        self._heard_at = time.monotonic()
         kind, body = frame[:1], frame[1:]
         if kind == FRAME_REQUEST:
             return self._on_relayed_request(peer, body)
@@ -404,6 +408,7 @@ class Node:
                         channels = (await response.json()).get("channels", {})
                 except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
                     continue
+                self._heard_at = time.monotonic()
                 for channel, engine in self.engines.items():
                     height = channels.get(channel, {}).get("height")
                     if type(height) is int:
