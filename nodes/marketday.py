@@ -220,15 +220,18 @@ async def run_market_day(directory: Path, genesis: Genesis, urls: dict[str, str]
     quorum = 2 * genesis.consensus.f + 1
     await nodes.__aenter__()
     try:
+        deployed_any = False
         for channel, name, path in CONTRACTS:
             deployed = await nodes.ask(lambda client: deploy_contract(client, directory, genesis, channel, name,
                                                                       path.read_text()))
             if deployed:
+                deployed_any = True
                 say(f"deployed contract '{name}' v{deployed} on {channel} (install, approvals of a majority of orgs, commit)")
-        # 2f+1 nodes have executed the deployments before any is asked to run a contract (one
-        # still behind rightly refuses a contract it has not seen committed: 404 unknown_contract);
-        # one left behind is asked last
-        nodes.suspect((await wait_for_agreement(clients, quorum=quorum, grace_s=AGREEMENT_GRACE_S)).behind)
+        if deployed_any:
+            # 2f+1 nodes have executed the deployments before any is asked to run a contract (one
+            # still behind rightly refuses a contract it has not seen committed: 404
+            # unknown_contract); one left behind is asked last
+            nodes.suspect((await wait_for_agreement(clients, quorum=quorum, grace_s=AGREEMENT_GRACE_S)).behind)
         sc = scenario(params, seed)
         names = sorted({q.prosumer for h in sc.hours for q in h.quotations})
         signers = {n: Signer.load(directory, n) for n in names + [OPERATOR, DNO, REGULATOR]}

@@ -1,9 +1,11 @@
 """What the integration tests share about a real cluster: running it, deploying the demo
-contract, and waiting until its nodes agree."""
+contract, waiting until its nodes agree, and verifying a node's ledgers offline."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -50,3 +52,9 @@ async def deploy_demo(cluster: Cluster, channels, timeout_s: float) -> None:
         for channel in channels:
             await deploy_contract(client, cluster.directory, cluster.genesis, channel, "demo", DEMO)
     await agree(cluster, timeout_s=timeout_s)
+
+
+def verify(directory: Path, name: str) -> subprocess.CompletedProcess:
+    """``p2pchain verify`` of node ``name``'s ledgers in the consortium at ``directory``."""
+    return subprocess.run([sys.executable, "-m", "nodes.cli", "verify", str(directory / "nodes" / name)],
+                          capture_output=True, text=True, timeout=300)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import subprocess
-import sys
 
 import aiohttp
 import pytest
@@ -29,7 +27,7 @@ from p2pchain.identity import serial_hex
 from p2pchain.ledger.transaction import Transaction
 
 from ..ports import free_port_block
-from .clusters import agree as _agree, clients as _clients, deploy_demo, running
+from .clusters import agree as _agree, clients as _clients, deploy_demo, running, verify
 
 pytestmark = pytest.mark.integration
 PROSUMERS = [f"ev{i:02d}" for i in range(1, 15)] + [f"pv{i}" for i in range(1, 6)] + ["smes"]
@@ -98,18 +96,13 @@ async def _status(cluster: Cluster, name: str) -> dict:
         return await client.status()
 
 
-def _verify(cluster: Cluster, name: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nodes.cli", "verify", str(cluster.directory / "nodes" / name)],
-                          capture_output=True, text=True, timeout=300)
-
-
 def test_2000_transactions_over_three_channels_reach_identical_ledgers(cluster, load):
     answers = asyncio.run(load.run(2000, list(cluster.genesis.node_names)))
     assert all(a["result"]["status"] == "ok" for a in answers)
     agreement = asyncio.run(_agree(cluster))
     assert sum(height for height, _, _ in agreement.values()) >= 3  # blocks on every channel
     for name in cluster.genesis.node_names:
-        report = _verify(cluster, name)
+        report = verify(cluster.directory, name)
         assert report.returncode == 0, report.stdout + report.stderr
         for channel in CHANNELS:
             assert f"{channel}" in report.stdout
@@ -169,7 +162,7 @@ def _crash_rounds(cluster, load, rounds: int, seed: int) -> None:
     agreement = asyncio.run(_agree(cluster, timeout_s=90))
     assert agreement["transaction"][0] > 0
     for name in cluster.genesis.node_names:
-        report = _verify(cluster, name)
+        report = verify(cluster.directory, name)
         assert report.returncode == 0, report.stdout + report.stderr
     assert replayed >= 1  # at least one restart went through snapshot + journal replay
 
@@ -258,7 +251,7 @@ def test_a_primary_proposing_bad_anchors_is_refused_by_the_backups_and_replaced(
         asyncio.run(_admin(cluster, primary, {"action": "heal"}))
     asyncio.run(load.run(30, list(cluster.genesis.node_names)))
     asyncio.run(_agree(cluster, timeout_s=90))
-    assert _verify(cluster, honest[0]).returncode == 0
+    assert verify(cluster.directory, honest[0]).returncode == 0
 
 
 # -- bad input: the exact status and reason, and no ledger changes -----------------------------

@@ -37,7 +37,7 @@ from p2pchain.ledger.store import ChannelLedger, ledger_path
 from p2pchain.ledger.transaction import Transaction
 
 from ..ports import free_port_block
-from .clusters import agree as _agree, deploy_demo, running
+from .clusters import agree as _agree, deploy_demo, running, verify
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -213,8 +213,7 @@ def test_run_cluster_killed_whole_at_random_instants_of_its_day_goes_on_each_tim
     assert "every hour equals the pure experiment" in once.stdout
     roots = set()
     for name in ("node0", "node1", "node2", "node3"):
-        verified = subprocess.run([sys.executable, "-m", "nodes.cli", "verify", str(directory / "nodes" / name)],
-                                  capture_output=True, text=True, timeout=300)
+        verified = verify(directory, name)
         assert verified.returncode == 0, verified.stdout + verified.stderr
         roots.add(tuple(line.split("state root ")[1] for line in verified.stdout.splitlines() if "state root" in line))
     assert len(roots) == 1
@@ -248,8 +247,7 @@ def test_run_cluster_restarts_node_processes_killed_one_at_a_time_during_its_day
     assert out.count("starting it again") >= len(killed) - 1, out[-3000:]   # the last kill may meet the day's end
     assert out.count("every hour equals the pure experiment") == 2
     for name in ("node0", "node1", "node2", "node3"):
-        verified = subprocess.run([sys.executable, "-m", "nodes.cli", "verify", str(directory / "nodes" / name)],
-                                  capture_output=True, text=True, timeout=300)
+        verified = verify(directory, name)
         assert verified.returncode == 0, verified.stdout + verified.stderr
     # a node killed near the end may not have caught up when the day stopped the cluster: the
     # chains must be one chain, each a prefix of the longest (hash-linked, so equal heads at
