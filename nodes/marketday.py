@@ -210,6 +210,19 @@ async def _hour_stages(nodes: ClusterClient, signers: dict[str, Signer], run: in
     return closed, record, smes_after, smes_at, priced, settled, stats
 
 
+async def fresh_run(nodes: ClusterClient, prefer: str | None = None) -> int:
+    """A run id no day on this cluster has opened: the clock's second, or one past the last
+    run the quotation contract opened when that is later (a day started within a second of
+    the last one, or a clock set back)."""
+    try:
+        config = await nodes.ask(lambda client: client.state("transaction", "quotation", "config"), prefer)
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        return int(time.time())    # no day opened yet
+    return max(int(time.time()), config["value"]["run"] + 1)
+
+
 async def run_market_day(directory: Path, genesis: Genesis, urls: dict[str, str], *, hours: int = 24,
                          seed: int = 7, smes_modes: tuple[bool, ...] = (True, False),
                          params: ScenarioParams | None = None, say=print, first_run: int | None = None) -> dict:
@@ -240,7 +253,7 @@ async def run_market_day(directory: Path, genesis: Genesis, urls: dict[str, str]
                 await nodes.ask(lambda client: signer.resume(client, channel))
         node_names = list(clients)
         if first_run is None:
-            first_run = int(time.time())   # a fresh run id per invocation on a reused cluster
+            first_run = await fresh_run(nodes)
         runs, latencies = [], []
         for k, with_smes in enumerate(smes_modes):
             run = first_run + k

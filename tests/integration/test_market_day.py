@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 
 import pytest
 
@@ -19,8 +20,8 @@ from nodes.admin import token_for
 from nodes.agreement import wait_for_agreement
 from nodes.launcher import Cluster
 from nodes.marketcore import compare_hour, expected_day, expected_hour, hour_view, scenario
-from nodes.marketday import run_market_day
-from p2pchain.client import Client
+from nodes.marketday import OPERATOR, fresh_run, run_market_day
+from p2pchain.client import Client, ClusterClient, Signer
 from p2pchain.consortium import create_consortium
 
 from ..ports import free_port_block
@@ -68,6 +69,16 @@ def test_a_short_market_day_on_four_nodes_equals_the_pure_experiment(tmp_path):
                                          await read(client, "transaction", "settlement", f"settled/{key}"),
                                          await read(client, "transaction", "statistics", f"hour/{key}"))
                         assert compare_hour(view, expected_hour(expected, h)) == [], (name, h)
+                # the next day's run id: the clock's second after run 0; one past a run opened
+                # later than the clock (a day begun within a second of the last, a clock set back)
+                nodes = ClusterClient(clients)      # (the clients are open)
+                assert abs(await fresh_run(nodes) - time.time()) < 5
+                future = int(time.time()) + 1000
+                operator = Signer.load(tmp_path, OPERATOR)
+                await operator.resume(clients["node2"], "transaction")
+                await clients["node2"].submit(operator.transaction("transaction", "quotation", "open_day",
+                                                                   {"run": future, "with_smes": False}), wait=True)
+                assert await fresh_run(nodes, prefer="node2") == future + 1
                 return agreement
             finally:
                 for c in clients.values():
