@@ -426,6 +426,20 @@ async def metrics(request: web.Request) -> web.Response:
 
 # -- admin: fault injection ----------------------------------------------------------------
 
+def _isolated_from(names: Any, peers: set[str]) -> set[str]:
+    """The peers an ``isolate`` order cuts the node off from: every peer, or the ones it
+    names (a partition: isolate node0 and node1 from node2 and node3)."""
+    if names is None:
+        return set(peers)
+    if type(names) is not list or not names or any(type(n) is not str for n in names):
+        raise Refusal(400, "bad_parameter", "from must be a non-empty list of peer names")
+    unknown = sorted(set(names) - peers)
+    if unknown:
+        raise Refusal(400, "bad_parameter", f"not peers of this node: {', '.join(unknown)} "
+                                            f"(its peers: {', '.join(sorted(peers))})")
+    return set(names)
+
+
 async def fault(request: web.Request) -> web.Response:
     node = _node(request)
     token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() or request.query.get("token")
@@ -444,8 +458,9 @@ async def fault(request: web.Request) -> web.Response:
     elif action == "restart":
         node.restart()
     elif action == "isolate":
-        node.faults.isolated_from = peers
-        node.peers.blocked = set(peers)
+        cut = _isolated_from(order.get("from"), peers)
+        node.faults.isolated_from = cut
+        node.peers.blocked = set(cut)
     elif action == "heal":
         node.faults.isolated_from = set()
         node.faults.slow_ms = 0

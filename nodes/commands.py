@@ -132,6 +132,9 @@ def _blocks(args: argparse.Namespace) -> int:
 
 
 def _fault(args: argparse.Namespace) -> int:
+    if args.peers is not None and args.action != "isolate":
+        print("p2pchain: --from goes with isolate only", file=sys.stderr)
+        return 2
     genesis = _genesis(args.dir)
     token = args.token or token_for(Path(args.dir), genesis, args.admin)
     order = {"action": args.action}
@@ -139,6 +142,8 @@ def _fault(args: argparse.Namespace) -> int:
         order["mode"] = args.mode
     if args.delay_ms is not None:
         order["delay_ms"] = args.delay_ms
+    if args.peers is not None:
+        order["from"] = [name.strip() for name in args.peers.split(",") if name.strip()]
 
     async def go():
         async with Client(_url(genesis, args.node)) as client:
@@ -193,6 +198,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     fault.add_argument("node", help="the node to act on")
     fault.add_argument("--mode", choices=BYZANTINE_MODES, help="with byzantine: how the node misbehaves")
     fault.add_argument("--delay-ms", type=int, help="with slow: delay of every outgoing frame (default 200)")
+    fault.add_argument("--from", dest="peers", metavar="NODES",
+                       help="with isolate: cut the node off from these peers only (comma-separated), "
+                       "e.g. isolate node0 --from node2,node3 and node1 --from node2,node3 for a 2|2 partition")
     fault.add_argument("--admin", default="admin-mgo", help="the admin identity whose credentials sign the token")
     fault.add_argument("--token", help="an admin token (instead of the admin's key in DIR)")
     fault.set_defaults(func=_fault)

@@ -85,8 +85,8 @@ LOOP_LAG_S = 0.25
 MAX_LATE_REARMS = 2
 """Request timeouts in a row that a late firing may postpone (see _request_wait_is_ours)."""
 CUT_OFF_S = 1.5
-"""A node that has heard from no peer for this long -- no frame, and no answer to the status
-it asks every peer for each PEER_POLL_S (nodes/node.py) -- is cut off from them."""
+"""A peer not heard from for this long -- no frame, and no answer to the status this node
+asks every peer for each PEER_POLL_S (nodes/node.py) -- is cut off from this node."""
 
 
 def message_type(message) -> str:
@@ -107,7 +107,7 @@ class EngineHooks:
     reader: Callable[[dict], Any] = lambda heights: None  # other channels' state as of anchored heights
     on_commit: Callable[[str, Block, list], None] = lambda channel, block, committed: None
     now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000
-    silence_s: Callable[[], float] = lambda: 0.0  # how long since any peer was last heard from
+    peers_heard: Callable[[float], int] = lambda within_s: 0  # how many peers were heard from within that many seconds
 
 
 def with_ledger_commits(saved: DurableState, ledger: ChannelLedger) -> DurableState:
@@ -174,7 +174,7 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
         self._lazy: asyncio.TimerHandle | None = None  # a deferred write (nothing to send yet)
         self._batch_held = False  # the batch timer fired while PIPELINE_BATCHES were in flight
         self._late_rearms = 0  # request timeouts postponed in a row because they fired late
-        self._cut_off = False  # a request timeout is waiting because no peer is heard from
+        self._cut_off = False  # a request timeout is waiting because fewer than 2f peers are heard from
         self._fetch_goal: FetchState | None = None
         self._peer_heights: dict[str, int] = {}  # peer -> the highest seq it showed (catchup.py)
         self._progress = (0, 0.0)  # (last executed, when it last moved)
@@ -470,26 +470,37 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
           that would have restarted the timer may be waiting, unread, in its sockets. At most
           MAX_LATE_REARMS times in a row, so a node kept busy on purpose still suspects a
           primary that orders nothing, only later.
-        * No peer has been heard from for CUT_OFF_S: this node is cut off (a partition, the
-          isolate fault), and cannot tell that from a faulty primary. A view change could
-          not complete, and would leave it a view ahead of the others once it hears them
-          again, out of the ordering until their next view change (PBFT gives no way back
-          down to the old view). It waits until it hears a peer; a primary that is really
-          faulty is suspected then, and the others' VIEW-CHANGEs, once heard, pull it along
-          anyway (f+1).
+        * Fewer than 2f peers have been heard from within CUT_OFF_S: this node is cut off
+          from a quorum (a partition, the isolate fault) and cannot tell that from a faulty
+          primary. A view change needs 2f+1 VIEW-CHANGEs, so with fewer than 2f peers in
+          reach it could not complete, and would leave this node a view ahead of the others
+          once it hears them again, out of the ordering until their next view change (PBFT
+          gives no way back down to the old view). Alone (the isolate fault) or with f
+          peers (a 2|2 split of four nodes), it waits until it hears 2f; a primary that is
+          really faulty is suspected then, and the others' VIEW-CHANGEs, once heard, pull
+          it along anyway (f+1).
+        * The first timeout after such a wait: the node has just heard a quorum again, and
+          the requests it holds were most likely ordered without it meanwhile. It waits one
+          timeout more, long enough for its status polls to show it the others' heights
+          and for it to fetch what it missed (nodes/catchup.py); suspecting the primary at
+          once would take it a view ahead alone, the very thing the wait avoided.
         """
         if self.hooks.held_for_execution():
             return True
-        silence = self.hooks.silence_s()
-        if silence > CUT_OFF_S:
+        needed = 2 * self.replica.f
+        heard = self.hooks.peers_heard(CUT_OFF_S)
+        if heard < needed:
             if not self._cut_off:
                 self._cut_off = True
-                log.warning("%s: no peer heard from for %.1f s: not suspecting the primary while cut off "
-                            "(waiting to hear a peer)", self.channel, silence)
+                log.warning("%s: %d peer(s) heard from in the last %.1f s, fewer than the %d a view change "
+                            "needs: not suspecting the primary while cut off (waiting to hear more)",
+                            self.channel, heard, CUT_OFF_S, needed)
             return True
         if self._cut_off:
             self._cut_off = False
-            log.info("%s: peers heard again", self.channel)
+            log.info("%s: %d peers heard again: one more timeout to learn how far they are before "
+                     "suspecting the primary", self.channel, heard)
+            return True
         if late_s > LOOP_LAG_S and self._late_rearms < MAX_LATE_REARMS:
             self._late_rearms += 1
             log.info("%s: request timer fired %.2f s late (this node was busy): waiting once more "

@@ -197,7 +197,9 @@ class Node:
         self.workers: dict[str, ChannelWorker] = {}
         self.peers = PeerNetwork(name, self.key, self.genesis, self._on_frame)
         self.crashed = False
-        self._heard_at = time.monotonic()  # when a peer was last heard from (a frame, or its status)
+        # when each peer was last heard from (a frame, or its status); a node starts as if it
+        # had heard them all, so that it is not cut off before it could hear anyone
+        self._heard = dict.fromkeys(self.peer_names(), time.monotonic())
         self.tamper = tamper  # channels whose execution is tampered with (demonstration)
         self._store: DurableReplicaStore | None = None
         self._index: TxIndex | None = None
@@ -227,7 +229,7 @@ class Node:
                 anchors=functools.partial(self.anchoring.propose, channel), reader=self.anchoring.reader,
                 reached=functools.partial(self.anchoring.reached, channel),
                 held_for_execution=functools.partial(self.anchoring.held_for_execution, channel),
-                silence_s=lambda: time.monotonic() - self._heard_at,
+                peers_heard=self._peers_heard,
             )
             self.engines[channel] = ChannelEngine(
                 channel=channel, node=self.name, genesis=self.genesis, keyring=keyring, ledger=ledger,
@@ -301,7 +303,7 @@ class Node:
         """A frame from a peer: ``C`` + a consensus message, or ``R`` + channel + a client request."""
         if self.crashed or self.faults.byzantine == "silent":
             return None
-        self._heard_at = time.monotonic()
+        self._heard[peer] = time.monotonic()
         kind, body = frame[:1], frame[1:]
         if kind == FRAME_REQUEST:
             return self._on_relayed_request(peer, body)
@@ -372,6 +374,12 @@ class Node:
                 for target in targets:
                     self._transmit(target, frame, bulk=True)  # behind any consensus frame waiting for the link
 
+    def _peers_heard(self, within_s: float) -> int:
+        """How many peers were heard from (a frame, or an answer to a status poll) within the
+        last ``within_s`` seconds."""
+        since = time.monotonic() - within_s
+        return sum(1 for at in self._heard.values() if at >= since)
+
     def peer_names(self) -> list[str]:
         return [name for name in self.genesis.node_names if name != self.name]
 
@@ -408,7 +416,7 @@ class Node:
                         channels = (await response.json()).get("channels", {})
                 except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
                     continue
-                self._heard_at = time.monotonic()
+                self._heard[peer] = time.monotonic()
                 for channel, engine in self.engines.items():
                     height = channels.get(channel, {}).get("height")
                     if type(height) is int:

@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import subprocess
+import sys
+import time
 
 import aiohttp
 import pytest
@@ -220,6 +223,74 @@ async def _admin(cluster: Cluster, name: str, order: dict) -> None:
         async with session.post(cluster.url(name) + "/v1/admin/fault", json=order,
                                 headers={"Authorization": f"Bearer {token}"}) as response:
             assert response.status == 200, await response.text()
+
+
+def test_a_node_that_hears_only_the_primary_waits_instead_of_stranding_itself_a_view_ahead(cluster, load):
+    # A backup cut off from the two other backups hears the primary alone: its requests are
+    # ordered by the other three without it, its request timer fires, and a view change
+    # begun alone would leave it a view ahead of them after heal, out of the ordering until
+    # their next view change. Hearing fewer than 2f peers, it waits instead (nodes/engine.py).
+    asyncio.run(load.run(6, list(cluster.genesis.node_names)))     # (the signers resumed)
+    before = asyncio.run(_status(cluster, "node0"))["channels"]["transaction"]
+    primary, view = before["primary"], before["view"]
+    backup = next(n for n in cluster.genesis.node_names if n != primary)
+    others = [n for n in cluster.genesis.node_names if n not in (primary, backup)]
+    asyncio.run(_admin(cluster, backup, {"action": "isolate", "from": others}))
+    try:
+        async def submit_to_backup():
+            signer = load.signers["ev03"]
+            async with Client(cluster.url(backup)) as client:
+                for i in range(3):
+                    tx = signer.transaction("transaction", "demo", "record", {"topic": "cut", "value": i})
+                    await client.submit(tx, wait=False)
+        asyncio.run(submit_to_backup())
+        time.sleep(3 * cluster.genesis.consensus.view_change_timeout_ms / 1000)   # its timer fired
+        assert asyncio.run(_status(cluster, backup))["channels"]["transaction"]["view"] == view
+    finally:
+        asyncio.run(_admin(cluster, backup, {"action": "heal"}))
+    answers = asyncio.run(load.run(30, list(cluster.genesis.node_names)))
+    assert all(a["result"]["status"] == "ok" for a in answers)
+    asyncio.run(_agree(cluster, timeout_s=90))
+    views = {name: asyncio.run(_status(cluster, name))["channels"]["transaction"]["view"]
+             for name in cluster.genesis.node_names}
+    assert views == dict.fromkeys(cluster.genesis.node_names, view), views
+    log = (cluster.directory / "logs" / f"{backup}.log").read_text()
+    assert "fewer than the 2 a view change needs" in log
+
+
+def test_isolating_from_a_node_that_is_not_a_peer_is_refused(cluster):
+    token = token_for(cluster.directory, cluster.genesis)
+
+    async def order(body):
+        async with aiohttp.ClientSession() as session:
+            async with session.post(cluster.url("node0") + "/v1/admin/fault", json=body,
+                                    headers={"Authorization": f"Bearer {token}"}) as response:
+                return response.status, await response.json()
+    for bad, words in (({"action": "isolate", "from": ["node0"]}, "not peers of this node: node0"),
+                       ({"action": "isolate", "from": ["node9", "node1"]}, "not peers of this node: node9"),
+                       ({"action": "isolate", "from": "node1"}, "non-empty list"),
+                       ({"action": "isolate", "from": []}, "non-empty list")):
+        status, answer = asyncio.run(order(bad))
+        assert (status, answer["error"]) == (400, "bad_parameter") and words in answer["detail"], answer
+    assert asyncio.run(_status(cluster, "node0"))["faults"]["isolated"] == []
+
+
+def test_the_cli_isolates_a_node_from_the_peers_it_names(cluster):
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "nodes.cli", "fault", "--dir", str(cluster.directory), *args],
+                              capture_output=True, text=True, timeout=60)
+    wrong = cli("crash", "node0", "--from", "node1")
+    assert wrong.returncode == 2 and "--from goes with isolate only" in wrong.stderr
+    assert asyncio.run(_status(cluster, "node0"))["crashed"] is False
+    done = cli("isolate", "node0", "--from", "node2,node3")
+    assert done.returncode == 0, done.stderr
+    try:
+        assert asyncio.run(_status(cluster, "node0"))["faults"]["isolated"] == ["node2", "node3"]
+        refused = cli("isolate", "node0", "--from", "node0")
+        assert refused.returncode == 1 and "not peers of this node: node0" in refused.stderr, refused.stderr
+    finally:
+        assert cli("heal", "node0").returncode == 0
+    assert asyncio.run(_status(cluster, "node0"))["faults"]["isolated"] == []
 
 
 async def _refused_anchors(cluster: Cluster, names, reason: str) -> int:

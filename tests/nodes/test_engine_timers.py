@@ -7,11 +7,19 @@ from types import SimpleNamespace
 from nodes.engine import CUT_OFF_S, LOOP_LAG_S, MAX_LATE_REARMS, ChannelEngine
 
 
-def _engine(held: bool = False, silence: list | None = None) -> ChannelEngine:
+def _engine(held: bool = False, heard: list | None = None) -> ChannelEngine:
+    """An engine of a four-node channel (f = 1) that has heard ``heard[0]`` peers within CUT_OFF_S."""
     engine = object.__new__(ChannelEngine)  # only the timer decision is exercised
     engine.channel, engine._late_rearms, engine._cut_off = "transaction", 0, False
-    silence = silence if silence is not None else [0.0]
-    engine.hooks = SimpleNamespace(held_for_execution=lambda: held, silence_s=lambda: silence[0])
+    engine.replica = SimpleNamespace(f=1)
+    heard = heard if heard is not None else [3]
+    windows = []
+
+    def peers_heard(within_s: float) -> int:
+        windows.append(within_s)
+        return heard[0]
+    engine.hooks = SimpleNamespace(held_for_execution=lambda: held, peers_heard=peers_heard)
+    engine.windows = windows
     return engine
 
 
@@ -40,13 +48,24 @@ def test_a_pre_prepare_held_for_this_nodes_own_execution_always_waits():
 
 
 def test_a_node_that_hears_no_peer_waits_instead_of_starting_a_view_change_alone():
-    silence = [CUT_OFF_S + 0.5]
-    engine = _engine(silence=silence)
+    heard = [0]
+    engine = _engine(heard=heard)
     assert all(engine._request_wait_is_ours(0.0) for _ in range(10))     # for as long as it hears nobody
-    assert engine._cut_off
-    silence[0] = 0.2                                                     # a peer heard again
-    assert engine._request_wait_is_ours(0.0) is False and not engine._cut_off
+    assert engine._cut_off and set(engine.windows) == {CUT_OFF_S}
+    heard[0] = 2                                                         # 2f peers heard again:
+    assert engine._request_wait_is_ours(0.0) is True and not engine._cut_off   # one more timeout, to catch up
+    assert engine._request_wait_is_ours(0.0) is False                   # then the primary is suspected
 
 
-def test_a_node_that_heard_a_peer_lately_suspects_the_primary():
-    assert _engine(silence=[CUT_OFF_S - 0.1])._request_wait_is_ours(0.0) is False
+def test_a_node_on_the_side_of_a_two_two_split_waits_too():
+    # it hears f = 1 peer: with itself two VIEW-CHANGEs of the 2f+1 = 3 a view change needs
+    heard = [1]
+    engine = _engine(heard=heard)
+    assert all(engine._request_wait_is_ours(0.0) for _ in range(10)) and engine._cut_off
+    heard[0] = 3                                                         # the split healed
+    assert [engine._request_wait_is_ours(0.0) for _ in range(2)] == [True, False] and not engine._cut_off
+
+
+def test_a_node_that_hears_2f_peers_suspects_the_primary():
+    # the primary crashed: the two other backups are heard, and a view change can complete
+    assert _engine(heard=[2])._request_wait_is_ours(0.0) is False
