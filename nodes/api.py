@@ -35,6 +35,11 @@ __all__ = ["NODE", "build_app", "jsonable"]
 WAIT_LIMIT_S = 30.0  # default bound of ?wait=commit; a client may ask for up to MAX_WAIT_S
 MAX_WAIT_S = 600.0
 PAGE_LIMIT = 100
+MAX_SUBSCRIBERS = 64
+"""``/v1/events`` streams a node serves at once. Each holds a queue of up to EVENT_QUEUE
+events while its reader lags; the dashboard opens one per browser tab. More are refused, so
+that opening connections cannot grow a node's memory without bound."""
+EVENT_QUEUE = 10_000
 RAW_PAGE_LIMIT = 200
 UI_DIR = Path(__file__).with_name("ui")
 NODE = web.AppKey("node", object)  # the Node this application serves
@@ -395,10 +400,13 @@ def _batch_answer(node: Node, answer: Any, wait_s: float) -> dict[str, Any]:
 async def events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: committed blocks, consensus traces, contract events, faults."""
     node = _node(request)
+    if len(node.subscribers.queues) >= MAX_SUBSCRIBERS:
+        raise Refusal(503, "too_many_subscribers",
+                      f"this node serves at most {MAX_SUBSCRIBERS} event streams at once; close one or ask another node")
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "Access-Control-Allow-Origin": "*"})
     await response.prepare(request)
-    queue: asyncio.Queue = asyncio.Queue(maxsize=10_000)
+    queue: asyncio.Queue = asyncio.Queue(maxsize=EVENT_QUEUE)
     node.subscribers.queues.add(queue)
     try:
         await response.write(b": connected\n\n")

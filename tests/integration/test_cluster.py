@@ -225,6 +225,80 @@ async def _admin(cluster: Cluster, name: str, order: dict) -> None:
             assert response.status == 200, await response.text()
 
 
+async def _next_event(stream) -> tuple[str, dict]:
+    """The next server-sent event of ``stream`` (comments and keep-alives skipped)."""
+    kind, data = None, None
+    while True:
+        line = (await stream.readline()).decode().rstrip("\n")
+        if line.startswith("event: "):
+            kind = line[len("event: "):]
+        elif line.startswith("data: "):
+            data = json.loads(line[len("data: "):])
+        elif line == "" and kind is not None:
+            return kind, data
+
+
+def test_the_event_stream_carries_blocks_consensus_traces_and_contract_events(cluster, load):
+    async def go():
+        async with aiohttp.ClientSession() as session:
+            async with session.get(cluster.url("node2") + "/v1/events") as response:
+                assert response.status == 200 and response.headers["Content-Type"] == "text/event-stream"
+                submitted = asyncio.create_task(load.run(1, ["node1"]))    # a demo record on the transaction channel
+                seen: list[tuple[str, dict]] = []
+
+                async def read():
+                    while True:
+                        seen.append(await _next_event(response.content))
+
+                async def until_the_block_and_its_contract_event():
+                    while True:
+                        if submitted.done():
+                            height = submitted.result()[0]["height"]
+                            if any(k == "contract" and e["height"] == height for k, e in seen) and \
+                                    any(k == "block" and e["height"] == height for k, e in seen):
+                                return height
+                        await asyncio.sleep(0.1)
+                reader = asyncio.create_task(read())
+                try:
+                    height = await asyncio.wait_for(until_the_block_and_its_contract_event(), 30)
+                finally:
+                    reader.cancel()
+                return height, seen
+    height, seen = asyncio.run(go())
+    [block] = [e for k, e in seen if k == "block" and e["channel"] == "transaction" and e["height"] == height]
+    assert block["node"] == "node2" and block["transactions"] == 1 and len(block["hash"]) == 64
+    assert len(block["state_root"]) == 64
+    [contract] = [e for k, e in seen if k == "contract" and e["height"] == height]
+    assert contract["event"]["topic"] == "t0" and contract["channel"] == "transaction"
+    kinds = {e["kind"] for k, e in seen if k == "trace" and e["channel"] == "transaction"}
+    assert "send" in kinds, kinds       # node2's votes for that block, in the simulator's trace format
+    sends = [e for k, e in seen if k == "trace" and e["kind"] == "send"]
+    assert all(e["node"] == "node2" and e["to"] for e in sends)
+
+
+def test_a_node_serves_a_bounded_number_of_event_streams(cluster, load):
+    from nodes.api import MAX_SUBSCRIBERS
+
+    async def go():
+        connector = aiohttp.TCPConnector(limit=MAX_SUBSCRIBERS + 2)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            streams = [await session.get(cluster.url("node3") + "/v1/events") for _ in range(MAX_SUBSCRIBERS)]
+            try:
+                assert all(s.status == 200 for s in streams)
+                async with session.get(cluster.url("node3") + "/v1/events") as refused:
+                    answer = (refused.status, await refused.json())
+            finally:
+                for s in streams:
+                    s.close()
+            # the node notices a closed stream when it next writes to it: events flow
+            await load.run(6, ["node3"])
+            async with session.get(cluster.url("node3") + "/v1/events") as again:
+                return answer, again.status
+    (status, body), again = asyncio.run(go())
+    assert (status, body["error"]) == (503, "too_many_subscribers") and str(MAX_SUBSCRIBERS) in body["detail"]
+    assert again == 200
+
+
 def test_a_node_that_hears_only_the_primary_waits_instead_of_stranding_itself_a_view_ahead(cluster, load):
     # A backup cut off from the two other backups hears the primary alone: its requests are
     # ordered by the other three without it, its request timer fires, and a view change
