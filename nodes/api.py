@@ -28,7 +28,7 @@ from .anchoring import anchors_of
 from .execution import NonceTaken
 from .faults import BYZANTINE_MODES
 from .metrics import CONTENT_TYPE_LATEST
-from .node import RELAY_MAX_BYTES as BATCH_MAX_BYTES, RELAY_MAX_REQUESTS as BATCH_MAX_TXS, Node, utc_now
+from .node import POLLER_HEADER, RELAY_MAX_BYTES as BATCH_MAX_BYTES, RELAY_MAX_REQUESTS as BATCH_MAX_TXS, Node, utc_now
 
 __all__ = ["NODE", "build_app", "jsonable"]
 
@@ -117,6 +117,11 @@ async def refusals(request: web.Request, handler):
 
 async def status(request: web.Request) -> web.Response:
     node = _node(request)
+    poller = request.headers.get(POLLER_HEADER)
+    if poller is not None and poller in node.faults.isolated_from:
+        # the isolate fault cuts the peer's status polls too, as a real partition would:
+        # else the peer would still hear this node, and take itself for not cut off
+        raise Refusal(503, "isolated", f"{node.name} is isolated from {poller} (fault injection)")
     channels = {}
     for channel in CHANNELS:
         engine = node.engines.get(channel)

@@ -108,6 +108,7 @@ class EngineHooks:
     on_commit: Callable[[str, Block, list], None] = lambda channel, block, committed: None
     now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000
     peers_heard: Callable[[float], int] = lambda within_s: 0  # how many peers were heard from within that many seconds
+    relay: Callable[[str, list], None] = lambda channel, requests: None  # client requests to every peer again
 
 
 def with_ledger_commits(saved: DurableState, ledger: ChannelLedger) -> DurableState:
@@ -483,7 +484,11 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
           the requests it holds were most likely ordered without it meanwhile. It waits one
           timeout more, long enough for its status polls to show it the others' heights
           and for it to fetch what it missed (nodes/catchup.py); suspecting the primary at
-          once would take it a view ahead alone, the very thing the wait avoided.
+          once would take it a view ahead alone, the very thing the wait avoided. It also
+          relays the requests it holds to every peer again: those that reached it while it
+          was cut off never reached the primary (a client that times out sends its request
+          to every replica for the same reason, OSDI'99 §4.1), and the primary can order
+          them now instead of being replaced for missing them.
         """
         if self.hooks.held_for_execution():
             return True
@@ -498,8 +503,11 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
             return True
         if self._cut_off:
             self._cut_off = False
+            pending = list(self.replica.pending)
             log.info("%s: %d peers heard again: one more timeout to learn how far they are before "
-                     "suspecting the primary", self.channel, heard)
+                     "suspecting the primary; the %d request(s) held here relayed to them again",
+                     self.channel, heard, len(pending))
+            self.hooks.relay(self.channel, pending)
             return True
         if late_s > LOOP_LAG_S and self._late_rearms < MAX_LATE_REARMS:
             self._late_rearms += 1

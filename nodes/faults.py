@@ -7,7 +7,8 @@ signs what it forges with its own key, as a real attacker holding that key would
 
 * ``isolate`` / ``heal`` — drop every frame to and from the peers (a partition of one), or
   only those of the peers named (isolating node0 and node1 from node2 and node3 splits the
-  cluster 2|2: no side has a quorum);
+  cluster 2|2: no side has a quorum); the node also refuses those peers' status polls, as
+  a real partition would cut them;
 * ``slow`` — delay every outgoing frame by ``slow_ms``;
 * ``byzantine silent`` — send nothing, hear nothing (a crash that looks alive to clients);
 * ``byzantine corrupt`` — every outgoing signature is flipped (peers refuse and count it);

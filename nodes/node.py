@@ -53,6 +53,10 @@ __all__ = ["Node", "run_node"]
 log = logging.getLogger("p2pchain.node")
 FRAME_CONSENSUS = b"C"
 PEER_POLL_S = 1.0
+POLLER_HEADER = "P2P-Poller"
+"""Names the node behind a status poll, so that a node isolated from it by fault injection
+can refuse the poll as a real partition would (nodes/api.py); claimed, not authenticated:
+it decides only what the isolate fault emulates."""
 FRAME_REQUEST = b"R"
 RELAY_MAX_REQUESTS = 512
 RELAY_MAX_BYTES = 2 * 1024 * 1024
@@ -229,7 +233,7 @@ class Node:
                 anchors=functools.partial(self.anchoring.propose, channel), reader=self.anchoring.reader,
                 reached=functools.partial(self.anchoring.reached, channel),
                 held_for_execution=functools.partial(self.anchoring.held_for_execution, channel),
-                peers_heard=self._peers_heard,
+                peers_heard=self._peers_heard, relay=self.relay,
             )
             self.engines[channel] = ChannelEngine(
                 channel=channel, node=self.name, genesis=self.genesis, keyring=keyring, ledger=ledger,
@@ -412,7 +416,10 @@ class Node:
                 node = self.genesis.node(peer)
                 try:
                     async with self._session.get(f"http://{node.host}:{node.port}/v1/status",
+                                                 headers={POLLER_HEADER: self.name},
                                                  timeout=aiohttp.ClientTimeout(total=1)) as response:
+                        if response.status != 200:
+                            continue
                         channels = (await response.json()).get("channels", {})
                 except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
                     continue

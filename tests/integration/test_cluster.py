@@ -332,6 +332,55 @@ def test_a_node_that_hears_only_the_primary_waits_instead_of_stranding_itself_a_
     assert "fewer than the 2 a view change needs" in log
 
 
+def test_a_two_two_split_commits_nothing_and_goes_on_in_the_same_view_after_heal(cluster, load):
+    # {primary, a backup} | {two backups}: no side has a quorum (2f+1 = 3), so nothing commits,
+    # and no node starts a view change it could not finish (each hears f = 1 peer). After heal
+    # the backups that held requests the primary never saw relay them again: they commit in
+    # the same view, with no view change.
+    names = list(cluster.genesis.node_names)
+    asyncio.run(load.run(6, names))     # (the signers resumed)
+    before = asyncio.run(_status(cluster, "node0"))["channels"]["transaction"]
+    primary, view = before["primary"], before["view"]
+    with_primary = [primary, next(n for n in names if n != primary)]
+    without = [n for n in names if n not in with_primary]
+    for name in with_primary:
+        asyncio.run(_admin(cluster, name, {"action": "isolate", "from": without}))
+    signer = load.signers["ev04"]
+    txs = [signer.transaction("transaction", "demo", "record", {"topic": "split", "value": i}) for i in range(3)]
+    try:
+        heights = {n: asyncio.run(_status(cluster, n))["channels"]["transaction"]["height"] for n in names}
+
+        async def submit_without_the_primary():
+            async with Client(cluster.url(without[0])) as client:
+                for tx in txs:
+                    await client.submit(tx, wait=False)
+        asyncio.run(submit_without_the_primary())
+        time.sleep(3 * cluster.genesis.consensus.view_change_timeout_ms / 1000)   # timers fired on that side
+        for name in names:
+            channel = asyncio.run(_status(cluster, name))["channels"]["transaction"]
+            assert (channel["height"], channel["view"]) == (heights[name], view), name
+    finally:
+        for name in with_primary:
+            asyncio.run(_admin(cluster, name, {"action": "heal"}))
+
+    async def committed():
+        async with Client(cluster.url(primary)) as client:
+            for _ in range(150):
+                try:
+                    return [await client.transaction("transaction", tx.tx_id) for tx in txs]
+                except ApiError as exc:
+                    if exc.status != 404:
+                        raise
+                await asyncio.sleep(0.2)
+            raise AssertionError("the requests held during the split did not commit within 30 s of heal")
+    assert len(asyncio.run(committed())) == 3
+    asyncio.run(_agree(cluster, timeout_s=90))
+    views = {n: asyncio.run(_status(cluster, n))["channels"]["transaction"]["view"] for n in names}
+    assert views == dict.fromkeys(names, view), views
+    relayed = (cluster.directory / "logs" / f"{without[0]}.log").read_text()
+    assert "request(s) held here relayed to them again" in relayed
+
+
 def test_isolating_from_a_node_that_is_not_a_peer_is_refused(cluster):
     token = token_for(cluster.directory, cluster.genesis)
 

@@ -11,15 +11,17 @@ def _engine(held: bool = False, heard: list | None = None) -> ChannelEngine:
     """An engine of a four-node channel (f = 1) that has heard ``heard[0]`` peers within CUT_OFF_S."""
     engine = object.__new__(ChannelEngine)  # only the timer decision is exercised
     engine.channel, engine._late_rearms, engine._cut_off = "transaction", 0, False
-    engine.replica = SimpleNamespace(f=1)
+    engine.replica = SimpleNamespace(f=1, pending={b"request-1": ("ev01", 3), b"request-2": ("ev02", 1)})
     heard = heard if heard is not None else [3]
     windows = []
 
     def peers_heard(within_s: float) -> int:
         windows.append(within_s)
         return heard[0]
-    engine.hooks = SimpleNamespace(held_for_execution=lambda: held, peers_heard=peers_heard)
-    engine.windows = windows
+    relayed = []
+    engine.hooks = SimpleNamespace(held_for_execution=lambda: held, peers_heard=peers_heard,
+                                   relay=lambda channel, requests: relayed.append((channel, requests)))
+    engine.windows, engine.relayed = windows, relayed
     return engine
 
 
@@ -52,8 +54,11 @@ def test_a_node_that_hears_no_peer_waits_instead_of_starting_a_view_change_alone
     engine = _engine(heard=heard)
     assert all(engine._request_wait_is_ours(0.0) for _ in range(10))     # for as long as it hears nobody
     assert engine._cut_off and set(engine.windows) == {CUT_OFF_S}
+    assert engine.relayed == []
     heard[0] = 2                                                         # 2f peers heard again:
     assert engine._request_wait_is_ours(0.0) is True and not engine._cut_off   # one more timeout, to catch up
+    # and what it holds goes to every peer again (the primary never saw what came in meanwhile)
+    assert engine.relayed == [("transaction", [b"request-1", b"request-2"])]
     assert engine._request_wait_is_ours(0.0) is False                   # then the primary is suspected
 
 
