@@ -1,8 +1,10 @@
 """The node's HTTP interface (aiohttp): client API, events, metrics, admin, peer links, UI.
 
-Every refusal is JSON ``{"error": CODE, "detail": ...}`` with a 4xx status, is counted in
-``p2pchain_refused_total{edge="api",reason=CODE}``, and changes nothing. Binary values
-(hashes, signatures) are hex in JSON.
+Every refusal is JSON ``{"error": CODE, "detail": ...}`` with a 4xx status (a 503 when the
+node cannot serve the request now, a 504 when a ``?wait=commit`` ran out), is counted in
+``p2pchain_refused_total{edge="api",reason=CODE}``, and changes nothing -- except that a
+transaction refused after its wait began stays admitted (it may still commit). Binary
+values (hashes, signatures) are hex in JSON. The reference: docs/api.md.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = ["NODE", "build_app", "jsonable"]
 WAIT_LIMIT_S = 30.0  # default bound of ?wait=commit; a client may ask for up to MAX_WAIT_S
 MAX_WAIT_S = 600.0
 PAGE_LIMIT = 100
+MAX_SLOW_MS = 60_000  # the slow fault's longest delay per frame
 MAX_SUBSCRIBERS = 64
 """``/v1/events`` streams a node serves at once. Each holds a queue of up to EVENT_QUEUE
 events while its reader lags; the dashboard opens one per browser tab. More are refused, so
@@ -279,14 +282,16 @@ async def _body(request: web.Request, limit: int) -> bytes:
 
 
 def _wait_params(request: web.Request) -> tuple[bool, float]:
-    wait = request.query.get("wait") == "commit"
+    wait = request.query.get("wait")
+    if wait not in (None, "commit"):
+        raise Refusal(400, "bad_parameter", f"wait takes only 'commit' (to wait for the commit), got {wait!r}")
     try:
         wait_s = float(request.query.get("timeout", WAIT_LIMIT_S))
     except ValueError:
         wait_s = math.nan
     if not wait_s >= 0:     # refuses NaN too; +inf is capped below
         raise Refusal(400, "bad_parameter", f"timeout must be a number of seconds >= 0, got {request.query['timeout']!r}")
-    return wait, min(wait_s, MAX_WAIT_S)
+    return wait == "commit", min(wait_s, MAX_WAIT_S)
 
 
 def _committed_json(block, tx_id: bytes, result) -> dict[str, Any]:
@@ -301,7 +306,7 @@ async def submit(request: web.Request) -> web.Response:
     body = await _body(request, 2 * MAX_TX_BYTES)
     if request.content_type == MSGPACK:
         data = body
-    elif request.content_type in ("application/json", ""):
+    elif request.content_type == "application/json" or "Content-Type" not in request.headers:
         try:
             data = transaction_from_json(json.loads(body)).to_bytes()
         except TransactionRefused as refusal:
@@ -481,7 +486,10 @@ async def fault(request: web.Request) -> web.Response:
         if not node.crashed:
             node.peers.blocked = set()
     elif action == "slow":
-        node.faults.slow_ms = int(order.get("delay_ms", 200))
+        delay_ms = order.get("delay_ms", 200)
+        if type(delay_ms) is not int or not 0 <= delay_ms <= MAX_SLOW_MS:
+            raise Refusal(400, "bad_parameter", f"delay_ms must be an integer from 0 to {MAX_SLOW_MS}, got {delay_ms!r}")
+        node.faults.slow_ms = delay_ms
     elif action == "byzantine":
         mode = order.get("mode")
         if mode not in BYZANTINE_MODES:

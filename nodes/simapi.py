@@ -1,7 +1,8 @@
 """The dashboard's server side (``/ui``, nodes/ui/): simulated mode, trace replay, cluster helpers.
 
 ``register(app)`` is called once by ``nodes.api.build_app``. Every refusal is the API's
-JSON ``{"error": CODE, "detail": ...}`` with a 4xx status.
+JSON ``{"error": CODE, "detail": ...}`` with a 4xx status (or the node's own answer,
+passed through, for a fault order sent on to another node).
 
 Simulated mode (:mod:`nodes.simsession`), all JSON:
 

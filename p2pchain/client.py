@@ -125,7 +125,7 @@ class Client:
 
     async def submit(self, tx: Transaction, *, wait: bool = False, as_json: bool = False) -> dict[str, Any]:
         """Send ``tx``; with ``wait``, return only once it is committed (height and result); the
-        node waits as long as this client does (``timeout_s``, at most 600 s).
+        node waits a second less than this client does (``timeout_s``, at most 600 s).
 
         A connection that drops before the answer (the node restarting, a proxy closing it)
         is tried again, ``SUBMIT_ATTEMPTS`` times in all with a short backoff: sending the
@@ -135,7 +135,10 @@ class Client:
         with its commit, as if the first answer had arrived.
         """
         url = f"{self.base_url}/v1/channels/{tx.channel}/transactions"
-        params = {"wait": "commit", "timeout": str(int(self._timeout.total))} if wait else {}
+        # the node gives up a second before this client does, so that its 504 (the
+        # transaction admitted, not yet committed) arrives instead of a local timeout
+        total = self._timeout.total
+        params = {"wait": "commit", "timeout": f"{max(total / 2, total - 1.0):g}"} if wait else {}
         if as_json:
             kwargs = {"data": json.dumps(transaction_to_json(tx)), "headers": {"Content-Type": "application/json"}}
         else:
@@ -188,7 +191,10 @@ class Client:
         ``{"error", "detail"}`` if the node refused it (the others go on regardless). A dropped
         connection is handled as by :meth:`submit`."""
         url = f"{self.base_url}/v1/channels/{channel}/batch"
-        params = {"wait": "commit", "timeout": str(int(self._timeout.total))} if wait else {}
+        # the node gives up a second before this client does, so that its 504 (the
+        # transaction admitted, not yet committed) arrives instead of a local timeout
+        total = self._timeout.total
+        params = {"wait": "commit", "timeout": f"{max(total / 2, total - 1.0):g}"} if wait else {}
         body = encode([tx.to_bytes() for tx in txs])
         answer, after_retry = await self._post(url, params, data=body, headers={"Content-Type": MSGPACK})
         results = answer["results"]

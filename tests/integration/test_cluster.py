@@ -381,7 +381,7 @@ def test_a_two_two_split_commits_nothing_and_goes_on_in_the_same_view_after_heal
     assert "request(s) held here relayed to them again" in relayed
 
 
-def test_isolating_from_a_node_that_is_not_a_peer_is_refused(cluster):
+def test_a_fault_order_out_of_form_is_refused(cluster):
     token = token_for(cluster.directory, cluster.genesis)
 
     async def order(body):
@@ -389,13 +389,31 @@ def test_isolating_from_a_node_that_is_not_a_peer_is_refused(cluster):
             async with session.post(cluster.url("node0") + "/v1/admin/fault", json=body,
                                     headers={"Authorization": f"Bearer {token}"}) as response:
                 return response.status, await response.json()
-    for bad, words in (({"action": "isolate", "from": ["node0"]}, "not peers of this node: node0"),
+    for bad, words in (({"action": "slow", "delay_ms": "fast"}, "delay_ms must be an integer"),
+                       ({"action": "slow", "delay_ms": -5}, "delay_ms must be an integer"),
+                       ({"action": "slow", "delay_ms": None}, "delay_ms must be an integer"),
+                       ({"action": "isolate", "from": ["node0"]}, "not peers of this node: node0"),
                        ({"action": "isolate", "from": ["node9", "node1"]}, "not peers of this node: node9"),
                        ({"action": "isolate", "from": "node1"}, "non-empty list"),
                        ({"action": "isolate", "from": []}, "non-empty list")):
         status, answer = asyncio.run(order(bad))
         assert (status, answer["error"]) == (400, "bad_parameter") and words in answer["detail"], answer
-    assert asyncio.run(_status(cluster, "node0"))["faults"]["isolated"] == []
+    assert asyncio.run(_status(cluster, "node0"))["faults"] == {"byzantine": None, "slow_ms": 0, "isolated": []}
+
+
+def test_a_json_submission_without_a_content_type_is_taken_as_json(cluster, load):
+    asyncio.run(load.run(3, ["node0"]))  # the load's signers know their nonces
+    tx = load.signers["pv2"].transaction("transaction", "demo", "record", {"topic": "bare", "value": 1})
+
+    async def post():
+        async with aiohttp.ClientSession() as session:
+            url = f"{cluster.url('node2')}/v1/channels/transaction/transactions?wait=commit"
+            async with session.post(url, data=json.dumps(transaction_to_json(tx)).encode(),
+                                    skip_auto_headers=["Content-Type"]) as response:
+                assert "Content-Type" not in response.request_info.headers
+                return response.status, await response.json()
+    status, answer = asyncio.run(post())
+    assert status == 200 and answer["tx_id"] == tx.tx_id.hex() and answer["result"]["status"] == "ok", answer
 
 
 def test_the_cli_isolates_a_node_from_the_peers_it_names(cluster):
@@ -495,10 +513,11 @@ def test_each_kind_of_bad_input_is_refused_with_its_reason_and_changes_nothing(c
                     answer = await response.json()
                     results.append((label, status, code, response.status, answer))
             good = _signed(cluster, "ev04").to_bytes()    # refused for its wait, never admitted
-            for timeout in ("-5", "nan", "soon"):
-                url = f"{cluster.url('node1')}/v1/channels/transaction/transactions?wait=commit&timeout={timeout}"
+            for query in ("wait=commit&timeout=-5", "wait=commit&timeout=nan", "wait=commit&timeout=soon",
+                          "wait=true", "wait="):
+                url = f"{cluster.url('node1')}/v1/channels/transaction/transactions?{query}"
                 async with session.post(url, data=good, headers={"Content-Type": "application/msgpack"}) as response:
-                    results.append((f"timeout={timeout}", 400, "bad_parameter", response.status, await response.json()))
+                    results.append((query, 400, "bad_parameter", response.status, await response.json()))
         return results
 
     for label, status, code, got_status, answer in asyncio.run(post_all()):
