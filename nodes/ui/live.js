@@ -99,7 +99,7 @@ export class LiveView {
       for (const i of this.wave.items) i.start = now;
     }
     if (this.wave) for (const i of this.wave.items) {
-      const lost = this.cutOff(i.src) || this.cutOff(i.dst); // drawn grey, stopping half-way
+      const lost = this.linkCut(i.src, i.dst); // drawn grey, stopping half-way
       this.topology.placeMessage(i.id, i, Math.min(1, (now - i.start) / this.phaseMs) * (lost ? 0.5 : 1), lost);
     }
     requestAnimationFrame((t) => this.frame(t));
@@ -128,7 +128,9 @@ export class LiveView {
     const ch = (s.channels || {})[this.channel];
     if (ch && ch.halted) return [`halted: ${ch.halted}`, "bad", "crashed"];
     if (s.faults.byzantine) return [`byzantine (${s.faults.byzantine})`, "bad", s.faults.byzantine === "silent" ? "silent" : "byzantine"];
-    if (s.faults.isolated.length) return ["isolated", "warn", "isolated"];
+    const isolated = s.faults.isolated;
+    if (isolated.length >= this.names.length - 1) return ["isolated", "warn", "isolated"];
+    if (isolated.length) return [`isolated from ${isolated.join(", ")}`, "warn", ""];
     if (s.faults.slow_ms) return [`slow (${s.faults.slow_ms} ms)`, "warn", ""];
     return ["ok", "ok", ""];
   }
@@ -161,16 +163,22 @@ export class LiveView {
     }
     const cut = [];
     for (const name of this.names) {
-      if (this.cutOff(name)) for (const other of this.names) if (other !== name) cut.push([name, other]);
+      for (const other of this.names) if (other !== name && this.linkCut(name, other)) cut.push([name, other]);
     }
     this.topology.setCut(cut);
     this.renderStory();
   }
 
-  // A node that neither sends nor hears anything: crashed, isolated or Byzantine-silent.
+  // A node that neither sends nor hears anything: crashed or Byzantine-silent.
   cutOff(name) {
     const s = this.status[name];
-    return Boolean(s && (s.crashed || (s.faults && (s.faults.isolated.length || s.faults.byzantine === "silent"))));
+    return Boolean(s && (s.crashed || (s.faults && s.faults.byzantine === "silent")));
+  }
+
+  // No frame passes between a and b: either is cut off, or one is isolated from the other.
+  linkCut(a, b) {
+    const from = (x, y) => Boolean(this.status[x] && this.status[x].faults && this.status[x].faults.isolated.includes(y));
+    return this.cutOff(a) || this.cutOff(b) || from(a, b) || from(b, a);
   }
 
   primaryNow() {
@@ -232,6 +240,28 @@ export class LiveView {
       box.append(el("strong", {}, node), el("div", { class: "row" },
         button("crash"), button("restart"), button("isolate"), button("heal"),
         button("slow", () => ({ delay_ms: 300 })), mode, button("byzantine", () => ({ mode: mode.value }))));
+    }
+    // a partition: the first half of the nodes isolated from the second half (2|2 of four: no
+    // side has a quorum, nothing commits, and no node starts a view change it could not finish)
+    const half = Math.floor(this.names.length / 2);
+    const [left, right] = [this.names.slice(0, half), this.names.slice(half)];
+    const group = (testid, label, title, act) => el("button", { "data-testid": testid, disabled,
+      title: disabled ? "read-only: this page has no admin token" : title, onclick: act }, label);
+    box.append(el("strong", {}, "all"), el("div", { class: "row" },
+      group("split", `split ${left.join(",")} | ${right.join(",")}`, "isolate the two halves of the cluster from each other",
+        () => this.controlAll(left, { action: "isolate", from: right }, `split ${left.join(",")} | ${right.join(",")}`)),
+      group("heal-all", "heal all", "heal every node", () => this.controlAll(this.names, { action: "heal" }, "heal all"))));
+  }
+
+  async controlAll(nodes, order, label) {
+    const out = document.getElementById("live-control-answer");
+    try {
+      for (const node of nodes) await postJSON(`/v1/dashboard/fault/${node}`, order, { admin: true });
+      out.className = "answer done";
+      out.textContent = `${label} done`;
+    } catch (err) {
+      out.className = "answer refused";
+      out.textContent = `${label} refused — ${err.message}`;
     }
   }
 

@@ -191,6 +191,34 @@ def test_crashing_the_primary_in_the_ui_brings_a_view_change_and_a_new_primary(c
     wait_for(page, lambda: cell(page, f"health-{old}") == "ok", f"{old} restarted")
 
 
+def test_splitting_the_cluster_two_against_two_stops_commits_until_heal(cluster, page):
+    names = cluster.genesis.node_names
+    page.goto(dashboard(cluster))
+    wait_for(page, lambda: all(height(page, n) >= 0 for n in names), "the status of all four nodes")
+    page.get_by_test_id("split").click()
+    try:
+        wait_for(page, lambda: "done" in cell(page, "control-answer"), "the split to be accepted")
+        wait_for(page, lambda: cell(page, "health-node0") == "isolated from node2, node3"
+                 and cell(page, "health-node1") == "isolated from node2, node3", "the split shown in the table")
+        # every link across the split is drawn cut, the two inside each half are not
+        assert page.locator("#live-svg line.link.cut").count() == 4
+        page.wait_for_timeout(1500)             # what was in flight when the split came
+        stalled = {n: height(page, n) for n in names}
+        page.wait_for_timeout(4000)             # the trickle submits meanwhile; no side has a quorum
+        assert {n: height(page, n) for n in names} == stalled
+        # and no node started a view change it could not finish (docs/consensus.md, the cut-off rule)
+        assert len({cell(page, f"view-{n}") for n in names}) == 1
+        page.screenshot(path=str(ARTIFACTS / "cluster-split.png"))
+    finally:
+        page.get_by_test_id("heal-all").click()
+    wait_for(page, lambda: all(cell(page, f"health-{n}") == "ok" for n in names), "every node healed")
+    wait_for(page, lambda: all(height(page, n) > stalled[n] for n in names), "commits again on every node")
+    # one view for all: no node left a view ahead. (The primary's batch proposed during the
+    # split was lost on the far side, and PBFT resends none of it: a view change after heal
+    # may be how that batch is given up, and then all four change view together.)
+    wait_for(page, lambda: len({cell(page, f"view-{n}") for n in names}) == 1, "every node in one view")
+
+
 def test_without_the_admin_token_the_controls_are_read_only_and_say_why(cluster, page):
     page.goto(dashboard(cluster, token=False))
     wait_for(page, lambda: "read-only" in cell(page, "access"), "the read-only badge")
