@@ -478,7 +478,8 @@ async def fault(request: web.Request) -> web.Response:
     elif action == "isolate":
         cut = _isolated_from(order.get("from"), peers)
         node.faults.isolated_from = cut
-        node.peers.blocked = set(cut)
+        if not node.crashed:    # a crashed node's links stay cut; restart applies the isolation
+            node.peers.blocked = set(cut)
     elif action == "heal":
         node.faults.isolated_from = set()
         node.faults.slow_ms = 0
