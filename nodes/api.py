@@ -43,6 +43,8 @@ MAX_SUBSCRIBERS = 64
 events while its reader lags; the dashboard opens one per browser tab. More are refused, so
 that opening connections cannot grow a node's memory without bound."""
 EVENT_QUEUE = 10_000
+STREAM_CHECK_S = 1.0   # how often a quiet event stream checks that its reader is still there
+KEEP_ALIVE_S = 15.0    # a comment line on a stream with no event for this long
 RAW_PAGE_LIMIT = 200
 UI_DIR = Path(__file__).with_name("ui")
 NODE = web.AppKey("node", object)  # the Node this application serves
@@ -420,12 +422,21 @@ async def events(request: web.Request) -> web.StreamResponse:
     node.subscribers.queues.add(queue)
     try:
         await response.write(b": connected\n\n")
+        quiet_s = 0.0
         while True:
             try:
-                event = await asyncio.wait_for(queue.get(), 15)
+                event = await asyncio.wait_for(queue.get(), STREAM_CHECK_S)
             except asyncio.TimeoutError:
-                await response.write(b": keep-alive\n\n")
+                # a reader that went away frees its place within STREAM_CHECK_S, not at the
+                # next event written to it (on a quiet cluster, long after)
+                if request.transport is None or request.transport.is_closing():
+                    break
+                quiet_s += STREAM_CHECK_S
+                if quiet_s >= KEEP_ALIVE_S:
+                    quiet_s = 0.0
+                    await response.write(b": keep-alive\n\n")
                 continue
+            quiet_s = 0.0
             await response.write(f"event: {event['type']}\ndata: {json.dumps(jsonable(event))}\n\n".encode())
     except (ConnectionResetError, asyncio.CancelledError):
         pass

@@ -80,6 +80,11 @@ def _relay_frames(requests: list[bytes]) -> Iterator[list[bytes]]:
         yield chunk
 
 
+def _relay_frame(channel: str, requests: list[bytes]) -> bytes:
+    """A peer frame relaying client ``requests`` of ``channel`` (one of _relay_frames' lists)."""
+    return FRAME_REQUEST + bytes([CHANNELS.index(channel)]) + encode(requests)
+
+
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
@@ -199,7 +204,7 @@ class Node:
         self.anchoring: NodeAnchoring | None = None
         self.ledgers: dict[str, ChannelLedger] = {}
         self.workers: dict[str, ChannelWorker] = {}
-        self.peers = PeerNetwork(name, self.key, self.genesis, self._on_frame)
+        self.peers = PeerNetwork(name, self.key, self.genesis, self._on_frame, on_link_up=self._on_link_up)
         self.crashed = False
         # when each peer was last heard from (a frame, or its status); a node starts as if it
         # had heard them all, so that it is not cut off before it could hear anyone
@@ -374,7 +379,7 @@ class Node:
         targets = [target for target, _ in self.faults.outgoing(self, [(name, None) for name in self.peer_names()])]
         for channel, requests in relaying.items():
             for chunk in _relay_frames(requests):
-                frame = FRAME_REQUEST + bytes([CHANNELS.index(channel)]) + encode(chunk)
+                frame = _relay_frame(channel, chunk)
                 for target in targets:
                     self._transmit(target, frame, bulk=True)  # behind any consensus frame waiting for the link
 
@@ -383,6 +388,21 @@ class Node:
         last ``within_s`` seconds."""
         since = time.monotonic() - within_s
         return sum(1 for at in self._heard.values() if at >= since)
+
+    def _on_link_up(self, peer: str) -> None:
+        """The link to ``peer`` is up (again): the requests this node's replicas hold go to
+        it once more. A relayed request is sent once, and whatever left by a link that then
+        closed (a peer restarting, a link replaced as both ends dial) is lost with it: a
+        request that reached only this node would then never reach the primary, and this
+        node alone would suspect a primary that never saw it (found in CI: a restarted node
+        stranded itself a view ahead that way). A copy a peer has already is harmless (one
+        request per client and nonce)."""
+        if self.crashed or not any(target == peer for target, _ in self.faults.outgoing(self, [(peer, None)])):
+            return
+        for channel, engine in self.engines.items():
+            pending = list(engine.replica.pending)
+            for chunk in _relay_frames(pending):
+                self._transmit(peer, _relay_frame(channel, chunk), bulk=True)
 
     def peer_names(self) -> list[str]:
         return [name for name in self.genesis.node_names if name != self.name]

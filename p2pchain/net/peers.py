@@ -93,6 +93,9 @@ class PeerNetwork:
     on_frame : called with (peer name, frame bytes) for every frame received; it returns
         ``None`` if the frame was acceptable, or a short reason, after which the link is
         closed and the reason counted.
+    on_link_up : called with the peer's name each time this node's link to it (the one
+        its frames leave by) is up and authenticated: frames that left by the link before
+        may have been lost with it.
     """
 
     def __init__(
@@ -103,9 +106,11 @@ class PeerNetwork:
         on_frame: Callable[[str, bytes], str | None],
         settings: LinkSettings = LinkSettings(),
         nonce: Callable[[int], bytes] = secrets.token_bytes,
+        on_link_up: Callable[[str], None] = lambda peer: None,
     ) -> None:
         self.me, self._key, self._genesis = me, key, genesis
         self._on_frame = on_frame
+        self._on_link_up = on_link_up
         self.settings = settings
         self._nonce = nonce
         self._keys = {node.name: node.public_key for node in genesis.nodes}
@@ -173,6 +178,7 @@ class PeerNetwork:
                     self.connected_out.add(peer)
                     log.info("link to %s up", peer)
                     backoff = self.settings.backoff_initial_s
+                    self._on_link_up(peer)
                     await self._pump(ws, peer)
             except asyncio.CancelledError:
                 raise

@@ -79,3 +79,32 @@ def test_relay_frames_keep_every_request_in_order_within_both_limits(sizes, most
         assert 1 <= len(chunk) <= most
         # a request too large for a frame of its own still goes, alone
         assert len(encode(chunk)) <= max_bytes or len(chunk) == 1
+
+
+def _node_holding(sent: list, pending: dict[str, list[bytes]], **faults) -> Node:
+    node = _bare_node(sent)
+    node.crashed = False
+    node.faults = FaultState(**faults)
+    node.engines = {channel: SimpleNamespace(replica=SimpleNamespace(pending=dict.fromkeys(requests, ("c", 1))))
+                    for channel, requests in pending.items()}
+    return node
+
+
+def test_a_link_that_comes_up_gets_the_requests_the_replicas_hold_again():
+    # whatever left by a link that then closed may be lost: a request that reached only this
+    # node would never reach the primary, and this node alone would suspect it
+    sent: list = []
+    node = _node_holding(sent, {"transaction": [b"t1", b"t2"], "matching": [], "electricity": [b"e1"]})
+    node._on_link_up("node2")
+    assert _frames_by_peer(sent) == {"node2": [("transaction", [b"t1", b"t2"]), ("electricity", [b"e1"])]}
+
+
+def test_nothing_is_resent_when_nothing_is_held_or_the_node_may_not_send():
+    for pending, faults, crashed in (({"transaction": []}, {}, False),
+                                     ({"transaction": [b"t1"]}, {"byzantine": "silent"}, False),
+                                     ({"transaction": [b"t1"]}, {}, True)):
+        sent: list = []
+        node = _node_holding(sent, pending, **faults)
+        node.crashed = crashed
+        node._on_link_up("node1")
+        assert sent == [], (pending, faults, crashed)
