@@ -125,6 +125,14 @@ def dashboard(cluster: Cluster, *, token: bool = True, node: str = "node0") -> s
     return f"{cluster.url(node)}/ui{query}"
 
 
+def open_page(page, url: str) -> None:
+    """Load the dashboard at ``url`` and wait until its views exist: they are made after the
+    page's first request (``/v1/dashboard/cluster``), so a control used before then has no
+    listener yet (a file chosen for replay under load was never uploaded)."""
+    page.goto(url)
+    page.wait_for_function("window.dashboard !== undefined", timeout=WAIT_MS)
+
+
 def cell(page, testid: str) -> str:
     return (page.get_by_test_id(testid).text_content() or "").strip()
 
@@ -153,7 +161,7 @@ def primary(page, names) -> str | None:
 
 def test_dashboard_shows_four_nodes_and_committed_blocks_advance(cluster, page):
     names = cluster.genesis.node_names
-    page.goto(dashboard(cluster))
+    open_page(page, dashboard(cluster))
     wait_for(page, lambda: all(height(page, n) >= 0 for n in names), "the status of all four nodes")
     assert page.locator("#live-nodes tbody tr").count() == 4
     assert page.locator("#live-svg g.node").count() == 4
@@ -167,7 +175,7 @@ def test_dashboard_shows_four_nodes_and_committed_blocks_advance(cluster, page):
 
 def test_crashing_the_primary_in_the_ui_brings_a_view_change_and_a_new_primary(cluster, page):
     names = cluster.genesis.node_names
-    page.goto(dashboard(cluster))
+    open_page(page, dashboard(cluster))
     wait_for(page, lambda: primary(page, names) is not None, "one primary on the transaction channel")
     old = primary(page, names)
     old_view = int(cell(page, f"view-{names[(names.index(old) + 1) % 4]}"))
@@ -193,7 +201,7 @@ def test_crashing_the_primary_in_the_ui_brings_a_view_change_and_a_new_primary(c
 
 def test_splitting_the_cluster_two_against_two_stops_commits_until_heal(cluster, page):
     names = cluster.genesis.node_names
-    page.goto(dashboard(cluster))
+    open_page(page, dashboard(cluster))
     wait_for(page, lambda: all(height(page, n) >= 0 for n in names), "the status of all four nodes")
     page.get_by_test_id("split").click()
     try:
@@ -220,14 +228,14 @@ def test_splitting_the_cluster_two_against_two_stops_commits_until_heal(cluster,
 
 
 def test_without_the_admin_token_the_controls_are_read_only_and_say_why(cluster, page):
-    page.goto(dashboard(cluster, token=False))
+    open_page(page, dashboard(cluster, token=False))
     wait_for(page, lambda: "read-only" in cell(page, "access"), "the read-only badge")
     assert "admin token is required" in cell(page, "access")
     assert page.get_by_test_id("crash-node0").is_disabled()
 
 
 def test_the_explorer_opens_a_block_with_its_certificate_and_transactions(cluster, page):
-    page.goto(dashboard(cluster) + "#explorer")
+    open_page(page, dashboard(cluster) + "#explorer")
     rows = page.locator("#ex-blocks tbody tr.click")
     wait_for(page, lambda: rows.count() > 2, "the list of blocks")
     rows.nth(0).click()
@@ -241,7 +249,7 @@ def test_the_explorer_opens_a_block_with_its_certificate_and_transactions(cluste
 
 
 def test_the_market_view_says_when_there_is_no_market_data(cluster, page):
-    page.goto(dashboard(cluster) + "#market")
+    open_page(page, dashboard(cluster) + "#market")
     page.get_by_test_id("market-empty").wait_for()
     assert "No market data yet" in cell(page, "market-empty")
 
@@ -265,7 +273,7 @@ def test_the_market_view_shows_an_hour_of_the_market_day_with_its_real_numbers(c
     # hour 9 of this small day has priced trades and a trade refused by the security check
     hour = next(r for r in reversed(with_smes["records"]) if r["trades"] and r["refused"])
     key = f"0/{hour['hour']:02d}"
-    page.goto(dashboard(cluster) + "#market")
+    open_page(page, dashboard(cluster) + "#market")
     page.get_by_test_id("mk-hour").wait_for()
     wait_for(page, lambda: page.locator("#mk-hour option").count() == 10, "the day's ten hours")
     page.get_by_test_id("mk-hour").select_option(str(hour["hour"]))
@@ -290,7 +298,7 @@ def test_the_market_view_shows_an_hour_of_the_market_day_with_its_real_numbers(c
 # -- simulated mode ---------------------------------------------------------------------------
 
 def test_simulated_mode_steps_a_run_and_drops_a_message_in_flight(cluster, page):
-    page.goto(dashboard(cluster) + "#sim")
+    open_page(page, dashboard(cluster) + "#sim")
     page.get_by_test_id("sim-seed").fill("4")
     page.get_by_test_id("sim-new").click()
     wait_for(page, lambda: "new run" in cell(page, "sim-answer"), "a new simulated run")
@@ -326,7 +334,7 @@ def test_a_recorded_trace_is_replayed_step_by_step(cluster, page, tmp_path):
     trace = tmp_path / "run.jsonl"
     with trace.open("w") as stream:
         run_schedule(Schedule(seed=3, requests_per_client=2), trace=TraceWriter(stream))
-    page.goto(dashboard(cluster) + "#sim")
+    open_page(page, dashboard(cluster) + "#sim")
     page.get_by_test_id("sim-file").set_input_files(str(trace))
     wait_for(page, lambda: "replaying" in cell(page, "sim-answer"), "the trace to load")
     clock = lambda: int(cell(page, "sim-clock").split()[2])  # noqa: E731
