@@ -80,11 +80,6 @@ def _relay_frames(requests: list[bytes]) -> Iterator[list[bytes]]:
         yield chunk
 
 
-def _relay_frame(channel: str, requests: list[bytes]) -> bytes:
-    """A peer frame relaying client ``requests`` of ``channel`` (one of _relay_frames' lists)."""
-    return FRAME_REQUEST + bytes([CHANNELS.index(channel)]) + encode(requests)
-
-
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
@@ -378,10 +373,14 @@ class Node:
         relaying, self._relaying = self._relaying, {}
         targets = [target for target, _ in self.faults.outgoing(self, [(name, None) for name in self.peer_names()])]
         for channel, requests in relaying.items():
-            for chunk in _relay_frames(requests):
-                frame = _relay_frame(channel, chunk)
-                for target in targets:
-                    self._transmit(target, frame, bulk=True)  # behind any consensus frame waiting for the link
+            self._transmit_requests(targets, channel, requests)
+
+    def _transmit_requests(self, targets: list[str], channel: str, requests: list[bytes]) -> None:
+        """``requests`` of ``channel`` to each of ``targets``, in relay frames."""
+        for chunk in _relay_frames(requests):
+            frame = FRAME_REQUEST + bytes([CHANNELS.index(channel)]) + encode(chunk)
+            for target in targets:
+                self._transmit(target, frame, bulk=True)  # behind any consensus frame waiting for the link
 
     def _peers_heard(self, within_s: float) -> int:
         """How many peers were heard from (a frame, or an answer to a status poll) within the
@@ -397,12 +396,11 @@ class Node:
         node alone would suspect a primary that never saw it (found in CI: a restarted node
         stranded itself a view ahead that way). A copy a peer has already is harmless (one
         request per client and nonce)."""
-        if self.crashed or not any(target == peer for target, _ in self.faults.outgoing(self, [(peer, None)])):
+        if self.crashed:
             return
+        targets = [target for target, _ in self.faults.outgoing(self, [(peer, None)])]
         for channel, engine in self.engines.items():
-            pending = list(engine.replica.pending)
-            for chunk in _relay_frames(pending):
-                self._transmit(peer, _relay_frame(channel, chunk), bulk=True)
+            self._transmit_requests(targets, channel, list(engine.replica.pending))
 
     def peer_names(self) -> list[str]:
         return [name for name in self.genesis.node_names if name != self.name]

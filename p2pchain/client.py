@@ -123,6 +123,13 @@ class Client:
                                       headers={"Authorization": f"Bearer {token}"}) as response:
             return await self._answer(response)
 
+    def _wait_params(self) -> dict[str, str]:
+        """The query of a submission that waits for its commit: the node gives up a second
+        before this client does, so that its 504 (the transaction admitted, not yet
+        committed) arrives instead of a local timeout."""
+        total = self._timeout.total
+        return {"wait": "commit", "timeout": f"{max(total / 2, total - 1.0):g}"}
+
     async def submit(self, tx: Transaction, *, wait: bool = False, as_json: bool = False) -> dict[str, Any]:
         """Send ``tx``; with ``wait``, return only once it is committed (height and result); the
         node waits a second less than this client does (``timeout_s``, at most 600 s).
@@ -135,10 +142,7 @@ class Client:
         with its commit, as if the first answer had arrived.
         """
         url = f"{self.base_url}/v1/channels/{tx.channel}/transactions"
-        # the node gives up a second before this client does, so that its 504 (the
-        # transaction admitted, not yet committed) arrives instead of a local timeout
-        total = self._timeout.total
-        params = {"wait": "commit", "timeout": f"{max(total / 2, total - 1.0):g}"} if wait else {}
+        params = self._wait_params() if wait else {}
         if as_json:
             kwargs = {"data": json.dumps(transaction_to_json(tx)), "headers": {"Content-Type": "application/json"}}
         else:
@@ -191,10 +195,7 @@ class Client:
         ``{"error", "detail"}`` if the node refused it (the others go on regardless). A dropped
         connection is handled as by :meth:`submit`."""
         url = f"{self.base_url}/v1/channels/{channel}/batch"
-        # the node gives up a second before this client does, so that its 504 (the
-        # transaction admitted, not yet committed) arrives instead of a local timeout
-        total = self._timeout.total
-        params = {"wait": "commit", "timeout": f"{max(total / 2, total - 1.0):g}"} if wait else {}
+        params = self._wait_params() if wait else {}
         body = encode([tx.to_bytes() for tx in txs])
         answer, after_retry = await self._post(url, params, data=body, headers={"Content-Type": MSGPACK})
         results = answer["results"]

@@ -231,12 +231,15 @@ export class LiveView {
     const box = document.getElementById("live-controls");
     box.replaceChildren();
     const disabled = !this.admin;
+    // a button sending `order()` to each of `nodes`; the answer says `label` done or refused
+    const control = (testid, text, title, nodes, order, label) => el("button", { "data-testid": testid, disabled,
+      title: disabled ? "read-only: this page has no admin token" : title,
+      onclick: () => this.control(nodes, order(), label) }, text);
     for (const node of this.names) {
       const mode = el("select", { "data-testid": `mode-${node}`, disabled },
         ...this.cluster.byzantine_modes.map((m) => el("option", { value: m }, m)));
-      const button = (action, extra = () => ({})) => el("button", { "data-testid": `${action}-${node}`, disabled,
-        title: disabled ? "read-only: this page has no admin token" : `${action} ${node}`,
-        onclick: () => this.control(node, { action, ...extra() }) }, action);
+      const button = (action, extra = () => ({})) =>
+        control(`${action}-${node}`, action, `${action} ${node}`, [node], () => ({ action, ...extra() }), `${node}: ${action}`);
       box.append(el("strong", {}, node), el("div", { class: "row" },
         button("crash"), button("restart"), button("isolate"), button("heal"),
         button("slow", () => ({ delay_ms: 300 })), mode, button("byzantine", () => ({ mode: mode.value }))));
@@ -245,35 +248,24 @@ export class LiveView {
     // side has a quorum, nothing commits, and no node starts a view change it could not finish)
     const half = Math.floor(this.names.length / 2);
     const [left, right] = [this.names.slice(0, half), this.names.slice(half)];
-    const group = (testid, label, title, act) => el("button", { "data-testid": testid, disabled,
-      title: disabled ? "read-only: this page has no admin token" : title, onclick: act }, label);
+    const split = `split ${left.join(",")} | ${right.join(",")}`;
     box.append(el("strong", {}, "all"), el("div", { class: "row" },
-      group("split", `split ${left.join(",")} | ${right.join(",")}`, "isolate the two halves of the cluster from each other",
-        () => this.controlAll(left, { action: "isolate", from: right }, `split ${left.join(",")} | ${right.join(",")}`)),
-      group("heal-all", "heal all", "heal every node", () => this.controlAll(this.names, { action: "heal" }, "heal all"))));
+      control("split", split, "isolate the two halves of the cluster from each other", left,
+        () => ({ action: "isolate", from: right }), split),
+      control("heal-all", "heal all", "heal every node", this.names, () => ({ action: "heal" }), "heal all")));
   }
 
-  async controlAll(nodes, order, label) {
+  // Send `order` to each of `nodes` in turn (through the serving node); say how it went.
+  async control(nodes, order, label) {
     const out = document.getElementById("live-control-answer");
     try {
-      for (const node of nodes) await postJSON(`/v1/dashboard/fault/${node}`, order, { admin: true });
+      let answer = {};
+      for (const node of nodes) answer = await postJSON(`/v1/dashboard/fault/${node}`, order, { admin: true });
       out.className = "answer done";
-      out.textContent = `${label} done`;
+      out.textContent = `${label} done` + (nodes.length === 1 && answer.crashed ? " (crashed)" : "");
     } catch (err) {
       out.className = "answer refused";
       out.textContent = `${label} refused — ${err.message}`;
-    }
-  }
-
-  async control(node, order) {
-    const out = document.getElementById("live-control-answer");
-    try {
-      const answer = await postJSON(`/v1/dashboard/fault/${node}`, order, { admin: true });
-      out.className = "answer done";
-      out.textContent = `${node}: ${order.action} done` + (answer.crashed ? " (crashed)" : "");
-    } catch (err) {
-      out.className = "answer refused";
-      out.textContent = `${node}: ${order.action} refused — ${err.message}`;
     }
   }
 }

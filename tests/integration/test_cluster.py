@@ -217,12 +217,18 @@ def test_an_isolated_node_falls_behind_and_converges_after_heal(cluster, load):
     asyncio.run(_agree(cluster, timeout_s=90))
 
 
-async def _admin(cluster: Cluster, name: str, order: dict) -> None:
+async def _fault_answer(cluster: Cluster, name: str, order: dict) -> tuple[int, dict]:
+    """Node ``name``'s answer to the admin fault ``order``: (status, JSON body)."""
     token = token_for(cluster.directory, cluster.genesis)
     async with aiohttp.ClientSession() as session:
         async with session.post(cluster.url(name) + "/v1/admin/fault", json=order,
                                 headers={"Authorization": f"Bearer {token}"}) as response:
-            assert response.status == 200, await response.text()
+            return response.status, await response.json()
+
+
+async def _admin(cluster: Cluster, name: str, order: dict) -> None:
+    status, answer = await _fault_answer(cluster, name, order)
+    assert status == 200, answer
 
 
 async def _next_event(stream) -> tuple[str, dict]:
@@ -382,13 +388,6 @@ def test_a_two_two_split_commits_nothing_and_goes_on_in_the_same_view_after_heal
 
 
 def test_a_fault_order_out_of_form_is_refused(cluster):
-    token = token_for(cluster.directory, cluster.genesis)
-
-    async def order(body):
-        async with aiohttp.ClientSession() as session:
-            async with session.post(cluster.url("node0") + "/v1/admin/fault", json=body,
-                                    headers={"Authorization": f"Bearer {token}"}) as response:
-                return response.status, await response.json()
     for bad, words in (({"action": "slow", "delay_ms": "fast"}, "delay_ms must be an integer"),
                        ({"action": "slow", "delay_ms": -5}, "delay_ms must be an integer"),
                        ({"action": "slow", "delay_ms": None}, "delay_ms must be an integer"),
@@ -396,7 +395,7 @@ def test_a_fault_order_out_of_form_is_refused(cluster):
                        ({"action": "isolate", "from": ["node9", "node1"]}, "not peers of this node: node9"),
                        ({"action": "isolate", "from": "node1"}, "non-empty list"),
                        ({"action": "isolate", "from": []}, "non-empty list")):
-        status, answer = asyncio.run(order(bad))
+        status, answer = asyncio.run(_fault_answer(cluster, "node0", bad))
         assert (status, answer["error"]) == (400, "bad_parameter") and words in answer["detail"], answer
     assert asyncio.run(_status(cluster, "node0"))["faults"] == {"byzantine": None, "slow_ms": 0, "isolated": []}
 
