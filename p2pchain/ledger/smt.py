@@ -23,7 +23,9 @@ canonical encoding of the key, values are compared through H).
 Cost. With n random paths a leaf sits at depth ≈ log2 n, so applying k writes rehashes
 O(k log n) nodes, and touches as many rows: the cost follows the block's writes, not the
 state's size. Nodes live in the SQLite table ``smt`` keyed by position (depth, prefix); a
-bounded LRU cache keeps the hot top of the tree in memory.
+bounded LRU cache keeps the hot top of the tree in memory. The walk of an update runs in C
+(``p2pchain/_smt.c``) where that was built, else in Python (:func:`_pure_update`, the
+reference); both write the same nodes.
 
 References
 ----------
@@ -34,6 +36,7 @@ Z. Gao et al., "Jellyfish Merkle Tree", Diem technical report, 2021.
 from __future__ import annotations
 
 import bisect
+import os
 import sqlite3
 from dataclasses import dataclass
 from typing import Iterable
@@ -48,7 +51,7 @@ EMPTY = bytes(32)
 _LEAF, _NODE = b"\x00", b"\x01"
 
 # A node: (hash, leaf path as int) for a leaf, (hash, None) for an inner node; None if empty.
-Node = tuple  # tuple[bytes, int | None]
+Node = tuple  # tuple[bytes, bytes | None]: (hash, path) for a leaf, (hash, None) for an inner node
 
 
 def key_path(namespace: str, key: str) -> bytes:
@@ -64,17 +67,6 @@ def _inner(left: bytes, right: bytes) -> bytes:
     return digest_bytes(_NODE + left + right)
 
 
-def _path_of(change: tuple[int, bytes | None]) -> int:
-    return change[0]
-
-
-def _first_right(items: list, right_index: int, depth: int) -> int:
-    """Where the items (sorted by path) under the right child, heap index ``right_index``
-    at ``depth + 1``, begin: the smallest such path is that child's prefix, then zeros."""
-    prefix = right_index - (2 << depth)
-    return bisect.bisect_left(items, prefix << (PATH_BITS - 1 - depth), key=_path_of)
-
-
 def _position(depth: int, prefix: int) -> bytes:
     """The row key of the node at (depth, prefix): the prefix bits left-aligned, then depth.
 
@@ -87,31 +79,149 @@ def _position(depth: int, prefix: int) -> bytes:
 SCHEMA = "CREATE TABLE IF NOT EXISTS smt (pos BLOB PRIMARY KEY, hash BLOB NOT NULL, leaf BLOB) WITHOUT ROWID"
 
 
+_ROOT = _position(0, 0)
+
+
+def _path_of(change: tuple) -> int:
+    return change[0]
+
+
+class _PureWalk:
+    """The reference walk of an update (``p2pchain/_smt.c`` mirrors it node for node).
+
+    Changes are ``(path as int, leaf hash or None, path)``, sorted; a node's position is
+    (depth, prefix as int) and its key :func:`_position` of them.
+    """
+
+    def __init__(self, pending: dict, young: dict, load_slow) -> None:
+        self.pending, self.young, self.load_slow = pending, young, load_slow
+
+    def load(self, pos: bytes) -> Node | None:
+        if pos in self.pending:
+            return self.pending[pos]
+        if pos in self.young:
+            return self.young[pos]
+        return self.load_slow(pos)
+
+    @staticmethod
+    def inner(left: Node | None, right: Node | None) -> Node:
+        return (_inner(EMPTY if left is None else left[0], EMPTY if right is None else right[0]), None)
+
+    def update(self, depth: int, prefix: int, node: Node | None, changes: list) -> Node | None:
+        """The new node at (depth, prefix), now ``node``, after ``changes`` (all below it)."""
+        pending = self.pending
+        if node is None or node[1] is not None:
+            # Empty or a single leaf: nothing is stored below this position, so rebuild
+            # the subtree from the leaf (unless a change replaces it) and the changes.
+            if node is not None:
+                path = int.from_bytes(node[1], "big")
+                at = bisect.bisect_left(changes, path, key=_path_of)
+                if at == len(changes) or changes[at][0] != path:
+                    changes = changes[:at] + [(path, node[0], node[1])] + changes[at:]
+            leaves = [c for c in changes if c[1] is not None]
+            if not leaves:
+                if node is not None:
+                    pending[_position(depth, prefix)] = None
+                return None
+            return self.build(depth, prefix, leaves)
+        left_prefix = prefix << 1
+        right_prefix = left_prefix | 1
+        # the first change under the right child: its prefix, then zeros
+        split = bisect.bisect_left(changes, right_prefix << (PATH_BITS - 1 - depth), key=_path_of)
+        left_pos, right_pos = _position(depth + 1, left_prefix), _position(depth + 1, right_prefix)
+        left, right = self.load(left_pos), self.load(right_pos)
+        if split > 0:
+            left = self.update(depth + 1, left_prefix, left, changes[:split])
+        if split < len(changes):
+            right = self.update(depth + 1, right_prefix, right, changes[split:])
+        pos = _position(depth, prefix)
+        if left is None and right is None:
+            pending[pos] = None
+            return None
+        if left is None and right[1] is not None:  # compaction: a lone leaf moves up
+            pending[right_pos] = None
+            pending[pos] = right
+            return right
+        if right is None and left[1] is not None:
+            pending[left_pos] = None
+            pending[pos] = left
+            return left
+        node = pending[pos] = self.inner(left, right)
+        return node
+
+    def build(self, depth: int, prefix: int, leaves: list) -> Node:
+        """Write the subtree of ``leaves`` (>= 1, sorted) at a position empty below."""
+        if len(leaves) == 1:
+            _, lh, path = leaves[0]
+            node = self.pending[_position(depth, prefix)] = (lh, path)
+            return node
+        left_prefix = prefix << 1
+        right_prefix = left_prefix | 1
+        split = bisect.bisect_left(leaves, right_prefix << (PATH_BITS - 1 - depth), key=_path_of)
+        left = self.build(depth + 1, left_prefix, leaves[:split]) if split > 0 else None
+        right = self.build(depth + 1, right_prefix, leaves[split:]) if split < len(leaves) else None
+        node = self.pending[_position(depth, prefix)] = self.inner(left, right)
+        return node
+
+
+def _pure_update(root: Node | None, changes: list, pending: dict, young: dict, load_slow) -> Node | None:
+    """Apply ``changes`` (``(path, leaf hash or None)``, paths strictly increasing) to the
+    tree whose root node is ``root``; every node written goes into ``pending`` (row key ->
+    node or None). Returns the new root node. Nodes not in ``pending`` or ``young`` come
+    from ``load_slow(pos)``."""
+    if not changes:
+        return root
+    staged = [(int.from_bytes(path, "big"), lh, path) for path, lh in changes]
+    return _PureWalk(pending, young, load_slow).update(0, 0, root, staged)
+
+
+def _load_accelerator():
+    """The C walk (``p2pchain/_smt.c``), or None: not built, switched off, or stale."""
+    if os.environ.get("P2PCHAIN_PURE_SMT", "") not in ("", "0"):
+        return None
+    try:
+        from .. import _smt
+    except ImportError:
+        return None
+    if getattr(_smt, "ABI_VERSION", None) != 2:
+        return None
+    # its inner-node hash must be the tree's: BLAKE2b-256, as encoding.digest_bytes
+    sample = _NODE + bytes(range(64))
+    return _smt if _smt.blake2b_256(sample) == digest_bytes(sample) else None
+
+
+_accelerator = _load_accelerator()
+#: The update's walk: the C accelerator's, or the pure reference (same nodes, slower). A
+#: module global read at each update, so a test can set it to :func:`_pure_update`.
+UPDATE = _accelerator.update if _accelerator else _pure_update
+IMPLEMENTATION = "c" if _accelerator else "python"
+
+
 class SparseMerkleTree:
     """The tree's nodes in table ``smt`` of ``conn``; the caller owns the transaction.
 
     :meth:`update` stages node writes and executes them on ``conn`` inside the caller's
     open transaction; on rollback the caller must call :meth:`forget` (cache invalidation).
 
-    In memory a position (depth, prefix) is the integer ``2**depth + prefix`` (heap
-    numbering: the children of ``i`` are ``2i`` and ``2i + 1``), which is cheaper to make and
-    hash than the row key; the row key is built only for the rows a block writes. The cache
-    keeps the recently used nodes in two generations (a node read from the older one moves to
-    the newer; when the newer is full it becomes the older): bounded like an LRU, without an
-    LRU's bookkeeping on every read.
+    In memory a node is keyed by its row key (:func:`_position`) and is a tuple as in the
+    table: ``(hash, path)`` for a leaf, ``(hash, None)`` for an inner node; ``None`` is an
+    empty subtree. The cache keeps the recently used nodes in two generations (a node read
+    from the older one moves to the newer; when the newer is full it becomes the older):
+    bounded like an LRU, without an LRU's bookkeeping on every read. The walk of an update
+    is :data:`UPDATE` (the C accelerator, or the pure reference :func:`_pure_update`).
     """
 
     def __init__(self, conn: sqlite3.Connection, *, cache_nodes: int = 65_536) -> None:
         self._conn = conn
-        self._young: dict[int, Node | None] = {}
-        self._old: dict[int, Node | None] = {}
+        self._young: dict[bytes, Node | None] = {}
+        self._old: dict[bytes, Node | None] = {}
         self._generation = max(1, cache_nodes // 2)
-        self._pending: dict[int, Node | None] = {}
+        self._pending: dict[bytes, Node | None] = {}
         conn.execute(SCHEMA)
 
     @property
     def root(self) -> bytes:
-        node = self._load(1)
+        node = self._load(_ROOT)
         return EMPTY if node is None else node[0]
 
     def forget(self) -> None:
@@ -122,110 +232,51 @@ class SparseMerkleTree:
 
     # -- reading nodes ------------------------------------------------------------------
 
-    def _load(self, index: int) -> Node | None:
-        """The node at heap index ``index`` (``2**depth + prefix``)."""
+    def _load(self, pos: bytes) -> Node | None:
+        """The node at row key ``pos``."""
         pending = self._pending
-        if index in pending:
-            return pending[index]
+        if pos in pending:
+            return pending[pos]
         young = self._young
-        if index in young:
-            return young[index]
-        old = self._old
-        if index in old:
-            node = old.pop(index)
-        else:
-            depth = index.bit_length() - 1
-            row = self._conn.execute("SELECT hash, leaf FROM smt WHERE pos = ?",
-                                     (_position(depth, index - (1 << depth)),)).fetchone()
-            node = None if row is None else (row[0], None if row[1] is None else int.from_bytes(row[1], "big"))
-        self._remember(index, node)
-        return node
+        if pos in young:
+            return young[pos]
+        return self._load_slow(pos)
 
-    def _remember(self, index: int, node: Node | None) -> None:
+    def _load_slow(self, pos: bytes) -> Node | None:
+        """The node at ``pos`` from the older generation or the table (the walk has looked in
+        the pending writes and the newer generation)."""
+        old = self._old
+        if pos in old:
+            node = old.pop(pos)
+        else:
+            row = self._conn.execute("SELECT hash, leaf FROM smt WHERE pos = ?", (pos,)).fetchone()
+            node = None if row is None else (row[0], row[1])
         young = self._young
-        young[index] = node
+        young[pos] = node
         if len(young) > self._generation:
             self._old, self._young = young, {}
+        return node
 
     # -- updating -----------------------------------------------------------------------
 
     def update(self, changes: Iterable[tuple[bytes, bytes | None]]) -> bytes:
         """Apply ``(path, leaf hash or None to delete)`` changes; return the new root."""
-        staged = sorted((int.from_bytes(path, "big"), lh) for path, lh in dict(changes).items())
+        staged = sorted(dict(changes).items())
         if staged:
             self._pending = pending = {}
-            self._update(1, 0, self._load(1), staged)
-            rows, gone = [], []
-            for index, node in pending.items():
-                depth = index.bit_length() - 1
-                pos = _position(depth, index - (1 << depth))
-                if node is None:
-                    gone.append((pos,))
-                else:
-                    rows.append((pos, node[0], None if node[1] is None else node[1].to_bytes(32, "big")))
+            UPDATE(self._load(_ROOT), staged, pending, self._young, self._load_slow)
             self._conn.executemany(
                 "INSERT INTO smt (pos, hash, leaf) VALUES (?, ?, ?) "
-                "ON CONFLICT (pos) DO UPDATE SET hash = excluded.hash, leaf = excluded.leaf", rows)
-            self._conn.executemany("DELETE FROM smt WHERE pos = ?", gone)
+                "ON CONFLICT (pos) DO UPDATE SET hash = excluded.hash, leaf = excluded.leaf",
+                [(pos, node[0], node[1]) for pos, node in pending.items() if node is not None])
+            self._conn.executemany("DELETE FROM smt WHERE pos = ?",
+                                   [(pos,) for pos, node in pending.items() if node is None])
             self._pending = {}
-            for index, node in pending.items():
-                self._remember(index, node)
+            young = self._young
+            young.update(pending)
+            if len(young) > self._generation:
+                self._old, self._young = young, {}
         return self.root
-
-    def _update(self, index: int, depth: int, node: Node | None, changes: list) -> Node | None:
-        """New node at heap index ``index`` (at ``depth``) after ``changes`` (sorted, all below it)."""
-        pending = self._pending
-        if node is None or node[1] is not None:
-            # Empty or a single leaf: nothing is stored below this position, so rebuild
-            # the subtree from the leaf (unless a change replaces it) and the changes.
-            if node is not None:
-                at = bisect.bisect_left(changes, node[1], key=_path_of)
-                if at == len(changes) or changes[at][0] != node[1]:
-                    changes = changes[:at] + [(node[1], node[0])] + changes[at:]
-            leaves = [c for c in changes if c[1] is not None]
-            if not leaves:
-                if node is not None:
-                    pending[index] = None
-                return None
-            return self._build(index, depth, leaves)
-        left_index = index << 1
-        right_index = left_index | 1
-        split = _first_right(changes, right_index, depth)
-        left = self._load(left_index)
-        right = self._load(right_index)
-        if split > 0:
-            left = self._update(left_index, depth + 1, left, changes[:split])
-        if split < len(changes):
-            right = self._update(right_index, depth + 1, right, changes[split:])
-        if left is None and right is None:
-            pending[index] = None
-            return None
-        if left is None and right[1] is not None:  # compaction: a lone leaf moves up
-            pending[right_index] = None
-            pending[index] = right
-            return right
-        if right is None and left[1] is not None:
-            pending[left_index] = None
-            pending[index] = left
-            return left
-        node = (_inner(EMPTY if left is None else left[0], EMPTY if right is None else right[0]), None)
-        pending[index] = node
-        return node
-
-    def _build(self, index: int, depth: int, leaves: list) -> Node:
-        """Write the subtree of ``leaves`` (≥ 1, sorted) at a position empty below."""
-        if len(leaves) == 1:
-            path, lh = leaves[0]
-            node = self._pending[index] = (lh, path)
-            return node
-        left_index = index << 1
-        right_index = left_index | 1
-        split = _first_right(leaves, right_index, depth)
-        left = self._build(left_index, depth + 1, leaves[:split]) if split > 0 else None
-        right = self._build(right_index, depth + 1, leaves[split:]) if split < len(leaves) else None
-        node = self._pending[index] = (_inner(EMPTY if left is None else left[0],
-                                              EMPTY if right is None else right[0]), None)
-        return node
 
     # -- proofs -------------------------------------------------------------------------
 
@@ -234,14 +285,14 @@ class SparseMerkleTree:
         target = int.from_bytes(path, "big")
         siblings: list[bytes] = []
         depth, prefix = 0, 0
-        node = self._load(1)
+        node = self._load(_ROOT)
         while node is not None and node[1] is None:
             bit = (target >> (PATH_BITS - 1 - depth)) & 1
-            sibling = self._load((((1 << depth) | prefix) << 1) | (1 - bit))
+            sibling = self._load(_position(depth + 1, (prefix << 1) | (1 - bit)))
             siblings.append(EMPTY if sibling is None else sibling[0])
             depth, prefix = depth + 1, (prefix << 1) | bit
-            node = self._load((1 << depth) | prefix)
-        terminal = None if node is None else (node[1].to_bytes(32, "big"), node[0])
+            node = self._load(_position(depth, prefix))
+        terminal = None if node is None else (node[1], node[0])
         return MerkleProof(tuple(siblings), terminal)
 
 
