@@ -26,14 +26,26 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+from dataclasses import dataclass
 from typing import Iterable, Iterator, Mapping
 
 from ..encoding import EncodingError, decode, encode
 from .smt import EMPTY, MerkleProof, SparseMerkleTree, key_path, leaf_hash, root_of_sorted_leaves
 
-__all__ = ["StateError", "WorldState", "HistoricalView", "SCAN_PAGE"]
+__all__ = ["StateError", "StagedWrites", "WorldState", "HistoricalView", "SCAN_PAGE"]
 
 SCAN_PAGE = 256  # rows fetched per query while scanning; a scan holds no cursor across writes
+
+
+@dataclass(frozen=True, slots=True)
+class StagedWrites:
+    """A block's write set, checked and prepared once (:meth:`WorldState.stage`): its tree
+    changes ``(path, leaf hash or None)`` and its rows ``(path, ns, key, value)`` to upsert
+    (deletions are left out of the rows)."""
+
+    writes: Mapping[tuple[str, str], bytes | None]
+    changes: list
+    rows: list
 
 
 def _unchanged(value: None) -> None:
@@ -141,11 +153,11 @@ class WorldState:
         conn.execute("BEGIN IMMEDIATE")
         try:
             for batch in batches:
-                changes, rows = self._stage({(ns, key): value for ns, key, value in batch})
-                conn.executemany("INSERT INTO state (path, ns, key, value) VALUES (?, ?, ?, ?)", rows)
+                staged = self.stage({(ns, key): value for ns, key, value in batch})
+                conn.executemany("INSERT INTO state (path, ns, key, value) VALUES (?, ?, ?, ?)", staged.rows)
                 conn.executemany("INSERT INTO history (ns, key, height, value) VALUES (?, ?, ?, ?)",
-                                 [(ns, key, height, value) for _, ns, key, value in rows])
-                self._tree.update(changes)
+                                 [(ns, key, height, value) for _, ns, key, value in staged.rows])
+                self._tree.update(staged.changes)
             root = self._tree.root
             if root != expected_root:
                 raise StateError("the entries do not have the expected state root")
@@ -158,12 +170,10 @@ class WorldState:
             raise
         return root
 
-    def check_writes(self, writes: Mapping[tuple[str, str], bytes | None]) -> None:
-        """Raise :class:`StateError` if ``apply_block`` would refuse ``writes`` (keys, values)."""
-        self._stage(writes)
-
-    def _stage(self, writes: Mapping[tuple[str, str], bytes | None]) -> tuple[list, list]:
-        """Tree changes and rows to upsert for ``writes`` (deletions: rows left out)."""
+    def stage(self, writes: Mapping[tuple[str, str], bytes | None]) -> StagedWrites:
+        """``writes`` checked (keys, canonical values) and prepared for :meth:`apply_block`;
+        :class:`StateError` if it would refuse them. The ledger stages a block's writes once,
+        to check them before it stores the block and then to apply them."""
         changes, rows = [], []
         for (namespace, key), value in sorted(writes.items(), key=lambda item: item[0]):
             if type(namespace) is not str or type(key) is not str:
@@ -180,7 +190,7 @@ class WorldState:
                 raise StateError(f"value of {namespace}/{key} is not canonical: {exc}") from None
             changes.append((path, leaf_hash(path, value)))
             rows.append((path, namespace, key, value))
-        return changes, rows
+        return StagedWrites(writes, changes, rows)
 
     def _record(self, height: int, root: bytes) -> None:
         self._conn.executemany(
@@ -188,16 +198,17 @@ class WorldState:
             [("applied_height", encode(height)), ("state_root", root)],
         )
 
-    def apply_block(self, height: int, writes: Mapping[tuple[str, str], bytes | None]) -> bytes:
+    def apply_block(self, height: int, writes: Mapping[tuple[str, str], bytes | None] | StagedWrites) -> bytes:
         """Apply one block's write set atomically; return the new state root.
 
-        ``writes`` maps ``(namespace, key)`` to canonical bytes, or ``None`` to delete.
-        ``height`` must follow :attr:`applied_height`.
+        ``writes`` maps ``(namespace, key)`` to canonical bytes, or ``None`` to delete (or is
+        that map already staged by :meth:`stage`). ``height`` must follow :attr:`applied_height`.
         """
         expected = self.applied_height + 1
         if height != expected:
             raise StateError(f"block {height} applied out of order: the state is at {expected - 1}")
-        changes, rows = self._stage(writes)
+        staged = writes if isinstance(writes, StagedWrites) else self.stage(writes)
+        writes, changes, rows = staged.writes, staged.changes, staged.rows
         gone = [(path,) for path, lh in changes if lh is None]
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")

@@ -39,7 +39,7 @@ from ..encoding import decode, encode
 from ..genesis import Genesis
 from ..ordering import Batch, CommitCertificate
 from .block import Anchor, Block, BlockError, BlockOutputs, Header, TxResult, genesis_block, make_header
-from .state import StateError, WorldState
+from .state import StagedWrites, StateError, WorldState
 from .transaction import (
     NONCE_NAMESPACE, Transaction, TransactionRefused, nonce_writes, nothing_verified, read_nonce,
     screen_requests, timestamp_to_datetime,
@@ -232,9 +232,11 @@ class ChannelLedger:
         self._head = (head, tail.hash, tail.outputs.digest())
         self._publish(head, tail.hash, self.state.root)
 
-    def _apply(self, block: Block) -> bytes:
-        writes = block.outputs.write_map()
-        root = self.state.apply_block(block.height, writes)
+    def _apply(self, block: Block, staged: StagedWrites | None = None) -> bytes:
+        """Apply a stored block's writes (``staged`` by :meth:`append`, or staged here)."""
+        staged = staged or self.state.stage(block.outputs.write_map())
+        writes = staged.writes
+        root = self.state.apply_block(block.height, staged)
         nonces = self._nonces
         for (namespace, creator), value in writes.items():
             if namespace == NONCE_NAMESPACE:
@@ -363,13 +365,14 @@ class ChannelLedger:
 
     def commit(self, block: Block, certificate: CommitCertificate) -> bytes:
         """Append ``block`` durably, then apply its writes; return the new state root."""
-        self.append(block, certificate)
-        root = self._apply(block)
+        staged = self.append(block, certificate)
+        root = self._apply(block, staged)
         self._publish(block.height, block.hash, root)
         return root
 
-    def append(self, block: Block, certificate: CommitCertificate) -> None:
-        """Store ``block`` (with outputs) and its certificate durably; check it extends the chain."""
+    def append(self, block: Block, certificate: CommitCertificate) -> StagedWrites:
+        """Store ``block`` (with outputs) and its certificate durably; check it extends the
+        chain. Returns its writes as staged to check them (what :meth:`_apply` applies)."""
         height, head_hash, outputs_digest = self._head
         h = block.header
         if block.outputs is None:
@@ -392,11 +395,12 @@ class ChannelLedger:
                 raise LedgerError(f"{self.channel}: block {h.height}: {message}")
         # A stored block whose writes cannot be applied would fail recovery on every open.
         try:
-            self.state.check_writes(block.outputs.write_map())
+            staged = self.state.stage(block.outputs.write_map())
         except StateError as exc:
             raise LedgerError(f"{self.channel}: block {h.height}: {exc}") from None
         self._insert(block, certificate)
         self._head = (h.height, block.hash, block.outputs.digest())
+        return staged
 
     def _insert(self, block: Block, certificate: CommitCertificate | None) -> None:
         conn = self._conn

@@ -154,9 +154,9 @@ def test_readers_see_a_block_only_once_its_writes_are_applied(chain, open_ledger
     seen = []
     real_apply = ledger._apply
 
-    def apply_and_look(block):  # the moment between the durable append and the state's apply
+    def apply_and_look(block, staged=None):  # the moment between the durable append and the state's apply
         seen.append(ledger.applied)
-        return real_apply(block)
+        return real_apply(block, staged)
 
     ledger._apply = apply_and_look
     chain.commit(ledger, [chain.tx("ev01", 2, key="a", value=2)])
