@@ -23,7 +23,7 @@ from p2pchain.genesis import CHANNELS
 from p2pchain.ledger.store import LedgerError
 from p2pchain.ledger.transaction import MAX_TX_BYTES, Transaction, TransactionRefused
 
-from p2pchain.runtime.lifecycle import LIFECYCLE, committed
+from p2pchain.runtime.lifecycle import LIFECYCLE
 
 from .admin import AdminRefused, check_token
 from .anchoring import anchors_of
@@ -256,11 +256,10 @@ def _admit(node: Node, channel: str, data: bytes, *, wait: bool):
         tx = node.validate(channel, data)
     except TransactionRefused as refusal:
         raise Refusal(REFUSAL_STATUS[refusal.code], refusal.code, refusal.detail) from None
-    ledger = node.ledgers[channel]
-    if tx.contract != LIFECYCLE and committed(ledger.state, tx.contract) is None:
+    if tx.contract != LIFECYCLE and not node.contract_committed(channel, tx.contract):
         # this node's committed state: a node still catching up may not have the commit yet
         raise Refusal(404, "unknown_contract", f"no contract {tx.contract!r} is committed on {channel} "
-                                               f"as of this node's height {ledger.height}")
+                                               f"as of this node's height {node.ledgers[channel].height}")
     return tx, node.engines[channel].submit(data, tx.creator, tx.nonce, wait=tx.tx_id if wait else None)
 
 

@@ -39,7 +39,7 @@ from p2pchain.ledger.store import ChannelLedger, ledger_path
 from p2pchain.ledger.transaction import Transaction, TransactionRefused, validate_transaction
 from p2pchain.net.peers import PEER_PATH, PeerNetwork
 from p2pchain.ordering import CommitCertificate
-from p2pchain.runtime.lifecycle import LifecyclePolicy
+from p2pchain.runtime.lifecycle import LifecyclePolicy, committed
 from p2pchain.runtime.worker import ChannelWorker
 
 from .anchoring import NodeAnchoring
@@ -192,6 +192,7 @@ class Node:
         self.metrics = NodeMetrics(name)
         self.subscribers = Subscribers()
         self.checked = CheckedRequests()
+        self._contracts_seen: set[tuple[str, str]] = set()  # (channel, contract) found committed
         self._relaying: dict[str, list[bytes]] = {}  # channel -> requests to relay this turn
         self._relay_due = False
         self.faults = FaultState()
@@ -477,6 +478,17 @@ class Node:
 
     def find_transaction(self, channel: str, tx_id: bytes) -> tuple[int, int] | None:
         return self._index.find(channel, tx_id)
+
+    def contract_committed(self, channel: str, contract: str) -> bool:
+        """Has ``contract`` a committed definition on ``channel`` (this node's state)? A
+        definition, once committed, is never removed (a new version replaces it), so a yes is
+        kept and the state read once, not for every submission."""
+        if (channel, contract) in self._contracts_seen:
+            return True
+        if committed(self.ledgers[channel].state, contract) is None:
+            return False
+        self._contracts_seen.add((channel, contract))
+        return True
 
     def validate(self, channel: str, data: bytes) -> Transaction:
         ledger = self.ledgers[channel]
