@@ -169,16 +169,15 @@ put(Walk *w, PyObject *key, PyObject *node)
 static PyObject *
 load(Walk *w, PyObject *key)
 {
+    /* Every node is checked before the walk reads it, wherever it came from: the cache
+     * holds what the table held, and a damaged table must give an error, not a bad read. */
     PyObject *node = PyDict_GetItemWithError(w->pending, key);
     if (node == NULL && !PyErr_Occurred())
         node = PyDict_GetItemWithError(w->young, key);
-    if (node != NULL) {
+    if (node != NULL)
         Py_INCREF(node);
-        return node;
-    }
-    if (PyErr_Occurred())
-        return NULL;
-    node = PyObject_CallOneArg(w->load_slow, key);
+    else if (!PyErr_Occurred())
+        node = PyObject_CallOneArg(w->load_slow, key);
     if (node != NULL && node_kind(node) < 0)
         Py_CLEAR(node);
     return node;

@@ -103,6 +103,13 @@ def test_a_stored_node_that_is_not_a_node_is_refused():
     broken = {pos: ("not a node",) for pos in pending if pos != smt._ROOT}
     with pytest.raises(ValueError, match="not \\(hash, path or None\\)"):
         _smt.update(root, [(a, None)], {}, {}, broken.get)
+    # from the cache too, on the side the change does not touch, and a leaf's path or hash
+    # of another size (a damaged table row read into the cache)
+    left, right = smt._position(1, 0), smt._position(1, 1)
+    for bad in [("not a node",), (bytes(32), b"short"), (b"short", None), (bytes(32), 7)]:
+        cached = {left: pending[left], right: bad}
+        with pytest.raises(ValueError, match="not \\(hash, path or None\\)"):
+            _smt.update(root, [(a, None)], {}, cached, {}.get)
 
 
 @settings(max_examples=30, deadline=None)
