@@ -264,29 +264,27 @@ rebuild(Walk *w, int depth, const unsigned char *prefix, PyObject *node, const E
         return PyErr_NoMemory();
     Py_ssize_t n = 0;
     int placed = node == Py_None;
-    const unsigned char *here = placed ? NULL : (const unsigned char *)PyBytes_AS_STRING(PyTuple_GET_ITEM(node, 1));
+    Entry here = {NULL, NULL, NULL};  /* the leaf stored here, as a change that keeps it */
+    if (!placed) {
+        here.path_obj = PyTuple_GET_ITEM(node, 1);
+        here.path = (const unsigned char *)PyBytes_AS_STRING(here.path_obj);
+        here.lh = PyTuple_GET_ITEM(node, 0);
+    }
     for (Py_ssize_t i = lo; i < hi; i++) {
         if (!placed) {
-            int order = memcmp(here, changes[i].path, PATH_BYTES);
+            int order = memcmp(here.path, changes[i].path, PATH_BYTES);
             if (order <= 0) {
                 placed = 1;
-                if (order < 0) {
-                    leaves[n].path = here;
-                    leaves[n].path_obj = PyTuple_GET_ITEM(node, 1);
-                    leaves[n].lh = PyTuple_GET_ITEM(node, 0);
-                    n++;
-                }  /* order == 0: the change replaces (or deletes) the leaf */
+                if (order < 0)
+                    leaves[n++] = here;
+                /* order == 0: the change replaces (or deletes) the leaf */
             }
         }
         if (changes[i].lh != Py_None)
             leaves[n++] = changes[i];
     }
-    if (!placed) {
-        leaves[n].path = here;
-        leaves[n].path_obj = PyTuple_GET_ITEM(node, 1);
-        leaves[n].lh = PyTuple_GET_ITEM(node, 0);
-        n++;
-    }
+    if (!placed)
+        leaves[n++] = here;
     PyObject *result;
     if (n > 0) {
         result = build(w, depth, prefix, leaves, 0, n);
