@@ -86,6 +86,16 @@ def _path_of(change: tuple) -> int:
     return change[0]
 
 
+def _lookup(pending: dict, young: dict, load_slow, pos: bytes) -> Node | None:
+    """The node at row key ``pos``: this update's write, else the newer cache generation,
+    else ``load_slow`` (the older generation, then the table). The C walk looks the same way."""
+    if pos in pending:
+        return pending[pos]
+    if pos in young:
+        return young[pos]
+    return load_slow(pos)
+
+
 class _PureWalk:
     """The reference walk of an update (``p2pchain/_smt.c`` mirrors it node for node).
 
@@ -97,11 +107,7 @@ class _PureWalk:
         self.pending, self.young, self.load_slow = pending, young, load_slow
 
     def load(self, pos: bytes) -> Node | None:
-        if pos in self.pending:
-            return self.pending[pos]
-        if pos in self.young:
-            return self.young[pos]
-        return self.load_slow(pos)
+        return _lookup(self.pending, self.young, self.load_slow, pos)
 
     @staticmethod
     def inner(left: Node | None, right: Node | None) -> Node:
@@ -234,13 +240,7 @@ class SparseMerkleTree:
 
     def _load(self, pos: bytes) -> Node | None:
         """The node at row key ``pos``."""
-        pending = self._pending
-        if pos in pending:
-            return pending[pos]
-        young = self._young
-        if pos in young:
-            return young[pos]
-        return self._load_slow(pos)
+        return _lookup(self._pending, self._young, self._load_slow, pos)
 
     def _load_slow(self, pos: bytes) -> Node | None:
         """The node at ``pos`` from the older generation or the table (the walk has looked in
@@ -251,11 +251,14 @@ class SparseMerkleTree:
         else:
             row = self._conn.execute("SELECT hash, leaf FROM smt WHERE pos = ?", (pos,)).fetchone()
             node = None if row is None else (row[0], row[1])
-        young = self._young
-        young[pos] = node
-        if len(young) > self._generation:
-            self._old, self._young = young, {}
+        self._young[pos] = node
+        self._age()
         return node
+
+    def _age(self) -> None:
+        """A newer generation grown past its size becomes the older one (the older dropped)."""
+        if len(self._young) > self._generation:
+            self._old, self._young = self._young, {}
 
     # -- updating -----------------------------------------------------------------------
 
@@ -272,10 +275,8 @@ class SparseMerkleTree:
             self._conn.executemany("DELETE FROM smt WHERE pos = ?",
                                    [(pos,) for pos, node in pending.items() if node is None])
             self._pending = {}
-            young = self._young
-            young.update(pending)
-            if len(young) > self._generation:
-                self._old, self._young = young, {}
+            self._young.update(pending)
+            self._age()
         return self.root
 
     # -- proofs -------------------------------------------------------------------------
