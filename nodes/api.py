@@ -240,9 +240,9 @@ async def state(request: web.Request) -> web.Response:
 
 async def nonce(request: web.Request) -> web.Response:
     channel = _channel(request)
-    ledger = _ledger(request, channel)
-    return web.json_response({"channel": channel, "creator": request.match_info["creator"],
-                              "nonce": ledger.last_nonce(request.match_info["creator"])})
+    _ledger(request, channel)       # refused on a crashed node
+    node, creator = _node(request), request.match_info["creator"]
+    return web.json_response({"channel": channel, "creator": creator, "nonce": node.last_nonce(channel, creator)})
 
 
 # -- writing ----------------------------------------------------------------------------------

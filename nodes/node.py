@@ -490,9 +490,25 @@ class Node:
         self._contracts_seen.add((channel, contract))
         return True
 
+    def last_nonce(self, channel: str, creator: str) -> int | None:
+        """The last nonce ``creator`` used on ``channel`` as far as this node knows: its
+        ledger's (as of the last executed block), or the replica's if higher (a request
+        committed in order that has yet to execute here). With the ledger's alone, a client
+        told of a commit by one node and resuming its nonces at another reused the nonce it
+        had just spent whenever that node's execution lagged the commit. Nonces need only
+        increase, so the higher answer is always safe."""
+        executed = self.ledgers[channel].last_nonce(creator)
+        committed = self.engines[channel].replica.clients.get(creator)
+        if committed is None or (executed is not None and executed >= committed):
+            return executed
+        return committed
+
     def validate(self, channel: str, data: bytes) -> Transaction:
-        ledger = self.ledgers[channel]
-        tx = validate_transaction(data, self.genesis, utc_now(), ledger.last_nonce, channel=channel)
+        """A client request checked as the API and the relay admit it (format, signature,
+        identity, permission, and a nonce above :meth:`last_nonce`); raises
+        ``TransactionRefused``."""
+        tx = validate_transaction(data, self.genesis, utc_now(), functools.partial(self.last_nonce, channel),
+                                  channel=channel)
         self.checked.add(data, tx)
         return tx
 

@@ -56,9 +56,13 @@ def cluster(tmp_path_factory):
 async def _record(cluster: Cluster, node: str, count: int) -> list[int]:
     """Submit ``count`` demo records one after the other, each waited for; their heights."""
     signer = Signer.load(cluster.directory, "ev01")
+    # every node's last nonce, not only ``node``'s: the last transaction was answered by
+    # another node, and this one may not have seen its commit yet
+    for name in cluster.genesis.node_names:
+        async with Client(cluster.url(name), timeout_s=30) as client:
+            await signer.resume(client, CHANNEL)
     heights = []
     async with Client(cluster.url(node), timeout_s=30) as client:
-        await signer.resume(client, CHANNEL)
         for _ in range(count):
             tx = signer.transaction(CHANNEL, "demo", "record", {"topic": "restart", "value": 1})
             heights.append((await client.submit(tx, wait=True))["height"])
