@@ -504,11 +504,14 @@ class Node:
         return committed
 
     def validate(self, channel: str, data: bytes) -> Transaction:
-        """A client request checked as the API and the relay admit it (format, signature,
-        identity, permission, and a nonce above :meth:`last_nonce`); raises
-        ``TransactionRefused``."""
-        tx = validate_transaction(data, self.genesis, utc_now(), functools.partial(self.last_nonce, channel),
-                                  channel=channel)
+        """A client request checked as the API and the relay admit it; raises
+        ``TransactionRefused``. Its nonce is checked against the ledger's alone, not
+        :meth:`last_nonce`: the same transaction sent again (a client's retry after a drop)
+        while its commit waits to execute here must reach that commit's answer, not a
+        refusal; another transaction with a nonce the replica has ordered is answered once
+        the block executes (``replayed_nonce``)."""
+        ledger = self.ledgers[channel]
+        tx = validate_transaction(data, self.genesis, utc_now(), ledger.last_nonce, channel=channel)
         self.checked.add(data, tx)
         return tx
 
