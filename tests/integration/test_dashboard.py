@@ -212,15 +212,20 @@ def test_splitting_the_cluster_two_against_two_stops_commits_until_heal(cluster,
         assert page.locator("#live-svg line.link.cut").count() == 4
         page.wait_for_timeout(1500)             # what was in flight when the split came
         stalled = {n: height(page, n) for n in names}
+        top = max(stalled.values())
         page.wait_for_timeout(4000)             # the trickle submits meanwhile; no side has a quorum
-        assert {n: height(page, n) for n in names} == stalled
+        # nothing commits past the split's height; a node that was behind then (node0 catching
+        # up after the last test's restart, once in a run under load) may still fetch the
+        # blocks committed before it from the other node of its half
+        after = {n: height(page, n) for n in names}
+        assert max(after.values()) == top and all(after[n] >= stalled[n] for n in names), (stalled, after)
         # and no node started a view change it could not finish (docs/consensus.md, the cut-off rule)
         assert len({cell(page, f"view-{n}") for n in names}) == 1
         page.screenshot(path=str(ARTIFACTS / "cluster-split.png"))
     finally:
         page.get_by_test_id("heal-all").click()
     wait_for(page, lambda: all(cell(page, f"health-{n}") == "ok" for n in names), "every node healed")
-    wait_for(page, lambda: all(height(page, n) > stalled[n] for n in names), "commits again on every node")
+    wait_for(page, lambda: all(height(page, n) > top for n in names), "commits again on every node")
     # one view for all: no node left a view ahead. (The primary's batch proposed during the
     # split was lost on the far side, and PBFT resends none of it: a view change after heal
     # may be how that batch is given up, and then all four change view together.)
