@@ -499,9 +499,9 @@ class Node:
         increase, so the higher answer is always safe."""
         executed = self.ledgers[channel].last_nonce(creator)
         committed = self.engines[channel].replica.clients.get(creator)
-        if committed is None or (executed is not None and executed >= committed):
+        if committed is None:
             return executed
-        return committed
+        return committed if executed is None else max(executed, committed)
 
     def validate(self, channel: str, data: bytes) -> Transaction:
         """A client request checked as the API and the relay admit it; raises
