@@ -69,7 +69,9 @@ class Signer:
         return cls(name, load_identity_key(consortium_dir, name), first_nonce)
 
     async def resume(self, client: Client, channel: str) -> None:
-        """Continue after the last nonce this identity used on ``channel`` (from the ledger)."""
+        """Continue after the last nonce this identity used on ``channel`` as far as that node
+        knows (its ledger's, or a higher one it has committed but not yet executed); never
+        back, so resuming at several nodes keeps the highest."""
         last = (await client.nonce(channel, self.name)).get("nonce")
         self.next_nonce[channel] = max(self.next_nonce.get(channel, self.first_nonce), (last or 0) + 1)
 
