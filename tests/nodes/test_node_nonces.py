@@ -59,9 +59,9 @@ def test_admission_still_takes_a_nonce_ordered_but_not_yet_executed(genesis, con
     node = _bare_node(genesis, executed={"ev01": 3}, committed={"ev01": 5})
     signer = Signer.load(consortium_dir, "ev01")
 
-    def request(nonce: int) -> bytes:
-        signer.next_nonce[CHANNEL] = nonce
-        return signer.transaction(CHANNEL, "demo", "record", {"value": nonce}).to_bytes()
+    def request(n: int) -> bytes:
+        signer.next_nonce[CHANNEL] = n
+        return signer.transaction(CHANNEL, "demo", "record", {"value": n}).to_bytes()
 
     assert node.validate(CHANNEL, request(5)).nonce == 5
     with pytest.raises(TransactionRefused) as refused:
