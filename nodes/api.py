@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from p2pchain.client import MSGPACK, transaction_from_json
-from p2pchain.encoding import EncodingError, decode, encode
+from p2pchain.encoding import EncodingError, decode, encode, parse_json
 from p2pchain.genesis import CHANNELS
 from p2pchain.ledger.store import LedgerError
 from p2pchain.ledger.transaction import MAX_TX_BYTES, Transaction, TransactionRefused
@@ -309,7 +309,7 @@ async def submit(request: web.Request) -> web.Response:
         data = body
     elif request.content_type == "application/json" or "Content-Type" not in request.headers:
         try:
-            data = transaction_from_json(json.loads(body)).to_bytes()
+            data = transaction_from_json(parse_json(body)).to_bytes()
         except TransactionRefused as refusal:
             raise Refusal(REFUSAL_STATUS[refusal.code], refusal.code, refusal.detail) from None
         except EncodingError as exc:
@@ -476,7 +476,7 @@ async def fault(request: web.Request) -> web.Response:
     except AdminRefused as exc:
         raise Refusal(403, "admin_refused", str(exc)) from None
     try:
-        order = await request.json()
+        order = parse_json(await request.read())
         action = order["action"]
     except (ValueError, KeyError, TypeError):
         raise Refusal(400, "malformed", 'expected JSON {"action": ..., "mode"?: ..., "delay_ms"?: ...}') from None

@@ -32,7 +32,7 @@ from aiohttp import web
 from p2pchain.bounded import BoundedDict
 from p2pchain.consensus import Keyring, MalformedMessage, decode_message, encode_message
 from p2pchain.consortium import load_identity_key
-from p2pchain.encoding import EncodingError, decode, encode
+from p2pchain.encoding import EncodingError, decode, encode, parse_json
 from p2pchain.genesis import CHANNELS, Genesis
 from p2pchain.ledger.block import Block
 from p2pchain.ledger.store import ChannelLedger, ledger_path
@@ -48,7 +48,7 @@ from .faults import FaultState
 from .memory import settle_collector, trim_forever
 from .metrics import NodeMetrics
 
-__all__ = ["Node", "run_node"]
+__all__ = ["Node", "read_status", "run_node"]
 
 log = logging.getLogger("p2pchain.node")
 FRAME_CONSENSUS = b"C"
@@ -57,6 +57,9 @@ POLLER_HEADER = "P2P-Poller"
 """Names the node behind a status poll, so that a node isolated from it by fault injection
 can refuse the poll as a real partition would (nodes/api.py); claimed, not authenticated:
 it decides only what the isolate fault emulates."""
+STATUS_MAX_BYTES = 64 * 1024
+"""A peer's ``/v1/status`` answer is read up to this size (a real one is ~1 KiB): a faulty
+peer's endless answer is refused, not buffered."""
 FRAME_REQUEST = b"R"
 RELAY_MAX_REQUESTS = 512
 RELAY_MAX_BYTES = 2 * 1024 * 1024
@@ -164,6 +167,21 @@ class TxIndex:
         row = self._conn.execute("SELECT height, position FROM tx_index WHERE channel = ? AND tx_id = ?",
                                  (channel, tx_id)).fetchone()
         return None if row is None else (row[0], row[1])
+
+
+async def read_status(response: aiohttp.ClientResponse) -> dict[str, Any] | None:
+    """A node's ``/v1/status`` answer as a JSON object, read up to ``STATUS_MAX_BYTES``;
+    ``None`` if it is larger, not JSON, or not an object."""
+    body = bytearray()
+    while chunk := await response.content.read(STATUS_MAX_BYTES + 1 - len(body)):
+        body += chunk
+        if len(body) > STATUS_MAX_BYTES:
+            return None
+    try:
+        status = parse_json(bytes(body))
+    except ValueError:      # UnicodeDecodeError included
+        return None
+    return status if isinstance(status, dict) else None
 
 
 @dataclass
@@ -430,23 +448,33 @@ class Node:
             if self.crashed:
                 continue
             for peer in self.peer_names():
-                if peer in self.peers.blocked:
-                    continue
-                node = self.genesis.node(peer)
-                try:
-                    async with self._session.get(f"http://{node.host}:{node.port}/v1/status",
-                                                 headers={POLLER_HEADER: self.name},
-                                                 timeout=aiohttp.ClientTimeout(total=1)) as response:
-                        if response.status != 200:
-                            continue
-                        channels = (await response.json()).get("channels", {})
-                except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
-                    continue
-                self._heard[peer] = time.monotonic()
-                for channel, engine in self.engines.items():
-                    height = channels.get(channel, {}).get("height")
-                    if type(height) is int:
-                        engine.note_peer_height(peer, height)
+                if peer not in self.peers.blocked:
+                    await self._poll_peer(peer)
+
+    async def _poll_peer(self, peer: str) -> None:
+        """Ask ``peer`` for its status: note that it was heard, and its channels' heights. An
+        answer that is not a status (a faulty peer's: not JSON, nested past the parser,
+        oversized, of another shape) is refused and counted, and the polling goes on."""
+        node = self.genesis.node(peer)
+        try:
+            async with self._session.get(f"http://{node.host}:{node.port}/v1/status",
+                                         headers={POLLER_HEADER: self.name},
+                                         timeout=aiohttp.ClientTimeout(total=1)) as response:
+                if response.status != 200:
+                    return
+                status = await read_status(response)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            return
+        channels = status.get("channels") if status is not None else None
+        if not isinstance(channels, dict):
+            self.metrics.refused.labels("poll", "malformed_status").inc()
+            return
+        self._heard[peer] = time.monotonic()
+        for channel, engine in self.engines.items():
+            entry = channels.get(channel)
+            height = entry.get("height") if isinstance(entry, dict) else None
+            if type(height) is int:
+                engine.note_peer_height(peer, height)
 
     async def _fetch_blocks(self, peer: str, channel: str, start: int, end: int):
         """Certified blocks ``start..end`` from ``peer``'s API, for state transfer."""

@@ -33,7 +33,6 @@ asks its peers on the browser's behalf):
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ import aiohttp
 from aiohttp import web
 
 from p2pchain.crypto import BadSignature, verify
+from p2pchain.encoding import parse_json
 from p2pchain.genesis import CHANNELS
 from p2pchain.identity import IdentityError
 from p2pchain.ledger.store import LedgerError
@@ -49,6 +49,7 @@ from p2pchain.ledger.transaction import Transaction, TransactionRefused, timesta
 
 from .api import Refusal, _channel, _ledger, _node, block_json
 from .faults import BYZANTINE_MODES
+from .node import read_status
 from .simsession import SCENARIOS, SessionError, SessionStore, SimSession, parse_trace
 
 __all__ = ["register", "TRACE_ENV", "MAX_TRACE_BYTES"]
@@ -69,7 +70,7 @@ def _store(request: web.Request) -> SessionStore:
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
-        body = await request.json()
+        body = parse_json(await request.read())
     except ValueError:
         raise Refusal(400, "malformed", "expected a JSON object") from None
     if not isinstance(body, dict):
@@ -149,7 +150,9 @@ async def upload_replay(request: web.Request) -> web.Response:
         if len(raw) > MAX_TRACE_BYTES:
             raise Refusal(413, "oversized", f"a trace file may have at most {MAX_TRACE_BYTES} bytes")
     name = request.query.get("name", "uploaded trace")
-    return _replay_answer(request, _parse(raw.decode("utf-8", "replace"), name))
+    # parsed off the event loop, as file_replay does: 32 MiB of trace takes seconds
+    replay = await asyncio.to_thread(_parse, raw.decode("utf-8", "replace"), name)
+    return _replay_answer(request, replay)
 
 
 def _parse(text: str, name: str):
@@ -215,9 +218,12 @@ async def _peer_status(session: aiohttp.ClientSession, url: str) -> dict[str, An
         async with session.get(url + "/v1/status") as response:
             if response.status != 200:
                 return {"unreachable": f"answered {response.status}"}
-            return await response.json()
+            answer = await read_status(response)
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
         return {"unreachable": type(exc).__name__}
+    if answer is None:
+        return {"unreachable": "answered with no status object"}
+    return answer
 
 
 async def cluster_status(request: web.Request) -> web.Response:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from p2pchain.bounded import BoundedDict
+from p2pchain.encoding import parse_json
 from p2pchain.sim.byzantine import BEHAVIOURS, make_behaviour
 from p2pchain.sim.faults import Schedule
 from p2pchain.sim.network import NetworkConditions, Simulation
@@ -258,7 +259,7 @@ def parse_trace(text: str, name: str = "trace") -> Replay:
         if not raw.strip():
             continue
         try:
-            line = json.loads(raw)
+            line = parse_json(raw)
         except ValueError as exc:
             raise SessionError(f"line {number} is not JSON: {exc}") from None
         if not isinstance(line, dict) or not isinstance(line.get("t"), int) or not isinstance(line.get("ev"), str):

@@ -28,6 +28,7 @@ with the offending path. :data:`IMPLEMENTATION` says which is active (``"c"`` or
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from typing import Any
 
@@ -45,6 +46,7 @@ __all__ = [
     "decode",
     "digest",
     "digest_bytes",
+    "parse_json",
 ]
 
 HASH_NAME = "blake2b-256"
@@ -316,3 +318,16 @@ def digest_bytes(data: bytes) -> bytes:
 def digest(value: Any) -> bytes:
     """The 32-byte BLAKE2b hash of ``value``'s canonical encoding."""
     return hashlib.blake2b(encode(value), digest_size=DIGEST_SIZE).digest()
+
+
+def parse_json(text: str | bytes | bytearray) -> Any:
+    """JSON that arrives from outside (a request body, a peer's answer, an uploaded trace).
+
+    ``json.loads``, except that input nested deeper than the parser can follow raises a
+    ``ValueError`` like any other malformed JSON, not the parser's ``RecursionError``: a
+    body of 100,000 ``[`` is malformed input to refuse, not an internal error.
+    """
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to parse") from None

@@ -481,6 +481,7 @@ def _bad_inputs(cluster: Cluster):
         ("malformed body", "transaction", b"\xc1\x00", "application/msgpack", 400, "malformed"),
         ("not canonical", "transaction", b"\x82\xa1b\x01\xa1a\x02", "application/msgpack", 400, "non_canonical"),
         ("malformed JSON", "transaction", b"{not json", "application/json", 400, "malformed"),
+        ("JSON nested past the parser", "transaction", b"[" * 100_000, "application/json", 400, "malformed"),
         ("oversized body", "transaction", b"\x00" * (300 * 1024), "application/msgpack", 413, "oversized"),
         ("bad signature", "transaction", forged.to_bytes(), "application/msgpack", 401, "bad_signature"),
         ("unknown identity", "transaction", _signed(cluster, "ev99", key=SigningKey.generate()).to_bytes(),

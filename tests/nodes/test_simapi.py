@@ -69,6 +69,9 @@ async def test_bad_requests_are_refused_with_a_reason():
         assert answer.status == 404 and (await answer.json())["error"] == "unknown_session"
         answer = await client.post("/v1/sim/sessions", json={"seed": "x"})
         assert answer.status == 400 and (await answer.json())["error"] == "bad_parameter"
+        for body in (b"[" * 100_000, b"\xff", b"[1]"):    # nested past the parser, not UTF-8, not an object
+            answer = await client.post("/v1/sim/sessions", data=body, headers={"Content-Type": "application/json"})
+            assert answer.status == 400 and (await answer.json())["error"] == "malformed", body[:8]
     finally:
         await client.close()
 
@@ -83,6 +86,8 @@ async def test_an_uploaded_trace_is_summarised_and_its_run_served_with_message_i
         assert any(line["ev"] == "recv" and "id" in line for line in run["lines"])
         bad = await client.post("/v1/sim/replays", data='{"t": 0, "ev": "heal"}\n{oops\n')
         assert bad.status == 400 and "line 2" in (await bad.json())["detail"]
+        deep = await client.post("/v1/sim/replays", data='{"t": 0, "ev": "heal"}\n' + "[" * 100_000)
+        assert deep.status == 400 and "line 2" in (await deep.json())["detail"]
     finally:
         await client.close()
 

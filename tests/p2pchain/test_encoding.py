@@ -5,13 +5,15 @@ is built) and through the pure-Python path, by way of the public functions both 
 """
 
 import hashlib
+import json
+
 import msgpack
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from p2pchain import encoding
 from p2pchain.encoding import (
-    INT_MAX, INT_MIN, MAX_DEPTH, MAX_ITEMS, EncodingError, decode, digest, encode,
+    INT_MAX, INT_MIN, MAX_DEPTH, MAX_ITEMS, EncodingError, decode, digest, encode, parse_json,
 )
 
 
@@ -222,3 +224,26 @@ def test_the_pure_walk_visits_each_container_of_a_nested_list_once(monkeypatch):
         value = [value]
     assert encoding._encode_pure(value) == msgpack.packb(value, use_bin_type=True)
     assert len(visits) <= MAX_DEPTH
+
+
+# -- JSON from outside ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", [b"[" * 100_000, b'{"a":' * 100_000, "[" * 100_000 + "]" * 100_000])
+def test_json_nested_past_the_parser_is_malformed_input_not_an_internal_error(text):
+    with pytest.raises(ValueError, match="nested too deeply"):
+        parse_json(text)
+
+
+def test_json_within_the_parsers_depth_parses_as_json_loads_does():
+    text = "[" * 500 + "{}" + "]" * 500
+    assert parse_json(text) == json.loads(text)
+
+
+@settings(max_examples=300)
+@given(st.text(max_size=40) | st.binary(max_size=40))
+def test_any_json_input_parses_or_raises_value_error_only(text):
+    try:
+        value = parse_json(text)
+    except ValueError:
+        return
+    assert json.dumps(value) == json.dumps(json.loads(text))     # NaN, which is not equal to itself, too
