@@ -48,7 +48,7 @@ from .faults import FaultState
 from .memory import settle_collector, trim_forever
 from .metrics import NodeMetrics
 
-__all__ = ["Node", "read_status", "run_node"]
+__all__ = ["Node", "read_bounded", "read_status", "run_node"]
 
 log = logging.getLogger("p2pchain.node")
 FRAME_CONSENSUS = b"C"
@@ -60,6 +60,8 @@ it decides only what the isolate fault emulates."""
 STATUS_MAX_BYTES = 64 * 1024
 """A peer's ``/v1/status`` answer is read up to this size (a real one is ~1 KiB): a faulty
 peer's endless answer is refused, not buffered."""
+FETCH_MAX_BYTES = 64 * 1024 * 1024
+"""The most of a peer's answer to a state-transfer fetch (``raw-blocks``) that is read."""
 FRAME_REQUEST = b"R"
 RELAY_MAX_REQUESTS = 512
 RELAY_MAX_BYTES = 2 * 1024 * 1024
@@ -169,16 +171,25 @@ class TxIndex:
         return None if row is None else (row[0], row[1])
 
 
+async def read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The body of another node's answer, or ``None`` once it passes ``limit`` bytes: a
+    faulty peer's endless answer is cut off, not buffered."""
+    body = bytearray()
+    while chunk := await response.content.read(limit + 1 - len(body)):
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
 async def read_status(response: aiohttp.ClientResponse) -> dict[str, Any] | None:
     """A node's ``/v1/status`` answer as a JSON object, read up to ``STATUS_MAX_BYTES``;
     ``None`` if it is larger, not JSON, or not an object."""
-    body = bytearray()
-    while chunk := await response.content.read(STATUS_MAX_BYTES + 1 - len(body)):
-        body += chunk
-        if len(body) > STATUS_MAX_BYTES:
-            return None
+    body = await read_bounded(response, STATUS_MAX_BYTES)
+    if body is None:
+        return None
     try:
-        status = parse_json(bytes(body))
+        status = parse_json(body)
     except ValueError:      # UnicodeDecodeError included
         return None
     return status if isinstance(status, dict) else None
@@ -482,7 +493,10 @@ class Node:
         async with self._session.get(url, params={"from": str(start), "to": str(end)}) as response:
             if response.status != 200:
                 raise ValueError(f"{peer} answered {response.status}")
-            rows = decode(await response.read(), max_size=64 * 1024 * 1024)
+            body = await read_bounded(response, FETCH_MAX_BYTES)
+            if body is None:
+                raise ValueError(f"{peer} answered more than {FETCH_MAX_BYTES} bytes")
+            rows = decode(body, max_size=FETCH_MAX_BYTES)
         out = []
         for header, body, certificate in rows:
             out.append((Block.from_stored(header, body),

@@ -49,7 +49,7 @@ from p2pchain.ledger.transaction import Transaction, TransactionRefused, timesta
 
 from .api import Refusal, _channel, _ledger, _node, block_json
 from .faults import BYZANTINE_MODES
-from .node import read_status
+from .node import STATUS_MAX_BYTES, read_bounded, read_status
 from .simsession import SCENARIOS, SessionError, SessionStore, SimSession, parse_trace
 
 __all__ = ["register", "TRACE_ENV", "MAX_TRACE_BYTES"]
@@ -246,9 +246,12 @@ async def forward_fault(request: web.Request) -> web.Response:
     try:
         async with request.app[PEER_SESSION].post(_peer_url(node, target) + "/v1/admin/fault", data=body,
                                                          headers=headers, timeout=FAULT_TIMEOUT) as answer:
-            return web.Response(body=await answer.read(), status=answer.status, content_type="application/json")
+            reply = await read_bounded(answer, STATUS_MAX_BYTES)
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
         raise Refusal(502, "node_unreachable", f"{target} did not answer: {type(exc).__name__}") from None
+    if reply is None:
+        raise Refusal(502, "node_unreachable", f"{target} answered more than {STATUS_MAX_BYTES} bytes")
+    return web.Response(body=reply, status=answer.status, content_type="application/json")
 
 
 def signature_valid(genesis, tx: Transaction, timestamp_ms: int) -> bool | None:

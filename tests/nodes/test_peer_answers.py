@@ -1,7 +1,10 @@
-"""A node's status poll of its peers (``Node._poll_peer``) against a peer that answers
-anything: a status is noted, every other answer is refused and counted, and the poll never
-raises. Before, a faulty peer answering JSON nested past the parser, or a list, ended the
-polling task of every node that asked it."""
+"""What a node takes from its peers' HTTP answers, against a peer that answers anything.
+
+The status poll (``Node._poll_peer``): a status is noted, every other answer is refused and
+counted, and the poll never raises. Before, a faulty peer answering JSON nested past the
+parser, or a list, ended the polling task of every node that asked it. A state-transfer
+fetch (``Node._fetch_blocks``) reads a bounded answer: before, it buffered the whole body,
+however large, before its size was checked."""
 
 from __future__ import annotations
 
@@ -13,7 +16,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from nodes.metrics import NodeMetrics
+import nodes.node
 from nodes.node import STATUS_MAX_BYTES, Node
+from p2pchain.encoding import encode
 
 STATUS = b'{"node": "node1", "channels": {"transaction": {"height": 7}, "matching": {"height": 3}}}'
 NOT_STATUSES = {
@@ -36,13 +41,17 @@ class _Engine:
 
 
 async def _poller(answer: bytes):
-    """A bare node whose one peer, ``node1``, answers ``answer`` to every status poll; and
-    the peer's server, to close."""
+    """A bare node whose one peer, ``node1``, answers ``answer`` to every status poll and
+    every fetch of blocks; and the peer's server, to close."""
     async def status(request: web.Request) -> web.Response:
         return web.Response(body=answer, content_type="application/json")
 
+    async def raw_blocks(request: web.Request) -> web.Response:
+        return web.Response(body=answer, content_type="application/msgpack")
+
     app = web.Application()
     app.router.add_get("/v1/status", status)
+    app.router.add_get("/v1/channels/{channel}/raw-blocks", raw_blocks)
     server = TestServer(app)
     await server.start_server()
     node = object.__new__(Node)
@@ -98,3 +107,20 @@ async def test_a_channel_entry_of_another_shape_is_skipped_and_the_rest_noted():
         await server.close()
     assert node.engines["electricity"].heights == [("node1", 2)]
     assert node.engines["transaction"].heights == node.engines["matching"].heights == []
+
+
+async def test_a_fetch_reads_a_bounded_answer(monkeypatch):
+    monkeypatch.setattr(nodes.node, "FETCH_MAX_BYTES", 1_000)
+    node, server = await _poller(encode([b"x" * 2_000]))
+    try:
+        with pytest.raises(ValueError, match="answered more than 1000 bytes"):
+            await node._fetch_blocks("node1", "transaction", 1, 1)
+    finally:
+        await node._session.close()
+        await server.close()
+    node, server = await _poller(encode([]))
+    try:
+        assert await node._fetch_blocks("node1", "transaction", 1, 1) == []
+    finally:
+        await node._session.close()
+        await server.close()
