@@ -76,9 +76,15 @@ class SigningKey:
 
 
 def verify(public_key: bytes, message: bytes, signature: bytes) -> None:
-    """Check a detached signature; raise :class:`BadSignature` if it does not verify."""
+    """Check a detached signature; raise :class:`BadSignature` if it does not verify.
+
+    A signature of another type than ``bytes`` (a peer's handshake may carry anything in its
+    place) is refused the same way, never as a ``TypeError``.
+    """
     if len(public_key) != PUBLIC_KEY_SIZE:
         raise BadSignature(f"public key must be {PUBLIC_KEY_SIZE} bytes, got {len(public_key)}")
+    if type(signature) is not bytes:
+        raise BadSignature(f"signature must be {SIGNATURE_SIZE} bytes, got a {type(signature).__name__}")
     if len(signature) != SIGNATURE_SIZE:
         raise BadSignature(f"signature must be {SIGNATURE_SIZE} bytes, got {len(signature)}")
     try:

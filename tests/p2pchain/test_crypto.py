@@ -41,7 +41,10 @@ def test_a_key_of_another_identity_is_refused(key):
         verify(other.public_key, MESSAGE, key.sign(MESSAGE))
 
 
-@pytest.mark.parametrize("public_key, signature", [(b"\x00" * 31, b"\x00" * 64), (b"\x00" * 32, b"\x00" * 63), (b"", b"")])
+@pytest.mark.parametrize("public_key, signature", [
+    (b"\x00" * 31, b"\x00" * 64), (b"\x00" * 32, b"\x00" * 63), (b"", b""),
+    (b"\x00" * 32, 5), (b"\x00" * 32, "0" * 64), (b"\x00" * 32, [0] * 64), (b"\x00" * 32, None),
+])
 def test_malformed_keys_and_signatures_are_typed_errors(public_key, signature):
     with pytest.raises(BadSignature, match="bytes"):
         verify(public_key, MESSAGE, signature)

@@ -163,6 +163,55 @@ async def test_bad_hellos_are_refused_with_a_reason(consortium, make_hello, reas
         await node.stop()
 
 
+@pytest.mark.parametrize("signature", [5, "0" * 64, [0] * 64, None])
+async def test_an_auth_whose_signature_is_not_bytes_is_refused_with_a_reason(consortium, signature):
+    directory, genesis = consortium
+    node = Node(directory, genesis, "node1")
+    await node.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"http://127.0.0.1:{node.port}{PEER_PATH}") as ws:
+                await ws.send_bytes(encode({"type": "hello", "from": "node0", "to": "node1",
+                                            "genesis": genesis.digest, "nonce": bytes(32)}))
+                assert (await ws.receive()).type == aiohttp.WSMsgType.BINARY     # the challenge
+                await ws.send_bytes(encode({"type": "auth", "signature": signature}))
+                message = await ws.receive()
+        assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert "did not prove" in (message.extra or "")
+        assert node.net.refused["handshake"] == 1
+    finally:
+        await node.stop()
+
+
+async def test_a_dialler_answered_with_a_challenge_not_signed_in_bytes_keeps_dialling(consortium):
+    """A listener (or whoever holds its address) that answers a hello with a signature of
+    another type is a refused handshake: the dialler tries again later, as after any other."""
+    directory, genesis = consortium
+    hellos = []
+
+    async def listener(request):
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        hellos.append(await ws.receive())
+        await ws.send_bytes(encode({"type": "challenge", "nonce": bytes(32), "signature": 5}))
+        await ws.receive()
+        return ws
+
+    app = web.Application()
+    app.router.add_get(PEER_PATH, listener)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", genesis.node("node1").port).start()
+    dialler = Node(directory, genesis, "node0")
+    await dialler.net.start()
+    try:
+        await eventually(lambda: len(hellos) >= 3)
+        assert "node1" not in dialler.net.connected_out
+    finally:
+        await dialler.net.stop()
+        await runner.cleanup()
+
+
 async def test_a_peer_sending_garbage_is_disconnected_and_counted(consortium):
     directory, genesis = consortium
     receiver = Node(directory, genesis, "node1", accept=lambda peer, frame: None if frame.startswith(b"ok") else "garbage")
