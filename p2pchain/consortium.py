@@ -103,11 +103,13 @@ def create_consortium(
 ) -> Genesis:
     """Create the CAs, identities and genesis of a consortium in ``directory``."""
     if nodes < 4 or (nodes - 1) % 3 != 0:
-        raise ConsortiumError(
-            f"PBFT needs n = 3f + 1 nodes with f >= 1 (4, 7, 10, ...); {nodes} nodes "
-            f"tolerate only f = {max((nodes - 1) // 3, 0)} Byzantine faults, as "
-            f"{3 * max((nodes - 1) // 3, 1) + 1} would"
-        )
+        f = max((nodes - 1) // 3, 0)
+        tolerate = (f"{nodes} nodes tolerate no Byzantine fault" if f == 0 else
+                    f"{nodes} nodes tolerate only f = {f} Byzantine fault{'s' if f > 1 else ''}, as {3 * f + 1} would")
+        raise ConsortiumError(f"PBFT needs n = 3f + 1 nodes with f >= 1 (4, 7, 10, ...); {tolerate}")
+    if not 1 <= base_port <= 65536 - nodes:
+        raise ConsortiumError(f"node i listens on base port + i: the {nodes} ports from {base_port} must lie in "
+                              f"1..65535 (a base port from 1 to {65536 - nodes})")
     hosts = [host] * nodes if isinstance(host, str) else list(host)
     if len(hosts) != nodes:
         raise ConsortiumError(f"{len(hosts)} hosts given for {nodes} nodes; give one host per node")
@@ -121,7 +123,10 @@ def create_consortium(
                 shutil.rmtree(target)
             elif target.exists():
                 target.unlink()
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConsortiumError(f"cannot create the consortium directory {directory}: {exc.strerror}") from None
     not_before, not_after = now - CLOCK_SKEW, now + CERT_VALIDITY
 
     ca_keys, ca_certs = {}, {}

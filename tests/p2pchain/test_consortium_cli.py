@@ -6,6 +6,8 @@ import stat
 import subprocess
 import sys
 
+import pytest
+
 from nodes.cli import main
 from p2pchain.genesis import Genesis
 
@@ -48,6 +50,33 @@ def test_a_node_count_that_is_not_3f_plus_1_is_refused(tmp_path, capsys):
     assert main(["init", "--dir", str(tmp_path), "--nodes", "5"]) == 2
     assert "n = 3f + 1" in capsys.readouterr().err
     assert not (tmp_path / "genesis.json").exists()
+
+
+@pytest.mark.parametrize("nodes, reason", [
+    ("2", "2 nodes tolerate no Byzantine fault"), ("5", "5 nodes tolerate only f = 1 Byzantine fault, as 4 would"),
+    ("11", "11 nodes tolerate only f = 3 Byzantine faults, as 10 would"),
+])
+def test_the_refusal_of_a_node_count_says_what_it_tolerates(tmp_path, capsys, nodes, reason):
+    assert main(["init", "--dir", str(tmp_path), "--nodes", nodes]) == 2
+    assert reason in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("base_port", ["0", "65533", "70000", "-1"])
+def test_ports_past_the_range_are_refused_before_anything_is_written(tmp_path, capsys, base_port):
+    assert main(["init", "--dir", str(tmp_path / "c"), "--base-port", base_port]) == 2
+    assert "a base port from 1 to 65532" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+
+
+def test_the_last_base_port_that_fits_is_taken(tmp_path):
+    assert main(["init", "--dir", str(tmp_path), "--base-port", "65532"]) == 0
+    assert [node.port for node in Genesis.load(tmp_path).nodes] == [65532, 65533, 65534, 65535]
+
+
+def test_a_directory_that_cannot_be_made_is_refused_with_the_reason(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert main(["init", "--dir", str(tmp_path / "file" / "c")]) == 2
+    assert f"cannot create the consortium directory {tmp_path / 'file' / 'c'}: Not a directory" in capsys.readouterr().err
 
 
 def test_seven_nodes_tolerate_two_faults(tmp_path):
