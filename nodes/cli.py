@@ -13,6 +13,8 @@ import sys
 
 from market import cli as market_commands
 from p2pchain import commands as chain_commands
+from p2pchain.crypto import KeyFileError
+from p2pchain.genesis import GenesisError
 from p2pchain.ledger import commands as ledger_commands
 from p2pchain.runtime import commands as runtime_commands
 from p2pchain.sim import commands as sim_commands
@@ -43,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (GenesisError, KeyFileError) as exc:
+        # a name the genesis does not hold (--name, --node), an identity without a key here
+        # (--as, --admin): the person's input to mend, in one line, not a traceback
+        print(f"p2pchain {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -106,3 +106,21 @@ def test_every_subcommand_has_help():
         result = subprocess.run([sys.executable, "-m", "nodes.cli", *command, "--help"], capture_output=True, text=True)
         assert result.returncode == 0
         assert "usage: p2pchain" in result.stdout
+
+
+@pytest.mark.parametrize("command, said", [
+    (["node", "--name", "node9"], "p2pchain node: no node named 'node9' in the genesis"),
+    (["fault", "crash", "node9"], "p2pchain fault: no node named 'node9' in the genesis"),
+    (["blocks", "--channel", "transaction", "--node", "node9"], "p2pchain blocks: no node named 'node9' in the genesis"),
+    (["submit", "--as", "nobody", "--channel", "transaction", "--contract", "demo", "--function", "f"],
+     "p2pchain submit: "),
+    (["fault", "crash", "node1", "--admin", "nobody"], "p2pchain fault: "),
+])
+def test_a_name_the_consortium_does_not_hold_is_one_line_of_reason_not_a_traceback(tmp_path, capsys, command, said):
+    assert main(["init", "--dir", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert main([command[0], "--dir", str(tmp_path), *command[1:]]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(said) and len(err.strip().splitlines()) == 1, err
+    if command[0] in ("submit", "fault") and "nobody" in command:
+        assert "nobody" in err and "key" in err
