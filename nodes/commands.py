@@ -81,7 +81,12 @@ def _status(args: argparse.Namespace) -> int:
             except (ApiError, OSError) as exc:
                 out[name] = {"error": str(exc) or type(exc).__name__}
         return out
-    return _call(go())
+    answers = asyncio.run(go())
+    print(json.dumps(answers, indent=2))
+    if all("error" in answer for answer in answers.values()):
+        print(f"p2pchain status: no node answers ({', '.join(answers)}): is the cluster running?", file=sys.stderr)
+        return 1
+    return 0
 
 
 FAILOVER_GIVE_UP_S = 60.0  # p2pchain submit: how long the nodes are tried in turn before giving up

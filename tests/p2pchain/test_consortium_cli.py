@@ -11,6 +11,8 @@ import pytest
 from nodes.cli import main
 from p2pchain.genesis import Genesis
 
+from ..ports import free_port_block
+
 
 def test_init_then_inspect(tmp_path, capsys):
     target = tmp_path / "c"
@@ -124,3 +126,12 @@ def test_a_name_the_consortium_does_not_hold_is_one_line_of_reason_not_a_traceba
     assert err.startswith(said) and len(err.strip().splitlines()) == 1, err
     if command[0] in ("submit", "fault") and "nobody" in command:
         assert "nobody" in err and "key" in err
+
+
+def test_status_with_no_node_answering_says_so_and_exits_1(tmp_path, capsys):
+    assert main(["init", "--dir", str(tmp_path), "--base-port", str(free_port_block(4))]) == 0
+    capsys.readouterr()
+    assert main(["status", "--dir", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert set(json.loads(out)) == {"node0", "node1", "node2", "node3"}
+    assert "no node answers" in err
