@@ -91,13 +91,17 @@ def cmd_paper(args: argparse.Namespace) -> int:
         print("error: --days must be >= 1, rating scales > 0, --evs and --pvs >= 0",
               file=sys.stderr)
         return 2
+    try:    # before the experiment's minutes, not after them
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"error: cannot write to --out {args.out}: {exc.strerror}", file=sys.stderr)
+        return 2
     params = ScenarioParams(n_ev=args.evs, n_pv=args.pvs)
     modes = (False,) if args.no_smes else (False, True)
     scales = tuple(dict.fromkeys(args.rating_scale))
     result = run_experiment(load_feeder(), params, days=args.days, seed=args.seed,
                             rating_scales=scales, smes_modes=modes,
                             with_pricing=not args.no_pricing, progress=_Progress())
-    args.out.mkdir(parents=True, exist_ok=True)
     files = write_csv(result, args.out) + [write_json(result, params, args.out)]
     if not args.no_plots:
         files += write_plots(result, args.out)
@@ -124,6 +128,9 @@ def cmd_scale(args: argparse.Namespace) -> int:
     from market.scale import STAGES, scale_round
     from market.scenario import ScenarioParams
 
+    if any(n < 1 for n in args.prosumers):
+        print("error: --prosumers takes counts >= 1", file=sys.stderr)
+        return 2
     feeder, params = load_feeder(), ScenarioParams()
     print(f"{'prosumers':>9} {'buses':>6} {'quotes':>6} {'trades':>6} "
           + " ".join(f"{s:>12}" for s in STAGES) + f" {'total':>8}   (seconds)")

@@ -28,7 +28,11 @@ def simulate(args: argparse.Namespace) -> int:
     if args.schedules < 1:
         print("p2pchain simulate: --schedules must be at least 1", file=sys.stderr)
         return 2
-    stream = open(args.trace, "w") if args.trace else None
+    try:
+        stream = open(args.trace, "w") if args.trace else None
+    except OSError as exc:
+        print(f"p2pchain simulate: cannot write the trace to {args.trace}: {exc.strerror}", file=sys.stderr)
+        return 2
     trace = TraceWriter(stream) if stream else None
     safety = liveness = 0
     started = time.perf_counter()  # wall time for the schedules/minute figure only

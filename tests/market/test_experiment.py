@@ -128,3 +128,11 @@ def test_cli_rejects_bad_arguments():
     with pytest.raises(SystemExit):
         main(["market", "paper", "--days", "x"])
     assert main(["market", "paper", "--days", "0", "--no-plots"]) == 2
+
+
+def test_cli_refuses_an_unwritable_out_before_running_and_a_count_below_one(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert main(["market", "paper", "--days", "1", "--out", str(tmp_path / "file" / "out")]) == 2
+    assert "cannot write to --out" in capsys.readouterr().err
+    assert main(["market", "scale", "--prosumers", "5", "0"]) == 2
+    assert "--prosumers takes counts >= 1" in capsys.readouterr().err

@@ -54,6 +54,7 @@ def test_failing_schedule_is_reported_with_its_seed_and_nonzero_exit(capsys, mon
     (["--nodes", "5"], "3f+1"),
     (["--faults", "meteor"], "unknown fault kinds"),
     (["--schedules", "0"], "at least 1"),
+    (["--schedules", "1", "--trace", "/nonexistent-dir/run.jsonl"], "cannot write the trace to /nonexistent-dir/run.jsonl"),
 ])
 def test_bad_arguments_exit_2_with_a_reason(argv, message, capsys):
     status, out = run(argv, capsys)
