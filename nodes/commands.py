@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sqlite3
 import sys
 from pathlib import Path
 
 from p2pchain.client import ApiError, Client, ClusterClient, ClusterError, Signer
+from p2pchain.consensus.recovery import StoresDisagree
 from p2pchain.consortium import ConsortiumError
 from p2pchain.crypto import KeyFileError
 from p2pchain.genesis import CHANNELS, Genesis, GenesisError
@@ -32,8 +34,10 @@ def _url(genesis: Genesis, name: str | None) -> str:
     return api_url(genesis.node(name) if name else genesis.nodes[0])
 
 
+# a node's stores damaged, or not belonging together: rebuilt from the peers once moved aside
+DAMAGED_STORE_ERRORS = (sqlite3.DatabaseError, LedgerError, StoresDisagree)
 # a node's key, genesis or stores unreadable, its port taken
-NODE_START_ERRORS = (KeyFileError, GenesisError, ConsortiumError, LedgerError, OSError)
+NODE_START_ERRORS = (KeyFileError, GenesisError, ConsortiumError, OSError, *DAMAGED_STORE_ERRORS)
 
 
 def _run_node(args: argparse.Namespace) -> int:
@@ -49,6 +53,11 @@ def _run_node(args: argparse.Namespace) -> int:
     except NODE_START_ERRORS as exc:
         # what a person must mend in the directory or the machine: one line, not a traceback
         print(f"node {args.name}: cannot run: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        if isinstance(exc, DAMAGED_STORE_ERRORS):
+            stores = Path(args.dir) / "nodes" / args.name
+            print(f"node {args.name}: its stores in {stores} are damaged or do not belong together; to rebuild "
+                  f"the node from its peers, move that directory aside and start the node again",
+                  file=sys.stderr, flush=True)
         return 2
 
 

@@ -24,13 +24,19 @@ from .log import Slot
 from .messages import CheckpointState, Checkpoint, FetchReply, FetchRequest
 from .statetransfer import check_committed_entry
 
-__all__ = ["RecoveryMixin", "FETCH_REPLY_BYTES"]
+__all__ = ["RecoveryMixin", "FETCH_REPLY_BYTES", "StoresDisagree"]
 
 FETCH_REPLY_BYTES = 1024 * 1024
 """A FETCH-REPLY's committed batches hold at most this many request bytes (and at least
 one batch); the peer asks again for the rest. With the NEW-VIEW it also carries (O: up to
 a window of batches, ~2.6 MB at ``BATCH_MAX_BYTES``) a reply stays below the peer links'
 4 MiB frames; a window of entries beside it would not."""
+
+
+class StoresDisagree(ValueError):
+    """The replica's durable state records more executed than the application's ledger
+    holds: the two stores on disk do not belong together (a ledger lost, or replaced by an
+    older copy), so the replica cannot resume from them."""
 
 
 class RecoveryMixin:
@@ -230,7 +236,7 @@ class RecoveryMixin:
         self.last_committed, self.last_executed = d.last_committed, d.last_executed
         if executed_seq is not None and executed_seq < d.last_committed:
             if executed_seq < d.last_executed:
-                raise ValueError(f"application at {executed_seq} is behind the executed seq "
+                raise StoresDisagree(f"application at {executed_seq} is behind the executed seq "
                                  f"{d.last_executed} persisted after it: the shell must persist "
                                  "the block before feeding BlockExecuted")
             # hand the committed batches the application lost out again, on Start

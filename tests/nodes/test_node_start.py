@@ -1,5 +1,6 @@
 """A node that cannot run says why in one line and exits 2 (nodes/commands.py): a key file
-that is not a key, its port taken by another program."""
+that is not a key, its port taken by another program, a store that is not a database (with
+the remedy: a node moved aside is rebuilt from its peers)."""
 
 from __future__ import annotations
 
@@ -36,3 +37,14 @@ def test_a_node_whose_port_is_taken_says_so_and_exits_2(tmp_path):
         done = _node(tmp_path, "node1")
     assert done.returncode == 2
     assert "node node1: cannot run: OSError:" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_node_whose_ledger_file_is_damaged_says_so_with_the_remedy_and_exits_2(tmp_path):
+    create_consortium(tmp_path, nodes=4, base_port=free_port_block(4), now=dt.datetime.now(dt.timezone.utc))
+    stores = tmp_path / "nodes" / "node2"
+    (stores / "ledger").mkdir(parents=True)
+    (stores / "ledger" / "matching.db").write_bytes(b"not a database " * 500)
+    done = _node(tmp_path, "node2")
+    assert done.returncode == 2
+    assert "node node2: cannot run: DatabaseError:" in done.stderr and "Traceback" not in done.stderr
+    assert f"its stores in {stores} are damaged" in done.stderr and "move that directory aside" in done.stderr

@@ -98,3 +98,16 @@ def test_restarted_replica_resends_its_old_view_change_to_a_peer_still_in_that_v
     late = cluster.sign(ViewChange(CHANNEL, 1, 0, GENESIS, (), (), "node0"))
     actions = restarted.handle(Received(5, late))
     assert [(a.to, a.message) for a in actions] == [("node0", old), ("node0", current)]
+
+
+def test_a_durable_state_ahead_of_the_applications_execution_is_refused_as_stores_that_disagree(cluster):
+    """The replica persisted seq 8 as executed, but the ledger handed in stands at 5 (lost,
+    or replaced by an older copy): the node must not resume from the two."""
+    import pytest
+
+    from p2pchain.consensus.recovery import StoresDisagree
+
+    durable = replace(cluster.replica("node1").durable_state(), last_committed=8, last_executed=8)
+    with pytest.raises(StoresDisagree, match="application at 5 is behind the executed seq 8"):
+        cluster.replica("node1", durable=durable, executed_seq=5)
+    assert cluster.replica("node1", durable=durable, executed_seq=8).last_executed == 8
