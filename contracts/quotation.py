@@ -16,12 +16,15 @@ the matching channel reads (``ctx.read`` at the transaction height its block anc
 
 Who may call what (identities from the genesis):
 
-* ``quote`` -- an identity of kind ``ev`` or ``pv``, for itself only (a PV only sells);
+* ``quote`` -- an identity of kind ``ev`` or ``pv``, for itself only (a PV only sells),
+  with every field in the range ``market.model.Quotation`` takes and a bus of the feeder;
 * ``open_day`` / ``close`` -- the microgrid operator ``operator-mgo``; hours close in
   order, each once;
 * ``closed`` -- anyone (read-only).
 """
 
+from market.grid import load_feeder
+from market.model import Kind, Quotation, Side
 from market.records import QUOTE_FIELDS
 
 OPERATOR = "operator-mgo"
@@ -89,6 +92,16 @@ def quote(ctx, run, hour, side, **fields):
             raise QuotationRefused("a quotation needs " + k)
     if fields["energy_wh"] <= 0:
         raise QuotationRefused("energy_wh must be positive")
+    # The round rebuilds a Quotation from these fields and prices it on this feeder: what it
+    # would refuse is refused here, or one prosumer's quotation would stop the hour's round,
+    # and with it every later hour of the run.
+    try:
+        Quotation(prosumer=ctx.caller.name, kind=Kind(kind), side=Side(side), hour=hour, **fields)
+    except ValueError as exc:
+        raise QuotationRefused(str(exc))
+    if fields["bus"] not in load_feeder().bus_numbers:
+        raise QuotationRefused("bus " + str(fields["bus"]) + " is not a bus of the feeder (1.."
+                               + str(max(load_feeder().bus_numbers)) + ")")
     record = {"kind": kind, "side": side}
     for k in QUOTE_FIELDS:
         if k in fields:

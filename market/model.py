@@ -32,6 +32,21 @@ __all__ = [
 WH_PER_KWH = 1000
 PPM = 1_000_000
 
+# The range a quotation's quantities may take: far beyond any EV, rooftop PV or SMES in a
+# microgrid's hour, and small enough that every pair's weight stays well below the 2**40
+# milli within which the matching's LP arithmetic is exact (market.matching). At the
+# bounds a buyer's value is at most 1e6 milli/kWh x 1e4 kWh = 1e10 milli; a seller's cost
+# at most ten times that (the least efficiency), plus an EV's travel at its charging price
+# (1e10) and its depreciation (1e9); the buyer's travel at the tariff is less: |weight|
+# <= ~1.3e11 milli, against 2**40 ~ 1.1e12.
+MAX_ENERGY_WH = 10_000_000                  # 10 MWh in one hour
+MAX_PRICE_MILLI_PER_KWH = 1_000_000         # 1,000 currency units per kWh
+MAX_DISTANCE_M = 1_000_000                  # 1,000 km
+MAX_CONSUMPTION_WH_PER_KM = 10_000
+MAX_DEPRECIATION_MILLI = 1_000_000_000
+MIN_EFFICIENCY_PPM = 100_000
+MAX_TRADES = 64
+
 
 class Side(enum.Enum):
     BUY = "buy"
@@ -93,18 +108,19 @@ class Quotation:
             raise ValueError(f"{self.prosumer}: hour must be in 0..23, got {self.hour}")
         if self.energy_wh <= 0:
             raise ValueError(f"{self.prosumer}: energy_wh must be > 0, got {self.energy_wh}")
-        if self.limit_price_milli_per_kwh < 0:
-            raise ValueError(f"{self.prosumer}: limit price must be >= 0")
         if self.bus < 1:
             raise ValueError(f"{self.prosumer}: bus must be >= 1 (1-based numbering)")
-        for name in ("distance_m", "consumption_wh_per_km", "depreciation_milli",
-                     "charging_price_milli_per_kwh"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{self.prosumer}: {name} must be >= 0")
-        if not 0 < self.efficiency_ppm <= PPM:
-            raise ValueError(f"{self.prosumer}: efficiency_ppm must be in (0, 1_000_000]")
-        if self.max_trades < 1:
-            raise ValueError(f"{self.prosumer}: max_trades must be >= 1")
+        for name, most in (("energy_wh", MAX_ENERGY_WH), ("limit_price_milli_per_kwh", MAX_PRICE_MILLI_PER_KWH),
+                           ("distance_m", MAX_DISTANCE_M), ("consumption_wh_per_km", MAX_CONSUMPTION_WH_PER_KM),
+                           ("depreciation_milli", MAX_DEPRECIATION_MILLI),
+                           ("charging_price_milli_per_kwh", MAX_PRICE_MILLI_PER_KWH)):
+            if not 0 <= getattr(self, name) <= most:
+                raise ValueError(f"{self.prosumer}: {name} must be in 0..{most:_}, got {getattr(self, name)}")
+        if not MIN_EFFICIENCY_PPM <= self.efficiency_ppm <= PPM:
+            raise ValueError(f"{self.prosumer}: efficiency_ppm must be in {MIN_EFFICIENCY_PPM:_}..{PPM:_}, "
+                             f"got {self.efficiency_ppm}")
+        if not 1 <= self.max_trades <= MAX_TRADES:
+            raise ValueError(f"{self.prosumer}: max_trades must be in 1..{MAX_TRADES}, got {self.max_trades}")
         if self.kind is Kind.PV and self.side is Side.BUY:
             raise ValueError(f"{self.prosumer}: a PV array only sells")
         if self.max_trades > self.energy_wh:

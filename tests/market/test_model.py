@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from market import model
 from market.matching import match, trades_from_matching
 from market.model import (Kind, MarketParams, Quotation, Side, build_market,
                           charging_ev_benefit_milli, discharging_ev_benefit_milli, pair_terms,
@@ -32,10 +33,36 @@ def test_round_half_up_is_floor_of_value_plus_half(value, expected):
     {"energy_wh": 0}, {"bus": 0}, {"hour": 24}, {"efficiency_ppm": 0},
     {"efficiency_ppm": 1_000_001}, {"max_trades": 0}, {"distance_m": -1},
     {"energy_wh": 1.5}, {"kind": Kind.PV}, {"prosumer": ""}, {"limit_price_milli_per_kwh": -1},
-    {"charging_price_milli_per_kwh": -5}])
+    {"charging_price_milli_per_kwh": -5}, {"energy_wh": model.MAX_ENERGY_WH + 1},
+    {"limit_price_milli_per_kwh": model.MAX_PRICE_MILLI_PER_KWH + 1}, {"distance_m": model.MAX_DISTANCE_M + 1},
+    {"consumption_wh_per_km": model.MAX_CONSUMPTION_WH_PER_KM + 1},
+    {"depreciation_milli": model.MAX_DEPRECIATION_MILLI + 1}, {"efficiency_ppm": model.MIN_EFFICIENCY_PPM - 1},
+    {"max_trades": model.MAX_TRADES + 1}, {"charging_price_milli_per_kwh": model.MAX_PRICE_MILLI_PER_KWH + 1}])
 def test_quotation_rejects_invalid_fields(change):
     with pytest.raises(ValueError):
         dataclasses.replace(EV_BUYER, **change)
+
+
+def _extreme(draw_side, draw_kind, name, pick):
+    """A quotation whose every quantity sits at an end of its range."""
+    return Quotation(name, draw_kind, draw_side, 9, pick(1_000, model.MAX_ENERGY_WH),
+                     pick(0, model.MAX_PRICE_MILLI_PER_KWH), 5, distance_m=pick(0, model.MAX_DISTANCE_M),
+                     consumption_wh_per_km=pick(0, model.MAX_CONSUMPTION_WH_PER_KM),
+                     depreciation_milli=pick(0, model.MAX_DEPRECIATION_MILLI),
+                     efficiency_ppm=pick(model.MIN_EFFICIENCY_PPM, model.PPM), max_trades=pick(1, model.MAX_TRADES),
+                     charging_price_milli_per_kwh=pick(0, model.MAX_PRICE_MILLI_PER_KWH))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.randoms(use_true_random=False), st.integers(1, 3), st.integers(1, 3))
+def test_quotations_at_the_ends_of_their_ranges_keep_weights_where_the_matching_is_exact(rnd, nb, ns):
+    """The ranges' reason: every weight below 2**40 milli, so the matching takes the market."""
+    pick = lambda low, high: rnd.choice((low, high))       # noqa: E731
+    buyers = [_extreme(Side.BUY, Kind.EV, f"b{k}", pick) for k in range(nb)]
+    sellers = [_extreme(Side.SELL, rnd.choice((Kind.EV, Kind.PV, Kind.SMES)), f"s{k}", pick) for k in range(ns)]
+    market = build_market(buyers + sellers, PARAMS)
+    assert np.abs(market.weights_milli).max() < 2**40
+    match(market.weights_milli, market.buyer_caps, market.seller_caps)
 
 
 def test_market_params_reject_negative_tariff():

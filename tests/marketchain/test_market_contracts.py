@@ -15,6 +15,7 @@ import sys
 import msgpack
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from market import model
 from market.scenario import ScenarioParams
 from nodes.marketcore import (compare_hour, expected_day, expected_hour, hour_view, metered_readings, quote_args,
                               scenario, smes_apply_args)
@@ -297,6 +298,43 @@ def test_a_short_day_equals_the_pure_experiment_and_conserves_money():
         assert day["success_rate_ppm"] == (None if success is None else round(success * 1_000_000))
         if with_smes:
             assert market.electricity.get("smes", "state/0")["stored_wh"] == expected.rounds[-1].smes_state_after.stored_wh
+
+
+# --- any quotation the contract takes, every stage of the hour goes through ----------------
+
+def _edge(low: int, high: int):
+    """Integers in low..high, the ends and their neighbours (just outside) drawn often."""
+    return st.sampled_from([low - 1, low, high, high + 1]) | st.integers(low - 1, high + 1)
+
+
+anything = st.fixed_dictionaries(
+    {"side": st.sampled_from(["buy", "sell"]), "energy_wh": _edge(1, model.MAX_ENERGY_WH),
+     "limit_price_milli_per_kwh": _edge(0, model.MAX_PRICE_MILLI_PER_KWH), "bus": _edge(1, 33)},
+    optional={"distance_m": _edge(0, model.MAX_DISTANCE_M),
+              "consumption_wh_per_km": _edge(0, model.MAX_CONSUMPTION_WH_PER_KM),
+              "depreciation_milli": _edge(0, model.MAX_DEPRECIATION_MILLI),
+              "efficiency_ppm": _edge(model.MIN_EFFICIENCY_PPM, model.PPM),
+              "max_trades": _edge(1, model.MAX_TRADES),
+              "charging_price_milli_per_kwh": _edge(0, model.MAX_PRICE_MILLI_PER_KWH)})
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(anything, min_size=1, max_size=3), st.booleans())
+def test_no_quotation_the_contract_takes_can_stop_the_hours_round(quotes, with_smes):
+    """Before, the contract took any non-negative integers, and one quotation the round
+    refused to rebuild (an efficiency above 100 %, a bus off the feeder, an energy past
+    int64) failed the hour's round for good, and with it every later hour of the run."""
+    market = opened(with_smes)
+    calls = [("ev01", "quotation", "quote", QUOTE), ("pv1", "quotation", "quote", SELL)]
+    calls += [(f"ev{k + 2:02d}", "quotation", "quote", dict(q, run=0, hour=0)) for k, q in enumerate(quotes)]
+    results = market.tx.block(calls).results
+    for (_who, _c, _f, args), result in zip(calls, results):
+        if not result.ok:
+            assert result.reason.startswith("QuotationRefused: "), result.reason
+            assert any(word in result.reason for word in ("must be", "exceeds", "not a bus")), result.reason
+    stages = market.close(0, 0)          # every stage ok, or an AssertionError with its reason
+    taken = {q["prosumer"] for q in stages["closed"]["quotations"]}
+    assert taken == {who for (who, *_), result in zip(calls, results) if result.ok}
 
 
 # --- determinism -------------------------------------------------------------------------
