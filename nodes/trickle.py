@@ -69,9 +69,16 @@ def _run(args: argparse.Namespace) -> int:
     except Exception as exc:  # a missing or broken consortium directory: say which
         print(f"p2pchain trickle: cannot load the consortium in {directory}: {exc}", file=sys.stderr)
         return 2
+    if not args.interval >= 0 or (args.count is not None and args.count < 1):
+        print("p2pchain trickle: --interval takes seconds >= 0, --count a number >= 1", file=sys.stderr)
+        return 2
     urls = {node.name: api_url(node) for node in genesis.nodes}
     print(f"submitting a transaction every {args.interval:.2f} s to {len(urls)} nodes; Ctrl-C to stop", flush=True)
-    accepted = asyncio.run(trickle(directory, genesis, urls, interval_s=args.interval, count=args.count))
+    try:
+        accepted = asyncio.run(trickle(directory, genesis, urls, interval_s=args.interval, count=args.count))
+    except (ApiError, ClusterError) as exc:     # deploying the demo contract, before the first transaction
+        print(f"p2pchain trickle: cannot start: {exc}", file=sys.stderr)
+        return 1
     print(f"{accepted} transactions accepted")
     return 0
 

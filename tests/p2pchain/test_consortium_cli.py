@@ -135,3 +135,15 @@ def test_status_with_no_node_answering_says_so_and_exits_1(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert set(json.loads(out)) == {"node0", "node1", "node2", "node3"}
     assert "no node answers" in err
+
+
+@pytest.mark.parametrize("options, status, said", [
+    (["--interval", "-1"], 2, "--interval takes seconds >= 0"), (["--interval", "nan"], 2, "--interval takes seconds >= 0"),
+    (["--count", "0"], 2, "--count a number >= 1"), (["--count", "1"], 1, "p2pchain trickle: cannot start: no node answers"),
+])
+def test_trickle_refuses_bad_options_and_says_so_when_no_node_answers(tmp_path, capsys, options, status, said):
+    assert main(["init", "--dir", str(tmp_path), "--base-port", str(free_port_block(4))]) == 0
+    capsys.readouterr()
+    assert main(["trickle", "--dir", str(tmp_path), *options]) == status
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err
