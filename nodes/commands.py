@@ -13,6 +13,7 @@ from p2pchain.client import ApiError, Client, ClusterClient, ClusterError, Signe
 from p2pchain.consensus.recovery import StoresDisagree
 from p2pchain.consortium import ConsortiumError
 from p2pchain.crypto import KeyFileError
+from p2pchain.encoding import EncodingError, encode, parse_json
 from p2pchain.genesis import CHANNELS, Genesis, GenesisError
 from p2pchain.ledger.store import LedgerError
 
@@ -114,9 +115,14 @@ def _nodes(genesis: Genesis, name: str | None) -> ClusterClient:
 def _submit(args: argparse.Namespace) -> int:
     genesis = _genesis(args.dir)
     try:
-        call_args = json.loads(args.args)
+        call_args = parse_json(args.args)
     except ValueError as exc:
         print(f"p2pchain submit: --args is not JSON: {exc}", file=sys.stderr)
+        return 2
+    try:
+        encode(call_args)
+    except EncodingError as exc:    # before any node is asked: a float, a number past 64 bits, too deep
+        print(f"p2pchain submit: --args has no canonical encoding: {exc}", file=sys.stderr)
         return 2
 
     signer = Signer.load(Path(args.dir), args.as_)

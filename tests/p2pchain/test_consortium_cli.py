@@ -147,3 +147,17 @@ def test_trickle_refuses_bad_options_and_says_so_when_no_node_answers(tmp_path, 
     assert main(["trickle", "--dir", str(tmp_path), *options]) == status
     err = capsys.readouterr().err
     assert said in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("call_args, said", [
+    ('{"x": 1.5}', "--args has no canonical encoding: x: float 1.5 refused"),
+    ('{"x": 18446744073709551616}', "--args has no canonical encoding"),
+    ("[" * 40 + "]" * 40, "--args has no canonical encoding"), ("[" * 100_000, "--args is not JSON"),
+])
+def test_submit_refuses_args_that_cannot_go_on_the_chain_before_asking_a_node(tmp_path, capsys, call_args, said):
+    assert main(["init", "--dir", str(tmp_path), "--base-port", str(free_port_block(4))]) == 0
+    capsys.readouterr()
+    assert main(["submit", "--dir", str(tmp_path), "--as", "ev01", "--channel", "transaction", "--contract", "demo",
+                 "--function", "record", "--args", call_args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"p2pchain submit: {said}") and "did not answer" not in err
