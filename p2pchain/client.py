@@ -22,7 +22,7 @@ import aiohttp
 
 from .consortium import load_identity_key
 from .crypto import SigningKey
-from .encoding import encode
+from .encoding import encode, parse_json
 from .ledger.transaction import Transaction
 
 __all__ = ["ApiError", "Client", "ClusterClient", "ClusterError", "Signer", "transaction_to_json", "transaction_from_json"]
@@ -101,10 +101,11 @@ class Client:
             await self._session.close()
 
     async def _answer(self, response: aiohttp.ClientResponse) -> Any:
+        raw = await response.read()
         try:
-            body = await response.json(content_type=None)
-        except (ValueError, aiohttp.ContentTypeError):
-            body = {"error": "bad_response", "detail": (await response.text())[:200]}
+            body = parse_json(raw)
+        except ValueError:          # not JSON (a proxy's page, a faulty node): its first bytes
+            body = {"error": "bad_response", "detail": raw[:200].decode("utf-8", "replace")}
         if response.status >= 400:
             body = body if isinstance(body, dict) else {}
             raise ApiError(response.status, body.get("error", "error"), body.get("detail"))

@@ -153,3 +153,24 @@ async def test_a_dropped_batch_is_sent_again_and_its_copies_committed_meanwhile_
         assert results[2]["tx_id"] == other.tx_id.hex()
     finally:
         await server.close()
+
+
+@pytest.mark.parametrize("status", [200, 500])
+async def test_an_answer_nested_past_the_parser_is_a_bad_response_not_a_recursion_error(status):
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(body=b"[" * 100_000, status=status, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/v1/status", answer)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        async with Client(str(server.make_url("/")), timeout_s=10) as client:
+            if status == 200:
+                assert (await client.status())["error"] == "bad_response"
+            else:
+                with pytest.raises(ApiError) as refused:
+                    await client.status()
+                assert (refused.value.status, refused.value.code) == (500, "bad_response")
+    finally:
+        await server.close()
