@@ -18,6 +18,7 @@ from pathlib import Path
 
 import aiohttp
 
+from p2pchain.client import read_status
 from p2pchain.genesis import Genesis
 
 __all__ = ["Cluster", "NodeWatch", "api_url", "describe_exit"]
@@ -121,7 +122,10 @@ class Cluster:
                     try:
                         async with session.get(self.url(name) + "/v1/status") as response:
                             if response.status == 200:
-                                status = await response.json()
+                                status = await read_status(response)
+                                if status is None:
+                                    raise RuntimeError(f"{self.url(name)} answers, but not as a p2pchain node: stop "
+                                                       f"the program on that port or use another --base-port")
                                 if status.get("genesis") != self.genesis.digest.hex() or status.get("node") != name:
                                     raise RuntimeError(
                                         f"{self.url(name)} answers as {status.get('node')} of another consortium "

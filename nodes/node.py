@@ -32,7 +32,8 @@ from aiohttp import web
 from p2pchain.bounded import BoundedDict
 from p2pchain.consensus import Keyring, MalformedMessage, decode_message, encode_message
 from p2pchain.consortium import load_identity_key
-from p2pchain.encoding import EncodingError, decode, encode, parse_json
+from p2pchain.client import read_bounded, read_status
+from p2pchain.encoding import EncodingError, decode, encode
 from p2pchain.genesis import CHANNELS, Genesis
 from p2pchain.ledger.block import Block
 from p2pchain.ledger.store import ChannelLedger, ledger_path
@@ -48,7 +49,7 @@ from .faults import FaultState
 from .memory import settle_collector, trim_forever
 from .metrics import NodeMetrics
 
-__all__ = ["Node", "read_bounded", "read_status", "run_node"]
+__all__ = ["Node", "run_node"]
 
 log = logging.getLogger("p2pchain.node")
 FRAME_CONSENSUS = b"C"
@@ -57,9 +58,6 @@ POLLER_HEADER = "P2P-Poller"
 """Names the node behind a status poll, so that a node isolated from it by fault injection
 can refuse the poll as a real partition would (nodes/api.py); claimed, not authenticated:
 it decides only what the isolate fault emulates."""
-STATUS_MAX_BYTES = 64 * 1024
-"""A peer's ``/v1/status`` answer is read up to this size (a real one is ~1 KiB): a faulty
-peer's endless answer is refused, not buffered."""
 FETCH_MAX_BYTES = 64 * 1024 * 1024
 """The most of a peer's answer to a state-transfer fetch (``raw-blocks``) that is read."""
 FRAME_REQUEST = b"R"
@@ -169,30 +167,6 @@ class TxIndex:
         row = self._conn.execute("SELECT height, position FROM tx_index WHERE channel = ? AND tx_id = ?",
                                  (channel, tx_id)).fetchone()
         return None if row is None else (row[0], row[1])
-
-
-async def read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
-    """The body of another node's answer, or ``None`` once it passes ``limit`` bytes: a
-    faulty peer's endless answer is cut off, not buffered."""
-    body = bytearray()
-    while chunk := await response.content.read(limit + 1 - len(body)):
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
-
-
-async def read_status(response: aiohttp.ClientResponse) -> dict[str, Any] | None:
-    """A node's ``/v1/status`` answer as a JSON object, read up to ``STATUS_MAX_BYTES``;
-    ``None`` if it is larger, not JSON, or not an object."""
-    body = await read_bounded(response, STATUS_MAX_BYTES)
-    if body is None:
-        return None
-    try:
-        status = parse_json(body)
-    except ValueError:      # UnicodeDecodeError included
-        return None
-    return status if isinstance(status, dict) else None
 
 
 @dataclass

@@ -40,6 +40,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from p2pchain.client import STATUS_MAX_BYTES, read_bounded, read_status
 from p2pchain.crypto import BadSignature, verify
 from p2pchain.encoding import parse_json
 from p2pchain.genesis import CHANNELS
@@ -49,7 +50,6 @@ from p2pchain.ledger.transaction import Transaction, TransactionRefused, timesta
 
 from .api import Refusal, _channel, _ledger, _node, block_json
 from .faults import BYZANTINE_MODES
-from .node import STATUS_MAX_BYTES, read_bounded, read_status
 from .simsession import SCENARIOS, SessionError, SessionStore, SimSession, parse_trace
 
 __all__ = ["register", "TRACE_ENV", "MAX_TRACE_BYTES"]

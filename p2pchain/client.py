@@ -25,11 +25,15 @@ from .crypto import SigningKey
 from .encoding import encode, parse_json
 from .ledger.transaction import Transaction
 
-__all__ = ["ApiError", "Client", "ClusterClient", "ClusterError", "Signer", "transaction_to_json", "transaction_from_json"]
+__all__ = ["ApiError", "Client", "ClusterClient", "ClusterError", "Signer", "STATUS_MAX_BYTES", "read_bounded",
+           "read_status", "transaction_to_json", "transaction_from_json"]
 
 MSGPACK = "application/msgpack"
 SUBMIT_ATTEMPTS = 4     # tries of one submission whose connection drops before the answer
 RETRY_BACKOFF_S = 0.1   # before the second try; doubled before each later one
+STATUS_MAX_BYTES = 64 * 1024
+"""A peer's ``/v1/status`` answer is read up to this size (a real one is ~1 KiB): a faulty
+peer's endless answer is refused, not buffered."""
 
 
 class ApiError(Exception):
@@ -39,6 +43,30 @@ class ApiError(Exception):
         super().__init__(f"{status} {code}: {detail}")
         self.status, self.code, self.detail = status, code, detail
         self.after_retry = False    # the answer to a submission sent again after a drop
+
+
+async def read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The body of another node's answer, or ``None`` once it passes ``limit`` bytes: a
+    faulty peer's endless answer is cut off, not buffered."""
+    body = bytearray()
+    while chunk := await response.content.read(limit + 1 - len(body)):
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+async def read_status(response: aiohttp.ClientResponse) -> dict[str, Any] | None:
+    """A node's ``/v1/status`` answer as a JSON object, read up to ``STATUS_MAX_BYTES``;
+    ``None`` if it is larger, not JSON, or not an object."""
+    body = await read_bounded(response, STATUS_MAX_BYTES)
+    if body is None:
+        return None
+    try:
+        status = parse_json(body)
+    except ValueError:      # UnicodeDecodeError included
+        return None
+    return status if isinstance(status, dict) else None
 
 
 def transaction_to_json(tx: Transaction) -> dict[str, Any]:

@@ -46,3 +46,30 @@ def test_the_demonstration_day_runs_through_a_real_cluster_and_exits_with_once(t
     # one hour: a record from each prosumer and one on each side chain, all committed
     assert "hour  0:" in done.stdout and ", 0 failed;" in done.stdout and "all 4 nodes agree" in done.stdout
     assert "day done:" in done.stdout and "transactions committed" in done.stdout
+
+
+@pytest.mark.parametrize("body", [b"<html>not a node</html>", b"[" * 100_000, b'{"node": "node0", "genesis": "00"}'])
+async def test_a_port_held_by_another_program_is_named_when_the_nodes_are_awaited(tmp_path, body):
+    """What answers on a node's port and is not that node: another program, a faulty answer,
+    another consortium's node. Before, an answer nested past the JSON parser ended the
+    wait in a RecursionError, and a page that is not JSON was waited on until the timeout."""
+    import datetime as dt
+    from aiohttp import web
+    from nodes.launcher import Cluster
+    from p2pchain.consortium import create_consortium
+
+    genesis = create_consortium(tmp_path, base_port=free_port_block(4), now=dt.datetime.now(dt.timezone.utc))
+
+    async def status(request):
+        return web.Response(body=body, content_type="text/html" if body.startswith(b"<") else "application/json")
+
+    app = web.Application()
+    app.router.add_get("/v1/status", status)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", genesis.node("node0").port).start()
+    try:
+        with pytest.raises(RuntimeError, match="not as a p2pchain node|of another consortium"):
+            await Cluster(tmp_path, genesis).wait_healthy(["node0"], timeout_s=5)
+    finally:
+        await runner.cleanup()

@@ -17,7 +17,8 @@ from aiohttp.test_utils import TestServer
 
 from nodes.metrics import NodeMetrics
 import nodes.node
-from nodes.node import STATUS_MAX_BYTES, Node
+from nodes.node import Node
+from p2pchain.client import STATUS_MAX_BYTES
 from p2pchain.encoding import encode
 
 STATUS = b'{"node": "node1", "channels": {"transaction": {"height": 7}, "matching": {"height": 3}}}'
