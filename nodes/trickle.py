@@ -83,19 +83,24 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "trickle", help="keep a running cluster busy with a steady trickle of transactions (for the dashboard)",
-        description="Deploy the demo contract if needed, then submit one signed demo.record transaction every "
-        "INTERVAL seconds, from the prosumers in turn, to the nodes in turn, until Ctrl-C or --count. Use it "
-        "beside run_cluster.py --no-day so that the dashboard at /ui always has batches to show.")
+DESCRIPTION = ("Deploy the demo contract if needed, then submit one signed demo.record transaction every "
+               "INTERVAL seconds, from the prosumers in turn, to the nodes in turn, until Ctrl-C or --count. Use it "
+               "beside run_cluster.py --no-day so that the dashboard at /ui always has batches to show.")
+
+
+def _options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--dir", default="./cluster", help="consortium directory (default ./cluster)")
     parser.add_argument("--interval", type=float, default=0.25, help="seconds between transactions (default 0.25)")
     parser.add_argument("--count", type=int, default=None, help="stop after this many accepted transactions")
-    parser.set_defaults(func=_run)
+    return parser
 
 
-if __name__ == "__main__":  # python -m nodes.trickle --dir DIR (until the CLI wires `p2pchain trickle`)
-    top = argparse.ArgumentParser(prog="python -m nodes.trickle")
-    add_commands(top.add_subparsers(dest="command"))
-    sys.exit(_run(top.parse_args(["trickle", *sys.argv[1:]])))
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "trickle", help="keep a running cluster busy with a steady trickle of transactions (for the dashboard)",
+        description=DESCRIPTION)
+    _options(parser).set_defaults(func=_run)
+
+
+if __name__ == "__main__":  # python -m nodes.trickle --dir DIR, the same as p2pchain trickle
+    sys.exit(_run(_options(argparse.ArgumentParser(prog="python -m nodes.trickle", description=DESCRIPTION)).parse_args()))

@@ -1,7 +1,7 @@
 """Take the screenshots of docs/teaching.md from a running cluster (not part of the test suite).
 
     python run_cluster.py --dir /tmp/teach --no-day &      # prints the admin token
-    python -m nodes.trickle --dir /tmp/teach &
+    p2pchain trickle --dir /tmp/teach &
     python docs/img/screenshots.py http://127.0.0.1:7050 TOKEN [--simulated-only]
 
 Scenario 6 (a tampered node) has its own cluster:
