@@ -47,7 +47,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "checkpoint and halts that channel, while the other nodes go on")
     parser.add_argument("--demo", action="store_true",
                         help="run the old demonstration workload (signed records) instead of the market day")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 1 <= args.hours <= 24:
+        parser.error(f"--hours takes 1 to 24 (the hourly rounds of one day), not {args.hours}")
+    return args
 
 
 def say(message: str) -> None:

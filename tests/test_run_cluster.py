@@ -73,3 +73,13 @@ async def test_a_port_held_by_another_program_is_named_when_the_nodes_are_awaite
             await Cluster(tmp_path, genesis).wait_healthy(["node0"], timeout_s=5)
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize("hours", ["0", "25", "-3"])
+def test_hours_outside_one_day_are_refused_before_anything_starts(tmp_path, capsys, hours):
+    """Before, 0 or -3 started the cluster and stopped on a missing key; 25 ran the whole day
+    and ended in an IndexError."""
+    with pytest.raises(SystemExit) as exited:
+        run_cluster.parse_args(["--dir", str(tmp_path / "c"), "--hours", hours])
+    assert exited.value.code == 2 and "--hours takes 1 to 24" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
