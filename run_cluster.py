@@ -202,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run_cluster: {exc}", file=sys.stderr)
         return 1
     finally:
+        # a second Ctrl-C or SIGTERM (a supervisor's, or `timeout` passing its own on) must
+        # not cut the nodes' stop short; it is bounded anyway (SIGKILL after a few seconds)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
         cluster.stop_all()
         say("all node processes stopped")
 

@@ -83,3 +83,38 @@ def test_hours_outside_one_day_are_refused_before_anything_starts(tmp_path, caps
         run_cluster.parse_args(["--dir", str(tmp_path / "c"), "--hours", hours])
     assert exited.value.code == 2 and "--hours takes 1 to 24" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+
+
+def test_two_sigterms_in_a_row_still_stop_every_node_cleanly(tmp_path):
+    """A supervisor's SIGTERM, and the same again (``timeout`` passing its own on): before,
+    the second raised inside the nodes' stop and ended run_cluster.py in a traceback."""
+    import signal
+    import time
+
+    run = subprocess.Popen([sys.executable, str(Path(run_cluster.__file__)), "--dir", str(tmp_path / "c"),
+                            "--base-port", str(free_port_block(4)), "--no-day"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        seen = ""
+        deadline = time.monotonic() + 90
+        while "the cluster keeps running" not in seen and time.monotonic() < deadline:
+            line = run.stdout.readline()
+            assert line, seen[-2000:]
+            seen += line
+        run.send_signal(signal.SIGTERM)
+        time.sleep(0.2)      # inside the stop by now: the nodes' own shutdown takes longer
+        run.send_signal(signal.SIGTERM)
+        rest, _ = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, rest[-2000:]
+    assert "all node processes stopped" in rest and "Traceback" not in rest
+    names = [f"node{k}" for k in range(4)]
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        assert not (str(tmp_path).encode() in argv and b"nodes.cli" in argv), f"a node outlived the stop: {argv!r}"
+    assert all((tmp_path / "c" / "logs" / f"{name}.log").exists() for name in names)
