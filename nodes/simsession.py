@@ -155,20 +155,24 @@ class SimSession:
         if until_ms is None and events is None:
             events = 1
         limit = until_ms if until_ms is not None else 10 ** 12
-        mark, count = len(self.trace.lines), [0]
-        wanted = events if events is not None else None
+        lines = self.trace.lines
+        # [events run, next trace line to look at, visible lines among those looked at]:
+        # each line is looked at once, not every line again after every event
+        count = [0, len(lines), 0]
 
         def stop() -> bool:
             count[0] += 1
             if count[0] >= MAX_EVENTS_PER_STEP:
                 return True
-            return wanted is not None and self._visible_since(mark) >= wanted
+            if events is None:
+                return False
+            while count[1] < len(lines):
+                count[2] += lines[count[1]]["ev"] not in ("timer", "request")
+                count[1] += 1
+            return count[2] >= events
 
         self.sim.run(limit, stop=stop)
         return self.view()
-
-    def _visible_since(self, mark: int) -> int:
-        return sum(1 for line in self.trace.lines[mark:] if line["ev"] not in ("timer", "request"))
 
     def drop(self, flight_id: int) -> dict[str, Any]:
         if flight_id not in self.in_flight:
