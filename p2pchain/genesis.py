@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 from cryptography import x509
 
-from .encoding import EncodingError, digest
+from .encoding import EncodingError, digest, parse_json
 from .identity import Identity, IdentityError, load_certificate, validate_certificate
 
 __all__ = [
@@ -161,7 +161,7 @@ class Genesis:
         if path.is_dir():
             path = path / "genesis.json"
         try:
-            wrapper = json.loads(path.read_text())
+            wrapper = parse_json(path.read_text())
         except (OSError, ValueError) as exc:
             raise GenesisError(f"cannot read {path}: {exc}") from None
         if not isinstance(wrapper, dict) or set(wrapper) != {"document", "digest"}:

@@ -104,6 +104,13 @@ def test_a_tampered_genesis_file_is_refused(consortium_dir, tmp_path):
         Genesis.load(tmp_path)
 
 
+@pytest.mark.parametrize("text", ["{oops", "[" * 100_000, "[1]"])
+def test_a_genesis_file_that_is_not_a_genesis_is_refused_with_the_reason(tmp_path, text):
+    (tmp_path / "genesis.json").write_text(text)
+    with pytest.raises(GenesisError, match="cannot read|expected an object"):
+        Genesis.load(tmp_path)
+
+
 def test_channel_write_policy(genesis):
     client = genesis.identity("ev01", now=NOW)
     peer = genesis.identity("node0", now=NOW)
