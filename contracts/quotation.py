@@ -23,7 +23,7 @@ Who may call what (identities from the genesis):
 * ``closed`` -- anyone (read-only).
 """
 
-from market.grid import load_feeder
+from market.grid import DEFAULT_BUSES
 from market.model import Kind, Quotation, Side
 from market.records import QUOTE_FIELDS
 
@@ -99,9 +99,9 @@ def quote(ctx, run, hour, side, **fields):
         Quotation(prosumer=ctx.caller.name, kind=Kind(kind), side=Side(side), hour=hour, **fields)
     except ValueError as exc:
         raise QuotationRefused(str(exc))
-    if fields["bus"] not in load_feeder().bus_numbers:
+    if fields["bus"] not in DEFAULT_BUSES:
         raise QuotationRefused("bus " + str(fields["bus"]) + " is not a bus of the feeder (1.."
-                               + str(max(load_feeder().bus_numbers)) + ")")
+                               + str(max(DEFAULT_BUSES)) + ")")
     record = {"kind": kind, "side": side}
     for k in QUOTE_FIELDS:
         if k in fields:

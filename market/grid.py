@@ -45,6 +45,7 @@ import scipy.sparse as sp
 __all__ = [
     "CONDUCTORS",
     "Conductor",
+    "DEFAULT_BUSES",
     "Feeder",
     "FeederError",
     "FeederLine",
@@ -198,6 +199,9 @@ class PowerFlow:
 # market/ before it closes its file descriptors (RLIMIT_NOFILE), so a contract's round can
 # load the default feeder without opening a file.
 _DEFAULT_FEEDER_TEXT = resources.files("market").joinpath("data/ieee33bw.json").read_text()
+DEFAULT_BUSES: tuple[int, ...] = tuple(b["bus"] for b in json.loads(_DEFAULT_FEEDER_TEXT)["buses"])
+"""The bus numbers of the shipped feeder, without building it (``load_feeder`` runs a power
+flow for the ratings: ~10 ms, too much for a check of where a quotation's prosumer sits)."""
 
 
 def load_feeder(path: str | Path | None = None, *, rating_scale: float = 1.0,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from market.grid import (CONDUCTORS, FeederError, HOURLY_LOAD_SHAPE, PLANNING_LOADING_RATIO,
+from market.grid import (CONDUCTORS, DEFAULT_BUSES, FeederError, HOURLY_LOAD_SHAPE, PLANNING_LOADING_RATIO,
                          feeder_sections,
                          hourly_load_scale, load_feeder, replicate_feeder, solve_power_flow)
 
@@ -114,3 +114,7 @@ def test_sections_are_independent_feeders_that_reassemble_the_whole():
         np.testing.assert_array_equal(sec.feeder.rating_a, big.rating_a[sec.branch_idx])
     (only,) = feeder_sections(FEEDER)                    # the 33-bus slack has one child
     assert only.feeder.bus_numbers == FEEDER.bus_numbers
+
+
+def test_the_default_buses_are_the_shipped_feeders():
+    assert DEFAULT_BUSES == load_feeder().bus_numbers and len(DEFAULT_BUSES) == 33
