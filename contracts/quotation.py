@@ -84,17 +84,13 @@ def quote(ctx, run, hour, side, **fields):
     unknown = [k for k in sorted(fields) if k not in QUOTE_FIELDS]
     if unknown:
         raise QuotationRefused("unknown quotation fields: " + ", ".join(unknown))
-    for k in sorted(fields):
-        if not isinstance(fields[k], int) or isinstance(fields[k], bool) or fields[k] < 0:
-            raise QuotationRefused(k + " must be a non-negative integer")
     for k in ("energy_wh", "limit_price_milli_per_kwh", "bus"):
         if k not in fields:
             raise QuotationRefused("a quotation needs " + k)
-    if fields["energy_wh"] <= 0:
-        raise QuotationRefused("energy_wh must be positive")
     # The round rebuilds a Quotation from these fields and prices it on this feeder: what it
-    # would refuse is refused here, or one prosumer's quotation would stop the hour's round,
-    # and with it every later hour of the run.
+    # would refuse is refused here (an integer in each field's range: the one check of a
+    # quotation's values), or one prosumer's quotation would stop the hour's round, and
+    # with it every later hour of the run.
     try:
         Quotation(prosumer=ctx.caller.name, kind=Kind(kind), side=Side(side), hour=hour, **fields)
     except ValueError as exc:
