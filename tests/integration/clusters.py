@@ -54,6 +54,31 @@ async def deploy_demo(cluster: Cluster, channels, timeout_s: float) -> None:
     await agree(cluster, timeout_s=timeout_s)
 
 
+async def assert_commits_kept(cluster: Cluster, commits: list[tuple[str, dict]], names=None) -> None:
+    """Every commit a node answered -- (channel, ``submit(wait=True)``'s answer) -- is on each
+    node of ``names`` (default all) in the very block and at the height that answer named:
+    an acknowledged commit is never lost, moved or answered before it was final."""
+    semaphore = asyncio.Semaphore(32)
+
+    async def check(client: Client, name: str, channel: str, answer: dict) -> None:
+        async with semaphore:
+            found = await client.transaction(channel, answer["tx_id"])
+        where = (found["height"], found["block"])
+        assert where == (answer["height"], answer["block"]), (
+            f"{name}: transaction {answer['tx_id']} of channel {channel} was answered committed at height "
+            f"{answer['height']} in {answer['block'][:16]}, but is at {where[0]} in {where[1][:16]}")
+
+    opened = clients(cluster, names)
+    for client in opened.values():
+        await client.__aenter__()
+    try:
+        await asyncio.gather(*(check(client, name, channel, answer) for name, client in opened.items()
+                               for channel, answer in commits))
+    finally:
+        for client in opened.values():
+            await client.__aexit__(None, None, None)
+
+
 def verify(directory: Path, name: str) -> subprocess.CompletedProcess:
     """``p2pchain verify`` of node ``name``'s ledgers in the consortium at ``directory``."""
     return subprocess.run([sys.executable, "-m", "nodes.cli", "verify", str(directory / "nodes" / name)],

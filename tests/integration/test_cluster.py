@@ -30,7 +30,7 @@ from p2pchain.identity import serial_hex
 from p2pchain.ledger.transaction import Transaction
 
 from ..ports import free_port_block
-from .clusters import agree as _agree, clients as _clients, deploy_demo, running, verify
+from .clusters import agree as _agree, assert_commits_kept, clients as _clients, deploy_demo, running, verify
 
 pytestmark = pytest.mark.integration
 PROSUMERS = [f"ev{i:02d}" for i in range(1, 15)] + [f"pv{i}" for i in range(1, 6)] + ["smes"]
@@ -63,6 +63,7 @@ class Load:
         self.cluster = cluster
         self.signers = {name: Signer.load(cluster.directory, name) for name in PROSUMERS}
         self.resumed = False
+        self.commits: list[tuple[str, dict]] = []   # (channel, answer) of every commit answered
 
     async def run(self, count: int, nodes: list[str], *, concurrency: int = 40) -> list[dict]:
         clients = _clients(self.cluster, nodes)
@@ -82,7 +83,9 @@ class Load:
                 name, channel = PROSUMERS[i % len(PROSUMERS)], CHANNELS[(i // len(PROSUMERS)) % 3]
                 async with locks[(name, channel)], semaphore:
                     tx = self.signers[name].transaction(channel, "demo", "record", {"topic": f"t{i}", "value": i})
-                    return await clients[nodes[i % len(nodes)]].submit(tx, wait=True)
+                    answer = await clients[nodes[i % len(nodes)]].submit(tx, wait=True)
+                    self.commits.append((channel, answer))
+                    return answer
             return await asyncio.gather(*(one(i) for i in range(count)))
         finally:
             for client in clients.values():
@@ -145,6 +148,7 @@ def _crash_rounds(cluster, load, rounds: int, seed: int) -> None:
     import random
     rng = random.Random(seed)
     replayed = 0
+    answered = len(load.commits)
     for _ in range(rounds):
         primary = asyncio.run(_status(cluster, "node0"))["channels"]["transaction"]["primary"]
         victim = rng.choice([n for n in cluster.genesis.node_names if n != primary])
@@ -167,6 +171,7 @@ def _crash_rounds(cluster, load, rounds: int, seed: int) -> None:
     for name in cluster.genesis.node_names:
         report = verify(cluster.directory, name)
         assert report.returncode == 0, report.stdout + report.stderr
+    asyncio.run(assert_commits_kept(cluster, load.commits[answered:]))
     assert replayed >= 1  # at least one restart went through snapshot + journal replay
 
 
@@ -182,9 +187,15 @@ def test_many_sigkills_at_random_instants_leave_valid_agreeing_chains(cluster, l
 def test_killing_the_primary_brings_a_view_change_and_progress(cluster, load):
     before = asyncio.run(_status(cluster, "node1"))["channels"]
     primary = before["transaction"]["primary"]
-    cluster.kill(primary)
     survivors = [n for n in cluster.genesis.node_names if n != primary]
-    answers = asyncio.run(load.run(60, survivors))
+    answered = len(load.commits)
+
+    async def kill_the_primary_under_load():
+        running = asyncio.ensure_future(load.run(90, survivors))
+        await asyncio.sleep(0.3)
+        cluster.kill(primary)       # batches in flight: what the backups committed must survive the view change
+        return await running
+    answers = asyncio.run(kill_the_primary_under_load())
     assert all(a["result"]["status"] == "ok" for a in answers)
     after = asyncio.run(_status(cluster, survivors[0]))["channels"]["transaction"]
     assert after["view"] > before["transaction"]["view"]
@@ -193,6 +204,7 @@ def test_killing_the_primary_brings_a_view_change_and_progress(cluster, load):
     asyncio.run(cluster.wait_healthy([primary], timeout_s=60))
     asyncio.run(load.run(30, list(cluster.genesis.node_names)))
     asyncio.run(_agree(cluster, timeout_s=90))
+    asyncio.run(assert_commits_kept(cluster, load.commits[answered:]))
 
 
 def test_an_isolated_node_falls_behind_and_converges_after_heal(cluster, load):
