@@ -27,6 +27,7 @@ from typing import Any, Sequence
 
 from p2pchain.consensus.durable import DurableState, decode_durable_state
 from p2pchain.consensus.journal import DurableJournal, replay
+from p2pchain.ledger.sql import rollback
 
 __all__ = ["DurableReplicaStore", "ChannelPersister", "SNAPSHOT_SLACK_BYTES", "Statements", "commit_group"]
 
@@ -123,7 +124,7 @@ def commit_group(conn: sqlite3.Connection, group: list[tuple[Statements, Future]
                     conn.execute(sql, params)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            rollback(conn)
             raise
     except Exception as exc:  # a disk or database failure: every write of the group failed
         for _, future in group:

@@ -98,7 +98,12 @@ class ExecutionMixin:
             return
         block, state_digest = done.result()
         if block is not None:
-            self._committed(block)
+            try:
+                self._committed(block)
+            except Exception as exc:  # the node's own record of it (its index: a full disk, say)
+                log.error("%s: block %d committed, but not recorded", self.channel, action.seq, exc_info=exc)
+                self.halt(f"block {action.seq} committed, but the node could not record it: {exc!r}")
+                return
         # No per-request results: the replica sends no REPLY (replies=False, see the engine).
         self.feed(BlockExecuted(self.hooks.now_ms(), action.seq, state_digest, ()))
         self._release_batch()

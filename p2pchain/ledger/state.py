@@ -31,6 +31,7 @@ from typing import Iterable, Iterator, Mapping
 
 from ..encoding import EncodingError, decode, encode
 from .smt import EMPTY, MerkleProof, SparseMerkleTree, key_path, leaf_hash, root_of_sorted_leaves
+from .sql import rollback
 
 __all__ = ["StateError", "StagedWrites", "WorldState", "HistoricalView", "SCAN_PAGE"]
 
@@ -165,7 +166,7 @@ class WorldState:
             conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('history_from', ?)", (encode(height),))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            rollback(conn)
             self._tree.forget()
             raise
         return root
@@ -221,7 +222,7 @@ class WorldState:
             self._record(height, root)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            rollback(conn)
             self._tree.forget()
             raise
         return root

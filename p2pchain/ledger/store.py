@@ -39,6 +39,7 @@ from ..encoding import decode, encode
 from ..genesis import Genesis
 from ..ordering import Batch, CommitCertificate
 from .block import Anchor, Block, BlockError, BlockOutputs, Header, TxResult, genesis_block, make_header
+from .sql import rollback
 from .state import StagedWrites, StateError, WorldState
 from .transaction import (
     NONCE_NAMESPACE, Transaction, TransactionRefused, nonce_writes, nothing_verified, read_nonce,
@@ -414,7 +415,7 @@ class ChannelLedger:
             )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            rollback(conn)
             raise
         conn.execute("PRAGMA synchronous=NORMAL")
 

@@ -207,6 +207,19 @@ def test_a_failed_group_commit_fails_every_write_in_it_and_writes_none(tmp_path)
     store.close()
 
 
+def test_a_group_commit_on_a_full_disk_fails_with_the_disks_reason(tmp_path):
+    # SQLite has rolled the transaction back itself; the ROLLBACK after it must not hide why
+    conn = sqlite3.connect(tmp_path / "node.sqlite", isolation_level=None)
+    DurableReplicaStore(tmp_path / "node.sqlite").close()
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count={pages}")
+    future = Future()
+    commit_group(conn, [(DurableReplicaStore.append_statements("matching", 1, bytes(100_000)), future)])
+    assert "database or disk is full" in str(future.exception())
+    assert not conn.in_transaction
+    conn.close()
+
+
 def test_store_reopens_at_the_last_state_written_and_continues_its_journal(tmp_path, monkeypatch):
     monkeypatch.setattr(durablestore, "SNAPSHOT_SLACK_BYTES", 2000)  # snapshot often
     states = _persisted_states(7, 200)["node2"]

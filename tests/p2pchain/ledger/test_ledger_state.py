@@ -181,3 +181,25 @@ def test_non_canonical_value_is_refused_and_nothing_is_written():
 def test_tx_root_separates_leaves_from_nodes():
     a, b = b"a" * 32, b"b" * 32
     assert merkle_root([a, b]) != merkle_root([a, b, b]) != merkle_root([b, a])
+
+
+def test_a_full_disk_fails_a_block_with_its_own_reason_and_changes_nothing():
+    # SQLite rolls a transaction back by itself when the disk is full; the ROLLBACK after it
+    # must not replace "database or disk is full" by "no transaction is active".
+    state = fresh_state()
+    state.apply_block(0, {("kv", "a"): encode(1)})
+    root = state.root
+    pages = state._conn.execute("PRAGMA page_count").fetchone()[0]
+    state._conn.execute(f"PRAGMA max_page_count={pages + 1}")  # the disk as good as full
+    big = {("kv", f"k{i}"): encode("x" * 2000) for i in range(20)}
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        state.apply_block(1, big)
+    assert (state.applied_height, state.root, state.get("kv", "k0")) == (0, root, None)
+    state._conn.execute("PRAGMA max_page_count=1073741823")  # room again: the same block goes in
+    assert state.apply_block(1, big) == fresh_root({("kv", "a"): encode(1), **big})
+
+
+def fresh_root(entries: dict) -> bytes:
+    state = fresh_state()
+    state.apply_block(0, entries)
+    return state.root
