@@ -285,7 +285,17 @@ class NodeAnchoring:
         return self.gate.propose(channel, own).to_metadata()
 
     def receive(self, engine, message: Any) -> str | None:
-        """Hand ``message`` to ``engine`` now, later, or never; the refusal code if never."""
+        """Hand ``message`` to ``engine`` now, later, or never; the refusal code if never (the
+        node then closes the link it came by).
+
+        A halted channel takes nothing more, and a PRE-PREPARE that waits for a height of a
+        halted channel would wait for ever: both are dropped here and counted
+        (``channel_halted``), with the link left up -- the fault is this node's (a full
+        disk, say: the status names it), not the peer's.
+        """
+        if self._for_a_halted_channel(engine, message):
+            self.metrics.refused.labels("peer", "channel_halted").inc()
+            return None
         verdict = self.gate.admit(engine.channel, message)
         if verdict.action == "deliver":
             engine.receive(message)
@@ -295,6 +305,15 @@ class NodeAnchoring:
             return verdict.reason
         log.debug("%s: PRE-PREPARE %d held: %s", engine.channel, message.seq, verdict.detail)
         return None
+
+    def _for_a_halted_channel(self, engine, message: Any) -> bool:
+        if engine.halted:
+            return True
+        halted = {name for name, other in self.engines.items() if other.halted}
+        if not halted or type(message) is not PrePrepare:
+            return False
+        verdict = self.gate.judge(engine.channel, message)
+        return verdict.action == "hold" and any(name in halted for name, _ in verdict.waits_for)
 
     def _refused(self, channel: str, message: Any, verdict: Verdict) -> None:
         self.metrics.refused.labels("anchors", verdict.reason).inc()
