@@ -421,7 +421,8 @@ class ChannelEngine(ExecutionMixin, CatchUpMixin):
                 self._trace(action)
             elif kind is Fault:
                 self.metrics.faults.labels(self.channel, action.kind.value, action.peer).inc()
-                log.warning("%s: fault from %s: %s: %s", self.channel, action.peer, action.kind.value, action.detail)
+                log.log(logging.DEBUG if action.kind.ordinary else logging.WARNING, "%s: fault from %s: %s: %s",
+                        self.channel, action.peer, action.kind.value, action.detail)
                 self.hooks.publish({"type": "fault", "channel": self.channel, "node": self.node,
                                     "kind": action.kind.value, "peer": action.peer, "detail": action.detail})
                 if action.kind is FaultKind.STATE_DIVERGENCE and action.peer == self.node:

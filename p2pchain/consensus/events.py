@@ -191,6 +191,12 @@ class FaultKind(str, enum.Enum):
     STALE = "stale"  # for an older view or below the low watermark
     OUTSIDE_WATERMARKS = "outside_watermarks"
 
+    @property
+    def ordinary(self) -> bool:
+        """Late or early, as any asynchronous network delivers (a node catching up sees
+        hundreds): no evidence against the sender."""
+        return self in (FaultKind.STALE, FaultKind.OUTSIDE_WATERMARKS)
+
 
 @dataclass(frozen=True, slots=True)
 class Fault:
