@@ -325,3 +325,26 @@ def test_a_pre_prepare_held_for_heights_committed_but_not_applied_here_is_waitin
     engines["transaction"].replica.last_committed = 3
     assert anchoring.held_for_execution("matching")
     assert not anchoring.held_for_execution("electricity")
+
+
+def test_messages_for_a_halted_channel_or_waiting_on_one_are_dropped_without_closing_the_link():
+    # A full disk halted matching here: its own messages, and transaction PRE-PREPAREs that
+    # wait for a matching height, would fill the hold and close a healthy peer's link.
+    from nodes.anchoring import NodeAnchoring
+
+    ledgers = {c: FakeLedger(c, 0) for c in ("transaction", "matching", "electricity")}
+    engines = {c: FakeEngine(c) for c in ledgers}
+    metrics = type("Metrics", (), {"refused": Counter()})()
+    anchoring = NodeAnchoring(ledgers, engines, metrics, window=2)
+    engines["matching"].halted = "cannot write the replica's durable state: database or disk is full"
+    waits = [pre_prepare("transaction", anchors("transaction", {"matching": 1, "electricity": 0}).to_metadata(), seq=s)
+             for s in range(1, 6)]
+    for message in waits:
+        assert anchoring.receive(engines["transaction"], message) is None   # never a refusal: the link stays
+    own = pre_prepare("matching", anchors("matching", {"transaction": 0, "electricity": 0}).to_metadata())
+    assert anchoring.receive(engines["matching"], own) is None
+    assert anchoring.gate.held == {} and engines["matching"].received == engines["transaction"].received == []
+    assert metrics.refused.counts == {("peer", "channel_halted"): 6}
+    # what does not wait on the halted channel goes on as before
+    ready = pre_prepare("transaction", anchors("transaction", {"matching": 0, "electricity": 0}).to_metadata(), seq=6)
+    assert anchoring.receive(engines["transaction"], ready) is None and engines["transaction"].received == [ready]
