@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
+import shutil
 import sqlite3
 import sys
 from pathlib import Path
@@ -39,6 +41,30 @@ def _url(genesis: Genesis, name: str | None) -> str:
 DAMAGED_STORE_ERRORS = (sqlite3.DatabaseError, LedgerError, StoresDisagree)
 # a node's key, genesis or stores unreadable, its port taken
 NODE_START_ERRORS = (KeyFileError, GenesisError, ConsortiumError, OSError, *DAMAGED_STORE_ERRORS)
+# SQLite's codes for a file system that refused it (full, failing, read-only, not permitted)
+# and for a store another process holds: the stores are sound, the machine needs mending
+DISK_REFUSED = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_PERM")
+HELD_ELSEWHERE = ("SQLITE_BUSY", "SQLITE_LOCKED")
+
+
+def start_remedy(exc: BaseException, stores: Path, name: str) -> str | None:
+    """What a person should do about ``exc``, which stopped node ``name`` at start."""
+    code = getattr(exc, "sqlite_errorname", None) or ""
+    if isinstance(exc, sqlite3.OperationalError) and code.startswith(DISK_REFUSED):
+        try:
+            free = f"{shutil.disk_usage(stores).free:,} bytes free there"
+        except OSError:
+            free = "its free space unknown"
+        return (f"the file system of {stores} refused a write or read ({code}; {free}): make room, or mend "
+                f"its permissions or mount, and start the node again; it resumes from what it wrote")
+    if isinstance(exc, sqlite3.OperationalError) and code.startswith(HELD_ELSEWHERE):
+        return f"another process holds the stores in {stores}: is {name} running already?"
+    if isinstance(exc, DAMAGED_STORE_ERRORS):
+        return (f"its stores in {stores} are damaged or do not belong together; to rebuild the node from "
+                f"its peers, move that directory aside and start the node again")
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        return f"another program holds {name}'s port: is {name} running already?"
+    return None
 
 
 def _run_node(args: argparse.Namespace) -> int:
@@ -54,11 +80,9 @@ def _run_node(args: argparse.Namespace) -> int:
     except NODE_START_ERRORS as exc:
         # what a person must mend in the directory or the machine: one line, not a traceback
         print(f"node {args.name}: cannot run: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-        if isinstance(exc, DAMAGED_STORE_ERRORS):
-            stores = Path(args.dir) / "nodes" / args.name
-            print(f"node {args.name}: its stores in {stores} are damaged or do not belong together; to rebuild "
-                  f"the node from its peers, move that directory aside and start the node again",
-                  file=sys.stderr, flush=True)
+        remedy = start_remedy(exc, Path(args.dir) / "nodes" / args.name, args.name)
+        if remedy:
+            print(f"node {args.name}: {remedy}", file=sys.stderr, flush=True)
         return 2
 
 
