@@ -236,7 +236,11 @@ class PeerNetwork:
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         """The aiohttp handler for ``PEER_PATH``: authenticate, then deliver frames."""
         ws = web.WebSocketResponse(max_msg_size=self.settings.max_frame_bytes, heartbeat=self.settings.heartbeat_s)
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except ConnectionError:  # the dialler went away while the link opened (killed, say): nothing to serve
+            log.info("a peer link from %s closed while it opened", request.remote)
+            return ws
         self._inbound.add(ws)
         try:
             return await self._serve_link(request, ws)

@@ -163,6 +163,27 @@ async def test_bad_hellos_are_refused_with_a_reason(consortium, make_hello, reas
         await node.stop()
 
 
+async def test_a_link_that_closes_while_it_opens_is_no_error(consortium, monkeypatch, caplog):
+    # a dialler killed in the middle of the upgrade: aiohttp cannot write the 101 answer
+    directory, genesis = consortium
+    node = Node(directory, genesis, "node1")
+    await node.start()
+
+    async def closing(self, request):
+        raise aiohttp.ClientConnectionResetError("Cannot write to closing transport")
+    monkeypatch.setattr(web.WebSocketResponse, "prepare", closing)
+    try:
+        with caplog.at_level("DEBUG"):
+            async with aiohttp.ClientSession() as session:
+                with pytest.raises(aiohttp.ClientError):
+                    await session.ws_connect(f"http://127.0.0.1:{node.port}{PEER_PATH}")
+        assert "closed while it opened" in caplog.text
+        assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
+    finally:
+        monkeypatch.undo()
+        await node.stop()
+
+
 @pytest.mark.parametrize("signature", [5, "0" * 64, [0] * 64, None])
 async def test_an_auth_whose_signature_is_not_bytes_is_refused_with_a_reason(consortium, signature):
     directory, genesis = consortium
