@@ -174,6 +174,13 @@ class RecoveryMixin:
             self._set_timer(TIMER_VIEW_CHANGE, self.view_change_timeout_ms)
         self.fetching = True  # one round of catching up after every start
         self._send_fetch_request()
+        if self.last_committed < self.low:
+            # Stopped during a state transfer: its progress is not persisted (see .durable),
+            # the proven checkpoint it adopted is -- and no peer offers that one as news
+            # again (not above low), nor the batches up to it (collected). Fetch it again.
+            self.transfer = self.stable_state
+            self.fetch_goal = max(self.fetch_goal, self.low)
+            self._request_snapshot()
         self._deliver()
 
     def durable_state(self, leave_out: Collection[str] = ()) -> DurableState:

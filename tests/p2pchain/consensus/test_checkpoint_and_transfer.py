@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from p2pchain.consensus import (BlockExecuted, Broadcast, CatchUp, ExecuteBatch, Fault, FaultKind,
-                                FetchState, Received, RequestReceived, Send, SetTimer,
+                                FetchState, Received, RequestReceived, Send, SetTimer, Start,
                                 StateTransferred, TimerFired)
 from p2pchain.consensus.events import TIMER_REQUEST
 from p2pchain.consensus.messages import (CheckpointState, Commit, CommittedEntry, FetchReply,
@@ -89,6 +89,25 @@ def test_state_transfer_installs_a_proven_checkpoint_then_executes_certified_bat
     actions = replica.handle(StateTransferred(2, 4, b"s4"))
     assert [a.seq for a in actions if type(a) is ExecuteBatch] == [5]
     assert (replica.low, replica.last_committed, replica.clients) == (4, 5, {"alice": 5})
+
+
+def test_a_replica_restarted_during_a_state_transfer_fetches_its_stable_checkpoint_again(cluster):
+    # The transfer's progress is not persisted, but the checkpoint it adopted is: restarted
+    # with its stable checkpoint above what it committed, the replica must fetch that state
+    # again -- a peer's FETCH-REPLY with the same checkpoint is no news to it (not above low),
+    # and the batches up to low are gone from every peer's log. It used to wait for ever.
+    replica = cluster.replica("node1")
+    state = CheckpointState(4, b"s4", (("alice", 4),))
+    proof = tuple(cluster.checkpoint(state, n) for n in ("node0", "node2", "node3"))
+    reply = cluster.sign(FetchReply(CHANNEL, state, proof, (entry(cluster, 5),), None, "node2"))
+    assert [a.seq for a in replica.handle(Received(1, reply)) if type(a) is FetchState] == [4]
+    restarted = cluster.replica("node1", durable=replica.durable_state())   # killed before the snapshot came
+    assert (restarted.low, restarted.last_committed) == (4, 0)
+    [fetch] = [a for a in restarted.handle(Start(2)) if type(a) is FetchState]
+    assert (fetch.seq, fetch.state_digest) == (4, b"s4")
+    actions = restarted.handle(StateTransferred(3, 4, b"s4"))
+    assert [a.seq for a in actions if type(a) is ExecuteBatch] == [5]
+    assert (restarted.low, restarted.last_committed, restarted.clients) == (4, 5, {"alice": 5})
 
 
 def test_checkpoint_proof_with_only_2f_signatures_is_refused(cluster):
