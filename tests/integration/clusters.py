@@ -12,7 +12,8 @@ from pathlib import Path
 from nodes.agreement import wait_for_agreement
 from nodes.deploy import deploy_contract
 from nodes.launcher import Cluster
-from p2pchain.client import Client
+from p2pchain.client import Client, ClusterClient, Signer
+from p2pchain.genesis import CHANNELS
 
 DEMO = (Path(__file__).resolve().parents[2] / "contracts" / "demo.py").read_text()
 
@@ -77,6 +78,53 @@ async def assert_commits_kept(cluster: Cluster, commits: list[tuple[str, dict]],
     finally:
         for client in opened.values():
             await client.__aexit__(None, None, None)
+
+
+async def deploy_and_resume(cluster: Cluster, signers: dict[str, Signer]) -> None:
+    """The demo contract on every channel, and each signer's nonces taken up from node0."""
+    await deploy_demo(cluster, CHANNELS, timeout_s=90)
+    async with Client(cluster.url("node0")) as client:
+        for signer in signers.values():
+            for channel in CHANNELS:
+                await signer.resume(client, channel)
+
+
+async def commit_records(cluster: Cluster, signers: dict[str, Signer], count: int, commits: list, *,
+                         through: list[str], group: int | None = None, value: object = 1) -> None:
+    """``count`` demo records by ``signers`` in turn over the three channels, sent to the
+    nodes ``through`` (one that is down is gone around), ``group`` at a time (default one per
+    signer; 3 makes about a block per channel each time), each waited for; every (channel,
+    answer) is appended to ``commits``."""
+    names = list(signers)[:group or len(signers)]
+    async with ClusterClient({n: Client(cluster.url(n), timeout_s=30) for n in through}, give_up_s=30) as client:
+        client.say = lambda *_: None
+        for start in range(0, count, len(names)):
+            sent = [(CHANNELS[(start + k) % 3], signers[name]) for k, name in enumerate(names)]
+            answers = await asyncio.gather(*(
+                client.submit(signer.transaction(channel, "demo", "record", {"topic": f"t{k}", "value": value}),
+                              wait=True, prefer=through[k % len(through)])
+                for k, (channel, signer) in enumerate(sent)))
+            commits.extend((channel, answer) for (channel, _), answer in zip(sent, answers))
+
+
+async def channel_states(cluster: Cluster, name: str) -> dict[str, dict]:
+    """Node ``name``'s status of each channel (height, view, stable_checkpoint, halted, ...)."""
+    async with Client(cluster.url(name), timeout_s=10) as client:
+        return (await client.status())["channels"]
+
+
+async def restart_and_catch_up(cluster: Cluster, name: str, signers: dict[str, Signer], commits: list, *,
+                               through: list[str], value: object = 1) -> None:
+    """Stop and start node ``name``; once more records commit, every node agrees, none of
+    ``name``'s channels is halted, and every commit in ``commits`` is where it was answered."""
+    cluster.stop(name)
+    cluster.start(name)
+    await cluster.wait_healthy([name], timeout_s=60)
+    await commit_records(cluster, signers, 30, commits, through=through, value=value)
+    await agree(cluster, timeout_s=120)
+    halted = {channel: state["halted"] for channel, state in (await channel_states(cluster, name)).items()}
+    assert not any(halted.values()), halted
+    await assert_commits_kept(cluster, commits)
 
 
 def verify(directory: Path, name: str) -> subprocess.CompletedProcess:

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 
 from nodes.launcher import Cluster
-from p2pchain.client import Client, ClusterClient, Signer
+from p2pchain.client import Signer
 from p2pchain.consortium import create_consortium
 from p2pchain.genesis import CHANNELS
 
 from ..ports import free_port_block
-from .clusters import agree, assert_commits_kept, deploy_demo, running, verify
+from .clusters import agree, channel_states, commit_records, deploy_and_resume, restart_and_catch_up, running, verify
 
 pytestmark = pytest.mark.integration
 PROSUMERS = [f"ev{i:02d}" for i in range(1, 10)]
@@ -36,22 +36,6 @@ def _workers_of(pid: int) -> list[int]:
             if b"p2pchain.runtime.worker" in Path(f"/proc/{child}/cmdline").read_bytes()]
 
 
-async def _load(cluster: Cluster, signers: dict, count: int, commits: list) -> None:
-    async with ClusterClient({n: Client(cluster.url(n), timeout_s=30) for n in OTHERS}, give_up_s=30) as client:
-        client.say = lambda *_: None
-        for start in range(0, count, len(PROSUMERS)):
-            sent = [(CHANNELS[(start + k) % 3], signers[name]) for k, name in enumerate(PROSUMERS)]
-            answers = await asyncio.gather(*(
-                client.submit(signer.transaction(channel, "demo", "record", {"topic": "w", "value": start}), wait=True)
-                for channel, signer in sent))
-            commits.extend((channel, answer) for (channel, _), answer in zip(sent, answers))
-
-
-async def _channels(cluster: Cluster, name: str) -> dict:
-    async with Client(cluster.url(name), timeout_s=10) as client:
-        return (await client.status())["channels"]
-
-
 def test_a_node_whose_contract_worker_is_killed_halts_that_channel_and_catches_up_once_restarted(tmp_path):
     genesis = create_consortium(tmp_path, now=dt.datetime.now(dt.timezone.utc), base_port=free_port_block(4))
     cluster = Cluster(tmp_path, genesis)
@@ -59,31 +43,21 @@ def test_a_node_whose_contract_worker_is_killed_halts_that_channel_and_catches_u
     commits: list = []
 
     async def scenario():
-        await deploy_demo(cluster, CHANNELS, timeout_s=90)
-        async with Client(cluster.url("node0")) as client:
-            for signer in signers.values():
-                for channel in CHANNELS:
-                    await signer.resume(client, channel)
-        await _load(cluster, signers, 27, commits)
+        await deploy_and_resume(cluster, signers)
+        await commit_records(cluster, signers, 27, commits, through=OTHERS)
         workers = _workers_of(cluster.processes["node2"].pid)
         assert len(workers) == len(CHANNELS), workers
         os.kill(workers[CHANNELS.index("matching")], signal.SIGKILL)
         for _ in range(10):          # until node2's other channels lag behind a stable checkpoint
-            await _load(cluster, signers, 45, commits)
-            channels = await _channels(cluster, "node2")
+            await commit_records(cluster, signers, 45, commits, through=OTHERS)
+            channels = await channel_states(cluster, "node2")
             if any(state["stable_checkpoint"] > state["height"] for state in channels.values()):
                 break
         assert "contract worker failed (killed by SIGKILL)" in (channels["matching"]["halted"] or ""), channels
         assert any(state["stable_checkpoint"] > state["height"] for state in channels.values()), channels
         await agree(cluster, OTHERS, timeout_s=60)     # the others went on
 
-        cluster.stop("node2")
-        cluster.start("node2")
-        await cluster.wait_healthy(["node2"], timeout_s=60)
-        await _load(cluster, signers, 18, commits)
-        await agree(cluster, timeout_s=90)
-        assert not any(state["halted"] for state in (await _channels(cluster, "node2")).values())
-        await assert_commits_kept(cluster, commits)
+        await restart_and_catch_up(cluster, "node2", signers, commits, through=OTHERS)
 
     with running(cluster):
         asyncio.run(scenario())
