@@ -4,7 +4,7 @@ Committed batches leave the core in sequence order as ``ExecuteBatch``; the shel
 ``BlockExecuted`` with the application's state digest, from which the replica signs its
 replies and, every K sequence numbers, its CHECKPOINT (OSDI'99 §4.3). 2f+1 matching
 checkpoints make one stable: watermarks move and the log below is collected (the pure
-helpers are in :mod:`.checkpoint`).
+helpers are in :mod:`.checkpoint`); f+1 above what a replica committed make it fetch.
 """
 
 from __future__ import annotations
@@ -110,7 +110,15 @@ class ExecutionMixin:
 
     def _check_stable(self, seq: int) -> None:
         d, count = self.checkpoint_votes.best_digest(seq)
-        if d is None or count < self.ctx.quorum or seq <= self.low:
+        if d is None or seq <= self.low:
+            return
+        if count < self.ctx.quorum:
+            if count > self.f and self.last_committed < seq and seq not in self.own_states:
+                # f+1 replicas executed past us, so one honest replica did: fetch the certified
+                # batches we lack. The checkpoint becomes stable only at 2f+1, and with one
+                # replica silent, ours may be the vote it waits for -- while the primary, its
+                # window full, waits for it too.
+                self._start_fetch(seq)
             return
         own = self.own_states.get(seq)
         if own is not None:

@@ -80,3 +80,11 @@ def test_a_replica_waits_on_exactly_the_requests_its_clients_have_not_committed(
     finally:
         Replica.handle = original
     assert checked[0] > 0
+
+
+@pytest.mark.parametrize("seed", [97001874])
+def test_schedules_that_once_failed_are_survived(seed):
+    # 97001874: node3 silent, node1 and node2 crashed and cut off early on; node2 came back
+    # missing committed batches, the checkpoint waited for its vote and the primary, its
+    # window full, for the checkpoint -- until f+1 checkpoints made a replica fetch.
+    judge(seed, FAULT_KINDS)
