@@ -76,6 +76,10 @@ class CheckpointVotes:
             self._by_seq.get(oldest, {}).pop(ckpt.sender, None)
         return True
 
+    def seqs(self) -> list[int]:
+        """The sequence numbers with at least one vote."""
+        return [seq for seq, votes in self._by_seq.items() if votes]
+
     def matching(self, seq: int, digest: bytes) -> list[Checkpoint]:
         votes = self._by_seq.get(seq, {})
         return sorted((c for c in votes.values() if c.digest == digest), key=lambda c: c.sender)

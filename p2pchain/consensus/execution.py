@@ -4,7 +4,8 @@ Committed batches leave the core in sequence order as ``ExecuteBatch``; the shel
 ``BlockExecuted`` with the application's state digest, from which the replica signs its
 replies and, every K sequence numbers, its CHECKPOINT (OSDI'99 §4.3). 2f+1 matching
 checkpoints make one stable: watermarks move and the log below is collected (the pure
-helpers are in :mod:`.checkpoint`); f+1 above what a replica committed make it fetch.
+helpers are in :mod:`.checkpoint`); when a timer runs out, f+1 above what a replica
+committed make it fetch.
 """
 
 from __future__ import annotations
@@ -113,12 +114,6 @@ class ExecutionMixin:
         if d is None or seq <= self.low:
             return
         if count < self.ctx.quorum:
-            if count > self.f and self.last_committed < seq and seq not in self.own_states:
-                # f+1 replicas executed past us, so one honest replica did: fetch the certified
-                # batches we lack. The checkpoint becomes stable only at 2f+1, and with one
-                # replica silent, ours may be the vote it waits for -- while the primary, its
-                # window full, waits for it too.
-                self._start_fetch(seq)
             return
         own = self.own_states.get(seq)
         if own is not None:
@@ -128,6 +123,18 @@ class ExecutionMixin:
                 self._fault(FaultKind.STATE_DIVERGENCE, self.name, f"own state at seq {seq} differs from 2f+1 others")
         elif self.last_committed < seq:
             self._start_fetch(seq)  # 2f+1 replicas are past us: catch up (§4.3)
+
+    def _fetch_what_f_plus_one_vouch_for(self) -> None:
+        """A timer ran out: if f+1 matching checkpoints (so one honest replica's) stand above
+        what this replica committed, fetch the certified batches it lacks. Waiting for 2f+1
+        may be waiting for ever: with one replica silent, this replica's own vote may be the
+        one the checkpoint lacks, while the primary, its window full, waits for that
+        checkpoint too (a simulator schedule, seed 97001874)."""
+        votes = self.checkpoint_votes
+        vouched = [seq for seq in votes.seqs() if seq > max(self.last_committed, self.low)
+                   and votes.best_digest(seq)[1] > self.f]
+        if vouched:
+            self._start_fetch(max(vouched))
 
     def _make_stable(self, state: CheckpointState, proof: tuple[Checkpoint, ...]) -> None:
         """The checkpoint at ``state.seq`` is stable: move the watermarks and collect garbage."""

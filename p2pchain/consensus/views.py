@@ -188,6 +188,7 @@ class ViewsMixin:
     def _on_view_change_timer(self) -> None:
         if self.active:
             return
+        self._fetch_what_f_plus_one_vouch_for()   # behind while it waits: catch up meanwhile
         if self.quorum_seen_view == self.view:
             # 2f+1 moved but no NEW-VIEW came: the next primary is faulty too (rule 1).
             self.view_change_timeout_ms = min(2 * self.view_change_timeout_ms,

@@ -67,18 +67,44 @@ def test_checkpoints_with_different_digests_do_not_make_a_quorum(cluster):
     assert replica.low == 0
 
 
-def test_replica_behind_f_plus_one_checkpoints_asks_its_peers_for_state(cluster):
-    # One checkpoint may be a faulty replica's claim; f+1 are one honest replica's word. A
-    # replica that waits for 2f+1 before it fetches may wait for ever: with one replica
-    # silent, its own vote is the one the checkpoint lacks, and the primary, its window
-    # full, waits for that checkpoint too (a simulator schedule, seed 97001874).
+def test_replica_behind_a_stable_checkpoint_asks_its_peers_for_state(cluster):
     replica = cluster.replica("node1")
     state = CheckpointState(4, b"s4", (("alice", 4),))
-    assert not [a for a in replica.handle(Received(1, cluster.checkpoint(state, "node0"))) if type(a) is Broadcast]
-    actions = replica.handle(Received(2, cluster.checkpoint(state, "node2")))
+    replica.handle(Received(1, cluster.checkpoint(state, "node0")))
+    replica.handle(Received(2, cluster.checkpoint(state, "node2")))
+    actions = replica.handle(Received(3, cluster.checkpoint(state, "node3")))
     assert [a.message for a in actions if type(a) is Broadcast] == [
         cluster.sign(FetchRequest(CHANNEL, 0, "node1"))]
+
+
+def test_replica_whose_timer_runs_out_behind_f_plus_one_checkpoints_fetches(cluster):
+    # One checkpoint may be a faulty replica's claim; f+1 are one honest replica's word.
+    # Waiting for 2f+1 may be waiting for ever: with one replica silent, this replica's vote
+    # may be the one the checkpoint lacks, while the primary, its window full, waits for the
+    # checkpoint (simulator seed 97001874). So a timer that runs out fetches at f+1.
+    replica = cluster.replica("node1")
+    state = CheckpointState(4, b"s4", (("alice", 4),))
+    replica.handle(RequestReceived(1, cluster.request(nonce=1)))
+    replica.handle(Received(2, cluster.checkpoint(state, "node0")))
+    lone = replica.handle(TimerFired(3, TIMER_REQUEST))
+    assert not [a for a in lone if type(a) is Broadcast and type(a.message) is FetchRequest]
+    replica.handle(Received(4, cluster.checkpoint(state, "node2")))      # f+1: no fetch yet, no timer out
+    assert not replica.fetching
+    actions = replica.handle(TimerFired(5, TIMER_REQUEST))
+    assert cluster.sign(FetchRequest(CHANNEL, 0, "node1")) in [a.message for a in actions if type(a) is Broadcast]
     assert replica.low == 0 and replica.fetching     # not stable before 2f+1
+
+
+def test_replica_alone_in_a_view_change_behind_f_plus_one_checkpoints_fetches_meanwhile(cluster):
+    from p2pchain.consensus.events import TIMER_VIEW_CHANGE
+
+    replica = cluster.replica("node1")
+    replica._start_view_change(1)
+    state = CheckpointState(4, b"s4", (("alice", 4),))
+    for t, sender in enumerate(("node0", "node2")):
+        replica.handle(Received(t, cluster.checkpoint(state, sender)))
+    actions = replica.handle(TimerFired(5, TIMER_VIEW_CHANGE))
+    assert cluster.sign(FetchRequest(CHANNEL, 0, "node1")) in [a.message for a in actions if type(a) is Broadcast]
 
 
 def test_state_transfer_installs_a_proven_checkpoint_then_executes_certified_batches(cluster):
