@@ -21,7 +21,8 @@ on them (the ``Persist`` action is write-ahead):
 
 Lost on a crash, and rebuilt by protocol: pending client requests (clients retransmit),
 timers, other replicas' checkpoint and view-change votes (they retransmit), state-transfer
-progress (a replica restarted below its stable checkpoint fetches that state again). An *amnesiac* restart keeps nothing; the simulator counts it against f.
+progress (a replica restarted below its stable checkpoint fetches that state again). An
+*amnesiac* restart keeps nothing; the simulator counts it against f.
 """
 
 from __future__ import annotations

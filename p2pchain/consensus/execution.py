@@ -111,9 +111,7 @@ class ExecutionMixin:
 
     def _check_stable(self, seq: int) -> None:
         d, count = self.checkpoint_votes.best_digest(seq)
-        if d is None or seq <= self.low:
-            return
-        if count < self.ctx.quorum:
+        if d is None or count < self.ctx.quorum or seq <= self.low:
             return
         own = self.own_states.get(seq)
         if own is not None:
