@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 from p2pchain.consensus.durable import DurableState, decode_durable_state
 from p2pchain.consensus.journal import DurableJournal, replay
-from p2pchain.ledger.sql import rollback
+from p2pchain.ledger.sql import transaction
 
 __all__ = ["DurableReplicaStore", "ChannelPersister", "SNAPSHOT_SLACK_BYTES", "Statements", "commit_group"]
 
@@ -117,15 +117,10 @@ def commit_group(conn: sqlite3.Connection, group: list[tuple[Statements, Future]
     """Run the writes of ``group`` in one transaction, then settle their futures: all done
     (on disk: ``synchronous=FULL``), or all failed with the error and none written."""
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             for statements, _ in group:
                 for sql, params in statements:
                     conn.execute(sql, params)
-            conn.execute("COMMIT")
-        except BaseException:
-            rollback(conn)
-            raise
     except Exception as exc:  # a disk or database failure: every write of the group failed
         for _, future in group:
             future.set_exception(exc)

@@ -36,7 +36,7 @@ from p2pchain.client import read_bounded, read_status
 from p2pchain.encoding import EncodingError, decode, encode
 from p2pchain.genesis import CHANNELS, Genesis
 from p2pchain.ledger.block import Block
-from p2pchain.ledger.sql import rollback
+from p2pchain.ledger.sql import transaction
 from p2pchain.ledger.store import ChannelLedger, ledger_path
 from p2pchain.ledger.transaction import Transaction, TransactionRefused, validate_transaction
 from p2pchain.net.peers import PEER_PATH, PeerNetwork
@@ -159,15 +159,9 @@ class TxIndex:
     def add(self, channel: str, height: int, committed: list) -> None:
         """Index ``committed``: the (position, transaction, result) of block ``height``."""
         rows = [(channel, tx.tx_id, height, position) for position, tx, _ in committed]
-        conn = self._conn
-        conn.execute("BEGIN")
-        try:
+        with transaction(self._conn, "BEGIN") as conn:
             conn.executemany("INSERT OR IGNORE INTO tx_index VALUES (?, ?, ?, ?)", rows)
             conn.execute("INSERT OR REPLACE INTO tx_indexed VALUES (?, ?)", (channel, height))
-            conn.execute("COMMIT")
-        except BaseException:
-            rollback(conn)
-            raise
 
     def find(self, channel: str, tx_id: bytes) -> tuple[int, int] | None:
         row = self._conn.execute("SELECT height, position FROM tx_index WHERE channel = ? AND tx_id = ?",

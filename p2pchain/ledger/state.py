@@ -31,7 +31,7 @@ from typing import Iterable, Iterator, Mapping
 
 from ..encoding import EncodingError, decode, encode
 from .smt import EMPTY, MerkleProof, SparseMerkleTree, key_path, leaf_hash, root_of_sorted_leaves
-from .sql import rollback
+from .sql import transaction
 
 __all__ = ["StateError", "StagedWrites", "WorldState", "HistoricalView", "SCAN_PAGE"]
 
@@ -150,23 +150,20 @@ class WorldState:
         """
         if self.applied_height != -1:
             raise StateError(f"install needs an empty state, this one is at height {self.applied_height}")
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            for batch in batches:
-                staged = self.stage({(ns, key): value for ns, key, value in batch})
-                conn.executemany("INSERT INTO state (path, ns, key, value) VALUES (?, ?, ?, ?)", staged.rows)
-                conn.executemany("INSERT INTO history (ns, key, height, value) VALUES (?, ?, ?, ?)",
-                                 [(ns, key, height, value) for _, ns, key, value in staged.rows])
-                self._tree.update(staged.changes)
-            root = self._tree.root
-            if root != expected_root:
-                raise StateError("the entries do not have the expected state root")
-            self._record(height, root)
-            conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('history_from', ?)", (encode(height),))
-            conn.execute("COMMIT")
+            with transaction(self._conn) as conn:
+                for batch in batches:
+                    staged = self.stage({(ns, key): value for ns, key, value in batch})
+                    conn.executemany("INSERT INTO state (path, ns, key, value) VALUES (?, ?, ?, ?)", staged.rows)
+                    conn.executemany("INSERT INTO history (ns, key, height, value) VALUES (?, ?, ?, ?)",
+                                     [(ns, key, height, value) for _, ns, key, value in staged.rows])
+                    self._tree.update(staged.changes)
+                root = self._tree.root
+                if root != expected_root:
+                    raise StateError("the entries do not have the expected state root")
+                self._record(height, root)
+                conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('history_from', ?)", (encode(height),))
         except BaseException:
-            rollback(conn)
             self._tree.forget()
             raise
         return root
@@ -211,18 +208,15 @@ class WorldState:
         staged = writes if isinstance(writes, StagedWrites) else self.stage(writes)
         writes, changes, rows = staged.writes, staged.changes, staged.rows
         gone = [(path,) for path, lh in changes if lh is None]
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany("DELETE FROM state WHERE path = ?", gone)
-            conn.executemany("INSERT OR REPLACE INTO state (path, ns, key, value) VALUES (?, ?, ?, ?)", rows)
-            conn.executemany("INSERT INTO history (ns, key, height, value) VALUES (?, ?, ?, ?)",
-                             [(ns, key, height, value) for (ns, key), value in writes.items()])
-            root = self._tree.update(changes)
-            self._record(height, root)
-            conn.execute("COMMIT")
+            with transaction(self._conn) as conn:
+                conn.executemany("DELETE FROM state WHERE path = ?", gone)
+                conn.executemany("INSERT OR REPLACE INTO state (path, ns, key, value) VALUES (?, ?, ?, ?)", rows)
+                conn.executemany("INSERT INTO history (ns, key, height, value) VALUES (?, ?, ?, ?)",
+                                 [(ns, key, height, value) for (ns, key), value in writes.items()])
+                root = self._tree.update(changes)
+                self._record(height, root)
         except BaseException:
-            rollback(conn)
             self._tree.forget()
             raise
         return root

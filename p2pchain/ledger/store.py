@@ -39,7 +39,7 @@ from ..encoding import decode, encode
 from ..genesis import Genesis
 from ..ordering import Batch, CommitCertificate
 from .block import Anchor, Block, BlockError, BlockOutputs, Header, TxResult, genesis_block, make_header
-from .sql import rollback
+from .sql import transaction
 from .state import StagedWrites, StateError, WorldState
 from .transaction import (
     NONCE_NAMESPACE, Transaction, TransactionRefused, nonce_writes, nothing_verified, read_nonce,
@@ -406,17 +406,12 @@ class ChannelLedger:
     def _insert(self, block: Block, certificate: CommitCertificate | None) -> None:
         conn = self._conn
         conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             conn.execute(
                 "INSERT INTO blocks (height, hash, header, body, certificate) VALUES (?, ?, ?, ?, ?)",
                 (block.height, block.hash, block.header.to_bytes(), block.body_bytes(),
                  None if certificate is None else encode(certificate.to_value())),
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            rollback(conn)
-            raise
         conn.execute("PRAGMA synchronous=NORMAL")
 
     def blocks(self, start: int = 0, end: int | None = None) -> Iterator[StoredBlock]:
