@@ -309,8 +309,10 @@ class NodeAnchoring:
     def _for_a_halted_channel(self, engine, message: Any) -> bool:
         if engine.halted:
             return True
+        if type(message) is not PrePrepare:   # most messages: no set built on the way
+            return False
         halted = {name for name, other in self.engines.items() if other.halted}
-        if not halted or type(message) is not PrePrepare:
+        if not halted:
             return False
         verdict = self.gate.judge(engine.channel, message)
         return verdict.action == "hold" and any(name in halted for name, _ in verdict.waits_for)

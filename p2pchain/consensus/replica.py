@@ -251,11 +251,12 @@ class Replica(ViewsMixin, RecoveryMixin, RequestsMixin, ExecutionMixin):
         if name == TIMER_BATCH:
             self._cut_batches(force=True)
         elif name == TIMER_REQUEST:
-            if self.pending:
-                self._fetch_what_f_plus_one_vouch_for()
-            if self.pending and self._request_wait_is_ours():
+            if not self.pending:
+                return
+            self._fetch_what_f_plus_one_vouch_for()
+            if self._request_wait_is_ours():
                 self._set_timer(TIMER_REQUEST, self.view_change_timeout_ms)
-            elif self.active and self.pending:
+            elif self.active:
                 self._trace("request-timeout", view=self.view, pending=len(self.pending))
                 self._start_view_change(self.view + 1)
         elif name == TIMER_VIEW_CHANGE:
