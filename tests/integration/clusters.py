@@ -113,6 +113,11 @@ async def channel_states(cluster: Cluster, name: str) -> dict[str, dict]:
         return (await client.status())["channels"]
 
 
+async def halted_reasons(cluster: Cluster, name: str) -> dict[str, str | None]:
+    """Why each channel halted on node ``name`` (None: it runs)."""
+    return {channel: state["halted"] for channel, state in (await channel_states(cluster, name)).items()}
+
+
 async def restart_and_catch_up(cluster: Cluster, name: str, signers: dict[str, Signer], commits: list, *,
                                through: list[str], value: object = 1) -> None:
     """Stop and start node ``name``; once more records commit, every node agrees, none of
@@ -122,7 +127,7 @@ async def restart_and_catch_up(cluster: Cluster, name: str, signers: dict[str, S
     await cluster.wait_healthy([name], timeout_s=60)
     await commit_records(cluster, signers, 30, commits, through=through, value=value)
     await agree(cluster, timeout_s=120)
-    halted = {channel: state["halted"] for channel, state in (await channel_states(cluster, name)).items()}
+    halted = await halted_reasons(cluster, name)
     assert not any(halted.values()), halted
     await assert_commits_kept(cluster, commits)
 

@@ -23,7 +23,7 @@ from p2pchain.client import Signer
 from p2pchain.consortium import create_consortium
 
 from ..ports import free_port_block
-from .clusters import agree, channel_states, commit_records, deploy_and_resume, restart_and_catch_up, running, verify
+from .clusters import agree, commit_records, deploy_and_resume, halted_reasons, restart_and_catch_up, running, verify
 
 pytestmark = pytest.mark.integration
 PROSUMERS = [f"ev{i:02d}" for i in range(1, 16)]
@@ -53,10 +53,6 @@ def _fill(directory: Path) -> Path:
     return ballast
 
 
-async def _halted(cluster: Cluster, name: str) -> dict[str, str | None]:
-    return {channel: state["halted"] for channel, state in (await channel_states(cluster, name)).items()}
-
-
 async def _refused_halted(cluster: Cluster, name: str) -> float:
     async with aiohttp.ClientSession() as session, session.get(cluster.url(name) + "/metrics") as response:
         text = await response.text()
@@ -82,9 +78,9 @@ def test_a_node_whose_disk_fills_halts_with_the_reason_and_catches_up_once_given
             ballast = _fill(disk)
             for _ in range(40):                      # until a write of node3 fails
                 await commit_records(cluster, signers, 60, commits, through=OTHERS, value=BIG)
-                if all((await _halted(cluster, "node3")).values()):
+                if all((await halted_reasons(cluster, "node3")).values()):
                     break
-            halted = await _halted(cluster, "node3")
+            halted = await halted_reasons(cluster, "node3")
             assert all(halted.values()), halted
             # SQLite's own reason (which write hits the full disk first decides which one),
             # never the failed ROLLBACK's after it
